@@ -1,0 +1,41 @@
+"""Transformer attention decoder: token embedding, absolute positions, N layers, output layer.
+
+Teacher forcing: ``ys_in = <sos> y₁ … y_U`` predicts ``y₁ … y_U <eos>``.
+Hookable names: ``decoders.{task}.layers.{j}`` (output ``(B, U, d)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cka_probe.asr.decoder_layer import TransformerDecoderLayer
+from cka_probe.asr.embedding import PositionalEncoding
+from cka_probe.asr.mask import causal_mask, valid_mask
+
+
+class TransformerDecoder(nn.Module):
+    """``enc (B, T, d), enc_lens (B,), ys_in (B, U), ys_in_lens (B,) -> logits (B, U, V)``."""
+
+    def __init__(self, vocab_size: int, d_model: int, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos_enc = PositionalEncoding(d_model, cfg["dropout"])
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(d_model, cfg["n_heads"], cfg["ffn_dim"], cfg["dropout"], cfg["attention_dropout"])
+            for _ in range(cfg["n_layers"])
+        )
+        self.after_norm = nn.LayerNorm(d_model)
+        self.output_layer = nn.Linear(d_model, vocab_size)
+
+    def forward(
+        self, enc: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor, ys_in_lens: torch.Tensor
+    ) -> torch.Tensor:
+        y, _ = self.pos_enc(self.embed(ys_in))  # (B, U, d)
+        self_mask = causal_mask(ys_in_lens, ys_in.shape[1])  # (B, U, U)
+        enc_mask = valid_mask(enc_lens, enc.shape[1])[:, None, :]  # (B, 1, T)
+        for layer in self.layers:
+            y = layer(y, self_mask, enc, enc_mask)
+        return self.output_layer(self.after_norm(y))
