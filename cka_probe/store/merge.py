@@ -1,0 +1,31 @@
+"""Merge the rank shards of one extraction into a single store file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cka_probe.store.reader import ActivationStore
+from cka_probe.store.writer import StoreWriter
+
+WRITER_KEYS = ("format", "schema_version", "complete", "n_utterances", "n_batches", "streams",
+               "created", "dtype", "compression", "shard", "shards")
+"""Attributes the writer sets itself (or that belong to one shard only)."""
+
+
+def merge_stores(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
+                 block: int = 256) -> Path:
+    """Copy the shards ``paths`` (in order) into one store ``out``, arrays unchanged."""
+    with ActivationStore.open_many(paths) as shards:
+        attrs = {k: v for k, v in shards.attrs.items() if k not in WRITER_KEYS and not k.endswith("_version")}
+        layers = [(s, layer) for s in shards.streams() for layer in shards.layers(s)]
+        metadata = shards.metadata
+        with StoreWriter(out, attrs=attrs, dtype=shards.attrs["dtype"],
+                         compression=shards.attrs["compression"] or None, overwrite=overwrite) as writer:
+            for lo in range(0, len(shards.ids), block):
+                ids = shards.ids[lo: lo + block]
+                acts = {key: (shards.frames(*key, ids)[0], shards.row_counts(*key, ids)) for key in layers}
+                means = {key: shards.means(*key, ids) for key in layers}
+                writer.append(ids, acts, metadata={c: metadata[c].iloc[lo: lo + block].tolist()
+                                                   for c in metadata}, means=means)
+            return writer.finish()
