@@ -1,0 +1,48 @@
+"""Diagonal plots: CKA of layer i against layer i, with bootstrap interval bands.
+
+One panel per comparison of a part (encoder or decoder), every language in
+the same panel (one Okabe–Ito colour each), the layer names of the first model
+on the x axis, and the shared y range [min(0, lowest bound), 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cka_probe.analyze.cross_task import diagonal
+from cka_probe.errors import CKAProbeError
+from cka_probe.figures import style
+
+PANELS_PER_ROW = 3
+
+
+@style.styled
+def diagonal_figure(table: pd.DataFrame, part: str) -> Figure:
+    """CKA by layer (the diagonal of each comparison of ``part``) for all languages, with interval bands."""
+    sub = diagonal(table[table["part"] == part])
+    if sub.empty:
+        raise CKAProbeError(f"the table has no {part} comparisons")
+    comparisons, languages = list(dict.fromkeys(sub["comparison"])), sorted(sub["language"].unique())
+    n_cols = min(PANELS_PER_ROW, len(comparisons))
+    n_rows = -(-len(comparisons) // n_cols)
+    width = style.DOUBLE_COLUMN_IN if n_cols > 1 else style.SINGLE_COLUMN_IN
+    fig, axes = style.panels(n_rows, n_cols, width=width, panel_height=1.6, sharey=True, layout="constrained")
+    low = min(0.0, float(np.nanmin(sub[["cka", "ci_low"]].to_numpy())))
+    for ax, name in zip(axes.flat, comparisons):
+        rows = sub[sub["comparison"] == name].sort_values("index_a")
+        for k, language in enumerate(languages):
+            line = rows[rows["language"] == language]
+            ax.plot(line["index_a"], line["cka"], marker="o", ms=2.5, color=style.colour(k), label=language)
+            ax.fill_between(line["index_a"], line["ci_low"], line["ci_high"], color=style.colour(k), alpha=0.25, lw=0)
+        names = rows.drop_duplicates("index_a")["layer_a"].tolist()
+        ax.set_xlabel(style.layer_ticks(ax.xaxis, names, name.split("-")[0]))
+        ax.set_title(f"{part}: {name}")
+        ax.set_ylim(low, 1.02)
+    for ax in axes.flat[len(comparisons):]:
+        ax.set_axis_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("linear CKA")
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), title="language", loc="outside right upper", frameon=False)
+    return fig

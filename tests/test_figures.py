@@ -1,0 +1,74 @@
+"""Figures from tidy tables: layer names on the axes, one colour scale, non-empty PNG and PDF."""
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from cka_probe.analyze.cross_task import cross_task_arrays
+from cka_probe.errors import CKAProbeError
+from cka_probe.figures import style
+from cka_probe.figures.diagonal import diagonal_figure
+from cka_probe.figures.heatmap import heatmap_figure
+from test_analyze_cross_task import representations
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    tables = [cross_task_arrays(representations(rng, 20), language=lang, n_boot=10, n_perm=0, progress=False).table
+              for lang in ("en", "ko")]  # fmt: skip
+    return pd.concat(tables, ignore_index=True)
+
+
+def axis_names(ax, which):
+    """Full layer names an axis shows: its label's prefix + each tick label."""
+    label = ax.get_ylabel() if which == "y" else ax.get_xlabel()
+    ticks = ax.get_yticklabels() if which == "y" else ax.get_xticklabels()
+    prefix = label.split(" ", 1)[1] if " " in label else ""
+    return [prefix + t.get_text() for t in ticks]
+
+
+def test_heatmap_axes_carry_layer_names_and_share_one_scale(table):
+    fig = heatmap_figure(table, "decoder")
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 2 * 6
+    for ax in panels:
+        language, _, name = ax.get_title().split()[:3]
+        rows = table[(table.language == language) & (table.part == "decoder") & (table.comparison == name)]
+        assert axis_names(ax, "y") == rows.drop_duplicates("index_a").layer_a.tolist()
+        assert axis_names(ax, "x") == rows.drop_duplicates("index_b").layer_b.tolist()
+        np.testing.assert_allclose(ax.images[0].get_array(), rows.pivot(index="index_a", columns="index_b", values="cka"))
+    assert {ax.images[0].get_clim() for ax in panels} == {(0.0, 1.0)}
+    assert sum(1 for ax in fig.axes if ax.get_label() == "<colorbar>") == 1
+
+
+def test_diagonal_plot_draws_each_language_with_its_band(table):
+    fig = diagonal_figure(table, "encoder")
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in panels] == ["encoder: SSO-MSO", "encoder: DO-SSO", "encoder: DO-MSO"]
+    for ax in panels:
+        assert axis_names(ax, "x") == ["encoder.layers.0", "encoder.layers.1", "encoder.layers.2"]
+        assert len(ax.lines) == 2 and len(ax.collections) == 2
+        name = ax.get_title().split(": ")[1]
+        expected = table.query("part == 'encoder' and comparison == @name and language == 'ko' and index_a == index_b")
+        np.testing.assert_allclose(ax.lines[1].get_ydata(), expected.cka)
+
+
+def test_save_writes_non_empty_png_and_pdf(table, tmp_path):
+    paths = style.save(heatmap_figure(table, "encoder"), tmp_path, "enc")
+    assert [p.name for p in paths] == ["enc.png", "enc.pdf"]
+    pixels = matplotlib.image.imread(paths[0])
+    assert pixels.shape[0] > 300 and pixels[..., :3].std() > 0.05
+    assert paths[1].read_bytes().startswith(b"%PDF") and paths[1].stat().st_size > 5000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.pdf", "enc.png"]
+
+
+def test_missing_part_is_an_error(table):
+    with pytest.raises(CKAProbeError, match="no decoder comparisons"):
+        heatmap_figure(table[table.part == "encoder"], "decoder")
+
+
+def test_short_names_split_the_common_prefix():
+    assert style.short_names(["encoder.embed", "encoder.layers.0"]) == ("encoder.", ["embed", "layers.0"])
+    assert style.short_names(["a", "b"]) == ("", ["a", "b"])
