@@ -7,8 +7,9 @@ last finished batch and ends with the same arrays as an uninterrupted run):
    when complete, so ``<out>`` never holds half-written output;
 2. each batch writes its rows, flushes, then records ``n_utterances`` and
    ``n_batches`` in the root attributes and flushes again (the commit);
-3. resuming truncates every dataset back to the committed counts, which drops
-   whatever a killed batch had written, and continues with the next batch.
+3. resuming truncates every dataset back to the committed counts and goes on
+   with the next batch; every write starts at a committed position, so
+   whatever a killed batch had written is dropped or overwritten.
 """
 
 from __future__ import annotations

@@ -1,0 +1,126 @@
+"""A run killed with SIGKILL resumes from the last finished batch and ends bitwise identical.
+
+Run as a script, this file is the extraction that kills itself:
+``python test_store_resume.py OUT forward K`` dies in the model's forward of
+batch K; ``python test_store_resume.py OUT write J`` dies at the J-th dataset
+write, in the middle of a batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from cka_probe.store import partial_path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from test_extract import TOY_LAYERS, ToyEncoderDecoders, teacher_forced, toy_asr_batches  # noqa: E402
+
+N_BATCHES = 6
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+
+
+class CountingModel(ToyEncoderDecoders):
+    """The toy model; counts its forward passes and can kill its own process at pass ``kill_at``."""
+
+    def __init__(self, kill_at: int | None = None):
+        super().__init__()
+        self.calls, self.kill_at = 0, kill_at
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor):
+        if self.calls == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.calls += 1
+        return super().encode(x, lengths)
+
+
+def run(out: Path, model: CountingModel, **kwargs) -> Path:
+    from cka_probe.extract import extract
+
+    return extract(model, toy_asr_batches(N_BATCHES), layers=TOY_LAYERS, out=out, forward=teacher_forced,
+                   attrs={"arch": "do"}, progress=False, **kwargs)
+
+
+def kill_at_write(j: int) -> None:
+    """Make the store writer's ``j``-th dataset write kill the process."""
+    from cka_probe.store import writer
+
+    grow, count = writer._grow, [0]
+
+    def dying_grow(ds, at, values):
+        count[0] += 1
+        if count[0] == j:
+            ds.resize(at + len(values), axis=0)
+            ds[at: at + len(values) // 2 + 1] = values[: len(values) // 2 + 1]
+            os.kill(os.getpid(), signal.SIGKILL)
+        grow(ds, at, values)
+
+    writer._grow = dying_grow
+
+
+def contents(path: Path) -> dict[str, object]:
+    """Every dataset's bytes and every attribute except the creation time."""
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()].tobytes() if obj.dtype.kind != "O"
+                                                         else list(obj.asstr()[()]))
+                     if isinstance(obj, h5py.Dataset) else None)
+        found["attrs"] = {k: v for k, v in f.attrs.items() if k != "created"}
+    return found
+
+
+# 19 dataset writes per batch: the ids, then offsets, data and mean of 6 layers.
+@pytest.mark.parametrize("where, at, done", [("forward", 2, 2), ("write", 3 * 19 + 10, 3)])
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, done):
+    torch.set_num_threads(1)
+    reference = run(tmp_path / "reference.h5", CountingModel())
+    out = tmp_path / "acts.h5"
+    child = subprocess.run([sys.executable, __file__, str(out), where, str(at)],
+                           env=CHILD_ENV, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert partial_path(out).exists() and not out.exists()
+    with h5py.File(partial_path(out), "r") as f:
+        assert f.attrs["n_batches"] == done and not f.attrs["complete"]
+
+    model = CountingModel()
+    run(out, model)
+    assert model.calls == N_BATCHES - done
+    assert not partial_path(out).exists()
+    got, want = contents(out), contents(reference)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert np.array_equal(got[key], want[key]) if key != "attrs" else got[key].keys() == want[key].keys()
+    assert all(np.array_equal(got["attrs"][k], v) for k, v in want["attrs"].items())
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "acts.h5"
+    child = subprocess.run([sys.executable, __file__, str(out), "forward", "1"], env=CHILD_ENV,
+                           capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    from cka_probe.errors import CKAProbeError
+
+    with pytest.raises(CKAProbeError, match="acts.h5.partial: an interrupted extraction with other settings "
+                                            r"\(dtype: 'float32' there, 'float16' now\)"):
+        run(out, CountingModel(), dtype="float16")
+    model = CountingModel()
+    run(out, model, dtype="float16", overwrite=True)
+    assert model.calls == N_BATCHES
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    target, mode, when = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    if mode == "write":
+        kill_at_write(when)
+    run(target, CountingModel(kill_at=when if mode == "forward" else None))
