@@ -6,10 +6,11 @@
 * :func:`entanglement_summary`: what a reader should take from the tables
 """
 
-from cka_probe.analyze.cross_lang import language_differences
-from cka_probe.analyze.cross_task import COMPARISONS, CrossTaskResult, cross_task_arrays, diagonal
+from cka_probe.analyze.cross_lang import cross_lang, language_differences
+from cka_probe.analyze.cross_task import COMPARISONS, CrossTaskResult, cross_task, cross_task_arrays, diagonal
 from cka_probe.analyze.roles import ROLES, assign_roles
 
 __all__ = [
-    "COMPARISONS", "ROLES", "CrossTaskResult", "assign_roles", "cross_task_arrays", "diagonal", "language_differences",
+    "COMPARISONS", "ROLES", "CrossTaskResult", "assign_roles", "cross_lang", "cross_task", "cross_task_arrays",
+    "diagonal", "language_differences",
 ]  # fmt: skip

@@ -9,14 +9,15 @@ p-value, 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), are reported per layer of the diago
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cka_probe.analyze import resample
-from cka_probe.analyze.cross_task import CrossTaskResult, diagonal
+from cka_probe.analyze.cross_task import CrossTaskResult, cross_task_by_language, diagonal
 from cka_probe.errors import CKAProbeError
 
 DIFF_COLUMNS: tuple[str, ...] = (
@@ -55,3 +56,14 @@ def language_differences(results: Mapping[str, CrossTaskResult], *, level: float
         raise CKAProbeError(f"cross-language analysis needs two languages, got {sorted(results)}")
     pairs = combinations(sorted(results), 2)
     return pd.concat([_pair(results[a], results[b], level) for a, b in pairs], ignore_index=True)
+
+
+def cross_lang(stores: Sequence[str | Path], *, level: float = 0.95, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cross-task tables of all languages side by side, and their per-layer differences.
+
+    ``options`` are those of :func:`cka_probe.analyze.cross_task.cross_task_arrays`.
+    Returns ``(table, differences)``.
+    """
+    results = cross_task_by_language(stores, level=level, **options)
+    table = pd.concat([result.table for result in results.values()], ignore_index=True)
+    return table, language_differences(results, level=level)

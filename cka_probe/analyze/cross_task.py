@@ -22,14 +22,16 @@ utterances of the second model (Phipson & Smyth 2010). Both are seeded.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from cka_probe.analyze import resample
+from cka_probe.analyze.load import load_representations
 from cka_probe.analyze.roles import ROLE_STREAMS
 from cka_probe.errors import CKAProbeError
 
@@ -158,6 +160,21 @@ def cross_task_arrays(
     table["estimator"] = "debiased" if debiased else "biased"
     result.table = table[list(COLUMNS)]
     return result
+
+
+def cross_task_by_language(stores: Sequence[str | Path], **options) -> dict[str, CrossTaskResult]:
+    """:func:`cross_task_arrays` for every language found in ``stores`` (files or folders of ``.h5``).
+
+    ``options`` are those of :func:`cross_task_arrays` except ``language``.
+    """
+    reps = load_representations(stores)
+    return {language: cross_task_arrays(r, language=language, **options) for language, r in reps.items()}
+
+
+def cross_task(stores: Sequence[str | Path], **options) -> pd.DataFrame:
+    """The tidy cross-task table (columns :data:`COLUMNS`) of every language in ``stores``."""
+    results = cross_task_by_language(stores, **options)
+    return pd.concat([result.table for result in results.values()], ignore_index=True)
 
 
 def diagonal(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,83 @@
+"""The cross-task set read from activation stores written with the store's own writer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cka_probe.analyze.cross_lang import cross_lang
+from cka_probe.analyze.cross_task import cross_task, diagonal
+from cka_probe.errors import CKAProbeError
+from cka_probe.store import StoreWriter
+
+N_UTT, DIM = 24, 6
+ROLE_ATTRS = {"sso": ("so", ["surface"]), "mso": ("so", ["meaning"]), "do": ("do", ["surface", "meaning"])}
+STREAMS = {"sso": ["encoder", "decoder/surface"], "mso": ["encoder", "decoder/meaning"],
+           "do": ["encoder", "decoder/surface", "decoder/meaning"]}  # fmt: skip
+
+
+def frames(seed, n_layers):
+    """Per-utterance frame rows (lengths 2..5) of ``n_layers`` layers, seeded."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 6, N_UTT)
+    return lengths, [rng.standard_normal((lengths.sum(), DIM)) for _ in range(n_layers)]
+
+
+def write_store(path, role, language, *, encoder_seed, order=None, seed=0):
+    """A store of one role; its encoder rows come from ``encoder_seed``, utterances in ``order``."""
+    arch, tasks = ROLE_ATTRS[role]
+    order = np.arange(N_UTT) if order is None else order
+    layers = {}
+    for k, stream in enumerate(STREAMS[role]):
+        n_layers, prefix = (3, "encoder.layers") if stream == "encoder" else (2, f"decoders.{stream[8:]}.layers")
+        lengths, rows = frames(encoder_seed if stream == "encoder" else seed * 10 + k, n_layers)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        for i, x in enumerate(rows):
+            chunks = [x[starts[u] : starts[u + 1]] for u in order]
+            layers[stream, f"{prefix}.{i}"] = (np.concatenate(chunks), lengths[order])
+    with StoreWriter(path, attrs={"arch": arch, "tasks": tasks, "language": language}) as writer:
+        writer.append([f"{language}-{u}" for u in order], layers)
+        writer.finish()
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """en: DO encoder identical to SSO's, utterances stored in reverse order; ko: all independent."""
+    root = tmp_path_factory.mktemp("acts")
+    for language, do_seed in (("en", 1), ("ko", 4)):
+        (root / language).mkdir()
+        write_store(root / language / "sso.h5", "sso", language, encoder_seed=1, seed=1)
+        write_store(root / language / "mso.h5", "mso", language, encoder_seed=2, seed=2)
+        write_store(root / language / "do.h5", "do", language, encoder_seed=do_seed, order=np.arange(N_UTT)[::-1], seed=3)
+    return root
+
+
+def test_roles_and_alignment_by_id_give_cka_one_where_encoders_are_identical(run_dir):
+    table = cross_task([run_dir], n_boot=20, n_perm=20, progress=False)
+    assert set(table.language) == {"en", "ko"} and (table.n == N_UTT).all()
+    en = diagonal(table.query("language == 'en' and part == 'encoder' and comparison == 'DO-SSO'"))
+    np.testing.assert_allclose(en.cka, 1.0, atol=1e-6)
+    ko = diagonal(table.query("language == 'ko' and part == 'encoder' and comparison == 'DO-SSO'"))
+    assert (ko.cka < 0.9).all()
+    assert list(en.layer_a) == ["encoder.layers.0", "encoder.layers.1", "encoder.layers.2"]
+
+
+def test_cross_lang_differences_show_the_entangled_language(run_dir):
+    table, diff = cross_lang([run_dir], n_boot=50, n_perm=0, progress=False)
+    do_sso = diff.query("part == 'encoder' and comparison == 'DO-SSO'")
+    assert (do_sso.language_a == "en").all() and (do_sso.ci_low > 0).all()
+    assert len(table) == len(cross_task([run_dir], n_boot=0, n_perm=0, progress=False))
+
+
+def test_missing_role_names_the_language(tmp_path, run_dir):
+    for role in ("sso", "mso"):
+        (tmp_path / f"{role}.h5").write_bytes((run_dir / "en" / f"{role}.h5").read_bytes())
+    with pytest.raises(CKAProbeError, match="language 'en': no DO model"):
+        cross_task([tmp_path], progress=False)
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    with pytest.raises(CKAProbeError, match="no .h5 stores"):
+        cross_task([tmp_path], progress=False)
+    with pytest.raises(CKAProbeError, match="nothing.h5: no such store"):
+        cross_task([tmp_path / "nothing.h5"], progress=False)
