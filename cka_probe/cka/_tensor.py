@@ -1,0 +1,111 @@
+"""Input conversion, validation and the engine's dtype/device policy.
+
+Inputs are numpy arrays or torch tensors of shape ``(n, d)``: n samples (rows)
+by d features. The *working dtype* is the dtype of the large matrix products:
+
+* ``dtype=None`` (default): float64 when any input is float64 (numpy's
+  default) on CPU; float32 when every input is float32 or narrower, and always
+  float32 on CUDA. TF32 stays off on CUDA.
+* ``"float64"`` / ``"float32"`` force one; ``"tf32"`` is float32 with TF32
+  tensor-core matmuls allowed on CUDA (about 1e-3 relative error per product).
+
+Whatever the working dtype, data are centred (or shifted by a float64 mean)
+before any product, every sum over products is accumulated in float64, and the
+returned numbers are float64. See ``docs/engine.md`` for the measured error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from cka_probe.errors import CKAProbeError
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32, "tf32": torch.float32}
+
+
+def named_layers(layers: Mapping | Sequence, side: str) -> dict:
+    """Layer name -> array; a sequence is named ``0 .. L-1``."""
+    if isinstance(layers, Mapping):
+        named = dict(layers)
+    elif isinstance(layers, Sequence) and not isinstance(layers, (str, bytes)):
+        named = dict(enumerate(layers))
+    else:
+        raise CKAProbeError(f"{side}: expected a dict of layer name -> array or a list of arrays, got {type(layers).__name__}")
+    if not named:
+        raise CKAProbeError(f"{side}: no layers given")
+    return named
+
+
+def as_matrix(a, label: str, device: torch.device | str | None = None) -> torch.Tensor:
+    """Convert ``a`` to a finite floating tensor ``(n, d)`` on ``device``.
+
+    float64 and float32 keep their dtype (no copy for numpy float32 on CPU);
+    narrower floats become float32, integers and booleans float64.
+    """
+    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a))
+    if t.is_complex():
+        raise CKAProbeError(f"{label}: complex values are not supported")
+    if t.ndim != 2:
+        raise CKAProbeError(f"{label}: expected a 2-D array (rows x features), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise CKAProbeError(f"{label}: empty array of shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    elif t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)
+    t = t.detach().to(device) if device is not None else t.detach()
+    if not bool(torch.isfinite(t).all()):
+        raise CKAProbeError(f"{label}: contains NaN or Inf")
+    return t
+
+
+def common_rows(tensors: Mapping[str, torch.Tensor]) -> int:
+    """The shared number of rows n; a ``CKAProbeError`` naming the odd layer otherwise."""
+    labels = list(tensors)
+    n = tensors[labels[0]].shape[0]
+    for label in labels[1:]:
+        if tensors[label].shape[0] != n:
+            raise CKAProbeError(
+                f"{label} has {tensors[label].shape[0]} rows but {labels[0]} has {n}: rows must be the same samples"
+            )
+    return n
+
+
+def is_constant(x: torch.Tensor) -> bool:
+    """True when every row of ``x (n, d)`` equals the first: a zero-variance representation."""
+    return bool((x == x[:1]).all())
+
+
+def resolve_device(device, tensors: Sequence[torch.Tensor]) -> torch.device:
+    """The requested device, else the first tensor's device."""
+    return torch.device(device) if device is not None else tensors[0].device
+
+
+def working_dtype(dtype, tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.dtype, bool]:
+    """``(matmul dtype, allow TF32)`` under the policy in this module's docstring."""
+    if dtype is None:
+        if device.type == "cuda" or all(t.dtype != torch.float64 for t in tensors):
+            return torch.float32, False
+        return torch.float64, False
+    key = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    if key not in _DTYPES:
+        raise CKAProbeError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[key], key == "tf32"
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, allow_tf32: bool) -> Iterator[None]:
+    """Set CUDA's TF32 matmul switch for the duration of a computation, then restore it."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
