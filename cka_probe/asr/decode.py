@@ -180,3 +180,33 @@ def _enough_ended(finished: list[_Hyp], beam: int) -> bool:
     outrank the ended ones, so this is a heuristic bound, as in most toolkits.
     """
     return len(finished) >= beam
+
+
+@torch.no_grad()
+def transcribe(
+    model, tokenizers: dict, feats: torch.Tensor, feat_lens: torch.Tensor, tasks: tuple[str, ...],
+    *, decoding: str = "attention", beam: int = 1,
+) -> dict[str, list[str]]:
+    """Texts of a batch for each of ``tasks``: feats (B, T, 80) normalised, feat_lens (B,).
+
+    ``decoding="ctc"`` reads the CTC head (on ``model.ctc_task``'s targets);
+    ``"attention"`` runs that task's decoder, greedily for ``beam == 1``.
+    """
+    enc, enc_lens = model.encode(feats, feat_lens)  # (B, T', D), (B,)
+    texts = {}
+    for task in tasks:
+        ids = _decode_ids(model, task, enc, enc_lens, tokenizers[task], decoding, beam)
+        texts[task] = [tokenizers[task].decode(seq) for seq in ids]
+    return texts
+
+
+def _decode_ids(model, task, enc, enc_lens, tokenizer, decoding: str, beam: int) -> list[list[int]]:
+    if decoding == "ctc":
+        if task != model.ctc_task:
+            raise CKAProbeError(f"the CTC head decodes '{model.ctc_task}', not '{task}'")
+        return ctc_greedy(model.ctc_log_probs(enc), enc_lens, blank=tokenizer.blank)
+    if decoding != "attention":
+        raise CKAProbeError(f"decoding must be 'attention' or 'ctc', got '{decoding}'")
+    if beam == 1:
+        return attention_greedy(model, task, enc, enc_lens, sos_eos=tokenizer.sos_eos)
+    return attention_beam(model, task, enc, enc_lens, sos_eos=tokenizer.sos_eos, beam=beam)

@@ -1,0 +1,290 @@
+"""Training of the bundled single-output (SO) and dual-output (DO) CTC-attention models.
+
+One epoch = one pass over the training manifest in length-grouped, shuffled
+batches (``TrainBatches``), SpecAugmented (Park et al. 2019). Each step:
+
+    L = Σ_k w_k L_k                  (model.forward: CTC + attention losses, label smoothing)
+    g ← clip(∇L, ‖g‖₂ ≤ clip)       (Pascanu et al. 2013)
+    θ ← AdamW(θ, g, lr(step))        (Loshchilov & Hutter 2019; lr: warm-up + cosine, schedule.py)
+
+After each epoch the model is scored on the validation manifest: the same
+losses without SpecAugment or dropout, and the CER of greedy attention
+decoding per task. ``out_dir`` receives
+
+- ``last.pt``: the latest epoch, with the optimizer state, the step count and
+  the torch RNG state, so that ``resume=True`` continues exactly (the data
+  order and the SpecAugment masks are functions of ``(seed, epoch)``);
+- ``best.pt``: the epoch with the lowest validation loss (the weighted sum,
+  the quantity training minimises; less noisy than the CER of a small set);
+- ``log.csv``: one row per epoch (:func:`log_columns`).
+
+Determinism: a fixed seed fixes initialisation, data order, SpecAugment and
+dropout; results are bitwise repeatable for the same thread count on CPU.
+Parameters, features and losses are float32 (the models' dtype); the lr
+schedule and the logged means are Python floats (float64).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from cka_probe.asr.cer import char_errors, normalize_text, percent
+from cka_probe.asr.checkpoint import load_state, read_checkpoint, save_checkpoint
+from cka_probe.asr.cmvn import GlobalCMVN
+from cka_probe.asr.config import load_config
+from cka_probe.asr.data import TrainBatches, build_tokenizers, load_features
+from cka_probe.asr.decode import transcribe
+from cka_probe.asr.model import build_model
+from cka_probe.asr.schedule import warmup_cosine
+from cka_probe.asr.tokenizer import CharTokenizer
+from cka_probe.data.manifest import read_manifest
+from cka_probe.errors import CKAProbeError
+
+
+def train(
+    *,
+    arch: str,
+    task: str | None = None,
+    train_manifest: str | Path,
+    valid_manifest: str | Path,
+    config: str | Path | dict[str, Any],
+    out_dir: str | Path,
+    resume: bool = False,
+    seed: int | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    max_minutes: float | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Train an SO (``task`` surface|meaning) or DO model; returns the path of ``best.pt``.
+
+    ``config`` is a named config (``tiny``, ``paper``), a JSON path or a dict;
+    ``seed``, ``epochs`` and ``lr`` override its ``train`` section.
+    ``max_minutes`` bounds the wall time: after the first epoch the number of
+    epochs is cut to what fits, so that the lr decay still completes.
+    With ``resume=True`` training continues from ``out_dir/last.pt`` with its
+    config (``epochs`` may be raised to train longer).
+    """
+    out_dir = Path(out_dir)
+    tasks = tasks_for(arch, task)
+    last = read_checkpoint(out_dir / "last.pt") if resume else None
+    config = resolved_config(last["config"] if last else config, seed=seed, epochs=epochs, lr=lr)
+    if last is not None:
+        check_resumable(last, arch, tasks, out_dir / "last.pt")
+    torch.manual_seed(config["train"]["seed"])
+    run = Run.prepare(arch, tasks, config, Path(train_manifest), Path(valid_manifest), last, device)
+    return run.fit(out_dir, max_minutes)
+
+
+def tasks_for(arch: str, task: str | None) -> tuple[str, ...]:
+    """The tasks a model trains: SO needs ``task``; DO trains surface and meaning."""
+    if arch == "so":
+        if task not in ("surface", "meaning"):
+            raise CKAProbeError("a single-output model needs --task surface or --task meaning")
+        return (task,)
+    if arch == "do":
+        if task is not None:
+            raise CKAProbeError("a dual-output model trains both tasks; drop --task")
+        return ("surface", "meaning")
+    raise CKAProbeError(f"arch must be 'so' or 'do', got '{arch}'")
+
+
+def resolved_config(
+    config: str | Path | dict[str, Any], *, seed: int | None, epochs: int | None, lr: float | None
+) -> dict[str, Any]:
+    """A copy of the config with the given overrides written into its ``train`` section."""
+    config = copy.deepcopy(config) if isinstance(config, dict) else load_config(config)
+    overrides = {"seed": seed, "epochs": epochs, "lr": lr}
+    config["train"].update({k: v for k, v in overrides.items() if v is not None})
+    return config
+
+
+def check_resumable(last: dict[str, Any], arch: str, tasks: tuple[str, ...], path: Path) -> None:
+    """``last.pt`` must be a training checkpoint of the same arch and tasks."""
+    if (last["arch"], tuple(last["tasks"])) != (arch, tasks):
+        raise CKAProbeError(f"{path}: holds a {last['arch']} model of {last['tasks']}, not {arch} of {list(tasks)}")
+    if "optimizer" not in last or "train_state" not in last.get("extra", {}):
+        raise CKAProbeError(f"{path}: has no optimizer or training state to resume from")
+
+
+def log_columns(tasks: tuple[str, ...]) -> list[str]:
+    """Columns of ``log.csv``: losses as means per utterance, CER in percent."""
+    losses = ["loss", "ctc", *(f"att_{t}" for t in tasks)]
+    return ["epoch", "step", "lr", *(f"train_{k}" for k in losses), *(f"valid_{k}" for k in losses),
+            *(f"valid_cer_{t}" for t in tasks), "seconds"]
+
+
+class Run:
+    """The state of one training run: data, model, optimizer, counters."""
+
+    def __init__(self, *, config, model, optimizer, tokenizers, cmvn, train_set, valid_set, valid_refs, device):
+        self.config, self.model, self.optimizer = config, model, optimizer
+        self.tokenizers, self.cmvn = tokenizers, cmvn
+        self.train_set, self.valid_set, self.valid_refs = train_set, valid_set, valid_refs
+        self.device = device
+        self.epoch, self.step, self.best_loss = 0, 0, math.inf
+        self.log_rows: list[dict[str, Any]] = []
+
+    @classmethod
+    def prepare(cls, arch, tasks, config, train_manifest: Path, valid_manifest: Path, last, device) -> Run:
+        """Read the data, build tokenizers, CMVN, model and optimizer (from ``last`` when resuming)."""
+        train_rows, valid_rows = read_manifest(train_manifest), read_manifest(valid_manifest)
+        check_language(train_rows, train_manifest, valid_rows, valid_manifest)
+        train_feats = load_features(train_rows, config["features"], desc="fbank train")
+        if last is None:
+            tokenizers = build_tokenizers(train_rows, tasks, config["tokenizer"]["korean_unit"])
+            cmvn = GlobalCMVN.from_features(train_feats)
+        else:
+            tokenizers = {t: CharTokenizer.from_dict(s) for t, s in last["tokenizers"].items()}
+            cmvn = GlobalCMVN.from_dict(last["cmvn"])
+        tc = config["train"]
+        train_set = TrainBatches(train_rows, train_feats, tokenizers, cmvn, tc["batch_size"], seed=tc["seed"],
+                                 spec_augment=tc.get("spec_augment"))
+        valid_set = TrainBatches(valid_rows, load_features(valid_rows, config["features"], desc="fbank valid"),
+                                 tokenizers, cmvn, tc["batch_size"], seed=tc["seed"])
+        model = build_model(config, arch, tasks, {t: tok.vocab_size for t, tok in tokenizers.items()}).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
+                                      weight_decay=tc["weight_decay"])
+        run = cls(config=config, model=model, optimizer=optimizer, tokenizers=tokenizers, cmvn=cmvn,
+                  train_set=train_set, valid_set=valid_set,
+                  valid_refs={r["id"]: r for r in valid_rows}, device=device)
+        if last is not None:
+            run.restore(last)
+        return run
+
+    def restore(self, last: dict[str, Any]) -> None:
+        """Weights, optimizer, counters, log and RNG state of ``last.pt``."""
+        load_state(self.model, last["model_state"], "last.pt")
+        self.optimizer.load_state_dict(last["optimizer"])
+        state = last["extra"]["train_state"]
+        self.epoch, self.step, self.best_loss = last["epoch"], state["step"], state["best_loss"]
+        self.log_rows = [row for row in state["log"] if row["epoch"] <= self.epoch]
+        torch.set_rng_state(state["rng"])
+
+    def lr_at(self, step: int) -> float:
+        tc = self.config["train"]
+        total = tc["epochs"] * len(self.train_set)
+        return warmup_cosine(step, peak=tc["lr"], warmup=tc["warmup_steps"], total=total)
+
+    def fit(self, out_dir: Path, max_minutes: float | None) -> Path:
+        """Train until ``config.train.epochs`` (or the time budget); returns ``best.pt``."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        started, first_epoch = time.perf_counter(), self.epoch
+        while self.epoch < self.config["train"]["epochs"]:
+            epoch_start = time.perf_counter()
+            self.epoch += 1
+            row = {"epoch": self.epoch} | prefixed("train", self.train_epoch()) | prefixed("valid", self.validate())
+            row |= {"step": self.step, "lr": self.lr_at(self.step - 1), "seconds": round(time.perf_counter() - epoch_start, 3)}
+            self.log_rows.append(row)
+            self.save(out_dir, row)
+            if max_minutes is not None:
+                self.fit_budget(max_minutes * 60, time.perf_counter() - started, self.epoch - first_epoch)
+        if not (out_dir / "best.pt").is_file():
+            raise CKAProbeError(f"{out_dir}: no epoch was trained (epochs = {self.config['train']['epochs']})")
+        return out_dir / "best.pt"
+
+    def fit_budget(self, budget_s: float, elapsed_s: float, done: int) -> None:
+        """Cut the planned epochs to those that fit ``budget_s``, at the mean time of the ``done`` epochs so far."""
+        mean_epoch = elapsed_s / done
+        fits = self.epoch + int((budget_s - elapsed_s) // mean_epoch)
+        self.config["train"]["epochs"] = max(self.epoch, min(self.config["train"]["epochs"], fits))
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training batches; mean losses per utterance."""
+        self.model.train()
+        sums: dict[str, float] = defaultdict(float)
+        batches = tqdm(self.train_set.epoch(self.epoch), total=len(self.train_set),
+                       desc=f"epoch {self.epoch}", unit="batch", leave=False)
+        for batch in batches:
+            losses = self.train_step(batch)
+            for name, value in losses.items():
+                sums[name] += value * len(batch["ids"])
+            batches.set_postfix(loss=f"{losses['loss']:.3f}")
+        return {name: total / len(self.train_set.ids) for name, total in sums.items()}
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Forward, backward, clip, AdamW step at this step's lr; the losses as floats."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        losses = self.model(*model_inputs(batch, self.device))
+        if not torch.isfinite(losses["loss"]):
+            raise CKAProbeError(f"non-finite loss at epoch {self.epoch}, step {self.step}, "
+                                f"utterances {', '.join(batch['ids'])}")
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config["train"]["clip"])
+        self.optimizer.step()
+        self.step += 1
+        return {name: float(value.detach()) for name, value in losses.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean validation losses per utterance and greedy-attention CER (%) per task."""
+        self.model.eval()
+        sums: dict[str, float] = defaultdict(float)
+        for batch in self.valid_set.epoch(0):
+            feats, feat_lens, targets, target_lens = model_inputs(batch, self.device)
+            for name, value in self.model(feats, feat_lens, targets, target_lens).items():
+                sums[name] += float(value) * len(batch["ids"])
+            hyps = transcribe(self.model, self.tokenizers, feats, feat_lens, self.model.tasks)
+            for task, texts in hyps.items():
+                refs = [self.valid_refs[uid][task] for uid in batch["ids"]]
+                sums[f"errors_{task}"] += sum(char_errors(r, h) for r, h in zip(refs, texts))
+                sums[f"chars_{task}"] += sum(len(normalize_text(r)) for r in refs)
+        n = len(self.valid_set.ids)
+        means = {name: sums[name] / n for name in ("loss", "ctc", *(f"att_{t}" for t in self.model.tasks))}
+        return means | {f"cer_{t}": percent(sums[f"errors_{t}"], sums[f"chars_{t}"]) for t in self.model.tasks}
+
+    def save(self, out_dir: Path, row: dict[str, Any]) -> None:
+        """``last.pt`` (with training state), ``best.pt`` if the validation loss improved, ``log.csv``."""
+        improved = row["valid_loss"] < self.best_loss
+        self.best_loss = min(self.best_loss, row["valid_loss"])
+        state = {"step": self.step, "best_loss": self.best_loss, "log": self.log_rows, "rng": torch.get_rng_state()}
+        common = dict(model=self.model, config=self.config, tokenizers=self.tokenizers, cmvn=self.cmvn,
+                      epoch=self.epoch, metrics=row)
+        save_checkpoint(out_dir / "last.pt", **common, optimizer=self.optimizer, extra={"train_state": state})
+        if improved:
+            save_checkpoint(out_dir / "best.pt", **common)
+        write_log(out_dir / "log.csv", self.log_rows, log_columns(self.model.tasks))
+
+
+def model_inputs(batch: dict[str, Any], device: str) -> tuple:
+    """``(feats (B, T, 80), feat_lens (B,), targets {task: (B, L)}, target_lens {task: (B,)})`` on ``device``."""
+    return (batch["feats"].to(device), batch["feat_lens"].to(device),
+            {t: y.to(device) for t, y in batch["targets"].items()},
+            {t: n.to(device) for t, n in batch["target_lens"].items()})
+
+
+def prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{name}": value for name, value in values.items()}
+
+
+def check_language(train_rows, train_path: Path, valid_rows, valid_path: Path) -> None:
+    """One model, one language: every row of both manifests must share the first row's."""
+    language = train_rows[0]["language"]
+    for rows, path in ((train_rows, train_path), (valid_rows, valid_path)):
+        for line, row in enumerate(rows, 1):
+            if row["language"] != language:
+                raise CKAProbeError(f"{path}: utterance '{row['id']}' (row {line}) is '{row['language']}', "
+                                    f"the training set is '{language}'")
+
+
+def write_log(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """The whole per-epoch log as CSV, replaced atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text.getvalue(), encoding="utf-8")
+    tmp.replace(path)
