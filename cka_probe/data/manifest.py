@@ -1,0 +1,111 @@
+"""JSON Lines manifests: one utterance per line (DESIGN.md, "Manifests").
+
+A line looks like::
+
+    {"id": "en-000017", "audio": "wav/en-000017.wav", "surface": "he go to de park",
+     "meaning": "he goes to the park", "language": "en", "speaker": "en-s03"}
+
+``id``, ``audio``, ``surface``, ``meaning`` and ``language`` are required
+non-empty strings; ``speaker`` is optional (``None`` when absent) and any other
+field (``duration``, ``rules``, ...) is kept as it is. A relative ``audio`` path
+is relative to the folder that holds the manifest, so a corpus can be moved as
+one folder. Every mistake is reported as ``FILE:LINE: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cka_probe.errors import CKAProbeError
+
+REQUIRED_FIELDS: tuple[str, ...] = ("id", "audio", "surface", "meaning", "language")
+
+
+def read_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[dict[str, Any]]:
+    """Read a manifest; ``audio`` of each row becomes an absolute path string.
+
+    Blank lines are skipped. Raises :class:`CKAProbeError` naming ``FILE:LINE``
+    for invalid JSON, a line that is not an object, a missing or non-string
+    required field, a duplicate id, or (with ``check_audio``) a missing audio file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CKAProbeError(f"{path}: manifest not found")
+    rows, seen = [], {}
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                row = _parse_row(line, f"{path}:{number}")
+                _check_unique(row["id"], seen, number, f"{path}:{number}")
+                row["audio"] = _resolve_audio(row["audio"], path.parent, f"{path}:{number}", check_audio)
+                rows.append(row)
+    if not rows:
+        raise CKAProbeError(f"{path}: manifest has no utterances")
+    return rows
+
+
+def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write ``rows`` as JSON Lines, atomically (temporary file, then rename).
+
+    An absolute ``audio`` path inside the manifest's folder is written relative
+    to it, so ``read_manifest(write_manifest(p, read_manifest(q)))`` reproduces
+    the rows of ``q``. Non-ASCII text is written as UTF-8, not escaped.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(_relative_audio(row, path.parent), ensure_ascii=False) + "\n" for row in rows]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _parse_row(line: str, where: str) -> dict[str, Any]:
+    """One line as a dict with the required fields present and non-empty strings."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise CKAProbeError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise CKAProbeError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for field in REQUIRED_FIELDS:
+        if field not in row:
+            raise CKAProbeError(f"{where}: missing field {field!r}")
+        if not isinstance(row[field], str) or not row[field].strip():
+            raise CKAProbeError(f"{where}: field {field!r} must be a non-empty string")
+    row.setdefault("speaker", None)
+    return row
+
+
+def _check_unique(utt_id: str, seen: dict[str, int], number: int, where: str) -> None:
+    """Record ``utt_id`` at line ``number``; raise if an earlier line used it."""
+    if utt_id in seen:
+        raise CKAProbeError(f"{where}: duplicate id {utt_id!r} (first on line {seen[utt_id]})")
+    seen[utt_id] = number
+
+
+def _resolve_audio(audio: str, folder: Path, where: str, check: bool) -> str:
+    """``audio`` made absolute against the manifest's ``folder``; optionally checked to exist."""
+    resolved = (folder / audio).resolve()
+    if check and not resolved.is_file():
+        raise CKAProbeError(f"{where}: audio file not found: {resolved}")
+    return str(resolved)
+
+
+def _relative_audio(row: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """A copy of ``row`` whose absolute audio path under ``folder`` is made relative."""
+    out = dict(row)
+    audio = Path(str(row["audio"]))
+    if audio.is_absolute() and audio.is_relative_to(folder.resolve()):
+        out["audio"] = audio.relative_to(folder.resolve()).as_posix()
+    return out
