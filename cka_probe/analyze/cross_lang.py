@@ -4,7 +4,8 @@ The languages are independent samples of utterances, so the bootstrap
 distribution of a difference CKA_a − CKA_b at one layer is the difference of
 the two languages' independent bootstrap draws (Efron & Tibshirani 1993,
 §8.3, two-sample problems); its percentile interval and a two-sided bootstrap
-p-value, 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), are reported per layer of the diagonal.
+p-value (:func:`cka_probe.analyze.resample.bootstrap_pvalue`) are reported per
+layer of the diagonal.
 """
 
 from __future__ import annotations
@@ -26,11 +27,6 @@ DIFF_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def _two_sided_p(draws: np.ndarray) -> np.ndarray:
-    """Bootstrap p-value for Δ = 0 from draws (R, ...): 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), at most 1."""
-    return np.minimum(1.0, 2 * np.minimum((draws <= 0).mean(axis=0), (draws >= 0).mean(axis=0)))
-
-
 def _pair(a: CrossTaskResult, b: CrossTaskResult, level: float) -> pd.DataFrame:
     """Per-layer differences (diagonal of every comparison) between two languages."""
     keys = ["part", "comparison", "index_a"]
@@ -42,7 +38,7 @@ def _pair(a: CrossTaskResult, b: CrossTaskResult, level: float) -> pd.DataFrame:
         index = group["index_a"].to_numpy()
         delta = a.draws[part, name][:, index, index] - b.draws[part, name][:, index, index]  # (R, layers)
         low, high = resample.percentile_interval(delta, level) if len(delta) else (np.nan, np.nan)
-        rows.append(group.assign(ci_low=low, ci_high=high, p=_two_sided_p(delta) if len(delta) else np.nan))
+        rows.append(group.assign(ci_low=low, ci_high=high, p=resample.bootstrap_pvalue(delta) if len(delta) else np.nan))
     out = pd.concat(rows, ignore_index=True)
     out = out.rename(columns={"index_a": "index", "cka": "cka_a", "cka_2": "cka_b", "language": "language_a",
                               "language_2": "language_b", "n": "n_a", "n_2": "n_b"})  # fmt: skip

@@ -145,6 +145,11 @@ def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndar
     return np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
 
 
+def bootstrap_pvalue(draws: np.ndarray) -> np.ndarray:
+    """Two-sided bootstrap p-value for "the statistic is 0": 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)), at most 1."""
+    return np.minimum(1.0, 2 * np.minimum((draws <= 0).mean(axis=0), (draws >= 0).mean(axis=0)))
+
+
 def permutation_pvalue(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
     """One-sided p = (1 + #{null ≥ observed}) / (1 + R) (Phipson & Smyth 2010)."""
     return (1 + (null >= observed[None]).sum(axis=0)) / (1 + len(null))

@@ -1,0 +1,86 @@
+"""SO vs DO CER and the DO−SO gap per edit-distance bin, from evaluate-style CSVs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cka_probe.analyze.cer import cer_gaps, cer_table
+from cka_probe.errors import CKAProbeError
+
+# (surface_meaning_ed, ed_bin) per utterance: two utterances in each bin
+EDS = [(0, "0"), (0, "0"), (2, "1-3"), (3, "1-3"), (5, "4-10"), (9, "4-10"), (12, ">10"), (20, ">10")]
+REF_LEN = [10, 12, 14, 16, 18, 20, 30, 40]
+SO_ERR = {"surface": [0, 1, 1, 2, 2, 3, 4, 5], "meaning": [3, 3, 4, 5, 6, 7, 9, 12]}
+DO_ERR = {"surface": [0, 1, 2, 3, 4, 5, 8, 12], "meaning": [2, 3, 3, 4, 5, 5, 7, 9]}
+
+
+def rows(errors, task, language="en", repeat=1, jamo=False):
+    out = []
+    for r in range(repeat):
+        for i, ((ed, b), length) in enumerate(zip(EDS, REF_LEN)):
+            row = {"id": f"u{r}-{i}", "language": language, "task": task, "decoding": "attention", "ref": "x",
+                   "hyp": "y", "errors": errors[task][i], "ref_len": length, "cer": 0.0, "surface_meaning_ed": ed,
+                   "ed_bin": b}  # fmt: skip
+            if jamo:
+                row |= {"jamo_errors": 2 * errors[task][i], "jamo_ref_len": 3 * length, "jamo_cer": 0.0}
+            out.append(row)
+    return out
+
+
+def write(tmp_path, repeat=1, language="en", jamo=False):
+    paths = []
+    for name, errors, tasks in (("sso", SO_ERR, ["surface"]), ("mso", SO_ERR, ["meaning"]),
+                                ("do", DO_ERR, ["surface", "meaning"])):  # fmt: skip
+        path = tmp_path / f"{language}-{name}.csv"
+        pd.DataFrame([r for t in tasks for r in rows(errors, t, language, repeat, jamo)]).to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def test_corpus_cers_gap_and_oracle_match_the_definitions(tmp_path):
+    table = cer_table(write(tmp_path), n_boot=200).set_index("task")
+    for task in ("surface", "meaning"):
+        so = 100 * sum(SO_ERR[task]) / sum(REF_LEN)
+        do = 100 * sum(DO_ERR[task]) / sum(REF_LEN)
+        assert table.loc[task, "so_cer"] == pytest.approx(so)
+        assert table.loc[task, "gap"] == pytest.approx(do - so)
+        assert table.loc[task, "ci_low"] <= do - so <= table.loc[task, "ci_high"]
+        assert table.loc[task, "oracle_cer"] == pytest.approx(100 * sum(e for e, _ in EDS) / sum(REF_LEN))
+    assert table.loc["surface", "gap"] > 0 > table.loc["meaning", "gap"]
+
+
+def test_gap_per_bin_and_interval_shrinks_with_n(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    small = cer_gaps(write(tmp_path / "a"), n_boot=300)
+    large = cer_gaps(write(tmp_path / "b", repeat=16), n_boot=300)
+    surface = small[small.task == "surface"]
+    assert list(surface.ed_bin) == ["0", "1-3", "4-10", ">10"]
+    for k, b in enumerate(["0", "1-3", "4-10", ">10"]):
+        i = [j for j, (_, in_bin) in enumerate(EDS) if in_bin == b]
+        expected = 100 * sum(DO_ERR["surface"][j] - SO_ERR["surface"][j] for j in i) / sum(REF_LEN[j] for j in i)
+        assert surface.gap.iloc[k] == pytest.approx(expected)
+    assert list(surface.n) == [2, 2, 2, 2] and list(large[large.task == "surface"].n) == [32] * 4
+    np.testing.assert_allclose(large.gap, small.gap)
+    varying = (small.ci_high - small.ci_low) > 0
+    assert varying.sum() >= 4
+    assert ((large.ci_high - large.ci_low)[varying] < 0.6 * (small.ci_high - small.ci_low)[varying]).all()
+
+
+def test_korean_is_scored_in_jamo_too(tmp_path):
+    table = cer_table(write(tmp_path, language="ko", jamo=True), n_boot=10)
+    jamo = table[(table.unit == "jamo") & (table.task == "surface")].iloc[0]
+    assert jamo.so_cer == pytest.approx(100 * 2 * sum(SO_ERR["surface"]) / (3 * sum(REF_LEN)))
+    assert set(table.unit) == {"char", "jamo"}
+
+
+def test_bad_inputs(tmp_path):
+    sso, mso, do = write(tmp_path)
+    (tmp_path / "copy.csv").write_bytes(sso.read_bytes())
+    with pytest.raises(CKAProbeError, match="two SO results for en/surface"):
+        cer_table([sso, mso, do, tmp_path / "copy.csv"], n_boot=0)
+    (tmp_path / "bad.csv").write_text("id,task\nu1,surface\n")
+    with pytest.raises(CKAProbeError, match="bad.csv: not an evaluate CSV"):
+        cer_table([tmp_path / "bad.csv"])
+    with pytest.raises(CKAProbeError, match="en/surface: need both an SO and a DO result"):
+        cer_table([sso, mso])
