@@ -1,0 +1,138 @@
+"""Bundled checkpoints end to end: extract, layers, info, and torchrun with 2 ranks against 1."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import wavfile
+
+from cka_probe.asr import CharTokenizer, build_model, load_checkpoint, load_config, save_checkpoint
+from cka_probe.asr.cmvn import GlobalCMVN
+from cka_probe.cli import main
+from cka_probe.store import ActivationStore
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+TEXTS = [("he go park", "he goes to the park"), ("she have cat", "she has a cat"), ("i am here", "i am here"),
+         ("they was late", "they were late"), ("we eat", "we ate"), ("he run", "he ran"),
+         ("it good", "it is good"), ("you is kind", "you are kind")]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A DO checkpoint trained for 0 steps (tiny config, shrunk) and an 8-utterance manifest of noise."""
+    root = tmp_path_factory.mktemp("asr")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (surface, meaning) in enumerate(TEXTS):
+        wav = root / f"u{i}.wav"
+        wavfile.write(wav, 16000, (rng.normal(size=int(16000 * rng.uniform(0.2, 0.6))) * 3000).astype(np.int16))
+        rows.append({"id": f"u{i}", "audio": wav.name, "surface": surface, "meaning": meaning,
+                     "language": "en", "speaker": f"s{i % 3}"})
+    manifest = root / "test.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = copy.deepcopy(load_config("tiny"))
+    config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=2, ffn_dim=32)
+    config["decoder"].update(n_layers=2, n_heads=2, ffn_dim=32)
+    tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en", unit="char")
+                  for t in ("surface", "meaning")}
+    torch.manual_seed(0)
+    model = build_model(config, "do", ("surface", "meaning"), {t: k.vocab_size for t, k in tokenizers.items()})
+    ckpt = save_checkpoint(root / "do.pt", model=model, config=config, tokenizers=tokenizers,
+                           cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)), epoch=0, metrics={})
+    return ckpt, manifest, rows
+
+
+def single_forward(model, batch, i: int) -> dict[str, torch.Tensor]:
+    """Hooked outputs for utterance ``i`` of a ManifestBatches batch, run alone without padding."""
+    from cka_probe.extract.asr import default_layers, teacher_forced
+    from cka_probe.extract.hooks import LayerCapture
+
+    one = {"feats": batch["feats"][i: i + 1, : int(batch["feat_lens"][i])], "feat_lens": batch["feat_lens"][i: i + 1],
+           "ys_in": {t: y[i: i + 1, : int(batch["ys_in_lens"][t][i])] for t, y in batch["ys_in"].items()},
+           "ys_in_lens": {t: y[i: i + 1] for t, y in batch["ys_in_lens"].items()}, "tasks": list(model.tasks)}
+    with LayerCapture(model, {"all": default_layers(model.tasks)}) as capture, torch.no_grad():
+        teacher_forced(model, one)
+        return {name: out[0] for name, out in capture.pop()["all"].items()}
+
+
+def test_extract_checkpoint_matches_single_utterance_forwards(corpus, tmp_path):
+    from cka_probe.asr.data import ManifestBatches
+    from cka_probe.extract.asr import extract_checkpoint
+
+    ckpt_path, manifest, rows = corpus
+    out = extract_checkpoint(ckpt_path, manifest, tmp_path / "do.h5", batch_size=3, limit=7)
+    model, ckpt = load_checkpoint(ckpt_path)
+    with ActivationStore(out) as store:
+        assert store.streams() == ["encoder", "decoder/surface", "decoder/meaning"]
+        assert store.layers("encoder") == ["encoder.embed", "encoder.layers.0", "encoder.layers.1"]
+        assert store.layers("decoder/meaning") == ["decoders.meaning.layers.0", "decoders.meaning.layers.1"]
+        attrs = store.attrs
+        assert attrs["checkpoint_sha256"] == hashlib.sha256(ckpt_path.read_bytes()).hexdigest()
+        assert attrs["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+        assert (attrs["arch"], attrs["tasks"], attrs["language"]) == ("do", ["surface", "meaning"], "en")
+        assert attrs["config"] == ckpt["config"]
+        assert store.ids == [r["id"] for r in rows[:7]]
+        assert list(store.metadata["meaning"]) == [r["meaning"] for r in rows[:7]]
+        for batch in ManifestBatches(manifest, ckpt, batch_size=3, limit=7):
+            for i, uid in enumerate(batch["ids"]):
+                alone = single_forward(model, batch, i)
+                for stream in store.streams():
+                    for layer in store.layers(stream):
+                        rows_, _ = store.frames(stream, layer, [uid])
+                        np.testing.assert_allclose(rows_, alone[layer].numpy(), rtol=1e-4, atol=1e-5)
+        surface_len = store.row_counts("decoder/surface", "decoders.surface.layers.1", ["u3"])[0]
+        assert surface_len == len("they was late") + 1
+
+
+def test_layers_and_info_commands(corpus, tmp_path, capsys):
+    ckpt_path, manifest, _ = corpus
+    assert main(["layers", str(ckpt_path)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:2] == ["*", "encoder.layers.1"] for line in listed)
+    assert any(line.startswith("  encoder.layers.1.") for line in listed)
+    out = tmp_path / "so.h5"
+    argv = ["extract", str(ckpt_path), "--data", str(manifest), "--out", str(out), "--tasks", "meaning",
+            "--layers", "encoder.layers.*", "decoders.meaning.layers.1", "--limit", "2"]
+    assert main(argv) == 0
+    assert main(argv) == 2
+    assert "so.h5: already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "complete, 2 utterances" in text and "stream decoder/meaning: 1 layers" in text
+    assert "decoder/surface" not in text and "arch: do" in text
+    assert main(["extract", str(ckpt_path), "--data", str(manifest), "--out", str(tmp_path / "x.h5"),
+                 "--layers", "decoders.nothing.*"]) == 2
+    assert "'decoders.nothing.*' matches no module" in capsys.readouterr().err
+
+
+def test_torchrun_two_ranks_equal_one_process(corpus, tmp_path):
+    ckpt_path, manifest, _ = corpus
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    common = ["-m", "cka_probe", "extract", str(ckpt_path), "--data", str(manifest), "--batch-size", "2"]
+    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one.h5")],
+                         env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *common, "--out", str(tmp_path / "two.h5")], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.h5", "two.h5"]
+    with ActivationStore(tmp_path / "one.h5") as a, ActivationStore(tmp_path / "two.h5") as b:
+        assert a.ids == b.ids and a.metadata.equals(b.metadata)
+        assert a.attrs["checkpoint_sha256"] == b.attrs["checkpoint_sha256"]
+        for stream in a.streams():
+            assert a.layers(stream) == b.layers(stream)
+            for layer in a.layers(stream):
+                np.testing.assert_array_equal(a.frames(stream, layer)[0], b.frames(stream, layer)[0])
+                np.testing.assert_array_equal(a.frames(stream, layer)[1], b.frames(stream, layer)[1])
+                np.testing.assert_array_equal(a.means(stream, layer), b.means(stream, layer))
