@@ -63,6 +63,17 @@ def as_matrix(a, label: str, device: torch.device | str | None = None) -> torch.
     return t
 
 
+def layers_in_order(chunk: Mapping, names: Sequence, side: str, device=None) -> list[torch.Tensor]:
+    """The arrays of ``chunk`` (layer name -> ``(rows, d)``) in ``names`` order, validated."""
+    if not isinstance(chunk, Mapping):
+        raise CKAProbeError(f"{side}: a chunk must be a dict of layer name -> (rows, d) array")
+    missing = [name for name in names if name not in chunk]
+    extra = [name for name in chunk if name not in names]
+    if missing or extra:
+        raise CKAProbeError(f"{side} chunk: missing layers {missing}, unexpected layers {extra}")
+    return [as_matrix(chunk[name], f"{side} layer {name}", device) for name in names]
+
+
 def common_rows(tensors: Mapping[str, torch.Tensor]) -> int:
     """The shared number of rows n; a ``CKAProbeError`` naming the odd layer otherwise."""
     labels = list(tensors)
