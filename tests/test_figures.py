@@ -72,3 +72,19 @@ def test_missing_part_is_an_error(table):
 def test_short_names_split_the_common_prefix():
     assert style.short_names(["encoder.embed", "encoder.layers.0"]) == ("encoder.", ["embed", "layers.0"])
     assert style.short_names(["a", "b"]) == ("", ["a", "b"])
+
+
+def test_cer_gap_figure_and_markdown_table():
+    from cka_probe.figures.cer import cer_gap_figure, cer_markdown
+
+    gaps = pd.DataFrame([
+        {"language": lang, "task": task, "unit": "char", "ed_bin": b, "gap": g, "ci_low": g - 1, "ci_high": g + 1}
+        for lang in ("en", "ko") for task in ("surface", "meaning") for b, g in zip(["0", "1-3", "4-10", ">10"], [0, 1, 2, 3])
+    ])  # fmt: skip
+    fig = cer_gap_figure(gaps)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in panels] == ["surface CER: DO − SO", "meaning CER: DO − SO"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["0", "1-3", "4-10", ">10"]
+    table = pd.DataFrame([{"language": "en", "task": "surface", "unit": "char", "n": 10, "so_cer": 5.0, "do_cer": 7.5,
+                           "gap": 2.5, "ci_low": 1.0, "ci_high": 4.0, "p": 0.01, "oracle_cer": 12.0}])  # fmt: skip
+    assert "| en | surface | char | 10 | 5.00 | 7.50 | +2.50 [+1.00, +4.00] | 0.010 | 12.00 |" in cer_markdown(table)

@@ -1,0 +1,55 @@
+"""The CER figures and tables: DO−SO gap per edit-distance bin, and SO vs DO per task.
+
+The gap figure has one panel per task (surface, meaning), the edit-distance
+bins on the x axis, the gap in CER points (positive: the dual-output model is
+worse) with its bootstrap interval, one colour and marker per language, and a
+zero line. Only ``unit == "char"`` rows are drawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cka_probe.asr.cer import ED_BINS
+from cka_probe.errors import CKAProbeError
+from cka_probe.figures import style
+
+MARKERS = ("o", "s", "^", "D")
+
+
+@style.styled
+def cer_gap_figure(gaps: pd.DataFrame) -> Figure:
+    """DO−SO CER gap by surface–meaning edit-distance bin, per task, languages side by side."""
+    gaps = gaps[gaps["unit"] == "char"]
+    if gaps.empty:
+        raise CKAProbeError("the CER gap table has no character-level rows")
+    tasks, languages = list(dict.fromkeys(gaps["task"])), sorted(gaps["language"].unique())
+    fig, axes = style.panels(1, len(tasks), width=style.SINGLE_COLUMN_IN * (1 + (len(tasks) > 1) * 0.6),
+                             panel_height=1.9, sharey=True, layout="constrained")  # fmt: skip
+    offsets = np.linspace(-0.12, 0.12, len(languages))
+    for ax, task in zip(axes.flat, tasks):
+        for k, language in enumerate(languages):
+            rows = gaps[(gaps["task"] == task) & (gaps["language"] == language)]
+            x = np.array([ED_BINS.index(b) for b in rows["ed_bin"]]) + offsets[k]
+            err = np.vstack([rows["gap"] - rows["ci_low"], rows["ci_high"] - rows["gap"]])
+            ax.errorbar(x, rows["gap"], yerr=err, marker=MARKERS[k % len(MARKERS)], ms=3.5, lw=1, capsize=2,
+                        color=style.colour(k), label=language)  # fmt: skip
+        ax.axhline(0, color="0.5", lw=0.6, ls="--")
+        ax.set_xticks(range(len(ED_BINS)), ED_BINS)
+        ax.set_xlabel("surface–meaning edit distance")
+        ax.set_title(f"{task} CER: DO − SO")
+    axes[0, 0].set_ylabel("CER gap (points)")
+    axes[0, 0].legend(title="language", frameon=False)
+    return fig
+
+
+def cer_markdown(table: pd.DataFrame) -> str:
+    """A Markdown table of SO vs DO CER per language, task and unit, with the gap's interval and the oracle."""
+    lines = ["| language | task | unit | n | SO CER % | DO CER % | DO − SO [95% CI] | p | oracle CER % |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in table.itertuples(index=False):
+        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | "
+                     f"{r.gap:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
