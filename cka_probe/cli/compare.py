@@ -1,0 +1,92 @@
+"""``cka-probe compare A B``: the layer-by-layer CKA table of two sets of representations.
+
+A and B are ``.npz`` files, one array per layer (rows = samples, the same n
+rows in both files, in the same order). The table is printed and written as
+CSV, with a JSON sidecar ``<out>.json`` recording how it was computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "layer-by-layer CKA of two .npz files of representations (one array per layer)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", type=Path, help="first file (.npz): one array (n, d) per layer")
+    parser.add_argument("b", type=Path, help="second file (.npz), the same n rows")
+    parser.add_argument("--kernel", choices=["linear", "rbf"], default="linear")
+    parser.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth as a fraction of the median distance")
+    parser.add_argument("--debiased", action="store_true", help="unbiased HSIC (debiased CKA)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    parser.add_argument("--out", type=Path, default=Path("cka.csv"), help="CSV to write (default: cka.csv)")
+
+
+def load_npz(path: Path) -> dict:
+    """Layer name -> array of an ``.npz`` file, in the file's order."""
+    import numpy as np
+
+    from cka_probe.errors import CKAProbeError
+
+    if path.suffix != ".npz":
+        raise CKAProbeError(f"{path}: expected an .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            layers = {name: archive[name] for name in archive.files}
+    except ValueError as err:
+        raise CKAProbeError(f"{path}: not a readable .npz file ({err})") from None
+    if not layers:
+        raise CKAProbeError(f"{path}: holds no arrays")
+    return layers
+
+
+def name_files(message: str, a: Path, b: Path) -> str:
+    """The engine's "x layer"/"y layer" in ``message`` as the files' layers."""
+    return message.replace("x layer", f"{a} layer").replace("y layer", f"{b} layer")
+
+
+def compare_npz(a: Path, b: Path, **options):
+    """CKA table of the layers of ``a`` (rows) against those of ``b`` (columns)."""
+    from cka_probe.cka import cka_matrix
+    from cka_probe.errors import CKAProbeError
+
+    xs, ys = load_npz(a), load_npz(b)
+    try:
+        return cka_matrix(xs, ys, **options)
+    except CKAProbeError as err:
+        raise CKAProbeError(name_files(str(err), a, b)) from None
+
+
+COMPARERS = {".npz": compare_npz}
+
+
+def write_table(table, out: Path) -> None:
+    """The CSV and its ``.json`` sidecar (the DataFrame's ``attrs``), each written whole or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((out, table.to_csv()), (Path(f"{out}.json"), json.dumps(table.attrs, indent=2))):
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text)
+        partial.replace(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from cka_probe.errors import CKAProbeError
+
+    if args.a.suffix not in COMPARERS or args.b.suffix != args.a.suffix:
+        raise CKAProbeError(f"{args.a}, {args.b}: both inputs must be one of {', '.join(COMPARERS)}")
+    compare = COMPARERS[args.a.suffix]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = compare(args.a, args.b, kernel=args.kernel, sigma=args.sigma, debiased=args.debiased, device=args.device)
+    for warning in caught:
+        print(f"cka-probe compare: warning: {name_files(str(warning.message), args.a, args.b)}")
+    attrs = table.attrs
+    print(f"{attrs['estimator']} {attrs['kernel']} CKA, n={attrs['n']} ({attrs['space']} space, {attrs['dtype']})")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    write_table(table, args.out)
+    print(f"wrote {args.out}")
+    return 0
