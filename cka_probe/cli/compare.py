@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "layer-by-layer CKA of two .npz files of representations (one array per layer)"
+HELP = "layer-by-layer CKA of two .npz files of representations (one array per layer) or two activation stores (.h5)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debiased", action="store_true", help="unbiased HSIC (debiased CKA)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--out", type=Path, default=Path("cka.csv"), help="CSV to write (default: cka.csv)")
+    parser.add_argument("--stream", default="encoder", help=".h5: stream of A, encoder or decoder/<task>")
+    parser.add_argument("--stream-b", help=".h5: stream of B (default: --stream)")
+    parser.add_argument("--pool", choices=["mean", "frames"], default="mean",
+                        help=".h5: per-utterance means, or every row (equal rows per utterance needed)")
 
 
 def load_npz(path: Path) -> dict:
@@ -59,7 +63,15 @@ def compare_npz(a: Path, b: Path, **options):
         raise CKAProbeError(name_files(str(err), a, b)) from None
 
 
-COMPARERS = {".npz": compare_npz}
+def compare_h5(a: Path, b: Path, **options):
+    """CKA table of two activation stores aligned by utterance id (see ``docs/store-and-extract.md``)."""
+    from cka_probe.analyze.compare_stores import compare_stores
+
+    return compare_stores(a, b, **options)
+
+
+COMPARERS = {".npz": compare_npz, ".h5": compare_h5}
+STORE_OPTIONS = ("stream", "stream_b", "pool")
 
 
 def write_table(table, out: Path) -> None:
@@ -81,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     compare = COMPARERS[args.a.suffix]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = compare(args.a, args.b, kernel=args.kernel, sigma=args.sigma, debiased=args.debiased, device=args.device)
+        store_options = {k: getattr(args, k) for k in STORE_OPTIONS} if args.a.suffix == ".h5" else {}
+        table = compare(args.a, args.b, kernel=args.kernel, sigma=args.sigma, debiased=args.debiased, device=args.device,
+                        **store_options)
     for warning in caught:
         print(f"cka-probe compare: warning: {name_files(str(warning.message), args.a, args.b)}")
     attrs = table.attrs
