@@ -128,3 +128,19 @@ def test_frames_pool_needs_equal_rows_per_utterance(tmp_path):
         compare_stores(paths["a"], other["b"], pool="frames")
     with pytest.raises(CKAProbeError, match="pool must be mean or frames"):
         compare_stores(paths["a"], paths["a"], pool="max")
+
+
+def test_compare_command_reads_stores(tmp_path, capsys):
+    import pandas as pd
+
+    from cka_probe.cli import main
+
+    paths, _, _ = make_stores(tmp_path)
+    out = tmp_path / "cka.csv"
+    assert main(["compare", str(paths["a"]), str(paths["b"]), "--pool", "frames", "--out", str(out)]) == 0
+    assert "2 only in the second" in capsys.readouterr().out
+    with pytest.warns(UserWarning):
+        want = compare_stores(paths["a"], paths["b"], pool="frames")
+    pd.testing.assert_frame_equal(pd.read_csv(out, index_col=0), want, check_names=False)
+    assert main(["compare", str(paths["a"]), str(paths["b"]), "--stream", "decoder/surface"]) == 2
+    assert "no stream 'decoder/surface'" in capsys.readouterr().err
