@@ -35,7 +35,7 @@ def default_device(device, layers: Mapping | Sequence) -> torch.device:
     """``device`` if given, else the device of the first layer (CPU for numpy arrays)."""
     if device is not None:
         return torch.device(device)
-    first = next(iter(layers.values())) if isinstance(layers, Mapping) else next(iter(layers), None)
+    first = next(iter(layers.values() if isinstance(layers, Mapping) else layers), None)
     return first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
 
 
