@@ -268,7 +268,7 @@ def _ko_activity(rng: np.random.Generator, lex: dict) -> list[KoWord]:
 
 def _ko_state(rng: np.random.Generator, lex: dict) -> list[KoWord]:
     time, verb = _ko_time_and_verb(rng, lex, "states", p_time=0.3)
-    degree = [KoWord(pick(rng, lex["intensifiers"]))] if rng.random() < 0.5 else []
+    degree = [KoWord(pick(rng, lex["intensifiers"]))]
     return [*_ko_subject(rng, lex, ("people", "animals", "things")), *time, *degree, *verb]
 
 

@@ -200,6 +200,8 @@ def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0,
         utt_id = f"{lang}-{i:06d}"
         rows.append({"id": utt_id, "audio": f"wav/{utt_id}.wav", "surface": utt["surface"],
                      "meaning": utt["meaning"], "language": lang, "speaker": speaker, "rules": utt["rules"]})
+        if utt["speech"] != utt["surface"]:
+            rows[-1]["phonemes"] = utt["speech"]
         jobs.append((utt["surface"], utt["speech"], voice, out / "wav" / f"{utt_id}.wav"))
     durations = _map(render, jobs, workers or os.cpu_count() or 1, f"{lang} audio")
     for row, duration in zip(rows, durations):
