@@ -9,7 +9,9 @@ and encoder frames per character. For English, audio faithfulness: the
 phonemes espeak-ng derives from the *surface* spelling, and from the *meaning*
 spelling, are compared with the phonemes actually spoken (phoneme error rate,
 stress marks removed); the spoken phonemes should sit much closer to the
-surface spelling.
+surface spelling. For Korean, spoken from the surface Hangul itself, it
+checks that the errors are audible: espeak-ng's readings of the surface and
+the meaning transcripts should differ.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from cka_probe.data.manifest import read_manifest
 from cka_probe.data.synth import synthesize
 
 
-def phonemes_of(texts: list[str]) -> list[list[str]]:
+def phonemes_of(texts: list[str], voice: str) -> list[list[str]]:
     """espeak-ng's phoneme tokens (stress removed) for each text, one call per text."""
     out = []
     for text in texts:
-        line = subprocess.run(["espeak-ng", "-q", "-x", "--sep=_", "-v", "en-us", text],
+        line = subprocess.run(["espeak-ng", "-q", "-x", "--sep=_", "-v", voice, text],
                               capture_output=True, text=True, check=True).stdout
         out.append([t.lstrip("',") for t in line.replace(" ", "_").split("_") if t.strip("',")])
     return out
@@ -43,13 +45,22 @@ def phoneme_error_rate(refs: list[list[str]], hyps: list[list[str]]) -> float:
 
 
 def faithfulness(rows: list[dict], k: int) -> None:
-    """Phoneme error rate of the spoken phonemes against espeak-ng's reading of each transcript."""
-    sample = [r for r in rows if "phonemes" in r and r["surface"] != r["meaning"]][:k]
-    spoken = phonemes_of([r["phonemes"] for r in sample])
+    """English: phoneme error rate of the spoken phonemes against espeak-ng's reading of each transcript."""
+    sample = [r for r in rows if r["surface"] != r["meaning"]][:k]
+    spoken = phonemes_of([r["phonemes"] for r in sample], "en-us")
     for field in ("surface", "meaning"):
-        per = phoneme_error_rate(spoken, phonemes_of([r[field] for r in sample]))
+        per = phoneme_error_rate(spoken, phonemes_of([r[field] for r in sample], "en-us"))
         print(f"  spoken phonemes vs espeak-ng reading of the {field:7s} text: PER {per:5.1f}% "
               f"({len(sample)} utterances with errors)")
+
+
+def audibility(rows: list[dict], k: int) -> None:
+    """Korean (spoken from the surface Hangul): how far the surface and meaning readings differ."""
+    sample = [r for r in rows if r["surface"] != r["meaning"]][:k]
+    surface, meaning = (phonemes_of([r[f] for r in sample], "ko") for f in ("surface", "meaning"))
+    silent = sum(s == m for s, m in zip(surface, meaning))
+    print(f"  espeak-ng reading of surface vs meaning Hangul: PER {phoneme_error_rate(meaning, surface):5.1f}%, "
+          f"identical for {silent} of {len(sample)} utterances with errors")
 
 
 def baseline_seconds(texts: list[str], voice: str) -> float:
@@ -63,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--faithful", type=int, default=200, help="English utterances checked for faithfulness")
+    parser.add_argument("--faithful", type=int, default=200, help="utterances with errors checked for faithfulness")
     args = parser.parse_args()
     espeak.espeak_binary()
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,8 +86,7 @@ def main() -> None:
             base = baseline_seconds([r["meaning"] for r in rows], voice)
             print(f"{lang}: synthesize {args.n} utterances with {args.workers} workers: {seconds:.1f} s; "
                   f"baseline (sequential espeak-ng, no files): {base:.1f} s; ratio {seconds / base:.2f}")
-            if lang == "en":
-                faithfulness(rows, args.faithful)
+            (faithfulness if lang == "en" else audibility)(rows, args.faithful)
 
 
 if __name__ == "__main__":

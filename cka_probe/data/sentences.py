@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -244,39 +244,28 @@ def _ko_time_and_verb(rng: np.random.Generator, lex: dict, group: str, p_time: f
 def _ko_transitive(rng: np.random.Generator, lex: dict) -> list[KoWord]:
     time, verb = _ko_time_and_verb(rng, lex, "transitive")
     obj = _ko_noun(rng, lex, ("things", "animals"), "object")
-    return [*_ko_subject(rng, lex), *time, *obj, *verb]
+    return [*_ko_subject(rng, lex, ("people",)), *time, *obj, *verb]
 
 
-def _ko_motion(rng: np.random.Generator, lex: dict) -> list[KoWord]:
-    time, verb = _ko_time_and_verb(rng, lex, "motion")
+def _ko_intransitive(rng: np.random.Generator, lex: dict, verbs: str, role: str, subjects: tuple[str, ...]) -> list[KoWord]:
+    """Subject, time, a place with the particle of ``role`` (에 or 에서), verb: 철수가 공원에서 놀아요."""
+    time, verb = _ko_time_and_verb(rng, lex, verbs)
     place = pick(rng, lex["places"])
-    return [*_ko_subject(rng, lex), *time, KoWord(place, "에", "goal"), *verb]
+    return [*_ko_subject(rng, lex, subjects), *time, KoWord(place, particle(role, place), role), *verb]
 
 
-def _ko_place_transitive(rng: np.random.Generator, lex: dict) -> list[KoWord]:
-    time, verb = _ko_time_and_verb(rng, lex, "transitive")
-    place = pick(rng, lex["places"])
+def _ko_ditransitive(rng: np.random.Generator, lex: dict, verbs: str, nouns: str, role: str) -> list[KoWord]:
+    """Subject, time, a noun of ``nouns`` with the particle of ``role``, object, verb: 영희가 친구에게 꽃을 줘요."""
+    time, verb = _ko_time_and_verb(rng, lex, verbs)
+    noun = pick(rng, lex[nouns])
     obj = _ko_noun(rng, lex, ("things",), "object")
-    return [*_ko_subject(rng, lex, ("people",)), *time, KoWord(place, "에서", "locative"), *obj, *verb]
-
-
-def _ko_activity(rng: np.random.Generator, lex: dict) -> list[KoWord]:
-    time, verb = _ko_time_and_verb(rng, lex, "activity")
-    place = pick(rng, lex["places"])
-    return [*_ko_subject(rng, lex, ("people",)), *time, KoWord(place, "에서", "locative"), *verb]
+    return [*_ko_subject(rng, lex, ("people",)), *time, KoWord(noun, particle(role, noun), role), *obj, *verb]
 
 
 def _ko_state(rng: np.random.Generator, lex: dict) -> list[KoWord]:
     time, verb = _ko_time_and_verb(rng, lex, "states", p_time=0.3)
     degree = [KoWord(pick(rng, lex["intensifiers"]))]
     return [*_ko_subject(rng, lex, ("people", "animals", "things")), *time, *degree, *verb]
-
-
-def _ko_give(rng: np.random.Generator, lex: dict) -> list[KoWord]:
-    time, verb = _ko_time_and_verb(rng, lex, "give")
-    person = pick(rng, lex["people"])
-    obj = _ko_noun(rng, lex, ("things",), "object")
-    return [*_ko_subject(rng, lex, ("people",)), *time, KoWord(person, "에게", "dative"), *obj, *verb]
 
 
 def _ko_together(rng: np.random.Generator, lex: dict) -> list[KoWord]:
@@ -288,6 +277,10 @@ def _ko_together(rng: np.random.Generator, lex: dict) -> list[KoWord]:
 
 
 _KO_TEMPLATES: tuple[Callable[[np.random.Generator, dict], list[KoWord]], ...] = (
-    _ko_transitive, _ko_transitive, _ko_motion, _ko_place_transitive, _ko_activity, _ko_state, _ko_give,
-    _ko_together,
+    _ko_transitive, _ko_transitive,
+    partial(_ko_intransitive, verbs="motion", role="goal", subjects=("people", "animals")),
+    partial(_ko_intransitive, verbs="activity", role="locative", subjects=("people",)),
+    partial(_ko_ditransitive, verbs="transitive", nouns="places", role="locative"),
+    partial(_ko_ditransitive, verbs="give", nouns="people", role="dative"),
+    _ko_state, _ko_together,
 )
