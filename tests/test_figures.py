@@ -75,7 +75,8 @@ def test_short_names_split_the_common_prefix():
 
 
 def test_cer_gap_figure_and_markdown_table():
-    from cka_probe.figures.cer import cer_gap_figure, cer_markdown
+    from cka_probe.analyze.cer import cer_markdown
+    from cka_probe.figures.cer import cer_gap_figure
 
     gaps = pd.DataFrame([
         {"language": lang, "task": task, "unit": "char", "ed_bin": b, "gap": g, "ci_low": g - 1, "ci_high": g + 1}

@@ -117,3 +117,13 @@ def cer_table(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: floa
 def cer_gaps(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """The DO−SO CER gap per language, task and edit-distance bin (bins without utterances are left out)."""
     return _table(read_cer_csvs(cer_csvs), True, n_boot, level, seed)
+
+
+def cer_markdown(table: pd.DataFrame) -> str:
+    """A Markdown table of SO vs DO CER per language, task and unit, with the gap's interval and the oracle."""
+    lines = ["| language | task | unit | n | SO CER % | DO CER % | DO − SO [95% CI] | p | oracle CER % |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in table.itertuples(index=False):
+        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | "
+                     f"{r.gap:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

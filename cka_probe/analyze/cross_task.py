@@ -16,7 +16,9 @@ Uncertainty over utterances: a percentile bootstrap interval (Efron &
 Tibshirani 1993) from resampling utterances with replacement (the same
 resamples for every comparison of a language), and a one-sided permutation
 p-value for "more similar than unrelated representations" from shuffling the
-utterances of the second model (Phipson & Smyth 2010). Both are seeded.
+utterances of the second model (Phipson & Smyth 2010), with the mean CKA under
+that shuffling (``null_mean``: the level that chance alone gives at this n and
+width, ≈ d/(n+d) for the biased estimator). All of it is seeded.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ COMPARISONS: tuple[Comparison, ...] = (
 
 COLUMNS: tuple[str, ...] = (
     "language", "part", "comparison", "stream", "stream_b", "layer_a", "layer_b", "index_a", "index_b",
-    "cka", "ci_low", "ci_high", "p", "n", "estimator", "kernel", "pooling",
+    "cka", "ci_low", "ci_high", "p", "null_mean", "n", "estimator", "kernel", "pooling",
 )  # fmt: skip
 
 # Representations of one language: role -> stream -> layer -> (n, d) per-utterance means, rows aligned.
@@ -152,8 +154,10 @@ def cross_task_arrays(
         missing = np.full(cka.shape, np.nan)  # n_boot or n_perm = 0: no interval, no p-value
         draws = resample.bootstrap(a, b, boots, debiased=debiased)
         low, high = resample.percentile_interval(draws, level) if n_boot else (missing, missing)
-        p = resample.permutation_pvalue(cka, resample.permuted(a, b, perms, debiased=debiased)) if n_perm else missing
-        frames.append(_rows(comp, a, b, {"cka": cka, "ci_low": low, "ci_high": high, "p": p}))
+        null = resample.permuted(a, b, perms, debiased=debiased)
+        p = resample.permutation_pvalue(cka, null) if n_perm else missing
+        chance = null.mean(axis=0) if n_perm else missing
+        frames.append(_rows(comp, a, b, {"cka": cka, "ci_low": low, "ci_high": high, "p": p, "null_mean": chance}))
         result.draws[comp.part, comp.name] = draws
     table = pd.concat(frames, ignore_index=True)
     table["language"], table["n"], table["kernel"], table["pooling"] = language, n, "linear", "mean"

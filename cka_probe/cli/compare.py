@@ -11,12 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
+from cka_probe.cli._cross import add_cross_arguments, run_cross
+
 HELP = "layer-by-layer CKA of two .npz files of representations (one array per layer) or two activation stores (.h5)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", type=Path, help="first file (.npz): one array (n, d) per layer")
-    parser.add_argument("b", type=Path, help="second file (.npz), the same n rows")
+    parser.add_argument("a", type=Path, nargs="?", help="first file (.npz): one array (n, d) per layer")
+    parser.add_argument("b", type=Path, nargs="?", help="second file (.npz), the same n rows")
     parser.add_argument("--kernel", choices=["linear", "rbf"], default="linear")
     parser.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth as a fraction of the median distance")
     parser.add_argument("--debiased", action="store_true", help="unbiased HSIC (debiased CKA)")
@@ -26,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-b", help=".h5: stream of B (default: --stream)")
     parser.add_argument("--pool", choices=["mean", "frames"], default="mean",
                         help=".h5: per-utterance means, or every row (equal rows per utterance needed)")
+    add_cross_arguments(parser)
 
 
 def load_npz(path: Path) -> dict:
@@ -88,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     from cka_probe.errors import CKAProbeError
 
+    if args.cross_task:
+        return run_cross(args)
+    if args.a is None or args.b is None:
+        raise CKAProbeError("give two inputs A B, or --cross-task STORE ...")
     if args.a.suffix not in COMPARERS or args.b.suffix != args.a.suffix:
         raise CKAProbeError(f"{args.a}, {args.b}: both inputs must be one of {', '.join(COMPARERS)}")
     compare = COMPARERS[args.a.suffix]

@@ -1,4 +1,4 @@
-"""The CER figures and tables: DO−SO gap per edit-distance bin, and SO vs DO per task.
+"""The CER figure: the DO−SO gap per surface–meaning edit-distance bin.
 
 The gap figure has one panel per task (surface, meaning), the edit-distance
 bins on the x axis, the gap in CER points (positive: the dual-output model is
@@ -43,13 +43,3 @@ def cer_gap_figure(gaps: pd.DataFrame) -> Figure:
     axes[0, 0].set_ylabel("CER gap (points)")
     axes[0, 0].legend(title="language", frameon=False)
     return fig
-
-
-def cer_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table of SO vs DO CER per language, task and unit, with the gap's interval and the oracle."""
-    lines = ["| language | task | unit | n | SO CER % | DO CER % | DO − SO [95% CI] | p | oracle CER % |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in table.itertuples(index=False):
-        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | "
-                     f"{r.gap:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
-    return "\n".join(lines) + "\n"

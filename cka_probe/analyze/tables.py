@@ -1,0 +1,74 @@
+"""All analysis tables of a run, written as CSV (and the CER table as Markdown) into one folder.
+
+| file | rows |
+|---|---|
+| ``cross_task.csv`` | every layer pair of every comparison and language (:data:`~cka_probe.analyze.cross_task.COLUMNS`) |
+| ``cross_lang.csv`` | per-layer differences between languages (with two or more languages) |
+| ``encoder_entanglement.csv``, ``decoder_departure.csv`` | the entanglement summary |
+| ``cer.csv``, ``cer.md``, ``cer_gaps.csv`` | SO vs DO CER, and the gap per edit-distance bin |
+
+Each file is written to a temporary name and renamed, so a table that exists is complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from cka_probe.analyze.cer import cer_gaps, cer_markdown, cer_table
+from cka_probe.analyze.cross_lang import language_differences
+from cka_probe.analyze.cross_task import cross_task_by_language
+from cka_probe.analyze.summary import decoder_departure, encoder_entanglement
+
+
+def _write(text: str, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """``table`` as CSV at ``path`` (temporary file + rename)."""
+    return _write(table.to_csv(index=False), path)
+
+
+def write_tables(
+    stores: Sequence[str | Path],
+    cer_csvs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    n_boot: int = 200,
+    n_perm: int = 200,
+    level: float = 0.95,
+    debiased: bool = False,
+    seed: int = 0,
+    cross_lang: bool | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Run the cross-task, cross-language, summary and CER analyses and write their tables.
+
+    ``cross_lang``: None writes the differences between languages when the
+    stores hold two or more; True requires them; False leaves them out.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = cross_task_by_language(stores, n_boot=n_boot, n_perm=n_perm, level=level, debiased=debiased,
+                                     seed=seed, progress=progress)  # fmt: skip
+    tables = {
+        "cross_task": pd.concat([r.table for r in results.values()], ignore_index=True),
+        "encoder_entanglement": encoder_entanglement(results, level=level),
+        "decoder_departure": decoder_departure(results, level=level),
+    }
+    if cross_lang or (cross_lang is None and len(results) > 1):
+        tables["cross_lang"] = language_differences(results, level=level)
+    if cer_csvs:
+        tables["cer"] = cer_table(cer_csvs, level=level, seed=seed)
+        tables["cer_gaps"] = cer_gaps(cer_csvs, level=level, seed=seed)
+    written = {name: write_csv(table, out / f"{name}.csv") for name, table in tables.items()}
+    if "cer" in tables:
+        written["cer_md"] = _write(cer_markdown(tables["cer"]), out / "cer.md")
+    return written

@@ -1,0 +1,33 @@
+"""Every figure of a run from its tables folder (see :mod:`cka_probe.analyze.tables`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cka_probe.errors import CKAProbeError
+from cka_probe.figures.cer import cer_gap_figure
+from cka_probe.figures.diagonal import diagonal_figure
+from cka_probe.figures.heatmap import heatmap_figure
+from cka_probe.figures.style import save
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A tidy table written by the analysis; a clear error when it is missing."""
+    if not path.exists():
+        raise CKAProbeError(f"{path}: no such table (run `cka-probe compare --cross-task` first)")
+    return pd.read_csv(path, dtype={"ed_bin": str})
+
+
+def write_figures(tables_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Heatmaps and diagonal plots (encoder, decoder) and, with CER tables, the gap figure; PNG and PDF."""
+    tables_dir = Path(tables_dir)
+    cross_task = read_table(tables_dir / "cross_task.csv")
+    paths = []
+    for part in ("encoder", "decoder"):
+        paths += save(heatmap_figure(cross_task, part), out_dir, f"heatmap_{part}")
+        paths += save(diagonal_figure(cross_task, part), out_dir, f"diagonal_{part}")
+    if (tables_dir / "cer_gaps.csv").exists():
+        paths += save(cer_gap_figure(read_table(tables_dir / "cer_gaps.csv")), out_dir, "cer_gap_by_ed")
+    return paths

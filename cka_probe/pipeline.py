@@ -1,0 +1,248 @@
+"""``reproduce``: from nothing (or the user's manifests) to the paper's tables, figures and report.
+
+The run directory is laid out by stage::
+
+    data/<lang>/{train,valid,test}.jsonl      synthetic corpus (skipped with --data)
+    checkpoints/<lang>/<sso|mso|do>/best.pt  the three models per language
+    cer/<lang>/<sso|mso|do>.csv              per-utterance CER on the test split
+    activations/<lang>/<sso|mso|do>.h5       per-utterance activations on the test split
+    tables/*.csv, tables/cer.md              cross-task, cross-language, summary, CER
+    figures/*.png|pdf                        heatmaps, diagonal plots, CER gap
+    report.md                                the findings in numbers, with the figures
+    stages.csv                               what each stage did and how long it took
+
+Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
+output and renames it on success, so an output that exists is complete and its
+stage is skipped; an interrupted stage leaves only the partial path, which the
+next run removes and starts again (training alone resumes its ``last.pt``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from cka_probe.errors import CKAProbeError
+
+MODELS: dict[str, tuple[str, str | None]] = {"sso": ("so", "surface"), "mso": ("so", "meaning"), "do": ("do", None)}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Corpus size, model config and per-stage time budgets (minutes; None = unbounded) of a run."""
+
+    n: int
+    config: str
+    train_minutes: float | None
+    device: str
+    n_boot: int = 200
+    n_perm: int = 200
+
+
+SCALES: dict[str, Scale] = {
+    # 2-core CPU, <= 20 min in all: 2 trainings at a time (1 thread each), 3 rounds of 3.3 min.
+    "tiny": Scale(n=1500, config="tiny", train_minutes=3.3, device="cpu"),
+    # the paper's Conformer (12 encoder layers), 50 epochs, on one GPU
+    "paper": Scale(n=20000, config="paper", train_minutes=None, device="cuda", n_boot=1000, n_perm=1000),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: ``action(partial, **kwargs)`` writes ``output`` (a file or folder) under ``partial``.
+
+    For a folder output, ``partial`` is the folder to fill; for a file output,
+    a folder in which to write a file of the output's name (plus sidecars).
+    ``parallel`` stages may run side by side; ``resumable`` ones keep their
+    partial path after an interruption.
+    """
+
+    name: str
+    output: Path
+    action: Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    parallel: bool = False
+    resumable: bool = False
+
+    @property
+    def partial(self) -> Path:
+        return self.output.with_name(f".{self.output.name}.partial")
+
+    @property
+    def is_folder(self) -> bool:
+        return not self.output.suffix
+
+
+def _publish(stage: Stage) -> None:
+    """Move a finished stage's partial output into place (the output itself last)."""
+    if stage.is_folder:
+        os.replace(stage.partial, stage.output)
+        return
+    main = stage.partial / stage.output.name
+    if not main.exists():
+        raise CKAProbeError(f"stage {stage.name}: finished without writing {stage.output.name}")
+    for extra in stage.partial.iterdir():
+        if extra != main:
+            os.replace(extra, stage.output.parent / extra.name)
+    os.replace(main, stage.output)
+    shutil.rmtree(stage.partial)
+
+
+def run_stage(stage: Stage, threads: int | None = None) -> dict[str, Any]:
+    """Run one stage unless its output exists; returns a row of ``stages.csv``."""
+    if stage.output.exists():
+        return {"stage": stage.name, "status": "skipped", "seconds": 0.0}
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if stage.partial.exists() and not stage.resumable:
+        shutil.rmtree(stage.partial)
+    stage.partial.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    stage.action(stage.partial, **stage.kwargs)
+    _publish(stage)
+    return {"stage": stage.name, "status": "done", "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _log(run_dir: Path, row: dict[str, Any]) -> None:
+    path = run_dir / "stages.csv"
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["stage", "status", "seconds"])
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    print(f"[{row['status']:>7}] {row['stage']} ({row['seconds']} s)", flush=True)
+
+
+def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None:
+    """Run stages in order; consecutive ``parallel`` stages run ``jobs`` at a time, one thread each."""
+    i = 0
+    while i < len(stages):
+        group = [stages[i]]
+        while stages[i].parallel and i + len(group) < len(stages) and stages[i + len(group)].parallel:
+            group.append(stages[i + len(group)])
+        if len(group) > 1 and jobs > 1:
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                for row in pool.map(run_stage, group, [1] * len(group)):
+                    _log(run_dir, row)
+        else:
+            for stage in group:
+                _log(run_dir, run_stage(stage))
+        i += len(group)
+
+
+# -- the stage actions --------------------------------------------------------------------------------------------
+def synth_action(partial: Path, *, lang: str, n: int, seed: int) -> None:
+    from cka_probe.data.synth import synthesize
+
+    synthesize(lang=lang, n=n, out_dir=partial, seed=seed)
+
+
+def train_action(partial: Path, *, arch: str, task: str | None, data: Path, scale: Scale, seed: int) -> None:
+    from cka_probe.asr.train import train
+
+    train(arch=arch, task=task, train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
+          config=scale.config, out_dir=partial, resume=(partial / "last.pt").exists(), seed=seed,
+          max_minutes=scale.train_minutes, device=scale.device)  # fmt: skip
+
+
+def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, device: str) -> None:
+    from cka_probe.asr.evaluate import evaluate
+
+    evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
+
+
+def extract_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, device: str) -> None:
+    from cka_probe.extract.asr import extract_checkpoint
+
+    extract_checkpoint(ckpt, manifest, partial / f"{name}.h5", device=device)
+
+
+def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int) -> None:
+    from cka_probe.analyze.tables import write_tables
+
+    cer = sorted((run_dir / "cer").rglob("*.csv"))
+    write_tables([run_dir / "activations"], cer, partial, n_boot=scale.n_boot, n_perm=scale.n_perm, seed=seed)
+
+
+def figures_action(partial: Path, *, tables: Path) -> None:
+    from cka_probe.figures.write import write_figures
+
+    write_figures(tables, partial)
+
+
+def report_action(partial: Path, *, run_dir: Path) -> None:
+    from cka_probe.report import write_report
+
+    write_report(run_dir, partial / "report.md")
+
+
+def _on_available_device(scale: Scale) -> Scale:
+    """``scale`` on the CPU when it asks for CUDA and none is available."""
+    import torch
+
+    if scale.device.startswith("cuda") and not torch.cuda.is_available():
+        return replace(scale, device="cpu")
+    return scale
+
+
+# -- the plan -----------------------------------------------------------------------------------------------------
+def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None) -> dict[str, Path]:
+    """Where each language's train/valid/test manifests are: the user's folders or ``data/<lang>``."""
+    dirs = {lang: (data or {}).get(lang, run_dir / "data" / lang) for lang in langs}
+    for lang, folder in (data or {}).items():
+        if lang not in langs:
+            raise CKAProbeError(f"--data {lang}={folder}: {lang} is not among --lang {' '.join(langs)}")
+        for split in ("train", "valid", "test"):
+            if not (folder / f"{split}.jsonl").exists():
+                raise CKAProbeError(f"--data {lang}={folder}: no {split}.jsonl in that folder")
+    return dirs
+
+
+def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, Path] | None = None,
+         n: int | None = None, seed: int = 0) -> list[Stage]:  # fmt: skip
+    """The stages of a reproduction, in order."""
+    dirs = _data_dirs(run_dir, langs, data)
+    scale = _on_available_device(scale)
+    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "n": n or scale.n, "seed": seed})
+              for lang in langs if lang not in (data or {})]  # fmt: skip
+    ckpt = {(lang, m): run_dir / "checkpoints" / lang / m for lang in langs for m in MODELS}
+    for (lang, m), folder in ckpt.items():
+        kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": dirs[lang], "scale": scale, "seed": seed}
+        stages.append(Stage(f"train {lang} {m}", folder, train_action, kwargs, parallel=True, resumable=True))
+    for (lang, m), folder in ckpt.items():
+        common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device}
+        stages.append(Stage(f"evaluate {lang} {m}", run_dir / "cer" / lang / f"{m}.csv", evaluate_action, common))
+        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action, common))
+    return stages + [
+        Stage("tables", run_dir / "tables", tables_action, {"run_dir": run_dir, "scale": scale, "seed": seed}),
+        Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
+        Stage("report", run_dir / "report.md", report_action, {"run_dir": run_dir}),
+    ]
+
+
+def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
+              n: int | None = None, seed: int = 0, jobs: int = 2) -> Path:  # fmt: skip
+    """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
+
+    ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
+    configuration, for a GPU). ``data`` maps a language to a folder with the
+    user's ``train.jsonl``, ``valid.jsonl`` and ``test.jsonl``. ``jobs``
+    trainings run side by side with one thread each.
+    """
+    if scale not in SCALES:
+        raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_stages(plan(run_dir, list(langs), SCALES[scale], data=data, n=n, seed=seed), run_dir, jobs=jobs)
+    return run_dir / "report.md"

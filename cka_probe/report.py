@@ -1,0 +1,144 @@
+"""``report.md``: the findings of a run in numbers, written from its tables, with its figures.
+
+Every statement is read off a table (never recomputed) and carries its 95 %
+bootstrap interval; an effect whose interval includes zero is reported as
+such rather than as a direction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cka_probe.analyze.cross_task import diagonal
+from cka_probe.asr.cer import ED_BINS
+
+
+def _interval(value: float, low: float, high: float, digits: int = 2) -> str:
+    return f"{value:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def _direction(low: float, high: float, up: str, down: str) -> str:
+    """``up`` if the interval lies above 0, ``down`` below, else a plain statement of no clear effect."""
+    if low > 0:
+        return up
+    if high < 0:
+        return down
+    return "no clear change (the interval includes 0)"
+
+
+def _read(tables: Path, name: str) -> pd.DataFrame | None:
+    path = tables / f"{name}.csv"
+    return pd.read_csv(path, dtype={"ed_bin": str}) if path.exists() else None
+
+
+def cer_section(tables: Path) -> list[str]:
+    """SO vs DO CER per language and task, and the direction in which MTL moved each."""
+    cer = _read(tables, "cer")
+    if cer is None:
+        return []
+    lines = ["## Recognition: single-output (SO) vs dual-output (DO)", "", (tables / "cer.md").read_text(), ""]
+    for r in cer[cer["unit"] == "char"].itertuples(index=False):
+        verdict = _direction(r.ci_low, r.ci_high, "MTL made it **worse**", "MTL made it **better**")
+        lines.append(f"- {r.language} {r.task}: SO {r.so_cer:.2f} % → DO {r.do_cer:.2f} %, DO − SO = "
+                     f"{_interval(r.gap, r.ci_low, r.ci_high)} points: {verdict} (oracle {r.oracle_cer:.1f} %).")  # fmt: skip
+    return lines + [""]
+
+
+def gap_section(tables: Path) -> list[str]:
+    """The DO−SO gap per edit-distance bin, and whether it grows with the distance."""
+    gaps = _read(tables, "cer_gaps")
+    if gaps is None:
+        return []
+    lines = ["## The CER gap by surface–meaning edit distance", "", "![CER gap](figures/cer_gap_by_ed.png)", ""]
+    for (language, task), rows in gaps[gaps["unit"] == "char"].groupby(["language", "task"], sort=False):
+        rows = rows.set_index("ed_bin").reindex([b for b in ED_BINS if b in set(rows["ed_bin"])])
+        cells = ", ".join(f"ED {b} (n={int(r.n)}): {_interval(r.gap, r.ci_low, r.ci_high)}" for b, r in rows.iterrows())
+        first, last = rows.iloc[0], rows.iloc[-1]
+        trend = "grows" if last.gap > first.gap else "does not grow"
+        separated = last.ci_low > first.ci_high or last.ci_high < first.ci_low
+        lines.append(f"- {language} {task}: {cells}. From the lowest to the highest bin the gap {trend} "
+                     f"({first.gap:+.2f} → {last.gap:+.2f}); the two intervals "
+                     f"{'do not overlap' if separated else 'overlap'}.")  # fmt: skip
+    return lines + [""]
+
+
+def _layers_text(rows: pd.DataFrame, value: str = "cka") -> str:
+    return ", ".join(f"{r.layer_a.split('.')[-1]}: {r[value]:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                     for _, r in rows.iterrows())  # fmt: skip
+
+
+def encoder_section(tables: Path) -> list[str]:
+    """Encoder CKA per language and where the shared encoder leans."""
+    cross, lean = _read(tables, "cross_task"), _read(tables, "encoder_entanglement")
+    lines = ["## Encoders", "", "![encoder heatmaps](figures/heatmap_encoder.png)", "",
+             "![encoder diagonals](figures/diagonal_encoder.png)", ""]  # fmt: skip
+    enc = diagonal(cross[cross["part"] == "encoder"])
+    for language, rows in enc.groupby("language"):
+        n, chance = int(rows["n"].iloc[0]), rows["null_mean"].mean()
+        lines.append(f"- {language} (n = {n} utterances, {rows['estimator'].iloc[0]} linear CKA; shuffled-utterance "
+                     f"chance level ≈ {chance:.2f}):")  # fmt: skip
+        for name, comp in rows.groupby("comparison", sort=False):
+            lines.append(f"  - {name} by layer: {_layers_text(comp)}")
+        own = lean[lean["language"] == language]
+        toward = {side: [str(r.index) for r in own.itertuples() if test(r)]
+                  for side, test in (("SSO", lambda r: r.ci_low > 0), ("MSO", lambda r: r.ci_high < 0))}  # fmt: skip
+        lines.append(f"  - the DO encoder is closer to the SSO encoder at layers {toward['SSO'] or 'none'}, to the "
+                     f"MSO encoder at layers {toward['MSO'] or 'none'}, and equally close elsewhere "
+                     f"(lean DO~SSO − DO~MSO per layer: "
+                     f"{', '.join(_interval(r.lean, r.ci_low, r.ci_high) for r in own.itertuples())}).")  # fmt: skip
+    return lines + [""]
+
+
+def decoder_section(tables: Path) -> list[str]:
+    """How much each DO decoder keeps of its SO counterpart, and where it moves toward the other task."""
+    dep = _read(tables, "decoder_departure")
+    lines = ["## Decoders", "", "![decoder heatmaps](figures/heatmap_decoder.png)", "",
+             "![decoder diagonals](figures/diagonal_decoder.png)", ""]  # fmt: skip
+    for (language, decoder), rows in dep.groupby(["language", "decoder"], sort=False):
+        own = ", ".join(f"{r.cka_own:.2f}" for r in rows.itertuples())
+        pull = ", ".join(_interval(r.pull, r.ci_low, r.ci_high) for r in rows.itertuples())
+        moved = [str(r.index) for r in rows.itertuples() if r.ci_low > 0]
+        lines.append(f"- {language} {decoder}: CKA to its own SO decoder by layer {own}; pull toward the other "
+                     f"task's SO decoder {pull}; significantly toward the other task at layers {moved or 'none'}.")
+    return lines + [""]
+
+
+def cross_lang_section(tables: Path) -> list[str]:
+    """Encoder SSO–MSO and DO–SO differences between languages, per layer."""
+    diff = _read(tables, "cross_lang")
+    if diff is None:
+        return []
+    lines = ["## Between languages", ""]
+    for (part, name), rows in diff.groupby(["part", "comparison"], sort=False):
+        a, b = rows["language_a"].iloc[0], rows["language_b"].iloc[0]
+        clear = [str(r.index) for r in rows.itertuples() if r.ci_low > 0 or r.ci_high < 0]
+        lines.append(f"- {part} {name}, CKA({a}) − CKA({b}) by layer: "
+                     f"{', '.join(_interval(r.diff, r.ci_low, r.ci_high) for r in rows.itertuples())}; "
+                     f"intervals excluding 0 at layers {clear or 'none'}.")  # fmt: skip
+    return lines + [""]
+
+
+def stage_section(run_dir: Path) -> list[str]:
+    """How long each stage took in the run that produced it."""
+    path = run_dir / "stages.csv"
+    if not path.exists():
+        return []
+    stages = pd.read_csv(path)
+    done = stages[stages["status"] == "done"].drop_duplicates("stage", keep="last")
+    rows = [f"| {r.stage} | {r.seconds:.0f} |" for r in done.itertuples()]
+    return ["## Stages", "", "| stage | seconds |", "|---|---:|", *rows, ""]
+
+
+def write_report(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the Markdown report of ``run_dir`` (its ``tables/``, ``figures/``, ``stages.csv``) to ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    tables = run_dir / "tables"
+    sections = [["# cka-probe report", "",
+                 f"Run directory `{run_dir.name}`. Intervals are 95 % bootstrap intervals over utterances; "
+                 "CER in percent, CER gaps in percentage points (DO − SO: positive means multi-task learning hurt).", ""],
+                cer_section(tables), gap_section(tables), encoder_section(tables), decoder_section(tables),
+                cross_lang_section(tables), stage_section(run_dir)]  # fmt: skip
+    out.write_text("\n".join(line for section in sections for line in section), encoding="utf-8")
+    return out

@@ -1,0 +1,135 @@
+"""The reproduce pipeline's stage runner: skipping finished stages, clean restarts, the plan's layout."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cka_probe import pipeline
+from cka_probe.errors import CKAProbeError
+
+CALLS: list[str] = []
+
+
+def write_folder(partial: Path, *, text: str) -> None:
+    CALLS.append(text)
+    (partial / "out.txt").write_text(text)
+
+
+def write_file(partial: Path, *, name: str, fail: bool = False) -> None:
+    CALLS.append(name)
+    (partial / f"{name}.summary.json").write_text("{}")
+    (partial / f"{name}.csv").write_text("half")
+    if fail:
+        raise RuntimeError("interrupted")
+    (partial / f"{name}.csv").write_text("a,b\n1,2\n")
+
+
+def stages(run_dir: Path, fail: bool = False) -> list[pipeline.Stage]:
+    return [
+        pipeline.Stage("folder", run_dir / "data" / "en", write_folder, {"text": "corpus"}),
+        pipeline.Stage("file", run_dir / "cer" / "en.csv", write_file, {"name": "en", "fail": fail}),
+    ]
+
+
+@pytest.fixture(autouse=True)
+def clear_calls():
+    CALLS.clear()
+
+
+def test_finished_stages_are_skipped(tmp_path):
+    (tmp_path / "cer").mkdir()
+    pipeline.run_stages(stages(tmp_path), tmp_path)
+    assert CALLS == ["corpus", "en"]
+    assert (tmp_path / "data/en/out.txt").read_text() == "corpus"
+    assert (tmp_path / "cer/en.csv").read_text() == "a,b\n1,2\n" and (tmp_path / "cer/en.summary.json").exists()
+    pipeline.run_stages(stages(tmp_path), tmp_path)
+    assert CALLS == ["corpus", "en"]
+    log = pd.read_csv(tmp_path / "stages.csv")
+    assert list(log.status) == ["done", "done", "skipped", "skipped"]
+
+
+def test_an_interrupted_stage_leaves_no_output_and_restarts_cleanly(tmp_path):
+    (tmp_path / "cer").mkdir()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        pipeline.run_stages(stages(tmp_path, fail=True), tmp_path)
+    assert (tmp_path / "data/en").exists()
+    assert not (tmp_path / "cer/en.csv").exists() and not (tmp_path / "cer/en.summary.json").exists()
+    assert (tmp_path / "cer/.en.csv.partial/en.csv").read_text() == "half"
+    pipeline.run_stages(stages(tmp_path), tmp_path)
+    assert CALLS == ["corpus", "en", "en"]
+    assert (tmp_path / "cer/en.csv").read_text() == "a,b\n1,2\n"
+    assert sorted(p.name for p in (tmp_path / "cer").iterdir()) == ["en.csv", "en.summary.json"]
+
+
+def test_resumable_stage_keeps_its_partial_folder(tmp_path):
+    def keep(partial: Path) -> None:
+        CALLS.append(sorted(p.name for p in partial.iterdir()))
+        (partial / "last.pt").write_text("epoch 1")
+
+    stage = pipeline.Stage("train", tmp_path / "ckpt", keep, resumable=True)
+    stage.partial.mkdir()
+    (stage.partial / "last.pt").write_text("epoch 0")
+    pipeline.run_stage(stage)
+    assert CALLS == [["last.pt"]] and (tmp_path / "ckpt/last.pt").read_text() == "epoch 1"
+
+
+def test_a_file_stage_must_write_its_output(tmp_path):
+    stage = pipeline.Stage("nothing", tmp_path / "x.csv", lambda partial: None)
+    with pytest.raises(CKAProbeError, match="stage nothing: finished without writing x.csv"):
+        pipeline.run_stage(stage)
+
+
+def test_plan_lays_out_the_run_by_stage(tmp_path):
+    plan = pipeline.plan(tmp_path, ["en", "ko"], pipeline.SCALES["tiny"], n=30)
+    outputs = [str(s.output.relative_to(tmp_path)) for s in plan]
+    assert outputs[:2] == ["data/en", "data/ko"]
+    assert "checkpoints/ko/do" in outputs and "cer/en/mso.csv" in outputs and "activations/ko/sso.h5" in outputs
+    assert outputs[-3:] == ["tables", "figures", "report.md"]
+    assert [s.name for s in plan if s.parallel] == [f"train {lang} {m}" for lang in ("en", "ko") for m in ("sso", "mso", "do")]
+    assert plan[0].kwargs["n"] == 30
+
+
+def test_user_manifests_replace_the_synthetic_corpus(tmp_path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("")
+    plan = pipeline.plan(tmp_path / "run", ["en"], pipeline.SCALES["tiny"], data={"en": tmp_path})
+    assert not any(s.name.startswith("synth") for s in plan)
+    assert next(s for s in plan if s.name == "evaluate en do").kwargs["manifest"] == tmp_path / "test.jsonl"
+    with pytest.raises(CKAProbeError, match="no test.jsonl"):
+        (tmp_path / "test.jsonl").unlink()
+        pipeline.plan(tmp_path / "run", ["en"], pipeline.SCALES["tiny"], data={"en": tmp_path})
+
+
+def test_compare_figures_and_report_from_small_stores(tmp_path):
+    from cka_probe.cli import main
+    from cka_probe.report import write_report
+    from test_analyze_cer import write as write_cer
+    from test_analyze_stores import write_store
+
+    acts = tmp_path / "activations"
+    for language in ("en", "ko"):
+        (acts / language).mkdir(parents=True)
+        for role, seed in (("sso", 1), ("mso", 2), ("do", 1 if language == "en" else 3)):
+            write_store(acts / language / f"{role}.h5", role, language, encoder_seed=seed, seed=seed)
+    (tmp_path / "cer").mkdir()
+    cer = [str(p) for p in write_cer(tmp_path / "cer")]
+    tables = tmp_path / "tables"
+    args = ["--cross-task", str(acts), "--cross-lang", "--cer", *cer, "--tables", str(tables), "--n-boot", "30"]
+    assert main(["compare", *args, "--n-perm", "10"]) == 0
+    assert {p.name for p in tables.iterdir()} == {"cross_task.csv", "cross_lang.csv", "encoder_entanglement.csv",
+                                                  "decoder_departure.csv", "cer.csv", "cer_gaps.csv", "cer.md"}
+    assert main(["figures", str(tables), "--out", str(tmp_path / "figures")]) == 0
+    assert len(list((tmp_path / "figures").glob("*.png"))) == 5 and len(list((tmp_path / "figures").glob("*.pdf"))) == 5
+    text = write_report(tmp_path, tmp_path / "report.md").read_text()
+    assert "en surface: SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
+    assert "the DO encoder is closer to the SSO encoder at layers ['0', '1', '2']" in text
+    for figure in ("heatmap_encoder", "diagonal_decoder", "cer_gap_by_ed"):
+        assert f"(figures/{figure}.png)" in text and (tmp_path / "figures" / f"{figure}.png").exists()
+
+
+def test_compare_without_inputs_is_a_one_line_error(capsys):
+    from cka_probe.cli import main
+
+    assert main(["compare"]) == 2
+    assert "give two inputs A B, or --cross-task" in capsys.readouterr().err
