@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract import extract, select_modules
+from cka_probe.extract import LayerCapture, extract, select_modules
 from cka_probe.store import ActivationStore
 
 torch.set_num_threads(1)
@@ -202,20 +202,27 @@ TOY_LAYERS = {"encoder": ["embed", "layers.*"], "decoder/surface": ["decoders.su
               "decoder/meaning": ["decoders.meaning.layers.*"]}
 
 
-def single_utterance_outputs(model: ToyEncoderDecoders, batch: dict, i: int) -> dict[tuple[str, str], torch.Tensor]:
-    """Every hooked layer's output for utterance ``i`` of ``batch`` run alone, without padding."""
-    outputs, modules = {}, dict(model.named_modules())
-    names = [n for patterns in TOY_LAYERS.values() for n in select_modules(model, patterns)]
-    hooks = [modules[n].register_forward_hook(lambda m, inp, out, n=n: outputs.__setitem__(n, out)) for n in names]
-    n, one = int(batch["feat_lens"][i]), {}
-    one["feats"], one["feat_lens"] = batch["feats"][i: i + 1, :n], batch["feat_lens"][i: i + 1]
-    one["ys_in"] = {t: y[i: i + 1, : int(batch["ys_in_lens"][t][i])] for t, y in batch["ys_in"].items()}
-    one["ys_in_lens"] = {t: y[i: i + 1] for t, y in batch["ys_in_lens"].items()}
-    with torch.no_grad():
-        teacher_forced(model, one)
-    for h in hooks:
-        h.remove()
-    return {name: (out[0] if isinstance(out, tuple) else out)[0] for name, out in outputs.items()}
+def unpad(batch: dict, i: int) -> dict:
+    """Utterance ``i`` of a padded batch alone, without padding (feats, ys_in per task)."""
+    one = {"feats": batch["feats"][i: i + 1, : int(batch["feat_lens"][i])], "feat_lens": batch["feat_lens"][i: i + 1],
+           "ys_in": {t: y[i: i + 1, : int(batch["ys_in_lens"][t][i])] for t, y in batch["ys_in"].items()},
+           "ys_in_lens": {t: n[i: i + 1] for t, n in batch["ys_in_lens"].items()}}
+    return {**one, "tasks": batch["tasks"]} if "tasks" in batch else one
+
+
+def assert_store_matches_single_forwards(store, model, batches, patterns, forward, rtol, atol) -> None:
+    """Every stored utterance's rows and means equal a forward of that utterance alone."""
+    for batch in batches:
+        for i, uid in enumerate(batch["ids"]):
+            with LayerCapture(model, {"all": patterns}) as capture, torch.no_grad():
+                forward(model, unpad(batch, i))
+                alone = {name: out[0] for name, out in capture.pop()["all"].items()}
+            for stream in store.streams():
+                for layer in store.layers(stream):
+                    np.testing.assert_allclose(store.frames(stream, layer, [uid])[0], alone[layer].numpy(),
+                                               rtol=rtol, atol=atol)
+                    np.testing.assert_allclose(store.means(stream, layer, [uid])[0],
+                                               alone[layer].double().mean(0).numpy(), rtol=rtol, atol=atol)
 
 
 def test_padding_never_reaches_the_store_encoder_and_decoders(tmp_path):
@@ -226,15 +233,8 @@ def test_padding_never_reaches_the_store_encoder_and_decoders(tmp_path):
     with ActivationStore(out) as store:
         assert store.streams() == ["encoder", "decoder/surface", "decoder/meaning"]
         assert store.layers("decoder/meaning") == ["decoders.meaning.layers.0", "decoders.meaning.layers.1"]
-        for batch in batches:
-            for i, uid in enumerate(batch["ids"]):
-                alone = single_utterance_outputs(model, batch, i)
-                for stream in store.streams():
-                    for layer in store.layers(stream):
-                        rows, _ = store.frames(stream, layer, [uid])
-                        np.testing.assert_allclose(rows, alone[layer].numpy(), rtol=1e-5, atol=1e-5)
-                        np.testing.assert_allclose(store.means(stream, layer, [uid])[0],
-                                                   alone[layer].double().mean(0).numpy(), rtol=1e-5, atol=1e-6)
+        patterns = [p for ps in TOY_LAYERS.values() for p in ps]
+        assert_store_matches_single_forwards(store, model, batches, patterns, teacher_forced, 1e-5, 1e-5)
 
 
 def test_float16_storage_keeps_means_from_full_precision(tmp_path):

@@ -20,6 +20,9 @@ from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.cli import main
 from cka_probe.store import ActivationStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_extract import assert_store_matches_single_forwards  # noqa: E402
+
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [("he go park", "he goes to the park"), ("she have cat", "she has a cat"), ("i am here", "i am here"),
@@ -52,22 +55,9 @@ def corpus(tmp_path_factory):
     return ckpt, manifest, rows
 
 
-def single_forward(model, batch, i: int) -> dict[str, torch.Tensor]:
-    """Hooked outputs for utterance ``i`` of a ManifestBatches batch, run alone without padding."""
-    from cka_probe.extract.asr import default_layers, teacher_forced
-    from cka_probe.extract.hooks import LayerCapture
-
-    one = {"feats": batch["feats"][i: i + 1, : int(batch["feat_lens"][i])], "feat_lens": batch["feat_lens"][i: i + 1],
-           "ys_in": {t: y[i: i + 1, : int(batch["ys_in_lens"][t][i])] for t, y in batch["ys_in"].items()},
-           "ys_in_lens": {t: y[i: i + 1] for t, y in batch["ys_in_lens"].items()}, "tasks": list(model.tasks)}
-    with LayerCapture(model, {"all": default_layers(model.tasks)}) as capture, torch.no_grad():
-        teacher_forced(model, one)
-        return {name: out[0] for name, out in capture.pop()["all"].items()}
-
-
 def test_extract_checkpoint_matches_single_utterance_forwards(corpus, tmp_path):
     from cka_probe.asr.data import ManifestBatches
-    from cka_probe.extract.asr import extract_checkpoint
+    from cka_probe.extract.asr import default_layers, extract_checkpoint, teacher_forced
 
     ckpt_path, manifest, rows = corpus
     out = extract_checkpoint(ckpt_path, manifest, tmp_path / "do.h5", batch_size=3, limit=7)
@@ -83,13 +73,9 @@ def test_extract_checkpoint_matches_single_utterance_forwards(corpus, tmp_path):
         assert attrs["config"] == ckpt["config"]
         assert store.ids == [r["id"] for r in rows[:7]]
         assert list(store.metadata["meaning"]) == [r["meaning"] for r in rows[:7]]
-        for batch in ManifestBatches(manifest, ckpt, batch_size=3, limit=7):
-            for i, uid in enumerate(batch["ids"]):
-                alone = single_forward(model, batch, i)
-                for stream in store.streams():
-                    for layer in store.layers(stream):
-                        rows_, _ = store.frames(stream, layer, [uid])
-                        np.testing.assert_allclose(rows_, alone[layer].numpy(), rtol=1e-4, atol=1e-5)
+        batches = [{**b, "tasks": list(model.tasks)} for b in ManifestBatches(manifest, ckpt, batch_size=3, limit=7)]
+        assert_store_matches_single_forwards(store, model, batches, default_layers(model.tasks), teacher_forced,
+                                             1e-4, 1e-5)
         surface_len = store.row_counts("decoder/surface", "decoders.surface.layers.1", ["u3"])[0]
         assert surface_len == len("they was late") + 1
 

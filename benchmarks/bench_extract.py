@@ -1,0 +1,154 @@
+"""Overheads of extraction and of compare-from-stores, as ratios to baselines measured in the same run.
+
+1. ``extract`` (hooks + valid-row gathering + HDF5 writing) against the same
+   model's plain forward passes over the same batches: the bundled tiny DO
+   model (random weights), encoder and both teacher-forced decoders. Target <= 1.25x.
+2. ``compare_stores`` (alignment by id, chunked streaming into the exact
+   linear accumulator) against reading the same layers whole with plain h5py
+   and calling ``cka_matrix``. Target <= 1.5x.
+
+Usage: ``python benchmarks/bench_extract.py [--utterances 48] [--rows 40000] [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from cka_probe.analyze.compare_stores import compare_stores
+from cka_probe.asr import build_model, load_config
+from cka_probe.cka import cka_matrix
+from cka_probe.extract import extract
+from cka_probe.extract.asr import default_layers, layer_streams, teacher_forced
+from cka_probe.store import StoreWriter
+
+
+def interleaved_best(repeats: int, baseline, candidate) -> tuple[float, float]:
+    """Least wall time of each of two calls, run alternately (the machine is shared: the minimum
+    of interleaved runs is the least noisy estimate)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, record in ((baseline, times[0]), (candidate, times[1])):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
+
+
+def asr_batches(n: int, batch: int, vocab: int, seed: int = 0) -> list[dict]:
+    """Random 80-dim features of 2-5 s and random transcripts of 20-60 tokens, padded."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for b in range(0, n, batch):
+        feat_lens = torch.randint(200, 500, (batch,), generator=gen)
+        ys_lens = {t: torch.randint(20, 60, (batch,), generator=gen) for t in ("surface", "meaning")}
+        out.append({"ids": [f"u{b + i}" for i in range(batch)], "tasks": ["surface", "meaning"],
+                    "feats": torch.randn(batch, int(feat_lens.max()), 80, generator=gen), "feat_lens": feat_lens,
+                    "ys_in": {t: torch.randint(0, vocab, (batch, int(k.max())), generator=gen) for t, k in ys_lens.items()},
+                    "ys_in_lens": ys_lens})
+    return out
+
+
+def bench_extraction(n: int, tmp: Path, repeats: int) -> float:
+    torch.manual_seed(0)
+    model = build_model(load_config("tiny"), "do", ("surface", "meaning"), {"surface": 40, "meaning": 40}).eval()
+    batches = asr_batches(n, 16, 40)
+    streams = layer_streams(model, default_layers(model.tasks), model.tasks)
+
+    def plain():
+        with torch.inference_mode():
+            for batch in batches:
+                teacher_forced(model, batch)
+
+    inside = []
+
+    def timed_forward(m, batch):
+        start = time.perf_counter()
+        lengths = teacher_forced(m, batch)
+        inside.append(time.perf_counter() - start)
+        return lengths
+
+    def extraction():
+        inside.clear()
+        extract(model, batches, layers=streams, out=tmp / "bench.h5", forward=timed_forward, overwrite=True,
+                progress=False)
+
+    plain()
+    t_plain, t_extract = interleaved_best(repeats, plain, extraction)
+    start = time.perf_counter()
+    extraction()
+    t_run = time.perf_counter() - start
+    rows = sum(int(b["feat_lens"].div(4, rounding_mode="floor").sum()) for b in batches)
+    print(f"extract: {n} utterances, tiny DO model, {sum(map(len, streams.values()))} layers, ~{rows} encoder frames")
+    print(f"  plain forward {t_plain:.2f} s   extract {t_extract:.2f} s   ratio {t_extract / t_plain:.2f}x "
+          "(target <= 1.25x)")
+    print(f"  one extract run: {t_run:.2f} s of which forward passes {sum(inside):.2f} s: "
+          f"ratio {t_run / sum(inside):.2f}x")
+    return t_extract / t_plain
+
+
+def write_store(path: Path, layers: int, rows: int, dim: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(rows, dim)).astype(np.float32)
+    lengths = np.full(rows // 50, 50)
+    with StoreWriter(path) as writer:
+        acts = {("encoder", f"layers.{i}"): (np.tanh(base @ rng.normal(size=(dim, dim)).astype(np.float32) / 8),
+                                               lengths) for i in range(layers)}
+        for lo in range(0, len(lengths), 100):
+            sel = slice(lo * 50, (lo + 100) * 50)
+            writer.append([f"u{i}" for i in range(lo, lo + 100)],
+                          {k: (r[sel], lengths[lo: lo + 100]) for k, (r, _) in acts.items()})
+        writer.finish()
+
+
+def bench_compare(rows: int, tmp: Path, repeats: int) -> tuple[float, float]:
+    layers, dim = 6, 144
+    a, b = tmp / "a.h5", tmp / "b.h5"
+    write_store(a, layers, rows, dim, 0)
+    write_store(b, layers, rows, dim, 1)
+
+    def plain(dataset: str):
+        with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+            xs = {f"layers.{i}": fa[f"encoder/layers.{i}/{dataset}"][:] for i in range(layers)}
+            ys = {f"layers.{i}": fb[f"encoder/layers.{i}/{dataset}"][:] for i in range(layers)}
+        return cka_matrix(xs, ys)
+
+    ratios = []
+    for pool, dataset in (("frames", "data"), ("mean", "mean")):
+        ours = compare_stores(a, b, pool=pool)
+        base = plain(dataset)
+        assert np.allclose(ours.to_numpy(), base.to_numpy(), rtol=1e-4), (ours, base)
+        t_plain, t_store = interleaved_best(repeats, lambda: plain(dataset), lambda: compare_stores(a, b, pool=pool))
+        n = ours.attrs["n"]
+        print(f"compare pool={pool}: {layers}x{layers} layers, d={dim}, n={n}")
+        print(f"  h5py + cka_matrix {t_plain:.2f} s   compare_stores {t_store:.2f} s   "
+              f"ratio {t_store / t_plain:.2f}x (target <= 1.5x)")
+        ratios.append(t_store / t_plain)
+    return tuple(ratios)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--utterances", type=int, default=48)
+    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_extraction(args.utterances, Path(tmp), args.repeats)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bench_compare(args.rows, Path(tmp), args.repeats)
+
+
+if __name__ == "__main__":
+    main()
