@@ -1,6 +1,6 @@
 """Synthesis speed, corpus statistics and audio faithfulness of ``cka-probe synth``.
 
-    python benchmarks/synth_corpus.py [--n 1000] [--workers 2] [--faithful 200]
+    python benchmarks/bench_synth.py [--n 1000] [--workers 2] [--faithful 200]
 
 For each language: wall time of ``synthesize`` against a baseline measured in
 the same run (one plain ``espeak-ng`` call per meaning sentence, sequential,

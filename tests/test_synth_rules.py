@@ -118,6 +118,11 @@ def test_korean_jamo_rule_makes_its_documented_edits(name: str) -> None:
 @pytest.mark.parametrize(("word", "rules", "expected"), [
     ("학교", {"coda_drop"}, "하교"),
     ("먹어요", {"coda_drop"}, "먹어요"),  # ㄱ before a vowel-initial syllable stays
+    ("닭이", {"coda_simplify"}, "닥이"),
+    ("없어요", {"coda_simplify"}, "업어요"),
+    ("닭", {"coda_simplify"}, "닭"),  # word-final: pronounced [닥] already
+    ("싫어해요", {"coda_simplify"}, "싫어해요"),  # ㅀ before a vowel: ㅎ silent, nothing to hear
+    ("읽습니다", {"coda_simplify", "coda_drop"}, "읽스니다"),  # double final before a consonant stays
     ("까치", {"tense_lax", "aspirated_lax"}, "가지"),
     ("쉬었어요", {"diphthong", "eo_o"}, "시옸오요"),  # ㅟ→ㅣ, then every ㅓ→ㅗ
 ])

@@ -18,8 +18,9 @@ varies per utterance):
   (ㅊㅋㅌㅍ → ㅈㄱㄷㅂ), initial ㅎ dropped (할머니 → 알머니);
 - vowel merges: ㅓ→ㅗ (ㅕ→ㅛ), ㅐ→ㅔ (ㅒ→ㅖ), ㅡ→ㅜ, diphthongs simplified
   (ㅘ→ㅏ, ㅝ→ㅓ, ㅚ/ㅙ/ㅞ→ㅔ, ㅟ/ㅢ→ㅣ);
-- final consonants: a double final simplified to one (닭 → 닥), a stop final
-  ㄱ/ㄷ/ㅂ dropped before a consonant inside a word (학교 → 하교).
+- final consonants: a double final simplified to one before a vowel, where
+  standard Korean pronounces both (닭이 → 닥이), a stop final ㄱ/ㄷ/ㅂ dropped
+  before a consonant inside a word (학교 → 하교).
 
 Each active rule applies wherever its environment occurs in the utterance.
 """
@@ -56,10 +57,10 @@ JAMO_RULES: dict[str, tuple[str, dict[int, int], str]] = {
     "ae_e": ("vowel", {1: 5, 3: 7}, "백화점 → 벡화점 (ㅐ→ㅔ)"),
     "eu_u": ("vowel", {18: 13}, "그리다 → 구리다 (ㅡ→ㅜ)"),
     "diphthong": ("vowel", {9: 0, 14: 4, 10: 5, 11: 5, 15: 5, 16: 20, 19: 20}, "봐요 → 바요, 쉬어요 → 시어요"),
-    "coda_simplify": ("final", {3: 1, 5: 4, 6: 4, 9: 1, 10: 16, 11: 8, 12: 8, 13: 8, 14: 17, 15: 8, 18: 17},
-                      "닭 → 닥, 없어요 → 업어요 (double final → single)"),
 }
 STOP_FINALS = frozenset({1, 7, 17})  # ㄱ ㄷ ㅂ
+# double final -> its first consonant; not ㄶ/ㅀ, whose ㅎ is silent before a vowel anyway
+SIMPLE_FINALS = {3: 1, 5: 4, 9: 1, 10: 16, 11: 8, 12: 8, 13: 8, 14: 17, 18: 17}
 
 WORD_RULES: dict[str, str] = {
     "topic_subject": "subject and topic particles swapped: 철수가 → 철수는",
@@ -72,6 +73,7 @@ WORD_RULES: dict[str, str] = {
 RULES: dict[str, str] = {
     **WORD_RULES,
     **{name: example for name, (_, _, example) in JAMO_RULES.items()},
+    "coda_simplify": "double final simplified before a vowel, where both are heard: 닭이 → 닥이, 없어요 → 업어요",
     "coda_drop": "stop final ㄱ/ㄷ/ㅂ dropped before a consonant in a word: 학교 → 하교",
 }
 EXCLUSIVE: tuple[frozenset[str], ...] = ()
@@ -97,27 +99,33 @@ def apply_word_rules(word: KoWord, active: frozenset[str]) -> KoWord:
 
 
 @lru_cache(maxsize=4096)
-def _jamo_tables(active: frozenset[str]) -> tuple[list[int], list[int], list[int]]:
-    """Old → new index tables for (initial, vowel, final), the active rules composed in order."""
-    tables = {"initial": list(range(19)), "vowel": list(range(21)), "final": list(range(28))}
+def _jamo_tables(active: frozenset[str]) -> dict[str, list[int]]:
+    """Old → new index tables for initials and vowels, the active rules composed in order."""
+    tables = {"initial": list(range(19)), "vowel": list(range(21))}
     for name, (slot, mapping, _) in JAMO_RULES.items():
         if name in active:
             tables[slot] = [mapping.get(j, j) for j in tables[slot]]
-    return tables["initial"], tables["vowel"], tables["final"]
+    return tables
 
 
 def apply_jamo_rules(word: str, active: frozenset[str]) -> str:
     """``word`` (pure Hangul) after the active syllable rules."""
-    initials, vowels, finals = _jamo_tables(active)
+    tables = _jamo_tables(active)
     syllables = [decompose(c) for c in word]
     out = []
     for i, (initial, vowel, final) in enumerate(syllables):
-        final = finals[final]
-        if "coda_drop" in active and i + 1 < len(syllables) and syllables[i + 1][0] != NO_INITIAL \
-                and final in STOP_FINALS:
-            final = 0
-        out.append(compose(initials[initial], vowels[vowel], final))
+        following = syllables[i + 1][0] if i + 1 < len(syllables) else None
+        out.append(compose(tables["initial"][initial], tables["vowel"][vowel], _final(final, following, active)))
     return "".join(out)
+
+
+def _final(final: int, following: int | None, active: frozenset[str]) -> int:
+    """The final consonant after the context rules; ``following`` is the next syllable's initial, if any."""
+    if "coda_simplify" in active and following == NO_INITIAL:
+        final = SIMPLE_FINALS.get(final, final)
+    if "coda_drop" in active and following not in (None, NO_INITIAL) and final in STOP_FINALS:
+        final = 0
+    return final
 
 
 def surface(words: list[KoWord], active: frozenset[str]) -> tuple[str, str]:

@@ -227,12 +227,16 @@ def summarize(rows: list[dict], splits: list[str], spec: Language,
               voices: list[tuple[str, espeak.Voice]], seed: int) -> dict[str, Any]:
     """Counts per edit-distance bin and split, rule usage, oracle CER, durations, speakers."""
     bins = {s: Counter() for s in ("train", "valid", "test")}
+    distances: dict[str, list[int]] = {b: [] for b in ED_BINS}
     for row, split in zip(rows, splits):
-        bins[split][ed_bin(char_errors(row["meaning"], row["surface"]))] += 1
+        distance = char_errors(row["meaning"], row["surface"])
+        bins[split][ed_bin(distance)] += 1
+        distances[ed_bin(distance)].append(distance)
     frames = [r["duration"] * 25 / len(unicodedata.normalize("NFD", r["surface"])) for r in rows]
     return {
         "language": spec.code, "n": len(rows), "seed": seed,
         "bins": {s: {b: bins[s][b] for b in ED_BINS} for s in bins},
+        "mean_distance": {b: float(np.mean(d)) if d else None for b, d in distances.items()},
         "oracle_cer": corpus_cer((r["meaning"], r["surface"]) for r in rows),
         "rules": {name: sum(name in r["rules"] for r in rows) for name in sorted(spec.rules)},
         "rule_descriptions": dict(sorted(spec.rules.items())),
@@ -246,12 +250,14 @@ def summarize(rows: list[dict], splits: list[str], spec: Language,
 def format_summary(summary: dict[str, Any]) -> str:
     """A plain-text table of utterances per edit-distance bin and split, with the oracle CER."""
     splits = list(summary["bins"])
-    lines = [f"{'bin':>6} " + " ".join(f"{s:>7}" for s in splits) + f" {'all':>7} {'share':>7}"]
+    lines = [f"{'bin':>6} " + " ".join(f"{s:>7}" for s in splits) + f" {'all':>7} {'share':>7} {'mean ED':>8}"]
     total = summary["n"]
     for b in ED_BINS:
         counts = [summary["bins"][s][b] for s in splits]
+        mean = summary["mean_distance"][b]
         lines.append(f"{b:>6} " + " ".join(f"{c:>7}" for c in counts)
-                     + f" {sum(counts):>7} {100 * sum(counts) / total:>6.1f}%")
+                     + f" {sum(counts):>7} {100 * sum(counts) / total:>6.1f}% "
+                     + (f"{mean:>8.1f}" if mean is not None else f"{'-':>8}"))
     lines.append(f"{summary['language']}: {total} utterances, mean {summary['duration_s']['mean']:.2f} s, "
                  f"oracle CER (surface vs meaning) {summary['oracle_cer']:.1f}%")
     return "\n".join(lines)
