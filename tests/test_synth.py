@@ -54,6 +54,11 @@ def test_summary_counts_every_utterance_once(korean: Path) -> None:
     assert sum(sum(b.values()) for b in summary["bins"].values()) == summary["n"] == 10
     assert summary["seed"] == 5 and set(summary["rules"]) == set(summary["rule_descriptions"])
     assert 0 <= summary["oracle_cer"] <= 100
+    bounds = {"0": (0, 0), "1-3": (1, 3), "4-10": (4, 10), ">10": (11, math.inf)}
+    for b, mean in summary["mean_distance"].items():
+        count = sum(summary["bins"][s][b] for s in summary["bins"])
+        assert (mean is None) == (count == 0)
+        assert mean is None or bounds[b][0] <= mean <= bounds[b][1]
 
 
 def test_english_audio_is_spoken_from_rewritten_phonemes(tmp_path: Path) -> None:
