@@ -186,9 +186,9 @@ class Run:
             row = {"epoch": self.epoch} | prefixed("train", self.train_epoch()) | prefixed("valid", self.validate())
             row |= {"step": self.step, "lr": self.lr_at(self.step - 1), "seconds": round(time.perf_counter() - epoch_start, 3)}
             self.log_rows.append(row)
-            self.save(out_dir, row)
             if max_minutes is not None:
                 self.fit_budget(max_minutes * 60, time.perf_counter() - started, self.epoch - first_epoch)
+            self.save(out_dir, row)
         if not (out_dir / "best.pt").is_file():
             raise CKAProbeError(f"{out_dir}: no epoch was trained (epochs = {self.config['train']['epochs']})")
         return out_dir / "best.pt"

@@ -1,0 +1,39 @@
+"""``cka-probe train``: train a bundled single-output or dual-output CTC-attention model."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Train a bundled SO (one task) or DO (surface + meaning) Conformer CTC-attention model from manifests."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", choices=("so", "do"), required=True, help="single-output or dual-output model")
+    parser.add_argument("--task", choices=("surface", "meaning"), default=None,
+                        help="the transcript an SO model learns (required with --arch so)")
+    parser.add_argument("--data", required=True, help="training manifest (JSON Lines)")
+    parser.add_argument("--valid", required=True, help="validation manifest (JSON Lines)")
+    parser.add_argument("--config", default="tiny", help="named config (tiny, paper) or a JSON file (default tiny)")
+    parser.add_argument("--out", required=True, help="output folder: best.pt, last.pt, log.csv")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    parser.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
+    parser.add_argument("--lr", type=float, default=None, help="override the config's peak learning rate (e.g. 1e-4, 1e-5)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="wall-time budget: the epochs are cut to what fits after the first one")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from cka_probe.asr.train import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    best = train(arch=args.arch, task=args.task, train_manifest=args.data, valid_manifest=args.valid,
+                 config=args.config, out_dir=args.out, resume=args.resume, seed=args.seed, epochs=args.epochs,
+                 lr=args.lr, max_minutes=args.max_minutes, device=args.device)
+    print(f"best checkpoint: {best}")
+    return 0

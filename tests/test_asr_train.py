@@ -1,0 +1,228 @@
+"""Training, resuming and evaluating the bundled models on a handful of espeak-ng utterances.
+
+The models here are cut down from ``tiny`` (2 encoder blocks, no dropout, no
+label smoothing, no SpecAugment) so that memorising 4 utterances takes well
+under a minute on one CPU thread.
+"""
+
+import copy
+import csv
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from scipy.io import wavfile
+
+from cka_probe.asr.config import load_config
+from cka_probe.asr.evaluate import evaluate, score, summary_path_for
+from cka_probe.asr.schedule import warmup_cosine
+from cka_probe.asr.train import Run, log_columns, tasks_for, train
+from cka_probe.cli import main
+from cka_probe.data.espeak import Voice, speak
+from cka_probe.data.manifest import write_manifest
+from cka_probe.errors import CKAProbeError
+
+# (surface, meaning, surface-meaning character edit distance counted by hand)
+UTTERANCES = [
+    ("de cat sat", "the cat sat", 2),  # d→t, +h
+    ("dis is a big dog", "this is a big dog", 2),  # d→t, +h
+    ("dey hab tree cars", "they have three cars", 5),  # d→t, +h, b→v, +e, +h
+    ("she reads a book", "she reads a book", 0),
+]
+EXPECTED_BINS = ["1-3", "1-3", "4-10", "0"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine, 2 threads can be many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """4 English utterances spoken from their surface text; valid = the first one."""
+    folder = tmp_path_factory.mktemp("corpus")
+    rows = []
+    for i, (surface, meaning, _) in enumerate(UTTERANCES):
+        wavfile.write(folder / f"u{i}.wav", 16000, speak(surface, Voice("en-us", 170, 50)))
+        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning,
+                     "language": "en", "speaker": "s0"})
+    return {"train": write_manifest(folder / "train.jsonl", rows),
+            "valid": write_manifest(folder / "valid.jsonl", rows[:1]), "rows": rows, "folder": folder}
+
+
+def small_config(**train):
+    config = load_config("tiny")
+    config["encoder"].update(subsampling_channels=16, n_layers=2, ffn_dim=256, dropout=0.0)
+    config["decoder"].update(n_layers=2, ffn_dim=256, dropout=0.0)
+    config["loss"]["label_smoothing"] = 0.0
+    config["train"].update(lr=2e-3, warmup_steps=10, epochs=100, batch_size=4, spec_augment=None)
+    config["train"].update(train)
+    return config
+
+
+def read_log(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def so_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("so")
+    torch.set_num_threads(1)
+    train(arch="so", task="surface", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
+          config=small_config(), out_dir=out)
+    return out
+
+
+def assert_overfits(out, train_manifest, tasks):
+    log = read_log(out / "log.csv")
+    assert list(log[0]) == log_columns(tasks)
+    assert float(log[-1]["train_loss"]) <= 0.1 * float(log[0]["train_loss"])
+    table = evaluate(out / "last.pt", train_manifest, out / "cer.csv")
+    for task in tasks:
+        rows = table[table["task"] == task]
+        assert len(rows) == len(UTTERANCES)
+        assert rows["errors"].sum() / rows["ref_len"].sum() <= 0.05, rows[["ref", "hyp"]].to_string()
+
+
+def test_so_model_memorises_four_utterances(so_run, corpus):
+    assert_overfits(so_run, corpus["train"], ("surface",))
+    assert (so_run / "best.pt").is_file()
+
+
+def test_do_model_memorises_four_utterances(corpus, tmp_path):
+    train(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
+          config=small_config(), out_dir=tmp_path)
+    assert_overfits(tmp_path, corpus["train"], ("surface", "meaning"))
+
+
+def interrupt_in_epoch(epoch, monkeypatch):
+    """Make training stop with Ctrl-C at the start of ``epoch``."""
+    original = Run.train_epoch
+
+    def train_epoch(self):
+        if self.epoch == epoch:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Run, "train_epoch", train_epoch)
+
+
+def test_resume_continues_bitwise(corpus, tmp_path, monkeypatch):
+    # dropout and SpecAugment on, so that the saved RNG state matters
+    config = small_config(epochs=4, batch_size=2, spec_augment={"freq_masks": 1, "freq_width": 5,
+                                                                  "time_masks": 1, "time_width": 10,
+                                                                  "max_time_fraction": 0.2})
+    config["encoder"]["dropout"] = config["decoder"]["dropout"] = 0.1
+    common = dict(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"])
+    train(**common, config=config, out_dir=tmp_path / "straight")
+    interrupt_in_epoch(3, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train(**common, config=config, out_dir=tmp_path / "halves")
+    monkeypatch.undo()
+    assert len(read_log(tmp_path / "halves" / "log.csv")) == 2
+    train(**common, config="ignored-on-resume", resume=True, out_dir=tmp_path / "halves")
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    halves = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
+    assert straight["epoch"] == halves["epoch"] == 4
+    for name, value in straight["model_state"].items():
+        assert torch.equal(value, halves["model_state"][name]), name
+    without_time = [[(k, v) for k, v in row.items() if k != "seconds"] for row in
+                    (read_log(tmp_path / "straight" / "log.csv") + read_log(tmp_path / "halves" / "log.csv"))]
+    assert without_time[:4] == without_time[4:]
+
+
+def test_time_budget_cuts_the_planned_epochs(corpus, tmp_path):
+    train(arch="so", task="meaning", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
+          config=small_config(epochs=50), max_minutes=1e-6, out_dir=tmp_path)
+    assert len(read_log(tmp_path / "log.csv")) == 1
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]["epochs"] == 1
+
+
+def test_evaluate_writes_the_interface_columns_and_a_consistent_summary(so_run, corpus, tmp_path):
+    out = tmp_path / "cer.csv"
+    evaluate(so_run / "best.pt", corpus["train"], out, decoding="attention", beam=3)
+    table = pd.read_csv(out, dtype={"ed_bin": str})
+    assert list(table.columns) == ["id", "language", "task", "decoding", "ref", "hyp", "errors", "ref_len", "cer",
+                                   "surface_meaning_ed", "ed_bin"]
+    assert table["surface_meaning_ed"].tolist() == [ed for _, _, ed in UTTERANCES]
+    assert table["ed_bin"].tolist() == EXPECTED_BINS
+    assert (table["ref_len"] == [len(s) for s, _, _ in UTTERANCES]).all()
+    summary = json.loads(summary_path_for(out).read_text())
+    surface = summary["tasks"]["surface"]
+    assert surface["cer"] == pytest.approx(100 * table["errors"].sum() / table["ref_len"].sum())
+    assert sum(b["ref_len"] for b in surface["by_ed_bin"].values()) == table["ref_len"].sum()
+    assert summary["beam"] == 3 and summary["n_utterances"] == len(UTTERANCES)
+
+
+def test_ctc_decoding_scores_the_ctc_task_only(so_run, corpus, tmp_path):
+    table = evaluate(so_run / "best.pt", corpus["train"], tmp_path / "ctc.csv", decoding="ctc")
+    assert set(table["task"]) == {"surface"} and set(table["decoding"]) == {"ctc"}
+    assert table["errors"].sum() / table["ref_len"].sum() <= 0.10
+
+
+def test_korean_rows_carry_jamo_cer():
+    references = {"k1": {"id": "k1", "language": "ko", "surface": "닥 먹어", "meaning": "닭 먹어"}}
+    table = score(references, {"meaning": {"k1": "닥 먹어"}}, "attention")
+    row = table.iloc[0]
+    assert (row["errors"], row["ref_len"], row["jamo_errors"], row["jamo_ref_len"]) == (1, 4, 1, 9)
+    assert row["cer"] == pytest.approx(25.0) and row["jamo_cer"] == pytest.approx(100 / 9)
+    assert (row["surface_meaning_ed"], row["ed_bin"]) == (1, "1-3")
+
+
+def test_cli_trains_and_evaluates(corpus, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(small_config(epochs=1)))
+    out = tmp_path / "run"
+    assert main(["train", "--arch", "so", "--task", "meaning", "--data", str(corpus["train"]), "--valid",
+                 str(corpus["valid"]), "--config", str(config), "--out", str(out), "--threads", "1"]) == 0
+    assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "log.csv"}
+    assert main(["evaluate", str(out / "best.pt"), "--data", str(corpus["train"]), "--out",
+                 str(tmp_path / "cer.csv"), "--decoding", "ctc"]) == 0
+    assert "meaning" in capsys.readouterr().out
+    assert set(pd.read_csv(tmp_path / "cer.csv")["task"]) == {"meaning"}
+
+
+def test_manifest_without_a_transcript_names_file_and_line(corpus, tmp_path, capsys):
+    broken = [dict(r, audio=str(corpus["folder"] / r["audio"])) for r in corpus["rows"]]
+    del broken[1]["meaning"]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in broken))
+    with pytest.raises(CKAProbeError, match=r"train\.jsonl:2: .*meaning"):
+        train(arch="do", train_manifest=path, valid_manifest=corpus["valid"], config=small_config(),
+              out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert main(["train", "--arch", "do", "--data", str(path), "--valid", str(corpus["valid"]),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "train.jsonl:2" in capsys.readouterr().err
+
+
+def test_resume_needs_a_last_checkpoint(corpus, tmp_path):
+    with pytest.raises(CKAProbeError, match="last.pt"):
+        train(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"], config=small_config(),
+              out_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("arch, task, message", [("so", None, "--task"), ("do", "surface", "both tasks"),
+                                                 ("xx", None, "arch")])
+def test_arch_and_task_are_checked(arch, task, message):
+    with pytest.raises(CKAProbeError, match=message):
+        tasks_for(arch, task)
+
+
+def test_warmup_cosine_schedule():
+    peak, warmup, total = 1e-3, 10, 110
+    lrs = [warmup_cosine(s, peak=peak, warmup=warmup, total=total, floor=0.1) for s in range(total + 5)]
+    assert lrs[0] == pytest.approx(peak / warmup)
+    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1:warmup]))
+    assert lrs[warmup - 1] == pytest.approx(peak)  # the last warm-up step reaches the peak
+    assert lrs[warmup] == pytest.approx(peak)  # decay starts at the peak ...
+    assert lrs[warmup + 50] == pytest.approx(peak * (0.1 + 0.9 * 0.5))  # ... cos(π/2) = 0 halfway ...
+    assert lrs[warmup + 25] == pytest.approx(peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))))
+    assert lrs[total:] == pytest.approx([0.1 * peak] * 5)  # ... and stays at the floor after the end
