@@ -93,6 +93,8 @@ def fbank(
     length = int(sample_rate * frame_length_ms / 1000)
     shift = int(sample_rate * frame_shift_ms / 1000)
     x = frames(torch.as_tensor(wave, dtype=torch.float32) * 32768.0, length, shift)  # (T, N)
+    if x.shape[0] == 0:
+        return x.new_zeros(0, n_mels)
     x = x - x.mean(dim=1, keepdim=True)
     x = torch.cat([x[:, :1] * (1 - PREEMPHASIS), x[:, 1:] - PREEMPHASIS * x[:, :-1]], dim=1)
     power = torch.fft.rfft(x * povey_window(length), n=N_FFT).abs().pow(2)  # (T, N_FFT/2 + 1)
