@@ -15,14 +15,18 @@ Figures vary with the machine's load; compare the ratios, not the seconds.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import kaldi_native_fbank as knf
 import numpy as np
 import torch
 
 from cka_probe.asr import build_model, load_config
 from cka_probe.asr.features import fbank
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_asr_features import kaldi_fbank as kaldi  # noqa: E402  (the tests' kaldi-native-fbank reference)
 
 
 def best_of(fn, repeats: int) -> float:
@@ -34,16 +38,6 @@ def best_of(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def kaldi(wave: np.ndarray) -> np.ndarray:
-    opts = knf.FbankOptions()
-    opts.frame_opts.dither = 0.0
-    opts.mel_opts.num_bins = 80
-    online = knf.OnlineFbank(opts)
-    online.accept_waveform(16000, (wave * 32768.0).tolist())
-    online.input_finished()
-    return np.stack([online.get_frame(i) for i in range(online.num_frames_ready)])
 
 
 def bench_fbank() -> None:
