@@ -172,9 +172,10 @@ class Run:
         torch.set_rng_state(state["rng"])
 
     def lr_at(self, step: int) -> float:
+        """The schedule over the planned steps; warm-up capped at a quarter of them, so a short run decays too."""
         tc = self.config["train"]
         total = tc["epochs"] * len(self.train_set)
-        return warmup_cosine(step, peak=tc["lr"], warmup=tc["warmup_steps"], total=total)
+        return warmup_cosine(step, peak=tc["lr"], warmup=min(tc["warmup_steps"], total // 4), total=total)
 
     def fit(self, out_dir: Path, max_minutes: float | None) -> Path:
         """Train until ``config.train.epochs`` (or the time budget); returns ``best.pt``."""
