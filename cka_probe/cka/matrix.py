@@ -22,7 +22,7 @@ from cka_probe.cka.kernels import CrossGram, Kernel, resolve_kernel
 from cka_probe.cka.moments import FeatureAccumulator
 from cka_probe.errors import CKAProbeError
 
-CHUNK_ROWS = 8192  # rows per feature-space GEMM: bounds memory and float32 accumulation length
+CHUNK_ROWS = 16384  # rows per feature-space GEMM: bounds memory and float32 accumulation length
 
 
 def load_layers(layers, side: str, device) -> tuple[list, list[torch.Tensor]]:

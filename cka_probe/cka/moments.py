@@ -3,7 +3,7 @@
 Each side (the layers of ``xs``, or of ``ys``) is shifted by a fixed reference
 point s per layer (the mean of the first rows seen, in the input's dtype), so
 that a large mean offset costs no precision: x~ = x - s. Every chunk of rows
-becomes one augmented matrix per side, Z_x = [X~ | 1 | q_x] ``(c, D + 1 + L)``
+becomes one augmented matrix per side, Z_x = [X~_1 | 1 | q_1 | X~_2 | 1 | q_2 ...]
 (q_x: squared row norms of each layer's X~, for the unbiased estimator only),
 and one working-dtype GEMM per chunk adds Z_x^T Z_y to a float64 total M. M
 holds X~^T Y~, the column sums of X~ and Y~, X~^T q_y and q_x^T Y~; Q = q_x^T q_y
@@ -28,55 +28,59 @@ import torch
 from cka_probe.cka.hsic import HSICTerms, feature_hsic
 
 
-def block_indicator(dims: Sequence[int], device: torch.device) -> torch.Tensor:
-    """``(sum(dims), L)`` float64 with ones where feature row i belongs to layer column a."""
-    layer = torch.repeat_interleave(torch.arange(len(dims), device=device), torch.tensor(dims, device=device))
-    return torch.nn.functional.one_hot(layer, len(dims)).to(torch.float64)
+def block_indicator(dims: Sequence[int], starts: Sequence[int], device: torch.device) -> torch.Tensor:
+    """``(width, L)`` float64: 1 where column i of Z is a feature of layer a, 0 elsewhere (ones, q)."""
+    indicator = torch.zeros(starts[-1], len(dims), dtype=torch.float64, device=device)
+    for a, (start, d) in enumerate(zip(starts, dims)):
+        indicator[start : start + d, a] = 1
+    return indicator
 
 
 class Side:
-    """The layers of one side: their shift, layout in the augmented matrix and float64 sums of q."""
+    """The layers of one side: their shift, layout in the augmented matrix and float64 sums of q.
+
+    Layer a occupies the contiguous columns [X~_a | 1 | q_a] of Z, so each
+    layer's own augmented matrix is a view of Z, and the cross GEMM carries L
+    redundant columns of ones (negligible next to sum(d) feature columns).
+    """
 
     def __init__(self, dims: Sequence[int], unbiased: bool, dtype: torch.dtype, device: torch.device):
         self.dims, self.unbiased, self.dtype, self.device = list(dims), unbiased, dtype, device
-        self.offsets = [0, *torch.tensor(self.dims).cumsum(0).tolist()]
-        self.total = self.offsets[-1]
-        self.width = self.total + 1 + (len(self.dims) if unbiased else 0)
-        self.indicator = block_indicator(self.dims, device)
+        extra = 2 if unbiased else 1
+        self.starts = [0, *torch.tensor([d + extra for d in self.dims]).cumsum(0).tolist()]
+        self.width = self.starts[-1]
+        self.ones = torch.tensor([s + d for s, d in zip(self.starts, self.dims)], device=device)
+        self.q_cols = self.ones + 1
+        self.indicator = block_indicator(self.dims, self.starts, device)
         self.sum_q = torch.zeros(len(self.dims), dtype=torch.float64, device=device)
-        self.varying = torch.zeros(len(self.dims), dtype=torch.float64, device=device)
         self.shift: list[torch.Tensor] | None = None
-        self.first_row: list[torch.Tensor] | None = None
 
     def set_reference(self, rows: Sequence[torch.Tensor]) -> None:
-        """Shift by the mean of ``rows`` (one ``(m, d)`` per layer); its first row defines 'constant'."""
-        self.shift = [r.mean(0).to(self.device) for r in rows]
-        self.first_row = [r[0].to(self.device) for r in rows]
+        """Shift by the mean of ``rows`` (one ``(m, d)`` per layer), taken in float64, in the rows' dtype.
+
+        The float64 mean of identical values is exact, so a constant layer has
+        X~ = 0 exactly and self-HSIC exactly 0: that is how it is detected.
+        """
+        self.shift = [r.to(self.device).mean(0, dtype=torch.float64).to(r.dtype) for r in rows]
 
     def augment(self, chunk: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``Z = [X~ | 1 | q]`` ``(c, width)`` in the working dtype and q ``(c, L)`` float64 (None if biased)."""
-        rows = chunk[0].shape[0]
-        z = torch.empty(rows, self.width, dtype=self.dtype, device=self.device)
-        for a, (x, shift, first) in enumerate(zip(chunk, self.shift, self.first_row)):
-            x = x.to(self.device)
-            torch.sub(x, shift.to(x.dtype), out=z[:, self.offsets[a] : self.offsets[a + 1]])
-            self.varying[a] += float(bool((x != first.to(x.dtype)).any()))
-        z[:, self.total] = 1
+        """``Z`` ``(c, width)`` in the working dtype and q ``(c, L)`` float64 (None if biased)."""
+        z = torch.empty(chunk[0].shape[0], self.width, dtype=self.dtype, device=self.device)
+        for a, (x, shift, start) in enumerate(zip(chunk, self.shift, self.starts)):
+            block = z[:, start : start + self.dims[a]]
+            torch.sub(x.to(self.device), shift, out=block)
+            if self.unbiased:
+                z[:, start + self.dims[a] + 1] = (block * block).sum(1)
+        z[:, self.ones] = 1
         if not self.unbiased:
             return z, None
-        for a in range(len(self.dims)):
-            block = z[:, self.offsets[a] : self.offsets[a + 1]]
-            z[:, self.total + 1 + a] = (block * block).sum(1)
-        q = z[:, self.total + 1 :].to(torch.float64)
+        q = z[:, self.q_cols].to(torch.float64)
         self.sum_q += q.sum(0)
         return z, q
 
-    def layer_columns(self, a: int) -> torch.Tensor:
-        """Column indices of layer ``a``'s own augmented matrix [X~_a | 1 | q_a] inside Z."""
-        cols = list(range(self.offsets[a], self.offsets[a + 1])) + [self.total]
-        if self.unbiased:
-            cols.append(self.total + 1 + a)
-        return torch.tensor(cols, device=self.device)
+    def layer_view(self, z: torch.Tensor, a: int) -> torch.Tensor:
+        """Layer ``a``'s own augmented matrix [X~_a | 1 | q_a], a view of ``z``."""
+        return z[:, self.starts[a] : self.starts[a + 1]]
 
     def layer(self, a: int) -> Side:
         """A one-layer view of layer ``a`` whose ``sum_q`` shares this side's storage."""
@@ -92,15 +96,15 @@ class Moments:
         self.left, self.right, self.symmetric = left, right, symmetric
         self.m = torch.zeros(left.width, right.width, dtype=torch.float64, device=left.device)
         self.q = torch.zeros(len(left.dims), len(right.dims), dtype=torch.float64, device=left.device)
-        self.blocks = list(zip(left.offsets[:-1], left.offsets[1:])) + [(left.total, left.width)]
+        self.blocks = list(zip(left.starts[:-1], left.starts[1:]))
 
     def add(self, zl: torch.Tensor, ql: torch.Tensor | None, zr: torch.Tensor, qr: torch.Tensor | None) -> None:
         """Add one chunk; a symmetric pair computes only the block upper triangle (about half the work)."""
         if self.symmetric:
             for start, stop in self.blocks:
-                self.m[:stop, start:stop] += (zl[:, :stop].T @ zl[:, start:stop]).to(torch.float64)
+                self.m[:stop, start:stop] += zl[:, :stop].T @ zl[:, start:stop]  # float32 product, float64 sum
         else:
-            self.m += (zl.T @ zr).to(torch.float64)
+            self.m += zl.T @ zr
         if ql is not None:
             self.q += ql.T @ qr
 
@@ -115,27 +119,28 @@ class Moments:
     def hsic(self, n: int) -> torch.Tensor:
         """HSIC ``(Ll, Lr)`` of every layer pair, biased or unbiased as the sides were built."""
         left, right, m = self.left, self.right, self.full()
-        g = m[: left.total, : right.total]
-        d_l, d_r = m[: left.total, right.total] / n, m[left.total, : right.total] / n
-        centred = g - n * torch.outer(d_l, d_r)
-        cross_sq = left.indicator.T @ (centred * centred) @ right.indicator
+        in_l, in_r = left.indicator, right.indicator  # (width, L): zero on the ones and q columns
+        d_l, d_r = m[:, right.ones[0]] / n, m[left.ones[0], :] / n
+        centred_sq = torch.addr(m, d_l, d_r, alpha=-n).square_()  # (X_c^T Y_c)^2 elementwise
+        cross_sq = in_l.T @ centred_sq @ in_r
         if not left.unbiased:
             return feature_hsic(cross_sq, n)
-        shift_l, shift_r = left.indicator * d_l[:, None], right.indicator * d_r[:, None]
+        shift_l, shift_r = in_l * d_l[:, None], in_r * d_r[:, None]
         c_l, c_r = (shift_l * shift_l).sum(0), (shift_r * shift_r).sum(0)
-        q_y = m[left.total + 1 :, : right.total]
-        x_q = m[: left.total, right.total + 1 :]
         row_norms = (
             self.q
-            - 2 * q_y @ shift_r
-            - 2 * shift_l.T @ x_q
-            + 4 * shift_l.T @ g @ shift_r
+            - 2 * m[left.q_cols] @ shift_r
+            - 2 * shift_l.T @ m[:, right.q_cols]
+            + 4 * shift_l.T @ m @ shift_r
             + torch.outer(left.sum_q, c_r)
             + torch.outer(c_l, right.sum_q)
             - 3 * n * torch.outer(c_l, c_r)
         )
         total_l, total_r = left.sum_q - n * c_l, right.sum_q - n * c_r
         return feature_hsic(cross_sq, n, row_norms, total_l[:, None], total_r[None, :])
+
+
+REFERENCE_ROWS = 1024  # default shift: the mean of the first rows seen (offset left: about sigma / 32)
 
 
 class FeatureAccumulator:
@@ -162,13 +167,13 @@ class FeatureAccumulator:
     def add(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor] | None) -> None:
         """Add the same rows of every layer: ``xs[a] (c, dx_a)``, ``ys[b] (c, dy_b)``."""
         if self.x.shift is None:
-            self.set_reference(xs, ys)
+            self.set_reference([x[:REFERENCE_ROWS] for x in xs], None if ys is None else [y[:REFERENCE_ROWS] for y in ys])
         zx, qx = self.x.augment(xs)
         zy, qy = (zx, qx) if self.symmetric else self.y.augment(ys)
         self.cross.add(zx, qx, zy, qy)
         for side, z, q, own in ((self.x, zx, qx, self.own_x), (self.y, zy, qy, self.own_y)):
             for a, moments in enumerate(own):
-                za = z.index_select(1, side.layer_columns(a))
+                za = side.layer_view(z, a)
                 qa = None if q is None else q[:, a : a + 1]
                 moments.add(za, qa, za, qa)
         self.count += xs[0].shape[0]
@@ -177,7 +182,7 @@ class FeatureAccumulator:
         """Every additive float64 state tensor (sum them across processes to merge)."""
         pairs = [self.cross, *self.own_x, *self.own_y]
         sides = [self.x] if self.symmetric else [self.x, self.y]
-        return [self.count, *(t for s in sides for t in (s.sum_q, s.varying)), *(t for p in pairs for t in (p.m, p.q))]
+        return [self.count, *(s.sum_q for s in sides), *(t for p in pairs for t in (p.m, p.q))]
 
     def terms(self) -> HSICTerms:
         n = self.n
@@ -187,4 +192,4 @@ class FeatureAccumulator:
         else:
             self_x = torch.cat([m.hsic(n).flatten() for m in self.own_x])
             self_y = torch.cat([m.hsic(n).flatten() for m in self.own_y])
-        return HSICTerms(cross, self_x, self_y, n, "feature", self.x.varying == 0, self.y.varying == 0)
+        return HSICTerms(cross, self_x, self_y, n, "feature", self_x == 0, self_y == 0)

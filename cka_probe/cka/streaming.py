@@ -115,7 +115,7 @@ class StreamingLinearCKA:
         )
         shifts = [(a.x, b.x), (a.y, b.y)] if (a := self._acc) and (b := other._acc) else []
         same_shift = all(
-            torch.equal(s, t.to(s)) for p, q in shifts for s, t in zip(p.shift + p.first_row, q.shift + q.first_row)
+            torch.equal(s, t.to(s)) for p, q in shifts for s, t in zip(p.shift, q.shift)
         )
         if not (same_layout and same_shift):
             raise CKAProbeError(
