@@ -125,7 +125,10 @@ def _log(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None:
-    """Run stages in order; consecutive ``parallel`` stages run ``jobs`` at a time, one thread each."""
+    """Run stages in order; consecutive ``parallel`` stages run ``jobs`` at a time, one thread each.
+
+    Parallel stages must not depend on each other (trainings; evaluations and extractions).
+    """
     i = 0
     while i < len(stages):
         group = [stages[i]]
@@ -222,8 +225,10 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
         stages.append(Stage(f"train {lang} {m}", folder, train_action, kwargs, parallel=True, resumable=True))
     for (lang, m), folder in ckpt.items():
         common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device}
-        stages.append(Stage(f"evaluate {lang} {m}", run_dir / "cer" / lang / f"{m}.csv", evaluate_action, common))
-        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action, common))
+        stages.append(Stage(f"evaluate {lang} {m}", run_dir / "cer" / lang / f"{m}.csv", evaluate_action, common,
+                            parallel=True))  # fmt: skip
+        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action, common,
+                            parallel=True))  # fmt: skip
     return stages + [
         Stage("tables", run_dir / "tables", tables_action, {"run_dir": run_dir, "scale": scale, "seed": seed}),
         Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
