@@ -1,7 +1,7 @@
 """Exact linear-kernel HSIC in feature space from sums over rows (never an n x n matrix).
 
 Each side (the layers of ``xs``, or of ``ys``) is shifted by a fixed reference
-point s per layer (the mean of the first rows seen, in the input's dtype), so
+point s per layer (the float64 mean of the first 1024 rows, in the input's dtype), so
 that a large mean offset costs no precision: x~ = x - s. Every chunk of rows
 becomes one augmented matrix per side, Z_x = [X~_1 | 1 | q_1 | X~_2 | 1 | q_2 ...]
 (q_x: squared row norms of each layer's X~, for the unbiased estimator only),
@@ -140,6 +140,11 @@ class Moments:
         return feature_hsic(cross_sq, n, row_norms, total_l[:, None], total_r[None, :])
 
 
+def self_moments(side: Side) -> list[Moments]:
+    """One symmetric ``Moments`` per layer of ``side``: its self-terms."""
+    return [Moments(view, view, True) for view in map(side.layer, range(len(side.dims)))]
+
+
 REFERENCE_ROWS = 1024  # default shift: the mean of the first rows seen (offset left: about sigma / 32)
 
 
@@ -151,15 +156,17 @@ class FeatureAccumulator:
         self.symmetric = dims_y is None
         self.y = self.x if self.symmetric else Side(dims_y, unbiased, dtype, device)
         self.cross = Moments(self.x, self.y, self.symmetric)
-        self.own_x = [] if self.symmetric else [Moments(self.x.layer(a), self.x.layer(a), True) for a in range(len(dims_x))]
-        self.own_y = [] if self.symmetric else [Moments(self.y.layer(a), self.y.layer(a), True) for a in range(len(dims_y))]
+        self.own_x = [] if self.symmetric else self_moments(self.x)
+        self.own_y = [] if self.symmetric else self_moments(self.y)
         self.count = torch.zeros((), dtype=torch.float64, device=device)
 
     @property
     def n(self) -> int:
+        """Rows added so far."""
         return int(self.count.item())
 
     def set_reference(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor] | None) -> None:
+        """Fix the shifts from reference rows of every layer (see ``Side.set_reference``)."""
         self.x.set_reference(xs)
         if not self.symmetric:
             self.y.set_reference(ys)
@@ -185,6 +192,7 @@ class FeatureAccumulator:
         return [self.count, *(s.sum_q for s in sides), *(t for p in pairs for t in (p.m, p.q))]
 
     def terms(self) -> HSICTerms:
+        """HSIC of all pairs and self-terms; a layer with self-HSIC exactly 0 is constant."""
         n = self.n
         cross = self.cross.hsic(n)
         if self.symmetric:
