@@ -221,7 +221,9 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
               for lang in langs if lang not in (data or {})]  # fmt: skip
     ckpt = {(lang, m): run_dir / "checkpoints" / lang / m for lang in langs for m in MODELS}
     for (lang, m), folder in ckpt.items():
-        kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": dirs[lang], "scale": scale, "seed": seed}
+        # each model its own initialisation, so that CKA between models is not inherited from a shared start
+        model_seed = seed + list(MODELS).index(m)
+        kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": dirs[lang], "scale": scale, "seed": model_seed}
         stages.append(Stage(f"train {lang} {m}", folder, train_action, kwargs, parallel=True, resumable=True))
     for (lang, m), folder in ckpt.items():
         common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device}

@@ -64,9 +64,17 @@ def gap_section(tables: Path) -> list[str]:
     return lines + [""]
 
 
-def _layers_text(rows: pd.DataFrame, value: str = "cka") -> str:
-    return ", ".join(f"{r.layer_a.split('.')[-1]}: {r[value]:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-                     for _, r in rows.iterrows())  # fmt: skip
+def _short(layer: str) -> str:
+    """The last part of a layer name: ``encoder.layers.3`` -> ``3``, ``encoder.embed`` -> ``embed``."""
+    return layer.split(".")[-1]
+
+
+def _layer_list(layers: list[str]) -> str:
+    return ", ".join(map(_short, layers)) or "none"
+
+
+def _layers_text(rows: pd.DataFrame) -> str:
+    return ", ".join(f"{_short(r.layer_a)}: {r.cka:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in rows.itertuples())
 
 
 def encoder_section(tables: Path) -> list[str]:
@@ -82,12 +90,11 @@ def encoder_section(tables: Path) -> list[str]:
         for name, comp in rows.groupby("comparison", sort=False):
             lines.append(f"  - {name} by layer: {_layers_text(comp)}")
         own = lean[lean["language"] == language]
-        toward = {side: [str(r.index) for r in own.itertuples() if test(r)]
-                  for side, test in (("SSO", lambda r: r.ci_low > 0), ("MSO", lambda r: r.ci_high < 0))}  # fmt: skip
-        lines.append(f"  - the DO encoder is closer to the SSO encoder at layers {toward['SSO'] or 'none'}, to the "
-                     f"MSO encoder at layers {toward['MSO'] or 'none'}, and equally close elsewhere "
-                     f"(lean DO~SSO − DO~MSO per layer: "
-                     f"{', '.join(_interval(r.lean, r.ci_low, r.ci_high) for r in own.itertuples())}).")  # fmt: skip
+        to_sso = _layer_list([r.layer for r in own.itertuples() if r.ci_low > 0])
+        to_mso = _layer_list([r.layer for r in own.itertuples() if r.ci_high < 0])
+        leans = ", ".join(f"{_short(r.layer)}: {_interval(r.lean, r.ci_low, r.ci_high)}" for r in own.itertuples())
+        lines.append(f"  - the DO encoder is closer to the SSO encoder at layers {to_sso}, to the MSO encoder at "
+                     f"layers {to_mso}, and equally close elsewhere (lean DO~SSO − DO~MSO: {leans}).")  # fmt: skip
     return lines + [""]
 
 
@@ -97,11 +104,11 @@ def decoder_section(tables: Path) -> list[str]:
     lines = ["## Decoders", "", "![decoder heatmaps](figures/heatmap_decoder.png)", "",
              "![decoder diagonals](figures/diagonal_decoder.png)", ""]  # fmt: skip
     for (language, decoder), rows in dep.groupby(["language", "decoder"], sort=False):
-        own = ", ".join(f"{r.cka_own:.2f}" for r in rows.itertuples())
-        pull = ", ".join(_interval(r.pull, r.ci_low, r.ci_high) for r in rows.itertuples())
-        moved = [str(r.index) for r in rows.itertuples() if r.ci_low > 0]
+        own = ", ".join(f"{_short(r.layer)}: {r.cka_own:.2f}" for r in rows.itertuples())
+        pull = ", ".join(f"{_short(r.layer)}: {_interval(r.pull, r.ci_low, r.ci_high)}" for r in rows.itertuples())
+        moved = _layer_list([r.layer for r in rows.itertuples() if r.ci_low > 0])
         lines.append(f"- {language} {decoder}: CKA to its own SO decoder by layer {own}; pull toward the other "
-                     f"task's SO decoder {pull}; significantly toward the other task at layers {moved or 'none'}.")
+                     f"task's SO decoder {pull}; clearly toward the other task (interval above 0) at layers {moved}.")
     return lines + [""]
 
 
@@ -113,10 +120,9 @@ def cross_lang_section(tables: Path) -> list[str]:
     lines = ["## Between languages", ""]
     for (part, name), rows in diff.groupby(["part", "comparison"], sort=False):
         a, b = rows["language_a"].iloc[0], rows["language_b"].iloc[0]
-        clear = [str(r.index) for r in rows.itertuples() if r.ci_low > 0 or r.ci_high < 0]
-        lines.append(f"- {part} {name}, CKA({a}) − CKA({b}) by layer: "
-                     f"{', '.join(_interval(r.diff, r.ci_low, r.ci_high) for r in rows.itertuples())}; "
-                     f"intervals excluding 0 at layers {clear or 'none'}.")  # fmt: skip
+        clear = _layer_list([r.layer_a for r in rows.itertuples() if r.ci_low > 0 or r.ci_high < 0])
+        diffs = ", ".join(f"{_short(r.layer_a)}: {_interval(r.diff, r.ci_low, r.ci_high)}" for r in rows.itertuples())
+        lines.append(f"- {part} {name}, CKA({a}) − CKA({b}) by layer: {diffs}; intervals excluding 0 at layers {clear}.")
     return lines + [""]
 
 

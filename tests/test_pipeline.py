@@ -91,6 +91,7 @@ def test_plan_lays_out_the_run_by_stage(tmp_path):
     assert all(s.parallel for s in plan if s.name.split()[0] in ("train", "evaluate", "extract"))
     assert not any(s.parallel for s in plan[-3:] + plan[:2])
     assert plan[0].kwargs["n"] == 30
+    assert [s.kwargs["seed"] for s in plan if s.name.startswith("train en")] == [0, 1, 2]
 
 
 def test_user_manifests_replace_the_synthetic_corpus(tmp_path):
@@ -126,7 +127,7 @@ def test_compare_figures_and_report_from_small_stores(tmp_path):
     assert len(list((tmp_path / "figures").glob("*.png"))) == 5 and len(list((tmp_path / "figures").glob("*.pdf"))) == 5
     text = write_report(tmp_path, tmp_path / "report.md").read_text()
     assert "en surface: SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
-    assert "the DO encoder is closer to the SSO encoder at layers ['0', '1', '2']" in text
+    assert "the DO encoder is closer to the SSO encoder at layers 0, 1, 2, to the MSO encoder at layers none" in text
     for figure in ("heatmap_encoder", "diagonal_decoder", "cer_gap_by_ed"):
         assert f"(figures/{figure}.png)" in text and (tmp_path / "figures" / f"{figure}.png").exists()
 
