@@ -167,6 +167,12 @@ def test_ctc_decoding_scores_the_ctc_task_only(so_run, corpus, tmp_path):
     assert table["errors"].sum() / table["ref_len"].sum() <= 0.10
 
 
+def test_evaluate_rejects_unknown_decoding_before_writing(so_run, corpus, tmp_path):
+    with pytest.raises(CKAProbeError, match="decoding"):
+        evaluate(so_run / "best.pt", corpus["train"], tmp_path / "x.csv", decoding="prefix")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_korean_rows_carry_jamo_cer():
     references = {"k1": {"id": "k1", "language": "ko", "surface": "닥 먹어", "meaning": "닭 먹어"}}
     table = score(references, {"meaning": {"k1": "닥 먹어"}}, "attention")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from cka_probe.asr.cer import ED_BINS, char_errors, ed_bin, jamo, jamo_errors, normalize_text, percent
 from cka_probe.asr.decode import transcribe
+from cka_probe.errors import CKAProbeError
 
 def evaluate(
     ckpt_path: str | Path,
@@ -47,6 +48,8 @@ def evaluate(
     """
     from cka_probe.asr.checkpoint import load_checkpoint
 
+    if decoding not in ("attention", "ctc") or beam < 1:
+        raise CKAProbeError(f"decoding must be 'attention' or 'ctc' with beam >= 1, got '{decoding}', beam {beam}")
     model, ckpt = load_checkpoint(ckpt_path, device=device)
     tasks = (model.ctc_task,) if decoding == "ctc" else tuple(model.tasks)
     references = read_references(manifest)

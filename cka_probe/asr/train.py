@@ -141,12 +141,7 @@ class Run:
         train_rows, valid_rows = read_manifest(train_manifest), read_manifest(valid_manifest)
         check_language(train_rows, train_manifest, valid_rows, valid_manifest)
         train_feats = load_features(train_rows, config["features"], desc="fbank train")
-        if last is None:
-            tokenizers = build_tokenizers(train_rows, tasks, config["tokenizer"]["korean_unit"])
-            cmvn = GlobalCMVN.from_features(train_feats)
-        else:
-            tokenizers = {t: CharTokenizer.from_dict(s) for t, s in last["tokenizers"].items()}
-            cmvn = GlobalCMVN.from_dict(last["cmvn"])
+        tokenizers, cmvn = vocabularies_and_cmvn(train_rows, train_feats, tasks, config, last)
         tc = config["train"]
         train_set = TrainBatches(train_rows, train_feats, tokenizers, cmvn, tc["batch_size"], seed=tc["seed"],
                                  spec_augment=tc.get("spec_augment"))
@@ -257,6 +252,16 @@ class Run:
         if improved:
             save_checkpoint(out_dir / "best.pt", **common)
         write_log(out_dir / "log.csv", self.log_rows, log_columns(self.model.tasks))
+
+
+def vocabularies_and_cmvn(
+    rows: list[dict[str, Any]], feats: list[torch.Tensor], tasks: tuple[str, ...], config: dict[str, Any],
+    last: dict[str, Any] | None,
+) -> tuple[dict[str, CharTokenizer], GlobalCMVN]:
+    """Tokenizers and CMVN statistics from the training set, or those of ``last.pt`` when resuming."""
+    if last is not None:
+        return {t: CharTokenizer.from_dict(s) for t, s in last["tokenizers"].items()}, GlobalCMVN.from_dict(last["cmvn"])
+    return build_tokenizers(rows, tasks, config["tokenizer"]["korean_unit"]), GlobalCMVN.from_features(feats)
 
 
 def model_inputs(batch: dict[str, Any], device: str) -> tuple:
