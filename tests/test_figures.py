@@ -22,10 +22,10 @@ def table():
 
 
 def axis_names(ax, which):
-    """Full layer names an axis shows: its label's prefix + each tick label."""
+    """Full layer names an axis shows: its label's prefix (after the model name) + "." + each tick label."""
     label = ax.get_ylabel() if which == "y" else ax.get_xlabel()
     ticks = ax.get_yticklabels() if which == "y" else ax.get_xticklabels()
-    prefix = label.split(" ", 1)[1] if " " in label else ""
+    prefix = label.split(" ", 1)[1] + "." if " " in label else ""
     return [prefix + t.get_text() for t in ticks]
 
 

@@ -67,10 +67,13 @@ def short_names(names: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def layer_ticks(axis: Axis, names: Sequence[str], model: str) -> str:
-    """Put layer names (after their common prefix) on ``axis`` at 0..L−1; returns the axis label."""
+    """Put layer names (after their common prefix) on ``axis`` at 0..L−1; returns the axis label.
+
+    The label is the model and the prefix without its final dot: ``SSO encoder`` for ``encoder.embed``, ...
+    """
     prefix, short = short_names(names)
     axis.set_ticks(range(len(names)), short, rotation=90 if axis.axis_name == "x" and max(map(len, short)) > 3 else 0)
-    return f"{model} {prefix}" if prefix else model
+    return f"{model} {prefix.rstrip('.')}" if prefix else model
 
 
 def save(fig: plt.Figure, out_dir: str | Path, stem: str) -> list[Path]:
