@@ -40,6 +40,7 @@ def diagonal_figure(table: pd.DataFrame, part: str) -> Figure:
         ax.set_xlabel(style.layer_ticks(ax.xaxis, names, name.split("-")[0]))
         ax.set_title(f"{part}: {name}")
         ax.set_ylim(low, 1.02)
+        ax.set_yticks([t for t in np.arange(-1.0, 1.01, 0.25) if t >= low - 1e-9])
     for ax in axes.flat[len(comparisons):]:
         ax.set_axis_off()
     for ax in axes[:, 0]:
