@@ -42,7 +42,8 @@ def cer_section(tables: Path) -> list[str]:
     for r in cer[cer["unit"] == "char"].itertuples(index=False):
         verdict = _direction(r.ci_low, r.ci_high, "MTL made it **worse**", "MTL made it **better**")
         lines.append(f"- {r.language} {r.task}: SO {r.so_cer:.2f} % → DO {r.do_cer:.2f} %, DO − SO = "
-                     f"{_interval(r.gap, r.ci_low, r.ci_high)} points: {verdict} (oracle {r.oracle_cer:.1f} %).")  # fmt: skip
+                     f"{_interval(r.gap, r.ci_low, r.ci_high)} points: {verdict} "
+                     f"(oracle {r.oracle_cer:.1f} %).")  # fmt: skip
     return lines + [""]
 
 
@@ -122,7 +123,8 @@ def cross_lang_section(tables: Path) -> list[str]:
         a, b = rows["language_a"].iloc[0], rows["language_b"].iloc[0]
         clear = _layer_list([r.layer_a for r in rows.itertuples() if r.ci_low > 0 or r.ci_high < 0])
         diffs = ", ".join(f"{_short(r.layer_a)}: {_interval(r.diff, r.ci_low, r.ci_high)}" for r in rows.itertuples())
-        lines.append(f"- {part} {name}, CKA({a}) − CKA({b}) by layer: {diffs}; intervals excluding 0 at layers {clear}.")
+        lines.append(f"- {part} {name}, CKA({a}) − CKA({b}) by layer: {diffs}; "
+                     f"intervals excluding 0 at layers {clear}.")  # fmt: skip
     return lines + [""]
 
 
@@ -143,7 +145,8 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
     tables = run_dir / "tables"
     sections = [["# cka-probe report", "",
                  f"Run directory `{run_dir.name}`. Intervals are 95 % bootstrap intervals over utterances; "
-                 "CER in percent, CER gaps in percentage points (DO − SO: positive means multi-task learning hurt).", ""],
+                 "CER in percent, CER gaps in percentage points "
+                 "(DO − SO: positive means multi-task learning hurt).", ""],
                 cer_section(tables), gap_section(tables), encoder_section(tables), decoder_section(tables),
                 cross_lang_section(tables), stage_section(run_dir)]  # fmt: skip
     out.write_text("\n".join(line for section in sections for line in section), encoding="utf-8")

@@ -109,7 +109,8 @@ def _table(frame: pd.DataFrame, by_bin: bool, n_boot: int, level: float, seed: i
     return pd.DataFrame(rows)[columns].sort_values(["language", "task", "unit"], kind="stable", ignore_index=True)
 
 
-def cer_table(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def cer_table(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
+              seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """SO vs DO corpus CER per language and task: columns :data:`GAP_COLUMNS`."""
     return _table(read_cer_csvs(cer_csvs), False, n_boot, level, seed)
 
@@ -124,6 +125,7 @@ def cer_markdown(table: pd.DataFrame) -> str:
     lines = ["| language | task | unit | n | SO CER % | DO CER % | DO − SO [95% CI] | p | oracle CER % |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in table.itertuples(index=False):
-        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | "
-                     f"{r.gap:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
+        gap = f"{r.gap:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | {gap} | "
+                     f"{r.p:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -38,7 +38,8 @@ def _pair(a: CrossTaskResult, b: CrossTaskResult, level: float) -> pd.DataFrame:
         index = group["index_a"].to_numpy()
         delta = a.draws[part, name][:, index, index] - b.draws[part, name][:, index, index]  # (R, layers)
         low, high = resample.percentile_interval(delta, level) if len(delta) else (np.nan, np.nan)
-        rows.append(group.assign(ci_low=low, ci_high=high, p=resample.bootstrap_pvalue(delta) if len(delta) else np.nan))
+        p = resample.bootstrap_pvalue(delta) if len(delta) else np.nan
+        rows.append(group.assign(ci_low=low, ci_high=high, p=p))
     out = pd.concat(rows, ignore_index=True)
     out = out.rename(columns={"index_a": "index", "cka": "cka_a", "cka_2": "cka_b", "language": "language_a",
                               "language_2": "language_b", "n": "n_a", "n_2": "n_b"})  # fmt: skip

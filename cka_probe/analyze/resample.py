@@ -123,7 +123,8 @@ def point_estimate(a: GramSet, b: GramSet, *, debiased: bool = False) -> np.ndar
 
 def bootstrap(a: GramSet, b: GramSet, indices: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
     """CKA (R, L_a, L_b) of each resample in ``indices``: the same rows of both sides."""
-    grids = [cka_grid(a.terms(i, debiased=debiased), b.terms(i, debiased=debiased), a.n, debiased=debiased) for i in indices]
+    grids = [cka_grid(a.terms(i, debiased=debiased), b.terms(i, debiased=debiased), a.n, debiased=debiased)
+             for i in indices]  # fmt: skip
     return _stacked(grids, a, b)
 
 
