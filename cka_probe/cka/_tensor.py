@@ -91,11 +91,6 @@ def is_constant(x: torch.Tensor) -> bool:
     return bool((x == x[:1]).all())
 
 
-def resolve_device(device, tensors: Sequence[torch.Tensor]) -> torch.device:
-    """The requested device, else the first tensor's device."""
-    return torch.device(device) if device is not None else tensors[0].device
-
-
 def working_dtype(dtype, tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.dtype, bool]:
     """``(matmul dtype, allow TF32)`` under the policy in this module's docstring."""
     if dtype is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from cka_probe.cka._frame import undefined_message
 from cka_probe.cka._tensor import as_matrix, matmul_precision, working_dtype
 from cka_probe.cka.hsic import cka_from_hsic
