@@ -110,7 +110,7 @@ class Moments:
 
     def full(self) -> torch.Tensor:
         """M with the lower block triangle of a symmetric pair filled in from the upper one."""
-        if not self.symmetric:
+        if not self.symmetric or len(self.blocks) == 1:  # one block: the whole product was computed
             return self.m
         stops = torch.tensor([stop for start, stop in self.blocks for _ in range(stop - start)], device=self.m.device)
         upper = torch.arange(self.m.shape[0], device=self.m.device)[:, None] < stops[None, :]
