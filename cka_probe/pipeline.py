@@ -239,17 +239,20 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
 
 
 def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
-              n: int | None = None, seed: int = 0, jobs: int = 2) -> Path:  # fmt: skip
+              n: int | None = None, seed: int = 0, jobs: int = 2,
+              train_minutes: float | None = None) -> Path:  # fmt: skip
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
     ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
     configuration, for a GPU). ``data`` maps a language to a folder with the
     user's ``train.jsonl``, ``valid.jsonl`` and ``test.jsonl``. ``jobs``
-    trainings run side by side with one thread each.
+    trainings run side by side with one thread each. ``train_minutes``
+    replaces the scale's time budget per training (more minutes, better models).
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run_stages(plan(run_dir, list(langs), SCALES[scale], data=data, n=n, seed=seed), run_dir, jobs=jobs)
+    chosen = SCALES[scale] if train_minutes is None else replace(SCALES[scale], train_minutes=train_minutes)
+    run_stages(plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed), run_dir, jobs=jobs)
     return run_dir / "report.md"

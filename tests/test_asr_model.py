@@ -213,7 +213,7 @@ def test_tiny_model_memorises_a_handful_of_utterances(spoken, arch, tasks):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     feats, feat_lens = spoken
     losses = []
-    for _ in range(100):
+    for _ in range(300):
         loss = model(feats, feat_lens, targets, target_lens)["loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=None, help="synthetic utterances per language (default: the scale's)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, training and resampling (default 0)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings side by side, one thread each (default 2)")
+    parser.add_argument("--train-minutes", type=float, default=None, metavar="M",
+                        help="time budget per training, replacing the scale's (tiny: 3.3)")
 
 
 def parse_data(items: list[str]) -> dict[str, Path]:
@@ -37,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from cka_probe.pipeline import reproduce
 
     report = reproduce(args.lang, args.scale, args.out, data=parse_data(args.data), n=args.n, seed=args.seed,
-                       jobs=args.jobs)  # fmt: skip
+                       jobs=args.jobs, train_minutes=args.train_minutes)  # fmt: skip
     print(f"report: {report}")
     return 0
