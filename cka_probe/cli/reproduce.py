@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for data, training and resampling (default 0)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings side by side, one thread each (default 2)")
     parser.add_argument("--train-minutes", type=float, default=None, metavar="M",
-                        help="time budget per training, replacing the scale's (tiny: 3.3)")
+                        help="time budget per training, replacing the scale's (tiny: 5)")
 
 
 def parse_data(items: list[str]) -> dict[str, Path]:
