@@ -43,8 +43,21 @@ def cer_section(tables: Path) -> list[str]:
         verdict = _direction(r.ci_low, r.ci_high, "MTL made it **worse**", "MTL made it **better**")
         lines.append(f"- {r.language} {r.task}: SO {r.so_cer:.2f} % → DO {r.do_cer:.2f} %, DO − SO = "
                      f"{_interval(r.gap, r.ci_low, r.ci_high)} points: {verdict} "
-                     f"(oracle {r.oracle_cer:.1f} %).")  # fmt: skip
+                     f"(oracle {r.oracle_cer:.1f} %).{_undertrained(r.so_cer, r.do_cer, r.oracle_cer)}")  # fmt: skip
     return lines + [""]
+
+
+def _undertrained(so_cer: float, do_cer: float, oracle_cer: float) -> str:
+    """A caution when both models err more than the two transcripts differ (the oracle CER).
+
+    Then neither model separates what was said from what was meant, and a CER
+    difference between them is not evidence about multi-task learning.
+    """
+    if min(so_cer, do_cer) <= oracle_cer:
+        return ""
+    return (f" **Caution:** both models' CER exceeds the oracle CER ({oracle_cer:.1f} %): they do not yet "
+            "separate the two transcripts, so this difference says nothing about multi-task learning "
+            "(train longer).")
 
 
 def gap_section(tables: Path) -> list[str]:

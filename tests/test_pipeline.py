@@ -137,3 +137,20 @@ def test_compare_without_inputs_is_a_one_line_error(capsys):
 
     assert main(["compare"]) == 2
     assert "give two inputs A B, or --cross-task" in capsys.readouterr().err
+
+
+def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(tmp_path):
+    from cka_probe.report import cer_section
+
+    rows = [  # language, task, so_cer, do_cer, oracle_cer
+        ("en", "surface", 79.1, 132.4, 12.3),  # both above the oracle: undertrained
+        ("en", "meaning", 8.0, 14.0, 11.7),  # SO below the oracle: a real comparison
+    ]
+    table = pd.DataFrame([{"language": lang, "task": task, "unit": "char", "n": 150, "so_cer": so, "do_cer": do,
+                           "gap": do - so, "ci_low": do - so - 1, "ci_high": do - so + 1, "p": 0.01, "oracle_cer": oracle}
+                          for lang, task, so, do, oracle in rows])
+    table.to_csv(tmp_path / "cer.csv", index=False)
+    (tmp_path / "cer.md").write_text("| table |\n")
+    lines = {line.split(":")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
+    assert "**Caution:** both models' CER exceeds the oracle CER (12.3 %)" in lines["- en surface"]
+    assert "Caution" not in lines["- en meaning"]
