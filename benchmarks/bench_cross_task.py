@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from cka_probe.analyze import resample
+from cka_probe.cka import resample
 from cka_probe.analyze.cross_task import COMPARISONS
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.analyze import resample
+from cka_probe.cka import resample
 from cka_probe.analyze.cross_task import COLUMNS, COMPARISONS, cross_task_arrays, diagonal
 from cka_probe.analyze.roles import assign_roles, role_of
 from cka_probe.errors import CKAProbeError

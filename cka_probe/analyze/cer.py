@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.analyze.resample import bootstrap_pvalue, percentile_interval
+from cka_probe.cka.resample import bootstrap_pvalue, percentile_interval
 from cka_probe.asr.cer import ED_BINS
 from cka_probe.errors import CKAProbeError
 

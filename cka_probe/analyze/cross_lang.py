@@ -4,7 +4,7 @@ The languages are independent samples of utterances, so the bootstrap
 distribution of a difference CKA_a − CKA_b at one layer is the difference of
 the two languages' independent bootstrap draws (Efron & Tibshirani 1993,
 §8.3, two-sample problems); its percentile interval and a two-sided bootstrap
-p-value (:func:`cka_probe.analyze.resample.bootstrap_pvalue`) are reported per
+p-value (:func:`cka_probe.cka.resample.bootstrap_pvalue`) are reported per
 layer of the diagonal.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.analyze import resample
+from cka_probe.cka import resample
 from cka_probe.analyze.cross_task import CrossTaskResult, cross_task_by_language, diagonal
 from cka_probe.errors import CKAProbeError
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cka_probe.analyze import resample
+from cka_probe.cka import resample
 from cka_probe.analyze.load import load_representations
 from cka_probe.analyze.roles import ROLE_STREAMS
 from cka_probe.errors import CKAProbeError

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from cka_probe.analyze import resample
+from cka_probe.cka import resample
 from cka_probe.analyze.cross_task import CrossTaskResult, diagonal
 
 

@@ -1,4 +1,5 @@
-"""Linear CKA of many resamples of the same utterances, in Gram space.
+"""Linear CKA of many resamples of the same rows, in Gram space (the fast path of the
+cross-task statistics; :mod:`cka_probe.cka.stats` is the general one for any statistic).
 
 The cross-task statistics (bootstrap intervals over utterances, permutation
 p-values) recompute a whole L_a × L_b CKA matrix hundreds of times. With one
