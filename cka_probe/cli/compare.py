@@ -1,14 +1,15 @@
 """``cka-probe compare A B``: the layer-by-layer CKA table of two sets of representations.
 
 A and B are ``.npz`` files, one array per layer (rows = samples, the same n
-rows in both files, in the same order). The table is printed and written as
+rows in both files, in the same order; :mod:`cka_probe.analyze.compare_npz`),
+or two activation stores aligned by utterance id
+(:mod:`cka_probe.analyze.compare_stores`). The table is printed and written as
 CSV, with a JSON sidecar ``<out>.json`` recording how it was computed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cka_probe.cli._cross import add_cross_arguments, run_cross
@@ -31,73 +32,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cross_arguments(parser)
 
 
-def load_npz(path: Path) -> dict:
-    """Layer name -> array of an ``.npz`` file, in the file's order."""
-    import numpy as np
-
-    from cka_probe.errors import CKAProbeError
-
-    if path.suffix != ".npz":
-        raise CKAProbeError(f"{path}: expected an .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            layers = {name: archive[name] for name in archive.files}
-    except ValueError as err:
-        raise CKAProbeError(f"{path}: not a readable .npz file ({err})") from None
-    if not layers:
-        raise CKAProbeError(f"{path}: holds no arrays")
-    return layers
-
-
-def name_files(message: str, a: Path, b: Path) -> str:
-    """The engine's "x layer"/"y layer" in ``message`` as the files' layers."""
-    return message.replace("x layer", f"{a} layer").replace("y layer", f"{b} layer")
-
-
-def compare_npz(a: Path, b: Path, **options):
-    """CKA table of the layers of ``a`` (rows) against those of ``b`` (columns)."""
-    from cka_probe.cka import cka_matrix
-    from cka_probe.errors import CKAProbeError
-
-    xs, ys = load_npz(a), load_npz(b)
-    try:
-        return cka_matrix(xs, ys, **options)
-    except CKAProbeError as err:
-        raise CKAProbeError(name_files(str(err), a, b)) from None
-
-
-def compare_h5(a: Path, b: Path, **options):
-    """CKA table of two activation stores aligned by utterance id (see ``docs/store-and-extract.md``)."""
-    from cka_probe.analyze.compare_stores import compare_stores
-
-    return compare_stores(a, b, **options)
-
-
-COMPARERS = {".npz": compare_npz, ".h5": compare_h5}
 STORE_OPTIONS = ("stream", "stream_b", "pool")
-
-
-def write_table(table, out: Path) -> None:
-    """The CSV and its ``.json`` sidecar (the DataFrame's ``attrs``), each written whole or not at all."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((out, table.to_csv()), (Path(f"{out}.json"), json.dumps(table.attrs, indent=2))):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text)
-        partial.replace(path)
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
+    from cka_probe.analyze.compare_npz import compare_npz, name_files, write_table
+    from cka_probe.analyze.compare_stores import compare_stores
     from cka_probe.errors import CKAProbeError
+
+    comparers = {".npz": compare_npz, ".h5": compare_stores}
 
     if args.cross_task:
         return run_cross(args)
     if args.a is None or args.b is None:
         raise CKAProbeError("give two inputs A B, or --cross-task STORE ...")
-    if args.a.suffix not in COMPARERS or args.b.suffix != args.a.suffix:
-        raise CKAProbeError(f"{args.a}, {args.b}: both inputs must be one of {', '.join(COMPARERS)}")
-    compare = COMPARERS[args.a.suffix]
+    if args.a.suffix not in comparers or args.b.suffix != args.a.suffix:
+        raise CKAProbeError(f"{args.a}, {args.b}: both inputs must be one of {', '.join(comparers)}")
+    compare = comparers[args.a.suffix]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         store_options = {k: getattr(args, k) for k in STORE_OPTIONS} if args.a.suffix == ".h5" else {}
