@@ -7,7 +7,7 @@
    linear accumulator) against reading the same layers whole with plain h5py
    and calling ``cka_matrix``. Target <= 1.5x.
 
-Usage: ``python benchmarks/bench_extract.py [--utterances 48] [--rows 40000] [--repeats 3]``.
+Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--rows 40000] [--repeats 3]``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def bench_compare(rows: int, tmp: Path, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--utterances", type=int, default=48)
+    parser.add_argument("--utterances", type=int, default=256)
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)

@@ -227,3 +227,33 @@ def test_bad_batches_are_refused_before_writing(tmp_path):
             writer.append(ids, {LAYERS[0]: (rows[: lengths[:2].sum()], np.r_[lengths[:2], 0, 0])})
         with pytest.raises(CKAProbeError, match="storage dtype must be one of float32, float16"):
             StoreWriter(tmp_path / "b.h5", dtype="int8")
+
+
+def batch_bytes(acts) -> int:
+    """What the writer holds for one batch: float32 rows plus float32 means, independently counted."""
+    return sum(4 * d.size + 4 * len(lengths) * d.shape[1] for d, lengths in acts.values())
+
+
+def test_batches_are_committed_in_blocks_and_on_close(tmp_path):
+    batches = random_batches(5)
+    sizes = [batch_bytes(acts) for _, acts, _ in batches]
+    assert 2 * min(sizes) > max(sizes)  # so that any two batches, and no single one, fill a block
+    path = tmp_path / "acts.h5"
+    writer = StoreWriter(path, commit_bytes=max(sizes) + 1)
+    committed = []
+    for ids, acts, meta in batches:
+        writer.append(ids, acts, metadata=meta)
+        committed.append(writer.n_batches)
+    assert committed == [0, 2, 2, 4, 4]
+    writer.close()  # the fifth batch is committed on close
+    with h5py.File(partial_path(path), "r") as f:
+        assert f.attrs["n_batches"] == 5 and f.attrs["n_utterances"] == 20
+    with StoreWriter(path) as resumed:
+        assert resumed.n_batches == 5
+        resumed.finish()
+    blocked, single = ActivationStore(path), ActivationStore(write_store(tmp_path / "one.h5", batches, commit_bytes=0))
+    with blocked, single:
+        assert blocked.ids == single.ids
+        for stream, layer in LAYERS:
+            assert np.array_equal(blocked.frames(stream, layer)[0], single.frames(stream, layer)[0])
+            assert np.array_equal(blocked.means(stream, layer), single.means(stream, layer))

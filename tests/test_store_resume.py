@@ -1,9 +1,11 @@
-"""A run killed with SIGKILL resumes from the last finished batch and ends bitwise identical.
+"""A run killed with SIGKILL resumes from the last committed batch and ends bitwise identical.
 
 Run as a script, this file is the extraction that kills itself:
-``python test_store_resume.py OUT forward K`` dies in the model's forward of
-batch K; ``python test_store_resume.py OUT write J`` dies at the J-th dataset
-write, in the middle of a batch.
+``python test_store_resume.py OUT forward K C`` dies in the model's forward of
+batch K; ``python test_store_resume.py OUT write J C`` dies at the J-th dataset
+write, in the middle of a commit. ``C`` is the writer's ``commit_bytes``
+(0: every batch is committed on its own; the default holds all of these
+small batches until the end).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -20,6 +23,7 @@ import pytest
 import torch
 
 from cka_probe.store import partial_path
+from cka_probe.store.writer import COMMIT_BYTES
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -79,21 +83,37 @@ def contents(path: Path) -> dict[str, object]:
     return found
 
 
-# 19 dataset writes per batch: the ids, then offsets, data and mean of 6 layers.
-@pytest.mark.parametrize("where, at, done", [("forward", 2, 2), ("write", 3 * 19 + 10, 3)])
-def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, done):
+def committed_batches(partial: Path) -> int:
+    """``n_batches`` of a killed run's file; 0 when it died before its first flush (an unreadable file)."""
+    try:
+        f = h5py.File(partial, "r")
+    except OSError:
+        return 0
+    with f:
+        assert not f.attrs["complete"]
+        return int(f.attrs["n_batches"])
+
+
+# 19 dataset writes per commit of one batch: the ids, then offsets, data and mean of 6 layers.
+@pytest.mark.parametrize("where, at, commit_bytes, done", [
+    ("forward", 2, 0, 2),  # killed between batches
+    ("write", 3 * 19 + 10, 0, 3),  # killed in the middle of the 4th batch's writes
+    ("forward", 4, COMMIT_BYTES, 0),  # killed before the first block was committed
+])
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, commit_bytes, done):
     torch.set_num_threads(1)
     reference = run(tmp_path / "reference.h5", CountingModel())
     out = tmp_path / "acts.h5"
-    child = subprocess.run([sys.executable, __file__, str(out), where, str(at)],
+    child = subprocess.run([sys.executable, __file__, str(out), where, str(at), str(commit_bytes)],
                            env=CHILD_ENV, capture_output=True, text=True)
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert partial_path(out).exists() and not out.exists()
-    with h5py.File(partial_path(out), "r") as f:
-        assert f.attrs["n_batches"] == done and not f.attrs["complete"]
+    assert committed_batches(partial_path(out)) == done
 
     model = CountingModel()
-    run(out, model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unreadable.*starting the extraction again")
+        run(out, model)
     assert model.calls == N_BATCHES - done
     assert not partial_path(out).exists()
     got, want = contents(out), contents(reference)
@@ -105,7 +125,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, done
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "acts.h5"
-    child = subprocess.run([sys.executable, __file__, str(out), "forward", "1"], env=CHILD_ENV,
+    child = subprocess.run([sys.executable, __file__, str(out), "forward", "1", "0"], env=CHILD_ENV,
                            capture_output=True, text=True)
     assert child.returncode == -signal.SIGKILL, child.stderr
     from cka_probe.errors import CKAProbeError
@@ -120,7 +140,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    target, mode, when = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    target, mode, when, commit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if mode == "write":
         kill_at_write(when)
-    run(target, CountingModel(kill_at=when if mode == "forward" else None))
+    run(target, CountingModel(kill_at=when if mode == "forward" else None), commit_bytes=commit)

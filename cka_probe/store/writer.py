@@ -1,15 +1,23 @@
 """Append utterances to an activation store batch by batch, resumably.
 
 Crash safety (a run killed at any moment, SIGKILL included, resumes from the
-last finished batch and ends with the same arrays as an uninterrupted run):
+last committed batch and ends with the same arrays as an uninterrupted run):
 
 1. the store is written to ``<out>.partial`` and renamed to ``<out>`` only
    when complete, so ``<out>`` never holds half-written output;
-2. each batch writes its rows, flushes, then records ``n_utterances`` and
-   ``n_batches`` in the root attributes and flushes again (the commit);
+2. finished batches are held in memory until they total ``commit_bytes``
+   (default 32 MiB; 0 commits every batch), then written together: their rows
+   are written and flushed, then ``n_utterances`` and ``n_batches`` are
+   recorded in the root attributes and flushed again (the commit). Closing the
+   writer, on an error too, commits what it holds;
 3. resuming truncates every dataset back to the committed counts and goes on
    with the next batch; every write starts at a committed position, so
-   whatever a killed batch had written is dropped or overwritten.
+   whatever a killed commit had written is dropped or overwritten.
+
+Committing in blocks keeps the HDF5 calls per batch (a resize and a write per
+dataset, two flushes) from costing as much as a small model's forward pass;
+a kill loses at most ``commit_bytes`` of finished batches, which a resumed run
+computes again.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -41,6 +50,9 @@ from cka_probe.store.schema import (
 
 LayerKey = tuple[str, str]
 """``(stream, layer)``, e.g. ``("encoder", "encoder.layers.3")``."""
+
+COMMIT_BYTES = 32 << 20
+"""Finished batches held in memory before they are written and committed together."""
 
 
 def utterance_means(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -76,6 +88,22 @@ def _grow(ds: h5py.Dataset, at: int, values: np.ndarray) -> None:
     ds[at:] = values
 
 
+@dataclass
+class _Batch:
+    """One appended batch, checked and cast, waiting for its commit."""
+
+    columns: dict[str, list]  # "ids" and metadata fields -> B values
+    layers: dict[LayerKey, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows (R, D), lengths (B,), means (B, D)
+
+    @property
+    def widths(self) -> dict[LayerKey, int]:
+        return {key: rows.shape[1] for key, (rows, _, _) in self.layers.items()}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(rows.nbytes + means.nbytes for rows, _, means in self.layers.values())
+
+
 class StoreWriter:
     """Writes one store (DESIGN.md schema); resumes an interrupted ``.partial`` file.
 
@@ -85,8 +113,10 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | Path, *, attrs: Mapping | None = None, dtype: str = "float32",
-                 compression: str | None = None, overwrite: bool = False):
+                 compression: str | None = None, overwrite: bool = False, commit_bytes: int = COMMIT_BYTES):
         self.path = Path(path)
+        self.commit_bytes = commit_bytes
+        self._pending: list[_Batch] = []
         self.partial = partial_path(self.path)
         self.dtype = check_dtype(dtype)
         if compression not in COMPRESSIONS:
@@ -154,15 +184,18 @@ class StoreWriter:
                 g["mean"].resize(n, axis=0)
         f.flush()
 
-    def _stored_layers(self) -> list[LayerKey]:
-        keys = []
+    def _stored_layers(self) -> dict[LayerKey, int]:
+        """(stream, layer) -> width of the layers already in the file."""
+        keys = {}
         for stream in decode_attrs(self._file.attrs)["streams"]:
-            keys += [(stream, layer) for layer in decode_attrs(self._file[stream].attrs)["layers"]]
+            for layer in decode_attrs(self._file[stream].attrs)["layers"]:
+                keys[(stream, layer)] = self._file[layer_group(stream, layer)]["data"].shape[1]
         return keys
 
     # -- state -------------------------------------------------------------
     @property
     def n_utterances(self) -> int:
+        """Utterances committed so far."""
         return int(self._file.attrs["n_utterances"])
 
     @property
@@ -172,18 +205,95 @@ class StoreWriter:
 
     @property
     def ids(self) -> list[str]:
+        """Ids of the committed utterances."""
         return list(self._file["utterances/ids"].asstr()[:])
 
-    # -- writing -----------------------------------------------------------
-    def _create_layers(self, acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]]) -> None:
+    # -- appending ---------------------------------------------------------
+    def append(self, ids: Sequence[str], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
+               metadata: Mapping[str, Sequence] | None = None,
+               means: Mapping[LayerKey, np.ndarray] | None = None) -> None:
+        """Add one batch; it is committed with the next block (see the module docstring).
+
+        ``acts[(stream, layer)] = (rows (sum(lengths), D), lengths (B,))``: the
+        valid rows of the batch's utterances, concatenated in ``ids`` order.
+        ``means`` (``(B, D)`` per layer) is given only when copying a store;
+        otherwise they are computed here in float64 before any float16 cast.
+        A bad batch is refused here, before anything of it is held or written.
+        """
+        columns = {"ids": list(ids), **{k: list(v) for k, v in (metadata or {}).items()}}
+        self._check_batch(columns, acts)
+        layers = {}
+        for key, (rows, lengths) in acts.items():
+            rows, lengths = np.asarray(rows), np.asarray(lengths, np.int64)
+            mean = utterance_means(rows, lengths) if means is None else means[key]
+            layers[key] = (rows.astype(self.dtype), lengths, mean.astype(np.float32))
+        self._pending.append(_Batch(columns, layers))
+        if sum(b.nbytes for b in self._pending) >= self.commit_bytes:
+            self.commit()
+
+    def _check_batch(self, columns: Mapping[str, list], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Same layers and widths as the first batch, rows matching lengths, >= 1 row each, same metadata."""
+        n = len(columns["ids"])
+        known = self._layers or (self._pending[0].widths if self._pending else None)
+        if known is not None and set(acts) != set(known):
+            raise CKAProbeError(f"{self.path}: batch {self._batch_index} has layers "
+                                f"{sorted(set(acts) ^ set(known))} that differ from the first batch")
+        for key, (rows, lengths) in acts.items():
+            name, rows, lengths = layer_group(*key), np.asarray(rows), np.asarray(lengths)
+            if lengths.shape != (n,) or rows.ndim != 2 or rows.shape[0] != lengths.sum():
+                raise CKAProbeError(f"{self.path}: layer {name}: {rows.shape} rows do not match "
+                                    f"lengths {lengths.tolist()} of {n} utterances")
+            if known is not None and rows.shape[1] != known[key]:
+                raise CKAProbeError(f"{self.path}: layer {name} has width {rows.shape[1]} in batch "
+                                    f"{self._batch_index}, {known[key]} before")
+            if (lengths < 1).any():
+                raise CKAProbeError(f"{self.path}: utterance {columns['ids'][int(np.argmin(lengths))]} "
+                                    f"has no rows in layer {name}")
+        self._check_columns(columns)
+
+    def _check_columns(self, columns: Mapping[str, list]) -> None:
+        stored = set(self._file["utterances"]) if self.n_utterances else None
+        first = stored or (set(self._pending[0].columns) if self._pending else set(columns))
+        if set(columns) != first:
+            raise CKAProbeError(f"{self.path}: batch {self._batch_index} has metadata fields "
+                                f"{sorted(columns)}, the store has {sorted(first)}")
+        for name, values in columns.items():
+            if len(values) != len(columns["ids"]):
+                raise CKAProbeError(f"{self.path}: metadata field {name!r} has {len(values)} values "
+                                    f"for {len(columns['ids'])} utterances")
+
+    @property
+    def _batch_index(self) -> int:
+        """The index of the batch being appended, counting committed and held ones."""
+        return self.n_batches + len(self._pending)
+
+    # -- committing --------------------------------------------------------
+    def commit(self) -> None:
+        """Write the held batches as one block and record them as done (no-op when none are held)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        n0 = self.n_utterances
+        if not self._layers:
+            self._create_layers(pending[0].widths)
+        self._append_columns(n0, {name: [v for b in pending for v in b.columns[name]] for name in pending[0].columns})
+        for key in self._layers:
+            rows, lengths, means = (np.concatenate([b.layers[key][i] for b in pending]) for i in range(3))
+            self._append_layer(key, n0, rows, lengths, means)
+        self._file.flush()
+        self._file.attrs["n_utterances"] = n0 + sum(len(b.columns["ids"]) for b in pending)
+        self._file.attrs["n_batches"] = self.n_batches + len(pending)
+        self._file.flush()
+
+    def _create_layers(self, widths: Mapping[LayerKey, int]) -> None:
         streams: dict[str, list[str]] = {}
-        for (stream, layer), (rows, _) in acts.items():
+        for (stream, layer), dim in widths.items():
             streams.setdefault(stream, []).append(layer)
-            self._create_layer(layer_group(stream, layer), rows.shape[1])
+            self._create_layer(layer_group(stream, layer), dim)
         for stream, layers in streams.items():
             self._file[stream].attrs.update(encode_attrs({"layers": layers}))
         self._file.attrs["streams"] = json.dumps(list(streams))
-        self._layers = list(acts)
+        self._layers = dict(widths)
 
     def _create_layer(self, group: str, dim: int) -> None:
         filters = {"compression": self.compression, "fletcher32": True,
@@ -195,72 +305,27 @@ class StoreWriter:
                          chunks=(chunk_rows(dim, 4), dim), **filters)
         g.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(16384,))
 
-    def append(self, ids: Sequence[str], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
-               metadata: Mapping[str, Sequence] | None = None,
-               means: Mapping[LayerKey, np.ndarray] | None = None) -> None:
-        """Add one batch and commit it.
-
-        ``acts[(stream, layer)] = (rows (sum(lengths), D), lengths (B,))``: the
-        valid rows of the batch's utterances, concatenated in ``ids`` order.
-        ``means`` (``(B, D)`` per layer) is given only when copying a store;
-        otherwise they are computed here in float64 before any float16 cast.
-        """
-        if not self._layers:
-            self._create_layers(acts)
-        if set(acts) != set(self._layers):
-            raise CKAProbeError(f"{self.path}: batch {self.n_batches} has layers "
-                                f"{sorted(set(acts) ^ set(self._layers))} that differ from the first batch")
-        n0 = self.n_utterances
-        self._append_columns(n0, {"ids": list(ids), **(metadata or {})})
-        for key, (rows, lengths) in acts.items():
-            rows, lengths = np.asarray(rows), np.asarray(lengths, np.int64)
-            self._append_layer(key, n0, list(ids), rows, lengths)
-            mean = utterance_means(rows, lengths) if means is None else means[key]
-            _grow(self._file[layer_group(*key)]["mean"], n0, mean.astype(np.float32))
-        self._commit(n0 + len(ids))
-
-    def _append_columns(self, n0: int, columns: Mapping[str, Sequence]) -> None:
+    def _append_columns(self, n0: int, columns: Mapping[str, list]) -> None:
         group = self._file["utterances"]
-        if n0 == 0:
-            for name, values in columns.items():
-                if name not in group:
-                    group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,),
-                                         dtype=_column_dtype(values))
-        if set(columns) != set(group):
-            raise CKAProbeError(f"{self.path}: batch {self.n_batches} has metadata fields "
-                                f"{sorted(columns)}, the store has {sorted(group)}")
         for name, values in columns.items():
-            if len(values) != len(columns["ids"]):
-                raise CKAProbeError(f"{self.path}: metadata field {name!r} has {len(values)} values "
-                                    f"for {len(columns['ids'])} utterances")
+            if name not in group:
+                group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,),
+                                     dtype=_column_dtype(values))
             column = np.asarray(values, dtype=object if group[name].dtype.kind == "O" else group[name].dtype)
             _grow(group[name], n0, column)
 
-    def _append_layer(self, key: LayerKey, n0: int, ids: list[str], rows: np.ndarray,
-                      lengths: np.ndarray) -> None:
-        name = layer_group(*key)
-        g = self._file[name]
-        if lengths.shape != (len(ids),) or rows.ndim != 2 or rows.shape[0] != lengths.sum():
-            raise CKAProbeError(f"{self.path}: layer {name}: {rows.shape} rows do not match "
-                                f"lengths {lengths.tolist()} of {len(ids)} utterances")
-        if rows.shape[1] != g["data"].shape[1]:
-            raise CKAProbeError(f"{self.path}: layer {name} has width {rows.shape[1]} in batch "
-                                f"{self.n_batches}, {g['data'].shape[1]} before")
-        if (lengths < 1).any():
-            raise CKAProbeError(f"{self.path}: utterance {ids[int(np.argmin(lengths))]} has no rows in layer {name}")
+    def _append_layer(self, key: LayerKey, n0: int, rows: np.ndarray, lengths: np.ndarray,
+                      means: np.ndarray) -> None:
+        g = self._file[layer_group(*key)]
         start = int(g["offsets"][n0])
         _grow(g["offsets"], n0 + 1, start + np.cumsum(lengths))
-        _grow(g["data"], start, rows.astype(self.dtype))
-
-    def _commit(self, n_utterances: int) -> None:
-        self._file.flush()
-        self._file.attrs["n_utterances"] = n_utterances
-        self._file.attrs["n_batches"] = self.n_batches + 1
-        self._file.flush()
+        _grow(g["data"], start, rows)
+        _grow(g["mean"], n0, means)
 
     # -- ending ------------------------------------------------------------
     def finish(self) -> Path:
-        """Mark the store complete and move it to its final path."""
+        """Commit what is held, mark the store complete and move it to its final path."""
+        self.commit()
         if self.n_utterances == 0:
             self.close()
             raise CKAProbeError(f"{self.path}: no utterances were written")
@@ -270,9 +335,12 @@ class StoreWriter:
         return self.path
 
     def close(self) -> None:
-        """Close without finishing: the ``.partial`` file stays for a resume."""
+        """Commit what is held and close without finishing: the ``.partial`` file stays for a resume."""
         if self._file.id.valid:
-            self._file.close()
+            try:
+                self.commit()
+            finally:
+                self._file.close()
 
     def __enter__(self) -> StoreWriter:
         return self
