@@ -8,6 +8,7 @@ layer in memory.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class ActivationStore:
         self._part_of = np.repeat(np.arange(len(parts)), [p.n for p in parts])
         self._local = np.concatenate([np.arange(p.n) for p in parts])
         self._index = {uid: i for i, uid in enumerate(self._ids)}
+        f = parts[0].file
+        self._root_attrs = decode_attrs(f.attrs)  # decoded once: JSON attributes are slow to parse per call
+        self._layout = {stream: decode_attrs(f[stream].attrs)["layers"] for stream in self._root_attrs["streams"]}
         if len(self._index) != len(self._ids):
             seen = set()
             dup = next(uid for uid in self._ids if uid in seen or seen.add(uid))
@@ -139,7 +143,7 @@ class ActivationStore:
     @property
     def attrs(self) -> dict:
         """Provenance: arch, tasks, language, checkpoint, checkpoint_sha256, config, ..."""
-        attrs = decode_attrs(self._parts[0].file.attrs)
+        attrs = copy.deepcopy(self._root_attrs)
         attrs["n_utterances"] = len(self._ids)
         if len(self._parts) > 1:
             attrs["shards"] = [str(p.path) for p in self._parts]
@@ -165,14 +169,13 @@ class ActivationStore:
         return (ds.asstr() if ds.dtype.kind == "O" else ds)[: part.n]
 
     def streams(self) -> list[str]:
-        return list(decode_attrs(self._parts[0].file.attrs)["streams"])
+        return list(self._layout)
 
     def layers(self, stream: str) -> list[str]:
         """Layer names of ``stream`` in model order."""
-        f = self._parts[0].file
-        if stream not in self.streams():
+        if stream not in self._layout:
             raise CKAProbeError(f"{self.path}: no stream {stream!r} (streams: {', '.join(self.streams())})")
-        return list(decode_attrs(f[stream].attrs)["layers"])
+        return list(self._layout[stream])
 
     def dim(self, stream: str, layer: str) -> int:
         return int(self._parts[0].file[self._group(stream, layer)]["data"].shape[1])
