@@ -45,6 +45,20 @@ def test_paper_config_sizes_match_the_paper():
     assert count(tiny) < 4e6
 
 
+def test_decoder_token_embeddings_start_at_the_scale_of_the_position_encoding():
+    """embed(y)·√d has unit RMS, like the sinusoids added to it (RMS √½), not √d times more."""
+    from cka_probe.asr.embedding import sinusoids
+
+    torch.manual_seed(0)
+    config = load_config("tiny")
+    d = config["encoder"]["d_model"]
+    decoder = build_model(config, "so", ("surface",), {"surface": 500}).decoders["surface"]
+    scaled = decoder.embed.weight.detach() * decoder.pos_enc.scale  # (V, d)
+    pe = sinusoids(torch.arange(64), d)  # (64, d)
+    assert abs(float(scaled.pow(2).mean().sqrt()) - 1.0) < 0.05
+    assert abs(float(pe.pow(2).mean().sqrt()) - 0.5**0.5) < 1e-6
+
+
 def test_hookable_names_and_task_attributes():
     model = build_model(small_config(), "do", DO, {"surface": 9, "meaning": 11})
     names = dict(model.named_modules())

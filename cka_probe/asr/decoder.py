@@ -1,6 +1,12 @@
 """Transformer attention decoder: token embedding, absolute positions, N layers, output layer.
 
 Teacher forcing: ``ys_in = <sos> y₁ … y_U`` predicts ``y₁ … y_U <eos>``.
+
+Token embeddings start as N(0, 1/d) (the initialisation of fairseq's
+Transformer, Ott et al. 2019), so that ``embed(y)·√d`` has unit scale like the
+sinusoids added to it. With PyTorch's N(0, 1) default the embedding is √d
+times larger than the position encoding and than what the sublayers add to the
+residual stream, and the decoder learns to attend by position much later.
 Hookable names: ``decoders.{task}.layers.{j}`` (output ``(B, U, d)``).
 """
 
@@ -22,6 +28,7 @@ class TransformerDecoder(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, cfg: dict[str, Any]) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)  # x·√d then has unit scale, like PE
         self.pos_enc = PositionalEncoding(d_model, cfg["dropout"])
         self.layers = nn.ModuleList(
             TransformerDecoderLayer(d_model, cfg["n_heads"], cfg["ffn_dim"], cfg["dropout"], cfg["attention_dropout"])
