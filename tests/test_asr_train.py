@@ -145,6 +145,25 @@ def test_time_budget_cuts_the_planned_epochs(corpus, tmp_path):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]["epochs"] == 1
 
 
+def test_validation_decodes_only_the_first_valid_decode_utterances(corpus, monkeypatch):
+    from cka_probe.asr import train as train_module
+
+    decoded, transcribe = [], train_module.transcribe
+
+    def counting(model, tokenizers, feats, *args, **kwargs):
+        decoded.append(feats.shape[0])
+        return transcribe(model, tokenizers, feats, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "transcribe", counting)
+    manifest = corpus["train"]
+    for limit, want in ((None, 4), (2, 2), (3, 4)):  # whole batches of 2, until `limit` are decoded
+        decoded.clear()
+        run = Run.prepare("so", ("surface",), small_config(batch_size=2, valid_decode=limit), manifest, manifest,
+                          None, "cpu")
+        metrics = run.validate()
+        assert sum(decoded) == want and math.isfinite(metrics["loss"]) and metrics["cer_surface"] >= 0
+
+
 def test_evaluate_writes_the_interface_columns_and_a_consistent_summary(so_run, corpus, tmp_path):
     out = tmp_path / "cer.csv"
     evaluate(so_run / "best.pt", corpus["train"], out, decoding="attention", beam=3)

@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=None, help="synthetic utterances per language (default: the scale's)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, training and resampling (default 0)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings side by side, one thread each (default 2)")
+    parser.add_argument("--epochs", type=int, default=None, metavar="E",
+                        help="epochs of every training, replacing the config's (tiny: 10, paper: 50)")
     parser.add_argument("--train-minutes", type=float, default=None, metavar="M",
-                        help="time budget per training, replacing the scale's (tiny: 5)")
+                        help="cap on each training's wall time (default: none; results then depend on the machine)")
 
 
 def parse_data(items: list[str]) -> dict[str, Path]:
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from cka_probe.pipeline import reproduce
 
     report = reproduce(args.lang, args.scale, args.out, data=parse_data(args.data), n=args.n, seed=args.seed,
-                       jobs=args.jobs, train_minutes=args.train_minutes)  # fmt: skip
+                       jobs=args.jobs, epochs=args.epochs,
+                        train_minutes=args.train_minutes)  # fmt: skip
     print(f"report: {report}")
     return 0
