@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cka_probe.cka.hsic import gram_hsic
 from cka_probe.errors import CKAProbeError
 
 
@@ -89,19 +90,25 @@ def _checked(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def hsic(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
-    """HSIC of every layer pair, (L_a, L_b), up to a factor common to all pairs."""
+    """HSIC of every layer pair, (L_a, L_b), by :func:`cka_probe.cka.hsic.gram_hsic`.
+
+    Biased: the Grams are centred, so their row sums and totals vanish.
+    Debiased: their diagonals (and tied pairs) are zero, so traces and diagonal terms vanish.
+    """
     cross = a.flat @ b.flat.T
     if not debiased:
-        return cross
-    return cross + np.outer(a.total, b.total) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (a.rowsum @ b.rowsum.T)
+        return gram_hsic(cross, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, unbiased=False)
+    return gram_hsic(cross, a.rowsum @ b.rowsum.T, 0.0, 0.0, 0.0, a.total[:, None], b.total[None, :], 0.0, 0.0,
+                     n, unbiased=True)
 
 
 def self_hsic(a: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
     """HSIC(K_l, K_l) of every layer, (L,)."""
     squares = np.einsum("lk,lk->l", a.flat, a.flat)
     if not debiased:
-        return squares
-    return squares + a.total**2 / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * np.einsum("li,li->l", a.rowsum, a.rowsum)
+        return gram_hsic(squares, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, unbiased=False)
+    rows = np.einsum("li,li->l", a.rowsum, a.rowsum)
+    return gram_hsic(squares, rows, 0.0, 0.0, 0.0, a.total, a.total, 0.0, 0.0, n, unbiased=True)
 
 
 def cka_grid(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
