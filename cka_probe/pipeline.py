@@ -69,7 +69,9 @@ class Stage:
 
     For a folder output, ``partial`` is the folder to fill; for a file output,
     a folder in which to write a file of the output's name (plus sidecars).
-    ``parallel`` stages may run side by side; ``resumable`` ones keep their
+    Consecutive stages of one ``parallel`` group (e.g. "train") may run side
+    by side; the next group starts when the last one's stages have all
+    finished, since it reads their outputs. ``resumable`` stages keep their
     partial path after an interruption.
     """
 
@@ -77,7 +79,7 @@ class Stage:
     output: Path
     action: Callable[..., Any]
     kwargs: dict[str, Any] = field(default_factory=dict)
-    parallel: bool = False
+    parallel: str | None = None
     resumable: bool = False
 
     @property
@@ -133,14 +135,15 @@ def _log(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None:
-    """Run stages in order; consecutive ``parallel`` stages run ``jobs`` at a time, one thread each.
+    """Run stages in order; consecutive stages of one ``parallel`` group run ``jobs`` at a time, one thread each.
 
-    Parallel stages must not depend on each other (trainings; evaluations and extractions).
+    The stages of a group must not depend on each other (the trainings; the
+    evaluations and extractions); a group starts only when the previous one has ended.
     """
     i = 0
     while i < len(stages):
         group = [stages[i]]
-        while stages[i].parallel and i + len(group) < len(stages) and stages[i + len(group)].parallel:
+        while _same_group(stages[i], stages[i + len(group):]):
             group.append(stages[i + len(group)])
         if len(group) > 1 and jobs > 1:
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
@@ -150,6 +153,11 @@ def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None
             for stage in group:
                 _log(run_dir, run_stage(stage))
         i += len(group)
+
+
+def _same_group(first: Stage, rest: Sequence[Stage]) -> bool:
+    """Whether the next of ``rest`` belongs to ``first``'s parallel group."""
+    return bool(first.parallel and rest and rest[0].parallel == first.parallel)
 
 
 # -- the stage actions --------------------------------------------------------------------------------------------
@@ -232,13 +240,13 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
         # each model its own initialisation, so that CKA between models is not inherited from a shared start
         model_seed = seed + list(MODELS).index(m)
         kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": dirs[lang], "scale": scale, "seed": model_seed}
-        stages.append(Stage(f"train {lang} {m}", folder, train_action, kwargs, parallel=True, resumable=True))
+        stages.append(Stage(f"train {lang} {m}", folder, train_action, kwargs, parallel="train", resumable=True))
     for (lang, m), folder in ckpt.items():
         common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device}
         stages.append(Stage(f"evaluate {lang} {m}", run_dir / "cer" / lang / f"{m}.csv", evaluate_action, common,
-                            parallel=True))  # fmt: skip
+                            parallel="score"))  # fmt: skip
         stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action, common,
-                            parallel=True))  # fmt: skip
+                            parallel="score"))  # fmt: skip
     return stages + [
         Stage("tables", run_dir / "tables", tables_action, {"run_dir": run_dir, "scale": scale, "seed": seed}),
         Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),

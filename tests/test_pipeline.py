@@ -1,5 +1,6 @@
 """The reproduce pipeline's stage runner: skipping finished stages, clean restarts, the plan's layout."""
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +63,27 @@ def test_an_interrupted_stage_leaves_no_output_and_restarts_cleanly(tmp_path):
     assert sorted(p.name for p in (tmp_path / "cer").iterdir()) == ["en.csv", "en.summary.json"]
 
 
+def slow_write(partial: Path, *, seconds: float) -> None:
+    time.sleep(seconds)
+    (partial / "done.txt").write_text("trained")
+
+
+def read_inputs(partial: Path, *, inputs: list[Path]) -> None:
+    missing = [str(p) for p in inputs if not (p / "done.txt").exists()]
+    (partial / "seen.txt").write_text("\n".join(missing) or "all")
+
+
+def test_a_parallel_group_starts_after_the_previous_one_has_ended(tmp_path):
+    """Two workers: a fast training must not free a worker for a scoring stage while a slow one runs."""
+    trained = [tmp_path / "fast", tmp_path / "slow"]
+    plan = [pipeline.Stage("train fast", trained[0], slow_write, {"seconds": 0.0}, parallel="train"),
+            pipeline.Stage("train slow", trained[1], slow_write, {"seconds": 3.0}, parallel="train"),
+            *(pipeline.Stage(f"score {i}", tmp_path / f"score{i}", read_inputs, {"inputs": trained}, parallel="score")
+              for i in range(3))]
+    pipeline.run_stages(plan, tmp_path, jobs=2)
+    assert [(tmp_path / f"score{i}" / "seen.txt").read_text() for i in range(3)] == ["all"] * 3
+
+
 def test_resumable_stage_keeps_its_partial_folder(tmp_path):
     def keep(partial: Path) -> None:
         CALLS.append(sorted(p.name for p in partial.iterdir()))
@@ -88,7 +110,8 @@ def test_plan_lays_out_the_run_by_stage(tmp_path):
     assert outputs[-3:] == ["tables", "figures", "report.md"]
     trainings = [s.name for s in plan if s.name.startswith("train")]
     assert trainings == [f"train {lang} {m}" for lang in ("en", "ko") for m in ("sso", "mso", "do")]
-    assert all(s.parallel for s in plan if s.name.split()[0] in ("train", "evaluate", "extract"))
+    assert all(s.parallel == "train" for s in plan if s.name.startswith("train"))
+    assert all(s.parallel == "score" for s in plan if s.name.split()[0] in ("evaluate", "extract"))
     assert not any(s.parallel for s in plan[-3:] + plan[:2])
     assert plan[0].kwargs["n"] == 30
     assert [s.kwargs["seed"] for s in plan if s.name.startswith("train en")] == [0, 1, 2]
