@@ -58,7 +58,7 @@ COMMIT_BYTES = 32 << 20
 def utterance_means(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per-utterance mean of concatenated rows, in float64: ``(rows, D) -> (B, D)``."""
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.add.reduceat(rows.astype(np.float64), starts, axis=0) / lengths[:, None]
+    return np.add.reduceat(rows, starts, axis=0, dtype=np.float64) / lengths[:, None]
 
 
 def _versions() -> dict:
@@ -226,7 +226,7 @@ class StoreWriter:
         for key, (rows, lengths) in acts.items():
             rows, lengths = np.asarray(rows), np.asarray(lengths, np.int64)
             mean = utterance_means(rows, lengths) if means is None else means[key]
-            layers[key] = (rows.astype(self.dtype), lengths, mean.astype(np.float32))
+            layers[key] = (rows.astype(self.dtype, copy=False), lengths, mean.astype(np.float32))
         self._pending.append(_Batch(columns, layers))
         if sum(b.nbytes for b in self._pending) >= self.commit_bytes:
             self.commit()
