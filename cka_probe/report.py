@@ -78,6 +78,46 @@ def gap_section(tables: Path) -> list[str]:
     return lines + [""]
 
 
+PAPER_EXPECTS = {"meaning": -1, "surface": +1}
+"""The paper's CER findings as the sign of DO − SO: MTL helps the meaning task and hurts the surface task."""
+
+
+def _verdict(sign: int, low: float, high: float) -> str:
+    """Whether an interval agrees with the expected ``sign``, contradicts it, or leaves it open."""
+    if (low > 0 and sign > 0) or (high < 0 and sign < 0):
+        return "as in the paper"
+    if low > 0 or high < 0:
+        return "**the opposite** of the paper"
+    return "not resolved (the interval includes 0)"
+
+
+def paper_section(tables: Path) -> list[str]:
+    """Each of the paper's CER findings, per language, held against this run's intervals.
+
+    Overall: DO − SO below 0 for meaning, above 0 for surface. With edit
+    distance: the same effect larger in the highest bin than in the lowest
+    (their difference read off the two bins' intervals).
+    """
+    cer, gaps = _read(tables, "cer"), _read(tables, "cer_gaps")
+    if cer is None or gaps is None:
+        return []
+    lines = ["## Against the paper's findings", "",
+             "| language | the paper finds | this run | verdict |", "|---|---|---|---|"]
+    for r in cer[cer["unit"] == "char"].itertuples(index=False):
+        sign = PAPER_EXPECTS[r.task]
+        claim = f"MTL {'helps' if sign < 0 else 'hurts'} {r.task} (DO − SO {'<' if sign < 0 else '>'} 0)"
+        lines.append(f"| {r.language} | {claim} | {_interval(r.gap, r.ci_low, r.ci_high)} | "
+                     f"{_verdict(sign, r.ci_low, r.ci_high)} |")
+        bins = gaps[(gaps["unit"] == "char") & (gaps["language"] == r.language) & (gaps["task"] == r.task)]
+        bins = bins.set_index("ed_bin").reindex([b for b in ED_BINS if b in set(bins["ed_bin"])])
+        first, last = bins.iloc[0], bins.iloc[-1]
+        lines.append(f"| {r.language} | … more so at larger edit distance (ED {last.name} vs ED {first.name}) | "
+                     f"{_interval(first.gap, first.ci_low, first.ci_high)} → "
+                     f"{_interval(last.gap, last.ci_low, last.ci_high)} | "
+                     f"{_verdict(sign, last.ci_low - first.ci_high, last.ci_high - first.ci_low)} |")
+    return lines + ["", "An edit-distance verdict is resolved only when the two bins' intervals do not overlap.", ""]
+
+
 def _short(layer: str) -> str:
     """The last part of a layer name: ``encoder.layers.3`` -> ``3``, ``encoder.embed`` -> ``embed``."""
     return layer.split(".")[-1]
@@ -160,7 +200,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
                  f"Run directory `{run_dir.name}`. Intervals are 95 % bootstrap intervals over utterances; "
                  "CER in percent, CER gaps in percentage points "
                  "(DO − SO: positive means multi-task learning hurt).", ""],
-                cer_section(tables), gap_section(tables), encoder_section(tables), decoder_section(tables),
+                paper_section(tables), cer_section(tables), gap_section(tables), encoder_section(tables), decoder_section(tables),
                 cross_lang_section(tables), stage_section(run_dir)]  # fmt: skip
     out.write_text("\n".join(line for section in sections for line in section), encoding="utf-8")
     return out

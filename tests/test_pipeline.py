@@ -177,3 +177,23 @@ def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(t
     lines = {line.split(":")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
     assert "**Caution:** both models' CER exceeds the oracle CER (12.3 %)" in lines["- en surface"]
     assert "Caution" not in lines["- en meaning"]
+
+
+def test_report_holds_each_finding_of_the_paper_against_the_intervals(tmp_path):
+    from cka_probe.report import paper_section
+
+    # language, task, gap, ci_low, ci_high: overall, then the lowest and highest edit-distance bins
+    overall = [("en", "meaning", -2.0, -3.0, -1.0), ("en", "surface", -2.0, -3.0, -1.0)]
+    bins = {("en", "meaning"): [("0", 0.0, -1.0, 1.0), (">10", -5.0, -7.0, -3.0)],  # helps more at ED >10
+            ("en", "surface"): [("0", 0.0, -1.0, 1.0), (">10", 0.5, -0.5, 1.5)]}  # overlapping bins
+    pd.DataFrame([{"language": lang, "task": task, "unit": "char", "gap": g, "ci_low": lo, "ci_high": hi}
+                  for lang, task, g, lo, hi in overall]).to_csv(tmp_path / "cer.csv", index=False)
+    pd.DataFrame([{"language": lang, "task": task, "unit": "char", "ed_bin": b, "n": 10, "gap": g, "ci_low": lo,
+                   "ci_high": hi} for (lang, task), rows in bins.items() for b, g, lo, hi in rows]
+                 ).to_csv(tmp_path / "cer_gaps.csv", index=False)
+    rows = [line.split(" | ") for line in paper_section(tmp_path) if line.startswith("| en")]
+    verdicts = {(r[1], r[-1].rstrip(" |")) for r in rows}
+    assert ("MTL helps meaning (DO − SO < 0)", "as in the paper") in verdicts
+    assert ("MTL hurts surface (DO − SO > 0)", "**the opposite** of the paper") in verdicts
+    assert ("… more so at larger edit distance (ED >10 vs ED 0)", "as in the paper") in verdicts  # meaning
+    assert ("… more so at larger edit distance (ED >10 vs ED 0)", "not resolved (the interval includes 0)") in verdicts
