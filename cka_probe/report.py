@@ -60,6 +60,11 @@ def _undertrained(so_cer: float, do_cer: float, oracle_cer: float) -> str:
             "(train longer).")
 
 
+def _by_bin(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of one language and task indexed by ``ed_bin``, from the lowest bin to the highest present."""
+    return rows.set_index("ed_bin").reindex([b for b in ED_BINS if b in set(rows["ed_bin"])])
+
+
 def gap_section(tables: Path) -> list[str]:
     """The DO−SO gap per edit-distance bin, and whether it grows with the distance."""
     gaps = _read(tables, "cer_gaps")
@@ -67,7 +72,7 @@ def gap_section(tables: Path) -> list[str]:
         return []
     lines = ["## The CER gap by surface–meaning edit distance", "", "![CER gap](figures/cer_gap_by_ed.png)", ""]
     for (language, task), rows in gaps[gaps["unit"] == "char"].groupby(["language", "task"], sort=False):
-        rows = rows.set_index("ed_bin").reindex([b for b in ED_BINS if b in set(rows["ed_bin"])])
+        rows = _by_bin(rows)
         cells = ", ".join(f"ED {b} (n={int(r.n)}): {_interval(r.gap, r.ci_low, r.ci_high)}" for b, r in rows.iterrows())
         first, last = rows.iloc[0], rows.iloc[-1]
         trend = "grows" if last.gap > first.gap else "does not grow"
@@ -108,13 +113,12 @@ def paper_section(tables: Path) -> list[str]:
         claim = f"MTL {'helps' if sign < 0 else 'hurts'} {r.task} (DO − SO {'<' if sign < 0 else '>'} 0)"
         lines.append(f"| {r.language} | {claim} | {_interval(r.gap, r.ci_low, r.ci_high)} | "
                      f"{_verdict(sign, r.ci_low, r.ci_high)} |")
-        bins = gaps[(gaps["unit"] == "char") & (gaps["language"] == r.language) & (gaps["task"] == r.task)]
-        bins = bins.set_index("ed_bin").reindex([b for b in ED_BINS if b in set(bins["ed_bin"])])
+        bins = _by_bin(gaps[(gaps["unit"] == "char") & (gaps["language"] == r.language) & (gaps["task"] == r.task)])
         first, last = bins.iloc[0], bins.iloc[-1]
+        growth = _verdict(sign, last.ci_low - first.ci_high, last.ci_high - first.ci_low, "the intervals overlap")
         lines.append(f"| {r.language} | … more so at larger edit distance (ED {last.name} vs ED {first.name}) | "
                      f"{_interval(first.gap, first.ci_low, first.ci_high)} → "
-                     f"{_interval(last.gap, last.ci_low, last.ci_high)} | "
-                     f"{_verdict(sign, last.ci_low - first.ci_high, last.ci_high - first.ci_low, 'the intervals overlap')} |")
+                     f"{_interval(last.gap, last.ci_low, last.ci_high)} | {growth} |")
     return lines + ["", "An edit-distance verdict is resolved only when the two bins' intervals do not overlap.", ""]
 
 
@@ -200,7 +204,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
                  f"Run directory `{run_dir.name}`. Intervals are 95 % bootstrap intervals over utterances; "
                  "CER in percent, CER gaps in percentage points "
                  "(DO − SO: positive means multi-task learning hurt).", ""],
-                paper_section(tables), cer_section(tables), gap_section(tables), encoder_section(tables), decoder_section(tables),
-                cross_lang_section(tables), stage_section(run_dir)]  # fmt: skip
+                paper_section(tables), cer_section(tables), gap_section(tables), encoder_section(tables),
+                decoder_section(tables), cross_lang_section(tables), stage_section(run_dir)]  # fmt: skip
     out.write_text("\n".join(line for section in sections for line in section), encoding="utf-8")
     return out

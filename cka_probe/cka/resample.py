@@ -90,25 +90,23 @@ def _checked(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def hsic(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
-    """HSIC of every layer pair, (L_a, L_b), by :func:`cka_probe.cka.hsic.gram_hsic`.
-
-    Biased: the Grams are centred, so their row sums and totals vanish.
-    Debiased: their diagonals (and tied pairs) are zero, so traces and diagonal terms vanish.
-    """
-    cross = a.flat @ b.flat.T
-    if not debiased:
-        return gram_hsic(cross, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, unbiased=False)
-    return gram_hsic(cross, a.rowsum @ b.rowsum.T, 0.0, 0.0, 0.0, a.total[:, None], b.total[None, :], 0.0, 0.0,
-                     n, unbiased=True)
+    """HSIC of every layer pair, (L_a, L_b)."""
+    return _masked_gram_hsic(a.flat @ b.flat.T, a.rowsum @ b.rowsum.T if debiased else 0.0,
+                             a.total[:, None], b.total[None, :], n, debiased)
 
 
 def self_hsic(a: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
     """HSIC(K_l, K_l) of every layer, (L,)."""
-    squares = np.einsum("lk,lk->l", a.flat, a.flat)
+    rows = np.einsum("li,li->l", a.rowsum, a.rowsum) if debiased else 0.0
+    return _masked_gram_hsic(np.einsum("lk,lk->l", a.flat, a.flat), rows, a.total, a.total, n, debiased)
+
+
+def _masked_gram_hsic(inner, rows, sum_k, sum_l, n: int, debiased: bool) -> np.ndarray:
+    """:func:`gram_hsic` of the masked Grams: centred ones (biased) have zero row sums and totals,
+    zero-diagonal ones (debiased) zero traces and diagonal terms."""
     if not debiased:
-        return gram_hsic(squares, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, unbiased=False)
-    rows = np.einsum("li,li->l", a.rowsum, a.rowsum)
-    return gram_hsic(squares, rows, 0.0, 0.0, 0.0, a.total, a.total, 0.0, 0.0, n, unbiased=True)
+        return gram_hsic(inner, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, unbiased=False)
+    return gram_hsic(inner, rows, 0.0, 0.0, 0.0, sum_k, sum_l, 0.0, 0.0, n, unbiased=True)
 
 
 def cka_grid(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:

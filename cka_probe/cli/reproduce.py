@@ -41,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     from cka_probe.pipeline import reproduce
 
     report = reproduce(args.lang, args.scale, args.out, data=parse_data(args.data), n=args.n, seed=args.seed,
-                       jobs=args.jobs, epochs=args.epochs,
-                        train_minutes=args.train_minutes)  # fmt: skip
+                       jobs=args.jobs, epochs=args.epochs, train_minutes=args.train_minutes)  # fmt: skip
     print(f"report: {report}")
     return 0
