@@ -197,3 +197,26 @@ def test_report_holds_each_finding_of_the_paper_against_the_intervals(tmp_path):
     assert ("MTL hurts surface (DO − SO > 0)", "**the opposite** of the paper") in verdicts
     assert ("… more so at larger edit distance (ED >10 vs ED 0)", "as in the paper") in verdicts  # meaning
     assert ("… more so at larger edit distance (ED >10 vs ED 0)", "not resolved (the intervals overlap)") in verdicts
+
+
+def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, monkeypatch):
+    from cka_probe.cli import main
+
+    planned = []
+    monkeypatch.setattr(pipeline, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages))
+    assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--epochs", "3"]) == 0
+    scales = [s.kwargs["scale"] for s in planned if s.name.startswith("train")]
+    assert len(scales) == 3 and {(s.epochs, s.train_minutes) for s in scales} == {(3, None)}
+    planned.clear()
+    assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--train-minutes", "2.5"]) == 0
+    assert {(s.kwargs["scale"].epochs, s.kwargs["scale"].train_minutes)
+            for s in planned if s.name.startswith("train")} == {(None, 2.5)}
+
+
+@pytest.mark.parametrize("option, value, message", [("--epochs", "0", "--epochs must be at least 1, got 0"),
+                                                    ("--train-minutes", "-1", "--train-minutes must be positive")])
+def test_reproduce_refuses_a_bad_training_length(tmp_path, capsys, option, value, message):
+    from cka_probe.cli import main
+
+    assert main(["reproduce", "--lang", "en", "--out", str(tmp_path / "run"), option, value]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()

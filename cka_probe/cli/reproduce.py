@@ -40,6 +40,10 @@ def parse_data(items: list[str]) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from cka_probe.pipeline import reproduce
 
+    if args.epochs is not None and args.epochs < 1:
+        raise CKAProbeError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.train_minutes is not None and args.train_minutes <= 0:
+        raise CKAProbeError(f"--train-minutes must be positive, got {args.train_minutes}")
     report = reproduce(args.lang, args.scale, args.out, data=parse_data(args.data), n=args.n, seed=args.seed,
                        jobs=args.jobs, epochs=args.epochs, train_minutes=args.train_minutes)  # fmt: skip
     print(f"report: {report}")
