@@ -27,11 +27,14 @@ SHARD_KEYS = ("format", "schema_version", "streams", "dtype", "checkpoint_sha256
 
 @dataclass
 class _Part:
-    """One HDF5 file of a store; ``offsets`` caches each layer's offsets."""
+    """One HDF5 file of a store: its root attributes and stream -> layers, decoded once
+    (JSON attributes are slow to parse per call); ``offsets`` caches each layer's offsets."""
 
     path: Path
     file: h5py.File
     n: int
+    attrs: dict
+    layout: dict[str, list[str]]
     offsets: dict[str, np.ndarray] = field(default_factory=dict)
 
     def read(self, name: str, selection=slice(None)) -> np.ndarray:
@@ -72,7 +75,8 @@ def _open_part(path: str | Path, allow_incomplete: bool = False) -> _Part:
         f.close()
         raise CKAProbeError(f"{path}: incomplete store ({attrs.get('n_utterances')} utterances written "
                             "before the extraction stopped); rerun cka-probe extract to resume")
-    part = _Part(path, f, int(attrs["n_utterances"]))
+    layout = {stream: decode_attrs(f[stream].attrs)["layers"] for stream in attrs["streams"]}
+    part = _Part(path, f, int(attrs["n_utterances"]), attrs, layout)
     _check_structure(part, exact=bool(attrs.get("complete")))
     return part
 
@@ -82,15 +86,16 @@ def _check_structure(part: _Part, exact: bool) -> None:
     n, f = part.n, part.file
 
     def check(name: str, rows: int) -> None:
-        if name not in f:
+        dataset = f.get(name)
+        if dataset is None:
             raise CKAProbeError(f"{part.path}: damaged store, {name} is missing")
-        have = f[name].shape[0]
+        have = dataset.shape[0]
         if have < rows or (exact and have != rows):
             raise CKAProbeError(f"{part.path}: damaged store, {name} has {have} rows, expected {rows}")
 
     check("utterances/ids", n)
-    for stream in decode_attrs(f.attrs)["streams"]:
-        for layer in decode_attrs(f[stream].attrs)["layers"]:
+    for stream, layers in part.layout.items():
+        for layer in layers:
             g = layer_group(stream, layer)
             check(f"{g}/offsets", n + 1)
             check(f"{g}/mean", n)
@@ -131,9 +136,6 @@ class ActivationStore:
         self._part_of = np.repeat(np.arange(len(parts)), [p.n for p in parts])
         self._local = np.concatenate([np.arange(p.n) for p in parts])
         self._index = {uid: i for i, uid in enumerate(self._ids)}
-        f = parts[0].file
-        self._root_attrs = decode_attrs(f.attrs)  # decoded once: JSON attributes are slow to parse per call
-        self._layout = {stream: decode_attrs(f[stream].attrs)["layers"] for stream in self._root_attrs["streams"]}
         if len(self._index) != len(self._ids):
             seen = set()
             dup = next(uid for uid in self._ids if uid in seen or seen.add(uid))
@@ -143,7 +145,7 @@ class ActivationStore:
     @property
     def attrs(self) -> dict:
         """Provenance: arch, tasks, language, checkpoint, checkpoint_sha256, config, ..."""
-        attrs = copy.deepcopy(self._root_attrs)
+        attrs = copy.deepcopy(self._parts[0].attrs)
         attrs["n_utterances"] = len(self._ids)
         if len(self._parts) > 1:
             attrs["shards"] = [str(p.path) for p in self._parts]
@@ -169,13 +171,14 @@ class ActivationStore:
         return (ds.asstr() if ds.dtype.kind == "O" else ds)[: part.n]
 
     def streams(self) -> list[str]:
-        return list(self._layout)
+        return list(self._parts[0].layout)
 
     def layers(self, stream: str) -> list[str]:
         """Layer names of ``stream`` in model order."""
-        if stream not in self._layout:
+        layout = self._parts[0].layout
+        if stream not in layout:
             raise CKAProbeError(f"{self.path}: no stream {stream!r} (streams: {', '.join(self.streams())})")
-        return list(self._layout[stream])
+        return list(layout[stream])
 
     def dim(self, stream: str, layer: str) -> int:
         return int(self._parts[0].file[self._group(stream, layer)]["data"].shape[1])
@@ -229,13 +232,10 @@ class ActivationStore:
     # -- arrays ------------------------------------------------------------
     def means(self, stream: str, layer: str, ids: Sequence[str] | None = None) -> np.ndarray:
         """Per-utterance means ``(N, D)`` float32 (computed in float64 at extraction)."""
-        group, idx = self._group(stream, layer), self._indices(ids)
-        out = np.empty((len(idx), self.dim(stream, layer)), np.float32)
-        for p, part in enumerate(self._parts):
-            sel = self._part_of[idx] == p
-            if sel.any():
-                out[sel] = part.read(f"{group}/mean", slice(0, part.n))[self._local[idx[sel]]]
-        return out
+        group = self._group(stream, layer)
+        reads = [part.read(f"{group}/mean", slice(0, part.n)) for part in self._parts]
+        whole = reads[0] if len(reads) == 1 else np.concatenate(reads)  # (N, D) in store order
+        return whole if ids is None else whole[self._indices(ids)]
 
     def frames(self, stream: str, layer: str, ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All valid rows ``(rows, D)`` of the utterances and their ``(N+1,)`` offsets."""
@@ -276,15 +276,14 @@ class ActivationStore:
 
 
 def _check_shards(parts: list[_Part]) -> None:
-    first = decode_attrs(parts[0].file.attrs)
+    first = parts[0]
     for part in parts[1:]:
-        attrs = decode_attrs(part.file.attrs)
         for key in SHARD_KEYS:
-            if attrs.get(key) != first.get(key):
-                raise CKAProbeError(f"{part.path}: {key} differs from {parts[0].path}; not shards of one store")
-        for stream in first["streams"]:
-            if decode_attrs(part.file[stream].attrs) != decode_attrs(parts[0].file[stream].attrs):
-                raise CKAProbeError(f"{part.path}: layers of {stream} differ from {parts[0].path}")
+            if part.attrs.get(key) != first.attrs.get(key):
+                raise CKAProbeError(f"{part.path}: {key} differs from {first.path}; not shards of one store")
+        for stream in first.layout:
+            if part.layout.get(stream) != first.layout[stream]:
+                raise CKAProbeError(f"{part.path}: layers of {stream} differ from {first.path}")
 
 
 def align_ids(a: ActivationStore, b: ActivationStore) -> list[str]:
