@@ -7,7 +7,7 @@
    linear accumulator) against reading the same layers whole with plain h5py
    and calling ``cka_matrix``. Target <= 1.5x.
 
-Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--rows 40000] [--repeats 7]``.
+Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--rows 40000] [--repeats 7] [--dtype float32|float16]``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,19 @@ def asr_batches(n: int, batch: int, vocab: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def bench_extraction(n: int, tmp: Path, repeats: int) -> float:
+def raw_write_seconds(nbytes: int, tmp: Path, repeats: int) -> float:
+    """Least time to write ``nbytes`` to a new file in ``tmp`` with one plain ``write``: the disk's floor."""
+    payload, best = np.zeros(nbytes, np.uint8), float("inf")
+    for i in range(repeats):
+        start = time.perf_counter()
+        payload.tofile(tmp / f"raw{i}.bin")
+        best = min(best, time.perf_counter() - start)
+    for i in range(repeats):
+        (tmp / f"raw{i}.bin").unlink()
+    return best
+
+
+def bench_extraction(n: int, tmp: Path, repeats: int, dtype: str) -> float:
     torch.manual_seed(0)
     model = build_model(load_config("tiny"), "do", ("surface", "meaning"), {"surface": 40, "meaning": 40}).eval()
     batches = asr_batches(n, 16, 40)
@@ -82,7 +94,7 @@ def bench_extraction(n: int, tmp: Path, repeats: int) -> float:
     def extraction():
         inside.clear()
         extract(model, batches, layers=streams, out=tmp / "bench.h5", forward=timed_forward, overwrite=True,
-                progress=False)
+                dtype=dtype, progress=False)
 
     plain()
     t_plain, t_extract, median = interleaved_best(repeats, plain, extraction)
@@ -95,6 +107,9 @@ def bench_extraction(n: int, tmp: Path, repeats: int) -> float:
           f"(median of {repeats} pairs {median:.2f}x; target <= 1.25x)")
     print(f"  one extract run: {t_run:.2f} s of which forward passes {sum(inside):.2f} s: "
           f"ratio {t_run / sum(inside):.2f}x")
+    size = (tmp / "bench.h5").stat().st_size
+    print(f"  the store holds {size / 2**20:.1f} MiB ({dtype}); writing that many bytes to a plain file here "
+          f"takes {raw_write_seconds(size, tmp, repeats):.2f} s")
     return t_extract / t_plain
 
 
@@ -145,11 +160,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage dtype")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
-        bench_extraction(args.utterances, Path(tmp), args.repeats)
+        bench_extraction(args.utterances, Path(tmp), args.repeats, args.dtype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bench_compare(args.rows, Path(tmp), args.repeats)
