@@ -3,11 +3,13 @@
 Each side (the layers of ``xs``, or of ``ys``) is shifted by a fixed reference
 point s per layer (the float64 mean of the first 1024 rows, in the input's dtype), so
 that a large mean offset costs no precision: x~ = x - s. Every chunk of rows
-becomes one augmented matrix per side, Z_x = [X~_1 | 1 | q_1 | X~_2 | 1 | q_2 ...]
-(q_x: squared row norms of each layer's X~, for the unbiased estimator only),
-and one working-dtype GEMM per chunk adds Z_x^T Z_y to a float64 total M. M
-holds X~^T Y~, the column sums of X~ and Y~, X~^T q_y and q_x^T Y~; Q = q_x^T q_y
-is summed in float64. Centring afterwards, with d = mean of x~ and n rows:
+becomes one matrix per side, Z_x = [X~_1 | X~_2 | ...], whose width is the sum
+of the layer widths (3,072 for 12 layers of 256: no extra columns, so every
+BLAS runs the GEMM on its aligned fast path). One working-dtype GEMM per chunk
+adds Z_x^T Z_y to a float64 total M = X~^T Y~. The O(n d) reductions are taken
+separately (each chunk's in the working dtype, added to float64 totals): the
+column sums 1^T X~, and, for the unbiased estimator only, the squared row norms
+q_x of each layer's X~ with X~^T q_y, q_x^T Y~ and Q = q_x^T q_y. Centring afterwards, with d = mean of x~ and n rows:
 
     X_c^T Y_c = X~^T Y~ - n d_x d_y^T
     r_x^T r_y = Q - 2 (q_x^T Y~) D_y - 2 D_x^T (X~^T q_y) + 4 D_x^T (X~^T Y~) D_y
@@ -29,29 +31,37 @@ from cka_probe.cka.hsic import HSICTerms, feature_hsic
 
 
 def block_indicator(dims: Sequence[int], starts: Sequence[int], device: torch.device) -> torch.Tensor:
-    """``(width, L)`` float64: 1 where column i of Z is a feature of layer a, 0 elsewhere (ones, q)."""
+    """``(width, L)`` float64: 1 where column i of Z is a feature of layer a."""
     indicator = torch.zeros(starts[-1], len(dims), dtype=torch.float64, device=device)
     for a, (start, d) in enumerate(zip(starts, dims)):
         indicator[start : start + d, a] = 1
     return indicator
 
 
-class Side:
-    """The layers of one side: their shift, layout in the augmented matrix and float64 sums of q.
+class Chunk:
+    """One chunk of one side: Z ``(c, width)`` in the working dtype, q ``(c, L)`` float64 (None if biased)."""
 
-    Layer a occupies the contiguous columns [X~_a | 1 | q_a] of Z, so each
-    layer's own augmented matrix is a view of Z, and the cross GEMM carries L
-    redundant columns of ones (negligible next to sum(d) feature columns).
+    def __init__(self, z: torch.Tensor, q: torch.Tensor | None):
+        self.z, self.q = z, q
+
+    def layer(self, side: Side, a: int) -> Chunk:
+        """Layer ``a``'s columns of Z (a view) and its column of q."""
+        return Chunk(side.layer_view(self.z, a), None if self.q is None else self.q[:, a : a + 1])
+
+
+class Side:
+    """The layers of one side: their shift, layout in Z and float64 sums of columns and of q.
+
+    Layer a occupies the contiguous columns ``starts[a]:starts[a + 1]`` of Z, so
+    each layer's own matrix is a view of Z.
     """
 
     def __init__(self, dims: Sequence[int], unbiased: bool, dtype: torch.dtype, device: torch.device):
         self.dims, self.unbiased, self.dtype, self.device = list(dims), unbiased, dtype, device
-        extra = 2 if unbiased else 1
-        self.starts = [0, *torch.tensor([d + extra for d in self.dims]).cumsum(0).tolist()]
+        self.starts = [0, *torch.tensor(self.dims).cumsum(0).tolist()]
         self.width = self.starts[-1]
-        self.ones = torch.tensor([s + d for s, d in zip(self.starts, self.dims)], device=device)
-        self.q_cols = self.ones + 1
         self.indicator = block_indicator(self.dims, self.starts, device)
+        self.col_sum = torch.zeros(self.width, dtype=torch.float64, device=device)
         self.sum_q = torch.zeros(len(self.dims), dtype=torch.float64, device=device)
         self.shift: list[torch.Tensor] | None = None
 
@@ -63,50 +73,56 @@ class Side:
         """
         self.shift = [r.to(self.device).mean(0, dtype=torch.float64).to(r.dtype) for r in rows]
 
-    def augment(self, chunk: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``Z`` ``(c, width)`` in the working dtype and q ``(c, L)`` float64 (None if biased)."""
+    def shifted(self, chunk: Sequence[torch.Tensor]) -> Chunk:
+        """Z = [X~_1 | X~_2 | ...] of one chunk of rows; adds its column sums (and q's) to the totals."""
         z = torch.empty(chunk[0].shape[0], self.width, dtype=self.dtype, device=self.device)
-        for a, (x, shift, start) in enumerate(zip(chunk, self.shift, self.starts)):
-            block = z[:, start : start + self.dims[a]]
-            torch.sub(x.to(self.device), shift, out=block)
-            if self.unbiased:
-                z[:, start + self.dims[a] + 1] = (block * block).sum(1)
-        z[:, self.ones] = 1
+        for a, (x, shift) in enumerate(zip(chunk, self.shift)):
+            torch.sub(x.to(self.device), shift, out=self.layer_view(z, a))
+        self.col_sum += z.sum(0)  # working-dtype reduction per chunk, float64 total
         if not self.unbiased:
-            return z, None
-        q = z[:, self.q_cols].to(torch.float64)
+            return Chunk(z, None)
+        q = ((z * z) @ self.indicator.to(self.dtype)).to(torch.float64)  # squared row norm of each layer
         self.sum_q += q.sum(0)
-        return z, q
+        return Chunk(z, q)
 
     def layer_view(self, z: torch.Tensor, a: int) -> torch.Tensor:
-        """Layer ``a``'s own augmented matrix [X~_a | 1 | q_a], a view of ``z``."""
+        """Layer ``a``'s columns X~_a of ``z``, a view."""
         return z[:, self.starts[a] : self.starts[a + 1]]
 
     def layer(self, a: int) -> Side:
-        """A one-layer view of layer ``a`` whose ``sum_q`` shares this side's storage."""
+        """A one-layer view of layer ``a`` whose sums share this side's storage."""
         view = Side([self.dims[a]], self.unbiased, self.dtype, self.device)
+        view.col_sum = self.col_sum[self.starts[a] : self.starts[a + 1]]
         view.sum_q = self.sum_q[a : a + 1]
         return view
 
 
 class Moments:
-    """Float64 sums M = sum Z_l^T Z_r and Q = sum q_l^T q_r for one pair of sides."""
+    """Float64 sums for one pair of sides: M = Z_l^T Z_r, Q = q_l^T q_r, Z_l^T q_r and q_l^T Z_r."""
 
     def __init__(self, left: Side, right: Side, symmetric: bool):
         self.left, self.right, self.symmetric = left, right, symmetric
-        self.m = torch.zeros(left.width, right.width, dtype=torch.float64, device=left.device)
-        self.q = torch.zeros(len(left.dims), len(right.dims), dtype=torch.float64, device=left.device)
+        f64 = {"dtype": torch.float64, "device": left.device}
+        self.m = torch.zeros(left.width, right.width, **f64)
+        unbiased = left.unbiased
+        self.q = torch.zeros(len(left.dims), len(right.dims), **f64)
+        self.zq = torch.zeros(left.width if unbiased else 0, len(right.dims), **f64)
+        self.qz = torch.zeros(len(left.dims), 0 if (symmetric or not unbiased) else right.width, **f64)
         self.blocks = list(zip(left.starts[:-1], left.starts[1:]))
 
-    def add(self, zl: torch.Tensor, ql: torch.Tensor | None, zr: torch.Tensor, qr: torch.Tensor | None) -> None:
+    def add(self, left: Chunk, right: Chunk) -> None:
         """Add one chunk; a symmetric pair computes only the block upper triangle (about half the work)."""
         if self.symmetric:
             for start, stop in self.blocks:
-                self.m[:stop, start:stop] += zl[:, :stop].T @ zl[:, start:stop]  # float32 product, float64 sum
+                self.m[:stop, start:stop] += left.z[:, :stop].T @ left.z[:, start:stop]  # float32 product, float64 sum
         else:
-            self.m += zl.T @ zr
-        if ql is not None:
-            self.q += ql.T @ qr
+            self.m += left.z.T @ right.z
+        if left.q is None:
+            return
+        self.q += left.q.T @ right.q
+        self.zq += left.z.T @ right.q.to(left.z.dtype)  # the O(n d L) products, in the working dtype
+        if not self.symmetric:
+            self.qz += left.q.to(right.z.dtype).T @ right.z
 
     def full(self) -> torch.Tensor:
         """M with the lower block triangle of a symmetric pair filled in from the upper one."""
@@ -119,18 +135,19 @@ class Moments:
     def hsic(self, n: int) -> torch.Tensor:
         """HSIC ``(Ll, Lr)`` of every layer pair, biased or unbiased as the sides were built."""
         left, right, m = self.left, self.right, self.full()
-        in_l, in_r = left.indicator, right.indicator  # (width, L): zero on the ones and q columns
-        d_l, d_r = m[:, right.ones[0]] / n, m[left.ones[0], :] / n
+        in_l, in_r = left.indicator, right.indicator
+        d_l, d_r = left.col_sum / n, right.col_sum / n
         centred_sq = torch.addr(m, d_l, d_r, alpha=-n).square_()  # (X_c^T Y_c)^2 elementwise
         cross_sq = in_l.T @ centred_sq @ in_r
         if not left.unbiased:
             return feature_hsic(cross_sq, n)
+        qz = self.zq.T if self.symmetric else self.qz
         shift_l, shift_r = in_l * d_l[:, None], in_r * d_r[:, None]
         c_l, c_r = (shift_l * shift_l).sum(0), (shift_r * shift_r).sum(0)
         row_norms = (
             self.q
-            - 2 * m[left.q_cols] @ shift_r
-            - 2 * shift_l.T @ m[:, right.q_cols]
+            - 2 * qz @ shift_r
+            - 2 * shift_l.T @ self.zq
             + 4 * shift_l.T @ m @ shift_r
             + torch.outer(left.sum_q, c_r)
             + torch.outer(c_l, right.sum_q)
@@ -175,21 +192,21 @@ class FeatureAccumulator:
         """Add the same rows of every layer: ``xs[a] (c, dx_a)``, ``ys[b] (c, dy_b)``."""
         if self.x.shift is None:
             self.set_reference([x[:REFERENCE_ROWS] for x in xs], None if ys is None else [y[:REFERENCE_ROWS] for y in ys])
-        zx, qx = self.x.augment(xs)
-        zy, qy = (zx, qx) if self.symmetric else self.y.augment(ys)
-        self.cross.add(zx, qx, zy, qy)
-        for side, z, q, own in ((self.x, zx, qx, self.own_x), (self.y, zy, qy, self.own_y)):
+        cx = self.x.shifted(xs)
+        cy = cx if self.symmetric else self.y.shifted(ys)
+        self.cross.add(cx, cy)
+        for side, chunk, own in ((self.x, cx, self.own_x), (self.y, cy, self.own_y)):
             for a, moments in enumerate(own):
-                za = side.layer_view(z, a)
-                qa = None if q is None else q[:, a : a + 1]
-                moments.add(za, qa, za, qa)
+                view = chunk.layer(side, a)
+                moments.add(view, view)
         self.count += xs[0].shape[0]
 
     def sums(self) -> list[torch.Tensor]:
         """Every additive float64 state tensor (sum them across processes to merge)."""
         pairs = [self.cross, *self.own_x, *self.own_y]
         sides = [self.x] if self.symmetric else [self.x, self.y]
-        return [self.count, *(s.sum_q for s in sides), *(t for p in pairs for t in (p.m, p.q))]
+        return [self.count, *(t for s in sides for t in (s.col_sum, s.sum_q)),
+                *(t for p in pairs for t in (p.m, p.q, p.zq, p.qz))]
 
     def terms(self) -> HSICTerms:
         """HSIC of all pairs and self-terms; a layer with self-HSIC exactly 0 is constant."""
