@@ -18,6 +18,8 @@ from cka_probe.cka import (  # noqa: E402
     kernel_cka,
     linear_cka,
     permutation_test,
+    similarity,
+    similarity_matrix,
 )
 from cka_probe.store import ActivationStore, align_ids  # noqa: E402
 import cka_probe.extract as extract  # noqa: E402  (a callable package)
@@ -34,4 +36,6 @@ __all__ = [
     "kernel_cka",
     "linear_cka",
     "permutation_test",
+    "similarity",
+    "similarity_matrix",
 ]

@@ -1,4 +1,4 @@
-"""Layer-by-layer CKA of two ``.npz`` files (one array per layer, the same rows in both), and the table writer.
+"""Layer-by-layer CKA (or another similarity measure) of two ``.npz`` files (one array per layer, the same rows in both), and the table writer.
 
 The file side of ``cka-probe compare A.npz B.npz``; the engine itself never touches files.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.cka import cka_matrix
+from cka_probe.cka.similarity import similarity_matrix
 from cka_probe.errors import CKAProbeError
 
 
@@ -34,11 +34,11 @@ def name_files(message: str, a: Path, b: Path) -> str:
     return message.replace("x layer", f"{a} layer").replace("y layer", f"{b} layer")
 
 
-def compare_npz(a: Path, b: Path, **options) -> pd.DataFrame:
-    """CKA table of the layers of ``a`` (rows) against those of ``b`` (columns)."""
+def compare_npz(a: Path, b: Path, *, measure: str = "cka", **options) -> pd.DataFrame:
+    """``measure`` (default CKA) of the layers of ``a`` (rows) against those of ``b`` (columns)."""
     xs, ys = load_npz(a), load_npz(b)
     try:
-        return cka_matrix(xs, ys, **options)
+        return similarity_matrix(xs, ys, measure=measure, **options)
     except CKAProbeError as err:
         raise CKAProbeError(name_files(str(err), a, b)) from None
 

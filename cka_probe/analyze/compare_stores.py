@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cka_probe.cka import StreamingLinearCKA, cka_matrix
+from cka_probe.cka import StreamingLinearCKA
+from cka_probe.cka.similarity import similarity_matrix
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore, align_ids
 
@@ -65,8 +66,9 @@ def streamed_linear_cka(a: ActivationStore, stream_a: str, b: ActivationStore, s
 
 def compare_stores(a: str | Path | ActivationStore, b: str | Path | ActivationStore, *, stream: str = "encoder",
                    stream_b: str | None = None, pool: str = "mean", kernel: str = "linear", sigma: float = 0.8,
-                   debiased: bool = False, device=None, dtype=None) -> pd.DataFrame:
-    """CKA of every layer of ``a``'s ``stream`` against every layer of ``b``'s ``stream_b``.
+                   debiased: bool = False, device=None, dtype=None, measure: str = "cka",
+                   **measure_options) -> pd.DataFrame:
+    """CKA (or ``measure`` with its ``measure_options``, see ``similarity_matrix``) of every layer of ``a``'s ``stream`` against every layer of ``b``'s ``stream_b``.
 
     ``dtype``: the engine's working dtype (default: its policy, float32 for
     float32 stores; ``"float64"`` for the last digits).
@@ -80,19 +82,19 @@ def compare_stores(a: str | Path | ActivationStore, b: str | Path | ActivationSt
         sa, sb = _open(a, stack), _open(b, stack)
         ids = align_ids(sa, sb)
         layers_a, layers_b = sa.layers(stream), sb.layers(stream_b)
+        options = (dict(kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
+                   if measure == "cka" else measure_options)
         if pool == "mean":
-            table = cka_matrix({x: sa.means(stream, x, ids) for x in layers_a},
-                               {y: sb.means(stream_b, y, ids) for y in layers_b},
-                               kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
-        elif kernel == "linear":
+            table = similarity_matrix({x: sa.means(stream, x, ids) for x in layers_a},
+                                      {y: sb.means(stream_b, y, ids) for y in layers_b}, measure=measure, **options)
+        elif kernel == "linear" and measure == "cka":
             check_equal_rows(sa, stream, sb, stream_b, ids)
             table = streamed_linear_cka(sa, stream, sb, stream_b, ids, debiased=debiased, device=device,
                                         dtype=dtype)
         else:
             check_equal_rows(sa, stream, sb, stream_b, ids)
-            table = cka_matrix({x: sa.frames(stream, x, ids)[0] for x in layers_a},
-                               {y: sb.frames(stream_b, y, ids)[0] for y in layers_b},
-                               kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
+            table = similarity_matrix({x: sa.frames(stream, x, ids)[0] for x in layers_a},
+                                      {y: sb.frames(stream_b, y, ids)[0] for y in layers_b}, measure=measure, **options)
         table.attrs.update(store_a=str(sa.path), store_b=str(sb.path), stream_a=stream, stream_b=stream_b,
                            pool=pool, n_utterances=len(ids))
     return table

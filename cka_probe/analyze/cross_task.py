@@ -33,6 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cka_probe.cka import resample
+from cka_probe.cka.resample_measure import MeasureStatistics
 from cka_probe.analyze.load import load_representations
 from cka_probe.analyze.roles import ROLE_STREAMS
 from cka_probe.errors import CKAProbeError
@@ -100,7 +101,7 @@ def resamples(n: int, count: int, *, seed: int, language: str, replace: bool) ->
     return [rng.integers(0, n, n) if replace else rng.permutation(n) for _ in range(count)]
 
 
-def _gram_sets(reps: Representations, language: str) -> dict[tuple[str, str], resample.GramSet]:
+def _gram_sets(reps: Representations, language: str, stats=resample) -> dict[tuple[str, str], resample.GramSet]:
     """One :class:`~resample.GramSet` per (role, stream) that the comparison set needs."""
     sets = {}
     for role, streams in ROLE_STREAMS.items():
@@ -108,7 +109,7 @@ def _gram_sets(reps: Representations, language: str) -> dict[tuple[str, str], re
             layers = reps.get(role, {}).get(stream)
             if not layers:
                 raise CKAProbeError(f"language {language!r}: the {role.upper()} model has no {stream!r} layers")
-            sets[role, stream] = resample.GramSet(layers, source=f"{language}/{role}/{stream}/")
+            sets[role, stream] = stats.GramSet(layers, source=f"{language}/{role}/{stream}/")
     if len({s.n for s in sets.values()}) > 1:
         raise CKAProbeError(f"language {language!r}: the models cover different numbers of utterances")
     return sets
@@ -135,6 +136,7 @@ def cross_task_arrays(
     debiased: bool = False,
     seed: int = 0,
     progress: bool = True,
+    measure: str = "cka",
 ) -> CrossTaskResult:
     """The comparison set of one language from per-utterance representations.
 
@@ -142,26 +144,29 @@ def cross_task_arrays(
     stream ``encoder`` or ``decoder/<task>``); row i of every array is the same
     utterance. Returns the tidy table (columns :data:`COLUMNS`) and the
     bootstrap draws, which :func:`cka_probe.analyze.cross_lang.language_differences` uses.
+    ``measure``: "cka" (linear CKA) or another measure of :mod:`cka_probe.cka.similarity`
+    (its value fills the ``cka`` column; ``estimator`` names it).
     """
-    sets = _gram_sets(reps, language)
+    stats = resample if measure == "cka" else MeasureStatistics(measure)
+    sets = _gram_sets(reps, language, stats)
     n = next(iter(sets.values())).n
     boots = resamples(n, n_boot, seed=seed, language=language, replace=True)
     perms = resamples(n, n_perm, seed=seed, language=language, replace=False)
     result, frames = CrossTaskResult(pd.DataFrame()), []
     for comp in tqdm(COMPARISONS, desc=f"cross-task {language}", disable=not progress):
         a, b = sets[comp.role_a, comp.stream_a], sets[comp.role_b, comp.stream_b]
-        cka = resample.point_estimate(a, b, debiased=debiased)
+        cka = stats.point_estimate(a, b, debiased=debiased)
         missing = np.full(cka.shape, np.nan)  # n_boot or n_perm = 0: no interval, no p-value
-        draws = resample.bootstrap(a, b, boots, debiased=debiased)
+        draws = stats.bootstrap(a, b, boots, debiased=debiased)
         low, high = resample.percentile_interval(draws, level) if n_boot else (missing, missing)
-        null = resample.permuted(a, b, perms, debiased=debiased)
-        p = resample.permutation_pvalue(cka, null) if n_perm else missing
+        null = stats.permuted(a, b, perms, debiased=debiased)
+        p = stats.permutation_pvalue(cka, null) if n_perm else missing
         chance = null.mean(axis=0) if n_perm else missing
         frames.append(_rows(comp, a, b, {"cka": cka, "ci_low": low, "ci_high": high, "p": p, "null_mean": chance}))
         result.draws[comp.part, comp.name] = draws
     table = pd.concat(frames, ignore_index=True)
-    table["language"], table["n"], table["kernel"], table["pooling"] = language, n, "linear", "mean"
-    table["estimator"] = "debiased" if debiased else "biased"
+    table["language"], table["n"], table["kernel"], table["pooling"] = language, n, "linear" if measure == "cka" else "-", "mean"
+    table["estimator"] = measure if measure != "cka" else "debiased" if debiased else "biased"
     result.table = table[list(COLUMNS)]
     return result
 

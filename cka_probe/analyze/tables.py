@@ -48,16 +48,18 @@ def write_tables(
     seed: int = 0,
     cross_lang: bool | None = None,
     progress: bool = True,
+    measure: str = "cka",
 ) -> dict[str, Path]:
     """Run the cross-task, cross-language, summary and CER analyses and write their tables.
 
+    ``measure``: the similarity measure of the cross-task table (default linear CKA).
     ``cross_lang``: None writes the differences between languages when the
     stores hold two or more; True requires them; False leaves them out.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = cross_task_by_language(stores, n_boot=n_boot, n_perm=n_perm, level=level, debiased=debiased,
-                                     seed=seed, progress=progress)  # fmt: skip
+                                     seed=seed, progress=progress, measure=measure)  # fmt: skip
     tables = {
         "cross_task": pd.concat([r.table for r in results.values()], ignore_index=True),
         "encoder_entanglement": encoder_entanglement(results, level=level),

@@ -24,7 +24,8 @@ def run_cross(args: argparse.Namespace) -> int:
     from cka_probe.analyze.tables import write_tables
 
     written = write_tables(args.cross_task, args.cer, args.tables, n_boot=args.n_boot, n_perm=args.n_perm,
-                           debiased=args.debiased, seed=args.seed, cross_lang=args.cross_lang or None)  # fmt: skip
+                           debiased=args.debiased, seed=args.seed, cross_lang=args.cross_lang or None,
+                           measure=args.measure)  # fmt: skip
     for path in written.values():
         print(f"wrote {path}")
     return 0

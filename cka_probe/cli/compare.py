@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cka_probe.cka.similarity import MEASURES
 from cka_probe.cli._cross import add_cross_arguments, run_cross
 
 HELP = "layer-by-layer CKA of two .npz files of representations (one array per layer) or two activation stores (.h5)"
@@ -20,9 +21,15 @@ HELP = "layer-by-layer CKA of two .npz files of representations (one array per l
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", type=Path, nargs="?", help="first file (.npz): one array (n, d) per layer")
     parser.add_argument("b", type=Path, nargs="?", help="second file (.npz), the same n rows")
+    parser.add_argument("--measure", choices=MEASURES, default="cka",
+                        help="similarity measure (default cka; see docs/engine.md)")
     parser.add_argument("--kernel", choices=["linear", "rbf"], default="linear")
     parser.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth as a fraction of the median distance")
     parser.add_argument("--debiased", action="store_true", help="unbiased HSIC (debiased CKA)")
+    parser.add_argument("--ridge", type=float, default=0.0, help="cca/pwcca: ridge (fraction of the mean variance)")
+    parser.add_argument("--rdm", choices=["correlation", "euclidean"], default="correlation", help="rsa: RDM")
+    parser.add_argument("--rsa-compare", choices=["spearman", "pearson"], default="spearman",
+                        help="rsa: correlation of the RDMs")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--out", type=Path, default=Path("cka.csv"), help="CSV to write (default: cka.csv)")
     parser.add_argument("--stream", default="encoder", help=".h5: stream of A, encoder or decoder/<task>")
@@ -33,6 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 STORE_OPTIONS = ("stream", "stream_b", "pool")
+
+
+def measure_arguments(args: argparse.Namespace) -> dict:
+    """The options of ``args.measure`` among the command-line arguments."""
+    from cka_probe.cka.similarity import options_of
+    from cka_probe.errors import CKAProbeError
+
+    if args.measure != "cka" and (args.debiased or args.kernel != "linear"):
+        raise CKAProbeError(f"--debiased and --kernel apply to --measure cka, not {args.measure}")
+    available = {"kernel": args.kernel, "sigma": args.sigma, "debiased": args.debiased, "device": args.device,
+                 "ridge": args.ridge, "rdm": args.rdm, "compare": args.rsa_compare}
+    return options_of(args.measure, available)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         store_options = {k: getattr(args, k) for k in STORE_OPTIONS} if args.a.suffix == ".h5" else {}
-        table = compare(args.a, args.b, kernel=args.kernel, sigma=args.sigma, debiased=args.debiased, device=args.device,
-                        **store_options)
+        table = compare(args.a, args.b, measure=args.measure, **measure_arguments(args), **store_options)
     for warning in caught:
         print(f"cka-probe compare: warning: {name_files(str(warning.message), args.a, args.b)}")
     attrs = table.attrs
-    print(f"{attrs['estimator']} {attrs['kernel']} CKA, n={attrs['n']} ({attrs['space']} space, {attrs['dtype']})")
+    if args.measure == "cka":
+        print(f"{attrs['estimator']} {attrs['kernel']} CKA, n={attrs['n']} ({attrs['space']} space, {attrs['dtype']})")
+    else:
+        print(f"{args.measure} ({attrs['kind']}), n={attrs['n']}")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     write_table(table, args.out)
     print(f"wrote {args.out}")

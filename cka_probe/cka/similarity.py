@@ -1,0 +1,105 @@
+"""One entry point for every representational similarity measure: ``similarity_matrix`` and ``similarity``.
+
+| measure | value | module |
+|---|---|---|
+| ``"cka"`` | linear or kernel CKA (options of ``cka_matrix``) | ``matrix`` |
+| ``"cca"``, ``"svcca"``, ``"pwcca"`` | mean CCA rho-bar, SVCCA, PWCCA (``ridge``, ``variance``) | ``cca`` |
+| ``"procrustes"``, ``"procrustes_angle"`` | orthogonal Procrustes distance, angular shape metric | ``procrustes`` |
+| ``"rsa"`` | RDM correlation (``rdm``, ``compare``) | ``rsa`` |
+
+``attrs["kind"]`` says whether larger means more similar ("similarity") or
+less ("distance"); ``attrs["measure"]`` and ``attrs["options"]`` say what was
+computed. Inputs are validated as for ``cka_matrix`` (same n, finite values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from cka_probe.cka.cca import cca_grid
+from cka_probe.cka.matrix import cka_matrix, default_device, load_layers
+from cka_probe.cka._tensor import common_rows, working_dtype
+from cka_probe.cka.procrustes import procrustes_grid
+from cka_probe.cka.rsa import rsa_grid
+from cka_probe.errors import CKAProbeError
+
+KINDS = {"cka": "similarity", "cca": "similarity", "svcca": "similarity", "pwcca": "similarity",
+         "procrustes": "distance", "procrustes_angle": "distance", "rsa": "similarity"}
+MEASURES = tuple(KINDS)
+OPTIONS = {"cka": ("kernel", "sigma", "debiased", "device", "dtype"), "cca": ("ridge",), "svcca": ("variance",),
+           "pwcca": ("ridge",), "procrustes": (), "procrustes_angle": (), "rsa": ("rdm", "compare", "dtype")}
+
+
+def centred(x: torch.Tensor) -> torch.Tensor:
+    """Column-centred float64 copy of ``x (n, d)``."""
+    x64 = x.to(torch.float64)
+    return x64 - x64.mean(0)
+
+
+def grid(measure: str, tx, ty, labels_x, labels_y, options: dict) -> torch.Tensor:
+    """``(Lx, Ly)`` float64 of a non-CKA ``measure`` on validated layers (``ty=None``: tx with itself)."""
+    if measure == "rsa":
+        work, _ = working_dtype(options.pop("dtype", None), tx + (ty or []), tx[0].device)
+        return rsa_grid(tx, ty, labels_x, labels_y, dtype=work, **options)
+    cx = [centred(x) for x in tx]
+    cy = cx if ty is None else [centred(y) for y in ty]
+    if measure in ("procrustes", "procrustes_angle"):
+        return procrustes_grid(cx, cy, labels_x, labels_y if ty is not None else labels_x, measure=measure)
+    return cca_grid(cx, cy, labels_x, labels_y if ty is not None else labels_x, measure=measure, **options)
+
+
+def similarity_matrix(
+    xs: Mapping | Sequence,
+    ys: Mapping | Sequence | None = None,
+    *,
+    measure: str = "cka",
+    **options,
+) -> pd.DataFrame:
+    """``measure`` of every layer of ``xs`` (rows) against every layer of ``ys`` (columns).
+
+    ``xs``, ``ys``: dict of layer name -> ``(n, d_l)`` array or tensor (or a
+    sequence, named 0..L-1), the same n rows in every layer; ``ys=None``
+    compares ``xs`` with itself. ``options``: those of the measure (module
+    docstring). Returns a float64 DataFrame ``(Lx, Ly)``, never clamped, with
+    ``attrs`` measure, kind, options, n, dims_x, dims_y. Undefined cases
+    (mismatched n, NaN, constant layers, CCA without full rank, ...) raise
+    ``CKAProbeError`` naming the layer.
+    """
+    if measure not in KINDS:
+        raise CKAProbeError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+    unknown = sorted(set(options) - set(OPTIONS[measure]))
+    if unknown:
+        raise CKAProbeError(f"measure {measure!r} takes the options {list(OPTIONS[measure])}, not {unknown}")
+    if measure == "cka":
+        table = cka_matrix(xs, ys, **options)
+    else:
+        device = default_device(options.pop("device", None), xs)
+        names_x, tx = load_layers(xs, "x", device)
+        names_y, ty = (names_x, None) if ys is None else load_layers(ys, "y", device)
+        labels_x, labels_y = [f"x layer {k}" for k in names_x], [f"y layer {k}" for k in names_y]
+        n = common_rows(dict(zip(labels_x, tx)) | ({} if ty is None else dict(zip(labels_y, ty))))
+        if n < 2:
+            raise CKAProbeError(f"{measure} needs at least 2 rows, got n={n}")
+        values = grid(measure, tx, ty, labels_x, labels_y, dict(options))
+        table = pd.DataFrame(values.cpu().numpy(), index=list(names_x), columns=list(names_y))
+        table.attrs = {"n": n, "dims_x": {str(k): int(t.shape[1]) for k, t in zip(names_x, tx)},
+                       "dims_y": {str(k): int(t.shape[1]) for k, t in zip(names_y, ty or tx)}}
+    table.attrs.update(measure=measure, kind=KINDS[measure], options={k: str(v) for k, v in options.items()})
+    return table
+
+
+def options_of(measure: str, available: Mapping) -> dict:
+    """The entries of ``available`` that ``measure`` takes (for callers holding every option, e.g. the CLI)."""
+    return {k: v for k, v in available.items() if k in OPTIONS.get(measure, ())}
+
+
+def similarity(x, y, *, measure: str = "cka", **options) -> float:
+    """``measure`` of one pair ``x (n, dx)``, ``y (n, dy)``; usable as ``statistic=`` of ``bootstrap_ci``."""
+    table = similarity_matrix({"x": x}, {"y": y}, measure=measure, **options)
+    value = float(table.iloc[0, 0])
+    if value != value:  # NaN: CKA of a constant layer
+        raise CKAProbeError(f"{measure} is undefined for this pair: a representation is constant")
+    return value
