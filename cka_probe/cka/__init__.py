@@ -8,6 +8,7 @@ no files, no models. See ``docs/engine.md`` for formulas and the dtype policy.
 from cka_probe.cka.kernels import linear_kernel, polynomial_kernel, rbf_kernel
 from cka_probe.cka.matrix import cka_matrix
 from cka_probe.cka.minibatch import MinibatchCKA
+from cka_probe.cka.nystrom import nystrom_cka_matrix
 from cka_probe.cka.pair import kernel_cka, linear_cka
 from cka_probe.cka.similarity import MEASURES, similarity, similarity_matrix
 from cka_probe.cka.stats import Interval, PermutationResult, bootstrap_ci, permutation_test
@@ -24,6 +25,7 @@ __all__ = [
     "kernel_cka",
     "linear_cka",
     "linear_kernel",
+    "nystrom_cka_matrix",
     "permutation_test",
     "polynomial_kernel",
     "rbf_kernel",

@@ -1,62 +1,41 @@
-"""Gram-space HSIC for any kernel, one block of Gram rows at a time.
+"""Gram-space HSIC for any kernel, in two passes over blocks of Gram rows.
 
-For a block of b rows, the b x n slice of every layer's Gram is built once;
-the sums that ``hsic.gram_hsic`` needs are accumulated from it in float64:
-<K_a, L_b> for all layer pairs (one GEMM of the flattened slices), each Gram's
-row sums and diagonal. Memory holds (Lx + Ly) b n values, never L n^2, and each
-Gram entry is computed once (a per-pair loop computes it Lx + Ly times).
+1. Per layer: the row sums K1 and the diagonal of its Gram K. For the RBF
+   kernel with the exact median bandwidth this pass holds that layer's n^2
+   squared distances once: their median gives s^2, and the same matrix, turned
+   into K in place (``exp_``), gives the row sums. Other kernels (and the
+   subsampled median) visit K block by block.
+2. All layers at once, one block of b rows at a time, upper block triangle only
+   (K is symmetric): the block is centred in the working dtype,
+   HKH = K - a 1^T - 1 a^T + c with a = K1 / n, c = 1^T K 1 / n^2 (biased), or
+   U-centred (Song et al. 2012; the form of Kornblith et al.'s code):
+   a = K~1 / (n-2), c = 1^T K~ 1 / ((n-1)(n-2)) and a zero diagonal (unbiased).
+   Then one GEMM of the flattened blocks of every layer (x and y stacked) adds
+   <K'_a, K'_b> for all pairs to a float64 total; off-diagonal blocks, which
+   stand for their mirror image too, are scaled by sqrt(2) first.
+   HSIC_0 = <HKH, HLH> / (n-1)^2 and HSIC_1 = <K', L'> / (n(n-3)).
+
+Centring before the product keeps float32 products accurate (no cancellation
+of large uncentred sums). Memory: the blocks of pass 2 hold at most
+``BLOCK_BUDGET`` bytes; pass 1 of the exact RBF median holds one layer's n^2
+distances (float32: 64 MiB at n = 4,096) plus its n(n-1)/2 upper entries.
+Each Gram entry above the diagonal is computed twice (once per pass).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from tqdm import tqdm
 
 from cka_probe.cka._tensor import is_constant
-from cka_probe.cka.hsic import HSICTerms, gram_hsic
-from cka_probe.cka.kernels import Kernel
+from cka_probe.cka.hsic import HSICTerms
+from cka_probe.cka.kernels import Kernel, median_of_distances, squared_distances
 from cka_probe.errors import CKAProbeError
 
-BLOCK_BUDGET = 2**25  # float64 values held by the Gram slices of one block (256 MiB)
-
-
-class GramSums:
-    """Row sums ``(L, n)``, diagonals ``(L, n)`` and <K_a, K_a> ``(L,)`` of L Grams, filled block by block."""
-
-    def __init__(self, layers: int, n: int, device: torch.device):
-        self.rows = torch.zeros(layers, n, dtype=torch.float64, device=device)
-        self.diag = torch.zeros(layers, n, dtype=torch.float64, device=device)
-        self.self_inner = torch.zeros(layers, dtype=torch.float64, device=device)
-
-    def add(self, block: torch.Tensor, start: int) -> None:
-        """Record the Gram rows ``block (L, b, n)`` that start at row ``start``."""
-        stop = start + block.shape[1]
-        self.rows[:, start:stop] = block.sum(2)
-        self.diag[:, start:stop] = block.diagonal(offset=start, dim1=1, dim2=2)
-        self.self_inner += (block * block).sum((1, 2))
-
-
-def pair_hsic(inner: torch.Tensor, gx: GramSums, gy: GramSums, n: int, unbiased: bool, matrix: bool) -> torch.Tensor:
-    """HSIC for all pairs ``(Lx, Ly)`` (``matrix``) or for matching pairs ``(L,)``, from raw Gram sums."""
-    if matrix:
-        dot, left, right = (lambda a, b: a @ b.T), (lambda v: v[:, None]), (lambda v: v[None, :])
-    else:
-        dot, left, right = (lambda a, b: (a * b).sum(1)), (lambda v: v), (lambda v: v)
-    return gram_hsic(
-        inner,
-        dot(gx.rows, gy.rows),
-        dot(gx.rows, gy.diag),
-        dot(gx.diag, gy.rows),
-        dot(gx.diag, gy.diag),
-        left(gx.rows.sum(1)),
-        right(gy.rows.sum(1)),
-        left(gx.diag.sum(1)),
-        right(gy.diag.sum(1)),
-        n,
-        unbiased,
-    )
+BLOCK_BUDGET = 2**28  # bytes held by the centred Gram blocks of one block of rows (256 MiB)
 
 
 def _prepare(x: torch.Tensor, kernel: Kernel, dtype: torch.dtype) -> torch.Tensor:
@@ -67,23 +46,50 @@ def _prepare(x: torch.Tensor, kernel: Kernel, dtype: torch.dtype) -> torch.Tenso
     return x.to(dtype)
 
 
-class _Layers:
-    """The prepared layers of one side with their cross-Gram functions and RBF bandwidths."""
+def row_blocks(n: int, rows: int):
+    """``(start, stop)`` of consecutive blocks of ``rows`` rows."""
+    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
 
-    def __init__(self, xs: Sequence[torch.Tensor], labels: Sequence[str], kernel: Kernel, dtype: torch.dtype):
-        self.data = [_prepare(x, kernel, dtype) for x in xs]
-        self.grams, self.bandwidths = [], []
-        self.constant = torch.tensor([is_constant(x) for x in xs], device=xs[0].device)
-        for x, label, constant in zip(self.data, labels, self.constant):
-            gram, bandwidth = kernel.for_layer(x)
-            if bandwidth == 0 and not constant:
-                raise CKAProbeError(f"{label}: RBF bandwidth is 0 (over half of all row pairs are identical rows)")
-            self.grams.append(gram)
-            self.bandwidths.append(bandwidth)
 
-    def block(self, start: int, stop: int) -> torch.Tensor:
-        """Gram rows ``start:stop`` of every layer, ``(L, stop - start, n)`` float64."""
-        return torch.stack([gram(x[start:stop], x).to(torch.float64) for x, gram in zip(self.data, self.grams)])
+class LayerGram:
+    """One layer's cross-Gram function, RBF bandwidth, and its Gram's row sums and diagonal (float64, ``(n,)``)."""
+
+    def __init__(self, x: torch.Tensor, label: str, kernel: Kernel, rows: int):
+        self.x = x
+        if kernel.name == "rbf" and kernel.median_rows is None:
+            d = squared_distances(x, x).fill_diagonal_(0)
+            self.gram, self.bandwidth = kernel.rbf(kernel.sigma**2 * median_of_distances(d))
+            k = d.mul_(-0.5 / self.bandwidth).exp_() if self.bandwidth > 0 else d.zero_()
+            self.rows, self.diag = k.sum(1).double(), k.diagonal().double()
+        else:
+            self.gram, self.bandwidth = kernel.for_layer(x)
+            sums = [(block.sum(1), block.diagonal(offset=start)) for start, stop in row_blocks(len(x), rows)
+                    for block in [self.gram(x[start:stop], x)]]
+            self.rows = torch.cat([s for s, _ in sums]).double()
+            self.diag = torch.cat([g for _, g in sums]).double()
+        if self.bandwidth == 0 and not is_constant(x):
+            raise CKAProbeError(f"{label}: RBF bandwidth is 0 (over half of all row pairs are identical rows)")
+
+    def centring(self, unbiased: bool) -> tuple[torch.Tensor, float]:
+        """``(a (n,), c)`` with K' = K - a 1^T - 1 a^T + c (and a zero diagonal when unbiased)."""
+        n = len(self.rows)
+        if not unbiased:
+            return self.rows / n, float(self.rows.sum()) / n**2
+        off = self.rows - self.diag
+        return off / (n - 2), float(off.sum()) / ((n - 1) * (n - 2))
+
+    def centred_block(self, start: int, stop: int, a: torch.Tensor, c: float, unbiased: bool) -> torch.Tensor:
+        """K' rows ``start:stop``, columns ``start:`` ``(b, n - start)``, in the working dtype."""
+        block = self.gram(self.x[start:stop], self.x[start:])
+        square = block[:, : stop - start]
+        square.diagonal().copy_(self.diag[start:stop])
+        block -= a[start:stop, None].to(block.dtype)
+        block -= a[None, start:].to(block.dtype)
+        block += c
+        if unbiased:
+            square.diagonal().zero_()
+        block[:, stop - start :] *= math.sqrt(2)  # stands for its mirror block below the diagonal too
+        return block
 
 
 def gram_terms(
@@ -97,23 +103,26 @@ def gram_terms(
     labels_y: Sequence[str] | None = None,
 ) -> HSICTerms:
     """HSIC of all layer pairs of ``xs`` and ``ys`` (each ``(n, d_l)``), or of ``xs`` with itself when ``ys`` is None."""
-    left = _Layers(xs, labels_x, kernel, dtype)
-    right = left if ys is None else _Layers(ys, labels_y, kernel, dtype)
-    n, device = xs[0].shape[0], xs[0].device
-    rows_per_block = max(1, BLOCK_BUDGET // ((len(left.data) + len(right.data)) * n))
-    inner = torch.zeros(len(left.data), len(right.data), dtype=torch.float64, device=device)
-    gx, gy = GramSums(len(left.data), n, device), GramSums(len(right.data), n, device)
-    for start in tqdm(range(0, n, rows_per_block), desc="Gram blocks", leave=False, disable=None):
-        stop = min(n, start + rows_per_block)
-        bx = left.block(start, stop)
-        by = bx if ys is None else right.block(start, stop)
-        inner += bx.flatten(1) @ by.flatten(1).T
-        gx.add(bx, start)
-        if ys is not None:
-            gy.add(by, start)
-    if ys is None:
-        gy = gx
-    cross = pair_hsic(inner, gx, gy, n, unbiased, matrix=True)
-    self_x = cross.diagonal().clone() if ys is None else pair_hsic(gx.self_inner, gx, gx, n, unbiased, matrix=False)
-    self_y = self_x if ys is None else pair_hsic(gy.self_inner, gy, gy, n, unbiased, matrix=False)
-    return HSICTerms(cross, self_x, self_y, n, "gram", left.constant, right.constant, left.bandwidths, right.bandwidths)
+    n = xs[0].shape[0]
+    layers = list(xs) + ([] if ys is None else list(ys))
+    labels = list(labels_x) + ([] if ys is None else list(labels_y))
+    itemsize = torch.finfo(dtype).bits // 8
+    rows = max(1, BLOCK_BUDGET // (itemsize * len(layers) * n))
+    grams = [LayerGram(_prepare(x, kernel, dtype), label, kernel, rows) for x, label in zip(layers, labels)]
+    centring = [g.centring(unbiased) for g in grams]
+    inner = torch.zeros(len(grams), len(grams), dtype=torch.float64, device=xs[0].device)
+    for start, stop in tqdm(row_blocks(n, rows), desc="Gram blocks", leave=False, disable=None):
+        flat = torch.stack([g.centred_block(start, stop, a, c, unbiased) for g, (a, c) in zip(grams, centring)])
+        flat = flat.flatten(1)
+        inner += flat @ flat.T  # working-dtype product of centred blocks, float64 sum
+    hsic = inner / (n * (n - 3) if unbiased else (n - 1) ** 2)
+    own = hsic.diagonal()
+    lx = len(xs)
+    cross = hsic if ys is None else hsic[:lx, lx:]
+    constant = torch.tensor([is_constant(x) for x in layers], device=xs[0].device)
+    bandwidths = [g.bandwidth for g in grams]
+    return HSICTerms(
+        cross.clone(), own[:lx].clone(), own[:lx].clone() if ys is None else own[lx:].clone(), n, "gram",
+        constant[:lx], constant[:lx] if ys is None else constant[lx:],
+        bandwidths[:lx], bandwidths[:lx] if ys is None else bandwidths[lx:],
+    )

@@ -10,9 +10,9 @@ from cka_probe.cka.matrix import check_rows, hsic_terms
 from cka_probe.errors import CKAProbeError
 
 
-def pair_cka(x, y, *, kernel: str | CrossGram, sigma: float, debiased: bool) -> float:
+def pair_cka(x, y, *, kernel: str | CrossGram, sigma: float, debiased: bool, median_rows: int | None = None) -> float:
     """CKA of ``x (n, dx)`` and ``y (n, dy)``; raises ``CKAProbeError`` where it is undefined."""
-    spec = resolve_kernel(kernel, sigma)
+    spec = resolve_kernel(kernel, sigma, median_rows)
     tx = as_matrix(x, "x")
     ty = as_matrix(y, "y", tx.device)
     check_rows({"x": tx, "y": ty}, debiased)
@@ -36,11 +36,15 @@ def linear_cka(x, y, *, debiased: bool = False) -> float:
     return pair_cka(x, y, kernel="linear", sigma=0.0, debiased=debiased)
 
 
-def kernel_cka(x, y, *, kernel: str | CrossGram = "rbf", sigma: float = 0.8, debiased: bool = False) -> float:
+def kernel_cka(
+    x, y, *, kernel: str | CrossGram = "rbf", sigma: float = 0.8, debiased: bool = False, median_rows: int | None = None
+) -> float:
     """Kernel CKA (Kornblith et al. 2019, Eq. 4) with an RBF, polynomial, linear or user kernel.
 
     RBF: k(x, x') = exp(-||x - x'||^2 / (2 s^2)), s^2 = sigma^2 * median of the
     n^2 squared distances (each representation its own s). A callable kernel
-    maps ``(a (b, d), c (m, d))`` to the cross-Gram ``(b, m)``. Errors as ``linear_cka``.
+    maps ``(a (b, d), c (m, d))`` to the cross-Gram ``(b, m)`` and must be symmetric
+    (k(a, c) = k(c, a)^T). ``median_rows``: subsampled RBF median (see ``cka_matrix``).
+    Errors as ``linear_cka``.
     """
-    return pair_cka(x, y, kernel=kernel, sigma=sigma, debiased=debiased)
+    return pair_cka(x, y, kernel=kernel, sigma=sigma, debiased=debiased, median_rows=median_rows)

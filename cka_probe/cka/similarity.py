@@ -29,7 +29,7 @@ from cka_probe.errors import CKAProbeError
 KINDS = {"cka": "similarity", "cca": "similarity", "svcca": "similarity", "pwcca": "similarity",
          "procrustes": "distance", "procrustes_angle": "distance", "rsa": "similarity"}
 MEASURES = tuple(KINDS)
-OPTIONS = {"cka": ("kernel", "sigma", "debiased", "device", "dtype"), "cca": ("ridge",), "svcca": ("variance",),
+OPTIONS = {"cka": ("kernel", "sigma", "debiased", "device", "dtype", "median_rows"), "cca": ("ridge",), "svcca": ("variance",),
            "pwcca": ("ridge",), "procrustes": (), "procrustes_angle": (), "rsa": ("rdm", "compare", "dtype")}
 
 
