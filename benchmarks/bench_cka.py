@@ -10,8 +10,13 @@ peak resident memory above the data. Slow methods time one layer pair and
 extrapolate to all 144 (marked "extrap."). Peers missing from the environment
 print "not installed" (install: pip install --no-deps torch-cka pytorch-cka ckatorch).
 
-    python benchmarks/bench_cka.py            # n = 20,000 and 100,000; RBF at n = 4,096
-    python benchmarks/bench_cka.py --quick    # n = 1,500; RBF at n = 512
+It also times the RBF engine against an in-memory float32 floor, the
+Nyström estimator (error against exact kernel CKA, time at large n) and the
+other similarity measures (CCA family, Procrustes, RSA).
+
+    python benchmarks/bench_cka.py             # n = 20,000 and 100,000; RBF at n = 4,096
+    python benchmarks/bench_cka.py --no-large  # without the n = 100,000 cases
+    python benchmarks/bench_cka.py --quick     # n = 1,500; RBF at n = 512
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import time
 import numpy as np
 import torch
 
-from cka_probe.cka import StreamingLinearCKA, cka_matrix
+from cka_probe.cka import StreamingLinearCKA, cka_matrix, nystrom_cka_matrix, similarity_matrix
+from cka_probe.cka.kernels import squared_distances
 
 LAYERS, WIDTH = 12, 256
 
@@ -100,6 +106,11 @@ def irreducible(xs, ys) -> None:
     x.T @ y
     for a in xs + ys:
         a.T @ a
+
+
+def augmented(layers, extra: int) -> list[torch.Tensor]:
+    """Each layer with ``extra`` more columns (the ones / q columns of an augmented layout: widths d + 1, d + 2)."""
+    return [torch.cat([x, torch.ones(len(x), extra)], 1) for x in layers]
 
 
 def reference_linear(xs, ys, chunk: int = 8192, debiased: bool = False) -> np.ndarray:
@@ -213,14 +224,21 @@ def linear_section(n: int, peers: bool, batch: int) -> None:
     print(f"\nlinear CKA, 12 x 12 layers, d={WIDTH}, n={n:,} (float32 inputs)")
     ref = reference_linear(xs, ys)
     named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
+    wide = {extra: (augmented(xs, extra), augmented(ys, extra)) for extra in (1, 2)}
     runs = interleaved(3, {
         "irreducible": lambda: irreducible(xs, ys),
+        "augmented 1": lambda: irreducible(*wide[1]),
+        "augmented 2": lambda: irreducible(*wide[2]),
         "biased": lambda: cka_matrix(named_x, named_y),
         "debiased": lambda: cka_matrix(named_x, named_y, debiased=True),
         "stream": lambda: stream_all(named_x, named_y, 4096),
     })
     base = runs["irreducible"][0]
-    report("irreducible float32 GEMMs", base, base["seconds"], None)
+    report("irreducible float32 GEMMs", base, base["seconds"], None, f"widths {LAYERS * WIDTH:,} (aligned)")
+    for extra in (1, 2):
+        report(f"same GEMMs at d + {extra} per layer", runs[f"augmented {extra}"][0], base["seconds"], None,
+               f"widths {LAYERS * (WIDTH + extra):,} (the augmented layout)")
+    del wide
     biased, table = runs["biased"]
     report("engine cka_matrix biased", biased, base["seconds"], np.abs(table.values - ref).max())
     rec, table = runs["debiased"]
@@ -260,20 +278,21 @@ def linear_section(n: int, peers: bool, batch: int) -> None:
            f"extrap. from 1 pair at n={m} (its cost grows as n^2)")
 
 
-def rbf_gram_centred(a: torch.Tensor, sigma: float, dtype) -> torch.Tensor:
-    """H K H of the RBF Gram with Kornblith's bandwidth, in ``dtype``."""
-    a = a.to(dtype)
-    sq = (a * a).sum(1)
-    dist = (sq[:, None] + sq[None, :] - 2 * a @ a.T).clamp_min(0)
-    k = torch.exp(-dist / (2 * sigma**2 * torch.median(dist)))
-    row = k.mean(0)
-    return k - row[:, None] - row[None, :] + row.mean()
+def rbf_floor(xs, ys, sigma: float) -> np.ndarray:
+    """In-memory float32 RBF CKA: per layer one GEMM for squared distances, the exact median of all n^2
+    of them (numpy's definition), in-place exp_ and centring; one (L, n^2) x (n^2, L) GEMM for all pairs."""
+    def centred(a):
+        a = a - a.mean(0)
+        d = squared_distances(a, a)
+        m = d.numel()
+        middle = np.partition(d.view(-1).numpy(), [(m - 1) // 2, m // 2])
+        k = d.mul_(-0.5 / (sigma**2 * (float(middle[(m - 1) // 2]) + float(middle[m // 2])) / 2)).exp_()
+        row = k.mean(0)
+        return k.sub_(row[:, None]).sub_(row[None, :] - row.mean()).view(-1)
 
-
-def plain_rbf_pair(x: torch.Tensor, y: torch.Tensor, sigma: float, dtype=torch.float32) -> float:
-    """Plain per-pair RBF CKA: two centred Grams, sums of squares (not linalg.norm)."""
-    kc, lc = rbf_gram_centred(x, sigma, dtype), rbf_gram_centred(y, sigma, dtype)
-    return float((kc * lc).double().sum() / ((kc * kc).double().sum() * (lc * lc).double().sum()).sqrt())
+    gx, gy = torch.stack([centred(x) for x in xs]), torch.stack([centred(y) for y in ys])
+    inner = (gx @ gy.T).double()
+    return (inner / torch.outer((gx * gx).sum(1, dtype=torch.float64), (gy * gy).sum(1, dtype=torch.float64)).sqrt()).numpy()
 
 
 def median_sq(a: torch.Tensor) -> float:
@@ -302,43 +321,100 @@ def reference_rbf(xs, ys, sigma: float) -> np.ndarray:
     return out
 
 
-def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> None:
+def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> np.ndarray:
     xs, ys = activations(n, 1), activations(n, 2)
     print(f"\nRBF CKA (sigma={sigma}), 12 x 12 layers, d={WIDTH}, n={n:,} (float32 inputs)")
     ref = reference_rbf(xs, ys, sigma)
-    loop = {}
-    with measured(loop):
-        values = np.array([[plain_rbf_pair(x, y, sigma) for y in ys] for x in xs])
-    report("plain float32 torch loop, per pair", loop, loop["seconds"], np.abs(values - ref).max(), "(baseline)")
-    rec = {}
-    with measured(rec):
-        table = cka_matrix(dict(enumerate(xs)), dict(enumerate(ys)), kernel="rbf", sigma=sigma)
-    report("engine cka_matrix rbf", rec, loop["seconds"], np.abs(table.values - ref).max(),
-           f"{loop['seconds'] / rec['seconds']:.1f}x faster than the loop")
-    if not peers:
-        return
-    if not installed("ckatorch"):
-        print(f"  {'ckatorch 1.0.3':<34} not installed")
-        return
-    from ckatorch.core import cka_base
+    named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
+    sub = min(1024, n // 4)
+    runs = interleaved(2, {
+        "floor": lambda: rbf_floor(xs, ys, sigma),
+        "engine": lambda: cka_matrix(named_x, named_y, kernel="rbf", sigma=sigma),
+        "subsampled": lambda: cka_matrix(named_x, named_y, kernel="rbf", sigma=sigma, median_rows=sub),
+    })
+    base, values = runs["floor"]
+    report("in-memory float32 floor", base, base["seconds"], np.abs(values - ref).max(), "(baseline; holds all 24 Grams)")
+    rec, table = runs["engine"]
+    report("engine cka_matrix rbf (exact median)", rec, base["seconds"], np.abs(table.values - ref).max(), "blocks")
+    rec, sub_table = runs["subsampled"]
+    exact_sq = np.array(list(table.attrs["rbf_sq_sigma_x"].values()))
+    sub_sq = np.array(list(sub_table.attrs["rbf_sq_sigma_x"].values()))
+    report(f"engine rbf, median of {sub} rows", rec, base["seconds"], np.abs(sub_table.values - ref).max(),
+           f"s^2 off by up to {np.abs(sub_sq / exact_sq - 1).max():.1%}")
+    if peers and installed("ckatorch"):
+        from ckatorch.core import cka_base
 
-    rec = {}
-    with measured(rec):
-        value = float(cka_base(xs[5], ys[7], kernel="rbf", threshold=sigma))
-    rec["seconds"] *= LAYERS * LAYERS
-    report("ckatorch 1.0.3 rbf (float64)", rec, loop["seconds"], abs(value - ref[5, 7]), "extrap. from 1 pair")
+        rec = {}
+        with measured(rec):
+            value = float(cka_base(xs[5], ys[7], kernel="rbf", threshold=sigma))
+        rec["seconds"] *= LAYERS * LAYERS
+        report("ckatorch 1.0.3 rbf (float64)", rec, base["seconds"], abs(value - ref[5, 7]), "extrap. from 1 pair")
+    elif peers:
+        print(f"  {'ckatorch 1.0.3':<34} not installed")
+    return table.values
+
+
+def nystrom_section(n: int, exact: np.ndarray | None, ranks, sigma: float = 0.8) -> None:
+    xs, ys = activations(n, 1), activations(n, 2)
+    named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
+    print(f"\nNystrom kernel CKA (RBF, sigma={sigma}), 12 x 12 layers, d={WIDTH}, n={n:,}"
+          + ("; errors against the exact engine" if exact is not None else ""))
+    for rank in ranks:
+        rec = {}
+        with measured(rec):
+            table = nystrom_cka_matrix(named_x, named_y, sigma=sigma, rank=rank)
+        err = None if exact is None else np.abs(table.values - exact).max()
+        report(f"nystrom_cka_matrix rank {rank}", rec, rec["seconds"], err, f"median of {table.attrs['rbf_median_rows']:,} rows")
+
+
+def measures_section(n: int, rsa_n: int) -> None:
+    xs, ys = activations(n, 1), activations(n, 2)
+    named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
+    print(f"\nother measures, 12 x 12 layers, d={WIDTH}, n={n:,} (float32 inputs; float64 work); ratio to linear CKA")
+    base = {}
+    with measured(base):
+        cka_matrix(named_x, named_y)
+    report("linear CKA (cka_matrix)", base, base["seconds"], None)
+    for measure in ("cca", "svcca", "pwcca", "procrustes", "procrustes_angle"):
+        rec = {}
+        with measured(rec):
+            similarity_matrix(named_x, named_y, measure=measure)
+        report(f"similarity_matrix {measure}", rec, base["seconds"], None)
+    small_x, small_y = {k: v[:rsa_n] for k, v in named_x.items()}, {k: v[:rsa_n] for k, v in named_y.items()}
+    for compare in ("spearman", "pearson"):
+        rec = {}
+        with measured(rec):
+            similarity_matrix(small_x, small_y, measure="rsa", compare=compare)
+        report(f"rsa ({compare}), n={rsa_n:,}", rec, base["seconds"], None,
+               "at n=20,000 the 24 RDMs need 18 GiB: over the budget" if rsa_n < n else "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small n, for a smoke run")
+    parser.add_argument("--no-large", action="store_true", help="leave out the n = 100,000 cases")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; times as ratios to the first row of each block")
-    for n, peers in ([(1500, True)] if args.quick else [(20_000, True), (100_000, False)]):
+    large = not (args.quick or args.no_large)
+    sizes = [(1500, True)] if args.quick else [(20_000, True)] + ([(100_000, False)] if large else [])
+    for n, peers in sizes:
+        start = time.perf_counter()
         linear_section(n, peers, batch=250 if args.quick else 1000)
-    rbf_section(512 if args.quick else 4096, peers=True)
+        print(f"  (section time {time.perf_counter() - start:.0f} s)")
+    rbf_n = 512 if args.quick else 4096
+    start = time.perf_counter()
+    exact = rbf_section(rbf_n, peers=True)
+    print(f"  (section time {time.perf_counter() - start:.0f} s)")
+    start = time.perf_counter()
+    nystrom_section(rbf_n, exact, [64, 128] if args.quick else [128, 256, 512, 1024])
+    if large:
+        nystrom_section(100_000, None, [256])
+    print(f"  (section time {time.perf_counter() - start:.0f} s)")
+    start = time.perf_counter()
+    measures_section(1500 if args.quick else 20_000, 1500 if args.quick else 4096)
+    print(f"  (section time {time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
+from cka_probe.cka._tensor import one_thread
 from cka_probe.errors import CKAProbeError
 
 RANK_TOL = 1e-10  # eigenvalue of S_xx below this fraction of the largest: rank deficient
@@ -74,13 +75,18 @@ def pwcca_weights(side: Whitened, directions: torch.Tensor) -> torch.Tensor:
 
 
 def reduced(x: torch.Tensor, label: str, variance: float) -> torch.Tensor:
-    """U_k ``(n, k)``: the top left singular vectors of centred ``x`` keeping ``variance`` of its variance."""
-    u, s, _ = torch.linalg.svd(x, full_matrices=False)
-    energy = s.square().cumsum(0)
+    """U_k ``(n, k)``: the top left singular vectors of centred ``x`` keeping ``variance`` of its variance.
+
+    From the eigenvectors of X^T X = V S^2 V^T: U_k = X V_k S_k^{-1} (O(n d^2), one d x d eigh).
+    """
+    with one_thread():
+        evals, evecs = torch.linalg.eigh(x.T @ x)
+    evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
+    energy = evals.cumsum(0)
     if float(energy[-1]) <= 0:
         raise CKAProbeError(f"{label}: SVCCA is undefined for a constant representation")
-    k = int((energy < variance * energy[-1]).sum()) + 1
-    return u[:, :k]
+    k = min(int((energy < variance * energy[-1]).sum()) + 1, int((evals > RANK_TOL * evals[0]).sum()))
+    return x @ (evecs[:, :k] * evals[:k].rsqrt())
 
 
 def cca_grid(
@@ -102,19 +108,21 @@ def cca_grid(
         bx = [reduced(x, label, variance) for x, label in zip(xs, labels_x)]
         by = [reduced(y, label, variance) for y, label in zip(ys, labels_y)]
         cross = torch.cat(bx, 1).T @ torch.cat(by, 1)
-        return block_apply(cross, bx, by, lambda block: torch.linalg.svdvals(block).mean())
-    wx = [Whitened(x, label, ridge) for x, label in zip(xs, labels_x)]
-    wy = [Whitened(y, label, ridge) for y, label in zip(ys, labels_y)]
+        return block_apply(cross, bx, by, lambda a, b, block: torch.linalg.svdvals(block).mean())
+    with one_thread():
+        wx = [Whitened(x, label, ridge) for x, label in zip(xs, labels_x)]
+        wy = [Whitened(y, label, ridge) for y, label in zip(ys, labels_y)]
     cross = torch.cat(xs, 1).T @ torch.cat(ys, 1)
-    out = torch.empty(len(xs), len(ys), dtype=torch.float64)
-    for (i, a), (j, b), block in blocks(cross, wx, wy):
-        u, rho, vh = correlations(a, b, block)
-        if measure == "cca":
-            out[i, j] = rho.mean()
-        else:
-            weights = pwcca_weights(a, u) if a.cov.shape[0] <= b.cov.shape[0] else pwcca_weights(b, vh.T)
-            out[i, j] = (weights * rho).sum()
-    return out
+    return block_apply(cross, wx, wy, lambda a, b, block: pair_value(a, b, block, measure))
+
+
+def pair_value(a: Whitened, b: Whitened, block: torch.Tensor, measure: str) -> torch.Tensor:
+    """Mean CCA or PWCCA of one layer pair from its cross-covariance ``block``."""
+    u, rho, vh = correlations(a, b, block)
+    if measure == "cca":
+        return rho.mean()
+    weights = pwcca_weights(a, u) if a.cov.shape[0] <= b.cov.shape[0] else pwcca_weights(b, vh.T)
+    return (weights * rho).sum()
 
 
 def blocks(cross: torch.Tensor, left: Sequence, right: Sequence):
@@ -128,8 +136,12 @@ def blocks(cross: torch.Tensor, left: Sequence, right: Sequence):
 
 
 def block_apply(cross: torch.Tensor, left: Sequence, right: Sequence, fn) -> torch.Tensor:
-    """``(Lx, Ly)`` float64 of ``fn(block)`` over the layer-pair blocks of ``cross``."""
+    """``(Lx, Ly)`` float64 of ``fn(left[i], right[j], block)`` over the layer-pair blocks of ``cross``.
+
+    The small decompositions inside ``fn`` run on one thread (see ``one_thread``).
+    """
     out = torch.empty(len(left), len(right), dtype=torch.float64)
-    for (i, _), (j, _), block in blocks(cross, left, right):
-        out[i, j] = fn(block)
+    with one_thread():
+        for (i, a), (j, b), block in blocks(cross, left, right):
+            out[i, j] = fn(a, b, block)
     return out

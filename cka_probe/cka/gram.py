@@ -11,8 +11,8 @@
    U-centred (Song et al. 2012; the form of Kornblith et al.'s code):
    a = K~1 / (n-2), c = 1^T K~ 1 / ((n-1)(n-2)) and a zero diagonal (unbiased).
    Then one GEMM of the flattened blocks of every layer (x and y stacked) adds
-   <K'_a, K'_b> for all pairs to a float64 total; off-diagonal blocks, which
-   stand for their mirror image too, are scaled by sqrt(2) first.
+   <K'_a, K'_b> for all pairs to a float64 total, the part right of the
+   diagonal block counted twice (it stands for its mirror image too).
    HSIC_0 = <HKH, HLH> / (n-1)^2 and HSIC_1 = <K', L'> / (n(n-3)).
 
 Centring before the product keeps float32 products accurate (no cancellation
@@ -24,7 +24,6 @@ Each Gram entry above the diagonal is computed twice (once per pass).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -78,18 +77,16 @@ class LayerGram:
         off = self.rows - self.diag
         return off / (n - 2), float(off.sum()) / ((n - 1) * (n - 2))
 
-    def centred_block(self, start: int, stop: int, a: torch.Tensor, c: float, unbiased: bool) -> torch.Tensor:
-        """K' rows ``start:stop``, columns ``start:`` ``(b, n - start)``, in the working dtype."""
+    def centred_block(self, start: int, stop: int, a: torch.Tensor, c: float, unbiased: bool,
+                      square: torch.Tensor, rest: torch.Tensor) -> None:
+        """K' rows ``start:stop``, columns ``start:``, written into ``square`` ``(b, b)`` and ``rest`` ``(b, n - stop)``."""
         block = self.gram(self.x[start:stop], self.x[start:])
-        square = block[:, : stop - start]
-        square.diagonal().copy_(self.diag[start:stop])
-        block -= a[start:stop, None].to(block.dtype)
-        block -= a[None, start:].to(block.dtype)
-        block += c
+        block[:, : stop - start].diagonal().copy_(self.diag[start:stop])
+        block.sub_(a[start:stop, None].to(block.dtype)).sub_((a[None, start:] - c).to(block.dtype))
         if unbiased:
-            square.diagonal().zero_()
-        block[:, stop - start :] *= math.sqrt(2)  # stands for its mirror block below the diagonal too
-        return block
+            block[:, : stop - start].diagonal().zero_()
+        square.copy_(block[:, : stop - start])
+        rest.copy_(block[:, stop - start :])
 
 
 def gram_terms(
@@ -112,9 +109,14 @@ def gram_terms(
     centring = [g.centring(unbiased) for g in grams]
     inner = torch.zeros(len(grams), len(grams), dtype=torch.float64, device=xs[0].device)
     for start, stop in tqdm(row_blocks(n, rows), desc="Gram blocks", leave=False, disable=None):
-        flat = torch.stack([g.centred_block(start, stop, a, c, unbiased) for g, (a, c) in zip(grams, centring)])
-        flat = flat.flatten(1)
-        inner += flat @ flat.T  # working-dtype product of centred blocks, float64 sum
+        b = stop - start
+        square = torch.empty(len(grams), b, b, dtype=dtype, device=inner.device)
+        rest = torch.empty(len(grams), b, n - stop, dtype=dtype, device=inner.device)
+        for g, (a, c), sq, re in zip(grams, centring, square, rest):
+            g.centred_block(start, stop, a, c, unbiased, sq, re)
+        square, rest = square.flatten(1), rest.flatten(1)
+        inner += square @ square.T  # working-dtype products of centred blocks, float64 sums
+        inner += 2 * (rest @ rest.T)  # each block above the diagonal stands for its mirror image too
     hsic = inner / (n * (n - 3) if unbiased else (n - 1) ** 2)
     own = hsic.diagonal()
     lx = len(xs)

@@ -43,8 +43,10 @@ def squared_distances(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def rbf_kernel(a: torch.Tensor, c: torch.Tensor, sq_sigma: float) -> torch.Tensor:
-    """Gaussian cross-Gram exp(-||a_i - c_j||^2 / (2 sq_sigma)) ``(b, m)``."""
-    return squared_distances(a, c).mul_(-0.5 / sq_sigma).exp_()
+    """Gaussian cross-Gram exp(-||a_i - c_j||^2 / (2 sq_sigma)) ``(b, m)``, the exponent built in place."""
+    half_a, half_c = (a * a).sum(1) / (2 * sq_sigma), (c * c).sum(1) / (2 * sq_sigma)
+    exponent = (a @ c.T).mul_(1 / sq_sigma).sub_(half_a[:, None]).sub_(half_c[None, :])
+    return exponent.clamp_max_(0).exp_()
 
 
 def polynomial_kernel(a: torch.Tensor, c: torch.Tensor, degree: int = 3, coef0: float = 1.0) -> torch.Tensor:
@@ -68,7 +70,11 @@ def median_of_distances(d: torch.Tensor) -> float:
     count = n * n
     wanted = [count // 2 + 1] if count % 2 else [count // 2, count // 2 + 1]
     upper_rank = [(k - n + 1) // 2 for k in wanted]  # 0 means a diagonal zero
-    upper = d[torch.ones(n, n, dtype=torch.bool, device=d.device).triu_(1)].cpu().numpy()
+    rows = d.cpu().numpy()
+    upper = np.empty(n * (n - 1) // 2, dtype=rows.dtype)
+    ends = np.cumsum(np.arange(n - 1, 0, -1))
+    for i, end in enumerate(ends):
+        upper[end - (n - 1 - i) : end] = rows[i, i + 1 :]
     needed = sorted({r - 1 for r in upper_rank if r > 0})
     chosen = np.partition(upper, needed) if needed else upper
     values = [float(chosen[r - 1]) if r > 0 else 0.0 for r in upper_rank]

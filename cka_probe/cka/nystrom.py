@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from cka_probe.cka._frame import result_frame
-from cka_probe.cka._tensor import matmul_precision, working_dtype
+from cka_probe.cka._tensor import matmul_precision, one_thread, working_dtype
 from cka_probe.cka.gram import _prepare
 from cka_probe.cka.kernels import CrossGram, Kernel, resolve_kernel
 from cka_probe.cka.matrix import CHUNK_ROWS, check_rows, default_device, load_layers
@@ -41,7 +41,8 @@ class NystromLayer:
         if self.bandwidth == 0 and not bool((x == 0).all()):
             raise CKAProbeError(f"{label}: RBF bandwidth is 0 (over half of the sampled row pairs are identical rows)")
         w = self.gram(self.landmarks, self.landmarks).to(torch.float64)
-        evals, evecs = torch.linalg.eigh((w + w.T) / 2)
+        with one_thread():
+            evals, evecs = torch.linalg.eigh((w + w.T) / 2)
         keep = evals > RANK_TOL * float(evals[-1].clamp_min(0))
         if not bool(keep.any()):  # a constant layer: one zero feature, self-HSIC 0
             self.map = torch.zeros(len(landmarks), 1, dtype=x.dtype, device=x.device)

@@ -41,7 +41,7 @@ def procrustes_grid(
     nx = [normalised(x, label) for x, label in zip(xs, labels_x)]
     ny = [normalised(y, label) for y, label in zip(ys, labels_y)]
     cross = torch.cat(nx, 1).T @ torch.cat(ny, 1)
-    nuclear = block_apply(cross, nx, ny, lambda block: torch.linalg.svdvals(block).sum())
+    nuclear = block_apply(cross, nx, ny, lambda a, b, block: torch.linalg.svdvals(block).sum())
     if measure == "procrustes":
         return 2 - 2 * nuclear
     return torch.arccos(nuclear.clamp(max=1.0))  # ||.||_* <= 1 exactly; the clamp only absorbs rounding
