@@ -9,6 +9,7 @@ block, see ``gram``). Each layer's self-term is computed once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -39,14 +40,38 @@ def default_device(device, layers: Mapping | Sequence) -> torch.device:
     return first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
 
 
-def check_rows(labelled: Mapping[str, torch.Tensor], unbiased: bool) -> int:
+def check_rows(labelled: Mapping[str, torch.Tensor], unbiased: bool, what: str = "CKA") -> int:
     """The common n, checked against the estimator's minimum (2 rows, 4 for the unbiased one)."""
     n = common_rows(labelled)
     minimum = 4 if unbiased else 2
     if n < minimum:
-        kind = "debiased (unbiased HSIC)" if unbiased else "CKA"
+        kind = "debiased (unbiased HSIC)" if unbiased else what
         raise CKAProbeError(f"{kind} needs at least {minimum} rows, got n={n}")
     return n
+
+
+@dataclass
+class Inputs:
+    """Validated layers of both sides (``ty`` None: ``xs`` against itself), their labels and the common n."""
+
+    names_x: list
+    tx: list[torch.Tensor]
+    names_y: list
+    ty: list[torch.Tensor] | None
+    labels_x: list[str]
+    labels_y: list[str]
+    n: int
+    device: torch.device
+
+
+def load_inputs(xs, ys, device, *, unbiased: bool = False, what: str = "CKA") -> Inputs:
+    """``xs`` and ``ys`` (dicts or sequences of ``(n, d)``) validated on ``device`` (default: xs's)."""
+    device = default_device(device, xs)
+    names_x, tx = load_layers(xs, "x", device)
+    names_y, ty = (names_x, None) if ys is None else load_layers(ys, "y", device)
+    labels_x, labels_y = [f"x layer {k}" for k in names_x], [f"y layer {k}" for k in names_y]
+    n = check_rows(dict(zip(labels_x, tx)) | ({} if ty is None else dict(zip(labels_y, ty))), unbiased, what)
+    return Inputs(names_x, tx, names_y, ty, labels_x, labels_y, n, device)
 
 
 def feature_terms(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor] | None, *, unbiased: bool, dtype: torch.dtype) -> HSICTerms:
@@ -107,18 +132,14 @@ def cka_matrix(
     few rows; a constant layer gets NaN cells and one warning naming it.
     """
     spec = resolve_kernel(kernel, sigma, median_rows)
-    device = default_device(device, xs)
-    names_x, tx = load_layers(xs, "x", device)
-    names_y, ty = (names_x, None) if ys is None else load_layers(ys, "y", device)
-    labels_x, labels_y = [f"x layer {k}" for k in names_x], [f"y layer {k}" for k in names_y]
-    n = check_rows(dict(zip(labels_x, tx)) | ({} if ty is None else dict(zip(labels_y, ty))), debiased)
-    work, tf32 = working_dtype(dtype, tx + (ty or []), device)
-    with matmul_precision(device, tf32):
-        terms = hsic_terms(tx, ty, spec, unbiased=debiased, dtype=work, labels_x=labels_x, labels_y=labels_y)
+    v = load_inputs(xs, ys, device, unbiased=debiased)
+    work, tf32 = working_dtype(dtype, v.tx + (v.ty or []), v.device)
+    with matmul_precision(v.device, tf32):
+        terms = hsic_terms(v.tx, v.ty, spec, unbiased=debiased, dtype=work, labels_x=v.labels_x, labels_y=v.labels_y)
     table = result_frame(
-        terms, names_x, names_y,
+        terms, v.names_x, v.names_y,
         estimator="debiased" if debiased else "biased", kernel=spec.name, sigma=spec.sigma,
-        dims_x=[t.shape[1] for t in tx], dims_y=[t.shape[1] for t in (ty or tx)], dtype=work, device=device,
+        dims_x=[t.shape[1] for t in v.tx], dims_y=[t.shape[1] for t in (v.ty or v.tx)], dtype=work, device=v.device,
     )
     if spec.name == "rbf":
         table.attrs["rbf_median"] = "exact" if median_rows is None else f"subsampled, {median_rows} rows"

@@ -25,7 +25,7 @@ from cka_probe.cka._frame import result_frame
 from cka_probe.cka._tensor import matmul_precision, one_thread, working_dtype
 from cka_probe.cka.gram import _prepare
 from cka_probe.cka.kernels import CrossGram, Kernel, resolve_kernel
-from cka_probe.cka.matrix import CHUNK_ROWS, check_rows, default_device, load_layers
+from cka_probe.cka.matrix import CHUNK_ROWS, load_inputs
 from cka_probe.cka.moments import FeatureAccumulator
 from cka_probe.errors import CKAProbeError
 
@@ -77,17 +77,14 @@ def nystrom_cka_matrix(
     if rank < 1:
         raise CKAProbeError(f"rank must be >= 1, got {rank}")
     spec = resolve_kernel(kernel, sigma, median_rows if kernel == "rbf" else None)
-    device = default_device(device, xs)
-    names_x, tx = load_layers(xs, "x", device)
-    names_y, ty = (names_x, None) if ys is None else load_layers(ys, "y", device)
-    labels_x, labels_y = [f"x layer {k}" for k in names_x], [f"y layer {k}" for k in names_y]
-    n = check_rows(dict(zip(labels_x, tx)) | ({} if ty is None else dict(zip(labels_y, ty))), debiased)
-    work, tf32 = working_dtype(dtype, tx + (ty or []), device)
+    v = load_inputs(xs, ys, device, unbiased=debiased)
+    n, device = v.n, v.device
+    work, tf32 = working_dtype(dtype, v.tx + (v.ty or []), device)
     landmarks = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(rank, n)].to(device)
     with matmul_precision(device, tf32):
-        left = [NystromLayer(_prepare(x, spec, work), label, spec, landmarks) for x, label in zip(tx, labels_x)]
-        right = None if ty is None else [NystromLayer(_prepare(y, spec, work), label, spec, landmarks)
-                                         for y, label in zip(ty, labels_y)]
+        left = [NystromLayer(_prepare(x, spec, work), label, spec, landmarks) for x, label in zip(v.tx, v.labels_x)]
+        right = None if v.ty is None else [NystromLayer(_prepare(y, spec, work), label, spec, landmarks)
+                                           for y, label in zip(v.ty, v.labels_y)]
         acc = FeatureAccumulator([g.map.shape[1] for g in left], None if right is None else [g.map.shape[1] for g in right],
                                  unbiased=debiased, dtype=work, device=device)
         for start in range(0, n, CHUNK_ROWS):
@@ -95,11 +92,11 @@ def nystrom_cka_matrix(
             acc.add([g.features(start, stop) for g in left], None if right is None else [g.features(start, stop) for g in right])
         terms = acc.terms()
     table = result_frame(
-        terms, names_x, names_y, estimator="nystrom", kernel=spec.name, sigma=spec.sigma,
-        dims_x=[t.shape[1] for t in tx], dims_y=[t.shape[1] for t in (ty or tx)], dtype=work, device=device,
+        terms, v.names_x, v.names_y, estimator="nystrom", kernel=spec.name, sigma=spec.sigma,
+        dims_x=[t.shape[1] for t in v.tx], dims_y=[t.shape[1] for t in (v.ty or v.tx)], dtype=work, device=device,
     )
     table.attrs.update(debiased=debiased, rank=len(landmarks), seed=seed, space="nystrom features")
     if spec.name == "rbf":
-        table.attrs.update(rbf_sq_sigma_x=dict(zip(map(str, names_x), [g.bandwidth for g in left])), rbf_median_rows=min(median_rows, n),
-                           rbf_sq_sigma_y=dict(zip(map(str, names_y), [g.bandwidth for g in (right or left)])))
+        table.attrs.update(rbf_sq_sigma_x=dict(zip(map(str, v.names_x), [g.bandwidth for g in left])), rbf_median_rows=min(median_rows, n),
+                           rbf_sq_sigma_y=dict(zip(map(str, v.names_y), [g.bandwidth for g in (right or left)])))
     return table

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 
 from cka_probe.cka.cca import cca_grid
-from cka_probe.cka.matrix import cka_matrix, default_device, load_layers
-from cka_probe.cka._tensor import common_rows, working_dtype
+from cka_probe.cka._tensor import working_dtype
+from cka_probe.cka.matrix import cka_matrix, load_inputs
 from cka_probe.cka.procrustes import procrustes_grid
 from cka_probe.cka.rsa import rsa_grid
 from cka_probe.errors import CKAProbeError
@@ -76,17 +76,11 @@ def similarity_matrix(
     if measure == "cka":
         table = cka_matrix(xs, ys, **options)
     else:
-        device = default_device(options.pop("device", None), xs)
-        names_x, tx = load_layers(xs, "x", device)
-        names_y, ty = (names_x, None) if ys is None else load_layers(ys, "y", device)
-        labels_x, labels_y = [f"x layer {k}" for k in names_x], [f"y layer {k}" for k in names_y]
-        n = common_rows(dict(zip(labels_x, tx)) | ({} if ty is None else dict(zip(labels_y, ty))))
-        if n < 2:
-            raise CKAProbeError(f"{measure} needs at least 2 rows, got n={n}")
-        values = grid(measure, tx, ty, labels_x, labels_y, dict(options))
-        table = pd.DataFrame(values.cpu().numpy(), index=list(names_x), columns=list(names_y))
-        table.attrs = {"n": n, "dims_x": {str(k): int(t.shape[1]) for k, t in zip(names_x, tx)},
-                       "dims_y": {str(k): int(t.shape[1]) for k, t in zip(names_y, ty or tx)}}
+        v = load_inputs(xs, ys, None, what=measure)
+        values = grid(measure, v.tx, v.ty, v.labels_x, v.labels_y, dict(options))
+        table = pd.DataFrame(values.cpu().numpy(), index=list(v.names_x), columns=list(v.names_y))
+        table.attrs = {"n": v.n, "dims_x": {str(k): int(t.shape[1]) for k, t in zip(v.names_x, v.tx)},
+                       "dims_y": {str(k): int(t.shape[1]) for k, t in zip(v.names_y, v.ty or v.tx)}}
     table.attrs.update(measure=measure, kind=KINDS[measure], options={k: str(v) for k, v in options.items()})
     return table
 
