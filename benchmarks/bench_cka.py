@@ -17,6 +17,7 @@ other similarity measures (CCA family, Procrustes, RSA).
     python benchmarks/bench_cka.py             # n = 20,000 and 100,000; RBF at n = 4,096
     python benchmarks/bench_cka.py --no-large  # without the n = 100,000 cases
     python benchmarks/bench_cka.py --quick     # n = 1,500; RBF at n = 512
+    python benchmarks/bench_cka.py --only rbf nystrom measures
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cka_probe.cka import StreamingLinearCKA, cka_matrix, nystrom_cka_matrix, si
 from cka_probe.cka.kernels import squared_distances
 
 LAYERS, WIDTH = 12, 256
+PARTS = ("linear", "rbf", "nystrom", "measures")
 
 
 def activations(n: int, seed: int) -> list[torch.Tensor]:
@@ -321,7 +323,7 @@ def reference_rbf(xs, ys, sigma: float) -> np.ndarray:
     return out
 
 
-def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> np.ndarray:
+def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> None:
     xs, ys = activations(n, 1), activations(n, 2)
     print(f"\nRBF CKA (sigma={sigma}), 12 x 12 layers, d={WIDTH}, n={n:,} (float32 inputs)")
     ref = reference_rbf(xs, ys, sigma)
@@ -351,7 +353,6 @@ def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> np.ndarray:
         report("ckatorch 1.0.3 rbf (float64)", rec, base["seconds"], abs(value - ref[5, 7]), "extrap. from 1 pair")
     elif peers:
         print(f"  {'ckatorch 1.0.3':<34} not installed")
-    return table.values
 
 
 def nystrom_section(n: int, exact: np.ndarray | None, ranks, sigma: float = 0.8) -> None:
@@ -393,28 +394,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small n, for a smoke run")
     parser.add_argument("--no-large", action="store_true", help="leave out the n = 100,000 cases")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run these parts only")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; times as ratios to the first row of each block")
     large = not (args.quick or args.no_large)
     sizes = [(1500, True)] if args.quick else [(20_000, True)] + ([(100_000, False)] if large else [])
-    for n, peers in sizes:
-        start = time.perf_counter()
-        linear_section(n, peers, batch=250 if args.quick else 1000)
-        print(f"  (section time {time.perf_counter() - start:.0f} s)")
     rbf_n = 512 if args.quick else 4096
-    start = time.perf_counter()
-    exact = rbf_section(rbf_n, peers=True)
-    print(f"  (section time {time.perf_counter() - start:.0f} s)")
-    start = time.perf_counter()
-    nystrom_section(rbf_n, exact, [64, 128] if args.quick else [128, 256, 512, 1024])
-    if large:
-        nystrom_section(100_000, None, [256])
-    print(f"  (section time {time.perf_counter() - start:.0f} s)")
-    start = time.perf_counter()
-    measures_section(1500 if args.quick else 20_000, 1500 if args.quick else 4096)
-    print(f"  (section time {time.perf_counter() - start:.0f} s)")
+    parts = {
+        "linear": lambda: [linear_section(n, peers, batch=250 if args.quick else 1000) for n, peers in sizes],
+        "rbf": lambda: rbf_section(rbf_n, peers=True),
+        "nystrom": lambda: [nystrom_section(rbf_n, cka_matrix(activations(rbf_n, 1), activations(rbf_n, 2), kernel="rbf").values,
+                                            [64, 128] if args.quick else [128, 256, 512, 1024]),
+                            large and nystrom_section(100_000, None, [256])],
+        "measures": lambda: measures_section(1500 if args.quick else 20_000, 1500 if args.quick else 4096),
+    }
+    for part in args.only:
+        start = time.perf_counter()
+        parts[part]()
+        print(f"  ({part}: {time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":
