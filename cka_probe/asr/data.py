@@ -35,7 +35,7 @@ MIN_FRAMES = 7  # ((7 - 1) // 2 - 1) // 2 = 1 encoder frame after 4x subsampling
 
 def utterance_features(row: dict[str, Any], features: dict[str, Any]) -> torch.Tensor:
     """Raw (unnormalised) fbank ``(T, 80)`` of one manifest row; too short is an error naming it."""
-    feats = fbank(load_wav(row["audio"], features["sample_rate"]), **features)
+    feats = fbank(load_wav(row["audio"], features["sample_rate"], row.get("start"), row.get("end")), **features)
     if feats.shape[0] < MIN_FRAMES:
         raise CKAProbeError(
             f"{row['audio']}: utterance '{row['id']}' has {feats.shape[0]} frames, the encoder needs at least {MIN_FRAMES}"
@@ -124,14 +124,19 @@ class TrainBatches:
 class ManifestBatches:
     """Batches of a manifest in file order, normalised with ``ckpt``'s CMVN, for extraction and evaluation.
 
-    ``ckpt`` is the dict that :func:`cka_probe.asr.load_checkpoint` returns
-    (``tokenizers``, ``cmvn``, ``config``, ``tasks``); ``limit`` keeps the first rows.
+    ``manifest`` is a path or the rows already read; ``ckpt`` is the dict that
+    :func:`cka_probe.asr.load_checkpoint` returns (``tokenizers``, ``cmvn``,
+    ``config``, ``tasks``); ``limit`` keeps the first rows; ``tasks`` (default:
+    every tokenizer's) are the transcripts turned into ``ys_in``.
     """
 
-    def __init__(self, manifest: str | Path, ckpt: dict[str, Any], batch_size: int, limit: int | None = None) -> None:
-        self.rows = read_manifest(manifest)[:limit]
+    def __init__(self, manifest: str | Path | Sequence[dict[str, Any]], ckpt: dict[str, Any], batch_size: int,
+                 limit: int | None = None, tasks: Sequence[str] | None = None) -> None:
+        rows = manifest if isinstance(manifest, Sequence) and not isinstance(manifest, str) else read_manifest(manifest)
+        self.rows = list(rows)[:limit]
         self.features = ckpt["config"]["features"]
-        self.tokenizers, self.cmvn = ckpt["tokenizers"], ckpt["cmvn"]
+        self.tokenizers = {t: tok for t, tok in ckpt["tokenizers"].items() if tasks is None or t in tasks}
+        self.cmvn = ckpt["cmvn"]
         self.batch_size = batch_size
 
     def __len__(self) -> int:

@@ -5,7 +5,10 @@ A batch is a mapping with ``ids`` (list of B utterance ids), whatever the
 values). ``forward(model, batch)`` runs the model and returns the valid
 lengths ``(B,)`` of the hooked outputs: one tensor for every stream, a
 mapping stream -> tensor, or None when every row is valid. Output rows at
-``t >= length`` are padding and never reach the store.
+``t >= length`` are padding and never reach the store. A batch may carry
+``tokens`` (stream -> ``(B, U)`` input token ids of a decoder stream); their
+first ``length`` ids per utterance are stored with every layer of the stream,
+one id per row.
 """
 
 from __future__ import annotations
@@ -67,6 +70,18 @@ def _stream_lengths(lengths: Lengths, stream: str) -> torch.Tensor | None:
             raise CKAProbeError(f"forward returned valid lengths for {sorted(lengths)}, not for stream {stream}")
         return lengths[stream]
     return lengths
+
+
+def stream_tokens(tokens: Mapping[str, torch.Tensor], lengths: Lengths,
+                  ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """The input token id of every stored row, per decoder stream: ``(B, U) -> (sum L,)`` int64."""
+    cut = {}
+    for stream, ids_in in tokens.items():
+        steps = ids_in.shape[1]
+        valid = _stream_lengths(lengths, stream)
+        valid = torch.full((len(ids),), steps) if valid is None else valid.to(ids_in.device, torch.int64)
+        cut[stream] = ids_in[torch.arange(steps, device=ids_in.device)[None, :] < valid[:, None]].cpu().numpy()
+    return {stream: ids_in.astype(np.int64) for stream, ids_in in cut.items()}
 
 
 def _to_device(value: object, device: torch.device) -> object:
@@ -142,7 +157,8 @@ def extract(model: nn.Module, batches: Iterable[Batch], *, layers: Sequence[str]
                     lengths = forward(model, _to_device(batch, device))
                     acts = {(stream, name): valid_rows(name, output, _stream_lengths(lengths, stream), ids)
                             for stream, outputs in capture.pop().items() for name, output in outputs.items()}
-                    writer.append(ids, acts, metadata=batch.get("metadata"))
+                    writer.append(ids, acts, metadata=batch.get("metadata"),
+                                  tokens=stream_tokens(batch.get("tokens") or {}, lengths, ids))
                 seen += len(ids)
                 bar.update(len(ids))
             if seen < len(done):

@@ -19,6 +19,7 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, overwrite: boo
     with ActivationStore.open_many(paths) as shards:
         attrs = {k: v for k, v in shards.attrs.items() if k not in WRITER_KEYS and not k.endswith("_version")}
         layers = [(s, layer) for s in shards.streams() for layer in shards.layers(s)]
+        token_layers = {s: shards.layers(s)[0] for s in shards.streams() if shards.has_tokens(s, shards.layers(s)[0])}
         metadata = shards.metadata
         with StoreWriter(out, attrs=attrs, dtype=shards.attrs["dtype"],
                          compression=shards.attrs["compression"] or None, overwrite=overwrite) as writer:
@@ -26,6 +27,7 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, overwrite: boo
                 ids = shards.ids[lo: lo + block]
                 acts = {key: (shards.frames(*key, ids)[0], shards.row_counts(*key, ids)) for key in layers}
                 means = {key: shards.means(*key, ids) for key in layers}
+                tokens = {s: shards.tokens(s, layer, ids)[0] for s, layer in token_layers.items()}
                 writer.append(ids, acts, metadata={c: metadata[c].iloc[lo: lo + block].tolist()
-                                                   for c in metadata}, means=means)
+                                                   for c in metadata}, means=means, tokens=tokens)
             return writer.finish()

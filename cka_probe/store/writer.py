@@ -94,6 +94,7 @@ class _Batch:
 
     columns: dict[str, list]  # "ids" and metadata fields -> B values
     layers: dict[LayerKey, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows (R, D), lengths (B,), means (B, D)
+    tokens: dict[LayerKey, np.ndarray]  # decoder layers: input token id per row (R,)
 
     @property
     def widths(self) -> dict[LayerKey, int]:
@@ -101,7 +102,8 @@ class _Batch:
 
     @property
     def nbytes(self) -> int:
-        return sum(rows.nbytes + means.nbytes for rows, _, means in self.layers.values())
+        return sum(rows.nbytes + means.nbytes for rows, _, means in self.layers.values()) + \
+            sum(t.nbytes for t in self.tokens.values())
 
 
 class StoreWriter:
@@ -181,15 +183,21 @@ class StoreWriter:
                 g = f[layer_group(stream, layer)]
                 g["offsets"].resize(n + 1, axis=0)
                 g["data"].resize(int(g["offsets"][n]), axis=0)
+                if "tokens" in g:
+                    g["tokens"].resize(int(g["offsets"][n]), axis=0)
                 g["mean"].resize(n, axis=0)
         f.flush()
 
     def _stored_layers(self) -> dict[LayerKey, int]:
         """(stream, layer) -> width of the layers already in the file."""
         keys = {}
+        self._token_layers: set[LayerKey] = set()
         for stream in decode_attrs(self._file.attrs)["streams"]:
             for layer in decode_attrs(self._file[stream].attrs)["layers"]:
-                keys[(stream, layer)] = self._file[layer_group(stream, layer)]["data"].shape[1]
+                g = self._file[layer_group(stream, layer)]
+                keys[(stream, layer)] = g["data"].shape[1]
+                if "tokens" in g:
+                    self._token_layers.add((stream, layer))
         return keys
 
     # -- state -------------------------------------------------------------
@@ -211,23 +219,28 @@ class StoreWriter:
     # -- appending ---------------------------------------------------------
     def append(self, ids: Sequence[str], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
                metadata: Mapping[str, Sequence] | None = None,
-               means: Mapping[LayerKey, np.ndarray] | None = None) -> None:
+               means: Mapping[LayerKey, np.ndarray] | None = None,
+               tokens: Mapping[str, np.ndarray] | None = None) -> None:
         """Add one batch; it is committed with the next block (see the module docstring).
 
         ``acts[(stream, layer)] = (rows (sum(lengths), D), lengths (B,))``: the
         valid rows of the batch's utterances, concatenated in ``ids`` order.
         ``means`` (``(B, D)`` per layer) is given only when copying a store;
         otherwise they are computed here in float64 before any float16 cast.
+        ``tokens[stream]`` (``(R,)`` int) is the input token id of each row of a
+        decoder stream, stored with every layer of that stream.
         A bad batch is refused here, before anything of it is held or written.
         """
         columns = {"ids": list(ids), **{k: list(v) for k, v in (metadata or {}).items()}}
         self._check_batch(columns, acts)
+        layer_tokens = {key: np.asarray(tokens[key[0]], np.int64) for key in acts if key[0] in (tokens or {})}
+        self._check_tokens(acts, layer_tokens)
         layers = {}
         for key, (rows, lengths) in acts.items():
             rows, lengths = np.asarray(rows), np.asarray(lengths, np.int64)
             mean = utterance_means(rows, lengths) if means is None else means[key]
             layers[key] = (rows.astype(self.dtype, copy=False), lengths, mean.astype(np.float32))
-        self._pending.append(_Batch(columns, layers))
+        self._pending.append(_Batch(columns, layers, layer_tokens))
         if sum(b.nbytes for b in self._pending) >= self.commit_bytes:
             self.commit()
 
@@ -250,6 +263,18 @@ class StoreWriter:
                 raise CKAProbeError(f"{self.path}: utterance {columns['ids'][int(np.argmin(lengths))]} "
                                     f"has no rows in layer {name}")
         self._check_columns(columns)
+
+    def _check_tokens(self, acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
+                      tokens: Mapping[LayerKey, np.ndarray]) -> None:
+        """One token id per row, and token ids for the same layers as the first batch."""
+        known = self._token_layers if self._layers else (set(self._pending[0].tokens) if self._pending else None)
+        if known is not None and set(tokens) != known:
+            raise CKAProbeError(f"{self.path}: batch {self._batch_index} has token ids for other layers "
+                                "than the first batch")
+        for key, ids in tokens.items():
+            if ids.shape != (len(acts[key][0]),):
+                raise CKAProbeError(f"{self.path}: layer {layer_group(*key)}: {ids.shape} token ids for "
+                                    f"{len(acts[key][0])} rows")
 
     def _check_columns(self, columns: Mapping[str, list]) -> None:
         stored = set(self._file["utterances"]) if self.n_utterances else None
@@ -275,27 +300,28 @@ class StoreWriter:
             return
         n0 = self.n_utterances
         if not self._layers:
-            self._create_layers(pending[0].widths)
+            self._create_layers(pending[0].widths, set(pending[0].tokens))
         self._append_columns(n0, {name: [v for b in pending for v in b.columns[name]] for name in pending[0].columns})
         for key in self._layers:
             rows, lengths, means = (np.concatenate([b.layers[key][i] for b in pending]) for i in range(3))
-            self._append_layer(key, n0, rows, lengths, means)
+            tokens = np.concatenate([b.tokens[key] for b in pending]) if key in self._token_layers else None
+            self._append_layer(key, n0, rows, lengths, means, tokens)
         self._file.flush()
         self._file.attrs["n_utterances"] = n0 + sum(len(b.columns["ids"]) for b in pending)
         self._file.attrs["n_batches"] = self.n_batches + len(pending)
         self._file.flush()
 
-    def _create_layers(self, widths: Mapping[LayerKey, int]) -> None:
+    def _create_layers(self, widths: Mapping[LayerKey, int], token_layers: set[LayerKey]) -> None:
         streams: dict[str, list[str]] = {}
         for (stream, layer), dim in widths.items():
             streams.setdefault(stream, []).append(layer)
-            self._create_layer(layer_group(stream, layer), dim)
+            self._create_layer(layer_group(stream, layer), dim, (stream, layer) in token_layers)
         for stream, layers in streams.items():
             self._file[stream].attrs.update(encode_attrs({"layers": layers}))
         self._file.attrs["streams"] = json.dumps(list(streams))
-        self._layers = dict(widths)
+        self._layers, self._token_layers = dict(widths), set(token_layers)
 
-    def _create_layer(self, group: str, dim: int) -> None:
+    def _create_layer(self, group: str, dim: int, with_tokens: bool) -> None:
         filters = {"compression": self.compression, "fletcher32": True,
                    "shuffle": self.compression is not None}
         g = self._file.create_group(group)
@@ -304,6 +330,8 @@ class StoreWriter:
         g.create_dataset("mean", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
                          chunks=(chunk_rows(dim, 4), dim), **filters)
         g.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(16384,))
+        if with_tokens:
+            g.create_dataset("tokens", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(16384,))
 
     def _append_columns(self, n0: int, columns: Mapping[str, list]) -> None:
         group = self._file["utterances"]
@@ -315,12 +343,14 @@ class StoreWriter:
             _grow(group[name], n0, column)
 
     def _append_layer(self, key: LayerKey, n0: int, rows: np.ndarray, lengths: np.ndarray,
-                      means: np.ndarray) -> None:
+                      means: np.ndarray, tokens: np.ndarray | None) -> None:
         g = self._file[layer_group(*key)]
         start = int(g["offsets"][n0])
         _grow(g["offsets"], n0 + 1, start + np.cumsum(lengths))
         _grow(g["data"], start, rows)
         _grow(g["mean"], n0, means)
+        if tokens is not None:
+            _grow(g["tokens"], start, tokens)
 
     # -- ending ------------------------------------------------------------
     def finish(self) -> Path:
