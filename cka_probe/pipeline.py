@@ -11,6 +11,12 @@ The run directory is laid out by stage::
     report.md                                the findings in numbers, with the figures
     stages.csv                               what each stage did and how long it took
 
+With ``models`` (``--model LANG:ROLE=MODEL``) a role of a language is a model
+the user brings (a Hugging Face folder, a ``.pt`` or ``FILE.py:FUNCTION``):
+it is not trained, has no CER stage, and is extracted over ``test.jsonl``
+with its role recorded in the store (only ``test.jsonl`` is then needed
+when every role of that language is brought).
+
 Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
 output and renames it on success, so an output that exists is complete and its
 stage is skipped; an interrupted stage leaves only the partial path, which the
@@ -181,10 +187,11 @@ def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, dev
     evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
 
 
-def extract_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, device: str) -> None:
-    from cka_probe.extract.asr import extract_checkpoint
+def extract_action(partial: Path, *, ckpt: Path | str, manifest: Path, name: str, device: str,
+                   role: str | None = None) -> None:
+    from cka_probe.extract.models import extract_model
 
-    extract_checkpoint(ckpt, manifest, partial / f"{name}.h5", device=device)
+    extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role)
 
 
 def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int) -> None:
@@ -216,26 +223,32 @@ def _on_available_device(scale: Scale) -> Scale:
 
 
 # -- the plan -----------------------------------------------------------------------------------------------------
-def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None) -> dict[str, Path]:
+def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None,
+               models: dict[tuple[str, str], str]) -> dict[str, Path]:
     """Where each language's train/valid/test manifests are: the user's folders or ``data/<lang>``."""
     dirs = {lang: (data or {}).get(lang, run_dir / "data" / lang) for lang in langs}
+    for (lang, role), model in models.items():
+        if lang not in (data or {}):
+            raise CKAProbeError(f"--model {lang}:{role}={model}: give the manifests of {lang} with --data {lang}=DIR")
     for lang, folder in (data or {}).items():
         if lang not in langs:
             raise CKAProbeError(f"--data {lang}={folder}: {lang} is not among --lang {' '.join(langs)}")
-        for split in ("train", "valid", "test"):
+        brought = all((lang, m) in models for m in MODELS)
+        for split in ("test",) if brought else ("train", "valid", "test"):
             if not (folder / f"{split}.jsonl").exists():
                 raise CKAProbeError(f"--data {lang}={folder}: no {split}.jsonl in that folder")
     return dirs
 
 
 def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, Path] | None = None,
-         n: int | None = None, seed: int = 0) -> list[Stage]:  # fmt: skip
-    """The stages of a reproduction, in order."""
-    dirs = _data_dirs(run_dir, langs, data)
+         n: int | None = None, seed: int = 0, models: dict[tuple[str, str], str] | None = None) -> list[Stage]:
+    """The stages of a reproduction, in order; ``models`` maps (language, role) to a model the user brings."""
+    models = models or {}
+    dirs = _data_dirs(run_dir, langs, data, models)
     scale = _on_available_device(scale)
     stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "n": n or scale.n, "seed": seed})
               for lang in langs if lang not in (data or {})]  # fmt: skip
-    ckpt = {(lang, m): run_dir / "checkpoints" / lang / m for lang in langs for m in MODELS}
+    ckpt = {(lang, m): run_dir / "checkpoints" / lang / m for lang in langs for m in MODELS if (lang, m) not in models}
     for (lang, m), folder in ckpt.items():
         # each model its own initialisation, so that CKA between models is not inherited from a shared start
         model_seed = seed + list(MODELS).index(m)
@@ -247,6 +260,10 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
                             parallel="score"))  # fmt: skip
         stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action, common,
                             parallel="score"))  # fmt: skip
+    for (lang, m), model in models.items():
+        brought = {"ckpt": model, "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device, "role": m}
+        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action,
+                            brought, parallel="score"))
     return stages + [
         Stage("tables", run_dir / "tables", tables_action, {"run_dir": run_dir, "scale": scale, "seed": seed}),
         Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
@@ -256,7 +273,7 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
 
 def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
               n: int | None = None, seed: int = 0, jobs: int = 2, epochs: int | None = None,
-              train_minutes: float | None = None) -> Path:  # fmt: skip
+              train_minutes: float | None = None, models: dict[tuple[str, str], str] | None = None) -> Path:  # fmt: skip
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
     ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
@@ -264,7 +281,8 @@ def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[s
     user's ``train.jsonl``, ``valid.jsonl`` and ``test.jsonl``. ``jobs``
     trainings run side by side with one thread each. ``epochs`` replaces the
     config's number of epochs (for every model); ``train_minutes`` caps each
-    training's wall time.
+    training's wall time. ``models`` maps ``(language, role)`` to a model the
+    user brings instead of training one (see the module docstring).
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -272,5 +290,5 @@ def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[s
     run_dir.mkdir(parents=True, exist_ok=True)
     chosen = replace(SCALES[scale], **{k: v for k, v in (("epochs", epochs), ("train_minutes", train_minutes))
                                        if v is not None})
-    run_stages(plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed), run_dir, jobs=jobs)
+    run_stages(plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed, models=models), run_dir, jobs=jobs)
     return run_dir / "report.md"

@@ -12,7 +12,7 @@ SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|ko|>", "<|tra
             "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
 
 
-def whisper_folder(folder: Path, *, conditional: bool = True) -> Path:
+def whisper_folder(folder: Path, *, conditional: bool = True, seed: int = 0) -> Path:
     """A 2+2-layer Whisper (d 32) with a byte-level tokenizer, multilingual prompt, and its feature extractor."""
     import torch
     from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
@@ -27,7 +27,7 @@ def whisper_folder(folder: Path, *, conditional: bool = True) -> Path:
                            decoder_ffn_dim=64, max_target_positions=64, pad_token_id=vocab["<|endoftext|>"],
                            eos_token_id=vocab["<|endoftext|>"], bos_token_id=vocab["<|endoftext|>"],
                            decoder_start_token_id=vocab["<|startoftranscript|>"])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = (WhisperForConditionalGeneration if conditional else WhisperModel)(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

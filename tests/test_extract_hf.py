@@ -203,3 +203,31 @@ def test_layers_prints_the_model_own_names(whisper, capsys):
     chosen = [line.split()[1] for line in lines if line.startswith("*")]
     assert chosen == ["model.encoder.layers.0", "model.encoder.layers.1", "model.decoder.layers.0",
                       "model.decoder.layers.1"]
+
+
+def test_reproduce_runs_the_study_on_three_brought_whisper_models(tmp_path):
+    """Three Whisper "fine-tunes" (random seeds) as SSO, MSO and DO: extraction with roles, tables, report."""
+    from cka_probe.pipeline import reproduce
+
+    data = tmp_path / "data"
+    manifest = noise_corpus(data, SECONDS * 2, texts=TEXTS * 2)
+    manifest.rename(data / "test.jsonl")
+    models = {("en", role): str(whisper_folder(tmp_path / role, seed=k)) for k, role in enumerate(("sso", "mso", "do"))}
+    report = reproduce(["en"], "tiny", tmp_path / "run", data={"en": data}, models=models, jobs=1)
+    assert report.exists() and not (tmp_path / "run" / "checkpoints").exists()
+    with ActivationStore(tmp_path / "run" / "activations" / "en" / "mso.h5") as store:
+        assert store.attrs["role"] == "mso" and store.attrs["adapter"] == "whisper"
+    table = (tmp_path / "run" / "tables" / "cross_task.csv").read_text()
+    assert "model.encoder.layers.1" in table and "model.decoder.layers.1" in table
+
+
+def test_bare_whisper_model_and_audio_longer_than_the_window(tmp_path):
+    folder = whisper_folder(tmp_path / "bare", conditional=False)
+    manifest = noise_corpus(tmp_path / "data", [0.4, 0.6], texts=TEXTS[:2])
+    with ActivationStore(extract_model(folder, manifest, tmp_path / "a.h5")) as store:
+        assert store.layers("encoder") == ["encoder.layers.0", "encoder.layers.1"]
+        assert store.layers("decoder/meaning") == ["decoder.layers.0", "decoder.layers.1"]
+        assert store.row_counts("encoder", "encoder.layers.1").tolist() == [20, 30]  # ⌈S / 320⌉
+    long = noise_corpus(tmp_path / "long", [30.5], texts=TEXTS[:1])
+    with pytest.raises(CKAProbeError, match=r"u0\.wav: utterance 'u0' lasts 30\.50 s, longer than Whisper's 30-second"):
+        extract_model(folder, long, tmp_path / "b.h5")

@@ -5,7 +5,9 @@ comparisons"): SSO and MSO, the single-output models trained on the surface
 and the meaning transcripts, and DO, the dual-output model with one shared
 encoder and the two decoders SDO (surface) and MDO (meaning). A store records
 ``arch`` (``so`` | ``do``), ``tasks`` and ``language`` in its root attributes;
-this module turns those attributes into roles and checks that every language
+a store of any other model (a Hugging Face folder, a Python adapter) records
+its role as ``role`` (``cka-probe extract --role sso|mso|do``), which wins.
+This module turns those attributes into roles and checks that every language
 has exactly one model of each role.
 """
 
@@ -40,6 +42,11 @@ def role_of(attrs: Mapping[str, Any], source: str) -> str:
 
     ``source`` (a file name) only serves the error message.
     """
+    role = str(attrs.get("role") or "")
+    if role:
+        if role not in ROLES:
+            raise CKAProbeError(f"{source}: role {role!r} is none of {', '.join(ROLES)}")
+        return role
     arch, tasks = str(attrs.get("arch", "")), _tasks(attrs)
     if arch == "do" and set(tasks) == {"surface", "meaning"}:
         return "do"
@@ -47,7 +54,8 @@ def role_of(attrs: Mapping[str, Any], source: str) -> str:
         return "sso" if tasks == ("surface",) else "mso"
     raise CKAProbeError(
         f"{source}: cannot tell the model's role from arch={arch!r}, tasks={list(tasks)!r} "
-        "(expected arch 'so' with tasks ['surface'] or ['meaning'], or arch 'do' with both)"
+        "(expected arch 'so' with tasks ['surface'] or ['meaning'], or arch 'do' with both, "
+        "or a role recorded by cka-probe extract --role)"
     )
 
 
