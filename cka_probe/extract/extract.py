@@ -77,11 +77,11 @@ def stream_tokens(tokens: Mapping[str, torch.Tensor], lengths: Lengths,
     """The input token id of every stored row, per decoder stream: ``(B, U) -> (sum L,)`` int64."""
     cut = {}
     for stream, ids_in in tokens.items():
-        steps = ids_in.shape[1]
         valid = _stream_lengths(lengths, stream)
-        valid = torch.full((len(ids),), steps) if valid is None else valid.to(ids_in.device, torch.int64)
-        cut[stream] = ids_in[torch.arange(steps, device=ids_in.device)[None, :] < valid[:, None]].cpu().numpy()
-    return {stream: ids_in.astype(np.int64) for stream, ids_in in cut.items()}
+        steps = torch.arange(ids_in.shape[1], device=ids_in.device)
+        keep = steps[None, :] < (ids_in.shape[1] if valid is None else valid.to(ids_in.device)[:, None])
+        cut[stream] = ids_in[keep].to(torch.int64).cpu().numpy()
+    return cut
 
 
 def _to_device(value: object, device: torch.device) -> object:

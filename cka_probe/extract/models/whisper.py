@@ -102,7 +102,11 @@ class WhisperAdapter(Adapter):
                 raise CKAProbeError(f"{self.folder}: language {language!r}: {err}") from None
         else:
             tok.set_prefix_tokens(language=None, task=None, predict_timestamps=False)
-        return list(tok.prefix_tokens)
+        prompt = list(tok.prefix_tokens)
+        if len(prompt) != self.prompt_length:
+            raise CKAProbeError(f"{self.folder}: the tokenizer's prompt {tok.convert_ids_to_tokens(prompt)} is not the "
+                                f"{self.prompt_length} tokens of a {'multi' if self.multilingual else 'mono'}lingual Whisper")
+        return prompt
 
     def select(self, name: str, output: object) -> torch.Tensor:
         """Decoder outputs from the prompt's last position on (see the module docstring)."""
