@@ -40,7 +40,7 @@ def whisper_folder(folder: Path, *, conditional: bool = True, seed: int = 0) -> 
 
 def wav2vec2_folder(folder: Path, *, family: str = "wav2vec2", norm: str = "group", ctc: bool = False,
                     preprocessor: bool = True) -> Path:
-    """A 2-layer wav2vec2/HuBERT (d 32, CNN of 3 layers) with group or layer norm."""
+    """A 2-layer wav2vec2/HuBERT/WavLM/data2vec-audio (d 32, CNN of 3 layers) with group or layer norm."""
     import torch
     import transformers as T
 
@@ -48,9 +48,13 @@ def wav2vec2_folder(folder: Path, *, family: str = "wav2vec2", norm: str = "grou
                   conv_dim=(16, 16, 16), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3), num_conv_pos_embeddings=16,
                   num_conv_pos_embedding_groups=2, feat_extract_norm=norm, do_stable_layer_norm=norm == "layer",
                   vocab_size=12)
-    config = {"wav2vec2": T.Wav2Vec2Config, "hubert": T.HubertConfig}[family](**common)
+    configs = {"wav2vec2": T.Wav2Vec2Config, "hubert": T.HubertConfig, "wavlm": T.WavLMConfig,
+               "data2vec-audio": T.Data2VecAudioConfig}
+    config = configs[family](**common)
     heads = {("wav2vec2", False): T.Wav2Vec2Model, ("wav2vec2", True): T.Wav2Vec2ForCTC,
-             ("hubert", False): T.HubertModel, ("hubert", True): T.HubertForCTC}
+             ("hubert", False): T.HubertModel, ("hubert", True): T.HubertForCTC,
+             ("wavlm", False): T.WavLMModel, ("wavlm", True): T.WavLMForCTC,
+             ("data2vec-audio", False): T.Data2VecAudioModel, ("data2vec-audio", True): T.Data2VecAudioForCTC}
     torch.manual_seed(0)
     heads[(family, ctc)](config).save_pretrained(folder)
     if preprocessor:

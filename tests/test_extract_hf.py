@@ -86,16 +86,18 @@ def test_whisper_rows_equal_the_model_alone(whisper, tmp_path):
 
 
 @pytest.mark.parametrize(("family", "norm", "ctc"), [("wav2vec2", "group", False), ("wav2vec2", "layer", True),
-                                                     ("hubert", "group", True)])
+                                                     ("hubert", "group", True), ("wavlm", "group", False),
+                                                     ("data2vec-audio", "layer", False)])
 def test_wav2vec2_family_rows_equal_the_model_alone(audio, tmp_path, family, norm, ctc):
     from transformers import AutoModel, AutoModelForCTC
 
     folder = wav2vec2_folder(tmp_path / "model", family=family, norm=norm, ctc=ctc)
     out = extract_model(folder, audio, tmp_path / "a.h5", batch_size=3)
     model = (AutoModelForCTC if ctc else AutoModel).from_pretrained(folder).eval()
-    base, prefix = model.base_model, (f"{family}." if ctc else "")
+    base, prefix = model.base_model, (f"{model.base_model_prefix}." if ctc else "")
     with ActivationStore(out) as store, torch.no_grad():
-        assert store.attrs["padding"].startswith("attention" if norm == "layer" else "equal-length")
+        padded = norm == "layer" and family != "data2vec-audio"  # its stacked positional convs see the padding
+        assert store.attrs["padding"].startswith("attention" if padded else "equal-length")
         for uid in store.ids:
             wave = torch.tensor(soundfile.read(audio.parent / f"{uid}.wav", dtype="float32")[0])
             x = ((wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7))[None]  # do_normalize
@@ -124,13 +126,17 @@ def test_rows_do_not_depend_on_the_batch_size(audio, tmp_path, norm):
                                            atol=2e-5, rtol=1e-4)
 
 
-def test_padding_check_fires_on_a_padding_sensitive_model(audio, tmp_path, monkeypatch):
-    """A group-norm wav2vec2 batched with padding (no buckets) normalises over the padding too."""
+@pytest.mark.parametrize(("family", "norm", "layer"), [("wav2vec2", "group", "feature_extractor"),
+                                                      ("data2vec-audio", "layer", "encoder.layers.0")])
+def test_padding_check_fires_on_a_padding_sensitive_model(audio, tmp_path, monkeypatch, family, norm, layer):
+    """Batched with padding (no buckets): a group-norm wav2vec2 normalises over the padding too; data2vec-audio's
+    stacked positional convolutions carry it into the valid frames even with its attention mask."""
     from cka_probe.extract.models import base, wav2vec2
 
-    folder = wav2vec2_folder(tmp_path / "model", norm="group")
+    folder = wav2vec2_folder(tmp_path / "model", family=family, norm=norm)
     monkeypatch.setattr(wav2vec2, "equal_length_buckets", lambda rows, lengths, size: base.in_order(rows, size))
-    with pytest.raises(CKAProbeError, match=r"model: padding changes layer feature_extractor .* utterance 'u0'"):
+    monkeypatch.setattr(wav2vec2, "UNPADDED", ())
+    with pytest.raises(CKAProbeError, match=rf"model: padding changes layer {layer} .* utterance 'u0'"):
         extract_model(folder, audio, tmp_path / "a.h5", batch_size=3)
     assert not (tmp_path / "a.h5").exists() and not (tmp_path / "a.h5.partial").exists()
 

@@ -12,7 +12,11 @@ GroupNorm normalises over the whole input, padding included, and such models
 must not get an attention mask. They are batched without padding: utterances
 of equal sample count share a batch (buckets in order of first appearance),
 the others run one at a time. Layer-norm variants are padded and get their
-attention mask. Input values follow the folder's feature extractor
+attention mask, except data2vec-audio: its positional embedding is a stack of
+convolutions, and from the second one on the frames past an utterance's end
+hold the first one's output rather than zeros, so valid frames near the end
+change with padding (the padding self-check finds it); it is batched like the
+group-norm models. Input values follow the folder's feature extractor
 (``do_normalize``: zero mean, unit variance per utterance over its samples).
 """
 
@@ -30,6 +34,8 @@ from cka_probe.extract.models.hf import (architecture, base_prefix, feature_extr
                                         require_transformers)
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
+UNPADDED = ("data2vec-audio",)
+"""Model types batched without padding whatever their feature-encoder norm (see the module docstring)."""
 
 
 def equal_length_buckets(rows: Sequence[dict], lengths: Sequence[int], batch_size: int) -> Iterator[list[dict]]:
@@ -47,7 +53,7 @@ class Wav2Vec2Adapter(Adapter):
     def __init__(self, folder: str | Path, config: dict):
         transformers = require_transformers(folder)
         self.folder, self.config, self.name = Path(folder), config, str(folder)
-        self.padded = config.get("feat_extract_norm", "layer") == "layer"
+        self.padded = config.get("feat_extract_norm", "layer") == "layer" and config["model_type"] not in UNPADDED
         self.features = feature_extractor(folder, transformers.Wav2Vec2FeatureExtractor, do_normalize=True,
                                           sampling_rate=16000, return_attention_mask=self.padded)
         self.model_class = transformers.AutoModelForCTC if architecture(config).endswith("ForCTC") else \
