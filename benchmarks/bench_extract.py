@@ -180,7 +180,7 @@ def bench_hf_extraction(n: int, tmp: Path, repeats: int, dtype: str, device: str
     plain()
     t_plain, t_extract, median = interleaved_best(repeats, plain, extraction)
     print(f"extract (HF): {n} utterances, Whisper-base-sized random model on {device}, "
-          f"{sum(map(len, streams.values()))} layer streams")
+          f"{sum(map(len, streams.values()))} layers over its three streams")
     print(f"  plain forward {t_plain:.2f} s   extract {t_extract:.2f} s   ratio {t_extract / t_plain:.2f}x "
           f"(median of {repeats} pairs {median:.2f}x; target <= 1.25x)")
     return t_extract / t_plain
