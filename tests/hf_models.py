@@ -15,8 +15,14 @@ SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|ko|>", "<|tra
 def whisper_folder(folder: Path, *, conditional: bool = True, seed: int = 0) -> Path:
     """A 2+2-layer Whisper (d 32) with a byte-level tokenizer, multilingual prompt, and its feature extractor."""
     import torch
-    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperModel, WhisperTokenizer)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperModel,
+        WhisperTokenizer,
+    )
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}

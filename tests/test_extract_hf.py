@@ -54,7 +54,11 @@ def _rows(store: ActivationStore, stream: str, layer: str, uid: str) -> np.ndarr
 
 
 def test_whisper_rows_equal_the_model_alone(whisper, tmp_path):
-    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
+    from transformers import (
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
 
     folder, manifest = whisper
     out = extract_model(folder, manifest, tmp_path / "w.h5", batch_size=3)
@@ -195,7 +199,7 @@ def test_missing_preprocessor_warns_once_and_uses_defaults(audio, tmp_path):
 
 
 def test_without_transformers_a_folder_is_a_one_line_error(whisper, monkeypatch, capsys):
-    folder, manifest = whisper
+    folder, _ = whisper
     monkeypatch.setitem(sys.modules, "transformers", None)
     assert main(["layers", str(folder)]) == 2
     err = capsys.readouterr().err.strip()

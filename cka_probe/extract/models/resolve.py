@@ -6,7 +6,10 @@ from pathlib import Path
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.models.base import Adapter
-from cka_probe.extract.models.python_adapter import is_python_adapter, load_python_adapter
+from cka_probe.extract.models.python_adapter import (
+    is_python_adapter,
+    load_python_adapter,
+)
 
 
 def resolve(model: str | Path) -> Adapter:
