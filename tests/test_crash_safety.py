@@ -113,6 +113,32 @@ def test_a_store_killed_while_finishing_stays_complete(extraction):
     assert "acts.h5: already complete" in harness.tail()
 
 
+def merge_small_shards(shards: list[str], out: str) -> None:
+    """The merge of ``torchrun`` rank shards, two utterances a block (a harness target)."""
+    from cka_probe.store import merge_stores
+
+    merge_stores(shards, out, block=2)
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_a_merge_of_rank_shards_killed_at_any_crash_point_finishes_bitwise(tmp_path, sweep):
+    from functools import partial
+
+    from test_store import random_batches, write_store
+
+    batches = random_batches(3, batch=2)
+    shards = [str(write_store(tmp_path / "s0.h5", batches[:1])), str(write_store(tmp_path / "s1.h5", batches[1:]))]
+    out = tmp_path / "merged.h5"
+    harness = Harness(partial(merge_small_shards, shards, str(out)), tmp_path / "work",
+                      env={"CKA_PROBE_COMMIT_BYTES": "1"})
+    points = harness.points()
+    reference = contents(out)
+    for k in chosen(points, sweep, k=3):
+        reset(out, partial_path(out))
+        harness.kill_and_finish(k)
+        assert_same_store(out, reference)
+
+
 # -- training ------------------------------------------------------------------------------------------------------
 def checkpoint_state(path: Path) -> dict:
     """A checkpoint's tensors and values, without its wall-clock times."""
