@@ -10,15 +10,14 @@ last committed batch and ends with the same arrays as an uninterrupted run):
    are written and flushed, then ``n_utterances`` and ``n_batches`` are
    recorded in the root attributes and flushed again (the commit). Closing the
    writer, on an error too, commits what it holds;
-3. resuming first validates the partial file against its committed counts
-   (root attributes, every layer's datasets and their shapes, the offsets,
-   and the rows at the commit boundary, whose chunk a later commit rewrites:
-   its Fletcher-32 checksum must hold); a file that fails any check (a kill
-   before the first commit, a torn flush, a truncated file) is discarded with
-   a one-line warning and the extraction starts again. A valid file is
-   truncated back to the committed counts and the run goes on with the next
-   batch; every write starts at a committed position, so whatever a killed
-   commit had written is dropped or overwritten;
+3. resuming validates the partial file's layout against its committed counts
+   (root attributes, every column's and layer's datasets, the offsets) and
+   copies the committed rows into a fresh file that replaces it; reading them
+   back checks their Fletcher-32 checksums. Nothing a kill tore beyond the
+   commit (a chunk, the chunk index, the heap of the id strings) is written
+   to again. A file that cannot be read or validated (a kill before the
+   first commit, a torn flush, a truncated file) is discarded with a
+   one-line warning and the extraction starts again;
 4. a partial file marked complete (killed between finishing and the rename)
    is only renamed; a rerun over a complete store of the same settings does
    nothing, so rerunning a command after any kill finishes it.
