@@ -63,8 +63,8 @@ def save_checkpoint(
 
 def atomic_save(obj: dict[str, Any], path: Path) -> Path:
     """``torch.save`` to a hidden partial file beside ``path``, then rename it over ``path``."""
-    with atomic_output(path, point=f"checkpoint:{path.name}") as tmp:
-        torch.save(obj, tmp)
+    with atomic_output(path, point=f"checkpoint:{path.name}") as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return path
 
 
