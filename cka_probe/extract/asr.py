@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.distributed import rank_device, run_sharded
+from cka_probe.extract.distributed import rank_device, run_sharded, world
 from cka_probe.extract.extract import extract
 from cka_probe.extract.hooks import select_modules
 
@@ -78,11 +78,13 @@ def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | P
                        layers: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
                        device: str = "cpu", batch_size: int = 16, dtype: str = "float32",
                        limit: int | None = None, overwrite: bool = False,
-                       compression: str | None = None) -> Path:
+                       compression: str | None = None, word_spans: bool = False) -> Path:
     """Extract a bundled checkpoint's layers over ``manifest`` into the store ``out``.
 
     Under ``torchrun`` each rank extracts its block of the manifest and rank 0
-    merges the shards (see :mod:`cka_probe.extract.distributed`).
+    merges the shards (see :mod:`cka_probe.extract.distributed`). ``word_spans``
+    also writes the surface words' CTC spans to ``<out>.words.jsonl``
+    (:mod:`cka_probe.asr.word_spans`).
     """
     from cka_probe.asr import load_checkpoint
     from cka_probe.asr.data import ManifestBatches
@@ -111,7 +113,12 @@ def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | P
                            forward=teacher_forced, attrs=attrs, dtype=dtype, compression=compression,
                            device=device, total=stop - start, overwrite=overwrite, progress=progress)
 
-    return run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    stored = run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    if word_spans and world()[0] == 0:
+        from cka_probe.asr.word_spans import sidecar_path, write_word_spans
+
+        write_word_spans(model, ckpt, manifest, sidecar_path(stored), batch_size=batch_size, limit=limit, device=device)
+    return stored
 
 
 def hookable_layers(ckpt_path: str | Path) -> list[tuple[str, str, bool]]:
