@@ -29,6 +29,7 @@ from cka_reference import cka, linear_gram  # noqa: E402
 torch.set_num_threads(1)
 TEXTS = [("he go park", "he goes to the park"), ("she have a cat", "she has a cat"), ("i am here", "i am here"),
          ("dey was late", "they were late"), ("we eat rice", "we ate rice"), ("it good", "it is good")]
+CHANGED = [[1, 2, 3], [1], [], [0, 1], [1], [1]]  # meaning words changed, by hand, as the corpus records them
 
 
 def checkpoint(root: Path, rows: list[dict], arch: str, tasks: tuple[str, ...], variant: str, seed: int) -> Path:
@@ -48,9 +49,10 @@ def stores(tmp_path_factory):
     root = tmp_path_factory.mktemp("words")
     rng = np.random.default_rng(0)
     rows = []
-    for i, (surface, meaning) in enumerate(TEXTS):
+    for i, ((surface, meaning), changed) in enumerate(zip(TEXTS, CHANGED)):
         wavfile.write(root / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
-        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en"})
+        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en",
+                     "changed_words": changed})
     manifest = root / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     do = extract_checkpoint(checkpoint(root, rows, "do", ("surface", "meaning"), "shared", 0), manifest,
@@ -75,6 +77,8 @@ def test_extraction_writes_monotonic_word_spans_that_fit_the_store(stores):
         assert all(w["end"] - w["start"] >= len(w["word"]) for w in words)
         pairs = [p for p in align_words(row["surface"], row["meaning"]) if p.surface is not None]
         assert [(w["op"], w["meaning_index"]) for w in words] == [(p.op, p.meaning) for p in pairs]
+        assert [w["corpus_changed"] for w in words] == [w["op"] != "identical" for w in words]
+    assert [w["corpus_changed"] for w in records["u0"]["words"]] == [False, True, False]
 
 
 def word_means_by_hand(store_path, stream, layer, records, keep):

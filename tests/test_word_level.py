@@ -140,3 +140,19 @@ def test_word_pooling_against_a_hand_computation():
     np.testing.assert_array_equal(pooled, [[1, 2], [(3 + 5 + 7) / 3, (4 + 6 + 8) / 3], [10, 11], [11, 12]])
     with pytest.raises(CKAProbeError, match=r"word 0: frames \[1, 3\) outside utterance 1's 2 frames"):
         pool_words(frames, offsets, [(1, 1, 3)])
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_word_correspondence_agrees_with_the_changed_words_the_corpus_records(lang):
+    """The synthetic corpus's ``changed_words`` (meaning words its rules dropped or respelled) are
+    exactly the meaning words that the alignment leaves without an identical surface word."""
+    spec = synth.language(lang)
+    rng = np.random.default_rng(11)
+    seen, changed_total = set(), 0
+    for _ in range(200):
+        utt = synth.draw_utterance(rng, spec, seen)
+        pairs = [p for p in align_words(utt["surface"], utt["meaning"]) if p.meaning is not None]
+        assert [p.op != "identical" for p in pairs] == [
+            i in utt["changed_words"] for i in range(len(utt["meaning"].split()))], utt
+        changed_total += len(utt["changed_words"])
+    assert changed_total > 200

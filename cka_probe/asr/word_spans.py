@@ -14,8 +14,12 @@ manifest order::
      "words": [{"index": 0, "word": "he", "start": 2, "end": 6, "op": "identical", "meaning_index": 0}, ...]}
 
 ``op`` is ``identical``, ``substituted`` or ``inserted`` (a surface word with
-no meaning word; ``meaning_index`` null). It is written to a temporary name
-and renamed.
+no meaning word; ``meaning_index`` null). When the manifest row records
+``changed_words`` (the meaning words its rules changed, as the synthetic
+corpus does), each word also gets ``corpus_changed``: whether its meaning
+word is one of them (or it has none), the corpus's own account of the
+divergence that ``op`` infers from the text. The file is written to a
+temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -40,13 +44,18 @@ def sidecar_path(store: str | Path) -> Path:
     return store.with_name(store.name + ".words.jsonl")
 
 
-def utterance_words(log_probs: torch.Tensor, surface: str, meaning: str, tokenizer) -> list[dict[str, Any]]:
-    """The sidecar's ``words`` of one utterance; ``log_probs (T, V)`` over its valid frames."""
-    surface, meaning = normalize_text(surface), normalize_text(meaning)
+def utterance_words(log_probs: torch.Tensor, row: dict[str, Any], tokenizer) -> list[dict[str, Any]]:
+    """The sidecar's ``words`` of manifest ``row``; ``log_probs (T, V)`` over its valid frames."""
+    surface, meaning = normalize_text(row["surface"]), normalize_text(row["meaning"])
     pairs = {p.surface: p for p in align_words(surface, meaning) if p.surface is not None}
-    return [{"index": s.index, "word": s.word, "start": s.start, "end": s.end, "op": pairs[s.index].op,
-             "meaning_index": pairs[s.index].meaning}
-            for s in word_spans(log_probs, surface, tokenizer, blank=tokenizer.blank)]
+    words = [{"index": s.index, "word": s.word, "start": s.start, "end": s.end, "op": pairs[s.index].op,
+              "meaning_index": pairs[s.index].meaning}
+             for s in word_spans(log_probs, surface, tokenizer, blank=tokenizer.blank)]
+    if "changed_words" in row:
+        changed = set(row["changed_words"])
+        for word in words:
+            word["corpus_changed"] = word["meaning_index"] is None or word["meaning_index"] in changed
+    return words
 
 
 @torch.no_grad()
@@ -66,7 +75,7 @@ def manifest_word_spans(model, ckpt: dict[str, Any], manifest: str | Path, *, ba
         for b, uid in enumerate(batch["ids"]):
             row, n = next(rows), int(enc_lens[b])
             try:
-                words = utterance_words(log_probs[b, :n], row["surface"], row["meaning"], ckpt["tokenizers"]["surface"])
+                words = utterance_words(log_probs[b, :n], row, ckpt["tokenizers"]["surface"])
             except CKAProbeError as err:
                 raise CKAProbeError(f"{manifest}: utterance {uid}: {err}") from None
             yield {"id": uid, "n_frames": n, "words": words}
