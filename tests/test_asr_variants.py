@@ -50,6 +50,12 @@ STREAMS = {
 }
 
 
+def noise_model_streams(variant):
+    """The default layers of the ``test_extract_asr`` model's variant (2 blocks, 2 decoder layers), and their streams."""
+    decoders = {f"decoder/{t}": [f"decoders.{t}.layers.0", f"decoders.{t}.layers.1"] for t in TASKS}
+    return STREAMS[variant] | decoders
+
+
 def variant_parts(variant):
     model, config, tokenizers, cmvn = small_parts()
     torch.manual_seed(1)
@@ -182,7 +188,7 @@ def test_hard_concrete_gates_match_their_distribution():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_extraction_writes_the_variant_streams(variant, noise_corpus, tmp_path):
+def test_extraction_writes_the_variant_streams(variant, noise_corpus, tmp_path, capsys):
     from cka_probe.extract.asr import extract_checkpoint
 
     ckpt_path, manifest, rows = noise_corpus
@@ -192,6 +198,9 @@ def test_extraction_writes_the_variant_streams(variant, noise_corpus, tmp_path):
     model = build_model(ckpt["config"], "do", TASKS, vocab, variant)
     path = save_checkpoint(tmp_path / "v.pt", model=model, config=ckpt["config"], tokenizers=ckpt["tokenizers"],
                            cmvn=ckpt["cmvn"], epoch=0, metrics={})
+    assert main(["layers", str(path)]) == 0
+    starred = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("*")]
+    assert set(starred) == {name for names in noise_model_streams(variant).values() for name in names}
     out = extract_checkpoint(path, manifest, tmp_path / "v.h5", batch_size=3, limit=4)
     kind = {"split-1": "branch", "shared-private": "private", "sparse-shared": "gated"}[variant]
     with ActivationStore(out) as store:
