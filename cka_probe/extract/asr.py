@@ -100,7 +100,8 @@ def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | P
     tasks = [t for t in tasks if f"decoder/{t}" in streams]
     rows = read_manifest(manifest)[:limit]
     attrs = {"checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha256": file_sha256(ckpt_path),
-             "config": ckpt["config"], "arch": model.arch, "variant": model.variant.name, "tasks": list(model.tasks), "extracted_tasks": tasks,
+             "config": ckpt["config"], "arch": model.arch, "variant": model.variant.name,
+             "tasks": list(model.tasks), "extracted_tasks": tasks,
              "language": rows[0]["language"], "manifest": str(Path(manifest).resolve()),
              "manifest_sha256": file_sha256(manifest), "limit": limit or 0, "batch_size": batch_size,
              "checkpoint_epoch": int(ckpt.get("epoch", -1))}
