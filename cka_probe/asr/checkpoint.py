@@ -16,9 +16,7 @@ Writing is atomic: a temporary file in the same folder, then ``os.replace``.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from torch import nn
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.model import ASRModel, build_model
 from cka_probe.asr.tokenizer import CharTokenizer
+from cka_probe.atomic import atomic_output
 from cka_probe.errors import CKAProbeError
 
 FORMAT_VERSION = 2
@@ -68,16 +67,9 @@ def save_checkpoint(
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """``torch.save`` to a hidden partial file beside ``path``, then rename it over ``path``."""
+    with atomic_output(path, point=f"checkpoint:{path.name}") as tmp:
+        torch.save(obj, tmp)
     return path
 
 

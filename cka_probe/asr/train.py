@@ -18,6 +18,14 @@ decoding per task. ``out_dir`` receives
   the quantity training minimises; less noisy than the CER of a small set);
 - ``log.csv``: one row per epoch (:func:`log_columns`).
 
+Crash safety: each file is written atomically (``cka_probe.atomic``), and
+``last.pt`` is written last in each epoch, so it is the commit: a run killed
+at any moment resumes from the last epoch whose ``last.pt`` was renamed into
+place, trains the lost epoch again and rewrites ``best.pt`` and ``log.csv``
+as an uninterrupted run would have. Rerunning the same command over a folder
+that holds a ``last.pt`` of the same settings resumes it (``overwrite=True``
+starts again); over a finished run it only returns ``best.pt``.
+
 Determinism: a fixed seed fixes initialisation, data order, SpecAugment and
 dropout; results are bitwise repeatable for the same thread count on CPU.
 Parameters, features and losses are float32 (the models' dtype); the lr
@@ -48,6 +56,7 @@ from cka_probe.asr.model import ASRModel, build_model, check_variant
 from cka_probe.asr.schedule import warmup_cosine
 from cka_probe.asr.tokenizer import CharTokenizer
 from cka_probe.asr.variant import DEFAULTS, variant_settings
+from cka_probe.atomic import atomic_write_text
 from cka_probe.data.manifest import read_manifest
 from cka_probe.errors import CKAProbeError
 
@@ -68,6 +77,7 @@ def train(
     meaning_weight: float | None = None,
     max_minutes: float | None = None,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> Path:
     """Train an SO (``task`` surface|meaning) or DO model; returns the path of ``best.pt``.
 
@@ -80,17 +90,26 @@ def train(
     ``max_minutes`` bounds the wall time: after the first epoch the number of
     epochs is cut to what fits, so that the lr decay still completes.
     With ``resume=True`` training continues from ``out_dir/last.pt`` with its
-    config (``epochs`` may be raised to train longer).
+    config (``epochs`` may be raised to train longer); without it, an existing
+    ``last.pt`` is resumed if it was trained with the same config (all but its
+    number of epochs), refused otherwise, and ignored with ``overwrite=True``.
     """
     out_dir = Path(out_dir)
     tasks = tasks_for(arch, task)
-    last = read_checkpoint(out_dir / "last.pt") if resume else None
-    config = resolved_config(last["config"] if last else config, seed=seed, epochs=epochs, lr=lr)
-    check_variant(arch, variant, config["encoder"]["n_layers"])
+    if overwrite:
+        for name in ("last.pt", "best.pt", "log.csv"):
+            (out_dir / name).unlink(missing_ok=True)
+    last = read_checkpoint(out_dir / "last.pt") if resume or (out_dir / "last.pt").is_file() else None
     if last is not None:
         check_resumable(last, arch, tasks, variant, out_dir / "last.pt")
+    if last is not None and not resume:
+        fresh = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
+        check_same_settings(last, fresh, out_dir / "last.pt")
+        print(f"{out_dir / 'last.pt'}: resuming after epoch {last['epoch']}", flush=True)
+    if last is not None:
+        config = resolved_config(last["config"], seed=seed, epochs=epochs, lr=lr)
     else:
-        config = with_variant_settings(with_meaning_weight(config, arch, meaning_weight), variant)
+        config = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
     torch.manual_seed(config["train"]["seed"])
     run = Run.prepare(arch, tasks, config, Path(train_manifest), Path(valid_manifest), last, device, variant)
     return run.fit(out_dir, max_minutes)
@@ -119,6 +138,14 @@ def resolved_config(
     return config
 
 
+def fresh_config(config: str | Path | dict[str, Any], arch: str, variant: str, meaning_weight: float | None,
+                 **overrides: Any) -> dict[str, Any]:
+    """The config a new run saves: overrides, the meaning weight and the variant's resolved settings applied."""
+    config = resolved_config(config, **overrides)
+    check_variant(arch, variant, config["encoder"]["n_layers"])
+    return with_variant_settings(with_meaning_weight(config, arch, meaning_weight), variant)
+
+
 def with_meaning_weight(config: dict[str, Any], arch: str, weight: float | None) -> dict[str, Any]:
     """``loss.do``'s meaning weight set to ``weight`` and its surface weight to ``1 − ctc − weight``."""
     if weight is None:
@@ -145,6 +172,18 @@ def check_resumable(last: dict[str, Any], arch: str, tasks: tuple[str, ...], var
                             f"not {arch} ({variant}) of {list(tasks)}")
     if "optimizer" not in last or "train_state" not in last.get("extra", {}):
         raise CKAProbeError(f"{path}: has no optimizer or training state to resume from")
+
+
+def check_same_settings(last: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """An unasked-for resume needs ``last.pt``'s config to equal ``config`` but for ``train.epochs``."""
+    def without_epochs(c: dict[str, Any]) -> dict[str, Any]:
+        return {**c, "train": {k: v for k, v in c["train"].items() if k != "epochs"}}
+
+    ours, theirs = without_epochs(config), without_epochs(last["config"])
+    for section in sorted(set(ours) | set(theirs)):
+        if ours.get(section) != theirs.get(section):
+            raise CKAProbeError(f"{path}: an interrupted training with another {section!r} config; "
+                                "pass --resume to continue it or --overwrite to start again")
 
 
 def log_columns(tasks: tuple[str, ...], aux: tuple[str, ...] = ()) -> list[str]:
@@ -284,16 +323,16 @@ class Run:
         return means | {f"cer_{t}": percent(sums[f"errors_{t}"], sums[f"chars_{t}"]) for t in self.model.tasks}
 
     def save(self, out_dir: Path, row: dict[str, Any]) -> None:
-        """``last.pt`` (with training state), ``best.pt`` if the validation loss improved, ``log.csv``."""
+        """``best.pt`` if the validation loss improved, ``log.csv``, then ``last.pt`` (the commit, see the module docstring)."""
         improved = row["valid_loss"] < self.best_loss
         self.best_loss = min(self.best_loss, row["valid_loss"])
         state = {"step": self.step, "best_loss": self.best_loss, "log": self.log_rows, "rng": torch.get_rng_state()}
         common = dict(model=self.model, config=self.config, tokenizers=self.tokenizers, cmvn=self.cmvn,
                       epoch=self.epoch, metrics=row)
-        save_checkpoint(out_dir / "last.pt", **common, optimizer=self.optimizer, extra={"train_state": state})
         if improved:
             save_checkpoint(out_dir / "best.pt", **common)
         write_log(out_dir / "log.csv", self.log_rows, log_columns(self.model.tasks, aux_names(self.model)))
+        save_checkpoint(out_dir / "last.pt", **common, optimizer=self.optimizer, extra={"train_state": state})
 
 
 def vocabularies_and_cmvn(
@@ -338,6 +377,4 @@ def write_log(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
     writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text.getvalue(), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text.getvalue(), point="train:log")

@@ -18,14 +18,13 @@ no meaning word; ``meaning_index`` null). When the manifest row records
 ``changed_words`` (the meaning words its rules changed, as the synthetic
 corpus does), each word also gets ``corpus_changed``: whether its meaning
 word is one of them (or it has none), the corpus's own account of the
-divergence that ``op`` infers from the text. The file is written to a
-temporary name and renamed.
+divergence that ``op`` infers from the text. The file is written
+atomically (:mod:`cka_probe.atomic`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import torch
 from cka_probe.analyze.word_alignment import align_words
 from cka_probe.asr.cer import normalize_text
 from cka_probe.asr.forced_align import word_spans
+from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
 
 
@@ -83,17 +83,9 @@ def manifest_word_spans(model, ckpt: dict[str, Any], manifest: str | Path, *, ba
 
 def write_word_spans(model, ckpt: dict[str, Any], manifest: str | Path, out: str | Path, **options) -> Path:
     """Write :func:`manifest_word_spans` to ``out`` (JSON Lines) atomically; returns ``out``."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for record in manifest_word_spans(model, ckpt, manifest, **options):
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    records = manifest_word_spans(model, ckpt, manifest, **options)
+    lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+    return atomic_write_text(out, "".join(lines), point="word-spans")
 
 
 def read_word_spans(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--valid", required=True, help="validation manifest (JSON Lines)")
     parser.add_argument("--config", default="tiny", help="named config (tiny, paper) or a JSON file (default tiny)")
     parser.add_argument("--out", required=True, help="output folder: best.pt, last.pt, log.csv")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/last.pt, also with another number of epochs (a rerun with the "
+                             "same settings resumes without it)")
+    parser.add_argument("--overwrite", action="store_true", help="start again, deleting OUT's checkpoints and log")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
     parser.add_argument("--lr", type=float, default=None, help="override the config's peak learning rate (e.g. 1e-4, 1e-5)")
@@ -37,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    best = train(arch=args.arch, task=args.task, variant=args.variant, train_manifest=args.data, valid_manifest=args.valid,
+    best = train(arch=args.arch, task=args.task, variant=args.variant, train_manifest=args.data,
+                 valid_manifest=args.valid,
                  config=args.config, out_dir=args.out, resume=args.resume, seed=args.seed, epochs=args.epochs,
-                 lr=args.lr, meaning_weight=args.meaning_weight, max_minutes=args.max_minutes, device=args.device)
+                 lr=args.lr, meaning_weight=args.meaning_weight, max_minutes=args.max_minutes, device=args.device,
+                 overwrite=args.overwrite)
     print(f"best checkpoint: {best}")
     return 0

@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cka_probe.asr.cer import ED_BINS, char_errors, corpus_cer, ed_bin
+from cka_probe.atomic import atomic_output, atomic_write_text
 from cka_probe.data import espeak, rules_en, rules_ko, sentences
 from cka_probe.data.manifest import write_manifest
 from cka_probe.errors import CKAProbeError
@@ -127,13 +128,11 @@ def draw_utterance(rng: np.random.Generator, spec: Language, seen: set[str]) -> 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     """16 kHz mono 16-bit PCM WAV, written to a temporary name and renamed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as out:
+    with atomic_output(path, point="synth:wav") as tmp, wave.open(str(tmp), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(espeak.SAMPLE_RATE)
         out.writeframes(samples.astype("<i2").tobytes())
-    os.replace(tmp, path)
 
 
 def render(job: tuple[str, str, espeak.Voice, Path]) -> float:
@@ -218,9 +217,8 @@ def _write_outputs(out: Path, rows: list[dict], splits: list[str], spec: Languag
     for split in ("train", "valid", "test"):
         paths[split] = write_manifest(out / f"{split}.jsonl", [r for r, s in zip(rows, splits) if s == split])
     summary = summarize(rows, splits, spec, voices, seed)
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
+                      point="synth:summary")
     print(format_summary(summary))
     return paths
 
