@@ -249,3 +249,19 @@ def write_config(folder):
     path = folder / "config.json"
     path.write_text(json.dumps(small_config(epochs=1)))
     return path
+
+
+def test_rerun_of_a_variant_resumes_and_another_variant_is_refused(corpus, tmp_path):
+    common = dict(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"], out_dir=tmp_path,
+                  meaning_weight=0.5)
+    config = small_config()
+    del config["variants"]  # the defaults are resolved into the saved config, and a rerun must still match it
+    train(variant="shared-private", config=config, epochs=1, **common)
+    first = read_log(tmp_path / "log.csv")
+    train(variant="shared-private", config=config, epochs=2, **common)
+    log = read_log(tmp_path / "log.csv")
+    assert len(log) == 2 and log[0] == first[0]
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["config"]
+    assert saved["loss"]["do"]["meaning"] == 0.5 and "shared-private" in saved["variants"]
+    with pytest.raises(CKAProbeError, match=r"holds a do \(shared-private\) model"):
+        train(variant="split-1", config=config, epochs=3, **common)
