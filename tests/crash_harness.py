@@ -63,7 +63,9 @@ class Harness:
 
     def __init__(self, target: Callable | Sequence[str], workdir: Path, env: dict[str, str] | None = None):
         self.target, self.workdir = target, Path(workdir)
-        self.env = {"OMP_NUM_THREADS": "1", "CKA_PROBE_CRASH_AT": "", "CKA_PROBE_CRASH_LOG": "", **(env or {})}
+        # no progress bars: their multiprocessing locks are semaphores that a killed child never releases
+        self.env = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "CKA_PROBE_CRASH_AT": "", "CKA_PROBE_CRASH_LOG": "",
+                    **(env or {})}
         self.log = self.workdir / "harness.log"
         self.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -77,7 +79,9 @@ class Harness:
         if child.exitcode is None:
             child.kill()
             raise AssertionError(f"run hung for {TIMEOUT_S} s; see {self.log}")
-        return child.exitcode
+        code = child.exitcode
+        child.close()
+        return code
 
     def points(self) -> list[str]:
         """The crash points of an uninterrupted run (which it leaves in place as the reference)."""

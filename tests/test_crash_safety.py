@@ -340,3 +340,54 @@ def test_reproduce_stages_killed_at_any_crash_point_are_redone(tmp_path, sweep):
             last_run = list(csv.DictReader(f))[-3:]  # the rerun's rows: each stage skipped or done
         assert [row["stage"] for row in last_run] == ["corpus", "evaluate sso", "evaluate do"]
 
+
+
+def noise_corpus(folder: Path) -> Path:
+    """Train/valid/test manifests of short noise recordings with transcripts (a user's data folder)."""
+    from scipy.io import wavfile
+
+    from test_extract_asr import TEXTS
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("valid", 4), ("test", 6)):
+        rows = []
+        for i in range(n):
+            (surface, meaning), uid = TEXTS[i % len(TEXTS)], f"{split}{i}"
+            audio = rng.normal(size=int(16000 * rng.uniform(0.6, 1.0))) * 3000
+            wavfile.write(folder / f"{uid}.wav", 16000, audio.astype(np.int16))
+            rows.append({"id": uid, "audio": f"{uid}.wav", "surface": surface, "meaning": meaning,
+                         "language": "en", "speaker": f"s{i % 3}"})
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def run_outputs(run_dir: Path) -> dict[str, object]:
+    """What a reproduction computed: tables, figures (PNG), stores, checkpoints, the report before its timings."""
+    found: dict[str, object] = {**files(run_dir / "tables"), **files(run_dir / "figures", "*.png"),
+                                **files(run_dir / "cer")}
+    found |= {str(p.relative_to(run_dir)): contents(p) for p in sorted((run_dir / "activations").rglob("*.h5"))}
+    found |= {str(p.relative_to(run_dir)): checkpoint_state(p)["model_state"]
+              for p in sorted((run_dir / "checkpoints").rglob("*.pt"))}
+    found["report.md"] = (run_dir / "report.md").read_text().split("## Stages")[0]
+    return found
+
+
+@pytest.mark.slow
+def test_a_reproduction_killed_at_crash_points_throughout_finishes_bitwise(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    noise_corpus(data)
+    run_dir = tmp_path / "run"
+    harness = Harness(["reproduce", "--lang", "en", "--data", f"en={data}", "--scale", "tiny", "--epochs", "1",
+                       "--jobs", "1", "--out", str(run_dir)], tmp_path / "work")
+    points = harness.points()
+    want = run_outputs(run_dir)
+    print(f"\nreproduce: killing at 8 of its {len(points)} crash points", file=sys.stderr)
+    for k in spread(len(points), 8):
+        reset(run_dir)
+        harness.kill_and_finish(k)
+        got = run_outputs(run_dir)
+        assert got.keys() == want.keys()
+        for key in want:
+            assert_same_values(got[key], want[key], f"{key} after a kill at point {k}")
+        assert not hidden_leftovers(run_dir)

@@ -62,6 +62,7 @@ class Language:
     voice: str
     sentence: Callable[[np.random.Generator], list]
     surface: Callable[[list, frozenset[str]], tuple[str, str]]
+    changed: Callable[[list, frozenset[str]], list[int]]
     rules: dict[str, str]
     exclusive: tuple[frozenset[str], ...]
     rates: tuple[int, int]  # espeak-ng -s range, words per minute
@@ -72,9 +73,9 @@ def language(lang: str) -> Language:
     if lang == "en":
         lexicon = espeak.phonemize(sentences.english_words(), "en-us")
         return Language("en", "en-us", sentences.english_sentence, partial(rules_en.surface, lexicon=lexicon),
-                        rules_en.RULES, rules_en.EXCLUSIVE, (130, 165))
+                        partial(rules_en.changed_words, lexicon=lexicon), rules_en.RULES, rules_en.EXCLUSIVE, (130, 165))
     if lang == "ko":
-        return Language("ko", "ko", sentences.korean_sentence, rules_ko.surface,
+        return Language("ko", "ko", sentences.korean_sentence, rules_ko.surface, rules_ko.changed_words,
                         rules_ko.RULES, rules_ko.EXCLUSIVE, (140, 180))
     raise CKAProbeError(f"unknown language {lang!r}: choose en or ko")
 
@@ -121,7 +122,7 @@ def draw_utterance(rng: np.random.Generator, spec: Language, seen: set[str]) -> 
             if ed_bin(char_errors(meaning, surface)) == target:
                 seen.add(meaning)
                 return {"meaning": meaning, "surface": surface, "speech": speech,
-                        "rules": effective_rules(spec, words, active)}
+                        "rules": effective_rules(spec, words, active), "changed_words": spec.changed(words, active)}
     raise CKAProbeError(f"could not draw a new {spec.code} sentence in edit-distance bin {target}")
 
 
@@ -198,7 +199,8 @@ def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0,
         speaker, voice = voices[int(rng.integers(len(voices)))]
         utt_id = f"{lang}-{i:06d}"
         rows.append({"id": utt_id, "audio": f"wav/{utt_id}.wav", "surface": utt["surface"],
-                     "meaning": utt["meaning"], "language": lang, "speaker": speaker, "rules": utt["rules"]})
+                     "meaning": utt["meaning"], "language": lang, "speaker": speaker, "rules": utt["rules"],
+                     "changed_words": utt["changed_words"]})
         if utt["speech"] != utt["surface"]:
             rows[-1]["phonemes"] = utt["speech"]
         jobs.append((utt["surface"], utt["speech"], voice, out / "wav" / f"{utt_id}.wav"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.distributed import rank_device, run_sharded
+from cka_probe.extract.distributed import rank_device, run_sharded, world
 from cka_probe.extract.extract import extract
 from cka_probe.extract.hooks import select_modules
 from cka_probe.extract.models.base import Adapter, file_sha256
@@ -28,9 +28,10 @@ ROLES = ("sso", "mso", "do")
 
 
 def layer_streams(streams_of: Callable[[str, Sequence[str]], list[str]], model: nn.Module,
-                  patterns: Sequence[str], tasks: Sequence[str]) -> dict[str, list[str]]:
-    """Module names matching ``patterns``, grouped by ``streams_of`` (encoder first, then the tasks' decoders)."""
-    streams: dict[str, list[str]] = {"encoder": []} | {f"decoder/{t}": [] for t in tasks}
+                  patterns: Sequence[str], tasks: Sequence[str],
+                  order: Sequence[str] = ("encoder",)) -> dict[str, list[str]]:
+    """Module names matching ``patterns``, grouped by ``streams_of``; streams in ``order``, then any others."""
+    streams: dict[str, list[str]] = {stream: [] for stream in order}
     for name in select_modules(model, patterns):
         for stream in streams_of(name, tasks):
             streams.setdefault(stream, []).append(name)
@@ -58,20 +59,27 @@ def extract_model(model: str | Path, manifest: str | Path, out: str | Path, *,
                   layers: Sequence[str] | None = None, tasks: Sequence[str] | None = None, device: str = "cpu",
                   batch_size: int = 16, dtype: str = "float32", limit: int | None = None,
                   overwrite: bool = False, compression: str | None = None, padding_check: bool = True,
-                  role: str | None = None) -> Path:
+                  role: str | None = None, word_spans: bool = False) -> Path:
     """Extract ``model``'s layers (a ``.pt``, an HF folder or ``FILE.py:FUNCTION``) over ``manifest`` into ``out``.
 
     ``role`` (``sso`` | ``mso`` | ``do``) is recorded for ``compare --cross-task``
     when the provenance cannot tell it (any model other than a bundled one).
+    ``word_spans`` also writes the surface words' CTC spans to ``<out>.words.jsonl``
+    (bundled checkpoints: :mod:`cka_probe.asr.word_spans`). Under ``torchrun``
+    each rank extracts its block of the manifest and rank 0 merges the shards
+    (:mod:`cka_probe.extract.distributed`).
     """
     from cka_probe.data.manifest import read_manifest
 
     if role is not None and role not in ROLES:
         raise CKAProbeError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
     adapter, device = resolve(model), rank_device(device)
+    if word_spans and not hasattr(adapter, "word_spans"):
+        raise CKAProbeError(f"{adapter.name}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)")
     net = adapter.build(device)
     tasks = _tasks(adapter, tasks)
-    streams = layer_streams(adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks)
+    streams = layer_streams(adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks,
+                            adapter.stream_order(tasks))
     tasks = [t for t in tasks if f"decoder/{t}" in streams]
     rows = read_manifest(manifest, require=adapter.required_fields(tasks))[:limit]
     attrs = {**adapter.attrs(), "extracted_tasks": tasks, "language": str(rows[0].get("language") or ""),
@@ -86,7 +94,10 @@ def extract_model(model: str | Path, manifest: str | Path, out: str | Path, *,
                        attrs=attrs, dtype=dtype, compression=compression, device=device, total=stop - start,
                        overwrite=overwrite, progress=progress)
 
-    return run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    stored = run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    if word_spans and world()[0] == 0:
+        adapter.word_spans(net, manifest, stored, batch_size=batch_size, limit=limit, device=device)
+    return stored
 
 
 def hookable_layers(model: str | Path) -> list[tuple[str, str, bool]]:

@@ -12,6 +12,7 @@ An adapter has four duties:
 
 and, with defaults here, ``tasks`` (decoders it can teacher-force),
 ``streams_of(name, tasks)`` (the streams a layer's output belongs to),
+``stream_order(tasks)`` (the order of the store's streams),
 ``required_fields(tasks)`` (manifest fields the batches need), ``select`` (the
 output selector for tuple outputs), ``padding_tolerance`` and ``attrs()``
 (provenance for the store). Everything else (hooks, the store, resume,
@@ -69,6 +70,10 @@ class Adapter:
     def streams_of(self, name: str, tasks: Sequence[str]) -> list[str]:
         """The streams a layer's output belongs to: the encoder, unless a family says otherwise."""
         return ["encoder"]
+
+    def stream_order(self, tasks: Sequence[str]) -> list[str]:
+        """The store's streams in order: the encoder, then one decoder per task."""
+        return ["encoder", *(f"decoder/{t}" for t in tasks)]
 
     def required_fields(self, tasks: Sequence[str]) -> tuple[str, ...]:
         """Manifest fields the batches read: the audio, and the transcript of each teacher-forced task."""

@@ -3,7 +3,7 @@
 ``FUNCTION()`` (no arguments) returns an object with at least the four duties
 of :mod:`cka_probe.extract.models.base`: ``build(device)``,
 ``default_layers(tasks)``, ``batches(rows, batch_size, tasks)`` and
-``forward(model, batch)``; any of ``name``, ``tasks``, ``streams_of``,
+``forward(model, batch)``; any of ``name``, ``tasks``, ``streams_of``, ``stream_order``,
 ``required_fields``, ``select``, ``padding_tolerance`` and ``attrs`` it also
 has replace the defaults. ``examples/wenet_style_adapter.py`` is a worked example.
 """
@@ -19,7 +19,7 @@ from cka_probe.extract.models.base import Adapter, file_sha256
 
 SPEC = re.compile(r"(?P<file>.+\.py):(?P<function>[A-Za-z_]\w*)\Z")
 DUTIES = ("build", "default_layers", "batches", "forward")
-OPTIONAL = ("name", "tasks", "streams_of", "required_fields", "select", "padding_tolerance")
+OPTIONAL = ("name", "tasks", "streams_of", "stream_order", "required_fields", "select", "padding_tolerance")
 
 
 def is_python_adapter(model: str) -> bool:
