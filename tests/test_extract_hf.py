@@ -206,6 +206,13 @@ def test_without_transformers_a_folder_is_a_one_line_error(whisper, monkeypatch,
     assert "pip install 'cka-probe[hf]'" in err and len(err.splitlines()) == 1
 
 
+def test_word_spans_of_a_hf_model_is_a_one_line_error(whisper, tmp_path, capsys):
+    folder, manifest = whisper
+    assert main(["extract", str(folder), "--data", str(manifest), "--out", str(tmp_path / "a.h5"), "--word-spans"]) == 2
+    assert "--word-spans needs a bundled checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "a.h5").exists()
+
+
 def test_layers_prints_the_model_own_names(whisper, capsys):
     folder, _ = whisper
     assert main(["layers", str(folder)]) == 0

@@ -30,14 +30,8 @@ from torch import nn
 
 from cka_probe.data.audio import audio_length, load_audio
 from cka_probe.extract.models.base import Adapter, Batch, in_order
-from cka_probe.extract.models.hf import (
-    architecture,
-    base_prefix,
-    feature_extractor,
-    plain_settings,
-    provenance,
-    require_transformers,
-)
+from cka_probe.extract.models.hf import (architecture, base_prefix, feature_extractor, plain_settings, provenance,
+                                        require_transformers)
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 UNPADDED = ("data2vec-audio",)

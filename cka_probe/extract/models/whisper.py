@@ -29,14 +29,8 @@ from cka_probe.asr.data import pad_ids
 from cka_probe.data.audio import load_audio
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.models.base import Adapter, Batch, in_order
-from cka_probe.extract.models.hf import (
-    architecture,
-    base_prefix,
-    feature_extractor,
-    plain_settings,
-    provenance,
-    require_transformers,
-)
+from cka_probe.extract.models.hf import (architecture, base_prefix, feature_extractor, plain_settings, provenance,
+                                        require_transformers)
 
 TASKS = ("surface", "meaning")
 MULTILINGUAL_VOCAB = 51865
