@@ -362,10 +362,16 @@ def noise_corpus(folder: Path) -> Path:
 
 
 def run_outputs(run_dir: Path) -> dict[str, object]:
-    """What a reproduction computed: tables, figures (PNG), stores, checkpoints, the report before its timings."""
+    """What a reproduction computed: tables, figures (PNG), stores, checkpoints, the report before its timings.
+
+    Wall-clock fields aside: the checkpoints' ``seconds`` and the stores' ``checkpoint_sha256``.
+    """
     found: dict[str, object] = {**files(run_dir / "tables"), **files(run_dir / "figures", "*.png"),
                                 **files(run_dir / "cer")}
-    found |= {str(p.relative_to(run_dir)): contents(p) for p in sorted((run_dir / "activations").rglob("*.h5"))}
+    for store in sorted((run_dir / "activations").rglob("*.h5")):
+        # a checkpoint retrained after a kill differs in its wall-clock fields, hence in its sha256
+        found[str(store.relative_to(run_dir))] = contents(store)
+        del found[str(store.relative_to(run_dir))]["attrs"]["checkpoint_sha256"]
     found |= {str(p.relative_to(run_dir)): checkpoint_state(p)["model_state"]
               for p in sorted((run_dir / "checkpoints").rglob("*.pt"))}
     found["report.md"] = (run_dir / "report.md").read_text().split("## Stages")[0]
