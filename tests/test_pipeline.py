@@ -145,11 +145,13 @@ def test_compare_figures_and_report_from_small_stores(tmp_path):
     args = ["--cross-task", str(acts), "--cross-lang", "--cer", *cer, "--tables", str(tables), "--n-boot", "30"]
     assert main(["compare", *args, "--n-perm", "10"]) == 0
     assert {p.name for p in tables.iterdir()} == {"cross_task.csv", "cross_lang.csv", "encoder_entanglement.csv",
-                                                  "decoder_departure.csv", "cer.csv", "cer_gaps.csv", "cer.md"}
+                                                  "decoder_departure.csv", "reference_gaps.csv", "cer.csv", "cer_gaps.csv",
+                                                  "cer.md"}
     assert main(["figures", str(tables), "--out", str(tmp_path / "figures")]) == 0
     assert len(list((tmp_path / "figures").glob("*.png"))) == 5 and len(list((tmp_path / "figures").glob("*.pdf"))) == 5
     text = write_report(tmp_path, tmp_path / "report.md").read_text()
-    assert "en surface: SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
+    assert "en surface (n = 8, 1 seed): SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
+    assert "**Training variance was not measured**" in text and "needs two SSO seeds" in text
     assert "the DO encoder is closer to the SSO encoder at layers 0, 1, 2, to the MSO encoder at layers none" in text
     for figure in ("heatmap_encoder", "diagonal_decoder", "cer_gap_by_ed"):
         assert f"(figures/{figure}.png)" in text and (tmp_path / "figures" / f"{figure}.png").exists()
@@ -174,7 +176,7 @@ def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(t
                           for lang, task, so, do, oracle in rows])
     table.to_csv(tmp_path / "cer.csv", index=False)
     (tmp_path / "cer.md").write_text("| table |\n")
-    lines = {line.split(":")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
+    lines = {line.split(" (n =")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
     assert "**Caution:** both models' CER exceeds the oracle CER (12.3 %)" in lines["- en surface"]
     assert "Caution" not in lines["- en meaning"]
 

@@ -44,11 +44,12 @@ def effect_rows(estimates: np.ndarray, draws: np.ndarray, *, interval: Interval,
     and per-seed draws (K, R, m) on shared utterance resamples; ``pooled`` replaces the pooled draws
     (e.g. the difference of two independent samples' pooled draws)."""
     estimates, k = np.atleast_2d(estimates), len(estimates)
-    frames = [pd.DataFrame({"cell": np.arange(estimates.shape[1]), "seed": str(i), "seeds": 1, "seeds_agree": np.nan,
+    frames = [pd.DataFrame({"cell": np.arange(estimates.shape[1]), "seed": str(i), "seeds": 1, "seeds_agree": pd.NA,
                             **_stats(estimates[i], draws[i], interval)}) for i in range(k)]  # fmt: skip
     if pooled is None:
         pooled = pooled_draws(draws, key=key) if draws.shape[1] else draws[0]
     frames.append(pd.DataFrame({"cell": np.arange(estimates.shape[1]), "seed": "all", "seeds": k,
                                 "seeds_agree": signs_agree(estimates),
                                 **_stats(estimates.mean(axis=0), pooled, interval)}))  # fmt: skip
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    return out.astype({"seeds_agree": "boolean"})
