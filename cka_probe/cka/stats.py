@@ -142,11 +142,11 @@ def _linear_interval(x, y, groups, debiased: bool, n_resamples: int, confidence:
         label[rows] = g
     estimate = linear_cka(x, y, debiased=debiased)
     rng = np.random.default_rng(seed)
-    values = np.array([
-        weighted_linear_cka(x, y, np.bincount(rng.integers(0, len(parts), len(parts)), minlength=len(parts))[label],
-                            debiased=debiased)
-        for _ in tqdm(range(n_resamples), desc="bootstrap", leave=False, disable=None)
-    ])  # fmt: skip
+    counts = np.stack([np.bincount(rng.integers(0, len(parts), len(parts)), minlength=len(parts))
+                       for _ in range(n_resamples)])  # (B, groups)
+    chunk = max(1, int(2**24 // (x.shape[1] * y.shape[1] + 2 * len(x))))  # about 128 MB of float64 per chunk
+    values = np.concatenate([weighted_linear_cka(x, y, counts[i:i + chunk][:, label], debiased=debiased)
+                             for i in range(0, n_resamples, chunk)] or [np.empty(0)])  # fmt: skip
     interval = percentile_interval if debiased else (lambda v, level: basic_interval(v, estimate, level))
     low, high = interval(values, confidence)
     return Interval(estimate, float(low), float(high), confidence, n_resamples, len(parts))
