@@ -10,6 +10,11 @@ every method's nominal 95 % interval is checked against the truth. Methods:
 * ``basic``, ``bc``, ``bca``: tie-corrected biased CKA, basic / bias-corrected / BCa interval
 * ``deb-pct``, ``deb-basic``, ``deb-bca``: tie-corrected debiased CKA, percentile / basic / BCa interval
 
+A second table checks the CER-gap interval of ``cka_probe.analyze.cer`` (the
+DO − SO difference of two corpus CERs over the same utterances, a ratio of
+sums): errors are Poisson(length · p · difficulty), the utterance's difficulty
+shared by both models (Gamma, mean 1, so the population gap is 100 (p_DO − p_SO)).
+
 Regimes: one CKA (``cka``) or the difference of two CKAs sharing x (``Δ``);
 n utterances × frames, within-utterance correlation ρ, width d. The binomial
 standard error of a coverage over R data sets is √(0.95 · 0.05 / R) (1.5 points at R = 200).
@@ -89,6 +94,28 @@ def coverage(regime: Regime, reps: int, boot: int, seed: int) -> dict[str, float
     return {m: h / reps for m, h in hits.items()}
 
 
+CER_REGIMES = [(150, 0.08, 0.10), (300, 0.04, 0.045), (50, 0.05, 0.08)]  # utterances, p_SO, p_DO
+
+
+def cer_coverage(n: int, p_so: float, p_do: float, reps: int, boot: int, seed: int) -> dict[str, float]:
+    """Coverage of the percentile, basic and BCa intervals of the DO − SO corpus CER gap (points)."""
+    rng = np.random.default_rng(seed)
+    hits = dict.fromkeys(("percentile", "basic", "bca"), 0)
+    for _ in range(reps):
+        length = rng.integers(10, 60, n).astype(float)
+        difficulty = rng.gamma(2.0, 0.5, n)
+        e_so, e_do = (rng.poisson(length * p * difficulty).astype(float) for p in (p_so, p_do))
+        gap = 100 * (e_do.sum() - e_so.sum()) / length.sum()
+        idx = rng.integers(0, n, (boot, n))
+        draws = 100 * (e_do[idx].sum(1) - e_so[idx].sum(1)) / length[idx].sum(1)
+        jack = 100 * ((e_do.sum() - e_do) - (e_so.sum() - e_so)) / (length.sum() - length)
+        for method, (low, high) in (("percentile", resample.percentile_interval(draws)),
+                                    ("basic", resample.basic_interval(draws, gap)),
+                                    ("bca", resample.bca_interval(draws, gap, jack))):  # fmt: skip
+            hits[method] += int(low <= 100 * (p_do - p_so) <= high)
+    return {m: h / reps for m, h in hits.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=200, help="data sets per regime (default 200)")
@@ -107,6 +134,11 @@ def main() -> None:
         label = f"{kind} n={regime.n}{frames} d={regime.d}"
         print(f"{label:<34}" + "".join(f"{100 * result[m]:>10.1f}%" for m in METHODS)
               + f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
+    print(f"\n{'CER gap regime':<34}{'percentile':>11}{'basic':>11}{'bca':>11}")
+    for k, (n, p_so, p_do) in enumerate(CER_REGIMES):
+        result = cer_coverage(n, p_so, p_do, args.reps, args.boot, args.seed + 100 + k)
+        label = f"n={n} p_SO={p_so} p_DO={p_do}"
+        print(f"{label:<34}" + "".join(f"{100 * v:>10.1f}%" for v in result.values()), flush=True)
 
 
 if __name__ == "__main__":

@@ -300,7 +300,8 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     tables = run_dir / "tables"
     sections = [["# cka-probe report", "",
-                 f"Run directory `{run_dir.name}`. Intervals are 95 % bootstrap intervals over utterances; "
+                 f"Run directory `{run_dir.name}`. Intervals are 95 % bootstrap intervals for the population value "
+                 "(over utterances, and over seeds where several are pooled); "
                  "CER in percent, CER gaps in percentage points "
                  "(DO − SO: positive means multi-task learning hurt).", ""],
                 seeds_section(tables), paper_section(tables), cer_section(tables), gap_section(tables), encoder_section(tables),
