@@ -15,23 +15,30 @@ The run directory is laid out by stage::
 Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
 output and renames it on success, so an output that exists is complete and its
 stage is skipped; an interrupted stage leaves only the partial path, which the
-next run removes and starts again (training alone resumes its ``last.pt``).
+next run removes and starts again (training resumes its ``last.pt`` and
+extraction its store's last commit). A partial path left beside a finished
+output (a kill while it was being moved into place) is removed. Each move is a
+crash point (:mod:`cka_probe.faults`) of the crash-safety tests.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
+from cka_probe.faults import crash_point
 
 MODELS: dict[str, tuple[str, str | None]] = {"sso": ("so", "surface"), "mso": ("so", "meaning"), "do": ("do", None)}
 
@@ -100,6 +107,7 @@ class Stage:
 
 def _publish(stage: Stage) -> None:
     """Move a finished stage's partial output into place (the output itself last)."""
+    crash_point("stage:publish")
     if stage.is_folder:
         os.replace(stage.partial, stage.output)
         return
@@ -109,13 +117,16 @@ def _publish(stage: Stage) -> None:
     for extra in stage.partial.iterdir():
         if extra != main:
             os.replace(extra, stage.output.parent / extra.name)
+            crash_point("stage:publish")
     os.replace(main, stage.output)
+    crash_point("stage:published")
     shutil.rmtree(stage.partial)
 
 
 def run_stage(stage: Stage, threads: int | None = None) -> dict[str, Any]:
     """Run one stage unless its output exists; returns a row of ``stages.csv``."""
     if stage.output.exists():
+        shutil.rmtree(stage.partial, ignore_errors=True)
         return {"stage": stage.name, "status": "skipped", "seconds": 0.0}
     if threads:
         import torch
@@ -131,13 +142,15 @@ def run_stage(stage: Stage, threads: int | None = None) -> dict[str, Any]:
 
 
 def _log(run_dir: Path, row: dict[str, Any]) -> None:
+    """Add ``row`` to ``stages.csv`` (the whole file rewritten atomically, so a kill never tears a line)."""
     path = run_dir / "stages.csv"
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["stage", "status", "seconds"])
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["stage", "status", "seconds"], lineterminator="\n")
+    if not path.exists():
+        writer.writeheader()
+    writer.writerow(row)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    atomic_write_text(path, old + text.getvalue(), point="stages")
     print(f"[{row['status']:>7}] {row['stage']} ({row['seconds']} s)", flush=True)
 
 
@@ -153,13 +166,23 @@ def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None
         while _same_group(stages[i], stages[i + len(group):]):
             group.append(stages[i + len(group)])
         if len(group) > 1 and jobs > 1:
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                for row in pool.map(run_stage, group, [1] * len(group)):
-                    _log(run_dir, row)
+            _run_side_by_side(group, run_dir, jobs)
         else:
             for stage in group:
                 _log(run_dir, run_stage(stage))
         i += len(group)
+
+
+def _run_side_by_side(group: Sequence[Stage], run_dir: Path, jobs: int) -> None:
+    """The stages of one group in ``jobs`` worker processes; a worker that dies is a one-line error."""
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            for row in pool.map(run_stage, group, [1] * len(group)):
+                _log(run_dir, row)
+    except BrokenProcessPool:
+        names = ", ".join(stage.name for stage in group)
+        raise CKAProbeError(f"a worker process of the stages {names} died (killed, or out of memory); "
+                            "rerun the same command to resume") from None
 
 
 def _same_group(first: Stage, rest: Sequence[Stage]) -> bool:
@@ -308,7 +331,7 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
             stages.append(Stage(f"evaluate {lang} {name}", run_dir / "cer" / lang / f"{name}.csv", evaluate_action,
                                 common, parallel="score"))  # fmt: skip
         stages.append(Stage(f"extract {lang} {name}", run_dir / "activations" / lang / f"{name}.h5", extract_action,
-                            common, parallel="score"))  # fmt: skip
+                            common, parallel="score", resumable=True))  # fmt: skip
     return stages + [
         Stage("tables", run_dir / "tables", tables_action, {"run_dir": run_dir, "scale": scale, "seed": seed}),
         Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),

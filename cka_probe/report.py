@@ -17,6 +17,7 @@ import pandas as pd
 
 from cka_probe.analyze.cross_task import CEILING, FLOOR_NAME, POOLED, diagonal
 from cka_probe.asr.cer import ED_BINS
+from cka_probe.atomic import atomic_write_text
 
 
 def _interval(value: float, low: float, high: float, digits: int = 2) -> str:
@@ -306,5 +307,4 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
                  "(DO − SO: positive means multi-task learning hurt).", ""],
                 seeds_section(tables), paper_section(tables), cer_section(tables), gap_section(tables), encoder_section(tables),
                 decoder_section(tables), cross_lang_section(tables), stage_section(run_dir)]  # fmt: skip
-    out.write_text("\n".join(line for section in sections for line in section), encoding="utf-8")
-    return out
+    return atomic_write_text(out, "\n".join(line for section in sections for line in section), point="report")

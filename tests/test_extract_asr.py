@@ -90,8 +90,11 @@ def test_layers_and_info_commands(corpus, tmp_path, capsys):
     argv = ["extract", str(ckpt_path), "--data", str(manifest), "--out", str(out), "--tasks", "meaning",
             "--layers", "encoder.layers.*", "decoders.meaning.layers.1", "--limit", "2"]
     assert main(argv) == 0
-    assert main(argv) == 2
-    assert "so.h5: already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(argv) == 0  # rerunning a finished extraction keeps the store
+    assert "so.h5: already complete" in capsys.readouterr().err
+    assert main([*argv, "--dtype", "float16"]) == 2
+    assert "so.h5: already exists (dtype: 'float32' there, 'float16' now); pass --overwrite" \
+        in capsys.readouterr().err
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "complete, 2 utterances" in text and "stream decoder/meaning: 1 layers" in text

@@ -84,6 +84,26 @@ def test_a_parallel_group_starts_after_the_previous_one_has_ended(tmp_path):
     assert [(tmp_path / f"score{i}" / "seen.txt").read_text() for i in range(3)] == ["all"] * 3
 
 
+def die(partial: Path, *, seconds: float) -> None:
+    """A stage whose worker process is killed (as by the out-of-memory killer)."""
+    import os
+    import signal
+
+    time.sleep(seconds)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_worker_is_a_one_line_error_and_the_rerun_finishes(tmp_path):
+    plan = [pipeline.Stage("train ok", tmp_path / "ok", slow_write, {"seconds": 0.0}, parallel="train"),
+            pipeline.Stage("train dies", tmp_path / "dies", die, {"seconds": 0.5}, parallel="train")]
+    with pytest.raises(CKAProbeError, match="a worker process of the stages train ok, train dies died "
+                                            r"\(killed, or out of memory\); rerun the same command to resume"):
+        pipeline.run_stages(plan, tmp_path, jobs=2)
+    plan[1] = pipeline.Stage("train dies", tmp_path / "dies", slow_write, {"seconds": 0.0}, parallel="train")
+    pipeline.run_stages(plan, tmp_path, jobs=2)
+    assert (tmp_path / "dies").is_dir() and not (tmp_path / ".dies.partial").exists()
+
+
 def test_resumable_stage_keeps_its_partial_folder(tmp_path):
     def keep(partial: Path) -> None:
         CALLS.append(sorted(p.name for p in partial.iterdir()))

@@ -142,3 +142,18 @@ def test_the_report_reads_every_cka_against_the_ceiling_and_the_floor(tmp_path):
            "at layers none, above it at layers 0, 1, 2" in text
     assert "DO-SSO against the seed-to-seed ceiling SSO~SSO′: indistinguishable at layers" in text
     assert "2 seeds" in text and "needs two SSO seeds" not in text
+
+
+def test_an_untrained_checkpoint_extracts_to_the_floor_role(tmp_path):
+    from cka_probe.analyze.roles import role_of, seed_of
+    from cka_probe.asr.train import untrained
+    from cka_probe.data.synth import synthesize
+    from cka_probe.extract.asr import extract_checkpoint
+    from cka_probe.store import ActivationStore
+
+    paths = synthesize(lang="en", n=12, out_dir=tmp_path / "data", seed=0, workers=1, test_n=3)
+    best = untrained(arch="so", task="surface", train_manifest=paths["train"], valid_manifest=paths["valid"],
+                     config="tiny", out_dir=tmp_path / "rand", seed=6)  # fmt: skip
+    extract_checkpoint(best, paths["test"], tmp_path / "rand.h5")
+    with ActivationStore(tmp_path / "rand.h5") as store:
+        assert (role_of(store.attrs, "rand.h5"), seed_of(store.attrs), len(store.ids)) == ("rand", 6, 3)

@@ -13,7 +13,6 @@ Each file is written to a temporary name and renamed, so a table that exists is 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,13 +22,11 @@ from cka_probe.analyze.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.analyze.cross_lang import language_differences
 from cka_probe.analyze.cross_task import cross_task_by_language
 from cka_probe.analyze.summary import decoder_departure, encoder_entanglement, reference_gaps
+from cka_probe.atomic import atomic_write_text
 
 
 def _write(text: str, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text, point="tables")
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cka_probe.asr.cer import normalize_text
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.features import fbank, load_wav
 from cka_probe.asr.specaugment import spec_augment
@@ -98,6 +99,7 @@ class TrainBatches:
         self.ids = [r["id"] for r in rows]
         self.feats = [cmvn(f) for f in feats]
         self.targets = {task: [tok.encode(r[task]) for r in rows] for task, tok in tokenizers.items()}
+        self.diverges = [normalize_text(r["surface"]) != normalize_text(r["meaning"]) for r in rows]
         self.batch_size, self.seed, self.augment = batch_size, seed, spec_augment
 
     def __len__(self) -> int:
@@ -118,6 +120,7 @@ class TrainBatches:
         padded = {task: pad_ids([seqs[i] for i in index], CharTokenizer.ignore_id) for task, seqs in self.targets.items()}
         batch["targets"] = {task: p[0] for task, p in padded.items()}
         batch["target_lens"] = {task: p[1] for task, p in padded.items()}
+        batch["diverges"] = torch.tensor([self.diverges[i] for i in index], dtype=torch.bool)
         return batch
 
 

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", choices=("gzip", "lzf"), help="HDF5 compression of rows")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N utterances")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument("--word-spans", action="store_true",
+                        help="also write OUT.words.jsonl: each surface word's encoder frames from the model's "
+                             "CTC forced alignment, and its meaning counterpart (SSO and DO models)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = extract_checkpoint(args.checkpoint, args.data, args.out, layers=args.layers, tasks=args.tasks,
                              device=args.device, batch_size=args.batch_size, dtype=args.dtype,
-                             limit=args.limit, overwrite=args.overwrite, compression=args.compression)
+                             limit=args.limit, overwrite=args.overwrite, compression=args.compression,
+                             word_spans=args.word_spans)
     print(out)
     return 0

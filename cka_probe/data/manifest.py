@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
 
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "audio", "surface", "meaning", "language")
@@ -57,17 +57,8 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -
     the rows of ``q``. Non-ASCII text is written as UTF-8, not escaped.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(_relative_audio(row, path.parent), ensure_ascii=False) + "\n" for row in rows]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, "".join(lines), point="manifest")
 
 
 def _parse_row(line: str, where: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Extraction of the bundled checkpoints: checkpoint -> model -> manifest batches -> store.
 
 The encoder stream holds ``encoder.embed`` and ``encoder.layers.*`` with the
-model's own ``enc_lens`` as valid lengths; each task gets one teacher-forced
+model's own ``enc_lens`` as valid lengths (a structured DO variant adds its
+task streams ``encoder/<kind>/<task>``, named by ``model.stream_of``, with
+the same lengths); each task gets one teacher-forced
 decoder pass (``<sos>`` + the reference transcript), stored as
 ``decoder/<task>`` with ``ys_in_lens`` as valid lengths. Provenance comes from
 the checkpoint and the manifest (sha256 of both files).
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.distributed import rank_device, run_sharded
+from cka_probe.extract.distributed import rank_device, run_sharded, world
 from cka_probe.extract.extract import extract
 from cka_probe.extract.hooks import select_modules
 
@@ -26,33 +28,29 @@ ENCODER_LAYERS = ("encoder.embed", "encoder.layers.*")
 METADATA_FIELDS = ("surface", "meaning", "language", "speaker")
 
 
-def default_layers(tasks: Sequence[str]) -> list[str]:
-    """Subsampling, every encoder block, and every decoder layer of ``tasks``."""
+def default_layers(tasks: Sequence[str], model: nn.Module | None = None) -> list[str]:
+    """Subsampling, every encoder block (and a variant's task branches: ``model.default_layers``),
+    and every decoder layer of ``tasks``."""
+    if model is not None:
+        return model.default_layers(tasks)
     return [*ENCODER_LAYERS, *(f"decoders.{task}.layers.*" for task in tasks)]
 
 
-def stream_of(name: str, tasks: Sequence[str]) -> str:
-    """``decoders.<task>.…`` -> ``decoder/<task>``; anything else -> ``encoder``."""
-    for task in tasks:
-        if name.startswith(f"decoders.{task}."):
-            return f"decoder/{task}"
-    return "encoder"
-
-
 def layer_streams(model: nn.Module, patterns: Sequence[str], tasks: Sequence[str]) -> dict[str, list[str]]:
-    """Module names matching ``patterns``, grouped by stream (encoder first, then tasks' decoders)."""
-    streams: dict[str, list[str]] = {"encoder": []} | {f"decoder/{t}": [] for t in tasks}
+    """Module names matching ``patterns``, grouped by ``model.stream_of`` (encoder streams first, then tasks' decoders)."""
+    streams: dict[str, list[str]] = {s: [] for s in (*model.encoder_streams(), *(f"decoder/{t}" for t in tasks))}
     for name in select_modules(model, patterns):
-        if name.startswith("decoders.") and stream_of(name, tasks) == "encoder":
+        stream = model.stream_of(name)
+        if stream not in streams:
             raise CKAProbeError(f"layer {name} belongs to a decoder whose task is not extracted (--tasks)")
-        streams[stream_of(name, tasks)].append(name)
+        streams[stream].append(name)
     return {stream: names for stream, names in streams.items() if names}
 
 
 def teacher_forced(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
     """Encode, then one teacher-forced pass per task of ``batch["tasks"]``; returns valid lengths per stream."""
     enc, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
-    lengths = {"encoder": enc_lens}
+    lengths = dict.fromkeys(model.encoder_streams(), enc_lens)
     for task in batch["tasks"]:
         model.decode_teacher_forced(task, enc, enc_lens, batch["ys_in"][task], batch["ys_in_lens"][task])
         lengths[f"decoder/{task}"] = batch["ys_in_lens"][task]
@@ -80,11 +78,13 @@ def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | P
                        layers: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
                        device: str = "cpu", batch_size: int = 16, dtype: str = "float32",
                        limit: int | None = None, overwrite: bool = False,
-                       compression: str | None = None) -> Path:
+                       compression: str | None = None, word_spans: bool = False) -> Path:
     """Extract a bundled checkpoint's layers over ``manifest`` into the store ``out``.
 
     Under ``torchrun`` each rank extracts its block of the manifest and rank 0
-    merges the shards (see :mod:`cka_probe.extract.distributed`).
+    merges the shards (see :mod:`cka_probe.extract.distributed`). ``word_spans``
+    also writes the surface words' CTC spans to ``<out>.words.jsonl``
+    (:mod:`cka_probe.asr.word_spans`).
     """
     from cka_probe.asr import load_checkpoint
     from cka_probe.asr.data import ManifestBatches
@@ -96,11 +96,12 @@ def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | P
     unknown = [t for t in tasks if t not in model.tasks]
     if unknown:
         raise CKAProbeError(f"{ckpt_path}: the model has no {unknown[0]} decoder (tasks: {', '.join(model.tasks)})")
-    streams = layer_streams(model, layers or default_layers(tasks), tasks)
+    streams = layer_streams(model, layers or default_layers(tasks, model), tasks)
     tasks = [t for t in tasks if f"decoder/{t}" in streams]
     rows = read_manifest(manifest)[:limit]
     attrs = {"checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha256": file_sha256(ckpt_path),
-             "config": ckpt["config"], "arch": model.arch, "tasks": list(model.tasks), "extracted_tasks": tasks,
+             "config": ckpt["config"], "arch": model.arch, "variant": model.variant.name,
+             "tasks": list(model.tasks), "extracted_tasks": tasks,
              "language": rows[0]["language"], "manifest": str(Path(manifest).resolve()),
              "manifest_sha256": file_sha256(manifest), "limit": limit or 0, "batch_size": batch_size,
              "checkpoint_epoch": int(ckpt.get("epoch", -1))}
@@ -113,7 +114,12 @@ def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | P
                            forward=teacher_forced, attrs=attrs, dtype=dtype, compression=compression,
                            device=device, total=stop - start, overwrite=overwrite, progress=progress)
 
-    return run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    stored = run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    if word_spans and world()[0] == 0:
+        from cka_probe.asr.word_spans import sidecar_path, write_word_spans
+
+        write_word_spans(model, ckpt, manifest, sidecar_path(stored), batch_size=batch_size, limit=limit, device=device)
+    return stored
 
 
 def hookable_layers(ckpt_path: str | Path) -> list[tuple[str, str, bool]]:
@@ -121,5 +127,5 @@ def hookable_layers(ckpt_path: str | Path) -> list[tuple[str, str, bool]]:
     from cka_probe.asr import load_checkpoint
 
     model, _ = load_checkpoint(ckpt_path)
-    chosen = set(select_modules(model, default_layers(model.tasks)))
+    chosen = set(select_modules(model, default_layers(model.tasks, model)))
     return [(name, type(m).__name__, name in chosen) for name, m in model.named_modules() if name]

@@ -10,6 +10,7 @@ mapping stream -> tensor, or None when every row is valid. Output rows at
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from tqdm import tqdm
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.hooks import LayerCapture, OutputSelector, first_tensor
 from cka_probe.store import StoreWriter
-from cka_probe.store.writer import COMMIT_BYTES
 
 Batch = Mapping[str, object]
 Lengths = torch.Tensor | Mapping[str, torch.Tensor] | None
@@ -112,13 +112,14 @@ def extract(model: nn.Module, batches: Iterable[Batch], *, layers: Sequence[str]
             allow_repeats: bool = False, attrs: Mapping | None = None, dtype: str = "float32",
             compression: str | None = None, device: str | torch.device | None = None,
             limit: int | None = None, total: int | None = None, overwrite: bool = False,
-            commit_bytes: int = COMMIT_BYTES, progress: bool = True) -> Path:
+            commit_bytes: int | None = None, progress: bool = True) -> Path:
     """Run ``model`` over ``batches`` and store the hooked layers' valid rows in ``out``.
 
     ``layers``: glob patterns (all in stream ``encoder``) or a mapping stream -> patterns.
     Resumes an interrupted run of the same settings from its last commit (finished batches are
     written and committed in blocks of ``commit_bytes``; see ``StoreWriter``); returns the path
-    of the complete store.
+    of the complete store. A complete store of the same settings already at ``out`` is kept as
+    it is (the model does not run).
     The model runs in eval mode under ``torch.inference_mode``; ``total`` sizes the progress bar.
     """
     streams = dict(layers) if isinstance(layers, Mapping) else {"encoder": list(layers)}
@@ -128,11 +129,14 @@ def extract(model: nn.Module, batches: Iterable[Batch], *, layers: Sequence[str]
     model.eval()
     try:
         with StoreWriter(out, attrs=run_attrs, dtype=dtype, compression=compression, overwrite=overwrite,
-                             commit_bytes=commit_bytes) as writer, \
+                             commit_bytes=commit_bytes, keep_complete=True) as writer, \
                 LayerCapture(model, streams, select=select, allow_repeats=allow_repeats) as capture, \
                 torch.inference_mode(), \
                 tqdm(total=min(filter(None, (total, limit)), default=None), unit="utt",
                      desc=f"extract {Path(out).name}", disable=not progress) as bar:
+            if writer.done:
+                print(f"{writer.path}: already complete", file=sys.stderr)
+                return writer.path
             done, seen = writer.ids, 0
             for i, batch in enumerate(limited(batches, limit)):
                 ids = list(batch["ids"])

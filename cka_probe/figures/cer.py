@@ -33,9 +33,10 @@ def cer_gap_figure(gaps: pd.DataFrame) -> Figure:
         for k, language in enumerate(languages):
             rows = gaps[(gaps["task"] == task) & (gaps["language"] == language)]
             x = np.array([ED_BINS.index(b) for b in rows["ed_bin"]]) + offsets[k]
-            err = np.vstack([rows["gap"] - rows["ci_low"], rows["ci_high"] - rows["gap"]])
-            ax.errorbar(x, rows["gap"], yerr=err, marker=MARKERS[k % len(MARKERS)], ms=3.5, lw=1, capsize=2,
-                        color=style.colour(k), label=language)  # fmt: skip
+            # the interval as drawn lines, not error bars: an interval need not contain its estimate
+            ax.vlines(x, rows["ci_low"], rows["ci_high"], color=style.colour(k), lw=1)
+            ax.plot(x, rows["gap"], marker=MARKERS[k % len(MARKERS)], ms=3.5, lw=1, color=style.colour(k),
+                    label=language)  # fmt: skip
         ax.axhline(0, color="0.5", lw=0.6, ls="--")
         ax.set_xticks(range(len(ED_BINS)), ED_BINS)
         ax.set_xlabel("surface–meaning edit distance")

@@ -15,14 +15,20 @@ WRITER_KEYS = ("format", "schema_version", "complete", "n_utterances", "n_batche
 
 def merge_stores(paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
                  block: int = 256) -> Path:
-    """Copy the shards ``paths`` (in order) into one store ``out``, arrays unchanged."""
+    """Copy the shards ``paths`` (in order) into one store ``out``, arrays unchanged.
+
+    An interrupted merge resumes after its last committed block.
+    """
     with ActivationStore.open_many(paths) as shards:
         attrs = {k: v for k, v in shards.attrs.items() if k not in WRITER_KEYS and not k.endswith("_version")}
         layers = [(s, layer) for s in shards.streams() for layer in shards.layers(s)]
         metadata = shards.metadata
         with StoreWriter(out, attrs=attrs, dtype=shards.attrs["dtype"],
-                         compression=shards.attrs["compression"] or None, overwrite=overwrite) as writer:
-            for lo in range(0, len(shards.ids), block):
+                         compression=shards.attrs["compression"] or None, overwrite=overwrite,
+                         keep_complete=True) as writer:
+            if writer.done:  # a merge killed after it had finished, before it removed the shards
+                return writer.path
+            for lo in range(writer.n_utterances, len(shards.ids), block):
                 ids = shards.ids[lo: lo + block]
                 acts = {key: (shards.frames(*key, ids)[0], shards.row_counts(*key, ids)) for key in layers}
                 means = {key: shards.means(*key, ids) for key in layers}
