@@ -71,6 +71,8 @@ def cer_section(tables: Path) -> list[str]:
     lines = ["## Recognition: single-output (SO) vs dual-output (DO)", "", (tables / "cer.md").read_text(), ""]
     for r in cer[cer["unit"] == "char"].itertuples(index=False):
         verdict = _direction(r.ci_low, r.ci_high, "MTL made it **worse**", "MTL made it **better**")
+        if not _agree(getattr(r, "seeds_agree", True)) and "interval includes" not in verdict:
+            verdict = "no clear change (the pooled interval excludes 0 but the seeds disagree in sign)"
         seeds = _per_seed(tables, "cer", {"language": r.language, "task": r.task, "unit": "char"}, "gap")
         count = getattr(r, "seeds", 1)
         lines.append(f"- {r.language} {r.task} (n = {r.n}, {count} seed{'s' * (count > 1)}): SO {r.so_cer:.2f} % "
