@@ -3,9 +3,10 @@
 The run directory is laid out by stage::
 
     data/<lang>/{train,valid,test}.jsonl      synthetic corpus (skipped with --data)
-    checkpoints/<lang>/<sso|mso|do>/best.pt  the three models per language
-    cer/<lang>/<sso|mso|do>.csv              per-utterance CER on the test split
-    activations/<lang>/<sso|mso|do>.h5       per-utterance activations on the test split
+    data/<lang>-s<k>/                        the corpus of seed replicate k (only with --resample-corpus)
+    checkpoints/<lang>/<role>[-s<k>]/best.pt  SSO, MSO, DO per language and seed replicate k ≥ 1; rand: untrained
+    cer/<lang>/<role>[-s<k>].csv             per-utterance CER on the test split
+    activations/<lang>/<role>[-s<k>].h5      per-utterance activations on the test split
     tables/*.csv, tables/cer.md              cross-task, cross-language, summary, CER
     figures/*.png|pdf                        heatmaps, diagonal plots, CER gap
     report.md                                the findings in numbers, with the figures
@@ -65,15 +66,21 @@ class Scale:
     train_minutes: float | None = None
     n_boot: int = 200
     n_perm: int = 200
+    test_n: int | None = None
+    ceiling: bool = True
 
 
 SCALES: dict[str, Scale] = {
-    # 2-core CPU, <= 20 min in all: 2 trainings at a time (1 thread each), 3 rounds of about 4 min
-    # (the tiny config's 10 epochs).
-    "tiny": Scale(n=1500, config="tiny", device="cpu"),
+    # 2-core CPU, <= 20 min in all: 2 trainings at a time (1 thread each), 8 trainings of 3.4-5.6 min (the tiny
+    # config's 10 epochs; the 7th and 8th are the second SSO seed per language, for the ceiling), about 16.6 min
+    # when the longest start first; 300 test utterances per language (evaluation and extraction take seconds,
+    # the tables' cost grows with n²).
+    "tiny": Scale(n=1650, config="tiny", device="cpu", test_n=300),
     # the paper's Conformer (12 encoder layers), 50 epochs, on one GPU
     "paper": Scale(n=20000, config="paper", device="cuda", n_boot=1000, n_perm=1000),
 }
+FLOOR = "rand"
+"""The untrained model (the SSO architecture) of the random-initialisation floor."""
 
 
 @dataclass(frozen=True)
@@ -190,10 +197,17 @@ def _same_group(first: Stage, rest: Sequence[Stage]) -> bool:
 
 
 # -- the stage actions --------------------------------------------------------------------------------------------
-def synth_action(partial: Path, *, lang: str, n: int, seed: int) -> None:
+def synth_action(partial: Path, *, lang: str, n: int, seed: int, test_n: int | None = None,
+                 exclude: Path | None = None) -> None:  # fmt: skip
+    """The synthetic corpus; with ``exclude`` (another corpus's test manifest) its sentences leave train and valid."""
+    from cka_probe.data.manifest import read_manifest, write_manifest
     from cka_probe.data.synth import synthesize
 
-    synthesize(lang=lang, n=n, out_dir=partial, seed=seed)
+    paths = synthesize(lang=lang, n=n, out_dir=partial, seed=seed, test_n=test_n)
+    if exclude is not None:
+        held_out = {row["surface"] for row in read_manifest(exclude, check_audio=False)}
+        for split in ("train", "valid"):
+            write_manifest(paths[split], [r for r in read_manifest(paths[split]) if r["surface"] not in held_out])
 
 
 def train_action(partial: Path, *, arch: str, task: str | None, data: Path, scale: Scale, seed: int) -> None:
@@ -208,6 +222,13 @@ def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, dev
     from cka_probe.asr.evaluate import evaluate
 
     evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
+
+
+def untrained_action(partial: Path, *, data: Path, scale: Scale, seed: int) -> None:
+    from cka_probe.asr.train import untrained
+
+    untrained(arch="so", task="surface", train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
+              config=scale.config, out_dir=partial, seed=seed, device=scale.device)  # fmt: skip
 
 
 def extract_action(partial: Path, *, ckpt: Path | str, manifest: Path, name: str, device: str,
@@ -263,26 +284,70 @@ def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None
     return dirs
 
 
+def replicate_name(model: str, k: int) -> str:
+    """``sso`` for seed replicate 0, ``sso-s1`` for replicate 1, ... (the analysis reads ``-s<k>`` as the replicate)."""
+    return model if k == 0 else f"{model}-s{k}"
+
+
+def trainings(seeds: int, ceiling: bool) -> list[tuple[str, int]]:
+    """(model, replicate) of every training: K replicates of each role, plus a second SSO when K = 1 and ``ceiling``.
+
+    The longest (DO) first, so that trainings side by side end close together (longest-first list scheduling).
+    """
+    runs = [(m, k) for m in ("do", "mso", "sso") for k in range(seeds)]
+    return runs + [("sso", 1)] * (seeds == 1 and ceiling)
+
+
 def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, Path] | None = None,
-         n: int | None = None, seed: int = 0, models: dict[tuple[str, str], str] | None = None) -> list[Stage]:
-    """The stages of a reproduction, in order; ``models`` maps (language, role) to a model the user brings."""
+         n: int | None = None, seed: int = 0, seeds: int = 1, resample_corpus: bool = False,
+         models: dict[tuple[str, str], str] | None = None) -> list[Stage]:  # fmt: skip
+    """The stages of a reproduction, in order.
+
+    Model m of seed replicate k trains with seed ``seed + 3k + index(m)`` (initialisation and data order), so
+    that no similarity is inherited from a shared start and K = 1 is the single-seed run; the untrained floor
+    model takes seed ``seed + 3·max(K, 2)``, beyond every trained one. The corpus is the same for every
+    replicate unless ``resample_corpus`` (replicate k then trains on a corpus drawn with seed ``seed + k``,
+    from which replicate 0's test sentences are removed, and every model is scored on replicate 0's test split).
+    ``models`` maps (language, role) to a model the user brings: that role is not trained (no replicates, no
+    CER stage), and a language whose SSO is brought gets neither the ceiling's second SSO nor the floor.
+    """
     models = models or {}
+    if seeds < 1:
+        raise CKAProbeError(f"--seeds must be at least 1, got {seeds}")
+    if resample_corpus and data:
+        raise CKAProbeError("--resample-corpus draws new synthetic corpora; it cannot be combined with --data")
     dirs = _data_dirs(run_dir, langs, data, models)
     scale = _on_available_device(scale)
-    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "n": n or scale.n, "seed": seed})
+    size = {"n": n or scale.n, "test_n": scale.test_n if n is None else None}
+    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size})
               for lang in langs if lang not in (data or {})]  # fmt: skip
-    ckpt = {(lang, m): run_dir / "checkpoints" / lang / m for lang in langs for m in MODELS if (lang, m) not in models}
-    for (lang, m), folder in ckpt.items():
-        # each model its own initialisation, so that CKA between models is not inherited from a shared start
-        model_seed = seed + list(MODELS).index(m)
-        kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": dirs[lang], "scale": scale, "seed": model_seed}
-        stages.append(Stage(f"train {lang} {m}", folder, train_action, kwargs, parallel="train", resumable=True))
-    for (lang, m), folder in ckpt.items():
-        common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device}
-        stages.append(Stage(f"evaluate {lang} {m}", run_dir / "cer" / lang / f"{m}.csv", evaluate_action, common,
-                            parallel="score"))  # fmt: skip
-        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action, common,
-                            parallel="score", resumable=True))  # fmt: skip
+    corpus = {(lang, k): dirs[lang] for lang in langs for k in range(seeds)}
+    for lang, k in list(corpus) if resample_corpus else []:
+        if k:
+            corpus[lang, k] = run_dir / "data" / f"{lang}-s{k}"
+            stages.append(Stage(f"synth {lang} s{k}", corpus[lang, k], synth_action,
+                                {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size}))
+    runs = trainings(seeds, scale.ceiling)
+    ckpt = {}
+    for m, k in runs:
+        for lang in (lang for lang in langs if (lang, m) not in models):
+            name = replicate_name(m, k)
+            ckpt[lang, name] = run_dir / "checkpoints" / lang / name
+            kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": corpus.get((lang, k), dirs[lang]),
+                      "scale": scale, "seed": seed + 3 * k + list(MODELS).index(m)}  # fmt: skip
+            stages.append(Stage(f"train {lang} {name}", ckpt[lang, name], train_action, kwargs, parallel="train",
+                                resumable=True))  # fmt: skip
+    for lang in (lang for lang in langs if (lang, "sso") not in models):
+        ckpt[lang, FLOOR] = run_dir / "checkpoints" / lang / FLOOR
+        stages.append(Stage(f"init {lang} {FLOOR}", ckpt[lang, FLOOR], untrained_action,
+                            {"data": dirs[lang], "scale": scale, "seed": seed + 3 * max(seeds, 2)}, parallel="train"))
+    for (lang, name), folder in ckpt.items():
+        common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": name, "device": scale.device}
+        if name != FLOOR:
+            stages.append(Stage(f"evaluate {lang} {name}", run_dir / "cer" / lang / f"{name}.csv", evaluate_action,
+                                common, parallel="score"))  # fmt: skip
+        stages.append(Stage(f"extract {lang} {name}", run_dir / "activations" / lang / f"{name}.h5", extract_action,
+                            common, parallel="score", resumable=True))  # fmt: skip
     for (lang, m), model in models.items():
         brought = {"ckpt": model, "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device, "role": m}
         stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action,
@@ -296,7 +361,8 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
 
 def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
               n: int | None = None, seed: int = 0, jobs: int = 2, epochs: int | None = None,
-              train_minutes: float | None = None, models: dict[tuple[str, str], str] | None = None) -> Path:  # fmt: skip
+              train_minutes: float | None = None, seeds: int = 1, resample_corpus: bool = False,
+              ceiling: bool = True, models: dict[tuple[str, str], str] | None = None) -> Path:  # fmt: skip
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
     ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
@@ -304,14 +370,20 @@ def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[s
     user's ``train.jsonl``, ``valid.jsonl`` and ``test.jsonl``. ``jobs``
     trainings run side by side with one thread each. ``epochs`` replaces the
     config's number of epochs (for every model); ``train_minutes`` caps each
-    training's wall time. ``models`` maps ``(language, role)`` to a model the
-    user brings instead of training one (see the module docstring).
+    training's wall time. ``seeds`` trains that many seed replicates of every
+    role (with one, ``tiny`` still trains a second SSO for the seed-to-seed
+    ceiling, unless ``ceiling`` is False); ``resample_corpus`` gives each
+    replicate its own training corpus. ``models`` maps ``(language, role)`` to
+    a model the user brings instead of training one (see the module docstring).
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    chosen = replace(SCALES[scale], **{k: v for k, v in (("epochs", epochs), ("train_minutes", train_minutes))
-                                       if v is not None})
-    run_stages(plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed, models=models), run_dir, jobs=jobs)
+    chosen = replace(SCALES[scale], ceiling=ceiling, **{k: v for k, v in (("epochs", epochs),
+                                                                          ("train_minutes", train_minutes))
+                                                       if v is not None})
+    stages = plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed, seeds=seeds, resample_corpus=resample_corpus,
+                  models=models)
+    run_stages(stages, run_dir, jobs=jobs)
     return run_dir / "report.md"

@@ -115,6 +115,22 @@ def train(
     return run.fit(out_dir, max_minutes)
 
 
+def untrained(*, arch: str, task: str | None = None, train_manifest: str | Path, valid_manifest: str | Path,
+              config: str | Path | dict[str, Any], out_dir: str | Path, seed: int, device: str = "cpu") -> Path:
+    """``out_dir/best.pt``: a model of ``arch`` initialised with ``seed`` and never trained (epoch 0).
+
+    Tokenizers and CMVN come from the training set as in :func:`train`, so it
+    is extracted the same way as a trained model: the random-initialisation
+    floor of CKA (its store's ``checkpoint_epoch`` is 0).
+    """
+    config = fresh_config(config, arch, "shared", None, seed=seed, epochs=None, lr=None)
+    torch.manual_seed(config["train"]["seed"])
+    run = Run.prepare(arch, tasks_for(arch, task), config, Path(train_manifest), Path(valid_manifest), None, device)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(Path(out_dir) / "best.pt", model=run.model, config=config, tokenizers=run.tokenizers,
+                           cmvn=run.cmvn, epoch=0, metrics={})  # fmt: skip
+
+
 def tasks_for(arch: str, task: str | None) -> tuple[str, ...]:
     """The tasks a model trains: SO needs ``task``; DO trains surface and meaning."""
     if arch == "so":

@@ -153,14 +153,16 @@ def render(job: tuple[str, str, espeak.Voice, Path]) -> float:
     return duration
 
 
-def assign_splits(n: int, seed: int) -> list[str]:
-    """Split name of each of ``n`` utterances: 10% test, 10% valid (at least one each), the rest train."""
+def assign_splits(n: int, seed: int, test_n: int | None = None) -> list[str]:
+    """Split name of each of ``n`` utterances: 10% test (or ``test_n``), 10% valid (at least one each), the rest train."""
     if n < 3:
         raise CKAProbeError(f"--n must be at least 3 (one utterance per split), got {n}")
+    if test_n is not None and not 1 <= test_n <= n - 2:
+        raise CKAProbeError(f"the test split must hold 1 to n − 2 = {n - 2} utterances, got {test_n}")
     order = np.random.default_rng([seed, 0, 0]).permutation(n)
     names, start = ["train"] * n, 0
     for split, share in SPLITS:
-        size = max(1, round(share * n))
+        size = test_n if split == "test" and test_n is not None else max(1, round(share * n))
         for i in order[start:start + size]:
             names[i] = split
         start += size
@@ -176,15 +178,16 @@ def _map(function: Callable, jobs: Sequence, workers: int, desc: str) -> list:
         return list(bar(pool.map(function, jobs, chunksize=8)))
 
 
-def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0,
-               workers: int | None = None) -> dict[str, Path]:
+def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0, workers: int | None = None,
+               test_n: int | None = None) -> dict[str, Path]:
     """Write a synthetic L2 corpus of ``n`` utterances to ``out_dir``; the manifest paths by split.
 
     Layout: ``wav/<id>.wav``, ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``,
     ``summary.json``. The same ``seed`` gives identical manifests and
-    bitwise-identical audio. ``workers`` defaults to the number of CPUs.
+    bitwise-identical audio. ``workers`` defaults to the number of CPUs;
+    ``test_n`` sets the size of the test split (default 10 %).
     """
-    splits = assign_splits(n, seed)
+    splits = assign_splits(n, seed, test_n)
     spec = language(lang)
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 The gap figure has one panel per task (surface, meaning), the edit-distance
 bins on the x axis, the gap in CER points (positive: the dual-output model is
 worse) with its bootstrap interval, one colour and marker per language, and a
-zero line. Only ``unit == "char"`` rows are drawn.
+zero line. Only ``unit == "char"`` rows pooled over seeds (``seed == "all"``) are drawn.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MARKERS = ("o", "s", "^", "D")
 @style.styled
 def cer_gap_figure(gaps: pd.DataFrame) -> Figure:
     """DO−SO CER gap by surface–meaning edit-distance bin, per task, languages side by side."""
-    gaps = gaps[gaps["unit"] == "char"]
+    gaps = gaps[(gaps["unit"] == "char") & (gaps["seed"].astype(str) == "all" if "seed" in gaps else True)]
     if gaps.empty:
         raise CKAProbeError("the CER gap table has no character-level rows")
     tasks, languages = list(dict.fromkeys(gaps["task"])), sorted(gaps["language"].unique())
