@@ -33,6 +33,7 @@ import csv
 import io
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -179,10 +180,28 @@ def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None
         i += len(group)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: the worker is killed when the run that started it dies.
+
+    Otherwise a killed ``reproduce`` leaves its workers training on into the
+    stages' partial folders, where a rerun's workers would meet them. Linux
+    only (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing is set.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the run died before the signal was set
+        os._exit(1)
+
+
 def _run_side_by_side(group: Sequence[Stage], run_dir: Path, jobs: int) -> None:
     """The stages of one group in ``jobs`` worker processes; a worker that dies is a one-line error."""
     try:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             for row in pool.map(run_stage, group, [1] * len(group)):
                 _log(run_dir, row)
     except BrokenProcessPool:

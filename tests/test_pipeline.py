@@ -104,6 +104,54 @@ def test_a_killed_worker_is_a_one_line_error_and_the_rerun_finishes(tmp_path):
     assert (tmp_path / "dies").is_dir() and not (tmp_path / ".dies.partial").exists()
 
 
+def write_pid_and_wait(partial: Path, *, seconds: float) -> None:
+    """A long stage that says which process runs it."""
+    import os
+
+    (partial.parent / f"{partial.name}.pid").write_text(str(os.getpid()))
+    time.sleep(seconds)
+    (partial / "done.txt").write_text("trained")
+
+
+def run_two_long_stages(run_dir: str) -> None:
+    run = Path(run_dir)
+    pipeline.run_stages([pipeline.Stage(f"train {name}", run / name, write_pid_and_wait, {"seconds": 60.0},
+                                        parallel="train") for name in ("a", "b")], run, jobs=2)
+
+
+def test_workers_die_with_a_killed_run(tmp_path):
+    """A run killed with SIGKILL (out of memory) must not leave its workers training on into the partial folders."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_pipeline; test_pipeline.run_two_long_stages({str(tmp_path)!r})")
+    run = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    pid_files = [tmp_path / ".a.partial.pid", tmp_path / ".b.partial.pid"]
+    deadline = time.monotonic() + 60
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and run.poll() is None, "the workers did not start"
+        time.sleep(0.1)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    workers = [int(p.read_text()) for p in pid_files]
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_resumable_stage_keeps_its_partial_folder(tmp_path):
     def keep(partial: Path) -> None:
         CALLS.append(sorted(p.name for p in partial.iterdir()))
