@@ -7,7 +7,10 @@
 - training step (forward + backward + AdamW) of the ``tiny`` models on a batch
   of 16 utterances of ``--seconds`` s (about 12 characters per second of
   targets): SO and DO with relative positions, against the SO model with
-  absolute positions as the baseline; and encoder-only inference.
+  absolute positions as the baseline; and encoder-only inference;
+- the structured DO variants (``split-2``, ``shared-private``,
+  ``sparse-shared``, tiny config) against the plain DO model (``shared``) as
+  their baseline, same batch.
 
 Figures vary with the machine's load; compare the ratios, not the seconds.
 """
@@ -49,22 +52,24 @@ def bench_fbank() -> None:
           f"(ratio {ours / theirs:.2f}); max |difference| {diff:.2e}")
 
 
-def step_time(arch: str, pos_enc: str, seconds: float, steps: int) -> tuple[float, float, int]:
+def step_time(arch: str, pos_enc: str, seconds: float, steps: int,
+              variant: str = "shared") -> tuple[float, float, int]:
     """(train step s, encoder inference s, parameters) of a tiny model on a batch of 16."""
     config = load_config("tiny")
     config["encoder"]["pos_enc"] = pos_enc
     tasks = ("surface", "meaning") if arch == "do" else ("surface",)
     torch.manual_seed(0)
-    model = build_model(config, arch, tasks, {t: 40 for t in tasks})
+    model = build_model(config, arch, tasks, {t: 40 for t in tasks}, variant)
     frames, chars = int(seconds * 100), int(seconds * 12)
     feats, feat_lens = torch.randn(16, frames, 80), torch.full((16,), frames)
     targets = {t: torch.randint(2, 39, (16, chars)) for t in tasks}
     target_lens = {t: torch.full((16,), chars) for t in tasks}
+    diverges = torch.arange(16) % 2 == 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def train_step() -> None:
         optimizer.zero_grad()
-        model(feats, feat_lens, targets, target_lens)["loss"].backward()
+        model(feats, feat_lens, targets, target_lens, diverges)["loss"].backward()
         optimizer.step()
 
     def encode() -> None:
@@ -91,6 +96,13 @@ def main() -> None:
         train, encode, params = step_time(arch, "rel_pos", args.seconds, args.steps)
         print(f"  {arch.upper()} rel_pos ({params / 1e6:.2f}M parameters): {train:.3f} s/step "
               f"({train / base_train:.2f}x baseline), encoder inference {encode:.3f} s ({encode / base_encode:.2f}x)")
+    do_train, do_encode, do_params = step_time("do", "abs_pos", args.seconds, args.steps)
+    print(f"DO variants (tiny, abs_pos); baseline DO shared ({do_params / 1e6:.2f}M parameters) {do_train:.3f} s/step, "
+          f"encoder inference {do_encode:.3f} s")
+    for variant in ("split-2", "shared-private", "sparse-shared"):
+        train, encode, params = step_time("do", "abs_pos", args.seconds, args.steps, variant)
+        print(f"  {variant} ({params / 1e6:.2f}M parameters): {train:.3f} s/step ({train / do_train:.2f}x), "
+              f"encoder inference {encode:.3f} s ({encode / do_encode:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,16 @@
 1. ``extract`` (hooks + valid-row gathering + HDF5 writing) against the same
    model's plain forward passes over the same batches: the bundled tiny DO
    model (random weights), encoder and both teacher-forced decoders. Target <= 1.25x.
+   The HF case does the same for a Whisper-base-sized random model (d_model
+   512, 6 encoder + 6 decoder layers, built from a config: nothing is
+   downloaded) through its adapter: 30-second windows, 2-5 s of audio each,
+   both tasks teacher-forced on 20-60 tokens. Target <= 1.25x.
 2. ``compare_stores`` (alignment by id, chunked streaming into the exact
    linear accumulator) against reading the same layers whole with plain h5py
    and calling ``cka_matrix``. Target <= 1.5x.
 
-Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--rows 40000] [--repeats 7] [--dtype float32|float16]``.
+Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--hf-utterances 8] [--rows 40000] [--repeats 7]
+[--dtype float32|float16] [--device cpu|cuda]``.
 """
 
 from __future__ import annotations
@@ -113,6 +118,74 @@ def bench_extraction(n: int, tmp: Path, repeats: int, dtype: str) -> float:
     return t_extract / t_plain
 
 
+def whisper_base_adapter(tmp: Path):
+    """A random Whisper-base-sized model saved to ``tmp`` and its adapter (default preprocessing)."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from cka_probe.extract.models.hf import read_config
+    from cka_probe.extract.models.whisper import WhisperAdapter
+
+    torch.manual_seed(0)
+    config = WhisperConfig(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
+                           decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048)
+    WhisperForConditionalGeneration(config).save_pretrained(tmp / "whisper-base-random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return WhisperAdapter(tmp / "whisper-base-random", read_config(tmp / "whisper-base-random"))
+
+
+def whisper_batches(n: int, batch: int, vocab: int, seed: int = 0) -> list[dict]:
+    """Random log-mel windows (B, 80, 3000) with 2-5 s of audio, and 20-60 transcript tokens per task."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for b in range(0, n, batch):
+        samples = torch.randint(32000, 80000, (batch,), generator=gen)
+        item = {"ids": [f"u{b + i}" for i in range(batch)], "tasks": ["surface", "meaning"],
+                "input_features": torch.randn(batch, 80, 3000, generator=gen), "enc_lens": -(-samples // 320),
+                "decoder_ids": {}, "dec_lens": {}, "tokens": {}}
+        for task in item["tasks"]:
+            lens = torch.randint(20, 60, (batch,), generator=gen) + 4
+            item["decoder_ids"][task] = torch.randint(0, vocab, (batch, int(lens.max())), generator=gen)
+            item["dec_lens"][task] = lens - 3
+            item["tokens"][f"decoder/{task}"] = item["decoder_ids"][task][:, 3:]
+        out.append(item)
+    return out
+
+
+def bench_hf_extraction(n: int, tmp: Path, repeats: int, dtype: str, device: str) -> float:
+    from cka_probe.extract.extract import _to_device
+    from cka_probe.extract.models import layer_streams
+
+    adapter = whisper_base_adapter(tmp)
+    model = adapter.build(device)
+    tasks = ["surface", "meaning"]
+    streams = layer_streams(adapter.streams_of, model, adapter.default_layers(tasks), tasks)
+    batches = [_to_device(b, torch.device(device)) for b in whisper_batches(n, 4, model.config.vocab_size)]
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def plain():
+        with torch.inference_mode():
+            for batch in batches:
+                adapter.forward(model, batch)
+        sync()
+
+    def extraction():
+        extract(model, batches, layers=streams, out=tmp / "whisper.h5", forward=adapter.forward,
+                select=adapter.select, overwrite=True, dtype=dtype, device=device, progress=False)
+        sync()
+
+    plain()
+    t_plain, t_extract, median = interleaved_best(repeats, plain, extraction)
+    print(f"extract (HF): {n} utterances, Whisper-base-sized random model on {device}, "
+          f"{sum(map(len, streams.values()))} layers over its three streams")
+    print(f"  plain forward {t_plain:.2f} s   extract {t_extract:.2f} s   ratio {t_extract / t_plain:.2f}x "
+          f"(median of {repeats} pairs {median:.2f}x; target <= 1.25x)")
+    return t_extract / t_plain
+
+
 def write_store(path: Path, layers: int, rows: int, dim: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(rows, dim)).astype(np.float32)
@@ -156,8 +229,10 @@ def bench_compare(rows: int, tmp: Path, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--utterances", type=int, default=256)
-    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--utterances", type=int, default=256, help="utterances of the bundled case (0: skip it)")
+    parser.add_argument("--hf-utterances", type=int, default=8, help="utterances of the HF case (0: skip it)")
+    parser.add_argument("--device", default="cpu", help="device of the HF case")
+    parser.add_argument("--rows", type=int, default=40_000, help="rows of the compare case (0: skip it)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage dtype")
@@ -165,10 +240,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
-        bench_extraction(args.utterances, Path(tmp), args.repeats, args.dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            bench_compare(args.rows, Path(tmp), args.repeats)
+        if args.utterances:
+            bench_extraction(args.utterances, Path(tmp), args.repeats, args.dtype)
+        if args.hf_utterances:
+            bench_hf_extraction(args.hf_utterances, Path(tmp), args.repeats, args.dtype, args.device)
+        if args.rows:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                bench_compare(args.rows, Path(tmp), args.repeats)
 
 
 if __name__ == "__main__":

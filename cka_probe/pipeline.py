@@ -3,34 +3,49 @@
 The run directory is laid out by stage::
 
     data/<lang>/{train,valid,test}.jsonl      synthetic corpus (skipped with --data)
-    checkpoints/<lang>/<sso|mso|do>/best.pt  the three models per language
-    cer/<lang>/<sso|mso|do>.csv              per-utterance CER on the test split
-    activations/<lang>/<sso|mso|do>.h5       per-utterance activations on the test split
+    data/<lang>-s<k>/                        the corpus of seed replicate k (only with --resample-corpus)
+    checkpoints/<lang>/<role>[-s<k>]/best.pt  SSO, MSO, DO per language and seed replicate k ≥ 1; rand: untrained
+    cer/<lang>/<role>[-s<k>].csv             per-utterance CER on the test split
+    activations/<lang>/<role>[-s<k>].h5      per-utterance activations on the test split
     tables/*.csv, tables/cer.md              cross-task, cross-language, summary, CER
     figures/*.png|pdf                        heatmaps, diagonal plots, CER gap
     report.md                                the findings in numbers, with the figures
     stages.csv                               what each stage did and how long it took
 
+With ``models`` (``--model LANG:ROLE=MODEL``) a role of a language is a model
+the user brings (a Hugging Face folder, a ``.pt`` or ``FILE.py:FUNCTION``):
+it is not trained, has no CER stage, and is extracted over ``test.jsonl``
+with its role recorded in the store (only ``test.jsonl`` is then needed
+when every role of that language is brought).
+
 Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
 output and renames it on success, so an output that exists is complete and its
 stage is skipped; an interrupted stage leaves only the partial path, which the
-next run removes and starts again (training alone resumes its ``last.pt``).
+next run removes and starts again (training resumes its ``last.pt`` and
+extraction its store's last commit). A partial path left beside a finished
+output (a kill while it was being moved into place) is removed. Each move is a
+crash point (:mod:`cka_probe.faults`) of the crash-safety tests.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
+from cka_probe.faults import crash_point
 
 MODELS: dict[str, tuple[str, str | None]] = {"sso": ("so", "surface"), "mso": ("so", "meaning"), "do": ("do", None)}
 
@@ -52,15 +67,21 @@ class Scale:
     train_minutes: float | None = None
     n_boot: int = 200
     n_perm: int = 200
+    test_n: int | None = None
+    ceiling: bool = True
 
 
 SCALES: dict[str, Scale] = {
-    # 2-core CPU, <= 20 min in all: 2 trainings at a time (1 thread each), 3 rounds of about 4 min
-    # (the tiny config's 10 epochs).
-    "tiny": Scale(n=1500, config="tiny", device="cpu"),
+    # 2-core CPU, <= 20 min in all: 2 trainings at a time (1 thread each), 8 trainings of 3.4-5.6 min (the tiny
+    # config's 10 epochs; the 7th and 8th are the second SSO seed per language, for the ceiling), about 16.6 min
+    # when the longest start first; 300 test utterances per language (evaluation and extraction take seconds,
+    # the tables' cost grows with n²).
+    "tiny": Scale(n=1650, config="tiny", device="cpu", test_n=300),
     # the paper's Conformer (12 encoder layers), 50 epochs, on one GPU
     "paper": Scale(n=20000, config="paper", device="cuda", n_boot=1000, n_perm=1000),
 }
+FLOOR = "rand"
+"""The untrained model (the SSO architecture) of the random-initialisation floor."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,7 @@ class Stage:
 
 def _publish(stage: Stage) -> None:
     """Move a finished stage's partial output into place (the output itself last)."""
+    crash_point("stage:publish")
     if stage.is_folder:
         os.replace(stage.partial, stage.output)
         return
@@ -102,13 +124,16 @@ def _publish(stage: Stage) -> None:
     for extra in stage.partial.iterdir():
         if extra != main:
             os.replace(extra, stage.output.parent / extra.name)
+            crash_point("stage:publish")
     os.replace(main, stage.output)
+    crash_point("stage:published")
     shutil.rmtree(stage.partial)
 
 
 def run_stage(stage: Stage, threads: int | None = None) -> dict[str, Any]:
     """Run one stage unless its output exists; returns a row of ``stages.csv``."""
     if stage.output.exists():
+        shutil.rmtree(stage.partial, ignore_errors=True)
         return {"stage": stage.name, "status": "skipped", "seconds": 0.0}
     if threads:
         import torch
@@ -124,13 +149,15 @@ def run_stage(stage: Stage, threads: int | None = None) -> dict[str, Any]:
 
 
 def _log(run_dir: Path, row: dict[str, Any]) -> None:
+    """Add ``row`` to ``stages.csv`` (the whole file rewritten atomically, so a kill never tears a line)."""
     path = run_dir / "stages.csv"
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["stage", "status", "seconds"])
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["stage", "status", "seconds"], lineterminator="\n")
+    if not path.exists():
+        writer.writeheader()
+    writer.writerow(row)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    atomic_write_text(path, old + text.getvalue(), point="stages")
     print(f"[{row['status']:>7}] {row['stage']} ({row['seconds']} s)", flush=True)
 
 
@@ -146,13 +173,41 @@ def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None
         while _same_group(stages[i], stages[i + len(group):]):
             group.append(stages[i + len(group)])
         if len(group) > 1 and jobs > 1:
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                for row in pool.map(run_stage, group, [1] * len(group)):
-                    _log(run_dir, row)
+            _run_side_by_side(group, run_dir, jobs)
         else:
             for stage in group:
                 _log(run_dir, run_stage(stage))
         i += len(group)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: the worker is killed when the run that started it dies.
+
+    Otherwise a killed ``reproduce`` leaves its workers training on into the
+    stages' partial folders, where a rerun's workers would meet them. Linux
+    only (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing is set.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the run died before the signal was set
+        os._exit(1)
+
+
+def _run_side_by_side(group: Sequence[Stage], run_dir: Path, jobs: int) -> None:
+    """The stages of one group in ``jobs`` worker processes; a worker that dies is a one-line error."""
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
+            for row in pool.map(run_stage, group, [1] * len(group)):
+                _log(run_dir, row)
+    except BrokenProcessPool:
+        names = ", ".join(stage.name for stage in group)
+        raise CKAProbeError(f"a worker process of the stages {names} died (killed, or out of memory); "
+                            "rerun the same command to resume") from None
 
 
 def _same_group(first: Stage, rest: Sequence[Stage]) -> bool:
@@ -161,10 +216,17 @@ def _same_group(first: Stage, rest: Sequence[Stage]) -> bool:
 
 
 # -- the stage actions --------------------------------------------------------------------------------------------
-def synth_action(partial: Path, *, lang: str, n: int, seed: int) -> None:
+def synth_action(partial: Path, *, lang: str, n: int, seed: int, test_n: int | None = None,
+                 exclude: Path | None = None) -> None:  # fmt: skip
+    """The synthetic corpus; with ``exclude`` (another corpus's test manifest) its sentences leave train and valid."""
+    from cka_probe.data.manifest import read_manifest, write_manifest
     from cka_probe.data.synth import synthesize
 
-    synthesize(lang=lang, n=n, out_dir=partial, seed=seed)
+    paths = synthesize(lang=lang, n=n, out_dir=partial, seed=seed, test_n=test_n)
+    if exclude is not None:
+        held_out = {row["surface"] for row in read_manifest(exclude, check_audio=False)}
+        for split in ("train", "valid"):
+            write_manifest(paths[split], [r for r in read_manifest(paths[split]) if r["surface"] not in held_out])
 
 
 def train_action(partial: Path, *, arch: str, task: str | None, data: Path, scale: Scale, seed: int) -> None:
@@ -181,10 +243,18 @@ def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, dev
     evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
 
 
-def extract_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, device: str) -> None:
-    from cka_probe.extract.asr import extract_checkpoint
+def untrained_action(partial: Path, *, data: Path, scale: Scale, seed: int) -> None:
+    from cka_probe.asr.train import untrained
 
-    extract_checkpoint(ckpt, manifest, partial / f"{name}.h5", device=device)
+    untrained(arch="so", task="surface", train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
+              config=scale.config, out_dir=partial, seed=seed, device=scale.device)  # fmt: skip
+
+
+def extract_action(partial: Path, *, ckpt: Path | str, manifest: Path, name: str, device: str,
+                   role: str | None = None) -> None:
+    from cka_probe.extract.models import extract_model
+
+    extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role)
 
 
 def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int) -> None:
@@ -216,37 +286,91 @@ def _on_available_device(scale: Scale) -> Scale:
 
 
 # -- the plan -----------------------------------------------------------------------------------------------------
-def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None) -> dict[str, Path]:
+def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None,
+               models: dict[tuple[str, str], str]) -> dict[str, Path]:
     """Where each language's train/valid/test manifests are: the user's folders or ``data/<lang>``."""
     dirs = {lang: (data or {}).get(lang, run_dir / "data" / lang) for lang in langs}
+    for (lang, role), model in models.items():
+        if lang not in (data or {}):
+            raise CKAProbeError(f"--model {lang}:{role}={model}: give the manifests of {lang} with --data {lang}=DIR")
     for lang, folder in (data or {}).items():
         if lang not in langs:
             raise CKAProbeError(f"--data {lang}={folder}: {lang} is not among --lang {' '.join(langs)}")
-        for split in ("train", "valid", "test"):
+        brought = all((lang, m) in models for m in MODELS)
+        for split in ("test",) if brought else ("train", "valid", "test"):
             if not (folder / f"{split}.jsonl").exists():
                 raise CKAProbeError(f"--data {lang}={folder}: no {split}.jsonl in that folder")
     return dirs
 
 
+def replicate_name(model: str, k: int) -> str:
+    """``sso`` for seed replicate 0, ``sso-s1`` for replicate 1, ... (the analysis reads ``-s<k>`` as the replicate)."""
+    return model if k == 0 else f"{model}-s{k}"
+
+
+def trainings(seeds: int, ceiling: bool) -> list[tuple[str, int]]:
+    """(model, replicate) of every training: K replicates of each role, plus a second SSO when K = 1 and ``ceiling``.
+
+    The longest (DO) first, so that trainings side by side end close together (longest-first list scheduling).
+    """
+    runs = [(m, k) for m in ("do", "mso", "sso") for k in range(seeds)]
+    return runs + [("sso", 1)] * (seeds == 1 and ceiling)
+
+
 def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, Path] | None = None,
-         n: int | None = None, seed: int = 0) -> list[Stage]:  # fmt: skip
-    """The stages of a reproduction, in order."""
-    dirs = _data_dirs(run_dir, langs, data)
+         n: int | None = None, seed: int = 0, seeds: int = 1, resample_corpus: bool = False,
+         models: dict[tuple[str, str], str] | None = None) -> list[Stage]:  # fmt: skip
+    """The stages of a reproduction, in order.
+
+    Model m of seed replicate k trains with seed ``seed + 3k + index(m)`` (initialisation and data order), so
+    that no similarity is inherited from a shared start and K = 1 is the single-seed run; the untrained floor
+    model takes seed ``seed + 3·max(K, 2)``, beyond every trained one. The corpus is the same for every
+    replicate unless ``resample_corpus`` (replicate k then trains on a corpus drawn with seed ``seed + k``,
+    from which replicate 0's test sentences are removed, and every model is scored on replicate 0's test split).
+    ``models`` maps (language, role) to a model the user brings: that role is not trained (no replicates, no
+    CER stage), and a language whose SSO is brought gets neither the ceiling's second SSO nor the floor.
+    """
+    models = models or {}
+    if seeds < 1:
+        raise CKAProbeError(f"--seeds must be at least 1, got {seeds}")
+    if resample_corpus and data:
+        raise CKAProbeError("--resample-corpus draws new synthetic corpora; it cannot be combined with --data")
+    dirs = _data_dirs(run_dir, langs, data, models)
     scale = _on_available_device(scale)
-    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "n": n or scale.n, "seed": seed})
+    size = {"n": n or scale.n, "test_n": scale.test_n if n is None else None}
+    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size})
               for lang in langs if lang not in (data or {})]  # fmt: skip
-    ckpt = {(lang, m): run_dir / "checkpoints" / lang / m for lang in langs for m in MODELS}
-    for (lang, m), folder in ckpt.items():
-        # each model its own initialisation, so that CKA between models is not inherited from a shared start
-        model_seed = seed + list(MODELS).index(m)
-        kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": dirs[lang], "scale": scale, "seed": model_seed}
-        stages.append(Stage(f"train {lang} {m}", folder, train_action, kwargs, parallel="train", resumable=True))
-    for (lang, m), folder in ckpt.items():
-        common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device}
-        stages.append(Stage(f"evaluate {lang} {m}", run_dir / "cer" / lang / f"{m}.csv", evaluate_action, common,
-                            parallel="score"))  # fmt: skip
-        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action, common,
-                            parallel="score"))  # fmt: skip
+    corpus = {(lang, k): dirs[lang] for lang in langs for k in range(seeds)}
+    for lang, k in list(corpus) if resample_corpus else []:
+        if k:
+            corpus[lang, k] = run_dir / "data" / f"{lang}-s{k}"
+            stages.append(Stage(f"synth {lang} s{k}", corpus[lang, k], synth_action,
+                                {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size}))
+    runs = trainings(seeds, scale.ceiling)
+    ckpt = {}
+    for m, k in runs:
+        for lang in (lang for lang in langs if (lang, m) not in models):
+            name = replicate_name(m, k)
+            ckpt[lang, name] = run_dir / "checkpoints" / lang / name
+            kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": corpus.get((lang, k), dirs[lang]),
+                      "scale": scale, "seed": seed + 3 * k + list(MODELS).index(m)}  # fmt: skip
+            stages.append(Stage(f"train {lang} {name}", ckpt[lang, name], train_action, kwargs, parallel="train",
+                                resumable=True))  # fmt: skip
+    for lang in (lang for lang in langs if (lang, "sso") not in models):
+        ckpt[lang, FLOOR] = run_dir / "checkpoints" / lang / FLOOR
+        stages.append(Stage(f"init {lang} {FLOOR}", ckpt[lang, FLOOR], untrained_action,
+                            {"data": dirs[lang], "scale": scale, "seed": seed + 3 * max(seeds, 2)}, parallel="train"))
+    for (lang, name), folder in ckpt.items():
+        common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": name, "device": scale.device}
+        if name != FLOOR:
+            stages.append(Stage(f"evaluate {lang} {name}", run_dir / "cer" / lang / f"{name}.csv", evaluate_action,
+                                common, parallel="score"))  # fmt: skip
+        stages.append(Stage(f"extract {lang} {name}", run_dir / "activations" / lang / f"{name}.h5", extract_action,
+                            common, parallel="score", resumable=True))  # fmt: skip
+    for (lang, m), model in models.items():
+        brought = {"ckpt": model, "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device, "role": m}
+        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action,
+                            brought, parallel="score", resumable=True))
     return stages + [
         Stage("tables", run_dir / "tables", tables_action, {"run_dir": run_dir, "scale": scale, "seed": seed}),
         Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
@@ -256,7 +380,8 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
 
 def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
               n: int | None = None, seed: int = 0, jobs: int = 2, epochs: int | None = None,
-              train_minutes: float | None = None) -> Path:  # fmt: skip
+              train_minutes: float | None = None, seeds: int = 1, resample_corpus: bool = False,
+              ceiling: bool = True, models: dict[tuple[str, str], str] | None = None) -> Path:  # fmt: skip
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
     ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
@@ -264,13 +389,20 @@ def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[s
     user's ``train.jsonl``, ``valid.jsonl`` and ``test.jsonl``. ``jobs``
     trainings run side by side with one thread each. ``epochs`` replaces the
     config's number of epochs (for every model); ``train_minutes`` caps each
-    training's wall time.
+    training's wall time. ``seeds`` trains that many seed replicates of every
+    role (with one, ``tiny`` still trains a second SSO for the seed-to-seed
+    ceiling, unless ``ceiling`` is False); ``resample_corpus`` gives each
+    replicate its own training corpus. ``models`` maps ``(language, role)`` to
+    a model the user brings instead of training one (see the module docstring).
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    chosen = replace(SCALES[scale], **{k: v for k, v in (("epochs", epochs), ("train_minutes", train_minutes))
-                                       if v is not None})
-    run_stages(plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed), run_dir, jobs=jobs)
+    chosen = replace(SCALES[scale], ceiling=ceiling, **{k: v for k, v in (("epochs", epochs),
+                                                                          ("train_minutes", train_minutes))
+                                                       if v is not None})
+    stages = plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed, seeds=seeds, resample_corpus=resample_corpus,
+                  models=models)
+    run_stages(stages, run_dir, jobs=jobs)
     return run_dir / "report.md"

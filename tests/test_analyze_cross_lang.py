@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cka_probe.analyze.cross_lang import DIFF_COLUMNS, language_differences
-from cka_probe.analyze.cross_task import cross_task_arrays
+from cka_probe.analyze.cross_task import cross_task_arrays, pooled
 from cka_probe.errors import CKAProbeError
 from test_analyze_cross_task import layers, representations
 
@@ -19,7 +19,7 @@ def test_entangled_encoder_differs_from_an_independent_one():
     entangled = representations(rng, n)
     entangled["do"]["encoder"] = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in entangled["sso"]["encoder"].items()}
     separate = representations(rng, n)
-    diff = language_differences({"ko": analyse(separate, "ko"), "en": analyse(entangled, "en")})
+    diff = pooled(language_differences({"ko": analyse(separate, "ko"), "en": analyse(entangled, "en")}))
     assert list(diff.columns) == list(DIFF_COLUMNS)
     assert (diff.language_a == "en").all() and (diff.language_b == "ko").all()
     do_sso = diff[(diff.part == "encoder") & (diff.comparison == "DO-SSO")]
@@ -31,7 +31,7 @@ def test_entangled_encoder_differs_from_an_independent_one():
 
 def test_identical_data_in_two_languages_differ_by_zero_within_the_interval():
     reps = representations(np.random.default_rng(1), 40)
-    diff = language_differences({"en": analyse(reps, "en"), "ko": analyse(reps, "ko")})
+    diff = pooled(language_differences({"en": analyse(reps, "en"), "ko": analyse(reps, "ko")}))
     np.testing.assert_allclose(diff["diff"], 0.0, atol=1e-12)
     assert ((diff.ci_low <= 0) & (diff.ci_high >= 0)).all()
     assert len(diff) == 3 * 3 + 6 * 2

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cka_probe.cka import resample
-from cka_probe.analyze.cross_task import COLUMNS, COMPARISONS, cross_task_arrays, diagonal
+from cka_probe.analyze.cross_task import COLUMNS, COMPARISONS, cross_task_arrays, diagonal, pooled
 from cka_probe.analyze.roles import assign_roles, role_of
 from cka_probe.errors import CKAProbeError
 
@@ -69,7 +69,7 @@ def test_do_encoder_identical_to_sso_gives_cka_one_on_that_diagonal():
 def test_every_cell_matches_the_feature_space_formula():
     rng = np.random.default_rng(1)
     reps = representations(rng, 30)
-    table = cross_task_arrays(reps, language="ko", n_boot=0, n_perm=0, progress=False).table
+    table = pooled(cross_task_arrays(reps, language="ko", n_boot=0, n_perm=0, debiased=False, progress=False).table)
     assert len(table) == 3 * 9 + 6 * 4
     for comp in COMPARISONS:
         xs, ys = reps[comp.role_a][comp.stream_a], reps[comp.role_b][comp.stream_b]
@@ -132,7 +132,7 @@ def test_table_is_tidy_and_survives_a_csv_round_trip(tmp_path):
     table = cross_task_arrays(representations(rng, 12), language="en", n_boot=5, n_perm=5, progress=False).table
     assert list(table.columns) == list(COLUMNS)
     assert set(zip(table.part, table.comparison)) == {(c.part, c.name) for c in COMPARISONS}
-    assert (table.n == 12).all() and (table.estimator == "biased").all()
+    assert (table.n == 12).all() and (table.estimator == "debiased").all()
     table.to_csv(tmp_path / "t.csv", index=False)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), table)
 
@@ -169,7 +169,7 @@ def test_roles_from_provenance():
         "b.h5": {"arch": "so", "tasks": '["meaning"]', "language": "en"},
         "c.h5": {"arch": "do", "tasks": ["surface", "meaning"], "language": "en"},
     }
-    assert assign_roles(stores) == {"en": {"sso": "a.h5", "mso": "b.h5", "do": "c.h5"}}
+    assert assign_roles(stores) == {"en": {"sso": ["a.h5"], "mso": ["b.h5"], "do": ["c.h5"]}}
     with pytest.raises(CKAProbeError, match="two SSO models for language 'en': a.h5 and d.h5"):
         assign_roles({**stores, "d.h5": stores["a.h5"]})
     with pytest.raises(CKAProbeError, match="language 'en': no DO model"):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cka_probe.analyze.cross_lang import cross_lang
-from cka_probe.analyze.cross_task import cross_task, diagonal
+from cka_probe.analyze.cross_task import cross_task, diagonal, pooled
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import StoreWriter
 
@@ -55,7 +55,7 @@ def run_dir(tmp_path_factory):
 def test_roles_and_alignment_by_id_give_cka_one_where_encoders_are_identical(run_dir):
     table = cross_task([run_dir], n_boot=20, n_perm=20, progress=False)
     assert set(table.language) == {"en", "ko"} and (table.n == N_UTT).all()
-    en = diagonal(table.query("language == 'en' and part == 'encoder' and comparison == 'DO-SSO'"))
+    en = pooled(diagonal(table.query("language == 'en' and part == 'encoder' and comparison == 'DO-SSO'")))
     np.testing.assert_allclose(en.cka, 1.0, atol=1e-6)
     ko = diagonal(table.query("language == 'ko' and part == 'encoder' and comparison == 'DO-SSO'"))
     assert (ko.cka < 0.9).all()
@@ -64,7 +64,7 @@ def test_roles_and_alignment_by_id_give_cka_one_where_encoders_are_identical(run
 
 def test_cross_lang_differences_show_the_entangled_language(run_dir):
     table, diff = cross_lang([run_dir], n_boot=50, n_perm=0, progress=False)
-    do_sso = diff.query("part == 'encoder' and comparison == 'DO-SSO'")
+    do_sso = pooled(diff.query("part == 'encoder' and comparison == 'DO-SSO'"))
     assert (do_sso.language_a == "en").all() and (do_sso.ci_low > 0).all()
     assert len(table) == len(cross_task([run_dir], n_boot=0, n_perm=0, progress=False))
 

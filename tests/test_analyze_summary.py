@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cka_probe.analyze.cross_task import cross_task_arrays, diagonal
+from cka_probe.analyze.cross_task import cross_task_arrays, diagonal, pooled
 from cka_probe.analyze.summary import decoder_departure, encoder_entanglement
 from test_analyze_cross_task import representations
 
@@ -14,13 +14,13 @@ def test_encoder_lean_and_decoder_pull_follow_the_built_structure():
     reps["do"]["decoder/meaning"] = {k.replace("surface", "meaning"): v.copy()
                                      for k, v in reps["sso"]["decoder/surface"].items()}  # fmt: skip
     result = cross_task_arrays(reps, language="en", n_boot=100, n_perm=0, progress=False)
-    enc = encoder_entanglement({"en": result})
-    diag = diagonal(result.table).set_index(["part", "comparison", "index_a"]).sort_index().cka
+    enc = pooled(encoder_entanglement({"en": result}))
+    diag = pooled(diagonal(result.table)).set_index(["part", "comparison", "index_a"]).sort_index().cka
     np.testing.assert_allclose(enc.lean, enc["DO-SSO"] - enc["DO-MSO"])
     np.testing.assert_allclose(enc["DO-SSO"], diag["encoder", "DO-SSO"].to_numpy())
     assert (enc.ci_low > 0.3).all() and (enc.p < 0.02).all()
     assert ((enc.ci_low <= enc.lean) & (enc.lean <= enc.ci_high)).all()
-    dec = decoder_departure({"en": result}).set_index(["decoder", "index"])
+    dec = pooled(decoder_departure({"en": result})).set_index(["decoder", "index"])
     np.testing.assert_allclose(dec.loc["MDO", "cka_other"], 1.0)
     assert (dec.loc["MDO", "pull"] > 0.5).all() and (dec.loc["MDO", "ci_low"] > 0).all()
     assert (dec.loc["SDO", "ci_low"] < 0).all() and (dec.loc["SDO", "ci_high"] > 0).all()

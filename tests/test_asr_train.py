@@ -234,6 +234,24 @@ def test_resume_needs_a_last_checkpoint(corpus, tmp_path):
               out_dir=tmp_path, resume=True)
 
 
+def test_a_rerun_resumes_its_own_training_and_refuses_another(corpus, tmp_path, capsys):
+    common = dict(arch="so", task="surface", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
+                  out_dir=tmp_path)
+    train(**common, config=small_config(epochs=1))
+    first = torch.load(tmp_path / "last.pt", weights_only=True)
+    train(**common, config=small_config(epochs=1))  # finished: nothing is trained again
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["model_state"]["ctc.proj.weight"],
+                       first["model_state"]["ctc.proj.weight"])
+    train(**common, config=small_config(epochs=1), epochs=2)  # the same config trained longer
+    assert [int(row["epoch"]) for row in read_log(tmp_path / "log.csv")] == [1, 2]
+    with pytest.raises(CKAProbeError, match="last.pt: an interrupted training with another 'train' config; "
+                                            "pass --resume to continue it or --overwrite to start again"):
+        train(**common, config=small_config(epochs=1, lr=1e-3))
+    train(**common, config=small_config(epochs=1, lr=1e-3), overwrite=True)
+    assert [int(row["epoch"]) for row in read_log(tmp_path / "log.csv")] == [1]
+
+
 @pytest.mark.parametrize("arch, task, message", [("so", None, "--task"), ("do", "surface", "both tasks"),
                                                  ("xx", None, "arch")])
 def test_arch_and_task_are_checked(arch, task, message):

@@ -78,6 +78,11 @@ def test_extract_checkpoint_matches_single_utterance_forwards(corpus, tmp_path):
                                              1e-4, 1e-5)
         surface_len = store.row_counts("decoder/surface", "decoders.surface.layers.1", ["u3"])[0]
         assert surface_len == len("they was late") + 1
+        tok = ckpt["tokenizers"]["surface"]
+        for layer in store.layers("decoder/surface"):  # one input token id per row: <sos>, then the transcript
+            assert store.tokens("decoder/surface", layer, ["u3"])[0].tolist() == [tok.sos_eos, *tok.encode("they was late")]
+        assert not store.has_tokens("encoder", "encoder.layers.0")
+        assert attrs["tokenizer"]["surface"]["symbols"] == tok.symbols
 
 
 def test_layers_and_info_commands(corpus, tmp_path, capsys):
@@ -90,8 +95,11 @@ def test_layers_and_info_commands(corpus, tmp_path, capsys):
     argv = ["extract", str(ckpt_path), "--data", str(manifest), "--out", str(out), "--tasks", "meaning",
             "--layers", "encoder.layers.*", "decoders.meaning.layers.1", "--limit", "2"]
     assert main(argv) == 0
-    assert main(argv) == 2
-    assert "so.h5: already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(argv) == 0  # rerunning a finished extraction keeps the store
+    assert "so.h5: already complete" in capsys.readouterr().err
+    assert main([*argv, "--dtype", "float16"]) == 2
+    assert "so.h5: already exists (dtype: 'float32' there, 'float16' now); pass --overwrite" \
+        in capsys.readouterr().err
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "complete, 2 utterances" in text and "stream decoder/meaning: 1 layers" in text
@@ -122,3 +130,5 @@ def test_torchrun_two_ranks_equal_one_process(corpus, tmp_path):
                 np.testing.assert_array_equal(a.frames(stream, layer)[0], b.frames(stream, layer)[0])
                 np.testing.assert_array_equal(a.frames(stream, layer)[1], b.frames(stream, layer)[1])
                 np.testing.assert_array_equal(a.means(stream, layer), b.means(stream, layer))
+                if stream != "encoder":  # the merge copies the token ids with the rows
+                    np.testing.assert_array_equal(a.tokens(stream, layer)[0], b.tokens(stream, layer)[0])

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cka_probe import similarity_matrix
-from cka_probe.analyze.cross_task import COMPARISONS, cross_task_arrays, diagonal
+from cka_probe.analyze.cross_task import COMPARISONS, cross_task_arrays, diagonal, pooled
 from cka_probe.cli import main
 
 
@@ -59,7 +59,7 @@ def test_cross_task_with_a_distance_measure_counts_smaller_as_more_similar():
         "do": {"encoder": {k: 2 * v @ q for k, v in sso_enc.items()},  # the SSO encoder rotated and scaled
                "decoder/surface": model(rng, n, dec), "decoder/meaning": model(rng, n, dec)},
     }
-    table = cross_task_arrays(reps, language="en", n_boot=5, n_perm=19, progress=False, measure="procrustes").table
+    table = pooled(cross_task_arrays(reps, language="en", n_boot=5, n_perm=19, progress=False, measure="procrustes").table)
     assert (table.estimator == "procrustes").all() and (table.kernel == "-").all()
     do_sso = table[(table.part == "encoder") & (table.comparison == "DO-SSO")]
     np.testing.assert_allclose(diagonal(do_sso).cka, 0.0, atol=1e-9)

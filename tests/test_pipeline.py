@@ -84,6 +84,74 @@ def test_a_parallel_group_starts_after_the_previous_one_has_ended(tmp_path):
     assert [(tmp_path / f"score{i}" / "seen.txt").read_text() for i in range(3)] == ["all"] * 3
 
 
+def die(partial: Path, *, seconds: float) -> None:
+    """A stage whose worker process is killed (as by the out-of-memory killer)."""
+    import os
+    import signal
+
+    time.sleep(seconds)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_worker_is_a_one_line_error_and_the_rerun_finishes(tmp_path):
+    plan = [pipeline.Stage("train ok", tmp_path / "ok", slow_write, {"seconds": 0.0}, parallel="train"),
+            pipeline.Stage("train dies", tmp_path / "dies", die, {"seconds": 0.5}, parallel="train")]
+    with pytest.raises(CKAProbeError, match="a worker process of the stages train ok, train dies died "
+                                            r"\(killed, or out of memory\); rerun the same command to resume"):
+        pipeline.run_stages(plan, tmp_path, jobs=2)
+    plan[1] = pipeline.Stage("train dies", tmp_path / "dies", slow_write, {"seconds": 0.0}, parallel="train")
+    pipeline.run_stages(plan, tmp_path, jobs=2)
+    assert (tmp_path / "dies").is_dir() and not (tmp_path / ".dies.partial").exists()
+
+
+def write_pid_and_wait(partial: Path, *, seconds: float) -> None:
+    """A long stage that says which process runs it."""
+    import os
+
+    (partial.parent / f"{partial.name}.pid").write_text(str(os.getpid()))
+    time.sleep(seconds)
+    (partial / "done.txt").write_text("trained")
+
+
+def run_two_long_stages(run_dir: str) -> None:
+    run = Path(run_dir)
+    pipeline.run_stages([pipeline.Stage(f"train {name}", run / name, write_pid_and_wait, {"seconds": 60.0},
+                                        parallel="train") for name in ("a", "b")], run, jobs=2)
+
+
+def test_workers_die_with_a_killed_run(tmp_path):
+    """A run killed with SIGKILL (out of memory) must not leave its workers training on into the partial folders."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_pipeline; test_pipeline.run_two_long_stages({str(tmp_path)!r})")
+    run = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    pid_files = [tmp_path / ".a.partial.pid", tmp_path / ".b.partial.pid"]
+    deadline = time.monotonic() + 60
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and run.poll() is None, "the workers did not start"
+        time.sleep(0.1)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    workers = [int(p.read_text()) for p in pid_files]
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_resumable_stage_keeps_its_partial_folder(tmp_path):
     def keep(partial: Path) -> None:
         CALLS.append(sorted(p.name for p in partial.iterdir()))
@@ -109,12 +177,32 @@ def test_plan_lays_out_the_run_by_stage(tmp_path):
     assert "checkpoints/ko/do" in outputs and "cer/en/mso.csv" in outputs and "activations/ko/sso.h5" in outputs
     assert outputs[-3:] == ["tables", "figures", "report.md"]
     trainings = [s.name for s in plan if s.name.startswith("train")]
-    assert trainings == [f"train {lang} {m}" for lang in ("en", "ko") for m in ("sso", "mso", "do")]
-    assert all(s.parallel == "train" for s in plan if s.name.startswith("train"))
+    # the longest (DO) first; with one seed, a second SSO per language for the seed-to-seed ceiling
+    assert trainings == [f"train {lang} {m}" for m in ("do", "mso", "sso", "sso-s1") for lang in ("en", "ko")]
+    assert all(s.parallel == "train" for s in plan if s.name.split()[0] in ("train", "init"))
     assert all(s.parallel == "score" for s in plan if s.name.split()[0] in ("evaluate", "extract"))
     assert not any(s.parallel for s in plan[-3:] + plan[:2])
-    assert plan[0].kwargs["n"] == 30
-    assert [s.kwargs["seed"] for s in plan if s.name.startswith("train en")] == [0, 1, 2]
+    assert plan[0].kwargs["n"] == 30 and plan[0].kwargs["test_n"] is None  # --n: the default 10 % test split
+    seeds = {s.name.split()[-1]: s.kwargs["seed"] for s in plan if s.name.split()[:2] in (["train", "en"], ["init", "en"])}
+    assert seeds == {"sso": 0, "mso": 1, "do": 2, "sso-s1": 3, "rand": 6}
+    # the untrained floor is extracted like every model, never evaluated
+    assert "activations/en/rand.h5" in outputs and "cer/en/rand.csv" not in outputs
+
+
+def test_seed_replicates_share_the_corpus_unless_it_is_resampled(tmp_path):
+    plan = pipeline.plan(tmp_path, ["en"], pipeline.SCALES["tiny"], seeds=3)
+    trains = {s.name.split()[-1]: s for s in plan if s.name.startswith("train")}
+    assert sorted(trains) == ["do", "do-s1", "do-s2", "mso", "mso-s1", "mso-s2", "sso", "sso-s1", "sso-s2"]
+    assert [trains[f"sso{r}"].kwargs["seed"] for r in ("", "-s1", "-s2")] == [0, 3, 6]
+    assert {t.kwargs["data"] for t in trains.values()} == {tmp_path / "data" / "en"}
+    assert plan[0].kwargs["test_n"] == 300 and next(s for s in plan if s.name == "init en rand").kwargs["seed"] == 9
+    resampled = pipeline.plan(tmp_path, ["en"], pipeline.SCALES["tiny"], seeds=2, resample_corpus=True)
+    synth = {s.name: s for s in resampled if s.name.startswith("synth")}
+    assert synth["synth en s1"].kwargs["exclude"] == tmp_path / "data" / "en" / "test.jsonl"
+    trains = {s.name.split()[-1]: s for s in resampled if s.name.startswith("train")}
+    assert trains["do-s1"].kwargs["data"] == tmp_path / "data" / "en-s1" and trains["do"].kwargs["data"] == tmp_path / "data" / "en"
+    scored = {s.kwargs["manifest"] for s in resampled if s.name.split()[0] in ("evaluate", "extract")}
+    assert scored == {tmp_path / "data" / "en" / "test.jsonl"}  # every replicate on one test split
 
 
 def test_user_manifests_replace_the_synthetic_corpus(tmp_path):
@@ -145,11 +233,13 @@ def test_compare_figures_and_report_from_small_stores(tmp_path):
     args = ["--cross-task", str(acts), "--cross-lang", "--cer", *cer, "--tables", str(tables), "--n-boot", "30"]
     assert main(["compare", *args, "--n-perm", "10"]) == 0
     assert {p.name for p in tables.iterdir()} == {"cross_task.csv", "cross_lang.csv", "encoder_entanglement.csv",
-                                                  "decoder_departure.csv", "cer.csv", "cer_gaps.csv", "cer.md"}
+                                                  "decoder_departure.csv", "reference_gaps.csv", "cer.csv", "cer_gaps.csv",
+                                                  "cer.md"}
     assert main(["figures", str(tables), "--out", str(tmp_path / "figures")]) == 0
     assert len(list((tmp_path / "figures").glob("*.png"))) == 5 and len(list((tmp_path / "figures").glob("*.pdf"))) == 5
     text = write_report(tmp_path, tmp_path / "report.md").read_text()
-    assert "en surface: SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
+    assert "en surface (n = 8, 1 seed): SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
+    assert "**Training variance was not measured**" in text and "needs two SSO seeds" in text
     assert "the DO encoder is closer to the SSO encoder at layers 0, 1, 2, to the MSO encoder at layers none" in text
     for figure in ("heatmap_encoder", "diagonal_decoder", "cer_gap_by_ed"):
         assert f"(figures/{figure}.png)" in text and (tmp_path / "figures" / f"{figure}.png").exists()
@@ -174,7 +264,7 @@ def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(t
                           for lang, task, so, do, oracle in rows])
     table.to_csv(tmp_path / "cer.csv", index=False)
     (tmp_path / "cer.md").write_text("| table |\n")
-    lines = {line.split(":")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
+    lines = {line.split(" (n =")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
     assert "**Caution:** both models' CER exceeds the oracle CER (12.3 %)" in lines["- en surface"]
     assert "Caution" not in lines["- en meaning"]
 
@@ -206,14 +296,22 @@ def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, mo
     monkeypatch.setattr(pipeline, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages))
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--epochs", "3"]) == 0
     scales = [s.kwargs["scale"] for s in planned if s.name.startswith("train")]
-    assert len(scales) == 3 and {(s.epochs, s.train_minutes) for s in scales} == {(3, None)}
+    assert len(scales) == 4 and {(s.epochs, s.train_minutes) for s in scales} == {(3, None)}  # with the second SSO
     planned.clear()
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--train-minutes", "2.5"]) == 0
     assert {(s.kwargs["scale"].epochs, s.kwargs["scale"].train_minutes)
             for s in planned if s.name.startswith("train")} == {(None, 2.5)}
+    planned.clear()
+    assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--seeds", "2", "--no-ceiling"]) == 0
+    assert sorted(s.name for s in planned if s.name.startswith("train")) == [
+        f"train en {m}" for m in ("do", "do-s1", "mso", "mso-s1", "sso", "sso-s1")]
+    planned.clear()
+    assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--no-ceiling"]) == 0
+    assert sorted(s.name for s in planned if s.name.startswith("train")) == [f"train en {m}" for m in ("do", "mso", "sso")]
 
 
 @pytest.mark.parametrize("option, value, message", [("--epochs", "0", "--epochs must be at least 1, got 0"),
+                                                    ("--seeds", "0", "--seeds must be at least 1, got 0"),
                                                     ("--train-minutes", "-1", "--train-minutes must be positive")])
 def test_reproduce_refuses_a_bad_training_length(tmp_path, capsys, option, value, message):
     from cka_probe.cli import main

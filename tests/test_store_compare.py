@@ -126,7 +126,7 @@ def test_frames_pool_needs_equal_rows_per_utterance(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(CKAProbeError, match="utterance u.. has . rows in .*a.h5 "
                                                                       "encoder/a0 but . in .*b.h5"):
         compare_stores(paths["a"], other["b"], pool="frames")
-    with pytest.raises(CKAProbeError, match="pool must be mean or frames"):
+    with pytest.raises(CKAProbeError, match="pool must be mean, frames or words"):
         compare_stores(paths["a"], paths["a"], pool="max")
 
 

@@ -83,6 +83,16 @@ def contents(path: Path) -> dict[str, object]:
     return found
 
 
+def assert_same_store(path: Path, want: dict[str, object]) -> None:
+    """``path`` is a complete store, alone (no partial beside it), bitwise equal to ``want`` (:func:`contents`)."""
+    assert path.exists() and not partial_path(path).exists()
+    got = contents(path)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert np.array_equal(got[key], want[key]) if key != "attrs" else got[key].keys() == want[key].keys(), key
+    assert all(np.array_equal(got["attrs"][k], v) for k, v in want["attrs"].items())
+
+
 def committed_batches(partial: Path) -> int:
     """``n_batches`` of a killed run's file; 0 when it died before its first flush (an unreadable file)."""
     try:
@@ -115,12 +125,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, comm
         warnings.filterwarnings("ignore", message=".*unreadable.*starting the extraction again")
         run(out, model)
     assert model.calls == N_BATCHES - done
-    assert not partial_path(out).exists()
-    got, want = contents(out), contents(reference)
-    assert got.keys() == want.keys()
-    for key in want:
-        assert np.array_equal(got[key], want[key]) if key != "attrs" else got[key].keys() == want[key].keys()
-    assert all(np.array_equal(got["attrs"][k], v) for k, v in want["attrs"].items())
+    assert_same_store(out, contents(reference))
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

@@ -7,9 +7,17 @@ single-output (SO) model. SO and DO are paired by (language, task, utterance id)
 
 Corpus CER = 100 · Σ errors / Σ reference length. The gap DO − SO (in CER
 points; positive = multi-task learning made that task worse) gets a paired
-percentile bootstrap interval over utterances (Efron & Tibshirani 1993,
-§13.3; the same resampled utterances for both models) and a two-sided
-bootstrap p-value. The oracle CER scores one reference transcript against
+bootstrap interval over utterances (the same resampled utterances for both
+models), the basic interval (Davison & Hinkley 1997, Eq. 5.6), which covered
+the population gap at 93–94.5 % in ``benchmarks/bench_coverage.py`` where the
+percentile interval fell to 91.5 %, and a two-sided bootstrap p-value,
+BH-adjusted over the rows of one seed (``cer.csv``) or over the bins of one
+language, task and unit (``cer_gaps.csv``).
+
+Seed replicates: an evaluate CSV whose name ends in ``-s<k>`` (``sso-s1.csv``)
+belongs to seed replicate k, others to replicate 0; SO and DO of one replicate
+are paired, and each row is reported per seed and pooled over the seeds that
+have both (:mod:`cka_probe.analyze.effects`, hierarchical bootstrap). The oracle CER scores one reference transcript against
 the other (Σ surface–meaning edit distance / Σ reference length): the error a
 model would make by writing the other task's transcript.
 
@@ -20,6 +28,7 @@ as ``unit = jamo``, in jamo.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,13 +36,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.cka.resample import bootstrap_pvalue, percentile_interval
+from cka_probe.analyze.effects import effect_rows
 from cka_probe.asr.cer import ED_BINS
+from cka_probe.cka.adjust import benjamini_hochberg
+from cka_probe.cka.resample import basic_interval
 from cka_probe.errors import CKAProbeError
 
 REQUIRED = ("id", "language", "task", "errors", "ref_len", "surface_meaning_ed", "ed_bin")
 UNITS = {"char": ("errors", "ref_len"), "jamo": ("jamo_errors", "jamo_ref_len")}
-GAP_COLUMNS = ("language", "task", "unit", "n", "so_cer", "do_cer", "gap", "ci_low", "ci_high", "p", "oracle_cer")
+GAP_COLUMNS = ("language", "task", "unit", "seed", "seeds", "n", "so_cer", "do_cer", "gap", "ci_low", "ci_high", "p",
+               "p_adj", "seeds_agree", "oracle_cer")  # fmt: skip
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -44,23 +56,25 @@ def _read(path: Path) -> pd.DataFrame:
         raise CKAProbeError(f"{path}: not an evaluate CSV (missing columns {missing})")
     if frame.empty:
         raise CKAProbeError(f"{path}: no rows")
-    return frame.assign(model="DO" if frame["task"].nunique() > 1 else "SO", source=str(path))
+    replicate = re.search(r"-s(\d+)$", path.stem)
+    return frame.assign(model="DO" if frame["task"].nunique() > 1 else "SO", source=str(path),
+                        replicate=int(replicate.group(1)) if replicate else 0)  # fmt: skip
 
 
 def read_cer_csvs(paths: Sequence[str | Path]) -> pd.DataFrame:
     """All rows of the evaluate CSVs; one SO and one DO file per (language, task)."""
     frame = pd.concat([_read(Path(p)) for p in paths], ignore_index=True)
-    sources = frame.drop_duplicates(["language", "task", "model", "source"])
-    twice = sources[sources.duplicated(["language", "task", "model"], keep=False)]
+    sources = frame.drop_duplicates(["language", "task", "model", "replicate", "source"])
+    twice = sources[sources.duplicated(["language", "task", "model", "replicate"], keep=False)]
     if not twice.empty:
         row = twice.iloc[0]
         raise CKAProbeError(f"two {row.model} results for {row.language}/{row.task}: {sorted(twice.source.unique())}")
     return frame
 
 
-def paired(frame: pd.DataFrame, language: str, task: str) -> pd.DataFrame:
-    """SO and DO rows of one language and task joined by utterance id (suffixes ``_so``, ``_do``)."""
-    rows = frame[(frame["language"] == language) & (frame["task"] == task)]
+def paired(frame: pd.DataFrame, language: str, task: str, replicate: int = 0) -> pd.DataFrame:
+    """SO and DO rows of one language, task and seed replicate joined by utterance id (suffixes ``_so``, ``_do``)."""
+    rows = frame[(frame["language"] == language) & (frame["task"] == task) & (frame["replicate"] == replicate)]
     so, do = rows[rows["model"] == "SO"], rows[rows["model"] == "DO"]
     if so.empty or do.empty:
         raise CKAProbeError(f"{language}/{task}: need both an SO and a DO result, have {sorted(rows.model.unique())}")
@@ -70,18 +84,30 @@ def paired(frame: pd.DataFrame, language: str, task: str) -> pd.DataFrame:
     return both
 
 
-def _gap_row(both: pd.DataFrame, unit: str, rng: np.random.Generator, n_boot: int, level: float) -> dict:
-    """Corpus CERs, the DO−SO gap with its paired bootstrap interval and p, and the oracle CER."""
+def _gap(both: pd.DataFrame, unit: str, rng: np.random.Generator, n_boot: int) -> dict:
+    """Corpus CERs, the DO−SO gap and its paired bootstrap draws (R,), and the oracle CER of one seed."""
     errors, ref_len = UNITS[unit]
     e_so, e_do = both[f"{errors}_so"].to_numpy(float), both[f"{errors}_do"].to_numpy(float)
     length = both[f"{ref_len}_so"].to_numpy(float)
     so, do = 100 * e_so.sum() / length.sum(), 100 * e_do.sum() / length.sum()
     idx = rng.integers(0, len(both), (n_boot, len(both)))
     draws = 100 * (e_do[idx].sum(1) - e_so[idx].sum(1)) / length[idx].sum(1)
-    low, high = percentile_interval(draws, level) if n_boot else (np.nan, np.nan)
     oracle = 100 * both["surface_meaning_ed_so"].sum() / both["ref_len_so"].sum()
-    return {"unit": unit, "n": len(both), "so_cer": so, "do_cer": do, "gap": do - so, "ci_low": low,
-            "ci_high": high, "p": bootstrap_pvalue(draws) if n_boot else np.nan, "oracle_cer": oracle}  # fmt: skip
+    return {"n": len(both), "so_cer": so, "do_cer": do, "gap": do - so, "draws": draws, "oracle_cer": oracle}
+
+
+def _gap_rows(seeds: list[dict], key: str, level: float) -> list[dict]:
+    """One row per seed and the pooled row (means over seeds; the hierarchical interval)."""
+    effects = effect_rows(np.array([[s["gap"]] for s in seeds]), np.stack([s["draws"][:, None] for s in seeds]),
+                          interval=lambda d, e: basic_interval(d, e, level), key=key)  # fmt: skip
+    rows = []
+    for (_, effect), values in zip(effects.iterrows(), [*seeds, None]):
+        values = values or {k: np.mean([s[k] for s in seeds]) for k in ("n", "so_cer", "do_cer", "oracle_cer")}
+        rows.append({"seed": effect.seed, "seeds": effect.seeds, "n": int(values["n"]), "so_cer": values["so_cer"],
+                     "do_cer": values["do_cer"], "gap": effect.estimate, "ci_low": effect.ci_low,
+                     "ci_high": effect.ci_high, "p": effect.p, "seeds_agree": effect.seeds_agree,
+                     "oracle_cer": values["oracle_cer"]})  # fmt: skip
+    return rows
 
 
 def _rng(seed: int, *key: str) -> np.random.Generator:
@@ -98,15 +124,21 @@ def _units(both: pd.DataFrame) -> list[str]:
 def _table(frame: pd.DataFrame, by_bin: bool, n_boot: int, level: float, seed: int) -> pd.DataFrame:
     rows = []
     for language, task in frame[["language", "task"]].drop_duplicates().itertuples(index=False):
-        both = paired(frame, language, task)
-        groups = [(b, both[both["ed_bin_so"] == b]) for b in ED_BINS] if by_bin else [("all", both)]
-        for bin_name, group in groups:
-            for unit in _units(both) if len(group) else []:
-                rng = _rng(seed, language, task, bin_name, unit)
-                rows.append({"language": language, "task": task, "ed_bin": bin_name,
-                             **_gap_row(group, unit, rng, n_boot, level)})  # fmt: skip
+        replicates = sorted(frame.loc[(frame["language"] == language) & (frame["task"] == task), "replicate"].unique())
+        both = [paired(frame, language, task, k) for k in replicates]
+        for bin_name in ED_BINS if by_bin else ["all"]:
+            groups = [b[b["ed_bin_so"] == bin_name] if by_bin else b for b in both]
+            if not all(len(g) for g in groups):
+                continue
+            for unit in _units(groups[0]):
+                seeds = [_gap(g, unit, _rng(seed, language, task, bin_name, unit), n_boot) for g in groups]
+                rows += [{"language": language, "task": task, "ed_bin": bin_name, "unit": unit, **row}
+                         for row in _gap_rows(seeds, f"{language}/{task}/{bin_name}/{unit}", level)]  # fmt: skip
     columns = list(GAP_COLUMNS[:3]) + ["ed_bin"] * by_bin + list(GAP_COLUMNS[3:])
-    return pd.DataFrame(rows)[columns].sort_values(["language", "task", "unit"], kind="stable", ignore_index=True)
+    table = pd.DataFrame(rows)
+    family = ["language", "task", "unit", "seed"] if by_bin else ["seed"]
+    table["p_adj"] = table.groupby(family, sort=False)["p"].transform(benjamini_hochberg)
+    return table[columns].sort_values(["language", "task", "unit"], kind="stable", ignore_index=True)
 
 
 def cer_table(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
@@ -121,11 +153,11 @@ def cer_gaps(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float
 
 
 def cer_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table of SO vs DO CER per language, task and unit, with the gap's interval and the oracle."""
-    lines = ["| language | task | unit | n | SO CER % | DO CER % | DO − SO [95% CI] | p | oracle CER % |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in table.itertuples(index=False):
+    """A Markdown table of SO vs DO CER per language, task and unit (pooled over seeds), with the gap's interval."""
+    lines = ["| language | task | unit | seeds | n | SO CER % | DO CER % | DO − SO [95% CI] | p | p (BH) | oracle CER % |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in table[table["seed"].astype(str) == "all"].itertuples(index=False):
         gap = f"{r.gap:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | {gap} | "
-                     f"{r.p:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
+        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.seeds} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | "
+                     f"{gap} | {r.p:.3f} | {r.p_adj:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cka_probe.atomic import atomic_write_text
 from cka_probe.cka.similarity import similarity_matrix
 from cka_probe.errors import CKAProbeError
 
@@ -45,8 +46,5 @@ def compare_npz(a: Path, b: Path, *, measure: str = "cka", **options) -> pd.Data
 
 def write_table(table: pd.DataFrame, out: Path) -> None:
     """The CSV and its ``.json`` sidecar (the DataFrame's ``attrs``), each written whole or not at all."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     for path, text in ((out, table.to_csv()), (Path(f"{out}.json"), json.dumps(table.attrs, indent=2))):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text)
-        partial.replace(path)
+        atomic_write_text(path, text, point="compare")

@@ -2,7 +2,9 @@
 
 ``pool="mean"`` compares per-utterance means (n = utterances);
 ``pool="frames"`` compares row by row (n = frames or tokens), which requires
-the same number of rows for every utterance in both stores. Linear CKA on
+the same number of rows for every utterance in both stores; ``pool="words"``
+compares word-level means of encoder streams (n = words, optionally only the
+divergent or identical ones; :mod:`cka_probe.analyze.compare_words`). Linear CKA on
 frames streams both stores from disk chunk by chunk into the engine's exact
 accumulator (sums of XᵀX, YᵀY, XᵀY in float64; Kornblith et al. 2019, Eq. 3),
 so that no layer has to fit in memory; other kernels load the frames.
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cka_probe.analyze.compare_words import compare_words, sidecar_for
 from cka_probe.cka import StreamingLinearCKA
 from cka_probe.cka.similarity import similarity_matrix
 from cka_probe.errors import CKAProbeError
@@ -66,25 +69,37 @@ def streamed_linear_cka(a: ActivationStore, stream_a: str, b: ActivationStore, s
 
 def compare_stores(a: str | Path | ActivationStore, b: str | Path | ActivationStore, *, stream: str = "encoder",
                    stream_b: str | None = None, pool: str = "mean", kernel: str = "linear", sigma: float = 0.8,
-                   debiased: bool = False, device=None, dtype=None, measure: str = "cka",
-                   **measure_options) -> pd.DataFrame:
-    """CKA (or ``measure`` with its ``measure_options``, see ``similarity_matrix``) of every layer of ``a``'s ``stream`` against every layer of ``b``'s ``stream_b``.
+                   debiased: bool = False, device=None, dtype=None, words: str = "all",
+                   word_spans: str | Path | None = None, measure: str = "cka", **measure_options) -> pd.DataFrame:
+    """CKA (or ``measure`` with its ``measure_options``, see ``similarity_matrix``; pool mean or frames)
+    of every layer of ``a``'s ``stream`` against every layer of ``b``'s ``stream_b``.
 
     ``dtype``: the engine's working dtype (default: its policy, float32 for
     float32 stores; ``"float64"`` for the last digits).
     Rows = layers of ``a``, columns = layers of ``b`` (as ``cka_matrix``);
     ``attrs`` add the stores, streams, pooling and the number of utterances.
+    ``pool="words"`` reads the word spans from ``word_spans`` (default: the
+    ``.words.jsonl`` sidecar of ``a``, else of ``b``) and keeps ``words``
+    (``divergent`` | ``identical`` | ``all``).
     """
     stream_b = stream_b or stream
-    if pool not in ("mean", "frames"):
-        raise CKAProbeError(f"pool must be mean or frames, not {pool!r}")
+    if pool not in ("mean", "frames", "words"):
+        raise CKAProbeError(f"pool must be mean, frames or words, not {pool!r}")
     with ExitStack() as stack:
         sa, sb = _open(a, stack), _open(b, stack)
         ids = align_ids(sa, sb)
         layers_a, layers_b = sa.layers(stream), sb.layers(stream_b)
         options = (dict(kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
                    if measure == "cka" else measure_options)
-        if pool == "mean":
+        if pool == "words":
+            from cka_probe.asr.word_spans import read_word_spans
+
+            if measure != "cka":
+                raise CKAProbeError(f"pool=words supports measure cka only, not {measure}")
+            records = read_word_spans(sidecar_for(sa, sb, word_spans))
+            table = compare_words(sa, stream, sb, stream_b, ids, records, words=words, kernel=kernel, sigma=sigma,
+                                  debiased=debiased, device=device, dtype=dtype)
+        elif pool == "mean":
             table = similarity_matrix({x: sa.means(stream, x, ids) for x in layers_a},
                                       {y: sb.means(stream_b, y, ids) for y in layers_b}, measure=measure, **options)
         elif kernel == "linear" and measure == "cka":

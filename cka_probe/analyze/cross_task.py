@@ -12,13 +12,28 @@ token sequences (surface vs meaning targets) are still comparable. For every
 comparison the full L_a × L_b matrix is reported; its diagonal (layer i vs
 layer i) is :func:`diagonal`.
 
-Uncertainty over utterances: a percentile bootstrap interval (Efron &
-Tibshirani 1993) from resampling utterances with replacement (the same
-resamples for every comparison of a language), and a one-sided permutation
-p-value for "more similar than unrelated representations" from shuffling the
-utterances of the second model (Phipson & Smyth 2010), with the mean CKA under
-that shuffling (``null_mean``: the level that chance alone gives at this n and
-width, ≈ d/(n+d) for the biased estimator). All of it is seeded.
+Uncertainty over utterances: a bootstrap interval from resampling utterances
+with replacement (the same resamples for every comparison of a language and
+every seed), tie-corrected; with the debiased estimator (the default) its
+percentile interval covers the population CKA at the nominal level in
+simulation (``benchmarks/bench_coverage.py``), with the biased one the basic
+interval is used and is not calibrated where d is not small against n.
+A one-sided permutation p-value for "more similar than unrelated
+representations" comes from shuffling the utterances of the second model
+(Phipson & Smyth 2010), with the mean CKA under that shuffling (``null_mean``:
+the chance level at this n and width, ≈ d/(n+d) for the biased estimator, ≈ 0
+for the debiased one); ``p_adj`` is Benjamini–Hochberg-adjusted over the
+cells of one comparison (:mod:`cka_probe.cka.adjust`). All of it is seeded.
+
+Seeds and reference levels: with several seed replicates per role
+(:mod:`cka_probe.analyze.roles`), replicate k of each role forms the k-th
+set; every cell is reported per seed (``seed`` = k) and pooled (``seed`` =
+``all``: the mean over seeds, with the hierarchical bootstrap over seeds, then
+utterances, :mod:`cka_probe.cka.hierarchical`). The reference comparisons are
+the seed-to-seed ceiling ``SSO-SSO'`` (SSO replicate j against j + 1) and the
+random-initialisation floor ``SSO-RAND`` (SSO against an untrained model of
+its architecture), for the encoder and the surface decoder, where those
+models exist.
 """
 
 from __future__ import annotations
@@ -34,8 +49,10 @@ from tqdm.auto import tqdm
 
 from cka_probe.cka import resample
 from cka_probe.cka.resample_measure import MeasureStatistics
+from cka_probe.cka.adjust import benjamini_hochberg
+from cka_probe.cka.hierarchical import pooled_draws
 from cka_probe.analyze.load import load_representations
-from cka_probe.analyze.roles import ROLE_STREAMS
+from cka_probe.analyze.roles import FLOOR, ROLE_STREAMS, ROLES
 from cka_probe.errors import CKAProbeError
 
 
@@ -73,22 +90,33 @@ COMPARISONS: tuple[Comparison, ...] = (
     _decoder("MSO-SDO", MSO, SDO),
     _decoder("SSO-MDO", SSO, MDO),
 )
+CEILING, FLOOR_NAME = "SSO-SSO'", "SSO-RAND"
+REFERENCES: tuple[Comparison, ...] = (
+    _encoder(CEILING, "sso", "sso"), _decoder(CEILING, SSO, SSO),
+    _encoder(FLOOR_NAME, "sso", FLOOR), _decoder(FLOOR_NAME, SSO, (FLOOR, "surface")),
+)  # fmt: skip
+POOLED = "all"
+"""The ``seed`` of rows pooled over seeds (the other rows carry the replicate number)."""
 
 COLUMNS: tuple[str, ...] = (
     "language", "part", "comparison", "stream", "stream_b", "layer_a", "layer_b", "index_a", "index_b",
-    "cka", "ci_low", "ci_high", "p", "null_mean", "n", "estimator", "kernel", "pooling",
+    "seed", "seeds", "cka", "ci_low", "ci_high", "p", "p_adj", "null_mean", "n", "estimator", "kernel", "pooling",
 )  # fmt: skip
 
-# Representations of one language: role -> stream -> layer -> (n, d) per-utterance means, rows aligned.
-Representations = Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]
+# Representations of one language: role -> stream -> layer -> (n, d) per-utterance means, rows aligned;
+# or role -> [that mapping per seed replicate].
+Representations = Mapping[str, Mapping[str, Mapping[str, np.ndarray]] | Sequence]
 
 
 @dataclass
 class CrossTaskResult:
-    """Tidy table of one language plus the bootstrap draws (R, L_a, L_b) per (part, comparison)."""
+    """Tidy table of one language plus, per (part, comparison), the pooled bootstrap draws (R, L_a, L_b),
+    the per-seed draws (K, R, L_a, L_b) and the per-seed estimates (K, L_a, L_b)."""
 
     table: pd.DataFrame
     draws: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    seed_draws: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    seed_estimates: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 def resamples(n: int, count: int, *, seed: int, language: str, replace: bool) -> list[np.ndarray]:
@@ -101,18 +129,44 @@ def resamples(n: int, count: int, *, seed: int, language: str, replace: bool) ->
     return [rng.integers(0, n, n) if replace else rng.permutation(n) for _ in range(count)]
 
 
-def _gram_sets(reps: Representations, language: str, stats=resample) -> dict[tuple[str, str], resample.GramSet]:
-    """One :class:`~resample.GramSet` per (role, stream) that the comparison set needs."""
+def _replicates(reps: Representations, language: str) -> dict[str, list]:
+    """role -> [streams of each seed replicate]; a single mapping is one replicate."""
+    out = {role: [models] if isinstance(models, Mapping) else list(models) for role, models in reps.items()}
+    for role in ROLES:
+        if not out.get(role):
+            raise CKAProbeError(f"language {language!r}: no {role.upper()} model")
+    return out
+
+
+def _gram_sets(reps: Representations, language: str, stats=resample) -> dict[tuple[str, str], list[resample.GramSet]]:
+    """The :class:`~resample.GramSet` of every seed replicate per (role, stream) that the comparisons need."""
     sets = {}
-    for role, streams in ROLE_STREAMS.items():
-        for stream in streams:
-            layers = reps.get(role, {}).get(stream)
-            if not layers:
-                raise CKAProbeError(f"language {language!r}: the {role.upper()} model has no {stream!r} layers")
-            sets[role, stream] = stats.GramSet(layers, source=f"{language}/{role}/{stream}/")
-    if len({s.n for s in sets.values()}) > 1:
+    for role, replicates in _replicates(reps, language).items():
+        for stream in ROLE_STREAMS[role]:
+            for k, streams in enumerate(replicates):
+                layers = streams.get(stream)
+                if not layers:
+                    raise CKAProbeError(f"language {language!r}: the {role.upper()} model has no {stream!r} layers")
+                source = f"{language}/{role}{f' seed {k}' if k else ''}/{stream}/"
+                sets.setdefault((role, stream), []).append(stats.GramSet(layers, source=source))
+    if len({s.n for group in sets.values() for s in group}) > 1:
         raise CKAProbeError(f"language {language!r}: the models cover different numbers of utterances")
     return sets
+
+
+def _pairs(comp: Comparison, sets: dict) -> list[tuple[resample.GramSet, resample.GramSet]]:
+    """The (a, b) pairs a comparison pools: replicate k of both roles, SSO j vs j + 1 (ceiling), SSO k vs RAND."""
+    a, b = sets.get((comp.role_a, comp.stream_a), []), sets.get((comp.role_b, comp.stream_b), [])
+    if comp.name == CEILING:
+        return list(zip(a, a[1:]))
+    if comp.role_b == FLOOR:
+        return [(x, b[0]) for x in a[: _seeds(sets)]] if b else []
+    return list(zip(a, b))[: _seeds(sets)]
+
+
+def _seeds(sets: dict) -> int:
+    """K: the number of complete replicates (every role of the comparison set)."""
+    return min(len(group) for (role, _), group in sets.items() if role in ROLES)
 
 
 def _rows(comp: Comparison, a: resample.GramSet, b: resample.GramSet, stats: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -122,8 +176,32 @@ def _rows(comp: Comparison, a: resample.GramSet, b: resample.GramSet, stats: dic
         "part": comp.part, "comparison": comp.name, "stream": comp.stream_a, "stream_b": comp.stream_b,
         "layer_a": np.asarray(a.names)[ia.ravel()], "layer_b": np.asarray(b.names)[ib.ravel()],
         "index_a": ia.ravel(), "index_b": ib.ravel(),
-        **{key: value.ravel() for key, value in stats.items()},
+        **{key: value.ravel() if isinstance(value, np.ndarray) else value for key, value in stats.items()},
     })  # fmt: skip
+
+
+def _cell_stats(cka: np.ndarray, draws: np.ndarray, null: np.ndarray, level: float, debiased: bool,
+                stats=resample) -> dict:
+    """Interval, permutation p (raw and BH-adjusted over the cells) and chance level of one (L_a, L_b) grid."""
+    missing = np.full(cka.shape, np.nan)  # n_boot or n_perm = 0: no interval, no p-value
+    low, high = stats.cka_interval(draws, cka, level, debiased=debiased) if len(draws) else (missing, missing)
+    p = stats.permutation_pvalue(cka, null) if len(null) else missing
+    return {"cka": cka, "ci_low": low, "ci_high": high, "p": p, "p_adj": benjamini_hochberg(p),
+            "null_mean": null.mean(axis=0) if len(null) else missing}  # fmt: skip
+
+
+def _comparison(comp: Comparison, pairs: list, boots: list, perms: list, level: float, debiased: bool,
+                key: str, stats=resample) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per-seed and pooled rows of one comparison; the pooled draws, per-seed draws and estimates."""
+    ckas = np.stack([stats.point_estimate(a, b, debiased=debiased) for a, b in pairs])
+    draws = np.stack([stats.bootstrap(a, b, boots, debiased=debiased) for a, b in pairs])
+    nulls = np.stack([stats.permuted(a, b, perms, debiased=debiased) for a, b in pairs])
+    frames = [_rows(comp, *pairs[0], {"seed": str(k), "seeds": 1, **_cell_stats(c, d, z, level, debiased, stats)})
+              for k, (c, d, z) in enumerate(zip(ckas, draws, nulls))]  # fmt: skip
+    pooled = pooled_draws(draws, key=key) if len(boots) else draws[0]
+    cells = _cell_stats(ckas.mean(axis=0), pooled, nulls.mean(axis=0), level, debiased, stats)
+    frames.append(_rows(comp, *pairs[0], {"seed": POOLED, "seeds": len(pairs), **cells}))
+    return pd.concat(frames, ignore_index=True), pooled, draws, ckas
 
 
 def cross_task_arrays(
@@ -133,7 +211,7 @@ def cross_task_arrays(
     n_boot: int = 200,
     n_perm: int = 200,
     level: float = 0.95,
-    debiased: bool = False,
+    debiased: bool = True,
     seed: int = 0,
     progress: bool = True,
     measure: str = "cka",
@@ -141,29 +219,29 @@ def cross_task_arrays(
     """The comparison set of one language from per-utterance representations.
 
     ``reps[role][stream][layer]`` is an (n, d) array (role ``sso``/``mso``/``do``,
-    stream ``encoder`` or ``decoder/<task>``); row i of every array is the same
-    utterance. Returns the tidy table (columns :data:`COLUMNS`) and the
-    bootstrap draws, which :func:`cka_probe.analyze.cross_lang.language_differences` uses.
+    optionally ``rand``; stream ``encoder`` or ``decoder/<task>``), or
+    ``reps[role]`` a list of such mappings, one per seed replicate; row i of
+    every array is the same utterance. Returns the tidy table (columns
+    :data:`COLUMNS`) and the bootstrap draws, which
+    :func:`cka_probe.analyze.cross_lang.language_differences` uses.
     ``measure``: "cka" (linear CKA) or another measure of :mod:`cka_probe.cka.similarity`
-    (its value fills the ``cka`` column; ``estimator`` names it).
+    (its value fills the ``cka`` column, ``estimator`` names it; percentile intervals).
     """
     stats = resample if measure == "cka" else MeasureStatistics(measure)
     sets = _gram_sets(reps, language, stats)
-    n = next(iter(sets.values())).n
+    n = next(iter(sets.values()))[0].n
     boots = resamples(n, n_boot, seed=seed, language=language, replace=True)
     perms = resamples(n, n_perm, seed=seed, language=language, replace=False)
     result, frames = CrossTaskResult(pd.DataFrame()), []
-    for comp in tqdm(COMPARISONS, desc=f"cross-task {language}", disable=not progress):
-        a, b = sets[comp.role_a, comp.stream_a], sets[comp.role_b, comp.stream_b]
-        cka = stats.point_estimate(a, b, debiased=debiased)
-        missing = np.full(cka.shape, np.nan)  # n_boot or n_perm = 0: no interval, no p-value
-        draws = stats.bootstrap(a, b, boots, debiased=debiased)
-        low, high = resample.percentile_interval(draws, level) if n_boot else (missing, missing)
-        null = stats.permuted(a, b, perms, debiased=debiased)
-        p = stats.permutation_pvalue(cka, null) if n_perm else missing
-        chance = null.mean(axis=0) if n_perm else missing
-        frames.append(_rows(comp, a, b, {"cka": cka, "ci_low": low, "ci_high": high, "p": p, "null_mean": chance}))
-        result.draws[comp.part, comp.name] = draws
+    for comp in tqdm(COMPARISONS + REFERENCES, desc=f"cross-task {language}", disable=not progress):
+        pairs = _pairs(comp, sets)
+        if not pairs:
+            continue
+        key = f"{language}/{comp.part}/{comp.name}"
+        rows, pooled, draws, ckas = _comparison(comp, pairs, boots, perms, level, debiased, key, stats)
+        frames.append(rows)
+        result.draws[comp.part, comp.name] = pooled
+        result.seed_draws[comp.part, comp.name], result.seed_estimates[comp.part, comp.name] = draws, ckas
     table = pd.concat(frames, ignore_index=True)
     table["language"], table["n"], table["kernel"], table["pooling"] = language, n, "linear" if measure == "cka" else "-", "mean"
     table["estimator"] = measure if measure != "cka" else "debiased" if debiased else "biased"
@@ -184,6 +262,11 @@ def cross_task(stores: Sequence[str | Path], **options) -> pd.DataFrame:
     """The tidy cross-task table (columns :data:`COLUMNS`) of every language in ``stores``."""
     results = cross_task_by_language(stores, **options)
     return pd.concat([result.table for result in results.values()], ignore_index=True)
+
+
+def pooled(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows pooled over seeds (``seed == "all"``) of a table with a ``seed`` column."""
+    return table[table["seed"].astype(str) == POOLED].reset_index(drop=True)
 
 
 def diagonal(table: pd.DataFrame) -> pd.DataFrame:

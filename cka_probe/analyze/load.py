@@ -52,15 +52,18 @@ def _layers(store: ActivationStore, stream: str, ids: list[str]) -> dict[str, np
 
 
 def load_representations(paths: Sequence[str | Path]) -> dict[str, dict]:
-    """``{language: {role: {stream: {layer: (N, D)}}}}`` from stores (or folders of stores)."""
+    """``{language: {role: [{stream: {layer: (N, D)}} per seed replicate]}}`` from stores (or folders of stores).
+
+    Roles as :func:`~cka_probe.analyze.roles.assign_roles` gives them; every
+    store of a language is read on the utterances that all of them share.
+    """
     files = store_paths(paths)
     out = {}
     with ExitStack() as stack:
         stores = {str(p): stack.enter_context(ActivationStore(p)) for p in files}
         by_language = assign_roles({source: store.attrs for source, store in stores.items()})
         for language, roles in by_language.items():
-            opened = {role: stores[source] for role, source in roles.items()}
-            ids = common_ids([opened["sso"], opened["mso"], opened["do"]])
-            out[language] = {role: {stream: _layers(opened[role], stream, ids) for stream in streams}
-                             for role, streams in ROLE_STREAMS.items()}  # fmt: skip
+            ids = common_ids([stores[source] for sources in roles.values() for source in sources])
+            out[language] = {role: [{stream: _layers(stores[source], stream, ids) for stream in ROLE_STREAMS[role]}
+                                    for source in sources] for role, sources in roles.items()}  # fmt: skip
     return out

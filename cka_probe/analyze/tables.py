@@ -5,6 +5,7 @@
 | ``cross_task.csv`` | every layer pair of every comparison and language (:data:`~cka_probe.analyze.cross_task.COLUMNS`) |
 | ``cross_lang.csv`` | per-layer differences between languages (with two or more languages) |
 | ``encoder_entanglement.csv``, ``decoder_departure.csv`` | the entanglement summary |
+| ``reference_gaps.csv`` | comparisons against the seed-to-seed ceiling and the random-initialisation floor |
 | ``cer.csv``, ``cer.md``, ``cer_gaps.csv`` | SO vs DO CER, and the gap per edit-distance bin |
 
 Each file is written to a temporary name and renamed, so a table that exists is complete.
@@ -12,7 +13,6 @@ Each file is written to a temporary name and renamed, so a table that exists is 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,14 +21,12 @@ import pandas as pd
 from cka_probe.analyze.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.analyze.cross_lang import language_differences
 from cka_probe.analyze.cross_task import cross_task_by_language
-from cka_probe.analyze.summary import decoder_departure, encoder_entanglement
+from cka_probe.analyze.summary import decoder_departure, encoder_entanglement, reference_gaps
+from cka_probe.atomic import atomic_write_text
 
 
 def _write(text: str, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text, point="tables")
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
@@ -44,7 +42,7 @@ def write_tables(
     n_boot: int = 200,
     n_perm: int = 200,
     level: float = 0.95,
-    debiased: bool = False,
+    debiased: bool = True,
     seed: int = 0,
     cross_lang: bool | None = None,
     progress: bool = True,
@@ -64,6 +62,7 @@ def write_tables(
         "cross_task": pd.concat([r.table for r in results.values()], ignore_index=True),
         "encoder_entanglement": encoder_entanglement(results, level=level),
         "decoder_departure": decoder_departure(results, level=level),
+        "reference_gaps": reference_gaps(results, level=level),
     }
     if cross_lang or (cross_lang is None and len(results) > 1):
         tables["cross_lang"] = language_differences(results, level=level)

@@ -2,20 +2,21 @@
 
 One dict of plain types and tensors:
 
-- ``format_version`` (:data:`FORMAT_VERSION`), ``arch``, ``tasks``, ``config``;
+- ``format_version`` (:data:`FORMAT_VERSION`), ``arch``, ``variant``, ``tasks``, ``config``;
 - ``model_state`` (the ``state_dict``);
 - ``tokenizers``: ``{task: CharTokenizer.to_dict()}`` (the vocabularies);
 - ``cmvn``: ``{"mean": (80,), "istd": (80,)}`` float64;
 - ``epoch``, ``metrics``; optionally ``optimizer`` (its ``state_dict``) and ``extra``.
+
+Version 2 added ``variant`` (:mod:`cka_probe.asr.variant`); a version-1 file
+has none and loads as ``shared``, the only model version 1 could hold.
 
 Writing is atomic: a temporary file in the same folder, then ``os.replace``.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ from torch import nn
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.model import ASRModel, build_model
 from cka_probe.asr.tokenizer import CharTokenizer
+from cka_probe.atomic import atomic_output
 from cka_probe.errors import CKAProbeError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 REQUIRED = ("arch", "tasks", "config", "model_state", "tokenizers", "cmvn", "epoch", "metrics")
 
 
@@ -47,6 +50,7 @@ def save_checkpoint(
     ckpt = {
         "format_version": FORMAT_VERSION,
         "arch": model.arch,
+        "variant": model.variant.name,
         "tasks": list(model.tasks),
         "config": config,
         "model_state": model.state_dict(),
@@ -63,16 +67,9 @@ def save_checkpoint(
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """``torch.save`` to a hidden partial file beside ``path``, then rename it over ``path``."""
+    with atomic_output(path, point=f"checkpoint:{path.name}") as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return path
 
 
@@ -90,11 +87,13 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise CKAProbeError(f"{path}: not a readable checkpoint ({str(err).strip().splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CKAProbeError(f"{path}: not a cka-probe checkpoint (no format_version)")
-    if ckpt["format_version"] != FORMAT_VERSION:
-        raise CKAProbeError(f"{path}: checkpoint format_version {ckpt['format_version']}, this version reads {FORMAT_VERSION}")
+    if ckpt["format_version"] not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
+        raise CKAProbeError(f"{path}: checkpoint format_version {ckpt['format_version']}, this version reads {readable}")
     missing = [key for key in REQUIRED if key not in ckpt]
     if missing:
         raise CKAProbeError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    ckpt.setdefault("variant", "shared")
     return ckpt
 
 
@@ -107,7 +106,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     ckpt["tokenizers"] = {task: CharTokenizer.from_dict(state) for task, state in ckpt["tokenizers"].items()}
     ckpt["cmvn"] = GlobalCMVN.from_dict(ckpt["cmvn"])
     vocab_sizes = {task: tok.vocab_size for task, tok in ckpt["tokenizers"].items()}
-    model = build_model(ckpt["config"], ckpt["arch"], tuple(ckpt["tasks"]), vocab_sizes)
+    model = build_model(ckpt["config"], ckpt["arch"], tuple(ckpt["tasks"]), vocab_sizes, ckpt["variant"])
     load_state(model, ckpt["model_state"], path)
     return model.to(device).eval(), ckpt
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cka_probe.asr.cer import normalize_text
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.features import fbank, load_wav
 from cka_probe.asr.specaugment import spec_augment
@@ -35,7 +36,7 @@ MIN_FRAMES = 7  # ((7 - 1) // 2 - 1) // 2 = 1 encoder frame after 4x subsampling
 
 def utterance_features(row: dict[str, Any], features: dict[str, Any]) -> torch.Tensor:
     """Raw (unnormalised) fbank ``(T, 80)`` of one manifest row; too short is an error naming it."""
-    feats = fbank(load_wav(row["audio"], features["sample_rate"]), **features)
+    feats = fbank(load_wav(row["audio"], features["sample_rate"], row.get("start"), row.get("end")), **features)
     if feats.shape[0] < MIN_FRAMES:
         raise CKAProbeError(
             f"{row['audio']}: utterance '{row['id']}' has {feats.shape[0]} frames, the encoder needs at least {MIN_FRAMES}"
@@ -98,6 +99,7 @@ class TrainBatches:
         self.ids = [r["id"] for r in rows]
         self.feats = [cmvn(f) for f in feats]
         self.targets = {task: [tok.encode(r[task]) for r in rows] for task, tok in tokenizers.items()}
+        self.diverges = [normalize_text(r["surface"]) != normalize_text(r["meaning"]) for r in rows]
         self.batch_size, self.seed, self.augment = batch_size, seed, spec_augment
 
     def __len__(self) -> int:
@@ -118,20 +120,26 @@ class TrainBatches:
         padded = {task: pad_ids([seqs[i] for i in index], CharTokenizer.ignore_id) for task, seqs in self.targets.items()}
         batch["targets"] = {task: p[0] for task, p in padded.items()}
         batch["target_lens"] = {task: p[1] for task, p in padded.items()}
+        batch["diverges"] = torch.tensor([self.diverges[i] for i in index], dtype=torch.bool)
         return batch
 
 
 class ManifestBatches:
     """Batches of a manifest in file order, normalised with ``ckpt``'s CMVN, for extraction and evaluation.
 
-    ``ckpt`` is the dict that :func:`cka_probe.asr.load_checkpoint` returns
-    (``tokenizers``, ``cmvn``, ``config``, ``tasks``); ``limit`` keeps the first rows.
+    ``manifest`` is a path or the rows already read; ``ckpt`` is the dict that
+    :func:`cka_probe.asr.load_checkpoint` returns (``tokenizers``, ``cmvn``,
+    ``config``, ``tasks``); ``limit`` keeps the first rows; ``tasks`` (default:
+    every tokenizer's) are the transcripts turned into ``ys_in``.
     """
 
-    def __init__(self, manifest: str | Path, ckpt: dict[str, Any], batch_size: int, limit: int | None = None) -> None:
-        self.rows = read_manifest(manifest)[:limit]
+    def __init__(self, manifest: str | Path | Sequence[dict[str, Any]], ckpt: dict[str, Any], batch_size: int,
+                 limit: int | None = None, tasks: Sequence[str] | None = None) -> None:
+        rows = manifest if isinstance(manifest, Sequence) and not isinstance(manifest, str) else read_manifest(manifest)
+        self.rows = list(rows)[:limit]
         self.features = ckpt["config"]["features"]
-        self.tokenizers, self.cmvn = ckpt["tokenizers"], ckpt["cmvn"]
+        self.tokenizers = {t: tok for t, tok in ckpt["tokenizers"].items() if tasks is None or t in tasks}
+        self.cmvn = ckpt["cmvn"]
         self.batch_size = batch_size
 
     def __len__(self) -> int:

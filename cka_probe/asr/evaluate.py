@@ -18,7 +18,6 @@ a temporary name and renamed, so a failed run leaves no half-written output.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,9 @@ from tqdm import tqdm
 
 from cka_probe.asr.cer import ED_BINS, char_errors, ed_bin, jamo, jamo_errors, normalize_text, percent
 from cka_probe.asr.decode import transcribe
+from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
+
 
 def evaluate(
     ckpt_path: str | Path,
@@ -147,17 +148,11 @@ def write_results(table: pd.DataFrame, summary: dict[str, Any], out_csv: Path) -
     """Write ``out_csv`` and ``<out_csv>.summary.json`` via temporary files and renames."""
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     summary_path = summary_path_for(out_csv)
-    _atomic_write(out_csv, table.to_csv(index=False))
-    _atomic_write(summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out_csv, table.to_csv(index=False), point="evaluate")
+    atomic_write_text(summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n", point="evaluate")
 
 
 def summary_path_for(out_csv: str | Path) -> Path:
     """``cer.csv`` -> ``cer.csv.summary.json``."""
     out_csv = Path(out_csv)
     return out_csv.with_name(out_csv.name + ".summary.json")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

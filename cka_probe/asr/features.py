@@ -18,16 +18,13 @@ No dither: features are deterministic. Dtype: the output is float32.
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.io import wavfile
-from scipy.signal import resample_poly
 
-from cka_probe.errors import CKAProbeError
+from cka_probe.data.audio import load_audio
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -35,21 +32,11 @@ PREEMPHASIS = 0.97
 LOW_FREQ = 20.0
 
 
-def load_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a WAV file as mono float32 in [−1, 1] at ``sample_rate``; returns ``(S,)``."""
-    try:
-        rate, data = wavfile.read(str(path))
-    except (ValueError, EOFError) as err:
-        raise CKAProbeError(f"{path}: not a readable WAV file ({err})") from None
-    if np.issubdtype(data.dtype, np.integer):
-        data = data / float(np.iinfo(data.dtype).max + 1)
-    wave = np.asarray(data, dtype=np.float64)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if rate != sample_rate:
-        g = math.gcd(rate, sample_rate)
-        wave = resample_poly(wave, sample_rate // g, rate // g)
-    return wave.astype(np.float32)
+def load_wav(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float | None = None,
+             end: float | None = None) -> np.ndarray:
+    """Mono float32 in [−1, 1] at ``sample_rate``, ``(S,)``: any format soundfile reads (see
+    :func:`cka_probe.data.audio.load_audio`), optionally the segment ``[start, end)`` seconds."""
+    return load_audio(path, sample_rate, start, end)
 
 
 def mel(freq: torch.Tensor) -> torch.Tensor:

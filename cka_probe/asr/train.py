@@ -18,6 +18,14 @@ decoding per task. ``out_dir`` receives
   the quantity training minimises; less noisy than the CER of a small set);
 - ``log.csv``: one row per epoch (:func:`log_columns`).
 
+Crash safety: each file is written atomically (``cka_probe.atomic``), and
+``last.pt`` is written last in each epoch, so it is the commit: a run killed
+at any moment resumes from the last epoch whose ``last.pt`` was renamed into
+place, trains the lost epoch again and rewrites ``best.pt`` and ``log.csv``
+as an uninterrupted run would have. Rerunning the same command over a folder
+that holds a ``last.pt`` of the same settings resumes it (``overwrite=True``
+starts again); over a finished run it only returns ``best.pt``.
+
 Determinism: a fixed seed fixes initialisation, data order, SpecAugment and
 dropout; results are bitwise repeatable for the same thread count on CPU.
 Parameters, features and losses are float32 (the models' dtype); the lr
@@ -44,9 +52,11 @@ from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.config import load_config
 from cka_probe.asr.data import TrainBatches, build_tokenizers, load_features
 from cka_probe.asr.decode import transcribe
-from cka_probe.asr.model import build_model
+from cka_probe.asr.model import ASRModel, build_model, check_variant
 from cka_probe.asr.schedule import warmup_cosine
 from cka_probe.asr.tokenizer import CharTokenizer
+from cka_probe.asr.variant import DEFAULTS, variant_settings
+from cka_probe.atomic import atomic_write_text
 from cka_probe.data.manifest import read_manifest
 from cka_probe.errors import CKAProbeError
 
@@ -55,6 +65,7 @@ def train(
     *,
     arch: str,
     task: str | None = None,
+    variant: str = "shared",
     train_manifest: str | Path,
     valid_manifest: str | Path,
     config: str | Path | dict[str, Any],
@@ -63,27 +74,61 @@ def train(
     seed: int | None = None,
     epochs: int | None = None,
     lr: float | None = None,
+    meaning_weight: float | None = None,
     max_minutes: float | None = None,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> Path:
     """Train an SO (``task`` surface|meaning) or DO model; returns the path of ``best.pt``.
 
     ``config`` is a named config (``tiny``, ``paper``), a JSON path or a dict;
-    ``seed``, ``epochs`` and ``lr`` override its ``train`` section.
+    ``seed``, ``epochs`` and ``lr`` override its ``train`` section;
+    ``meaning_weight`` sets a DO model's ``loss.do.meaning`` and with it
+    ``loss.do.surface = 1 − ctc − meaning_weight``, so the weights still sum to 1.
+    ``variant`` (DO only) is the encoder's structure (:mod:`cka_probe.asr.variant`);
+    its settings are written into the saved config.
     ``max_minutes`` bounds the wall time: after the first epoch the number of
     epochs is cut to what fits, so that the lr decay still completes.
     With ``resume=True`` training continues from ``out_dir/last.pt`` with its
-    config (``epochs`` may be raised to train longer).
+    config (``epochs`` may be raised to train longer); without it, an existing
+    ``last.pt`` is resumed if it was trained with the same config (all but its
+    number of epochs), refused otherwise, and ignored with ``overwrite=True``.
     """
     out_dir = Path(out_dir)
     tasks = tasks_for(arch, task)
-    last = read_checkpoint(out_dir / "last.pt") if resume else None
-    config = resolved_config(last["config"] if last else config, seed=seed, epochs=epochs, lr=lr)
+    if overwrite:
+        for name in ("last.pt", "best.pt", "log.csv"):
+            (out_dir / name).unlink(missing_ok=True)
+    last = read_checkpoint(out_dir / "last.pt") if resume or (out_dir / "last.pt").is_file() else None
     if last is not None:
-        check_resumable(last, arch, tasks, out_dir / "last.pt")
+        check_resumable(last, arch, tasks, variant, out_dir / "last.pt")
+    if last is not None and not resume:
+        fresh = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
+        check_same_settings(last, fresh, out_dir / "last.pt")
+        print(f"{out_dir / 'last.pt'}: resuming after epoch {last['epoch']}", flush=True)
+    if last is not None:
+        config = resolved_config(last["config"], seed=seed, epochs=epochs, lr=lr)
+    else:
+        config = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
     torch.manual_seed(config["train"]["seed"])
-    run = Run.prepare(arch, tasks, config, Path(train_manifest), Path(valid_manifest), last, device)
+    run = Run.prepare(arch, tasks, config, Path(train_manifest), Path(valid_manifest), last, device, variant)
     return run.fit(out_dir, max_minutes)
+
+
+def untrained(*, arch: str, task: str | None = None, train_manifest: str | Path, valid_manifest: str | Path,
+              config: str | Path | dict[str, Any], out_dir: str | Path, seed: int, device: str = "cpu") -> Path:
+    """``out_dir/best.pt``: a model of ``arch`` initialised with ``seed`` and never trained (epoch 0).
+
+    Tokenizers and CMVN come from the training set as in :func:`train`, so it
+    is extracted the same way as a trained model: the random-initialisation
+    floor of CKA (its store's ``checkpoint_epoch`` is 0).
+    """
+    config = fresh_config(config, arch, "shared", None, seed=seed, epochs=None, lr=None)
+    torch.manual_seed(config["train"]["seed"])
+    run = Run.prepare(arch, tasks_for(arch, task), config, Path(train_manifest), Path(valid_manifest), None, device)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(Path(out_dir) / "best.pt", model=run.model, config=config, tokenizers=run.tokenizers,
+                           cmvn=run.cmvn, epoch=0, metrics={})  # fmt: skip
 
 
 def tasks_for(arch: str, task: str | None) -> tuple[str, ...]:
@@ -109,17 +154,57 @@ def resolved_config(
     return config
 
 
-def check_resumable(last: dict[str, Any], arch: str, tasks: tuple[str, ...], path: Path) -> None:
-    """``last.pt`` must be a training checkpoint of the same arch and tasks."""
-    if (last["arch"], tuple(last["tasks"])) != (arch, tasks):
-        raise CKAProbeError(f"{path}: holds a {last['arch']} model of {last['tasks']}, not {arch} of {list(tasks)}")
+def fresh_config(config: str | Path | dict[str, Any], arch: str, variant: str, meaning_weight: float | None,
+                 **overrides: Any) -> dict[str, Any]:
+    """The config a new run saves: overrides, the meaning weight and the variant's resolved settings applied."""
+    config = resolved_config(config, **overrides)
+    check_variant(arch, variant, config["encoder"]["n_layers"])
+    return with_variant_settings(with_meaning_weight(config, arch, meaning_weight), variant)
+
+
+def with_meaning_weight(config: dict[str, Any], arch: str, weight: float | None) -> dict[str, Any]:
+    """``loss.do``'s meaning weight set to ``weight`` and its surface weight to ``1 − ctc − weight``."""
+    if weight is None:
+        return config
+    ctc = config["loss"]["do"]["ctc"]
+    if arch != "do" or not 0 < weight < 1 - ctc:
+        raise CKAProbeError(f"--meaning-weight needs a dual-output model and 0 < weight < 1 − ctc = {1 - ctc:g}, "
+                            f"got {weight:g} for arch {arch}")
+    config["loss"]["do"].update(meaning=weight, surface=1 - ctc - weight)
+    return config
+
+
+def with_variant_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The config with the resolved settings of ``variant`` (if it has any) in its ``variants`` section."""
+    if variant in DEFAULTS:
+        config["variants"] = config.get("variants", {}) | {variant: variant_settings(config, variant)}
+    return config
+
+
+def check_resumable(last: dict[str, Any], arch: str, tasks: tuple[str, ...], variant: str, path: Path) -> None:
+    """``last.pt`` must be a training checkpoint of the same arch, variant and tasks."""
+    if (last["arch"], tuple(last["tasks"]), last["variant"]) != (arch, tasks, variant):
+        raise CKAProbeError(f"{path}: holds a {last['arch']} ({last['variant']}) model of {last['tasks']}, "
+                            f"not {arch} ({variant}) of {list(tasks)}")
     if "optimizer" not in last or "train_state" not in last.get("extra", {}):
         raise CKAProbeError(f"{path}: has no optimizer or training state to resume from")
 
 
-def log_columns(tasks: tuple[str, ...]) -> list[str]:
-    """Columns of ``log.csv``: losses as means per utterance, CER in percent."""
-    losses = ["loss", "ctc", *(f"att_{t}" for t in tasks)]
+def check_same_settings(last: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """An unasked-for resume needs ``last.pt``'s config to equal ``config`` but for ``train.epochs``."""
+    def without_epochs(c: dict[str, Any]) -> dict[str, Any]:
+        return {**c, "train": {k: v for k, v in c["train"].items() if k != "epochs"}}
+
+    ours, theirs = without_epochs(config), without_epochs(last["config"])
+    for section in sorted(set(ours) | set(theirs)):
+        if ours.get(section) != theirs.get(section):
+            raise CKAProbeError(f"{path}: an interrupted training with another {section!r} config; "
+                                "pass --resume to continue it or --overwrite to start again")
+
+
+def log_columns(tasks: tuple[str, ...], aux: tuple[str, ...] = ()) -> list[str]:
+    """Columns of ``log.csv``: losses as means per utterance (``aux``: a variant's auxiliary ones), CER in percent."""
+    losses = ["loss", "ctc", *(f"att_{t}" for t in tasks), *aux]
     return ["epoch", "step", "lr", *(f"train_{k}" for k in losses), *(f"valid_{k}" for k in losses),
             *(f"valid_cer_{t}" for t in tasks), "seconds"]
 
@@ -136,7 +221,8 @@ class Run:
         self.log_rows: list[dict[str, Any]] = []
 
     @classmethod
-    def prepare(cls, arch, tasks, config, train_manifest: Path, valid_manifest: Path, last, device) -> Run:
+    def prepare(cls, arch, tasks, config, train_manifest: Path, valid_manifest: Path, last, device,
+                variant: str = "shared") -> Run:
         """Read the data, build tokenizers, CMVN, model and optimizer (from ``last`` when resuming)."""
         train_rows, valid_rows = read_manifest(train_manifest), read_manifest(valid_manifest)
         check_language(train_rows, train_manifest, valid_rows, valid_manifest)
@@ -147,7 +233,7 @@ class Run:
                                  spec_augment=tc.get("spec_augment"))
         valid_set = TrainBatches(valid_rows, load_features(valid_rows, config["features"], desc="fbank valid"),
                                  tokenizers, cmvn, tc["batch_size"], seed=tc["seed"])
-        model = build_model(config, arch, tasks, {t: tok.vocab_size for t, tok in tokenizers.items()}).to(device)
+        model = build_model(config, arch, tasks, {t: tok.vocab_size for t, tok in tokenizers.items()}, variant).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
                                       weight_decay=tc["weight_decay"])
         run = cls(config=config, model=model, optimizer=optimizer, tokenizers=tokenizers, cmvn=cmvn,
@@ -237,8 +323,8 @@ class Run:
         decode_limit = self.config["train"].get("valid_decode") or len(self.valid_set.ids)
         decoded = 0
         for batch in self.valid_set.epoch(0):
-            feats, feat_lens, targets, target_lens = model_inputs(batch, self.device)
-            for name, value in self.model(feats, feat_lens, targets, target_lens).items():
+            feats, feat_lens, targets, target_lens, diverges = model_inputs(batch, self.device)
+            for name, value in self.model(feats, feat_lens, targets, target_lens, diverges).items():
                 sums[name] += float(value) * len(batch["ids"])
             if decoded >= decode_limit:
                 continue
@@ -249,20 +335,20 @@ class Run:
                 sums[f"errors_{task}"] += sum(char_errors(r, h) for r, h in zip(refs, texts))
                 sums[f"chars_{task}"] += sum(len(normalize_text(r)) for r in refs)
         n = len(self.valid_set.ids)
-        means = {name: sums[name] / n for name in ("loss", "ctc", *(f"att_{t}" for t in self.model.tasks))}
+        means = {name: sums[name] / n for name in ("loss", *self.model.loss_names)}
         return means | {f"cer_{t}": percent(sums[f"errors_{t}"], sums[f"chars_{t}"]) for t in self.model.tasks}
 
     def save(self, out_dir: Path, row: dict[str, Any]) -> None:
-        """``last.pt`` (with training state), ``best.pt`` if the validation loss improved, ``log.csv``."""
+        """``best.pt`` if the validation loss improved, ``log.csv``, then ``last.pt`` (the commit, see the module docstring)."""
         improved = row["valid_loss"] < self.best_loss
         self.best_loss = min(self.best_loss, row["valid_loss"])
         state = {"step": self.step, "best_loss": self.best_loss, "log": self.log_rows, "rng": torch.get_rng_state()}
         common = dict(model=self.model, config=self.config, tokenizers=self.tokenizers, cmvn=self.cmvn,
                       epoch=self.epoch, metrics=row)
-        save_checkpoint(out_dir / "last.pt", **common, optimizer=self.optimizer, extra={"train_state": state})
         if improved:
             save_checkpoint(out_dir / "best.pt", **common)
-        write_log(out_dir / "log.csv", self.log_rows, log_columns(self.model.tasks))
+        write_log(out_dir / "log.csv", self.log_rows, log_columns(self.model.tasks, aux_names(self.model)))
+        save_checkpoint(out_dir / "last.pt", **common, optimizer=self.optimizer, extra={"train_state": state})
 
 
 def vocabularies_and_cmvn(
@@ -276,10 +362,15 @@ def vocabularies_and_cmvn(
 
 
 def model_inputs(batch: dict[str, Any], device: str) -> tuple:
-    """``(feats (B, T, 80), feat_lens (B,), targets {task: (B, L)}, target_lens {task: (B,)})`` on ``device``."""
+    """``(feats (B, T, 80), feat_lens (B,), targets {task: (B, L)}, target_lens {task: (B,)}, diverges (B,))`` on ``device``."""
     return (batch["feats"].to(device), batch["feat_lens"].to(device),
             {t: y.to(device) for t, y in batch["targets"].items()},
-            {t: n.to(device) for t, n in batch["target_lens"].items()})
+            {t: n.to(device) for t, n in batch["target_lens"].items()}, batch["diverges"].to(device))
+
+
+def aux_names(model: ASRModel) -> tuple[str, ...]:
+    """The loss components of ``model`` beyond CTC and the attention decoders."""
+    return tuple(name for name in model.loss_names if name != "ctc" and not name.startswith("att_"))
 
 
 def prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
@@ -302,6 +393,4 @@ def write_log(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
     writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text.getvalue(), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text.getvalue(), point="train:log")

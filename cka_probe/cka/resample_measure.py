@@ -7,6 +7,9 @@ resample takes the same rows of both sides (copies included), a permutation
 shuffles the rows of the second side. Permutation p-values count null values
 at least as *similar* as the observed one: ``>=`` for similarities, ``<=`` for
 distances (Procrustes), p = (1 + count) / (1 + R) (Phipson & Smyth 2010).
+Intervals are percentile intervals (not calibrated by simulation, unlike
+debiased CKA's). The ``debiased`` arguments exist for the interface of
+``resample`` and are ignored: the estimator choice is CKA's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from cka_probe.cka.resample import percentile_interval
 from cka_probe.cka.similarity import KINDS, similarity_matrix
 from cka_probe.errors import CKAProbeError
 
@@ -37,7 +41,7 @@ class LayerSet:
 
 
 class MeasureStatistics:
-    """``point_estimate``, ``bootstrap``, ``permuted`` and ``permutation_pvalue`` for one ``measure``."""
+    """``point_estimate``, ``bootstrap``, ``permuted``, ``cka_interval`` and ``permutation_pvalue`` for one ``measure``."""
 
     GramSet = LayerSet  # what the callers of ``resample`` build per model side
 
@@ -52,8 +56,6 @@ class MeasureStatistics:
 
     def point_estimate(self, a: LayerSet, b: LayerSet, *, debiased: bool = False) -> np.ndarray:
         """The measure ``(L_a, L_b)`` on all n rows."""
-        if debiased:
-            raise CKAProbeError(f"debiased applies to CKA only, not to {self.measure}")
         return self.grid(a.layers, b.layers)
 
     def bootstrap(self, a: LayerSet, b: LayerSet, indices: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
@@ -63,6 +65,11 @@ class MeasureStatistics:
     def permuted(self, a: LayerSet, b: LayerSet, permutations: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
         """``(R, L_a, L_b)`` with the rows of ``b`` shuffled by each permutation: the null of no association."""
         return self._stacked([self.grid(a.layers, b.rows(p)) for p in permutations], a, b)
+
+    @staticmethod
+    def cka_interval(draws: np.ndarray, estimate, level: float = 0.95, *, debiased: bool = False):
+        """Percentile interval ``(low, high)`` of the draws over axis 0."""
+        return percentile_interval(draws, level)
 
     def permutation_pvalue(self, observed: np.ndarray, null: np.ndarray) -> np.ndarray:
         """One-sided p of "more similar than shuffled rows", for either direction of the measure."""

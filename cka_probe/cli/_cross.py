@@ -18,13 +18,16 @@ def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of utterances (default 200)")
     group.add_argument("--n-perm", type=int, default=200, help="permutations for the p-values (default 200)")
     group.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    group.add_argument("--biased", action="store_true",
+                       help="biased CKA instead of the default debiased one (its intervals are not calibrated "
+                            "where the width is not small against the number of utterances)")
 
 
 def run_cross(args: argparse.Namespace) -> int:
     from cka_probe.analyze.tables import write_tables
 
     written = write_tables(args.cross_task, args.cer, args.tables, n_boot=args.n_boot, n_perm=args.n_perm,
-                           debiased=args.debiased, seed=args.seed, cross_lang=args.cross_lang or None,
+                           debiased=not args.biased, seed=args.seed, cross_lang=args.cross_lang or None,
                            measure=args.measure)  # fmt: skip
     for path in written.values():
         print(f"wrote {path}")

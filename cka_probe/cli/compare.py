@@ -34,12 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("cka.csv"), help="CSV to write (default: cka.csv)")
     parser.add_argument("--stream", default="encoder", help=".h5: stream of A, encoder or decoder/<task>")
     parser.add_argument("--stream-b", help=".h5: stream of B (default: --stream)")
-    parser.add_argument("--pool", choices=["mean", "frames"], default="mean",
-                        help=".h5: per-utterance means, or every row (equal rows per utterance needed)")
+    parser.add_argument("--pool", choices=["mean", "frames", "words"], default="mean",
+                        help=".h5: per-utterance means, every row (equal rows per utterance needed), "
+                             "or word means of an encoder stream (word spans from extract --word-spans)")
+    parser.add_argument("--words", choices=["divergent", "identical", "all"], default="all",
+                        help=".h5 with --pool words: surface words that differ from their meaning word, "
+                             "those that do not, or all (default)")
+    parser.add_argument("--word-spans", type=Path, metavar="FILE",
+                        help=".h5 with --pool words: the word-span file (default: A.h5.words.jsonl, else B's)")
     add_cross_arguments(parser)
 
 
-STORE_OPTIONS = ("stream", "stream_b", "pool")
+STORE_OPTIONS = ("stream", "stream_b", "pool", "words", "word_spans")
 
 
 def measure_arguments(args: argparse.Namespace) -> dict:

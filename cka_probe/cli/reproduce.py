@@ -17,8 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
     parser.add_argument("--data", action="append", default=[], metavar="LANG=DIR",
                         help="use your manifests DIR/{train,valid,test}.jsonl for LANG instead of the synthetic corpus")
+    parser.add_argument("--model", action="append", default=[], metavar="LANG:ROLE=MODEL",
+                        help="bring a model (HF folder, .pt or FILE.py:FUNCTION) for role sso, mso or do of LANG "
+                             "instead of training it; needs --data LANG=DIR")
     parser.add_argument("--n", type=int, default=None, help="synthetic utterances per language (default: the scale's)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, training and resampling (default 0)")
+    parser.add_argument("--seeds", type=int, default=1, metavar="K",
+                        help="seed replicates of every role (default 1); findings pool them and need every seed "
+                             "to agree in sign")
+    parser.add_argument("--resample-corpus", action="store_true",
+                        help="each seed replicate trains on its own synthetic corpus (default: one corpus for all)")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="with --seeds 1, skip the second SSO training behind the seed-to-seed ceiling")
     parser.add_argument("--jobs", type=int, default=2, help="trainings side by side, one thread each (default 2)")
     parser.add_argument("--epochs", type=int, default=None, metavar="E",
                         help="epochs of every training, replacing the config's (tiny: 10, paper: 50)")
@@ -37,14 +47,32 @@ def parse_data(items: list[str]) -> dict[str, Path]:
     return pairs
 
 
+def parse_models(items: list[str]) -> dict[tuple[str, str], str]:
+    """``["en:sso=DIR", ...]`` -> ``{("en", "sso"): "DIR"}``."""
+    from cka_probe.pipeline import MODELS
+
+    pairs = {}
+    for item in items:
+        key, sep, model = item.partition("=")
+        lang, colon, role = key.partition(":")
+        if not sep or not colon or not lang or not model or role not in MODELS:
+            raise CKAProbeError(f"--model {item}: expected LANG:ROLE=MODEL with ROLE one of {', '.join(MODELS)}")
+        pairs[(lang, role)] = model
+    return pairs
+
+
 def run(args: argparse.Namespace) -> int:
     from cka_probe.pipeline import reproduce
 
     if args.epochs is not None and args.epochs < 1:
         raise CKAProbeError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.seeds < 1:
+        raise CKAProbeError(f"--seeds must be at least 1, got {args.seeds}")
     if args.train_minutes is not None and args.train_minutes <= 0:
         raise CKAProbeError(f"--train-minutes must be positive, got {args.train_minutes}")
     report = reproduce(args.lang, args.scale, args.out, data=parse_data(args.data), n=args.n, seed=args.seed,
-                       jobs=args.jobs, epochs=args.epochs, train_minutes=args.train_minutes)  # fmt: skip
+                       jobs=args.jobs, epochs=args.epochs, train_minutes=args.train_minutes, seeds=args.seeds,
+                       resample_corpus=args.resample_corpus, ceiling=not args.no_ceiling,
+                       models=parse_models(args.model))  # fmt: skip
     print(f"report: {report}")
     return 0

@@ -5,9 +5,13 @@ A line looks like::
     {"id": "en-000017", "audio": "wav/en-000017.wav", "surface": "he go to de park",
      "meaning": "he goes to the park", "language": "en", "speaker": "en-s03"}
 
-``id``, ``audio``, ``surface``, ``meaning`` and ``language`` are required
-non-empty strings; ``speaker`` is optional (``None`` when absent) and any other
-field (``duration``, ``rules``, ...) is kept as it is. A relative ``audio`` path
+By default ``id``, ``audio``, ``surface``, ``meaning`` and ``language`` are
+required non-empty strings (training and evaluation need them all); a stage
+that needs less passes ``require`` (extracting an encoder needs only ``id`` and
+``audio``; teacher forcing adds the transcripts of its tasks). ``speaker`` is
+optional (``None`` when absent); optional ``start`` and ``end`` (seconds,
+``0 <= start < end``) cut a segment of a long recording; any other field
+(``duration``, ``rules``, ...) is kept as it is. A relative ``audio`` path
 is relative to the folder that holds the manifest, so a corpus can be moved as
 one folder. Every mistake is reported as ``FILE:LINE: what is wrong``.
 """
@@ -16,34 +20,38 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
 
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "audio", "surface", "meaning", "language")
+AUDIO_FIELDS: tuple[str, ...] = ("id", "audio")
 
 
-def read_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> list[dict[str, Any]]:
+def read_manifest(path: str | os.PathLike, *, check_audio: bool = True,
+                  require: Sequence[str] = REQUIRED_FIELDS) -> list[dict[str, Any]]:
     """Read a manifest; ``audio`` of each row becomes an absolute path string.
 
     Blank lines are skipped. Raises :class:`CKAProbeError` naming ``FILE:LINE``
-    for invalid JSON, a line that is not an object, a missing or non-string
-    required field, a duplicate id, or (with ``check_audio``) a missing audio file.
+    for bytes that are not UTF-8, invalid JSON, a line that is not an object, a
+    missing or non-string field of ``require`` (``id`` and ``audio`` always), a
+    bad ``start``/``end``, a duplicate id, or (with ``check_audio``) a missing audio file.
     """
     path = Path(path)
     if not path.is_file():
         raise CKAProbeError(f"{path}: manifest not found")
     rows, seen = [], {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                row = _parse_row(line, f"{path}:{number}")
-                _check_unique(row["id"], seen, number, f"{path}:{number}")
-                row["audio"] = _resolve_audio(row["audio"], path.parent, f"{path}:{number}", check_audio)
-                rows.append(row)
+    required = tuple(dict.fromkeys((*AUDIO_FIELDS, *require)))
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if line.strip():
+            where = f"{path}:{number}"
+            row = _parse_row(_decode(line, where), where, required)
+            _check_unique(row["id"], seen, number, where)
+            row["audio"] = _resolve_audio(row["audio"], path.parent, where, check_audio)
+            rows.append(row)
     if not rows:
         raise CKAProbeError(f"{path}: manifest has no utterances")
     return rows
@@ -57,34 +65,45 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -
     the rows of ``q``. Non-ASCII text is written as UTF-8, not escaped.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(_relative_audio(row, path.parent), ensure_ascii=False) + "\n" for row in rows]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    return atomic_write_text(path, "".join(lines), point="manifest")
+
+
+def _decode(line: bytes, where: str) -> str:
+    """One line's bytes as text; anything but UTF-8 is an error naming the line."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CKAProbeError(f"{where}: not UTF-8 text (byte {line[err.start]:#04x} at column {err.start + 1}); "
+                            "save the manifest as UTF-8") from None
 
 
-def _parse_row(line: str, where: str) -> dict[str, Any]:
-    """One line as a dict with the required fields present and non-empty strings."""
+def _parse_row(line: str, where: str, required: Sequence[str]) -> dict[str, Any]:
+    """One line as a dict with the ``required`` fields present and non-empty strings."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise CKAProbeError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(row, dict):
         raise CKAProbeError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    for field in REQUIRED_FIELDS:
+    for field in required:
         if field not in row:
             raise CKAProbeError(f"{where}: missing field {field!r}")
         if not isinstance(row[field], str) or not row[field].strip():
             raise CKAProbeError(f"{where}: field {field!r} must be a non-empty string")
+    _check_segment(row, where)
     row.setdefault("speaker", None)
     return row
+
+
+def _check_segment(row: Mapping[str, Any], where: str) -> None:
+    """Optional ``start``/``end`` are numbers of seconds with ``0 <= start < end``."""
+    bounds = {k: row[k] for k in ("start", "end") if row.get(k) is not None}
+    for key, value in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise CKAProbeError(f"{where}: field {key!r} must be a non-negative number of seconds, not {value!r}")
+    if len(bounds) == 2 and bounds["start"] >= bounds["end"]:
+        raise CKAProbeError(f"{where}: segment start {bounds['start']} s is not before its end {bounds['end']} s")
 
 
 def _check_unique(utt_id: str, seen: dict[str, int], number: int, where: str) -> None:

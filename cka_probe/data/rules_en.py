@@ -137,14 +137,27 @@ def _matches(rule: PhonemeRule, phonemes: list[str], i: int) -> bool:
     }[rule.where]
 
 
+def word_forms(words: list[EnWord], active: frozenset[str],
+               lexicon: dict[str, list[str]]) -> list[tuple[str, list[str]] | None]:
+    """Per meaning word, its surface spelling and phonemes under ``active`` rules, or None when dropped."""
+    kept = iter(apply_grammar(words, active))
+    dropped = {tag for name, tag in _DROPS.items() if name in active}
+    forms: list[tuple[str, list[str]] | None] = []
+    for w in words:
+        word = None if w.tag in dropped else next(kept)
+        forms.append(None if word is None else apply_phoneme_rules(word, lexicon[word], active))
+    return forms
+
+
 def surface(words: list[EnWord], active: frozenset[str], lexicon: dict[str, list[str]]) -> tuple[str, str]:
     """The surface transcript and its phonemes (``[[...]]`` input for espeak-ng) under ``active`` rules.
 
     ``lexicon`` maps every word form to its espeak-ng phoneme tokens (``espeak.phonemize``).
     """
-    spelled, spoken = [], []
-    for word in apply_grammar(words, active):
-        text, phonemes = apply_phoneme_rules(word, lexicon[word], active)
-        spelled.append(text)
-        spoken.append("".join(phonemes))
-    return " ".join(spelled), "[[" + " ".join(spoken) + "]]"
+    forms = [f for f in word_forms(words, active, lexicon) if f is not None]
+    return " ".join(text for text, _ in forms), "[[" + " ".join("".join(ph) for _, ph in forms) + "]]"
+
+
+def changed_words(words: list[EnWord], active: frozenset[str], lexicon: dict[str, list[str]]) -> list[int]:
+    """Indices of the meaning words that ``active`` rules drop or respell."""
+    return [i for i, (w, f) in enumerate(zip(words, word_forms(words, active, lexicon))) if f is None or f[0] != w.text]

@@ -128,7 +128,17 @@ def _final(final: int, following: int | None, active: frozenset[str]) -> int:
     return final
 
 
+def word_forms(words: list[KoWord], active: frozenset[str]) -> list[str]:
+    """Per meaning word, its surface form under ``active`` rules (Korean rules rewrite words in place)."""
+    return [apply_jamo_rules(apply_word_rules(w, active).text, active) for w in words]
+
+
 def surface(words: list[KoWord], active: frozenset[str]) -> tuple[str, str]:
     """The surface transcript and the text espeak-ng speaks (the same Hangul) under ``active`` rules."""
-    text = " ".join(apply_jamo_rules(apply_word_rules(w, active).text, active) for w in words)
+    text = " ".join(word_forms(words, active))
     return text, text
+
+
+def changed_words(words: list[KoWord], active: frozenset[str]) -> list[int]:
+    """Indices of the meaning words that ``active`` rules rewrite."""
+    return [i for i, (w, form) in enumerate(zip(words, word_forms(words, active))) if form != w.text]

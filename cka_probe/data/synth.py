@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cka_probe.asr.cer import ED_BINS, char_errors, corpus_cer, ed_bin
+from cka_probe.atomic import atomic_output, atomic_write_text
 from cka_probe.data import espeak, rules_en, rules_ko, sentences
 from cka_probe.data.manifest import write_manifest
 from cka_probe.errors import CKAProbeError
@@ -61,6 +62,7 @@ class Language:
     voice: str
     sentence: Callable[[np.random.Generator], list]
     surface: Callable[[list, frozenset[str]], tuple[str, str]]
+    changed: Callable[[list, frozenset[str]], list[int]]
     rules: dict[str, str]
     exclusive: tuple[frozenset[str], ...]
     rates: tuple[int, int]  # espeak-ng -s range, words per minute
@@ -71,9 +73,9 @@ def language(lang: str) -> Language:
     if lang == "en":
         lexicon = espeak.phonemize(sentences.english_words(), "en-us")
         return Language("en", "en-us", sentences.english_sentence, partial(rules_en.surface, lexicon=lexicon),
-                        rules_en.RULES, rules_en.EXCLUSIVE, (130, 165))
+                        partial(rules_en.changed_words, lexicon=lexicon), rules_en.RULES, rules_en.EXCLUSIVE, (130, 165))
     if lang == "ko":
-        return Language("ko", "ko", sentences.korean_sentence, rules_ko.surface,
+        return Language("ko", "ko", sentences.korean_sentence, rules_ko.surface, rules_ko.changed_words,
                         rules_ko.RULES, rules_ko.EXCLUSIVE, (140, 180))
     raise CKAProbeError(f"unknown language {lang!r}: choose en or ko")
 
@@ -120,19 +122,17 @@ def draw_utterance(rng: np.random.Generator, spec: Language, seen: set[str]) -> 
             if ed_bin(char_errors(meaning, surface)) == target:
                 seen.add(meaning)
                 return {"meaning": meaning, "surface": surface, "speech": speech,
-                        "rules": effective_rules(spec, words, active)}
+                        "rules": effective_rules(spec, words, active), "changed_words": spec.changed(words, active)}
     raise CKAProbeError(f"could not draw a new {spec.code} sentence in edit-distance bin {target}")
 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     """16 kHz mono 16-bit PCM WAV, written to a temporary name and renamed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as out:
+    with atomic_output(path, point="synth:wav") as tmp, wave.open(str(tmp), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(espeak.SAMPLE_RATE)
         out.writeframes(samples.astype("<i2").tobytes())
-    os.replace(tmp, path)
 
 
 def render(job: tuple[str, str, espeak.Voice, Path]) -> float:
@@ -153,14 +153,16 @@ def render(job: tuple[str, str, espeak.Voice, Path]) -> float:
     return duration
 
 
-def assign_splits(n: int, seed: int) -> list[str]:
-    """Split name of each of ``n`` utterances: 10% test, 10% valid (at least one each), the rest train."""
+def assign_splits(n: int, seed: int, test_n: int | None = None) -> list[str]:
+    """Split name of each of ``n`` utterances: 10% test (or ``test_n``), 10% valid (at least one each), the rest train."""
     if n < 3:
         raise CKAProbeError(f"--n must be at least 3 (one utterance per split), got {n}")
+    if test_n is not None and not 1 <= test_n <= n - 2:
+        raise CKAProbeError(f"the test split must hold 1 to n − 2 = {n - 2} utterances, got {test_n}")
     order = np.random.default_rng([seed, 0, 0]).permutation(n)
     names, start = ["train"] * n, 0
     for split, share in SPLITS:
-        size = max(1, round(share * n))
+        size = test_n if split == "test" and test_n is not None else max(1, round(share * n))
         for i in order[start:start + size]:
             names[i] = split
         start += size
@@ -176,15 +178,16 @@ def _map(function: Callable, jobs: Sequence, workers: int, desc: str) -> list:
         return list(bar(pool.map(function, jobs, chunksize=8)))
 
 
-def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0,
-               workers: int | None = None) -> dict[str, Path]:
+def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0, workers: int | None = None,
+               test_n: int | None = None) -> dict[str, Path]:
     """Write a synthetic L2 corpus of ``n`` utterances to ``out_dir``; the manifest paths by split.
 
     Layout: ``wav/<id>.wav``, ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``,
     ``summary.json``. The same ``seed`` gives identical manifests and
-    bitwise-identical audio. ``workers`` defaults to the number of CPUs.
+    bitwise-identical audio. ``workers`` defaults to the number of CPUs;
+    ``test_n`` sets the size of the test split (default 10 %).
     """
-    splits = assign_splits(n, seed)
+    splits = assign_splits(n, seed, test_n)
     spec = language(lang)
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
@@ -199,7 +202,8 @@ def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0,
         speaker, voice = voices[int(rng.integers(len(voices)))]
         utt_id = f"{lang}-{i:06d}"
         rows.append({"id": utt_id, "audio": f"wav/{utt_id}.wav", "surface": utt["surface"],
-                     "meaning": utt["meaning"], "language": lang, "speaker": speaker, "rules": utt["rules"]})
+                     "meaning": utt["meaning"], "language": lang, "speaker": speaker, "rules": utt["rules"],
+                     "changed_words": utt["changed_words"]})
         if utt["speech"] != utt["surface"]:
             rows[-1]["phonemes"] = utt["speech"]
         jobs.append((utt["surface"], utt["speech"], voice, out / "wav" / f"{utt_id}.wav"))
@@ -216,9 +220,8 @@ def _write_outputs(out: Path, rows: list[dict], splits: list[str], spec: Languag
     for split in ("train", "valid", "test"):
         paths[split] = write_manifest(out / f"{split}.jsonl", [r for r, s in zip(rows, splits) if s == split])
     summary = summarize(rows, splits, spec, voices, seed)
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
+                      point="synth:summary")
     print(format_summary(summary))
     return paths
 

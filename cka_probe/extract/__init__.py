@@ -1,9 +1,10 @@
 """Extraction: forward hooks on any ``nn.Module`` -> the HDF5 activation store.
 
 ``extract`` is generic (glob layer selection, output selector, valid lengths,
-``name@k`` for repeated calls); ``cka_probe.extract.asr.extract_checkpoint``
-applies it to the bundled checkpoints; ``cka_probe.extract.distributed``
-shards it over ``torchrun`` ranks.
+``name@k`` for repeated calls); ``cka_probe.extract.models.extract_model``
+applies it to any model through its adapter (a bundled ``.pt``, a Hugging
+Face folder, ``FILE.py:FUNCTION``); ``cka_probe.extract.distributed`` shards
+it over ``torchrun`` ranks.
 """
 
 import sys

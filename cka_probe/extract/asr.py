@@ -1,125 +1,28 @@
-"""Extraction of the bundled checkpoints: checkpoint -> model -> manifest batches -> store.
-
-The encoder stream holds ``encoder.embed`` and ``encoder.layers.*`` with the
-model's own ``enc_lens`` as valid lengths; each task gets one teacher-forced
-decoder pass (``<sos>`` + the reference transcript), stored as
-``decoder/<task>`` with ``ys_in_lens`` as valid lengths. Provenance comes from
-the checkpoint and the manifest (sha256 of both files).
-"""
+"""The bundled checkpoints' extraction, by its original names (see :mod:`cka_probe.extract.models.bundled`)."""
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from cka_probe.errors import CKAProbeError
-from cka_probe.extract.distributed import rank_device, run_sharded
-from cka_probe.extract.extract import extract
-from cka_probe.extract.hooks import select_modules
+from cka_probe.extract.models import extract_model, hookable_layers
+from cka_probe.extract.models import layer_streams as _layer_streams
+from cka_probe.extract.models.base import file_sha256
+from cka_probe.extract.models.bundled import ENCODER_LAYERS, default_layers, stream_order, streams_of, teacher_forced
 
-ENCODER_LAYERS = ("encoder.embed", "encoder.layers.*")
-METADATA_FIELDS = ("surface", "meaning", "language", "speaker")
-
-
-def default_layers(tasks: Sequence[str]) -> list[str]:
-    """Subsampling, every encoder block, and every decoder layer of ``tasks``."""
-    return [*ENCODER_LAYERS, *(f"decoders.{task}.layers.*" for task in tasks)]
-
-
-def stream_of(name: str, tasks: Sequence[str]) -> str:
-    """``decoders.<task>.…`` -> ``decoder/<task>``; anything else -> ``encoder``."""
-    for task in tasks:
-        if name.startswith(f"decoders.{task}."):
-            return f"decoder/{task}"
-    return "encoder"
+__all__ = ["ENCODER_LAYERS", "default_layers", "extract_checkpoint", "file_sha256", "hookable_layers",
+           "layer_streams", "teacher_forced"]
 
 
 def layer_streams(model: nn.Module, patterns: Sequence[str], tasks: Sequence[str]) -> dict[str, list[str]]:
-    """Module names matching ``patterns``, grouped by stream (encoder first, then tasks' decoders)."""
-    streams: dict[str, list[str]] = {"encoder": []} | {f"decoder/{t}": [] for t in tasks}
-    for name in select_modules(model, patterns):
-        if name.startswith("decoders.") and stream_of(name, tasks) == "encoder":
-            raise CKAProbeError(f"layer {name} belongs to a decoder whose task is not extracted (--tasks)")
-        streams[stream_of(name, tasks)].append(name)
-    return {stream: names for stream, names in streams.items() if names}
+    """Module names of a bundled model matching ``patterns``, grouped by ``model.stream_of``
+    (encoder streams first, then the tasks' decoders)."""
+    return _layer_streams(partial(streams_of, model), model, patterns, tasks, stream_order(model, tasks))
 
 
-def teacher_forced(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-    """Encode, then one teacher-forced pass per task of ``batch["tasks"]``; returns valid lengths per stream."""
-    enc, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
-    lengths = {"encoder": enc_lens}
-    for task in batch["tasks"]:
-        model.decode_teacher_forced(task, enc, enc_lens, batch["ys_in"][task], batch["ys_in_lens"][task])
-        lengths[f"decoder/{task}"] = batch["ys_in_lens"][task]
-    return lengths
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _with_metadata(batches, rows: list[dict], tasks: Sequence[str]) -> Iterator[dict]:
-    """Each batch plus ``metadata`` from its manifest rows and the tasks to decode."""
-    by_id = {row["id"]: row for row in rows}
-    for batch in batches:
-        meta = {f: [str(by_id[i].get(f) or "") for i in batch["ids"]] for f in METADATA_FIELDS}
-        meta["n_frames"] = batch["feat_lens"].tolist()
-        yield {**batch, "metadata": meta, "tasks": list(tasks)}
-
-
-def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | Path, *,
-                       layers: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
-                       device: str = "cpu", batch_size: int = 16, dtype: str = "float32",
-                       limit: int | None = None, overwrite: bool = False,
-                       compression: str | None = None) -> Path:
-    """Extract a bundled checkpoint's layers over ``manifest`` into the store ``out``.
-
-    Under ``torchrun`` each rank extracts its block of the manifest and rank 0
-    merges the shards (see :mod:`cka_probe.extract.distributed`).
-    """
-    from cka_probe.asr import load_checkpoint
-    from cka_probe.asr.data import ManifestBatches
-    from cka_probe.data.manifest import read_manifest, write_manifest
-
-    device = rank_device(device)
-    model, ckpt = load_checkpoint(ckpt_path, device)
-    tasks = list(tasks or model.tasks)
-    unknown = [t for t in tasks if t not in model.tasks]
-    if unknown:
-        raise CKAProbeError(f"{ckpt_path}: the model has no {unknown[0]} decoder (tasks: {', '.join(model.tasks)})")
-    streams = layer_streams(model, layers or default_layers(tasks), tasks)
-    tasks = [t for t in tasks if f"decoder/{t}" in streams]
-    rows = read_manifest(manifest)[:limit]
-    attrs = {"checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha256": file_sha256(ckpt_path),
-             "config": ckpt["config"], "arch": model.arch, "tasks": list(model.tasks), "extracted_tasks": tasks,
-             "language": rows[0]["language"], "manifest": str(Path(manifest).resolve()),
-             "manifest_sha256": file_sha256(manifest), "limit": limit or 0, "batch_size": batch_size,
-             "checkpoint_epoch": int(ckpt.get("epoch", -1))}
-
-    def extract_shard(start: int, stop: int, path: Path, progress: bool) -> Path:
-        with tempfile.TemporaryDirectory() as tmp:
-            part = write_manifest(Path(tmp) / "shard.jsonl", rows[start:stop])
-            batches = ManifestBatches(part, ckpt, batch_size)
-            return extract(model, _with_metadata(batches, rows, tasks), layers=streams, out=path,
-                           forward=teacher_forced, attrs=attrs, dtype=dtype, compression=compression,
-                           device=device, total=stop - start, overwrite=overwrite, progress=progress)
-
-    return run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
-
-
-def hookable_layers(ckpt_path: str | Path) -> list[tuple[str, str, bool]]:
-    """``(name, module class, selected by default)`` for every module of a checkpoint's model."""
-    from cka_probe.asr import load_checkpoint
-
-    model, _ = load_checkpoint(ckpt_path)
-    chosen = set(select_modules(model, default_layers(model.tasks)))
-    return [(name, type(m).__name__, name in chosen) for name, m in model.named_modules() if name]
+def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | Path, **options) -> Path:
+    """Extract a bundled checkpoint's layers over ``manifest`` into the store ``out`` (see ``extract_model``)."""
+    return extract_model(ckpt_path, manifest, out, **options)

@@ -5,11 +5,15 @@ A batch is a mapping with ``ids`` (list of B utterance ids), whatever the
 values). ``forward(model, batch)`` runs the model and returns the valid
 lengths ``(B,)`` of the hooked outputs: one tensor for every stream, a
 mapping stream -> tensor, or None when every row is valid. Output rows at
-``t >= length`` are padding and never reach the store.
+``t >= length`` are padding and never reach the store. A batch may carry
+``tokens`` (stream -> ``(B, U)`` input token ids of a decoder stream); their
+first ``length`` ids per utterance are stored with every layer of the stream,
+one id per row.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -21,7 +25,6 @@ from tqdm import tqdm
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.hooks import LayerCapture, OutputSelector, first_tensor
 from cka_probe.store import StoreWriter
-from cka_probe.store.writer import COMMIT_BYTES
 
 Batch = Mapping[str, object]
 Lengths = torch.Tensor | Mapping[str, torch.Tensor] | None
@@ -69,6 +72,18 @@ def _stream_lengths(lengths: Lengths, stream: str) -> torch.Tensor | None:
     return lengths
 
 
+def stream_tokens(tokens: Mapping[str, torch.Tensor], lengths: Lengths,
+                  ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """The input token id of every stored row, per decoder stream: ``(B, U) -> (sum L,)`` int64."""
+    cut = {}
+    for stream, ids_in in tokens.items():
+        valid = _stream_lengths(lengths, stream)
+        steps = torch.arange(ids_in.shape[1], device=ids_in.device)
+        keep = steps[None, :] < (ids_in.shape[1] if valid is None else valid.to(ids_in.device)[:, None])
+        cut[stream] = ids_in[keep].to(torch.int64).cpu().numpy()
+    return cut
+
+
 def _to_device(value: object, device: torch.device) -> object:
     if isinstance(value, torch.Tensor):
         return value.to(device)
@@ -112,13 +127,14 @@ def extract(model: nn.Module, batches: Iterable[Batch], *, layers: Sequence[str]
             allow_repeats: bool = False, attrs: Mapping | None = None, dtype: str = "float32",
             compression: str | None = None, device: str | torch.device | None = None,
             limit: int | None = None, total: int | None = None, overwrite: bool = False,
-            commit_bytes: int = COMMIT_BYTES, progress: bool = True) -> Path:
+            commit_bytes: int | None = None, progress: bool = True) -> Path:
     """Run ``model`` over ``batches`` and store the hooked layers' valid rows in ``out``.
 
     ``layers``: glob patterns (all in stream ``encoder``) or a mapping stream -> patterns.
     Resumes an interrupted run of the same settings from its last commit (finished batches are
     written and committed in blocks of ``commit_bytes``; see ``StoreWriter``); returns the path
-    of the complete store.
+    of the complete store. A complete store of the same settings already at ``out`` is kept as
+    it is (the model does not run).
     The model runs in eval mode under ``torch.inference_mode``; ``total`` sizes the progress bar.
     """
     streams = dict(layers) if isinstance(layers, Mapping) else {"encoder": list(layers)}
@@ -128,11 +144,14 @@ def extract(model: nn.Module, batches: Iterable[Batch], *, layers: Sequence[str]
     model.eval()
     try:
         with StoreWriter(out, attrs=run_attrs, dtype=dtype, compression=compression, overwrite=overwrite,
-                             commit_bytes=commit_bytes) as writer, \
+                             commit_bytes=commit_bytes, keep_complete=True) as writer, \
                 LayerCapture(model, streams, select=select, allow_repeats=allow_repeats) as capture, \
                 torch.inference_mode(), \
                 tqdm(total=min(filter(None, (total, limit)), default=None), unit="utt",
                      desc=f"extract {Path(out).name}", disable=not progress) as bar:
+            if writer.done:
+                print(f"{writer.path}: already complete", file=sys.stderr)
+                return writer.path
             done, seen = writer.ids, 0
             for i, batch in enumerate(limited(batches, limit)):
                 ids = list(batch["ids"])
@@ -142,7 +161,8 @@ def extract(model: nn.Module, batches: Iterable[Batch], *, layers: Sequence[str]
                     lengths = forward(model, _to_device(batch, device))
                     acts = {(stream, name): valid_rows(name, output, _stream_lengths(lengths, stream), ids)
                             for stream, outputs in capture.pop().items() for name, output in outputs.items()}
-                    writer.append(ids, acts, metadata=batch.get("metadata"))
+                    writer.append(ids, acts, metadata=batch.get("metadata"),
+                                  tokens=stream_tokens(batch.get("tokens") or {}, lengths, ids))
                 seen += len(ids)
                 bar.update(len(ids))
             if seen < len(done):

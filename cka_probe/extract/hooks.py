@@ -6,7 +6,10 @@ Layers are chosen by glob patterns over ``model.named_modules()`` names, where
 but not their submodules. A module that returns a tuple is reduced to one
 tensor by an output selector (default: the first tensor). A module called
 more than once in one forward is an error unless ``allow_repeats`` is set;
-then each call is named ``name@k`` (k = 0, 1, ...).
+then each call is named ``name@k`` (k = 0, 1, ...). A module selected for
+several streams (one decoder teacher-forced once per task) is hooked once and
+must be called once per stream; its k-th call belongs to the k-th of those
+streams, in stream order (the order the forward runs them).
 """
 
 from __future__ import annotations
@@ -64,11 +67,12 @@ class LayerCapture:
                  select: OutputSelector = first_tensor, allow_repeats: bool = False):
         self.model, self.select, self.allow_repeats = model, select, allow_repeats
         self.streams = {stream: select_modules(model, patterns) for stream, patterns in layers.items()}
-        owner: dict[str, str] = {}
+        self._owners: dict[str, list[str]] = defaultdict(list)  # module -> its streams, in order
         for stream, names in self.streams.items():
             for name in names:
-                if owner.setdefault(name, stream) != stream:
-                    raise CKAProbeError(f"layer {name} is selected for both {owner[name]} and {stream}")
+                self._owners[name].append(stream)
+        if allow_repeats and any(len(owners) > 1 for owners in self._owners.values()):
+            raise CKAProbeError("a module selected for several streams cannot also allow repeated calls")
         self._calls: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._handles: list = []
 
@@ -79,8 +83,7 @@ class LayerCapture:
 
     def __enter__(self) -> LayerCapture:
         modules = dict(self.model.named_modules())
-        for names in self.streams.values():
-            self._handles += [modules[n].register_forward_hook(self._hook(n)) for n in names]
+        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in self._owners]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -91,13 +94,25 @@ class LayerCapture:
 
     def pop(self) -> dict[str, dict[str, torch.Tensor]]:
         """Outputs captured since the last call, by stream and layer (``name@k`` for repeats)."""
-        captured = {}
-        for stream, names in self.streams.items():
-            captured[stream] = {}
-            for name in names:
-                captured[stream].update(self._named_calls(name, self._calls.pop(name, [])))
+        captured: dict[str, dict[str, torch.Tensor]] = {stream: {} for stream in self.streams}
+        for name, owners in self._owners.items():
+            calls = self._calls.pop(name, [])
+            if len(owners) == 1:
+                captured[owners[0]].update(self._named_calls(name, calls))
+            elif len(calls) != len(owners):
+                raise CKAProbeError(f"layer {name} is selected for streams {', '.join(owners)} but was called "
+                                    f"{len(calls)} times in the forward pass, not once per stream")
+            else:
+                for stream, output in zip(owners, calls):
+                    captured[stream][name] = output
         self._calls.clear()
-        return captured
+        return {stream: {n: captured[stream][n] for n in self._stream_names(stream, captured[stream])}
+                for stream in self.streams}
+
+    def _stream_names(self, stream: str, outputs: Mapping[str, torch.Tensor]) -> list[str]:
+        """The captured names of ``stream`` in model order (``name@k`` after its name)."""
+        order = {name: i for i, name in enumerate(self.streams[stream])}
+        return sorted(outputs, key=lambda n: order[n.split("@")[0]])
 
     def _named_calls(self, name: str, calls: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         if not calls:

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from cka_probe.analyze.cross_task import CEILING, FLOOR_NAME
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
 
@@ -51,6 +52,8 @@ def heatmap_figure(table: pd.DataFrame, part: str, *, annotate: bool | None = No
     Panels run in rows of at most :data:`PANELS_PER_ROW` comparisons, one block of rows per language.
     """
     sub = table[table["part"] == part]
+    if "seed" in sub:  # pooled over seeds; the reference comparisons are drawn on the diagonal plots
+        sub = sub[(sub["seed"].astype(str) == "all") & ~sub["comparison"].isin([CEILING, FLOOR_NAME])]
     if sub.empty:
         raise CKAProbeError(f"the table has no {part} comparisons")
     comparisons, languages = list(dict.fromkeys(sub["comparison"])), sorted(sub["language"].unique())

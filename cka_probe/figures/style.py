@@ -10,7 +10,6 @@ stay legible at 100 %.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +19,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 from matplotlib.axis import Axis  # noqa: E402
+
+from cka_probe.atomic import atomic_output
 
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 HEATMAP_CMAP = "viridis"
@@ -82,9 +83,9 @@ def save(fig: plt.Figure, out_dir: str | Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in FORMATS:
-        path, tmp = out_dir / f"{stem}.{fmt}", out_dir / f".{stem}.partial.{fmt}"
-        fig.savefig(tmp, format=fmt, dpi=300, bbox_inches="tight")
-        os.replace(tmp, path)
+        path = out_dir / f"{stem}.{fmt}"
+        with atomic_output(path, point="figures") as tmp:
+            fig.savefig(tmp, format=fmt, dpi=300, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths

@@ -100,6 +100,8 @@ def _check_structure(part: _Part, exact: bool) -> None:
             check(f"{g}/offsets", n + 1)
             check(f"{g}/mean", n)
             check(f"{g}/data", int(part.read(f"{g}/offsets", n)))
+            if f"{g}/tokens" in f:
+                check(f"{g}/tokens", int(part.read(f"{g}/offsets", n)))
 
 
 class ActivationStore:
@@ -217,8 +219,8 @@ class ActivationStore:
             starts[sel], stops[sel] = offsets[local[sel]], offsets[local[sel] + 1]
         return parts, starts, stops
 
-    def _read_ranges(self, group: str, idx: np.ndarray, max_rows: int) -> Iterator[np.ndarray]:
-        """Rows of the utterances ``idx`` in order, adjacent ranges merged, ``max_rows`` at most per read."""
+    def _read_ranges(self, group: str, idx: np.ndarray, max_rows: int, dataset: str = "data") -> Iterator[np.ndarray]:
+        """Rows of ``dataset`` for the utterances ``idx`` in order, adjacent ranges merged, ``max_rows`` at most per read."""
         parts, starts, stops = self._row_ranges(group, idx)
         new_run = np.ones(len(idx), bool)
         new_run[1:] = (parts[1:] != parts[:-1]) | (starts[1:] != stops[:-1])
@@ -227,7 +229,7 @@ class ActivationStore:
         for first, last in zip(firsts, lasts):
             part = self._parts[parts[first]]
             for lo in range(starts[first], stops[last], max_rows):
-                yield part.read(f"{group}/data", slice(lo, min(lo + max_rows, stops[last])))
+                yield part.read(f"{group}/{dataset}", slice(lo, min(lo + max_rows, stops[last])))
 
     # -- arrays ------------------------------------------------------------
     def means(self, stream: str, layer: str, ids: Sequence[str] | None = None) -> np.ndarray:
@@ -245,6 +247,19 @@ class ActivationStore:
         pieces = list(self._read_ranges(group, idx, max_rows=1 << 30))
         rows = np.concatenate(pieces) if pieces else np.empty((0, self.dim(stream, layer)), np.float32)
         return rows, offsets
+
+    def has_tokens(self, stream: str, layer: str) -> bool:
+        """Whether the layer's rows carry input token ids (decoder streams)."""
+        return f"{self._group(stream, layer)}/tokens" in self._parts[0].file
+
+    def tokens(self, stream: str, layer: str, ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The input token id of every row of :meth:`frames` ``(rows,)`` int64, and the ``(N+1,)`` offsets."""
+        if not self.has_tokens(stream, layer):
+            raise CKAProbeError(f"{self.path}: layer {layer!r} of stream {stream!r} has no token ids "
+                                "(only decoder streams have them)")
+        offsets = np.concatenate([[0], np.cumsum(self.row_counts(stream, layer, ids))])
+        pieces = list(self._read_ranges(self._group(stream, layer), self._indices(ids), 1 << 30, "tokens"))
+        return (np.concatenate(pieces) if pieces else np.empty(0, np.int64)).astype(np.int64), offsets
 
     def iter_frames(self, stream: str, layer: str, ids: Sequence[str] | None = None,
                     chunk_rows: int = 65536) -> Iterator[np.ndarray]:

@@ -9,6 +9,7 @@
     /<stream>/<layer>/data     (rows, D) valid rows of all utterances, concatenated
     /<stream>/<layer>/offsets  (N+1,) int64: utterance i is data[offsets[i]:offsets[i+1]]
     /<stream>/<layer>/mean     (N, D) float32 per-utterance mean over valid rows
+    /<stream>/<layer>/tokens   (rows,) int64, decoder streams: the input token id of each row
 
 Dtype policy: ``data`` is float32 (default) or float16; ``mean`` is always
 computed in float64 from the full-precision rows, before any float16 cast,

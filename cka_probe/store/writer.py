@@ -10,9 +10,20 @@ last committed batch and ends with the same arrays as an uninterrupted run):
    are written and flushed, then ``n_utterances`` and ``n_batches`` are
    recorded in the root attributes and flushed again (the commit). Closing the
    writer, on an error too, commits what it holds;
-3. resuming truncates every dataset back to the committed counts and goes on
-   with the next batch; every write starts at a committed position, so
-   whatever a killed commit had written is dropped or overwritten.
+3. resuming validates the partial file's layout against its committed counts
+   (root attributes, every column's and layer's datasets, the offsets) and
+   copies the committed rows into a fresh file that replaces it; reading them
+   back checks their Fletcher-32 checksums. Nothing a kill tore beyond the
+   commit (a chunk, the chunk index, the heap of the id strings) is written
+   to again. A file that cannot be read or validated (a kill before the
+   first commit, a torn flush, a truncated file) is discarded with a
+   one-line warning and the extraction starts again;
+4. a partial file marked complete (killed between finishing and the rename)
+   is only renamed; a rerun over a complete store of the same settings does
+   nothing, so rerunning a command after any kill finishes it.
+
+Each write, flush and rename is a crash point (:mod:`cka_probe.faults`) at
+which the crash-safety tests kill the process.
 
 Committing in blocks keeps the HDF5 calls per batch (a resize and a write per
 dataset, two flushes) from costing as much as a small model's forward pass;
@@ -35,6 +46,7 @@ import h5py
 import numpy as np
 
 from cka_probe.errors import CKAProbeError
+from cka_probe.faults import crash_point
 from cka_probe.store.schema import (
     COMPRESSIONS,
     FORMAT,
@@ -53,6 +65,15 @@ LayerKey = tuple[str, str]
 
 COMMIT_BYTES = 32 << 20
 """Finished batches held in memory before they are written and committed together."""
+
+
+COPY_BYTES = 64 << 20
+"""Rows copied at a time when a resumed run rebuilds its committed part."""
+
+
+def default_commit_bytes() -> int:
+    """:data:`COMMIT_BYTES`, or ``CKA_PROBE_COMMIT_BYTES`` where set (a hook of the crash-safety tests)."""
+    return int(os.environ.get("CKA_PROBE_COMMIT_BYTES") or COMMIT_BYTES)
 
 
 def utterance_means(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -83,9 +104,54 @@ def _column_dtype(values: Sequence):
 
 
 def _grow(ds: h5py.Dataset, at: int, values: np.ndarray) -> None:
-    """Write ``values`` at row ``at`` and make it the dataset's end."""
+    """Write ``values`` at row ``at`` and make it the dataset's end (half, then the rest: a torn-write point)."""
+    crash_point("store:write")
     ds.resize(at + len(values), axis=0)
-    ds[at:] = values
+    half = len(values) // 2
+    ds[at:at + half] = values[:half]
+    crash_point("store:write:torn")
+    ds[at + half:] = values[half:]
+
+
+def _flush(f: h5py.File) -> None:
+    crash_point("store:flush")
+    f.flush()
+    crash_point("store:flushed")
+
+
+class _Invalid(Exception):
+    """A partial store that does not hold what its committed counts say."""
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise _Invalid(what)
+
+
+def validate_committed(f: h5py.File) -> int:
+    """Check the layout of a partial store against its committed counts; returns their number ``n``.
+
+    Every column holds at least ``n`` rows; every layer's offsets start at 0
+    and grow by at least one row per utterance, and its data and means hold
+    the rows they point to. Raises ``_Invalid`` (or whatever h5py raises on a
+    damaged file) otherwise; the rows themselves are checked when they are
+    read back (their Fletcher-32 checksums).
+    """
+    attrs = decode_attrs(f.attrs)
+    _require(attrs.get("format") == FORMAT, "not an activation store")
+    n, streams = int(attrs["n_utterances"]), attrs["streams"]
+    _require("ids" in f["utterances"] and (n == 0 or streams), "no utterance ids or no streams")
+    for column in f["utterances"].values():
+        _require(column.shape[0] >= n, f"{column.name} has {column.shape[0]} of {n} committed rows")
+    for stream in streams:
+        for layer in decode_attrs(f[stream].attrs)["layers"]:
+            g = f[layer_group(stream, layer)]
+            offsets = g["offsets"][: n + 1]
+            _require(len(offsets) == n + 1 and offsets[0] == 0 and bool(np.all(np.diff(offsets) >= 1)),
+                     f"{g.name}: bad offsets")
+            _require(g["data"].shape[0] >= offsets[-1] and g["mean"].shape[0] >= n, f"{g.name} is too short")
+            _require("tokens" not in g or g["tokens"].shape[0] >= offsets[-1], f"{g.name}/tokens is too short")
+    return n
 
 
 @dataclass
@@ -94,6 +160,7 @@ class _Batch:
 
     columns: dict[str, list]  # "ids" and metadata fields -> B values
     layers: dict[LayerKey, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows (R, D), lengths (B,), means (B, D)
+    tokens: dict[LayerKey, np.ndarray]  # decoder layers: input token id per row (R,)
 
     @property
     def widths(self) -> dict[LayerKey, int]:
@@ -101,7 +168,8 @@ class _Batch:
 
     @property
     def nbytes(self) -> int:
-        return sum(rows.nbytes + means.nbytes for rows, _, means in self.layers.values())
+        return sum(rows.nbytes + means.nbytes for rows, _, means in self.layers.values()) + \
+            sum(t.nbytes for t in self.tokens.values())
 
 
 class StoreWriter:
@@ -109,29 +177,64 @@ class StoreWriter:
 
     ``attrs`` is the provenance (checkpoint sha256, config, arch, tasks, ...);
     a resumed run must pass the same attrs, dtype and compression.
+    A store already at ``path`` is an error unless ``overwrite`` (replace it)
+    or ``keep_complete`` (keep it if it is complete and of the same settings:
+    then :attr:`done` is true and there is nothing to append).
     Use as a context manager and call :meth:`finish` at the end.
     """
 
     def __init__(self, path: str | Path, *, attrs: Mapping | None = None, dtype: str = "float32",
-                 compression: str | None = None, overwrite: bool = False, commit_bytes: int = COMMIT_BYTES):
+                 compression: str | None = None, overwrite: bool = False, commit_bytes: int | None = None,
+                 keep_complete: bool = False):
         self.path = Path(path)
-        self.commit_bytes = commit_bytes
+        self.keep_complete = keep_complete
+        self.commit_bytes = default_commit_bytes() if commit_bytes is None else commit_bytes
         self._pending: list[_Batch] = []
         self.partial = partial_path(self.path)
         self.dtype = check_dtype(dtype)
         if compression not in COMPRESSIONS:
             raise CKAProbeError(f"compression must be gzip, lzf or none, not {compression!r}")
         self.compression = compression
-        if self.path.exists() and not overwrite:
-            raise CKAProbeError(f"{self.path}: already exists; pass --overwrite to replace it")
-        if overwrite and self.partial.exists():
-            self.partial.unlink()
         run_attrs = {**(attrs or {}), "dtype": self.dtype.name, "compression": compression or ""}
         self._run_attrs = decode_attrs(encode_attrs(run_attrs))
-        self._file = self._resume() or self._create()
-        self._layers = self._stored_layers()
+        if overwrite:
+            self.partial.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
+        self._file = self._open()
+        self._token_layers: set[LayerKey] = set()  # the decoder layers whose rows carry token ids
+        self._layers = self._stored_layers() if self._file is not None else {}
+
+    @property
+    def done(self) -> bool:
+        """Whether ``path`` already holds the complete store of these settings (nothing to do)."""
+        return self.path.exists()
+
+    def _check_complete(self) -> None:
+        """A store already at ``path`` must be complete and of the same settings; a partial beside it goes."""
+        try:
+            with h5py.File(self.path, "r") as f:
+                stored, complete = decode_attrs(f.attrs), bool(f.attrs.get("complete"))
+        except (OSError, KeyError) as err:
+            raise CKAProbeError(f"{self.path}: already exists and is not a readable store ({err}); "
+                                "pass --overwrite to replace it") from None
+        changed = [key for key, value in self._run_attrs.items() if stored.get(key) != value]
+        if not complete or changed:
+            why = f"{changed[0]}: {stored.get(changed[0])!r} there, {self._run_attrs[changed[0]]!r} now" \
+                if changed else "it is not marked complete"
+            raise CKAProbeError(f"{self.path}: already exists ({why}); pass --overwrite to replace it")
+        self.partial.unlink(missing_ok=True)
 
     # -- opening ---------------------------------------------------------
+    def _open(self) -> h5py.File | None:
+        """The file to append to: a resumed or a new partial; None when ``path`` is already complete."""
+        if self.path.exists():
+            if not self.keep_complete:
+                raise CKAProbeError(f"{self.path}: already exists; pass --overwrite to replace it")
+            self._check_complete()
+            return None
+        resumed = self._resume()
+        return None if self.path.exists() else resumed or self._create()
+
     def _create(self) -> h5py.File:
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         f = h5py.File(self.partial, "w", libver=LIBVER)
@@ -145,51 +248,88 @@ class StoreWriter:
                          dtype=h5py.string_dtype("utf-8"))
         return f
 
+    @property
+    def _rebuild_path(self) -> Path:
+        """Where a resumed run rebuilds the committed part of the partial file."""
+        return self.partial.with_name(self.path.name + ".resume.partial")
+
     def _resume(self) -> h5py.File | None:
-        """Open and truncate an interrupted run, or None to start afresh."""
+        """Rebuild an interrupted run's committed part in a fresh partial file; None to start afresh.
+
+        The committed rows are copied, not truncated in place: whatever a kill
+        left in the old file beyond them (a torn chunk, index or heap) is left
+        behind with it, and reading every committed row back checks its
+        Fletcher-32 checksum. A file that fails is discarded.
+        """
         if not self.partial.exists():
             return None
         try:
-            f = h5py.File(self.partial, "r+", libver=LIBVER)
-        except OSError as err:
-            warnings.warn(f"{self.partial}: unreadable ({err}); starting the extraction again", stacklevel=3)
-            self.partial.unlink()
+            with h5py.File(self.partial, "r", libver=LIBVER) as old:
+                self._check_settings(decode_attrs(old.attrs))
+                n, batches, complete = validate_committed(old), int(old.attrs["n_batches"]), bool(old.attrs["complete"])
+                fresh = self._rebuild(old, n) if batches and not complete else None
+        except CKAProbeError:
+            raise
+        except Exception as err:  # noqa: BLE001 -- h5py raises OSError, KeyError, ValueError, RuntimeError
+            self._rebuild_path.unlink(missing_ok=True)
+            return self._discard(f"unreadable ({type(err).__name__}: {' '.join(str(err).split())})")
+        if not batches:
+            return self._discard(None)
+        if complete:
+            self._publish()
             return None
-        if f.attrs.get("format") != FORMAT or int(f.attrs.get("n_batches", 0)) == 0:
-            f.close()
-            self.partial.unlink()
-            return None
-        self._check_settings(decode_attrs(f.attrs), f)
-        self._truncate(f, int(f.attrs["n_utterances"]))
-        return f
+        crash_point("store:rebuilt")
+        os.replace(self._rebuild_path, self.partial)
+        return fresh
 
-    def _check_settings(self, stored: dict, f: h5py.File) -> None:
+    def _rebuild(self, old: h5py.File, n: int) -> h5py.File:
+        """A new file at :attr:`_rebuild_path` holding the attributes and first ``n`` utterances of ``old``."""
+        fresh = h5py.File(self._rebuild_path, "w", libver=LIBVER)
+        fresh.attrs.update(dict(old.attrs))
+        for name, column in old["utterances"].items():
+            fresh.create_dataset(f"utterances/{name}", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=column.dtype)
+            _grow(fresh["utterances"][name], 0, column[:n])
+        for stream in decode_attrs(old.attrs)["streams"]:
+            layers = decode_attrs(old[stream].attrs)["layers"]
+            for layer in layers:
+                source = old[layer_group(stream, layer)]
+                rows = int(source["offsets"][n])
+                target = self._create_layer(fresh, layer_group(stream, layer), source["data"].shape[1],
+                                            "tokens" in source)
+                _grow(target["offsets"], 0, source["offsets"][: n + 1])
+                _grow(target["mean"], 0, source["mean"][:n])
+                step = max(1, COPY_BYTES // (source["data"].shape[1] * source["data"].dtype.itemsize))
+                for start in range(0, rows, step):
+                    _grow(target["data"], start, source["data"][start: min(rows, start + step)])
+                if "tokens" in source:
+                    _grow(target["tokens"], 0, source["tokens"][:rows])
+            fresh[stream].attrs.update(dict(old[stream].attrs))
+        _flush(fresh)
+        return fresh
+
+    def _check_settings(self, stored: dict) -> None:
         for key, value in self._run_attrs.items():
             if stored.get(key) != value:
-                f.close()
                 raise CKAProbeError(
                     f"{self.partial}: an interrupted extraction with other settings "
                     f"({key}: {stored.get(key)!r} there, {value!r} now); pass --overwrite to start again")
 
-    @staticmethod
-    def _truncate(f: h5py.File, n: int) -> None:
-        """Drop everything written after the last commit (``n`` utterances)."""
-        for ds in f["utterances"].values():
-            ds.resize(n, axis=0)
-        for stream in decode_attrs(f.attrs)["streams"]:
-            for layer in decode_attrs(f[stream].attrs)["layers"]:
-                g = f[layer_group(stream, layer)]
-                g["offsets"].resize(n + 1, axis=0)
-                g["data"].resize(int(g["offsets"][n]), axis=0)
-                g["mean"].resize(n, axis=0)
-        f.flush()
+    def _discard(self, why: str | None) -> None:
+        """Delete the partial file (warning ``why``), so that the run starts again."""
+        if why:
+            warnings.warn(f"{self.partial}: {why}; starting the extraction again", stacklevel=5)
+        self.partial.unlink()
+        return None
 
     def _stored_layers(self) -> dict[LayerKey, int]:
         """(stream, layer) -> width of the layers already in the file."""
         keys = {}
         for stream in decode_attrs(self._file.attrs)["streams"]:
             for layer in decode_attrs(self._file[stream].attrs)["layers"]:
-                keys[(stream, layer)] = self._file[layer_group(stream, layer)]["data"].shape[1]
+                g = self._file[layer_group(stream, layer)]
+                keys[(stream, layer)] = g["data"].shape[1]
+                if "tokens" in g:
+                    self._token_layers.add((stream, layer))
         return keys
 
     # -- state -------------------------------------------------------------
@@ -211,23 +351,28 @@ class StoreWriter:
     # -- appending ---------------------------------------------------------
     def append(self, ids: Sequence[str], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
                metadata: Mapping[str, Sequence] | None = None,
-               means: Mapping[LayerKey, np.ndarray] | None = None) -> None:
+               means: Mapping[LayerKey, np.ndarray] | None = None,
+               tokens: Mapping[str, np.ndarray] | None = None) -> None:
         """Add one batch; it is committed with the next block (see the module docstring).
 
         ``acts[(stream, layer)] = (rows (sum(lengths), D), lengths (B,))``: the
         valid rows of the batch's utterances, concatenated in ``ids`` order.
         ``means`` (``(B, D)`` per layer) is given only when copying a store;
         otherwise they are computed here in float64 before any float16 cast.
+        ``tokens[stream]`` (``(R,)`` int) is the input token id of each row of a
+        decoder stream, stored with every layer of that stream.
         A bad batch is refused here, before anything of it is held or written.
         """
         columns = {"ids": list(ids), **{k: list(v) for k, v in (metadata or {}).items()}}
         self._check_batch(columns, acts)
+        layer_tokens = {key: np.asarray(tokens[key[0]], np.int64) for key in acts if key[0] in (tokens or {})}
+        self._check_tokens(acts, layer_tokens)
         layers = {}
         for key, (rows, lengths) in acts.items():
             rows, lengths = np.asarray(rows), np.asarray(lengths, np.int64)
             mean = utterance_means(rows, lengths) if means is None else means[key]
             layers[key] = (rows.astype(self.dtype, copy=False), lengths, mean.astype(np.float32))
-        self._pending.append(_Batch(columns, layers))
+        self._pending.append(_Batch(columns, layers, layer_tokens))
         if sum(b.nbytes for b in self._pending) >= self.commit_bytes:
             self.commit()
 
@@ -250,6 +395,18 @@ class StoreWriter:
                 raise CKAProbeError(f"{self.path}: utterance {columns['ids'][int(np.argmin(lengths))]} "
                                     f"has no rows in layer {name}")
         self._check_columns(columns)
+
+    def _check_tokens(self, acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
+                      tokens: Mapping[LayerKey, np.ndarray]) -> None:
+        """One token id per row, and token ids for the same layers as the first batch."""
+        known = self._token_layers if self._layers else (set(self._pending[0].tokens) if self._pending else None)
+        if known is not None and set(tokens) != known:
+            raise CKAProbeError(f"{self.path}: batch {self._batch_index} has token ids for other layers "
+                                "than the first batch")
+        for key, ids in tokens.items():
+            if ids.shape != (len(acts[key][0]),):
+                raise CKAProbeError(f"{self.path}: layer {layer_group(*key)}: {ids.shape} token ids for "
+                                    f"{len(acts[key][0])} rows")
 
     def _check_columns(self, columns: Mapping[str, list]) -> None:
         stored = set(self._file["utterances"]) if self.n_utterances else None
@@ -275,35 +432,41 @@ class StoreWriter:
             return
         n0 = self.n_utterances
         if not self._layers:
-            self._create_layers(pending[0].widths)
+            self._create_layers(pending[0].widths, set(pending[0].tokens))
         self._append_columns(n0, {name: [v for b in pending for v in b.columns[name]] for name in pending[0].columns})
         for key in self._layers:
             rows, lengths, means = (np.concatenate([b.layers[key][i] for b in pending]) for i in range(3))
-            self._append_layer(key, n0, rows, lengths, means)
-        self._file.flush()
+            tokens = np.concatenate([b.tokens[key] for b in pending]) if key in self._token_layers else None
+            self._append_layer(key, n0, rows, lengths, means, tokens)
+        _flush(self._file)
+        crash_point("store:commit")
         self._file.attrs["n_utterances"] = n0 + sum(len(b.columns["ids"]) for b in pending)
         self._file.attrs["n_batches"] = self.n_batches + len(pending)
-        self._file.flush()
+        _flush(self._file)
 
-    def _create_layers(self, widths: Mapping[LayerKey, int]) -> None:
+    def _create_layers(self, widths: Mapping[LayerKey, int], token_layers: set[LayerKey]) -> None:
         streams: dict[str, list[str]] = {}
         for (stream, layer), dim in widths.items():
             streams.setdefault(stream, []).append(layer)
-            self._create_layer(layer_group(stream, layer), dim)
+            self._create_layer(self._file, layer_group(stream, layer), dim, (stream, layer) in token_layers)
         for stream, layers in streams.items():
             self._file[stream].attrs.update(encode_attrs({"layers": layers}))
         self._file.attrs["streams"] = json.dumps(list(streams))
-        self._layers = dict(widths)
+        self._layers, self._token_layers = dict(widths), set(token_layers)
 
-    def _create_layer(self, group: str, dim: int) -> None:
+    def _create_layer(self, f: h5py.File, group: str, dim: int, with_tokens: bool = False) -> h5py.Group:
+        """The empty ``data``, ``mean``, ``offsets`` (and, for a decoder layer, ``tokens``) of one layer in ``f``."""
         filters = {"compression": self.compression, "fletcher32": True,
                    "shuffle": self.compression is not None}
-        g = self._file.create_group(group)
+        g = f.create_group(group)
         g.create_dataset("data", shape=(0, dim), maxshape=(None, dim), dtype=self.dtype,
                          chunks=(chunk_rows(dim, self.dtype.itemsize), dim), **filters)
         g.create_dataset("mean", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
                          chunks=(chunk_rows(dim, 4), dim), **filters)
         g.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(16384,))
+        if with_tokens:
+            g.create_dataset("tokens", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(16384,))
+        return g
 
     def _append_columns(self, n0: int, columns: Mapping[str, list]) -> None:
         group = self._file["utterances"]
@@ -315,28 +478,40 @@ class StoreWriter:
             _grow(group[name], n0, column)
 
     def _append_layer(self, key: LayerKey, n0: int, rows: np.ndarray, lengths: np.ndarray,
-                      means: np.ndarray) -> None:
+                      means: np.ndarray, tokens: np.ndarray | None) -> None:
         g = self._file[layer_group(*key)]
         start = int(g["offsets"][n0])
         _grow(g["offsets"], n0 + 1, start + np.cumsum(lengths))
         _grow(g["data"], start, rows)
         _grow(g["mean"], n0, means)
+        if tokens is not None:
+            _grow(g["tokens"], start, tokens)
 
     # -- ending ------------------------------------------------------------
     def finish(self) -> Path:
         """Commit what is held, mark the store complete and move it to its final path."""
+        if self.done:
+            return self.path
         self.commit()
         if self.n_utterances == 0:
             self.close()
             raise CKAProbeError(f"{self.path}: no utterances were written")
+        crash_point("store:complete")
         self._file.attrs["complete"] = True
+        _flush(self._file)
         self.close()
-        os.replace(self.partial, self.path)
+        self._publish()
         return self.path
+
+    def _publish(self) -> None:
+        """Rename the complete partial file to ``path``."""
+        crash_point("store:rename")
+        os.replace(self.partial, self.path)
+        crash_point("store:renamed")
 
     def close(self) -> None:
         """Commit what is held and close without finishing: the ``.partial`` file stays for a resume."""
-        if self._file.id.valid:
+        if self._file is not None and self._file.id.valid:
             try:
                 self.commit()
             finally:

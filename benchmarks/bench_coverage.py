@@ -1,0 +1,145 @@
+"""Coverage of the bootstrap intervals for linear CKA, simulated against a known population CKA.
+
+Each regime draws Gaussian representations whose population linear CKA is
+known in closed form (:mod:`cka_probe.cka.simulate`), ``--reps`` times; each
+data set gets ``--boot`` group bootstrap resamples (whole utterances), and
+every method's nominal 95 % interval is checked against the truth. Methods:
+
+* ``percentile``: tie-corrected biased CKA, percentile interval (the old cross-task one)
+* ``pct-plain``: biased CKA without the tie correction, percentile (the old ``bootstrap_ci``)
+* ``basic``, ``bc``, ``bca``: tie-corrected biased CKA, basic / bias-corrected / BCa interval
+* ``deb-pct``, ``deb-basic``, ``deb-bca``: tie-corrected debiased CKA, percentile / basic / BCa interval
+
+A second table checks the CER-gap interval of ``cka_probe.analyze.cer`` (the
+DO − SO difference of two corpus CERs over the same utterances, a ratio of
+sums): errors are Poisson(length · p · difficulty), the utterance's difficulty
+shared by both models (Gamma, mean 1, so the population gap is 100 (p_DO − p_SO)).
+
+Regimes: one CKA (``cka``) or the difference of two CKAs sharing x (``Δ``);
+n utterances × frames, within-utterance correlation ρ, width d. The binomial
+standard error of a coverage over R data sets is √(0.95 · 0.05 / R) (1.5 points at R = 200).
+Usage: python benchmarks/bench_coverage.py [--reps 200] [--boot 200] [--full]
+(``--full``: the whole grid, population CKA 0.1–0.95, n = 50–2,000, d = 8–512; hours on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from cka_probe.cka import resample
+from cka_probe.cka.simulate import Regime, draw, population_cka
+from cka_probe.cka.weighted import weighted_linear_cka
+
+QUICK = [
+    Regime((0.1,), n=50, d=8),  # the regime of the coverage test
+    Regime((0.45,), n=100, d=6, frames=12, rho=0.8),  # frames grouped by utterance, as the old 77 % measurement
+    Regime((0.2,), n=150, d=96),  # as the old 82 % cross-task measurement
+    Regime((0.8,), n=150, d=96),
+    Regime((0.95,), n=400, d=32),
+    Regime((0.6, 0.5), n=150, d=32),  # a difference of two CKAs sharing x (the lean)
+]
+FULL = [Regime((c,), n=n, d=d) for c in (0.1, 0.3, 0.6, 0.95) for n in (50, 400, 2000) for d in (8, 64, 512)] + [
+    Regime((c,), n=n, d=16, frames=10, rho=0.7) for c in (0.1, 0.5, 0.9) for n in (50, 400)
+] + [Regime((0.6, 0.5), n=n, d=d) for n in (50, 400) for d in (8, 128)]
+METHODS = ("percentile", "pct-plain", "basic", "bc", "bca", "deb-pct", "deb-basic", "deb-bca")
+
+
+def copies_cka(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Biased CKA of each resample with its copies as rows (no tie correction): ‖X_cᵀWY_c‖² / (‖X_cᵀWX_c‖ ‖Y_cᵀWY_c‖)."""
+
+    def cross(a, b):
+        n = w.sum(1)[:, None, None]
+        mean_a, mean_b = (w @ a)[:, :, None] / n, (w @ b)[:, None, :] / n
+        return np.sum((np.swapaxes(w[:, :, None] * a, 1, 2) @ b - n * mean_a * mean_b) ** 2, axis=(1, 2))
+
+    return cross(x, y) / np.sqrt(cross(x, x) * cross(y, y))
+
+
+def intervals(x, ys, groups, boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """(targets, 2) intervals per method for one data set; a difference of two targets is the second row."""
+    g = groups.max() + 1
+
+    def stat(weights_g, debiased, tie=True):
+        """(B, 1) values of resamples with group multiplicities ``weights_g (B, G)``: the CKA or the difference."""
+        w = weights_g[:, groups]
+        values = [weighted_linear_cka(x, y, w, debiased=debiased) if tie else copies_cka(x, y, w) for y in ys]
+        return (values[0] if len(ys) == 1 else values[0] - values[1])[:, None]
+
+    draws_w = np.stack([np.bincount(rng.integers(0, g, g), minlength=g) for _ in range(boot)]).astype(float)
+    ones = np.ones((1, g))
+    est, est_d = stat(ones, False)[0], stat(ones, True)[0]
+    biased, plain, debiased = stat(draws_w, False), stat(draws_w, False, tie=False), stat(draws_w, True)
+    jack, jack_d = stat(1.0 - np.eye(g), False), stat(1.0 - np.eye(g), True)
+    return {
+        "percentile": resample.percentile_interval(biased), "pct-plain": resample.percentile_interval(plain),
+        "basic": resample.basic_interval(biased, est), "bc": resample.bca_interval(biased, est),
+        "bca": resample.bca_interval(biased, est, jack), "deb-pct": resample.percentile_interval(debiased),
+        "deb-basic": resample.basic_interval(debiased, est_d), "deb-bca": resample.bca_interval(debiased, est_d, jack_d),
+    }  # fmt: skip
+
+
+def coverage(regime: Regime, reps: int, boot: int, seed: int) -> dict[str, float]:
+    """Share of data sets whose interval holds the population value, per method."""
+    truth = population_cka(regime)
+    truth = truth if len(truth) == 1 else truth[:1] - truth[1:2]
+    hits = dict.fromkeys(METHODS, 0)
+    rng = np.random.default_rng(seed)
+    for _ in range(reps):
+        x, ys, groups = draw(regime, rng)
+        for method, (low, high) in intervals(x, ys, groups, boot, rng).items():
+            hits[method] += int(low[0] <= truth[0] <= high[0])
+    return {m: h / reps for m, h in hits.items()}
+
+
+CER_REGIMES = [(150, 0.08, 0.10), (300, 0.04, 0.045), (50, 0.05, 0.08)]  # utterances, p_SO, p_DO
+
+
+def cer_coverage(n: int, p_so: float, p_do: float, reps: int, boot: int, seed: int) -> dict[str, float]:
+    """Coverage of the percentile, basic and BCa intervals of the DO − SO corpus CER gap (points)."""
+    rng = np.random.default_rng(seed)
+    hits = dict.fromkeys(("percentile", "basic", "bca"), 0)
+    for _ in range(reps):
+        length = rng.integers(10, 60, n).astype(float)
+        difficulty = rng.gamma(2.0, 0.5, n)
+        e_so, e_do = (rng.poisson(length * p * difficulty).astype(float) for p in (p_so, p_do))
+        gap = 100 * (e_do.sum() - e_so.sum()) / length.sum()
+        idx = rng.integers(0, n, (boot, n))
+        draws = 100 * (e_do[idx].sum(1) - e_so[idx].sum(1)) / length[idx].sum(1)
+        jack = 100 * ((e_do.sum() - e_do) - (e_so.sum() - e_so)) / (length.sum() - length)
+        for method, (low, high) in (("percentile", resample.percentile_interval(draws)),
+                                    ("basic", resample.basic_interval(draws, gap)),
+                                    ("bca", resample.bca_interval(draws, gap, jack))):  # fmt: skip
+            hits[method] += int(low <= 100 * (p_do - p_so) <= high)
+    return {m: h / reps for m, h in hits.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=200, help="data sets per regime (default 200)")
+    parser.add_argument("--boot", type=int, default=200, help="bootstrap resamples per data set (default 200)")
+    parser.add_argument("--full", action="store_true", help="the whole regime grid (long)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"nominal 95 %, {args.reps} data sets per regime (binomial s.e. "
+          f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points), {args.boot} bootstrap resamples")
+    print(f"{'regime':<34}" + "".join(f"{m:>11}" for m in METHODS) + f"{'seconds':>9}")
+    for k, regime in enumerate(FULL if args.full else QUICK):
+        start = time.perf_counter()
+        result = coverage(regime, args.reps, args.boot, args.seed + k)
+        kind = f"Δ {regime.ckas[0]}-{regime.ckas[1]}" if len(regime.ckas) > 1 else f"cka {regime.ckas[0]}"
+        frames = f" ×{regime.frames} ρ={regime.rho}" if regime.frames > 1 else ""
+        label = f"{kind} n={regime.n}{frames} d={regime.d}"
+        print(f"{label:<34}" + "".join(f"{100 * result[m]:>10.1f}%" for m in METHODS)
+              + f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
+    print(f"\n{'CER gap regime':<34}{'percentile':>11}{'basic':>11}{'bca':>11}")
+    for k, (n, p_so, p_do) in enumerate(CER_REGIMES):
+        result = cer_coverage(n, p_so, p_do, args.reps, args.boot, args.seed + 100 + k)
+        label = f"n={n} p_SO={p_so} p_DO={p_do}"
+        print(f"{label:<34}" + "".join(f"{100 * v:>10.1f}%" for v in result.values()), flush=True)
+
+
+if __name__ == "__main__":
+    main()

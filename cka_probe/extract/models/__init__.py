@@ -1,0 +1,108 @@
+"""Model adapters: one file per family, and the extraction that every adapter shares.
+
+:func:`extract_model` resolves MODEL (:mod:`.resolve`), selects its layers by
+stream, reads the manifest fields the selected streams need, runs the padding
+self-check (:mod:`.padding`) and hands the adapter's batches to the generic
+:func:`cka_probe.extract.extract` (under ``torchrun``, one shard per rank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from torch import nn
+
+from cka_probe.errors import CKAProbeError
+from cka_probe.extract.distributed import rank_device, run_sharded, world
+from cka_probe.extract.extract import extract
+from cka_probe.extract.hooks import select_modules
+from cka_probe.extract.models.base import Adapter, file_sha256
+from cka_probe.extract.models.padding import check_padding
+from cka_probe.extract.models.resolve import resolve
+
+__all__ = ["Adapter", "resolve", "extract_model", "hookable_layers", "layer_streams"]
+
+METADATA_FIELDS = ("surface", "meaning", "language", "speaker")
+ROLES = ("sso", "mso", "do")
+
+
+def layer_streams(streams_of: Callable[[str, Sequence[str]], list[str]], model: nn.Module,
+                  patterns: Sequence[str], tasks: Sequence[str],
+                  order: Sequence[str] = ("encoder",)) -> dict[str, list[str]]:
+    """Module names matching ``patterns``, grouped by ``streams_of``; streams in ``order``, then any others."""
+    streams: dict[str, list[str]] = {stream: [] for stream in order}
+    for name in select_modules(model, patterns):
+        for stream in streams_of(name, tasks):
+            streams.setdefault(stream, []).append(name)
+    return {stream: names for stream, names in streams.items() if names}
+
+
+def _with_metadata(batches, rows: Sequence[dict]) -> Iterator[dict]:
+    """Each batch plus the manifest's text fields of its utterances in ``metadata``."""
+    by_id = {row["id"]: row for row in rows}
+    for batch in batches:
+        meta = {f: [str(by_id[i].get(f) or "") for i in batch["ids"]] for f in METADATA_FIELDS}
+        yield {**batch, "metadata": {**meta, **batch.get("metadata", {})}}
+
+
+def _tasks(adapter: Adapter, tasks: Sequence[str] | None) -> list[str]:
+    tasks = list(adapter.tasks if tasks is None else tasks)
+    unknown = [t for t in tasks if t not in adapter.tasks]
+    if unknown:
+        raise CKAProbeError(f"{adapter.name}: the model has no {unknown[0]} decoder "
+                            f"(tasks: {', '.join(adapter.tasks) or 'none'})")
+    return tasks
+
+
+def extract_model(model: str | Path, manifest: str | Path, out: str | Path, *,
+                  layers: Sequence[str] | None = None, tasks: Sequence[str] | None = None, device: str = "cpu",
+                  batch_size: int = 16, dtype: str = "float32", limit: int | None = None,
+                  overwrite: bool = False, compression: str | None = None, padding_check: bool = True,
+                  role: str | None = None, word_spans: bool = False) -> Path:
+    """Extract ``model``'s layers (a ``.pt``, an HF folder or ``FILE.py:FUNCTION``) over ``manifest`` into ``out``.
+
+    ``role`` (``sso`` | ``mso`` | ``do``) is recorded for ``compare --cross-task``
+    when the provenance cannot tell it (any model other than a bundled one).
+    ``word_spans`` also writes the surface words' CTC spans to ``<out>.words.jsonl``
+    (bundled checkpoints: :mod:`cka_probe.asr.word_spans`). Under ``torchrun``
+    each rank extracts its block of the manifest and rank 0 merges the shards
+    (:mod:`cka_probe.extract.distributed`).
+    """
+    from cka_probe.data.manifest import read_manifest
+
+    if role is not None and role not in ROLES:
+        raise CKAProbeError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+    adapter, device = resolve(model), rank_device(device)
+    if word_spans and not hasattr(adapter, "word_spans"):
+        raise CKAProbeError(f"{adapter.name}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)")
+    net = adapter.build(device)
+    tasks = _tasks(adapter, tasks)
+    streams = layer_streams(adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks,
+                            adapter.stream_order(tasks))
+    tasks = [t for t in tasks if f"decoder/{t}" in streams]
+    rows = read_manifest(manifest, require=adapter.required_fields(tasks))[:limit]
+    attrs = {**adapter.attrs(), "extracted_tasks": tasks, "language": str(rows[0].get("language") or ""),
+             "manifest": str(Path(manifest).resolve()), "manifest_sha256": file_sha256(manifest),
+             "limit": limit or 0, "batch_size": batch_size, **({"role": role} if role else {})}
+    if padding_check:
+        check_padding(adapter, net, rows, batch_size, streams, tasks, device)
+
+    def extract_shard(start: int, stop: int, path: Path, progress: bool) -> Path:
+        batches = _with_metadata(adapter.batches(rows[start:stop], batch_size, tasks), rows)
+        return extract(net, batches, layers=streams, out=path, forward=adapter.forward, select=adapter.select,
+                       attrs=attrs, dtype=dtype, compression=compression, device=device, total=stop - start,
+                       overwrite=overwrite, progress=progress)
+
+    stored = run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    if word_spans and world()[0] == 0:
+        adapter.word_spans(net, manifest, stored, batch_size=batch_size, limit=limit, device=device)
+    return stored
+
+
+def hookable_layers(model: str | Path) -> list[tuple[str, str, bool]]:
+    """``(name, module class, selected by default)`` for every module of ``model``."""
+    adapter = resolve(model)
+    net = adapter.build("cpu")
+    chosen = set(select_modules(net, adapter.default_layers(list(adapter.tasks))))
+    return [(name, type(m).__name__, name in chosen) for name, m in net.named_modules() if name]
