@@ -296,7 +296,8 @@ def mitigation_section(tables: Path) -> list[str]:
         lines.append(f"- {language} {variant}:")
         for (task, reference), r in rows.iterrows():
             lines.append(f"  - {task} CER {r.variant_cer:.2f} % vs {reference} {r.reference_cer:.2f} % (n = {int(r.n)}, "
-                         f"{int(r.seeds)} seed{'s' * (r.seeds > 1)}): {_interval(r.gap, r.ci_low, r.ci_high)}")
+                         f"{int(r.seeds)} seed{'s' * (r.seeds > 1)}): {variant} − {reference} = "
+                         f"{_interval(r.gap, r.ci_low, r.ci_high)} points (p (BH) = {r.p_adj:.3f})")
         for task, r in paths.iterrows():
             lines.append(f"  - {task} path `{r.stream}` (n = {int(r.n)}): own {r.own_variant:+.3f} vs DO "
                          f"{r.own_do:+.3f}, change {_interval(r.change, r.ci_low, r.ci_high, 3)}")

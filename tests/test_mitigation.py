@@ -172,3 +172,44 @@ def test_cli_reproduce_refuses_an_unknown_variant_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown variant 'bogus'" in err and len(err.strip().splitlines()) == 1
     assert not any((tmp_path / "run").glob("*/*"))
+
+
+def write_store(path, attrs, streams, rng, n=24):
+    """A store of per-utterance frames (lengths 2..4) with ``streams[stream] = number of layers``."""
+    from cka_probe.store import StoreWriter
+
+    lengths = rng.integers(2, 5, n)
+    layers = {(stream, f"{stream.replace('/', '.')}.layers.{i}"): (rng.standard_normal((lengths.sum(), 5)), lengths)
+              for stream, count in streams.items() for i in range(count)}  # fmt: skip
+    with StoreWriter(path, attrs={"language": "en", **attrs}) as writer:
+        writer.append([f"en-{u}" for u in range(n)], layers)
+        writer.finish()
+
+
+def test_a_run_with_a_variant_gets_tables_figures_and_the_mitigation_section(tmp_path):
+    from cka_probe.analyze.tables import write_tables
+    from cka_probe.figures.write import write_figures
+    from cka_probe.report import write_report
+
+    rng = np.random.default_rng(4)
+    do = {"arch": "do", "tasks": ["surface", "meaning"]}
+    acts, cer = tmp_path / "activations", tmp_path / "cer"
+    acts.mkdir(), cer.mkdir()
+    write_store(acts / "sso.h5", {"arch": "so", "tasks": ["surface"]}, {"encoder": 3, "decoder/surface": 2}, rng)
+    write_store(acts / "mso.h5", {"arch": "so", "tasks": ["meaning"]}, {"encoder": 3, "decoder/meaning": 2}, rng)
+    write_store(acts / "do.h5", do, {"encoder": 3, "decoder/surface": 2, "decoder/meaning": 2}, rng)
+    write_store(acts / "split-2.h5", {**do, "variant": "split-2"},
+                {"encoder": 1, "encoder/branch/surface": 2, "encoder/branch/meaning": 2, "decoder/surface": 2,
+                 "decoder/meaning": 2}, rng)  # fmt: skip
+    lengths = rng.integers(10, 20, 24)
+    csvs = [evaluate_csv(cer / "sso.csv", {"surface": rng.integers(0, 5, 24)}, lengths),
+            evaluate_csv(cer / "mso.csv", {"meaning": rng.integers(0, 5, 24)}, lengths),
+            *(evaluate_csv(cer / f"{m}.csv", {t: rng.integers(0, 5, 24) for t in ("surface", "meaning")}, lengths)
+              for m in ("do", "split-2"))]  # fmt: skip
+    written = write_tables([acts], csvs, tmp_path / "tables", n_boot=30, n_perm=10, progress=False)
+    assert {"mitigation_cer", "mitigation_lean", "cer"} <= set(written)
+    write_figures(tmp_path / "tables", tmp_path / "figures")
+    text = write_report(tmp_path, tmp_path / "report.md").read_text()
+    assert "## Mitigation: structured multi-task variants" in text and "- en split-2:" in text
+    assert "surface path `encoder/branch/surface`" in text and "verdict: split-2 " in text
+    assert "split-2/branch/surface-SSO by layer" in text  # the variant's comparisons in the encoder section
