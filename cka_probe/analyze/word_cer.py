@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.analyze.cer import _gap, _gap_rows, _rng, paired, read_cer_csvs
+from cka_probe.analyze.cer import _gap, _gap_rows, _rng, paired, paired_replicates, read_cer_csvs
 from cka_probe.analyze.word_alignment import align_words
 from cka_probe.cka.adjust import benjamini_hochberg
 
@@ -90,8 +90,8 @@ def word_cer_gaps(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: 
         other = "meaning" if task == "surface" else "surface"
         do = frame[(frame.model == "DO") & (frame.language == language) & (frame.task == other)]
         others = dict(zip(do["id"], do["ref"]))
-        replicates = sorted(frame.loc[(frame.language == language) & (frame.task == task), "replicate"].unique())
-        by_seed = [_word_sets(paired(frame, language, task, k), others, task) for k in replicates]
+        by_seed = [_word_sets(paired(frame, language, task, k), others, task)
+                   for k in paired_replicates(frame, language, task)]
         for words in ("divergent", "identical"):
             groups = [sets[words] for sets in by_seed]
             if not all(g["ref_len_so"].sum() for g in groups):
