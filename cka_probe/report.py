@@ -301,7 +301,7 @@ def mitigation_section(tables: Path) -> list[str]:
         for task, r in paths.iterrows():
             lines.append(f"  - {task} path `{r.stream}` (n = {int(r.n)}): own {r.own_variant:+.3f} vs DO "
                          f"{r.own_do:+.3f}, change {_interval(r.change, r.ci_low, r.ci_high, 3)}")
-        get = lambda index, table: table.loc[index] if index in table.index else None  # noqa: E731
+        get = lambda index, table: table.loc[index] if index in table.index else None
         verdict = _mitigation_verdict(get("surface", paths), get(("surface", "DO"), rows), get(("surface", "SO"), rows))
         lines.append(f"  - verdict: {variant} {verdict}.")
     return lines + [""]

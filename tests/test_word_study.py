@@ -11,8 +11,9 @@ import pytest
 from cka_probe.analyze.cross_task import pooled
 from cka_probe.analyze.tables import write_tables
 from cka_probe.analyze.word_cer import divergent_words, word_cer_gaps, word_errors
-from cka_probe.analyze.word_cross_task import grouped_resamples, word_cross_task
+from cka_probe.analyze.word_cross_task import grouped_bootstrap, grouped_resamples, word_cross_task
 from cka_probe.asr.cer import char_errors, normalize_text
+from cka_probe.cka.resample import GramSet, point_estimate
 from cka_probe.report import word_section
 from cka_probe.store import StoreWriter
 
@@ -80,7 +81,7 @@ def test_word_cka_is_cka_of_word_means_and_the_pull_sits_on_divergent_words(stor
     root, records, frames = stores
     cka_table, lean = word_cross_task([root], n_boot=100, seed=0)
     row = cka_table[(cka_table.words == "divergent") & (cka_table.comparison == "DO-MSO") & (cka_table["index"] == 1)]
-    keep = lambda op: op != "identical"  # noqa: E731
+    keep = lambda op: op != "identical"
     by_hand = cka(linear_gram(word_means(frames["do"][1], records, keep)),
                   linear_gram(word_means(frames["mso"][1], records, keep)), unbiased=True)
     assert row.cka.iloc[0] == pytest.approx(by_hand, abs=1e-10)
@@ -98,11 +99,8 @@ def test_grouped_resamples_keep_each_utterances_words_together():
 
 
 def test_grouped_bootstrap_of_a_resample_without_repeats_is_cka_on_those_words(stores):
-    root, records, frames = stores
-    from cka_probe.analyze.word_cross_task import grouped_bootstrap
-    from cka_probe.cka.resample import GramSet, point_estimate
-
-    keep = lambda op: True  # noqa: E731
+    _, records, frames = stores
+    keep = lambda op: True
     x, y = (word_means(frames[r][0], records, keep) for r in ("do", "sso"))
     a, b = GramSet({"l": x}), GramSet({"l": y})
     identity = grouped_bootstrap(a, b, [np.arange(len(x))], debiased=True)

@@ -116,7 +116,7 @@ def _comparisons(grams: dict, boots: list[np.ndarray], seeds: int, debiased: boo
 def word_cross_task(stores: Sequence[str | Path], *, n_boot: int = 200, level: float = 0.95, debiased: bool = True,
                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """The word-level CKA table (:data:`CKA_COLUMNS`) and the lean per word set (:data:`LEAN_COLUMNS`)."""
-    interval = lambda draws, estimate: resample.cka_interval(draws, estimate, level, debiased=debiased)  # noqa: E731
+    interval = lambda draws, estimate: resample.cka_interval(draws, estimate, level, debiased=debiased)
     cka_frames, lean_frames = [], []
     with ExitStack() as stack:
         files = store_paths(stores)
