@@ -213,3 +213,50 @@ def test_a_run_with_a_variant_gets_tables_figures_and_the_mitigation_section(tmp
     assert "## Mitigation: structured multi-task variants" in text and "- en split-2:" in text
     assert "surface path `encoder/branch/surface`" in text and "verdict: split-2 " in text
     assert "split-2/branch/surface-SSO by layer" in text  # the variant's comparisons in the encoder section
+
+
+def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_word_level(tmp_path):
+    """Random-weight bundled models of every variant, extracted over 6 noise utterances: real stream names."""
+    import json
+
+    import torch
+    from scipy.io import wavfile
+
+    from cka_probe.analyze.tables import write_tables
+    from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
+    from cka_probe.asr.cmvn import GlobalCMVN
+    from cka_probe.extract.asr import extract_checkpoint
+    from test_word_compare import TEXTS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (surface, meaning) in enumerate(TEXTS):
+        wavfile.write(tmp_path / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
+        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en"})
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config("tiny")
+    config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=3, ffn_dim=32)
+    config["decoder"].update(n_layers=1, n_heads=2, ffn_dim=32)
+    acts = tmp_path / "acts"
+    models = {"sso": ("so", ("surface",), "shared"), "mso": ("so", ("meaning",), "shared"),
+              "do": ("do", ("surface", "meaning"), "shared"), "split-2": ("do", ("surface", "meaning"), "split-2"),
+              "shared-private": ("do", ("surface", "meaning"), "shared-private"),
+              "sparse-shared": ("do", ("surface", "meaning"), "sparse-shared")}  # fmt: skip
+    for seed, (name, (arch, tasks, variant)) in enumerate(models.items()):
+        tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en") for t in tasks}
+        torch.manual_seed(seed)
+        model = build_model(config, arch, tasks, {t: k.vocab_size for t, k in tokenizers.items()}, variant)
+        ckpt = save_checkpoint(tmp_path / f"{name}.pt", model=model, config=config, tokenizers=tokenizers,
+                               cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)), epoch=1, metrics={})  # fmt: skip
+        extract_checkpoint(ckpt, manifest, acts / f"{name}.h5", batch_size=6, word_spans=name == "sso")
+    out = tmp_path / "tables"
+    write_tables([acts], [], out, n_boot=20, n_perm=0, progress=False, word_level=True)
+    lean = pd.read_csv(out / "mitigation_lean.csv", dtype={"seed": str})
+    assert set(zip(lean.variant, lean.stream)) == {
+        (v, f"encoder/{kind}/{t}") for v, kind in (("split-2", "branch"), ("shared-private", "private"),
+                                                  ("sparse-shared", "gated")) for t in ("surface", "meaning")}
+    cross = pd.read_csv(out / "cross_task.csv", dtype={"seed": str})
+    assert {"shared-private/private/surface-MSO", "SSO-sparse-shared/surface", "split-2-SSO"} <= set(cross.comparison)
+    words = pd.read_csv(out / "word_cross_task.csv", dtype={"seed": str})
+    assert set(words.words) == {"divergent", "identical"} and (words.n_utterances == len(TEXTS)).all()

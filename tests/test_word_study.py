@@ -15,6 +15,7 @@ from cka_probe.analyze.word_cross_task import grouped_bootstrap, grouped_resampl
 from cka_probe.asr.cer import char_errors, normalize_text
 from cka_probe.cka.resample import GramSet, point_estimate
 from cka_probe.report import word_section
+from cka_probe.errors import CKAProbeError
 from cka_probe.store import StoreWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -151,3 +152,14 @@ def test_the_word_cer_gap_falls_on_the_divergent_words(tmp_path):
     errors = sum(char_errors(a, b) for a, b in zip(surface, do_surface))
     assert table.loc[("surface", "divergent"), "gap"] == pytest.approx(100 * errors / divergent_chars)
     assert table.loc[("surface", "identical"), "gap"] == 0 and table.loc[("meaning", "divergent"), "gap"] == 0
+
+
+def test_utterance_draws_redraw_resamples_with_too_few_words_of_a_set():
+    from cka_probe.analyze.word_cross_task import utterance_draws
+
+    divergent = [np.array([0, 1]), np.array([], dtype=int), np.array([], dtype=int), np.array([], dtype=int)]
+    identical = [np.array([0]), np.array([1, 2]), np.array([3]), np.array([4, 5])]
+    draws = utterance_draws([divergent, identical], 200, np.random.default_rng(0))
+    assert draws.shape == (200, 4) and ((draws == 0).sum(axis=1) >= 2).all()  # ≥ 4 divergent words: u0 twice
+    with pytest.raises(CKAProbeError, match="too few utterances"):
+        utterance_draws([[np.array([0])] + [np.array([], dtype=int)] * 30], 10, np.random.default_rng(0), tries=5)

@@ -18,8 +18,9 @@ utterance resamples serve both word sets and every comparison, so
 has the difference of the draws as its bootstrap distribution; negative means
 the DO encoder's pull toward MSO (away from SSO) is stronger on divergent
 words. Copies of one word from a repeated utterance are ties, left out of the
-HSIC sums as in :mod:`cka_probe.cka.resample`. Seeds: replicate k of each
-role, pooled as everywhere (:mod:`cka_probe.analyze.effects`).
+HSIC sums as in :mod:`cka_probe.cka.resample`; a resample with fewer than 4
+words of a set (only possible with a handful of utterances) is drawn again.
+Seeds: replicate k of each role, pooled as everywhere (:mod:`cka_probe.analyze.effects`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,23 @@ def grouped_resamples(groups: Sequence[np.ndarray], draws: np.ndarray) -> list[n
     ``groups[u]`` (W_u,) are the rows (words) of utterance u; the vectors' lengths vary with the draw.
     """
     return [np.concatenate([groups[u] for u in draw]) for draw in draws]
+
+
+def utterance_draws(groupings: Sequence[Sequence[np.ndarray]], n_boot: int, rng: np.random.Generator,
+                    *, minimum: int = 4, tries: int = 1000) -> np.ndarray:  # fmt: skip
+    """(n_boot, N) utterance resamples in each of which every grouping has at least ``minimum`` rows.
+
+    A resample with fewer (possible only with a handful of utterances) is drawn again: CKA needs 4 rows.
+    """
+    sizes = np.array([[len(g) for g in groups] for groups in groupings])  # (sets, N)
+    draws = rng.integers(0, sizes.shape[1], (n_boot, sizes.shape[1]))
+    for _ in range(tries):
+        short = (sizes[:, draws].sum(axis=2) < minimum).any(axis=0)
+        if not short.any():
+            return draws
+        draws[short] = rng.integers(0, sizes.shape[1], (int(short.sum()), sizes.shape[1]))
+    raise CKAProbeError(f"word level: fewer than {minimum} words of a set in most utterance resamples; "
+                        "too few utterances have words of both kinds")
 
 
 def grouped_bootstrap(a: resample.GramSet, b: resample.GramSet, indices: Sequence[np.ndarray], *,
@@ -125,7 +143,7 @@ def word_cross_task(stores: Sequence[str | Path], *, n_boot: int = 200, level: f
             sets = _language(opened, roles)
             n_utt, seeds = len(sets["divergent"][1]), min(len(roles[r]) for r in ROLES)
             rng = np.random.default_rng([seed, zlib.crc32(language.encode()), 2])
-            draws = rng.integers(0, n_utt, (n_boot, n_utt))
+            draws = utterance_draws([groups for _, groups, _ in sets.values()], n_boot, rng)
             layers = opened[roles["do"][0]].layers("encoder")
             stats = {}
             for words, (grams, groups, n_words) in sets.items():
