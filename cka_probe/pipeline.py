@@ -4,9 +4,11 @@ The run directory is laid out by stage::
 
     data/<lang>/{train,valid,test}.jsonl      synthetic corpus (skipped with --data)
     data/<lang>-s<k>/                        the corpus of seed replicate k (only with --resample-corpus)
-    checkpoints/<lang>/<role>[-s<k>]/best.pt  SSO, MSO, DO per language and seed replicate k ≥ 1; rand: untrained
+    checkpoints/<lang>/<role>[-s<k>]/best.pt  SSO, MSO, DO per language and seed replicate k ≥ 1; rand: untrained;
+                                             with --variants also each variant (role = its name, split-2, …)
     cer/<lang>/<role>[-s<k>].csv             per-utterance CER on the test split
-    activations/<lang>/<role>[-s<k>].h5      per-utterance activations on the test split
+    activations/<lang>/<role>[-s<k>].h5      per-utterance activations on the test split (with --variants or
+                                             --word-level, sso.h5 also has the word spans sso.h5.words.jsonl)
     tables/*.csv, tables/cer.md              cross-task, cross-language, summary, CER
     figures/*.png|pdf                        heatmaps, diagonal plots, CER gap
     report.md                                the findings in numbers, with the figures
@@ -229,12 +231,13 @@ def synth_action(partial: Path, *, lang: str, n: int, seed: int, test_n: int | N
             write_manifest(paths[split], [r for r in read_manifest(paths[split]) if r["surface"] not in held_out])
 
 
-def train_action(partial: Path, *, arch: str, task: str | None, data: Path, scale: Scale, seed: int) -> None:
+def train_action(partial: Path, *, arch: str, task: str | None, data: Path, scale: Scale, seed: int,
+                 variant: str = "shared") -> None:  # fmt: skip
     from cka_probe.asr.train import train
 
     train(arch=arch, task=task, train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
           config=scale.config, out_dir=partial, resume=(partial / "last.pt").exists(), seed=seed,
-          epochs=scale.epochs, max_minutes=scale.train_minutes, device=scale.device)  # fmt: skip
+          epochs=scale.epochs, max_minutes=scale.train_minutes, device=scale.device, variant=variant)  # fmt: skip
 
 
 def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, device: str) -> None:
@@ -251,17 +254,18 @@ def untrained_action(partial: Path, *, data: Path, scale: Scale, seed: int) -> N
 
 
 def extract_action(partial: Path, *, ckpt: Path | str, manifest: Path, name: str, device: str,
-                   role: str | None = None) -> None:
+                   role: str | None = None, word_spans: bool = False) -> None:  # fmt: skip
     from cka_probe.extract.models import extract_model
 
-    extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role)
+    extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role, word_spans=word_spans)
 
 
-def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int) -> None:
+def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int, word_level: bool = False) -> None:
     from cka_probe.analyze.tables import write_tables
 
     cer = sorted((run_dir / "cer").rglob("*.csv"))
-    write_tables([run_dir / "activations"], cer, partial, n_boot=scale.n_boot, n_perm=scale.n_perm, seed=seed)
+    write_tables([run_dir / "activations"], cer, partial, n_boot=scale.n_boot, n_perm=scale.n_perm, seed=seed,
+                 word_level=word_level)  # fmt: skip
 
 
 def figures_action(partial: Path, *, tables: Path) -> None:
@@ -308,18 +312,41 @@ def replicate_name(model: str, k: int) -> str:
     return model if k == 0 else f"{model}-s{k}"
 
 
-def trainings(seeds: int, ceiling: bool) -> list[tuple[str, int]]:
+def trainings(seeds: int, ceiling: bool, variants: Sequence[str] = ()) -> list[tuple[str, int]]:
     """(model, replicate) of every training: K replicates of each role, plus a second SSO when K = 1 and ``ceiling``.
 
-    The longest (DO) first, so that trainings side by side end close together (longest-first list scheduling).
+    The longest (the variants, DO) first, so that trainings side by side end close together (longest-first list
+    scheduling).
     """
-    runs = [(m, k) for m in ("do", "mso", "sso") for k in range(seeds)]
+    runs = [(m, k) for m in (*variants, "do", "mso", "sso") for k in range(seeds)]
     return runs + [("sso", 1)] * (seeds == 1 and ceiling)
+
+
+def _training(m: str) -> dict[str, Any]:
+    """``arch``, ``task`` (and a variant's ``variant``) of the training of model ``m``."""
+    if m in MODELS:
+        return {"arch": MODELS[m][0], "task": MODELS[m][1]}
+    return {"arch": "do", "task": None, "variant": m}
+
+
+def check_variants(variants: Sequence[str], config: str) -> None:
+    """Each of ``variants`` must be a structured variant that fits ``config`` (not ``shared``: that is DO)."""
+    from cka_probe.asr.config import load_config
+    from cka_probe.asr.variant import parse_variant
+
+    n_layers = load_config(config)["encoder"]["n_layers"]
+    for name in variants:
+        if name == "shared":
+            raise CKAProbeError("--variants: 'shared' is the plain DO model, which every run trains")
+        parse_variant(name, n_layers)
+    if len(set(variants)) < len(variants):
+        raise CKAProbeError(f"--variants: {' '.join(variants)} names a variant twice")
 
 
 def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, Path] | None = None,
          n: int | None = None, seed: int = 0, seeds: int = 1, resample_corpus: bool = False,
-         models: dict[tuple[str, str], str] | None = None) -> list[Stage]:  # fmt: skip
+         models: dict[tuple[str, str], str] | None = None, variants: Sequence[str] = (),
+         word_level: bool = False) -> list[Stage]:  # fmt: skip
     """The stages of a reproduction, in order.
 
     Model m of seed replicate k trains with seed ``seed + 3k + index(m)`` (initialisation and data order), so
@@ -329,8 +356,14 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
     from which replicate 0's test sentences are removed, and every model is scored on replicate 0's test split).
     ``models`` maps (language, role) to a model the user brings: that role is not trained (no replicates, no
     CER stage), and a language whose SSO is brought gets neither the ceiling's second SSO nor the floor.
+    ``variants`` (structured DO variants, :mod:`cka_probe.asr.variant`) train beside DO with DO's seed of
+    their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
+    and extend the comparison set and the report (its "Mitigation" section). ``word_level`` (implied by
+    ``variants``) writes the word spans of each language's SSO store and adds the word-level tables.
     """
     models = models or {}
+    check_variants(variants, scale.config)
+    word_level = word_level or bool(variants)
     if seeds < 1:
         raise CKAProbeError(f"--seeds must be at least 1, got {seeds}")
     if resample_corpus and data:
@@ -346,14 +379,14 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
             corpus[lang, k] = run_dir / "data" / f"{lang}-s{k}"
             stages.append(Stage(f"synth {lang} s{k}", corpus[lang, k], synth_action,
                                 {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size}))
-    runs = trainings(seeds, scale.ceiling)
+    runs = trainings(seeds, scale.ceiling, variants)
     ckpt = {}
     for m, k in runs:
         for lang in (lang for lang in langs if (lang, m) not in models):
             name = replicate_name(m, k)
             ckpt[lang, name] = run_dir / "checkpoints" / lang / name
-            kwargs = {"arch": MODELS[m][0], "task": MODELS[m][1], "data": corpus.get((lang, k), dirs[lang]),
-                      "scale": scale, "seed": seed + 3 * k + list(MODELS).index(m)}  # fmt: skip
+            kwargs = {**_training(m), "data": corpus.get((lang, k), dirs[lang]), "scale": scale,
+                      "seed": seed + 3 * k + list(MODELS).index(m if m in MODELS else "do")}  # fmt: skip
             stages.append(Stage(f"train {lang} {name}", ckpt[lang, name], train_action, kwargs, parallel="train",
                                 resumable=True))  # fmt: skip
     for lang in (lang for lang in langs if (lang, "sso") not in models):
@@ -365,14 +398,16 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
         if name != FLOOR:
             stages.append(Stage(f"evaluate {lang} {name}", run_dir / "cer" / lang / f"{name}.csv", evaluate_action,
                                 common, parallel="score"))  # fmt: skip
+        spans = {"word_spans": True} if word_level and name == "sso" else {}
         stages.append(Stage(f"extract {lang} {name}", run_dir / "activations" / lang / f"{name}.h5", extract_action,
-                            common, parallel="score", resumable=True))  # fmt: skip
+                            common | spans, parallel="score", resumable=True))  # fmt: skip
     for (lang, m), model in models.items():
         brought = {"ckpt": model, "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device, "role": m}
         stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action,
                             brought, parallel="score", resumable=True))
     return stages + [
-        Stage("tables", run_dir / "tables", tables_action, {"run_dir": run_dir, "scale": scale, "seed": seed}),
+        Stage("tables", run_dir / "tables", tables_action,
+              {"run_dir": run_dir, "scale": scale, "seed": seed} | ({"word_level": True} if word_level else {})),
         Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
         Stage("report", run_dir / "report.md", report_action, {"run_dir": run_dir}),
     ]
@@ -381,7 +416,8 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
 def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
               n: int | None = None, seed: int = 0, jobs: int = 2, epochs: int | None = None,
               train_minutes: float | None = None, seeds: int = 1, resample_corpus: bool = False,
-              ceiling: bool = True, models: dict[tuple[str, str], str] | None = None) -> Path:  # fmt: skip
+              ceiling: bool = True, models: dict[tuple[str, str], str] | None = None, variants: Sequence[str] = (),
+              word_level: bool = False) -> Path:  # fmt: skip
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
     ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
@@ -393,7 +429,9 @@ def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[s
     role (with one, ``tiny`` still trains a second SSO for the seed-to-seed
     ceiling, unless ``ceiling`` is False); ``resample_corpus`` gives each
     replicate its own training corpus. ``models`` maps ``(language, role)`` to
-    a model the user brings instead of training one (see the module docstring).
+    a model the user brings instead of training one (see the module docstring). ``variants`` also trains,
+    evaluates, extracts and compares those structured DO variants (``split-2``, ``shared-private``,
+    ``sparse-shared``); ``word_level`` (implied by ``variants``) adds the word-level analysis.
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -403,6 +441,6 @@ def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[s
                                                                           ("train_minutes", train_minutes))
                                                        if v is not None})
     stages = plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed, seeds=seeds, resample_corpus=resample_corpus,
-                  models=models)
+                  models=models, variants=variants, word_level=word_level)
     run_stages(stages, run_dir, jobs=jobs)
     return run_dir / "report.md"

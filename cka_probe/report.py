@@ -258,6 +258,85 @@ def decoder_section(tables: Path) -> list[str]:
     return lines + [""]
 
 
+def _resolved(row) -> int:
+    """+1 / −1 when a pooled row's interval lies above / below 0 and every seed agrees, else 0."""
+    if not _agree(getattr(row, "seeds_agree", True)):
+        return 0
+    return 1 if row.ci_low > 0 else -1 if row.ci_high < 0 else 0
+
+
+def _mitigation_verdict(lean, surface_vs_do, surface_vs_so) -> str:
+    """Reduced entanglement (surface path's change > 0) and closed the surface gap (V − DO < 0, V − SO not > 0)."""
+    reduced = lean is not None and _resolved(lean) > 0
+    closed = surface_vs_do is not None and _resolved(surface_vs_do) < 0 and _resolved(surface_vs_so) <= 0
+    if reduced and closed:
+        return "**reduced entanglement and closed the surface gap**"
+    missing = [text for ok, text in ((reduced, "did not reduce entanglement"), (closed, "did not close the surface gap"))
+               if not ok]  # fmt: skip
+    return f"**did not** reduce entanglement and close the surface gap ({'; '.join(missing)})"
+
+
+def mitigation_section(tables: Path) -> list[str]:
+    """Per variant and language: CER against SO and plain DO, the task paths' lean against DO's, a verdict."""
+    cer, lean = _read(tables, "mitigation_cer"), _read(tables, "mitigation_lean")
+    if cer is None and lean is None:
+        return []
+    cer = cer[cer["unit"] == "char"] if cer is not None else pd.DataFrame(columns=["language", "variant"])
+    lean = lean if lean is not None else pd.DataFrame(columns=["language", "variant"])
+    lines = ["## Mitigation: structured multi-task variants", "",
+             "CER gaps in points (variant − reference), encoder lean own_t = CKA(task path, own SO encoder) − "
+             "CKA(task path, other SO encoder) at the top layers, its change against plain DO (positive: the "
+             "variant keeps the task apart better). A variant *reduced entanglement* when the surface path's change "
+             "is above 0 and *closed the surface gap* when its surface CER is below plain DO's and not above SO's "
+             "(each: the pooled interval excludes 0 and every seed agrees).", ""]  # fmt: skip
+    keys = pd.concat([cer[["language", "variant"]], lean[["language", "variant"]]]).drop_duplicates()
+    for language, variant in keys.itertuples(index=False):
+        rows = cer[(cer["language"] == language) & (cer["variant"] == variant)].set_index(["task", "reference"])
+        paths = lean[(lean["language"] == language) & (lean["variant"] == variant)].set_index("task")
+        lines.append(f"- {language} {variant}:")
+        for (task, reference), r in rows.iterrows():
+            lines.append(f"  - {task} CER {r.variant_cer:.2f} % vs {reference} {r.reference_cer:.2f} % (n = {int(r.n)}, "
+                         f"{int(r.seeds)} seed{'s' * (r.seeds > 1)}): {variant} − {reference} = "
+                         f"{_interval(r.gap, r.ci_low, r.ci_high)} points (p (BH) = {r.p_adj:.3f})")
+        for task, r in paths.iterrows():
+            lines.append(f"  - {task} path `{r.stream}` (n = {int(r.n)}): own {r.own_variant:+.3f} vs DO "
+                         f"{r.own_do:+.3f}, change {_interval(r.change, r.ci_low, r.ci_high, 3)}")
+        get = lambda index, table: table.loc[index] if index in table.index else None
+        verdict = _mitigation_verdict(get("surface", paths), get(("surface", "DO"), rows), get(("surface", "SO"), rows))
+        lines.append(f"  - verdict: {variant} {verdict}.")
+    return lines + [""]
+
+
+def word_section(tables: Path) -> list[str]:
+    """Word-level encoder CKA on divergent vs identical words, where the DO encoder's pull lies, the word CER gap."""
+    cka, lean, cer = _read(tables, "word_cross_task"), _read(tables, "word_lean"), _read(tables, "word_cer")
+    if cka is None or lean is None:
+        return []
+    lines = ["## Word level: divergent vs identical words", "",
+             "Encoder CKA on word means (utterance-grouped bootstrap intervals); concentration = lean on divergent "
+             "words − lean on identical words, lean = CKA(DO, SSO) − CKA(DO, MSO): negative where the DO encoder's "
+             "pull toward MSO (away from SSO) is stronger on the words where the transcripts differ.", ""]  # fmt: skip
+    for language, rows in lean.groupby("language", sort=False):
+        own = cka[cka["language"] == language]
+        lines.append(f"- {language} (n = {int(rows['n_utterances'].iloc[0])} utterances):")
+        for (words, name), comp in own.groupby(["words", "comparison"], sort=False):
+            lines.append(f"  - {name} on {words} words (n = {int(comp['n_words'].iloc[0])} words): "
+                         + ", ".join(f"{_short(r.layer)}: {r.cka:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                                     for r in comp.itertuples()))  # fmt: skip
+        cleared = _cleared(rows)
+        toward = _layer_list(list(cleared.loc[cleared["concentration"] < 0, "layer"]))
+        away = _layer_list(list(cleared.loc[cleared["concentration"] > 0, "layer"]))
+        values = ", ".join(f"{_short(r.layer)}: {_interval(r.concentration, r.ci_low, r.ci_high)}" for r in rows.itertuples())
+        answer = "is" if toward != "none" else "is not"
+        lines.append(f"  - the DO encoder's pull toward MSO (away from SSO) {answer} concentrated on divergent words: "
+                     f"at layers {toward} (BH-adjusted p < {ALPHA}, every seed agreeing); the reverse at layers {away}; "
+                     f"concentration by layer: {values}.")  # fmt: skip
+    for r in (cer.itertuples(index=False) if cer is not None else ()):
+        lines.append(f"- {r.language} {r.task} CER on {r.words} words (n = {r.n} utterances): SO {r.so_cer:.2f} % → "
+                     f"DO {r.do_cer:.2f} %, DO − SO = {_interval(r.gap, r.ci_low, r.ci_high)} points")
+    return lines + [""]
+
+
 def cross_lang_section(tables: Path) -> list[str]:
     """Encoder SSO–MSO and DO–SO differences between languages, per layer."""
     diff = _read(tables, "cross_lang")
@@ -308,5 +387,6 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
                  "CER in percent, CER gaps in percentage points "
                  "(DO − SO: positive means multi-task learning hurt).", ""],
                 seeds_section(tables), paper_section(tables), cer_section(tables), gap_section(tables), encoder_section(tables),
-                decoder_section(tables), cross_lang_section(tables), stage_section(run_dir)]  # fmt: skip
+                decoder_section(tables), mitigation_section(tables), word_section(tables), cross_lang_section(tables),
+                stage_section(run_dir)]  # fmt: skip
     return atomic_write_text(out, "\n".join(line for section in sections for line in section), point="report")

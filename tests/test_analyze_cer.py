@@ -89,3 +89,13 @@ def test_bad_inputs(tmp_path):
         cer_table([tmp_path / "bad.csv"])
     with pytest.raises(CKAProbeError, match="en/surface: need both an SO and a DO result"):
         cer_table([sso, mso])
+
+
+def test_the_ceilings_second_sso_without_a_do_partner_is_left_out_of_the_gap(tmp_path):
+    """A run with one seed evaluates a second SSO (sso-s1) for the ceiling; it has no DO of its replicate."""
+    paths = write(tmp_path)
+    second = tmp_path / "en-sso-s1.csv"
+    pd.DataFrame(rows(DO_ERR, "surface")).to_csv(second, index=False)
+    with_second = cer_table([*paths, second], n_boot=100)
+    assert set(with_second.seed) == {"0", "all"}
+    pd.testing.assert_frame_equal(with_second, cer_table(paths, n_boot=100))

@@ -84,6 +84,13 @@ def paired(frame: pd.DataFrame, language: str, task: str, replicate: int = 0) ->
     return both
 
 
+def paired_replicates(frame: pd.DataFrame, language: str, task: str) -> list[int]:
+    """The seed replicates with both an SO and a DO result (e.g. not the ceiling's second SSO); all when none has."""
+    rows = frame[(frame["language"] == language) & (frame["task"] == task)]
+    so, do = (set(rows.loc[rows["model"] == m, "replicate"]) for m in ("SO", "DO"))
+    return sorted(so & do) or sorted(so | do)
+
+
 def _gap(both: pd.DataFrame, unit: str, rng: np.random.Generator, n_boot: int) -> dict:
     """Corpus CERs, the DO−SO gap and its paired bootstrap draws (R,), and the oracle CER of one seed."""
     errors, ref_len = UNITS[unit]
@@ -124,8 +131,7 @@ def _units(both: pd.DataFrame) -> list[str]:
 def _table(frame: pd.DataFrame, by_bin: bool, n_boot: int, level: float, seed: int) -> pd.DataFrame:
     rows = []
     for language, task in frame[["language", "task"]].drop_duplicates().itertuples(index=False):
-        replicates = sorted(frame.loc[(frame["language"] == language) & (frame["task"] == task), "replicate"].unique())
-        both = [paired(frame, language, task, k) for k in replicates]
+        both = [paired(frame, language, task, k) for k in paired_replicates(frame, language, task)]
         for bin_name in ED_BINS if by_bin else ["all"]:
             groups = [b[b["ed_bin_so"] == bin_name] if by_bin else b for b in both]
             if not all(len(g) for g in groups):

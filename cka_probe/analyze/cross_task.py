@@ -34,6 +34,14 @@ the seed-to-seed ceiling ``SSO-SSO'`` (SSO replicate j against j + 1) and the
 random-initialisation floor ``SSO-RAND`` (SSO against an untrained model of
 its architecture), for the encoder and the surface decoder, where those
 models exist.
+
+Structured variants (roles named after the variant, :mod:`cka_probe.analyze.roles`)
+extend the set where their stores are present (:func:`variant_comparisons`):
+each encoder stream V/s of variant V (``encoder`` named ``V``, a task stream
+``encoder/branch/surface`` named ``V/branch/surface``) against the SSO and MSO
+encoders (``V-SSO``, ``V-MSO``, ``V/branch/surface-SSO``, …), and its decoders
+against the SO decoders (``SSO-V/surface``, ``MSO-V/meaning``, ``MSO-V/surface``,
+``SSO-V/meaning``), with the same resamples, intervals and adjustment.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from cka_probe.cka.resample_measure import MeasureStatistics
 from cka_probe.cka.adjust import benjamini_hochberg
 from cka_probe.cka.hierarchical import pooled_draws
 from cka_probe.analyze.load import load_representations
-from cka_probe.analyze.roles import FLOOR, ROLE_STREAMS, ROLES
+from cka_probe.analyze.roles import FLOOR, ROLE_STREAMS, ROLES, is_variant
 from cka_probe.errors import CKAProbeError
 
 
@@ -95,6 +103,22 @@ REFERENCES: tuple[Comparison, ...] = (
     _encoder(CEILING, "sso", "sso"), _decoder(CEILING, SSO, SSO),
     _encoder(FLOOR_NAME, "sso", FLOOR), _decoder(FLOOR_NAME, SSO, (FLOOR, "surface")),
 )  # fmt: skip
+
+
+def variant_comparisons(roles: Sequence[str], streams: Mapping[str, Sequence[str]]) -> tuple[Comparison, ...]:
+    """The comparisons of each variant role in ``roles``, whose streams (``streams[role]``) are its store's."""
+    out = []
+    for role in (r for r in roles if is_variant(r)):
+        for stream in (s for s in streams[role] if s.startswith("encoder")):
+            label = role + stream.removeprefix("encoder")
+            out += [Comparison(f"{label}-{other.upper()}", "encoder", role, stream, other, "encoder")
+                    for other in ("sso", "mso")]  # fmt: skip
+        out += [_decoder(f"{so.upper()}-{role}/{task}", (so, own), (role, task))
+                for task in ("surface", "meaning") for so, own in (SSO, MSO)
+                if f"decoder/{task}" in streams[role]]  # fmt: skip
+    return tuple(out)
+
+
 POOLED = "all"
 """The ``seed`` of rows pooled over seeds (the other rows carry the replicate number)."""
 
@@ -142,7 +166,7 @@ def _gram_sets(reps: Representations, language: str, stats=resample) -> dict[tup
     """The :class:`~resample.GramSet` of every seed replicate per (role, stream) that the comparisons need."""
     sets = {}
     for role, replicates in _replicates(reps, language).items():
-        for stream in ROLE_STREAMS[role]:
+        for stream in ROLE_STREAMS[role] if not is_variant(role) else replicates[0]:
             for k, streams in enumerate(replicates):
                 layers = streams.get(stream)
                 if not layers:
@@ -233,7 +257,8 @@ def cross_task_arrays(
     boots = resamples(n, n_boot, seed=seed, language=language, replace=True)
     perms = resamples(n, n_perm, seed=seed, language=language, replace=False)
     result, frames = CrossTaskResult(pd.DataFrame()), []
-    for comp in tqdm(COMPARISONS + REFERENCES, desc=f"cross-task {language}", disable=not progress):
+    variants = variant_comparisons(list(reps), {role: _replicates(reps, language)[role][0] for role in reps})
+    for comp in tqdm(COMPARISONS + REFERENCES + variants, desc=f"cross-task {language}", disable=not progress):
         pairs = _pairs(comp, sets)
         if not pairs:
             continue

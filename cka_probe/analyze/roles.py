@@ -16,6 +16,12 @@ order of seed; replicate k of SSO, MSO and DO form the k-th comparison set.
 Reference: a store extracted from an untrained checkpoint
 (``checkpoint_epoch == 0``) of the SSO architecture is the random-initialisation
 floor, role ``rand``.
+
+Structured variants: a DO store whose provenance records a ``variant`` other
+than ``shared`` (``split-2``, ``shared-private``, ``sparse-shared``;
+:mod:`cka_probe.asr.variant`) takes the variant's name as its role. Variant
+roles are optional; their streams are whatever the store holds (``encoder``,
+``encoder/branch/surface``, …, ``decoder/<task>``).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ def _tasks(attrs: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def role_of(attrs: Mapping[str, Any], source: str) -> str:
-    """The role (``sso`` | ``mso`` | ``do``) of a model from its provenance attributes.
+    """The role (``sso`` | ``mso`` | ``do`` | ``rand`` | a variant's name) of a model from its provenance attributes.
 
     ``source`` (a file name) only serves the error message.
     """
@@ -58,7 +64,7 @@ def role_of(attrs: Mapping[str, Any], source: str) -> str:
         return role
     arch, tasks = str(attrs.get("arch", "")), _tasks(attrs)
     if arch == "do" and set(tasks) == {"surface", "meaning"}:
-        return "do"
+        return variant_of(attrs)
     if arch == "so" and tasks in (("surface",), ("meaning",)):
         if int(attrs.get("checkpoint_epoch", -1)) == 0:
             if tasks != ("surface",):
@@ -70,6 +76,17 @@ def role_of(attrs: Mapping[str, Any], source: str) -> str:
         "(expected arch 'so' with tasks ['surface'] or ['meaning'], or arch 'do' with both, "
         "or a role recorded by cka-probe extract --role)"
     )
+
+
+def variant_of(attrs: Mapping[str, Any]) -> str:
+    """``do`` for the plain dual-output model (no ``variant`` recorded, or ``shared``), else the variant's name."""
+    variant = str(attrs.get("variant") or "shared")
+    return "do" if variant == "shared" else variant
+
+
+def is_variant(role: str) -> bool:
+    """Whether ``role`` is a structured DO variant (not SSO, MSO, DO or the floor)."""
+    return role not in (*ROLES, FLOOR)
 
 
 def language_of(attrs: Mapping[str, Any], source: str) -> str:

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs of every training, replacing the config's (tiny: 10, paper: 50)")
     parser.add_argument("--train-minutes", type=float, default=None, metavar="M",
                         help="cap on each training's wall time (default: none; results then depend on the machine)")
+    parser.add_argument("--variants", nargs="+", default=[], metavar="VARIANT",
+                        help="also train and compare these structured DO variants (split-K, shared-private, "
+                             "sparse-shared); adds the report's Mitigation section and the word-level analysis")
+    parser.add_argument("--word-level", action="store_true",
+                        help="word spans for each language's SSO store and the word-level tables (implied by --variants)")
 
 
 def parse_data(items: list[str]) -> dict[str, Path]:
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     report = reproduce(args.lang, args.scale, args.out, data=parse_data(args.data), n=args.n, seed=args.seed,
                        jobs=args.jobs, epochs=args.epochs, train_minutes=args.train_minutes, seeds=args.seeds,
                        resample_corpus=args.resample_corpus, ceiling=not args.no_ceiling,
-                       models=parse_models(args.model))  # fmt: skip
+                       models=parse_models(args.model), variants=args.variants,
+                       word_level=args.word_level)  # fmt: skip
     print(f"report: {report}")
     return 0

@@ -31,11 +31,17 @@ def matrix(rows: pd.DataFrame) -> tuple[np.ndarray, list[str], list[str]]:
     return grid.to_numpy(dtype=float), names_a, names_b
 
 
+def sides(name: str) -> tuple[str, str]:
+    """The two models of a comparison's name: ``DO-SSO``, ``split-2/branch/surface-SSO``, ``SSO-split-2/surface``."""
+    first, last = name.rsplit("-", 1)
+    return (first, last) if last.isupper() else tuple(name.split("-", 1))
+
+
 def _panel(ax: Axes, rows: pd.DataFrame, limits: tuple[float, float], annotate: bool):
     """Draw one comparison's matrix on ``ax``; returns the image (for the shared colour bar)."""
     values, names_a, names_b = matrix(rows)
     image = ax.imshow(values, cmap=style.HEATMAP_CMAP, vmin=limits[0], vmax=limits[1], origin="lower", aspect="auto")
-    role_a, role_b = rows["comparison"].iloc[0].split("-")
+    role_a, role_b = sides(rows["comparison"].iloc[0])
     ax.set_ylabel(style.layer_ticks(ax.yaxis, names_a, role_a))
     ax.set_xlabel(style.layer_ticks(ax.xaxis, names_b, role_b))
     if annotate:
