@@ -105,3 +105,20 @@ def test_bca_interval_of_a_mean_is_close_to_the_normal_interval():
     half = 1.96 * x.std(ddof=1) / np.sqrt(400)
     assert low == pytest.approx(x.mean() - half, abs=0.02) and high == pytest.approx(x.mean() + half, abs=0.025)
     assert high - x.mean() > x.mean() - low  # the right-skewed mean: BCa moves the interval up
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_resampled_cka_does_not_move_with_a_mean_offset(debiased):
+    """CKA is translation invariant; so must each resample's be, ties and all (a layer with a large mean
+    offset once had its debiased bootstrap draws pulled far from its estimate)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 6))
+    y = x @ rng.standard_normal((6, 5)) + rng.standard_normal((40, 5))
+    indices = [rng.integers(0, 40, 40) for _ in range(5)]
+    plain = resample.bootstrap(resample.GramSet({"x": x}), resample.GramSet({"y": y}), indices, debiased=debiased)
+    offset = resample.bootstrap(resample.GramSet({"x": x + 50.0}), resample.GramSet({"y": y - 30.0}), indices,
+                                debiased=debiased)
+    np.testing.assert_allclose(offset, plain, atol=1e-9)
+    weights = np.stack([np.bincount(i, minlength=40) for i in indices])
+    np.testing.assert_allclose(weighted_linear_cka(x + 50.0, y - 30.0, weights, debiased=debiased),
+                               plain[:, 0, 0], atol=1e-9)

@@ -24,6 +24,11 @@ distinct positions holding the same utterance are therefore left out of every
 HSIC sum, as the diagonal is in HSIC₁; for the identity resample nothing is
 left out and the result is the usual estimator.
 
+The Grams are of the centred rows (x − x̄ over the original n utterances):
+CKA is translation invariant, but leaving tie pairs out of an uncentred Gram
+is not, and a layer with a large mean offset then had its debiased resamples
+pulled far below or above its estimate.
+
 Precision: Gram matrices and all sums are float64. Memory: 8·L·n² bytes per
 model side (12 layers, n = 2,000: 384 MB).
 """
@@ -64,7 +69,9 @@ class GramSet:
         if len({x.shape[0] for x in arrays}) > 1:
             raise CKAProbeError(f"{source}: layers have different numbers of rows {[x.shape[0] for x in arrays]}")
         self.n: int = arrays[0].shape[0]
-        self.grams = np.stack([x @ x.T for x in arrays])  # (L, n, n)
+        # centred first: CKA is unchanged, and a left-out tie pair (a zero of K̃) then stands at the
+        # value an independent pair has on average, not at a similarity far below every other
+        self.grams = np.stack([(x - x.mean(0)) @ (x - x.mean(0)).T for x in arrays])  # (L, n, n)
 
     def terms(self, index: np.ndarray, *, debiased: bool) -> HSICTerms:
         """HSIC terms of the resample ``index`` (n,) of row numbers (copies allowed)."""

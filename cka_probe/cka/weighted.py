@@ -14,7 +14,10 @@ so an (n, n) Gram matrix is never formed (frames of many utterances):
   tr(K̃L̃) = ‖Xᵀ W Y‖²_F − Σ_r w_r² ‖x_r‖² ‖y_r‖²,  1ᵀK̃1 = ‖m‖² − Σ_r w_r² ‖x_r‖²,
   1ᵀK̃L̃1 = Σ_r w_r (x_rᵀm − w_r‖x_r‖²)(y_rᵀm_y − w_r‖y_r‖²)
 
-Everything is float64; ``x (N, dx)``, ``y (N, dy)``, ``weights (N,)`` non-negative integers.
+Everything is float64; ``x (N, dx)``, ``y (N, dy)``, ``weights (N,)`` non-negative integers. The
+rows are first centred on the mean of the original rows: CKA is translation invariant, but a sum that
+leaves copy pairs out of uncentred products is not, and a large mean offset would otherwise pull every
+resample's debiased value far from the estimate.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ def weighted_linear_cka(x, y, weights, *, debiased: bool = False):
     (memory B·(d_x·d_y + 2N) floats); NaN where a side has no variance in the resample.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    # centred on the original rows: CKA is unchanged, and the debiased terms, which leave copy pairs out
+    # of sums of uncentred products, then do not move with the data's mean offset
+    x, y = x - x.mean(0), y - y.mean(0)
     w = np.asarray(weights, dtype=np.float64)
     batch = np.atleast_2d(w)
     norm = np.sqrt(np.clip(weighted_hsic(x, x, batch, debiased=debiased), 0, None)
