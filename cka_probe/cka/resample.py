@@ -71,7 +71,8 @@ class GramSet:
         self.n: int = arrays[0].shape[0]
         # centred first: CKA is unchanged, and a left-out tie pair (a zero of K̃) then stands at the
         # value an independent pair has on average, not at a similarity far below every other
-        self.grams = np.stack([(x - x.mean(0)) @ (x - x.mean(0)).T for x in arrays])  # (L, n, n)
+        centred = [x - x.mean(0) for x in arrays]
+        self.grams = np.stack([c @ c.T for c in centred])  # (L, n, n)
 
     def terms(self, index: np.ndarray, *, debiased: bool) -> HSICTerms:
         """HSIC terms of the resample ``index`` (n,) of row numbers (copies allowed)."""
