@@ -217,12 +217,17 @@ class StoreWriter:
         except (OSError, KeyError) as err:
             raise CKAProbeError(f"{self.path}: already exists and is not a readable store ({err}); "
                                 "pass --overwrite to replace it") from None
-        changed = [key for key, value in self._run_attrs.items() if stored.get(key) != value]
-        if not complete or changed:
-            why = f"{changed[0]}: {stored.get(changed[0])!r} there, {self._run_attrs[changed[0]]!r} now" \
-                if changed else "it is not marked complete"
+        why = self._changed_setting(stored) or (None if complete else "it is not marked complete")
+        if why:
             raise CKAProbeError(f"{self.path}: already exists ({why}); pass --overwrite to replace it")
         self.partial.unlink(missing_ok=True)
+
+    def _changed_setting(self, stored: dict) -> str | None:
+        """``"key: 'old' there, 'new' now"`` for the first run setting that ``stored`` holds otherwise."""
+        for key, value in self._run_attrs.items():
+            if stored.get(key) != value:
+                return f"{key}: {stored.get(key)!r} there, {value!r} now"
+        return None
 
     # -- opening ---------------------------------------------------------
     def _open(self) -> h5py.File | None:
@@ -308,11 +313,10 @@ class StoreWriter:
         return fresh
 
     def _check_settings(self, stored: dict) -> None:
-        for key, value in self._run_attrs.items():
-            if stored.get(key) != value:
-                raise CKAProbeError(
-                    f"{self.partial}: an interrupted extraction with other settings "
-                    f"({key}: {stored.get(key)!r} there, {value!r} now); pass --overwrite to start again")
+        why = self._changed_setting(stored)
+        if why:
+            raise CKAProbeError(f"{self.partial}: an interrupted extraction with other settings ({why}); "
+                                "pass --overwrite to start again")
 
     def _discard(self, why: str | None) -> None:
         """Delete the partial file (warning ``why``), so that the run starts again."""
