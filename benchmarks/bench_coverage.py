@@ -8,7 +8,10 @@ every method's nominal 95 % interval is checked against the truth. Methods:
 * ``percentile``: tie-corrected biased CKA, percentile interval (the old cross-task one)
 * ``pct-plain``: biased CKA without the tie correction, percentile (the old ``bootstrap_ci``)
 * ``basic``, ``bc``, ``bca``: tie-corrected biased CKA, basic / bias-corrected / BCa interval
-* ``deb-pct``, ``deb-basic``, ``deb-bca``: tie-corrected debiased CKA, percentile / basic / BCa interval
+* ``deb-pct``, ``deb-basic``, ``deb-bca``: tie-corrected debiased CKA over rows, percentile / basic / BCa interval
+  (the cross-task tables' estimator, on one row per utterance)
+* ``grp-pct``: debiased CKA over distinct groups (:mod:`cka_probe.cka.grouped`), percentile interval
+  (``bootstrap_ci``'s; the same as ``deb-pct``'s estimate where every group is one row)
 
 A second table checks the CER-gap interval of ``cka_probe.analyze.cer`` (the
 DO − SO difference of two corpus CERs over the same utterances, a ratio of
@@ -30,12 +33,14 @@ import time
 import numpy as np
 
 from cka_probe.cka import resample
+from cka_probe.cka.grouped import grouped_linear_cka
 from cka_probe.cka.simulate import Regime, draw, population_cka
 from cka_probe.cka.weighted import weighted_linear_cka
 
 QUICK = [
     Regime((0.1,), n=50, d=8),  # the regime of the coverage test
     Regime((0.45,), n=100, d=6, frames=12, rho=0.8),  # frames grouped by utterance, as the old 77 % measurement
+    Regime((0.1,), n=50, d=16, frames=10, rho=0.7),  # weakly related frames of few utterances
     Regime((0.2,), n=150, d=96),  # as the old 82 % cross-task measurement
     Regime((0.8,), n=150, d=96),
     Regime((0.95,), n=400, d=32),
@@ -44,7 +49,7 @@ QUICK = [
 FULL = [Regime((c,), n=n, d=d) for c in (0.1, 0.3, 0.6, 0.95) for n in (50, 400, 2000) for d in (8, 64, 512)] + [
     Regime((c,), n=n, d=16, frames=10, rho=0.7) for c in (0.1, 0.5, 0.9) for n in (50, 400)
 ] + [Regime((0.6, 0.5), n=n, d=d) for n in (50, 400) for d in (8, 128)]
-METHODS = ("percentile", "pct-plain", "basic", "bc", "bca", "deb-pct", "deb-basic", "deb-bca")
+METHODS = ("percentile", "pct-plain", "basic", "bc", "bca", "deb-pct", "deb-basic", "deb-bca", "grp-pct")
 
 
 def copies_cka(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -63,9 +68,18 @@ def intervals(x, ys, groups, boot: int, rng: np.random.Generator) -> dict[str, n
     g = groups.max() + 1
 
     def stat(weights_g, debiased, tie=True):
-        """(B, 1) values of resamples with group multiplicities ``weights_g (B, G)``: the CKA or the difference."""
+        """(B, 1) values of resamples with group multiplicities ``weights_g (B, G)``: the CKA or the difference.
+
+        ``debiased="groups"``: the estimator over distinct groups.
+        """
         w = weights_g[:, groups]
-        values = [weighted_linear_cka(x, y, w, debiased=debiased) if tie else copies_cka(x, y, w) for y in ys]
+
+        def one(y):
+            if debiased == "groups":
+                return grouped_linear_cka(x, y, groups, weights_g)
+            return weighted_linear_cka(x, y, w, debiased=debiased) if tie else copies_cka(x, y, w)
+
+        values = [one(y) for y in ys]
         return (values[0] if len(ys) == 1 else values[0] - values[1])[:, None]
 
     draws_w = np.stack([np.bincount(rng.integers(0, g, g), minlength=g) for _ in range(boot)]).astype(float)
@@ -78,6 +92,7 @@ def intervals(x, ys, groups, boot: int, rng: np.random.Generator) -> dict[str, n
         "basic": resample.basic_interval(biased, est), "bc": resample.bca_interval(biased, est),
         "bca": resample.bca_interval(biased, est, jack), "deb-pct": resample.percentile_interval(debiased),
         "deb-basic": resample.basic_interval(debiased, est_d), "deb-bca": resample.bca_interval(debiased, est_d, jack_d),
+        "grp-pct": resample.percentile_interval(stat(draws_w, "groups")),
     }  # fmt: skip
 
 

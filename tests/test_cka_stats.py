@@ -24,8 +24,9 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     a = bootstrap_ci(x, y, groups=labels, n_resamples=60, seed=3)
     b = bootstrap_ci(x, y, groups=labels, n_resamples=60, seed=3)
     assert a == b and a.n_groups == 15
-    assert a.estimate == pytest.approx(linear_cka(x, y, debiased=True))
     assert a.low < a.estimate < a.high
+    rows = bootstrap_ci(x, y, n_resamples=60, seed=3)  # one group per row: Song et al.'s estimator
+    assert rows.estimate == pytest.approx(linear_cka(x, y, debiased=True)) and rows.n_groups == len(x)
 
 
 def test_bootstrap_resamples_whole_groups():

@@ -7,10 +7,11 @@ pairs each group of x with another group of y.
 
 Intervals (chosen by simulation, ``benchmarks/bench_coverage.py``): for linear
 CKA of data (``statistic=None``) the interval is the percentile interval of
-the tie-corrected bootstrap of the *debiased* estimator (Song et al. 2012;
-copies of a row are not paired with each other, :mod:`cka_probe.cka.weighted`),
-which covered the population CKA at 92–98 % in every simulated regime, where
-the percentile interval of biased CKA fell to 0–90 % (its bias, ≈ d/(n+d) for
+the group bootstrap of the *debiased* estimator written over distinct groups
+(:mod:`cka_probe.cka.grouped`: no term pairs two frames of one utterance, nor
+a group with its own copies), which covered the population CKA at the
+nominal level also for strongly correlated frames of one utterance, where the
+percentile interval of biased CKA fell to 0–90 % (its bias, ≈ d/(n+d) for
 unrelated representations, is not in the bootstrap distribution).
 ``debiased=False`` gives biased CKA with the basic interval (better than the
 percentile one, still uncalibrated where d is not small against n). Any other
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from cka_probe.cka.grouped import grouped_linear_cka
 from cka_probe.cka.pair import linear_cka
 from cka_probe.cka.resample import basic_interval, bca_interval, percentile_interval
 from cka_probe.cka.weighted import weighted_linear_cka
@@ -130,23 +132,37 @@ def _parts(groups: Sequence | None, n: int) -> list[np.ndarray]:
 
 
 def _linear_interval(x, y, groups, debiased: bool, n_resamples: int, confidence: float, seed: int) -> Interval:
-    """Linear CKA with its tie-corrected group bootstrap (multiplicities of rows, never copies)."""
+    """Linear CKA with its tie-corrected group bootstrap (multiplicities of groups, never copies).
+
+    Debiased: the U-statistic over distinct groups (:mod:`cka_probe.cka.grouped`), percentile interval;
+    biased: CKA of all rows with copy pairs of rows left out (:mod:`cka_probe.cka.weighted`), basic interval.
+    """
     if y is None:
         raise CKAProbeError("give both x and y, or a callable of (rows_x, rows_y)")
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
         raise CKAProbeError(f"x has {len(x)} rows but y has {len(y)}")
     parts = _parts(groups, len(x))
+    if debiased and len(parts) < 4:
+        raise CKAProbeError(f"debiased CKA needs at least 4 groups, got {len(parts)}")
     label = np.empty(len(x), dtype=np.int64)
     for g, rows in enumerate(parts):
         label[rows] = g
-    estimate = linear_cka(x, y, debiased=debiased)
+
+    def resampled(counts: np.ndarray) -> np.ndarray:
+        """CKA (B,) of the resamples with group multiplicities ``counts (B, groups)``."""
+        if debiased:
+            return grouped_linear_cka(x, y, label, counts)
+        return weighted_linear_cka(x, y, counts[:, label])
+
+    estimate = float(resampled(np.ones((1, len(parts))))[0])
     rng = np.random.default_rng(seed)
     counts = np.stack([np.bincount(rng.integers(0, len(parts), len(parts)), minlength=len(parts))
                        for _ in range(n_resamples)])  # (B, groups)
-    chunk = max(1, int(2**24 // (x.shape[1] * y.shape[1] + 2 * len(x))))  # about 128 MB of float64 per chunk
-    values = np.concatenate([weighted_linear_cka(x, y, counts[i:i + chunk][:, label], debiased=debiased)
-                             for i in range(0, n_resamples, chunk)] or [np.empty(0)])  # fmt: skip
+    width = max(x.shape[1], y.shape[1])
+    chunk = max(1, int(2**24 // (2 * width**2 + len(x) * (width + 2))))  # about 128 MB of float64 per chunk
+    values = np.concatenate([resampled(counts[i:i + chunk]) for i in range(0, n_resamples, chunk)]
+                            or [np.empty(0)])  # fmt: skip
     interval = percentile_interval if debiased else (lambda v, level: basic_interval(v, estimate, level))
     low, high = interval(values, confidence)
     return Interval(estimate, float(low), float(high), confidence, n_resamples, len(parts))
