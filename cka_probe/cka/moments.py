@@ -6,10 +6,14 @@ that a large mean offset costs no precision: x~ = x - s. Every chunk of rows
 becomes one matrix per side, Z_x = [X~_1 | X~_2 | ...], whose width is the sum
 of the layer widths (3,072 for 12 layers of 256: no extra columns, so every
 BLAS runs the GEMM on its aligned fast path). One working-dtype GEMM per chunk
-adds Z_x^T Z_y to a float64 total M = X~^T Y~. The O(n d) reductions are taken
-separately (each chunk's in the working dtype, added to float64 totals): the
+adds Z_x^T Z_y to a float64 total M = X~^T Y~. The O(n d) sums are taken
+beside it (each chunk's in the working dtype, added to float64 totals): the
 column sums 1^T X~, and, for the unbiased estimator only, the squared row norms
-q_x of each layer's X~ with X~^T q_y, q_x^T Y~ and Q = q_x^T q_y. Centring afterwards, with d = mean of x~ and n rows:
+q_x of each layer's X~ with X~^T q_y, q_x^T Y~ and Q = q_x^T q_y. The unbiased
+ones come from one skinny GEMM per side, Z^T [q_x | q_y | 1], which reads each
+Z once for all of them and for every layer's own X~_a^T q_a (separate passes
+per product and per layer cost 1.2-1.6x the GEMMs; ``benchmarks/bench_cka.py``).
+Centring afterwards, with d = mean of x~ and n rows:
 
     X_c^T Y_c = X~^T Y~ - n d_x d_y^T
     r_x^T r_y = Q - 2 (q_x^T Y~) D_y - 2 D_x^T (X~^T q_y) + 4 D_x^T (X~^T Y~) D_y
@@ -64,6 +68,7 @@ class Side:
         self.col_sum = torch.zeros(self.width, dtype=torch.float64, device=device)
         self.sum_q = torch.zeros(len(self.dims), dtype=torch.float64, device=device)
         self.shift: list[torch.Tensor] | None = None
+        self.squares: torch.Tensor | None = None
 
     def set_reference(self, rows: Sequence[torch.Tensor]) -> None:
         """Shift by the mean of ``rows`` (one ``(m, d)`` per layer), taken in float64, in the rows' dtype.
@@ -74,14 +79,15 @@ class Side:
         self.shift = [r.to(self.device).mean(0, dtype=torch.float64).to(r.dtype) for r in rows]
 
     def shifted(self, chunk: Sequence[torch.Tensor]) -> Chunk:
-        """Z = [X~_1 | X~_2 | ...] of one chunk of rows; adds its column sums (and q's) to the totals."""
+        """Z = [X~_1 | X~_2 | ...] of one chunk of rows, with q (unbiased only); the sums are the accumulator's."""
         z = torch.empty(chunk[0].shape[0], self.width, dtype=self.dtype, device=self.device)
         for a, (x, shift) in enumerate(zip(chunk, self.shift)):
             torch.sub(x.to(self.device), shift, out=self.layer_view(z, a))
-        self.col_sum += z.sum(0)  # working-dtype reduction per chunk, float64 total
         if not self.unbiased:
             return Chunk(z, None)
-        q = ((z * z) @ self.indicator.to(self.dtype)).to(torch.float64)  # squared row norm of each layer
+        if self.squares is None or self.squares.shape != z.shape:
+            self.squares = torch.empty_like(z)  # reused across chunks: no fresh pages per chunk
+        q = (torch.mul(z, z, out=self.squares) @ self.indicator.to(self.dtype)).to(torch.float64)  # row norms²
         self.sum_q += q.sum(0)
         return Chunk(z, q)
 
@@ -117,12 +123,8 @@ class Moments:
                 self.m[:stop, start:stop] += left.z[:, :stop].T @ left.z[:, start:stop]  # float32 product, float64 sum
         else:
             self.m += left.z.T @ right.z
-        if left.q is None:
-            return
-        self.q += left.q.T @ right.q
-        self.zq += left.z.T @ right.q.to(left.z.dtype)  # the O(n d L) products, in the working dtype
-        if not self.symmetric:
-            self.qz += left.q.to(right.z.dtype).T @ right.z
+        if left.q is not None:
+            self.q += left.q.T @ right.q  # zq and qz: FeatureAccumulator.add_narrow
 
     def full(self) -> torch.Tensor:
         """M with the lower block triangle of a symmetric pair filled in from the upper one."""
@@ -199,7 +201,35 @@ class FeatureAccumulator:
             for a, moments in enumerate(own):
                 view = chunk.layer(side, a)
                 moments.add(view, view)
+        self.add_narrow(cx, cy)
         self.count += xs[0].shape[0]
+
+    def add_narrow(self, cx: Chunk, cy: Chunk) -> None:
+        """The O(n·d·L) sums of one chunk: column sums and, unbiased, one skinny GEMM Z^T [q_x | q_y | 1] per side.
+
+        That GEMM reads each Z once for its column sums, the cross pair's X~^T q_y and q_x^T Y~ and every
+        layer's own X~_a^T q_a (in the working dtype, added to float64 totals).
+        """
+        sides = [(self.x, cx)] if self.symmetric else [(self.x, cx), (self.y, cy)]
+        if cx.q is None:
+            for side, chunk in sides:
+                side.col_sum += chunk.z.sum(0)
+            return
+        qs = [chunk.q for _, chunk in sides]
+        ones = torch.ones(cx.z.shape[0], 1, dtype=torch.float64, device=cx.z.device)
+        right = torch.cat([*qs, ones], 1).to(cx.z.dtype)  # (c, L_x + L_y + 1)
+        products = [(chunk.z.T @ right).to(torch.float64) for _, chunk in sides]  # (width, L_x + L_y + 1) each
+        for (side, _), p in zip(sides, products):
+            side.col_sum += p[:, -1]
+        lx = len(self.x.dims)
+        if self.symmetric:
+            self.cross.zq += products[0][:, :lx]
+            return
+        self.cross.zq += products[0][:, lx:-1]
+        self.cross.qz += products[1][:, :lx].T
+        for (side, _), p, own, offset in zip(sides, products, (self.own_x, self.own_y), (0, lx)):
+            for a, moments in enumerate(own):
+                moments.zq += p[side.starts[a] : side.starts[a + 1], offset + a : offset + a + 1]
 
     def sums(self) -> list[torch.Tensor]:
         """Every additive float64 state tensor (sum them across processes to merge)."""
