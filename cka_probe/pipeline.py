@@ -388,15 +388,14 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
     dirs = _data_dirs(run_dir, langs, data, models)
     scale = _on_available_device(scale)
     size = {"n": n or scale.n, "test_n": scale.test_n if n is None else None}
-    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size}, parallel="synth")
+    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size})
               for lang in langs if lang not in (data or {})]  # fmt: skip
     corpus = {(lang, k): dirs[lang] for lang in langs for k in range(seeds)}
     for lang, k in list(corpus) if resample_corpus else []:
         if k:
             corpus[lang, k] = run_dir / "data" / f"{lang}-s{k}"
             stages.append(Stage(f"synth {lang} s{k}", corpus[lang, k], synth_action,
-                                {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size},
-                                parallel="resynth"))  # after the corpora whose test sentences it excludes
+                                {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size}))
     runs = trainings(seeds, scale.ceiling, variants)
     ckpt = {}
     for m, k in runs:
