@@ -143,8 +143,16 @@ def distinct_group_hsic(x, y, labels, w):
             + mean(lambda g, h, k, l: (a[g] @ a[h]) * (b[k] @ b[l]), 4))
 
 
+def hsic(x, y, labels, w):
+    """grouped_hsic of x, y for resamples ``w (B, G)``."""
+    from cka_probe.cka.grouped import group_sums, grouped_hsic
+
+    ones = np.ones((len(labels), 1))
+    return grouped_hsic(group_sums(x, y, labels, w.shape[1]), group_sums(ones, ones, labels, w.shape[1]), w)
+
+
 def test_grouped_hsic_is_its_sum_over_distinct_groups_and_song_s_estimator_for_one_row_each():
-    from cka_probe.cka.grouped import grouped_hsic, grouped_linear_cka
+    from cka_probe.cka.grouped import grouped_linear_cka
     from cka_reference import hsic as reference_hsic
 
     rng = np.random.default_rng(4)
@@ -152,26 +160,24 @@ def test_grouped_hsic_is_its_sum_over_distinct_groups_and_song_s_estimator_for_o
     x, y = rng.standard_normal((12, 2)), rng.standard_normal((12, 3))
     y[:, 0] += x[:, 0]
     for w in (np.ones(7), np.array([2.0, 0, 1, 3, 1, 0, 1])):  # the data, and a resample with copies and gaps
-        assert grouped_hsic(x, y, labels, w[None])[0] == pytest.approx(distinct_group_hsic(x, y, labels, w), rel=1e-10)
+        assert hsic(x, y, labels, w[None])[0] == pytest.approx(distinct_group_hsic(x, y, labels, w), rel=1e-10)
     x = rng.standard_normal((9, 3))
     y = rng.standard_normal((9, 2)) + x[:, :2]
-    assert grouped_hsic(x, y, np.arange(9), np.ones((1, 9)))[0] == pytest.approx(reference_hsic(x @ x.T, y @ y.T, True))
+    assert hsic(x, y, np.arange(9), np.ones((1, 9)))[0] == pytest.approx(reference_hsic(x @ x.T, y @ y.T, True))
     assert grouped_linear_cka(x, y, np.arange(9), np.ones(9)) == pytest.approx(linear_cka(x, y, debiased=True))
     assert np.isnan(grouped_linear_cka(x, y, np.repeat(np.arange(3), 3), np.ones(3)))  # fewer than 4 groups
 
 
 def test_grouped_hsic_is_unbiased_for_correlated_frames_where_the_row_estimator_is_not():
     # population HSIC of the simulation: Σ_xy = Λ = diag(1, 1/2, 1/3), so ‖Σ_xy‖² = 1 + 1/4 + 1/9
-    from cka_probe.cka.grouped import grouped_hsic
-
     regime, reps = Regime((0.5,), n=20, d=3, frames=6, rho=0.8), 400
     truth = 1 + 1 / 4 + 1 / 9
     rng = np.random.default_rng(8)
     grouped, rows = [], []
     for _ in range(reps):
         x, (y,), labels = draw(regime, rng)
-        grouped.append(grouped_hsic(x, y, labels, np.ones((1, regime.n)))[0])
-        rows.append(grouped_hsic(x, y, np.arange(len(x)), np.ones((1, len(x))))[0])  # Song et al. over frames
+        grouped.append(hsic(x, y, labels, np.ones((1, regime.n)))[0])
+        rows.append(hsic(x, y, np.arange(len(x)), np.ones((1, len(x))))[0])  # Song et al. over frames
     grouped, rows = np.array(grouped), np.array(rows)
     assert abs(grouped.mean() - truth) < 3 * grouped.std() / np.sqrt(reps)
     excess = rows - grouped  # the same data sets: the row estimator's extra is its bias

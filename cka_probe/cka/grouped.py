@@ -91,42 +91,46 @@ def distinct_sums(s: GroupSums, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return pair, triple, quad  # fmt: skip
 
 
-def grouped_hsic(x: np.ndarray, y: np.ndarray, labels: np.ndarray, w: np.ndarray,
-                 counts: tuple[np.ndarray, ...] | None = None) -> np.ndarray:  # fmt: skip
+def grouped_hsic(sums: GroupSums, counts: GroupSums, w: np.ndarray) -> np.ndarray:
     """Unbiased HSIC of each resample ``w (B, G)`` over distinct groups, (B,): ‖P‖² − 2 μᵀPν + ‖μ‖²‖ν‖².
 
-    ``counts``: the denominators, :func:`distinct_sums` of x = y = 1 (computed if not given);
+    ``counts``: the group sums of x = y = 1, whose distinct sums are the denominators;
     NaN where fewer than 4 groups have weight.
     """
-    if counts is None:
-        counts = frame_counts(labels, w)
-    pair, triple, quad = distinct_sums(group_sums(x, y, labels, w.shape[1]), w)
-    count_2, count_3, count_4 = counts
+    pair, triple, quad = distinct_sums(sums, w)
+    count_2, count_3, count_4 = distinct_sums(counts, w)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count_4 > 0, pair / count_2 - 2 * triple / count_3 + quad / count_4, np.nan)
 
 
-def frame_counts(labels: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Σ m_g m_h, Σ m_g m_h m_k, Σ m_g m_h m_k m_l over distinct groups, weighted by ``w (B, G)``; each (B,)."""
-    ones = np.ones((len(labels), 1))
-    return distinct_sums(group_sums(ones, ones, labels, w.shape[1]), w)
+class GroupedCKA:
+    """Debiased linear CKA over distinct groups of frames ``x (N, d_x)``, ``y (N, d_y)`` with ``labels (N,)`` in 0..G−1.
+
+    The group sums are taken once; each call with multiplicities ``weights (B, G)`` costs
+    B·N·d_x·d_y for Σ_g w_g S_g and B·G·d² for the rest.
+    """
+
+    def __init__(self, x, y, labels) -> None:
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        x, y = x - x.mean(0), y - y.mean(0)
+        labels = np.asarray(labels)
+        self.groups = int(labels.max()) + 1
+        ones = np.ones((len(labels), 1))
+        self.xy, self.xx, self.yy, self.counts = (group_sums(a, b, labels, self.groups)
+                                                  for a, b in ((x, y), (x, x), (y, y), (ones, ones)))  # fmt: skip
+
+    def __call__(self, weights) -> np.ndarray | float:
+        """CKA of the resample(s): ``weights (G,)`` gives a float, ``(B, G)`` a (B,) array; NaN where a side has no
+        variance or fewer than 4 groups are drawn."""
+        w = np.asarray(weights, dtype=np.float64)
+        batch = np.atleast_2d(w)
+        xx, yy = (np.clip(grouped_hsic(s, self.counts, batch), 0, None) for s in (self.xx, self.yy))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = np.sqrt(xx * yy)
+            cka = np.where(norm > 0, grouped_hsic(self.xy, self.counts, batch) / norm, np.nan)
+        return float(cka[0]) if w.ndim == 1 else cka
 
 
 def grouped_linear_cka(x, y, labels, weights) -> np.ndarray | float:
-    """Debiased linear CKA over distinct groups of frames ``x (N, d_x)``, ``y (N, d_y)``.
-
-    ``labels (N,)`` numbers each frame's group 0..G−1; ``weights (G,)`` gives a
-    float, ``weights (B, G)`` the (B,) values of B resamples (group
-    multiplicities); NaN where a side has no variance or fewer than 4 groups are drawn.
-    """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    x, y = x - x.mean(0), y - y.mean(0)
-    labels = np.asarray(labels)
-    w = np.asarray(weights, dtype=np.float64)
-    batch = np.atleast_2d(w)
-    counts = frame_counts(labels, batch)
-    xx, yy = (np.clip(grouped_hsic(a, a, labels, batch, counts), 0, None) for a in (x, y))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = np.sqrt(xx * yy)
-        cka = np.where(norm > 0, grouped_hsic(x, y, labels, batch, counts) / norm, np.nan)
-    return float(cka[0]) if w.ndim == 1 else cka
+    """:class:`GroupedCKA` of ``x``, ``y``, ``labels`` at ``weights`` (G,) or (B, G), in one call."""
+    return GroupedCKA(x, y, labels)(weights)

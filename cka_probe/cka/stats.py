@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from cka_probe.cka.grouped import grouped_linear_cka
+from cka_probe.cka.grouped import GroupedCKA
 from cka_probe.cka.pair import linear_cka
 from cka_probe.cka.resample import basic_interval, bca_interval, percentile_interval
 from cka_probe.cka.weighted import weighted_linear_cka
@@ -149,11 +149,11 @@ def _linear_interval(x, y, groups, debiased: bool, n_resamples: int, confidence:
     for g, rows in enumerate(parts):
         label[rows] = g
 
+    grouped = GroupedCKA(x, y, label) if debiased else None
+
     def resampled(counts: np.ndarray) -> np.ndarray:
         """CKA (B,) of the resamples with group multiplicities ``counts (B, groups)``."""
-        if debiased:
-            return grouped_linear_cka(x, y, label, counts)
-        return weighted_linear_cka(x, y, counts[:, label])
+        return grouped(counts) if debiased else weighted_linear_cka(x, y, counts[:, label])
 
     estimate = float(resampled(np.ones((1, len(parts))))[0])
     rng = np.random.default_rng(seed)
