@@ -68,7 +68,7 @@ class Side:
         self.col_sum = torch.zeros(self.width, dtype=torch.float64, device=device)
         self.sum_q = torch.zeros(len(self.dims), dtype=torch.float64, device=device)
         self.shift: list[torch.Tensor] | None = None
-        self.squares: torch.Tensor | None = None
+        self.square_rows: torch.Tensor | None = None
 
     def set_reference(self, rows: Sequence[torch.Tensor]) -> None:
         """Shift by the mean of ``rows`` (one ``(m, d)`` per layer), taken in float64, in the rows' dtype.
@@ -85,11 +85,21 @@ class Side:
             torch.sub(x.to(self.device), shift, out=self.layer_view(z, a))
         if not self.unbiased:
             return Chunk(z, None)
-        if self.squares is None or self.squares.shape != z.shape:
-            self.squares = torch.empty_like(z)  # reused across chunks: no fresh pages per chunk
-        q = (torch.mul(z, z, out=self.squares) @ self.indicator.to(self.dtype)).to(torch.float64)  # row norms²
+        q = torch.empty(len(z), len(self.dims), dtype=self.dtype, device=self.device)
+        squares = self.squares(min(len(z), SQUARE_ROWS))
+        indicator = self.indicator.to(self.dtype)
+        for start in range(0, len(z), SQUARE_ROWS):  # a block of rows squared in cache, then summed per layer
+            block = z[start : start + SQUARE_ROWS]
+            torch.mm(torch.mul(block, block, out=squares[: len(block)]), indicator, out=q[start : start + len(block)])
+        q = q.to(torch.float64)
         self.sum_q += q.sum(0)
         return Chunk(z, q)
+
+    def squares(self, rows: int) -> torch.Tensor:
+        """A ``(rows, width)`` working-dtype buffer for squared rows, kept from chunk to chunk."""
+        if self.square_rows is None or len(self.square_rows) < rows:
+            self.square_rows = torch.empty(rows, self.width, dtype=self.dtype, device=self.device)
+        return self.square_rows
 
     def layer_view(self, z: torch.Tensor, a: int) -> torch.Tensor:
         """Layer ``a``'s columns X~_a of ``z``, a view."""
@@ -164,6 +174,7 @@ def self_moments(side: Side) -> list[Moments]:
     return [Moments(view, view, True) for view in map(side.layer, range(len(side.dims)))]
 
 
+SQUARE_ROWS = 256  # rows squared at a time for q: 3 MiB of float32 at width 3,072, so they stay in cache
 REFERENCE_ROWS = 1024  # default shift: the mean of the first rows seen (offset left: about sigma / 32)
 
 
