@@ -9,10 +9,12 @@ BLAS runs the GEMM on its aligned fast path). One working-dtype GEMM per chunk
 adds Z_x^T Z_y to a float64 total M = X~^T Y~. The O(n d) sums are taken
 beside it (each chunk's in the working dtype, added to float64 totals): the
 column sums 1^T X~, and, for the unbiased estimator only, the squared row norms
-q_x of each layer's X~ with X~^T q_y, q_x^T Y~ and Q = q_x^T q_y. The unbiased
-ones come from one skinny GEMM per side, Z^T [q_x | q_y | 1], which reads each
-Z once for all of them and for every layer's own X~_a^T q_a (separate passes
-per product and per layer cost 1.2-1.6x the GEMMs; ``benchmarks/bench_cka.py``).
+q_x of each layer's X~ with X~^T q_y, q_x^T Y~ and Q = q_x^T q_y. These are
+memory-bound, so they read each Z as few times as possible: q from blocks of
+256 rows squared in cache, then one skinny GEMM per side, Z^T [q_x | q_y | 1],
+for the column sums, the cross products and every layer's own X~_a^T q_a
+(with a pass per product and per layer, the unbiased matrix took 1.14-1.22x
+the irreducible GEMMs in ``benchmarks/bench_cka.py``; now 1.09-1.12x).
 Centring afterwards, with d = mean of x~ and n rows:
 
     X_c^T Y_c = X~^T Y~ - n d_x d_y^T
