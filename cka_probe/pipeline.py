@@ -75,10 +75,10 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    # 2-core CPU, <= 20 min in all: 2 trainings at a time (1 thread each), 8 trainings of 3.4-5.6 min (the tiny
-    # config's 10 epochs; the 7th and 8th are the second SSO seed per language, for the ceiling), about 16.6 min
-    # when the longest start first; 300 test utterances per language (evaluation and extraction take seconds,
-    # the tables' cost grows with n²).
+    # 2-core CPU, <= 20 min in all (19 min 12 s measured from a clean checkout): 2 trainings at a time (1 thread
+    # each), 8 trainings of 3.6-4.7 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed per
+    # language, for the ceiling), those of the longer corpus first; 300 test utterances per language (evaluation and
+    # extraction take seconds, the tables' cost grows with n²).
     "tiny": Scale(n=1650, config="tiny", device="cpu", test_n=300),
     # the paper's Conformer (12 encoder layers), 50 epochs, on one GPU
     "paper": Scale(n=20000, config="paper", device="cuda", n_boot=1000, n_perm=1000),
