@@ -47,9 +47,14 @@ def test_coverage_on_a_small_regime_reaches_the_nominal_level_where_the_percenti
     # 50 utterances (one row each, as the cross-task analysis has them), d = 8, population CKA 0.1.
     # 200 data sets: the binomial s.e. is 1.5 points at 95 % and 3.0 points at 77 %, so the threshold 0.89
     # lies 4 s.e. below a calibrated interval and 4 s.e. above a 77 % one (each side fails with p < 1e-4).
-    regime, reps = Regime((0.1,), n=50, d=8), 200
+    new, old = coverages(Regime((0.1,), n=50, d=8), reps=200, seed=11)
+    assert new >= 0.89 and old < 0.89, (new, old)
+
+
+def coverages(regime: Regime, *, reps: int, seed: int) -> tuple[float, float]:
+    """Shares of ``reps`` simulated data sets whose bootstrap_ci and old percentile interval hold the truth."""
     truth = population_cka(regime)[0]
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     new = old = 0
     for r in range(reps):
         x, (y,), groups = draw(regime, rng)
@@ -57,7 +62,7 @@ def test_coverage_on_a_small_regime_reaches_the_nominal_level_where_the_percenti
         new += interval.low <= truth <= interval.high
         low, high = old_percentile_interval(x, y, groups, 200, rng)
         old += low <= truth <= high
-    assert new / reps >= 0.89 and old / reps < 0.89, (new / reps, old / reps)
+    return new / reps, old / reps
 
 
 def test_population_cka_of_the_simulation_is_what_large_samples_estimate():
@@ -188,14 +193,5 @@ def test_coverage_with_correlated_frames_of_each_utterance_reaches_the_nominal_l
     # 40 utterances x 6 frames correlated by 0.8, d = 4, population CKA 0.45; 400 data sets: the binomial s.e. is
     # 1.1 points at 95 % and 1.8 at 85 %, so 0.90 lies 4.5 s.e. below a calibrated interval and 3 s.e. above 0.845,
     # what the old percentile interval of copied frames covered here
-    regime, reps = Regime((0.45,), n=40, d=4, frames=6, rho=0.8), 400
-    truth = population_cka(regime)[0]
-    rng = np.random.default_rng(12)
-    new = old = 0
-    for r in range(reps):
-        x, (y,), groups = draw(regime, rng)
-        interval = bootstrap_ci(x, y, groups=groups, n_resamples=200, seed=r)
-        new += interval.low <= truth <= interval.high
-        low, high = old_percentile_interval(x, y, groups, 200, rng)
-        old += low <= truth <= high
-    assert new / reps >= 0.90 and old / reps < 0.90, (new / reps, old / reps)
+    new, old = coverages(Regime((0.45,), n=40, d=4, frames=6, rho=0.8), reps=400, seed=12)
+    assert new >= 0.90 and old < 0.90, (new, old)
