@@ -150,10 +150,11 @@ def distinct_group_hsic(x, y, labels, w):
 
 def hsic(x, y, labels, w):
     """grouped_hsic of x, y for resamples ``w (B, G)``."""
-    from cka_probe.cka.grouped import group_sums, grouped_hsic
+    from cka_probe.cka.grouped import distinct_sums, group_sums, grouped_hsic
 
     ones = np.ones((len(labels), 1))
-    return grouped_hsic(group_sums(x, y, labels, w.shape[1]), group_sums(ones, ones, labels, w.shape[1]), w)
+    counts = distinct_sums(group_sums(ones, ones, labels, w.shape[1]), w)
+    return grouped_hsic(group_sums(x, y, labels, w.shape[1]), counts, w)
 
 
 def test_grouped_hsic_is_its_sum_over_distinct_groups_and_song_s_estimator_for_one_row_each():

@@ -61,7 +61,8 @@ class GroupSums:
 def group_sums(x: np.ndarray, y: np.ndarray, labels: np.ndarray, groups: int) -> GroupSums:
     """The per-group sums of frames ``x (N, d_x)``, ``y (N, d_y)`` with group ``labels (N,)``."""
     a, b = _summed(x, labels, groups), _summed(y, labels, groups)
-    products = [x[labels == g].T @ y[labels == g] for g in range(groups)]  # S_g (d_x, d_y)
+    rows = np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels, minlength=groups))[:-1])
+    products = [x[r].T @ y[r] for r in rows]  # S_g (d_x, d_y), one pass over the rows sorted by group
     s_sq = np.array([np.sum(s**2) for s in products])
     s_b = np.stack([s @ bg for s, bg in zip(products, b)])
     s_a = np.stack([s.T @ ag for s, ag in zip(products, a)])
@@ -91,14 +92,14 @@ def distinct_sums(s: GroupSums, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return pair, triple, quad  # fmt: skip
 
 
-def grouped_hsic(sums: GroupSums, counts: GroupSums, w: np.ndarray) -> np.ndarray:
+def grouped_hsic(sums: GroupSums, counts: tuple[np.ndarray, ...], w: np.ndarray) -> np.ndarray:
     """Unbiased HSIC of each resample ``w (B, G)`` over distinct groups, (B,): ‖P‖² − 2 μᵀPν + ‖μ‖²‖ν‖².
 
-    ``counts``: the group sums of x = y = 1, whose distinct sums are the denominators;
+    ``counts``: the denominators, :func:`distinct_sums` at ``w`` of the group sums of x = y = 1;
     NaN where fewer than 4 groups have weight.
     """
     pair, triple, quad = distinct_sums(sums, w)
-    count_2, count_3, count_4 = distinct_sums(counts, w)
+    count_2, count_3, count_4 = counts
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count_4 > 0, pair / count_2 - 2 * triple / count_3 + quad / count_4, np.nan)
 
@@ -124,10 +125,11 @@ class GroupedCKA:
         variance or fewer than 4 groups are drawn."""
         w = np.asarray(weights, dtype=np.float64)
         batch = np.atleast_2d(w)
-        xx, yy = (np.clip(grouped_hsic(s, self.counts, batch), 0, None) for s in (self.xx, self.yy))
+        counts = distinct_sums(self.counts, batch)  # the same denominators for all three HSICs
+        xx, yy = (np.clip(grouped_hsic(s, counts, batch), 0, None) for s in (self.xx, self.yy))
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = np.sqrt(xx * yy)
-            cka = np.where(norm > 0, grouped_hsic(self.xy, self.counts, batch) / norm, np.nan)
+            cka = np.where(norm > 0, grouped_hsic(self.xy, counts, batch) / norm, np.nan)
         return float(cka[0]) if w.ndim == 1 else cka
 
 
