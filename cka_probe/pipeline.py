@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import shutil
 import signal
@@ -76,7 +75,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # 2-core CPU, <= 20 min in all (18 min 30 s measured from a clean checkout): 2 trainings at a time (1 thread
-    # each), 8 trainings of 3.6-4.7 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed per
+    # each), 8 trainings of 3.6-4.9 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed per
     # language, for the ceiling), those of the longer corpus first; 300 test utterances per language (evaluation and
     # extraction take seconds, the tables' cost grows with n²).
     "tiny": Scale(n=1650, config="tiny", device="cpu", test_n=300),
@@ -222,11 +221,13 @@ def expected_cost(stage: Stage) -> float:
     plan's order, the Korean trainings (their audio 1.3x the English) ended last, one core idle for 1.8 min of
     the ``tiny`` run.
     """
+    from cka_probe.data.manifest import read_manifest
+
     manifest = Path(stage.kwargs.get("data", "")) / "train.jsonl"
     if stage.action is not train_action or not manifest.is_file():
         return 0.0
-    with manifest.open(encoding="utf-8") as rows:
-        return sum(float(json.loads(line).get("duration", 0.0)) for line in rows if line.strip())
+    rows = read_manifest(manifest, check_audio=False, require=())  # the training itself checks the rest
+    return sum(float(row.get("duration", 0.0)) for row in rows)
 
 
 def _same_group(first: Stage, rest: Sequence[Stage]) -> bool:

@@ -323,7 +323,8 @@ def test_reproduce_refuses_a_bad_training_length(tmp_path, capsys, option, value
 def test_trainings_of_the_longer_corpus_start_first(tmp_path):
     for lang, seconds in (("en", 2.0), ("ko", 3.0)):  # Korean audio is the longer, as in the synthetic corpus
         (tmp_path / "data" / lang).mkdir(parents=True)
-        (tmp_path / "data" / lang / "train.jsonl").write_text(f'{{"id": "a", "duration": {seconds}}}\n' * 4)
+        (tmp_path / "data" / lang / "train.jsonl").write_text(
+            "".join(f'{{"id": "u{i}", "audio": "u{i}.wav", "duration": {seconds}}}\n' for i in range(4)))
     plan = pipeline.plan(tmp_path, ["en", "ko"], pipeline.SCALES["tiny"], seeds=1)
     trains = [s for s in plan if s.parallel == "train"]
     assert [pipeline.expected_cost(s) for s in trains if s.name.startswith("train")] == [8.0, 12.0] * 4
