@@ -13,15 +13,22 @@ every method's nominal 95 % interval is checked against the truth. Methods:
 * ``grp-pct``: debiased CKA over distinct groups (:mod:`cka_probe.cka.grouped`), percentile interval
   (``bootstrap_ci``'s; the same as ``deb-pct``'s estimate where every group is one row)
 
-A second table checks the CER-gap interval of ``cka_probe.analyze.cer`` (the
+A second table checks the CER-gap intervals of ``cka_probe.analyze.cer`` (the
 DO − SO difference of two corpus CERs over the same utterances, a ratio of
-sums): errors are Poisson(length · p · difficulty), the utterance's difficulty
-shared by both models (Gamma, mean 1, so the population gap is 100 (p_DO − p_SO)).
+sums) on simulated per-utterance errors with a known population gap
+(:mod:`cka_probe.analyze.cer_regime`: Poisson errors with a difficulty shared
+by both models, heavier tails at ``shape`` 0.5 and with bursts, and K training
+seeds whose DO error rates spread by τ). Methods on the same paired bootstrap
+draws, pooled over seeds by the hierarchical bootstrap: ``percentile``,
+``basic``, ``bca``; and ``student``, the tables' interval
+(:func:`cka_probe.analyze.effects.student_rows`: Student's t on the bootstrap
+s.e., over seeds on the crossed seeds × utterances s.e.). It runs ``--cer-reps`` data sets
+per regime with ``--cer-boot`` resamples each (the tables' default, 1,000).
 
 Regimes: one CKA (``cka``) or the difference of two CKAs sharing x (``Δ``);
 n utterances × frames, within-utterance correlation ρ, width d. The binomial
 standard error of a coverage over R data sets is √(0.95 · 0.05 / R) (1.5 points at R = 200).
-Usage: python benchmarks/bench_coverage.py [--reps 200] [--boot 200] [--full]
+Usage: python benchmarks/bench_coverage.py [--reps 200] [--boot 200] [--cer-reps 2000] [--cer-boot 1000] [--full | --cer-only]
 (``--full``: the whole grid, population CKA 0.1–0.95, n = 50–2,000, d = 8–512; hours on 2 cores).
 """
 
@@ -32,8 +39,12 @@ import time
 
 import numpy as np
 
+from cka_probe.analyze.cer import gap_draws
+from cka_probe.analyze.cer_regime import CERRegime, draw_errors
+from cka_probe.analyze.effects import student_rows
 from cka_probe.cka import resample
 from cka_probe.cka.grouped import grouped_linear_cka
+from cka_probe.cka.hierarchical import pooled_draws
 from cka_probe.cka.simulate import Regime, draw, population_cka
 from cka_probe.cka.weighted import weighted_linear_cka
 
@@ -109,25 +120,38 @@ def coverage(regime: Regime, reps: int, boot: int, seed: int) -> dict[str, float
     return {m: h / reps for m, h in hits.items()}
 
 
-CER_REGIMES = [(150, 0.08, 0.10), (300, 0.04, 0.045), (50, 0.05, 0.08)]  # utterances, p_SO, p_DO
+CER_REGIMES = [
+    CERRegime(150, 0.08, 0.10), CERRegime(300, 0.04, 0.045), CERRegime(50, 0.05, 0.08),
+    CERRegime(50, 0.05, 0.08, shape=0.5),  # as heavy-tailed as the tiny run's highest edit-distance bins
+    CERRegime(50, 0.05, 0.08, shape=0.5, burst=0.05), CERRegime(400, 0.05, 0.06, shape=0.5, burst=0.05),
+    CERRegime(50, 0.02, 0.03, shape=0.5),  # few errors: most utterances have none
+    CERRegime(50, 0.05, 0.08, seeds=3), CERRegime(50, 0.05, 0.08, seeds=3, tau=0.01),
+    CERRegime(50, 0.05, 0.08, seeds=3, tau=0.03),  # training variance dominates
+]
+CER_METHODS = ("percentile", "basic", "bca", "student")
 
 
-def cer_coverage(n: int, p_so: float, p_do: float, reps: int, boot: int, seed: int) -> dict[str, float]:
-    """Coverage of the percentile, basic and BCa intervals of the DO − SO corpus CER gap (points)."""
+def cer_intervals(regime: CERRegime, boot: int, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    """Each method's interval of the seed-mean gap for one data set, from the tables' draws."""
+    e_so, e_do, length = draw_errors(regime, rng)
+    gaps = 100 * (e_do.sum(1) - e_so.sum(1)) / length.sum()  # (K,)
+    shared = int(rng.integers(2**32))  # every seed resamples the same utterances, as the tables do
+    draws = np.stack([gap_draws(s, d, length, np.random.default_rng(shared), boot) for s, d in zip(e_so, e_do)])
+    pooled, gap = pooled_draws(draws, seed=shared), gaps.mean()
+    mean_d = (e_do - e_so).mean(0)
+    jack = 100 * (mean_d.sum() - mean_d) / (length.sum() - length)
+    table = student_rows(gaps[:, None], draws[:, :, None], n=regime.n).iloc[-1]
+    return {"percentile": resample.percentile_interval(pooled), "basic": resample.basic_interval(pooled, gap),
+            "bca": resample.bca_interval(pooled, gap, jack), "student": (table.ci_low, table.ci_high)}  # fmt: skip
+
+
+def cer_coverage(regime: CERRegime, reps: int, boot: int, seed: int) -> dict[str, float]:
+    """Share of data sets whose CER-gap interval holds the population gap, per method."""
     rng = np.random.default_rng(seed)
-    hits = dict.fromkeys(("percentile", "basic", "bca"), 0)
+    hits = dict.fromkeys(CER_METHODS, 0)
     for _ in range(reps):
-        length = rng.integers(10, 60, n).astype(float)
-        difficulty = rng.gamma(2.0, 0.5, n)
-        e_so, e_do = (rng.poisson(length * p * difficulty).astype(float) for p in (p_so, p_do))
-        gap = 100 * (e_do.sum() - e_so.sum()) / length.sum()
-        idx = rng.integers(0, n, (boot, n))
-        draws = 100 * (e_do[idx].sum(1) - e_so[idx].sum(1)) / length[idx].sum(1)
-        jack = 100 * ((e_do.sum() - e_do) - (e_so.sum() - e_so)) / (length.sum() - length)
-        for method, (low, high) in (("percentile", resample.percentile_interval(draws)),
-                                    ("basic", resample.basic_interval(draws, gap)),
-                                    ("bca", resample.bca_interval(draws, gap, jack))):  # fmt: skip
-            hits[method] += int(low <= 100 * (p_do - p_so) <= high)
+        for method, (low, high) in cer_intervals(regime, boot, rng).items():
+            hits[method] += int(low <= regime.gap <= high)
     return {m: h / reps for m, h in hits.items()}
 
 
@@ -135,13 +159,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=200, help="data sets per regime (default 200)")
     parser.add_argument("--boot", type=int, default=200, help="bootstrap resamples per data set (default 200)")
+    parser.add_argument("--cer-reps", type=int, default=2000, help="data sets per CER-gap regime (default 2000)")
+    parser.add_argument("--cer-boot", type=int, default=1000, help="resamples per CER-gap data set (default 1000)")
     parser.add_argument("--full", action="store_true", help="the whole regime grid (long)")
+    parser.add_argument("--cer-only", action="store_true", help="only the CER-gap table (a minute)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(f"nominal 95 %, {args.reps} data sets per regime (binomial s.e. "
           f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points), {args.boot} bootstrap resamples")
     print(f"{'regime':<34}" + "".join(f"{m:>11}" for m in METHODS) + f"{'seconds':>9}")
-    for k, regime in enumerate(FULL if args.full else QUICK):
+    for k, regime in enumerate([] if args.cer_only else FULL if args.full else QUICK):
         start = time.perf_counter()
         result = coverage(regime, args.reps, args.boot, args.seed + k)
         kind = f"Δ {regime.ckas[0]}-{regime.ckas[1]}" if len(regime.ckas) > 1 else f"cka {regime.ckas[0]}"
@@ -149,11 +176,14 @@ def main() -> None:
         label = f"{kind} n={regime.n}{frames} d={regime.d}"
         print(f"{label:<34}" + "".join(f"{100 * result[m]:>10.1f}%" for m in METHODS)
               + f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
-    print(f"\n{'CER gap regime':<34}{'percentile':>11}{'basic':>11}{'bca':>11}")
-    for k, (n, p_so, p_do) in enumerate(CER_REGIMES):
-        result = cer_coverage(n, p_so, p_do, args.reps, args.boot, args.seed + 100 + k)
-        label = f"n={n} p_SO={p_so} p_DO={p_do}"
-        print(f"{label:<34}" + "".join(f"{100 * v:>10.1f}%" for v in result.values()), flush=True)
+    print(f"\nCER gap, {args.cer_reps} data sets per regime (binomial s.e. "
+          f"{100 * np.sqrt(0.95 * 0.05 / args.cer_reps):.1f} points), {args.cer_boot} bootstrap resamples")
+    print(f"{'regime':<40}" + "".join(f"{m:>11}" for m in CER_METHODS) + f"{'seconds':>9}")
+    for k, regime in enumerate(CER_REGIMES):
+        start = time.perf_counter()
+        result = cer_coverage(regime, args.cer_reps, args.cer_boot, args.seed + 100 + k)
+        print(f"{regime.label:<40}" + "".join(f"{100 * v:>10.1f}%" for v in result.values())
+              + f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

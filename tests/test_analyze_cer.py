@@ -99,3 +99,21 @@ def test_the_ceilings_second_sso_without_a_do_partner_is_left_out_of_the_gap(tmp
     with_second = cer_table([*paths, second], n_boot=100)
     assert set(with_second.seed) == {"0", "all"}
     pd.testing.assert_frame_equal(with_second, cer_table(paths, n_boot=100))
+
+
+def test_seeds_are_paired_on_the_utterances_they_share_whatever_their_row_order(tmp_path):
+    """Seed 1's CSVs list the utterances in reverse and lack one: the pooled row uses the seven common ones,
+    index for index, so a seed that repeats seed 0 gives seed 0's interval (no between-seed spread)."""
+    paths = write(tmp_path)
+    for name in ("sso", "mso", "do"):
+        frame = pd.read_csv(tmp_path / f"en-{name}.csv", dtype={"id": str, "ed_bin": str})
+        frame[frame.id != "u0-3"].iloc[::-1].to_csv(tmp_path / f"en-{name}-s1.csv", index=False)
+    table = cer_table([*paths, *(tmp_path / f"en-{name}-s1.csv" for name in ("sso", "mso", "do"))], n_boot=400)
+    keep = [i for i in range(len(EDS)) if i != 3]
+    for task in ("surface", "meaning"):
+        rows_ = table[table.task == task].set_index("seed")
+        gap = 100 * sum(DO_ERR[task][i] - SO_ERR[task][i] for i in keep) / sum(REF_LEN[i] for i in keep)
+        assert rows_.loc["0", "n"] == rows_.loc["1", "n"] == rows_.loc["all", "n"] == 7
+        assert rows_.loc["all", "gap"] == pytest.approx(gap)
+        np.testing.assert_allclose(rows_.loc["all", ["ci_low", "ci_high"]].to_numpy(float),
+                                   rows_.loc["0", ["ci_low", "ci_high"]].to_numpy(float), rtol=1e-9)  # fmt: skip

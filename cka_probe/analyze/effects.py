@@ -8,6 +8,11 @@ p is the two-sided bootstrap p-value; ``p_adj`` its Benjamini–Hochberg
 adjustment over the cells of one table block (e.g. the layers of one
 comparison and language). ``seeds_agree`` (pooled rows) is True when every
 seed's estimate has the sign of the pooled mean: a verdict needs it.
+
+:func:`student_rows` is the Student-t variant for a statistic near normal
+(the CER gaps): per seed on the bootstrap s.e. with n − 1 df, pooled on the
+crossed seeds × utterances s.e. (:func:`cka_probe.cka.hierarchical.crossed_se`),
+p-values from the same t.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from cka_probe.cka.adjust import benjamini_hochberg
-from cka_probe.cka.hierarchical import pooled_draws
-from cka_probe.cka.resample import bootstrap_pvalue
+from cka_probe.cka.hierarchical import crossed_se, pooled_draws
+from cka_probe.cka.resample import bootstrap_pvalue, student_se, t_interval, t_pvalue
 
 Interval = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -32,10 +37,26 @@ def signs_agree(estimates: np.ndarray) -> np.ndarray:
 def _stats(estimate: np.ndarray, draws: np.ndarray, interval: Interval) -> dict[str, np.ndarray]:
     if not len(draws):
         missing = np.full(estimate.shape, np.nan)
-        return {"estimate": estimate, "ci_low": missing, "ci_high": missing, "p": missing, "p_adj": missing}
+        return {"estimate": estimate, "ci_low": missing, "ci_high": missing, "p": missing}
     low, high = interval(draws, estimate)
-    p = bootstrap_pvalue(draws)
-    return {"estimate": estimate, "ci_low": low, "ci_high": high, "p": p, "p_adj": benjamini_hochberg(p)}
+    return {"estimate": estimate, "ci_low": low, "ci_high": high, "p": bootstrap_pvalue(draws)}
+
+
+def _t_stats(estimate: np.ndarray, se: np.ndarray, df, level: float) -> dict[str, np.ndarray]:
+    low, high = t_interval(estimate, se, df, level)
+    return {"estimate": estimate, "ci_low": low, "ci_high": high, "p": t_pvalue(estimate, se, df)}
+
+
+def _rows(estimates: np.ndarray, per_seed: list[dict], pooled: dict) -> pd.DataFrame:
+    """The table of :func:`effect_rows` from each seed's and the pooled ``estimate, ci_low, ci_high, p``."""
+    cells = np.arange(estimates.shape[1])
+    frames = [pd.DataFrame({"cell": cells, "seed": str(i), "seeds": 1, "seeds_agree": pd.NA, **stats})
+              for i, stats in enumerate(per_seed)]  # fmt: skip
+    frames.append(pd.DataFrame({"cell": cells, "seed": "all", "seeds": len(estimates),
+                                "seeds_agree": signs_agree(estimates), **pooled}))  # fmt: skip
+    out = pd.concat(frames, ignore_index=True).astype({"seeds_agree": "boolean"})
+    out.insert(out.columns.get_loc("p") + 1, "p_adj", out.groupby("seed", sort=False)["p"].transform(benjamini_hochberg))
+    return out
 
 
 def effect_rows(estimates: np.ndarray, draws: np.ndarray, *, interval: Interval, key: str,
@@ -43,13 +64,15 @@ def effect_rows(estimates: np.ndarray, draws: np.ndarray, *, interval: Interval,
     """Rows ``cell, seed, seeds, estimate, ci_low, ci_high, p, p_adj, seeds_agree`` for estimates (K, m)
     and per-seed draws (K, R, m) on shared utterance resamples; ``pooled`` replaces the pooled draws
     (e.g. the difference of two independent samples' pooled draws)."""
-    estimates, k = np.atleast_2d(estimates), len(estimates)
-    frames = [pd.DataFrame({"cell": np.arange(estimates.shape[1]), "seed": str(i), "seeds": 1, "seeds_agree": pd.NA,
-                            **_stats(estimates[i], draws[i], interval)}) for i in range(k)]  # fmt: skip
+    estimates = np.atleast_2d(estimates)
     if pooled is None:
         pooled = pooled_draws(draws, key=key) if draws.shape[1] else draws[0]
-    frames.append(pd.DataFrame({"cell": np.arange(estimates.shape[1]), "seed": "all", "seeds": k,
-                                "seeds_agree": signs_agree(estimates),
-                                **_stats(estimates.mean(axis=0), pooled, interval)}))  # fmt: skip
-    out = pd.concat(frames, ignore_index=True)
-    return out.astype({"seeds_agree": "boolean"})
+    per_seed = [_stats(e, d, interval) for e, d in zip(estimates, draws)]
+    return _rows(estimates, per_seed, _stats(estimates.mean(axis=0), pooled, interval))
+
+
+def student_rows(estimates: np.ndarray, draws: np.ndarray, *, n: int, level: float = 0.95) -> pd.DataFrame:
+    """:func:`effect_rows` with Student-t intervals and p for a statistic over n utterances."""
+    estimates = np.atleast_2d(estimates)
+    per_seed = [_t_stats(e, student_se(d, n), n - 1, level) for e, d in zip(estimates, draws)]
+    return _rows(estimates, per_seed, _t_stats(estimates.mean(axis=0), *crossed_se(estimates, draws, n), level))

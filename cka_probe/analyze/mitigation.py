@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.analyze.cer import _table, read_cer_csvs
+from cka_probe.analyze.cer import gap_table, read_cer_csvs
 from cka_probe.analyze.cross_task import CrossTaskResult
 from cka_probe.analyze.effects import effect_rows
 from cka_probe.analyze.summary import _interval
@@ -66,7 +66,7 @@ def mitigation_cer(plain: Sequence[str | Path], variants: Mapping[str, Sequence[
     for variant, paths in variants.items():
         mine = read_cer_csvs(paths)
         for reference, rows in (("SO", frame[frame.model == "SO"]), ("DO", frame[frame.model == "DO"].assign(model="SO"))):
-            table = _table(pd.concat([rows, mine], ignore_index=True), False, n_boot, level, seed)
+            table = gap_table(pd.concat([rows, mine], ignore_index=True), False, n_boot, level, seed)
             frames.append(table.rename(columns={"so_cer": "reference_cer", "do_cer": "variant_cer"})
                           .assign(variant=variant, reference=reference))  # fmt: skip
     return pd.concat(frames, ignore_index=True)[list(CER_COLUMNS)] if frames else pd.DataFrame(columns=CER_COLUMNS)

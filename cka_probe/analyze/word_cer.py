@@ -9,7 +9,7 @@ words' errors and lengths sum to the utterance's. A reference word is divergent 
 of the two transcripts (:mod:`cka_probe.analyze.word_alignment`) pairs it with
 no identical word of the other transcript. Per word set, the CER is
 Σ errors / Σ length over its words, and DO − SO gets the paired bootstrap over
-utterances of :mod:`cka_probe.analyze.cer` (basic interval, per seed and pooled).
+utterances of :mod:`cka_probe.analyze.cer` (Student-t intervals per seed and pooled).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.analyze.cer import _gap, _gap_rows, _rng, paired, paired_replicates, read_cer_csvs
+from cka_probe.analyze.cer import _gap, _gap_rows, _rng, paired_seeds, read_cer_csvs
 from cka_probe.analyze.word_alignment import align_words
 from cka_probe.cka.adjust import benjamini_hochberg
 
@@ -90,15 +90,14 @@ def word_cer_gaps(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: 
         other = "meaning" if task == "surface" else "surface"
         do = frame[(frame.model == "DO") & (frame.language == language) & (frame.task == other)]
         others = dict(zip(do["id"], do["ref"]))
-        by_seed = [_word_sets(paired(frame, language, task, k), others, task)
-                   for k in paired_replicates(frame, language, task)]
+        by_seed = [_word_sets(both, others, task) for both in paired_seeds(frame, language, task)]
         for words in ("divergent", "identical"):
             groups = [sets[words] for sets in by_seed]
             if not all(g["ref_len_so"].sum() for g in groups):
                 continue
             seeds = [_gap(g, "char", _rng(seed, language, task, words), n_boot) for g in groups]
             rows += [{"language": language, "task": task, "words": words, **row}
-                     for row in _gap_rows(seeds, f"{language}/{task}/{words}", level)]  # fmt: skip
+                     for row in _gap_rows(seeds, level)]  # fmt: skip
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_adj"])
     table["p_adj"] = table.groupby(["seed"], sort=False)["p"].transform(benjamini_hochberg)
     return table[list(COLUMNS)]

@@ -174,6 +174,46 @@ def basic_interval(draws: np.ndarray, estimate, level: float = 0.95) -> tuple[np
     return 2 * np.asarray(estimate) - high, 2 * np.asarray(estimate) - low
 
 
+def student_se(draws: np.ndarray, n: int) -> np.ndarray:
+    """Bootstrap standard error with the small-sample factor: √(n/(n−1)) · sd*(θ*) over axis 0.
+
+    For a mean the bootstrap variance is (n−1)/n · s²/n; the factor makes it
+    s²/n, the variance the t-interval wants (the bootstrap's "narrowness bias",
+    Hesterberg 2015). NaN for n < 2.
+    """
+    if n < 2:
+        return np.full(np.shape(draws)[1:], np.nan)
+    return np.sqrt(n / (n - 1)) * np.std(draws, axis=0)
+
+
+def t_interval(estimate, se, df, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """θ̂ ± t_{df, (1+level)/2} · se (Efron & Tibshirani 1993, §12.4; on a bootstrap s.e., §13.2).
+
+    With se = :func:`student_se` and df = n − 1 it is the CER gap's interval:
+    for a ratio of sums over n = 50–400 utterances with heavy-tailed
+    per-utterance errors it covered 93.7–95.4 % where the basic and percentile
+    intervals fell to 92–93 % at n = 50 (``benchmarks/bench_coverage.py``).
+    """
+    from scipy.stats import t
+
+    half = t.ppf((1 + level) / 2, df) * np.asarray(se)
+    return np.asarray(estimate) - half, np.asarray(estimate) + half
+
+
+def t_pvalue(estimate, se, df) -> np.ndarray:
+    """Two-sided p of "θ = 0" matching :func:`t_interval`: 2·P(T_df ≥ |θ̂| / se).
+
+    p < 1 − level exactly where that interval excludes 0; se = 0 gives p = 1
+    for θ̂ = 0 and 0 otherwise.
+    """
+    from scipy.stats import t
+
+    se, estimate = np.asarray(se, dtype=np.float64), np.asarray(estimate, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, np.abs(estimate) / se, np.where(estimate == 0, 0.0, np.inf))
+    return np.where(np.isnan(se), np.nan, 2 * t.sf(z, df))
+
+
 def bca_interval(draws: np.ndarray, estimate, jackknife: np.ndarray | None = None,
                  level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Bias-corrected (and accelerated) percentile interval (Efron 1987; Efron & Tibshirani 1993, §14.3).
