@@ -22,7 +22,7 @@ seeds whose DO error rates spread by τ). Methods on the same paired bootstrap
 draws, pooled over seeds by the hierarchical bootstrap: ``percentile``,
 ``basic``, ``bca``; and ``student``, the tables' interval
 (:func:`cka_probe.analyze.effects.student_rows`: Student's t on the bootstrap
-s.e., over seeds on the crossed seeds × utterances s.e.). It runs ``--cer-reps`` data sets
+s.e.; over seeds, Banerjee's interval on the seed and utterance parts of the variance). It runs ``--cer-reps`` data sets
 per regime with ``--cer-boot`` resamples each (the tables' default, 1,000).
 
 Regimes: one CKA (``cka``) or the difference of two CKAs sharing x (``Δ``);
@@ -122,11 +122,14 @@ def coverage(regime: Regime, reps: int, boot: int, seed: int) -> dict[str, float
 
 CER_REGIMES = [
     CERRegime(150, 0.08, 0.10), CERRegime(300, 0.04, 0.045), CERRegime(50, 0.05, 0.08),
-    CERRegime(50, 0.05, 0.08, shape=0.5),  # as heavy-tailed as the tiny run's highest edit-distance bins
+    CERRegime(50, 0.05, 0.08, shape=1.0),  # skewness 1.6, kurtosis 6.5: the tiny run's most skewed bins
+    CERRegime(50, 0.05, 0.08, shape=0.5),  # skewness 2.6, kurtosis 14: beyond any bin of the tiny run
+    CERRegime(100, 0.05, 0.08, shape=0.5),
     CERRegime(50, 0.05, 0.08, shape=0.5, burst=0.05), CERRegime(400, 0.05, 0.06, shape=0.5, burst=0.05),
     CERRegime(50, 0.02, 0.03, shape=0.5),  # few errors: most utterances have none
     CERRegime(50, 0.05, 0.08, seeds=3), CERRegime(50, 0.05, 0.08, seeds=3, tau=0.01),
     CERRegime(50, 0.05, 0.08, seeds=3, tau=0.03),  # training variance dominates
+    CERRegime(50, 0.05, 0.08, shape=1.0, seeds=3, tau=0.01), CERRegime(50, 0.05, 0.08, seeds=2, tau=0.01),
 ]
 CER_METHODS = ("percentile", "basic", "bca", "student")
 

@@ -19,9 +19,9 @@ intervals fell to 92–93 % at n = 50.
 Seed replicates: an evaluate CSV whose name ends in ``-s<k>`` (``sso-s1.csv``)
 belongs to seed replicate k, others to replicate 0; SO and DO of one replicate
 are paired, and each row is reported per seed and pooled over the seeds that
-have both: the mean over seeds, its s.e. from the seeds' spread and the
-utterance variance they share (:func:`cka_probe.cka.hierarchical.crossed_se`,
-Satterthwaite's df). The oracle CER scores one reference transcript against
+have both: the mean over seeds, with an interval from the seeds' spread
+(K − 1 df) and the utterance variance they share (n − 1 df)
+(:func:`cka_probe.cka.hierarchical.crossed_parts`; Banerjee's interval). The oracle CER scores one reference transcript against
 the other (Σ surface–meaning edit distance / Σ reference length): the error a
 model would make by writing the other task's transcript.
 

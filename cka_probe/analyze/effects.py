@@ -10,9 +10,9 @@ comparison and language). ``seeds_agree`` (pooled rows) is True when every
 seed's estimate has the sign of the pooled mean: a verdict needs it.
 
 :func:`student_rows` is the Student-t variant for a statistic near normal
-(the CER gaps): per seed on the bootstrap s.e. with n − 1 df, pooled on the
-crossed seeds × utterances s.e. (:func:`cka_probe.cka.hierarchical.crossed_se`),
-p-values from the same t.
+(the CER gaps): per seed on the bootstrap s.e. with n − 1 df; pooled on the
+seed and utterance parts of the variance (:func:`cka_probe.cka.hierarchical.crossed_parts`,
+K − 1 and n − 1 df, Banerjee's interval); p-values matching the intervals.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cka_probe.cka.adjust import benjamini_hochberg
-from cka_probe.cka.hierarchical import crossed_se, pooled_draws
+from cka_probe.cka.hierarchical import crossed_parts, pooled_draws
 from cka_probe.cka.resample import bootstrap_pvalue, student_se, t_interval, t_pvalue
 
 Interval = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -42,9 +42,9 @@ def _stats(estimate: np.ndarray, draws: np.ndarray, interval: Interval) -> dict[
     return {"estimate": estimate, "ci_low": low, "ci_high": high, "p": bootstrap_pvalue(draws)}
 
 
-def _t_stats(estimate: np.ndarray, se: np.ndarray, df, level: float) -> dict[str, np.ndarray]:
-    low, high = t_interval(estimate, se, df, level)
-    return {"estimate": estimate, "ci_low": low, "ci_high": high, "p": t_pvalue(estimate, se, df)}
+def _t_stats(estimate: np.ndarray, parts: list[tuple[np.ndarray, float]], level: float) -> dict[str, np.ndarray]:
+    low, high = t_interval(estimate, parts, level)
+    return {"estimate": estimate, "ci_low": low, "ci_high": high, "p": t_pvalue(estimate, parts)}
 
 
 def _rows(estimates: np.ndarray, per_seed: list[dict], pooled: dict) -> pd.DataFrame:
@@ -74,5 +74,5 @@ def effect_rows(estimates: np.ndarray, draws: np.ndarray, *, interval: Interval,
 def student_rows(estimates: np.ndarray, draws: np.ndarray, *, n: int, level: float = 0.95) -> pd.DataFrame:
     """:func:`effect_rows` with Student-t intervals and p for a statistic over n utterances."""
     estimates = np.atleast_2d(estimates)
-    per_seed = [_t_stats(e, student_se(d, n), n - 1, level) for e, d in zip(estimates, draws)]
-    return _rows(estimates, per_seed, _t_stats(estimates.mean(axis=0), *crossed_se(estimates, draws, n), level))
+    per_seed = [_t_stats(e, [(student_se(d, n) ** 2, n - 1)], level) for e, d in zip(estimates, draws)]
+    return _rows(estimates, per_seed, _t_stats(estimates.mean(axis=0), crossed_parts(estimates, draws, n), level))
