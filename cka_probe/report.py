@@ -358,9 +358,11 @@ def seeds_section(tables: Path) -> list[str]:
     cross = _read(tables, "cross_task")
     seeds = int(cross.loc[~cross["comparison"].isin(list(REFERENCE_LABELS)), "seeds"].min()) if "seeds" in cross else 1
     if seeds > 1:
-        return [f"Every finding pools {seeds} training seeds per role (the mean over seeds, its interval from a "
-                "hierarchical bootstrap over seeds, then utterances); each seed's value is in the tables' "
-                "`seed` column.", ""]
+        return [f"Every finding pools {seeds} training seeds per role: the mean over seeds, with an interval that "
+                "holds the spread between seeds as well as the sampling of utterances (CKA: a hierarchical "
+                "bootstrap over seeds, then utterances; CER gaps: Student's t on the seeds' spread with "
+                f"{seeds - 1} degrees of freedom and on the utterances' sampling, Banerjee's interval). Each "
+                "seed's value is in the tables' `seed` column.", ""]
     return ["**Training variance was not measured**: each role was trained with one seed, so the intervals cover "
             "the sampling of utterances only, and a rerun with other seeds (or on another machine) can move a "
             "finding across zero. Run `cka-probe reproduce --seeds 3` for findings that pool seeds.", ""]
