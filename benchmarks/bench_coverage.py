@@ -13,7 +13,14 @@ every method's nominal 95 % interval is checked against the truth. Methods:
 * ``grp-pct``: debiased CKA over distinct groups (:mod:`cka_probe.cka.grouped`), percentile interval
   (``bootstrap_ci``'s; the same as ``deb-pct``'s estimate where every group is one row)
 
-A second table checks the CER-gap intervals of ``cka_probe.analyze.cer`` (the
+A second table checks the pooled interval of the CKA tables over K seed
+replicates (:func:`cka_probe.cka.simulate.draw_seeds`: the utterances' signal
+shared, each seed's noises its own and its target noise scaled by e^{τξ}, so
+the population CKA varies between seeds; the target is its mean over seeds):
+the percentile interval of the hierarchical bootstrap's draws and of the
+tables' pooled draws (:func:`cka_probe.cka.hierarchical.pooled_draws`).
+
+A third table checks the CER-gap intervals of ``cka_probe.analyze.cer`` (the
 DO − SO difference of two corpus CERs over the same utterances, a ratio of
 sums) on simulated per-utterance errors with a known population gap
 (:mod:`cka_probe.analyze.cer_regime`: Poisson errors with a difficulty shared
@@ -44,8 +51,8 @@ from cka_probe.analyze.cer_regime import CERRegime, draw_errors
 from cka_probe.analyze.effects import student_rows
 from cka_probe.cka import resample
 from cka_probe.cka.grouped import grouped_linear_cka
-from cka_probe.cka.hierarchical import pooled_draws
-from cka_probe.cka.simulate import Regime, draw, population_cka
+from cka_probe.cka.hierarchical import hierarchical_draws, pooled_draws
+from cka_probe.cka.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
 from cka_probe.cka.weighted import weighted_linear_cka
 
 QUICK = [
@@ -120,6 +127,32 @@ def coverage(regime: Regime, reps: int, boot: int, seed: int) -> dict[str, float
     return {m: h / reps for m, h in hits.items()}
 
 
+SEED_REGIMES = [  # (regime, seeds K, training spread τ of the target's noise scale)
+    (Regime((0.5,), n=100, d=16), 3, 0.0), (Regime((0.5,), n=100, d=16), 3, 0.3),
+    (Regime((0.9,), n=100, d=16), 3, 0.3), (Regime((0.1,), n=50, d=8), 3, 0.0),
+    (Regime((0.95,), n=400, d=32), 3, 0.1), (Regime((0.5,), n=100, d=16), 2, 0.1),
+]
+
+
+def seed_coverage(regime: Regime, seeds: int, tau: float, reps: int, boot: int, seed: int) -> dict[str, float]:
+    """Coverage of the mean over seeds of debiased CKA (one row per utterance) by the percentile interval
+    of the hierarchical bootstrap's draws and of the tables' pooled draws."""
+    truth, g = seed_mean_cka(regime, tau), regime.n
+    rng = np.random.default_rng(seed)
+    hits = {"hierarchical": 0, "pooled": 0}
+    for _ in range(reps):
+        xs, ys = draw_seeds(regime, seeds, tau, rng)
+        w = np.stack([np.bincount(rng.integers(0, g, g), minlength=g) for _ in range(boot)]).astype(float)
+        estimates = np.array([weighted_linear_cka(x, y, np.ones(g), debiased=True) for x, y in zip(xs, ys)])
+        draws = np.stack([weighted_linear_cka(x, y, w, debiased=True) for x, y in zip(xs, ys)])
+        key = int(rng.integers(2**31))
+        for method, pooled in (("hierarchical", hierarchical_draws(draws, seed=key)),
+                               ("pooled", pooled_draws(draws, estimates, seed=key))):  # fmt: skip
+            low, high = resample.percentile_interval(pooled)
+            hits[method] += int(low <= truth <= high)
+    return {m: h / reps for m, h in hits.items()}
+
+
 CER_REGIMES = [
     CERRegime(150, 0.08, 0.10), CERRegime(300, 0.04, 0.045), CERRegime(50, 0.05, 0.08),
     CERRegime(50, 0.05, 0.08, shape=1.0),  # skewness 1.6, kurtosis 6.5: the tiny run's most skewed bins
@@ -140,7 +173,7 @@ def cer_intervals(regime: CERRegime, boot: int, rng: np.random.Generator) -> dic
     gaps = 100 * (e_do.sum(1) - e_so.sum(1)) / length.sum()  # (K,)
     shared = int(rng.integers(2**32))  # every seed resamples the same utterances, as the tables do
     draws = np.stack([gap_draws(s, d, length, np.random.default_rng(shared), boot) for s, d in zip(e_so, e_do)])
-    pooled, gap = pooled_draws(draws, seed=shared), gaps.mean()
+    pooled, gap = hierarchical_draws(draws, seed=shared), gaps.mean()
     mean_d = (e_do - e_so).mean(0)
     jack = 100 * (mean_d.sum() - mean_d) / (length.sum() - length)
     table = student_rows(gaps[:, None], draws[:, :, None], n=regime.n).iloc[-1]
@@ -179,6 +212,15 @@ def main() -> None:
         label = f"{kind} n={regime.n}{frames} d={regime.d}"
         print(f"{label:<34}" + "".join(f"{100 * result[m]:>10.1f}%" for m in METHODS)
               + f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
+    if not args.cer_only:
+        print(f"\nCKA over seeds, {args.reps} data sets per regime, {args.boot} bootstrap resamples")
+        print(f"{'regime':<34}{'hierarchical':>13}{'pooled':>11}{'seconds':>9}")
+        for k, (regime, seeds, tau) in enumerate(SEED_REGIMES):
+            start = time.perf_counter()
+            result = seed_coverage(regime, seeds, tau, args.reps, args.boot, args.seed + 200 + k)
+            label = f"cka {regime.ckas[0]} n={regime.n} d={regime.d} K={seeds} τ={tau}"
+            print(f"{label:<34}{100 * result['hierarchical']:>12.1f}%{100 * result['pooled']:>10.1f}%"
+                  f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
     print(f"\nCER gap, {args.cer_reps} data sets per regime (binomial s.e. "
           f"{100 * np.sqrt(0.95 * 0.05 / args.cer_reps):.1f} points), {args.cer_boot} bootstrap resamples")
     print(f"{'regime':<40}" + "".join(f"{m:>11}" for m in CER_METHODS) + f"{'seconds':>9}")

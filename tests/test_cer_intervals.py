@@ -9,7 +9,7 @@ from cka_probe.analyze.cer import gap_draws
 from cka_probe.analyze.cer_regime import CERRegime, draw_errors
 from cka_probe.analyze.effects import student_rows
 from cka_probe.cka import resample
-from cka_probe.cka.hierarchical import crossed_parts, pooled_draws
+from cka_probe.cka.hierarchical import crossed_parts, hierarchical_draws
 
 
 def test_t_interval_on_the_bootstrap_se_of_a_mean_is_the_textbook_t_interval():
@@ -58,7 +58,7 @@ def seed_means(regime: CERRegime, reps: int, seed: int):
         gaps = 100 * (e_do.sum(1) - e_so.sum(1)) / length.sum()
         draws = np.stack([gap_draws(s, d, length, np.random.default_rng(7), 400) for s, d in zip(e_so, e_do)])
         variance = sum(v for v, _ in crossed_parts(gaps, draws, regime.n))
-        out.append((gaps.mean(), variance, pooled_draws(draws).var()))
+        out.append((gaps.mean(), variance, hierarchical_draws(draws).var()))
     return np.array(out).T
 
 
@@ -103,7 +103,7 @@ def coverage(regime: CERRegime, reps: int, seed: int) -> tuple[float, float]:
         shared = int(rng.integers(2**32))
         draws = np.stack([gap_draws(s, d, length, np.random.default_rng(shared), 1000) for s, d in zip(e_so, e_do)])
         pooled = student_rows(gaps[:, None], draws[:, :, None], n=regime.n).iloc[-1]
-        basic = resample.basic_interval(pooled_draws(draws, seed=shared), gaps.mean())
+        basic = resample.basic_interval(hierarchical_draws(draws, seed=shared), gaps.mean())
         hits += [pooled.ci_low <= regime.gap <= pooled.ci_high, basic[0] <= regime.gap <= basic[1]]
     return tuple(hits / reps)
 

@@ -129,7 +129,7 @@ def test_the_report_reads_every_cka_against_the_ceiling_and_the_floor(tmp_path):
     from cka_probe.analyze.summary import decoder_departure
     from cka_probe.report import decoder_section, encoder_section
 
-    result = cross_task_arrays(replicated(np.random.default_rng(3), 40, 2), language="en", n_boot=40, n_perm=20,
+    result = cross_task_arrays(replicated(np.random.default_rng(3), 40, 2), language="en", n_boot=200, n_perm=20,
                                progress=False)  # fmt: skip
     tables = {"cross_task": result.table, "encoder_entanglement": encoder_entanglement({"en": result}),
               "decoder_departure": decoder_departure({"en": result}), "reference_gaps": reference_gaps({"en": result})}

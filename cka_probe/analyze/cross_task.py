@@ -222,7 +222,7 @@ def _comparison(comp: Comparison, pairs: list, boots: list, perms: list, level: 
     nulls = np.stack([stats.permuted(a, b, perms, debiased=debiased) for a, b in pairs])
     frames = [_rows(comp, *pairs[0], {"seed": str(k), "seeds": 1, **_cell_stats(c, d, z, level, debiased, stats)})
               for k, (c, d, z) in enumerate(zip(ckas, draws, nulls))]  # fmt: skip
-    pooled = pooled_draws(draws, key=key) if len(boots) else draws[0]
+    pooled = pooled_draws(draws, ckas, key=key) if len(boots) else draws[0]
     cells = _cell_stats(ckas.mean(axis=0), pooled, nulls.mean(axis=0), level, debiased, stats)
     frames.append(_rows(comp, *pairs[0], {"seed": POOLED, "seeds": len(pairs), **cells}))
     return pd.concat(frames, ignore_index=True), pooled, draws, ckas

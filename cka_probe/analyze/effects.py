@@ -2,8 +2,8 @@
 
 Every table of the analysis reports an effect (a CKA difference, a CER gap)
 for each seed replicate k (``seed`` = k) and pooled over the K seeds
-(``seed`` = ``all``: the mean over seeds, its interval from the hierarchical
-bootstrap over seeds, then utterances, :func:`cka_probe.cka.hierarchical.pooled_draws`).
+(``seed`` = ``all``: the mean over seeds, its interval from the seed mean's
+utterance draws plus a Student-t seed part, :func:`cka_probe.cka.hierarchical.pooled_draws`).
 p is the two-sided bootstrap p-value; ``p_adj`` its Benjamini–Hochberg
 adjustment over the cells of one table block (e.g. the layers of one
 comparison and language). ``seeds_agree`` (pooled rows) is True when every
@@ -66,7 +66,7 @@ def effect_rows(estimates: np.ndarray, draws: np.ndarray, *, interval: Interval,
     (e.g. the difference of two independent samples' pooled draws)."""
     estimates = np.atleast_2d(estimates)
     if pooled is None:
-        pooled = pooled_draws(draws, key=key) if draws.shape[1] else draws[0]
+        pooled = pooled_draws(draws, estimates, key=key) if draws.shape[1] else draws[0]
     per_seed = [_stats(e, d, interval) for e, d in zip(estimates, draws)]
     return _rows(estimates, per_seed, _stats(estimates.mean(axis=0), pooled, interval))
 

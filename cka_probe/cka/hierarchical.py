@@ -1,17 +1,24 @@
-"""Pooling training seeds: the hierarchical bootstrap over seeds, then utterances.
+"""Pooling training seeds: intervals for the mean over seeds of an effect.
 
 A model trained with K seeds gives K estimates of each effect θ_k and, per
 seed, R bootstrap draws over the same utterances (the same resample r of
 utterances for every seed, as the seeds share the corpus). The pooled effect
-is the mean over seeds θ̄ = (1/K) Σ θ_k; its draw r resamples K seeds with
-replacement and averages their utterance draws r, so the spread covers both
-training variance (between seeds) and sampling variance (between utterance
-sets) (Davison & Hinkley 1997, §3.8, two-stage sampling; Saravanan et al.
-2020 for neural networks). With K = 1 the pooled draws are the seed's own.
+is the mean over seeds θ̄ = (1/K) Σ θ_k. Seeds and utterances are crossed:
+θ_k = μ + a_k + u + w_k, with the seed's effect a_k (variance τ²), the
+utterance sample's u, shared by every seed, and the seed's own sampling
+noise w_k (σ²_w), so Var θ̄ = τ²/K + Var u + σ²_w/K.
 
-:func:`crossed_parts` is the moment alternative for a statistic near normal
-(the CER gap): seeds and utterances are crossed factors, and the variance of
-θ̄ has a seed part and an utterance part, estimated separately.
+:func:`pooled_draws` (the CKA tables): the seed mean of draw r, which holds
+Var u + σ²_w/K, plus a seed part (s/√K)·T_r with T_r ~ t_{K−1} and s the
+seeds' standard deviation, whose square estimates τ² + σ²_w (Student's t for
+a mean of K values). σ²_w/K is counted twice, so it errs wide when seeds
+agree. The hierarchical bootstrap it replaces (resample K seeds, then
+utterances; Davison & Hinkley 1997, §3.8) reads τ² off K values with a
+normal quantile: over three seeds it covered 84.8 % where training variance
+dominates (``benchmarks/bench_coverage.py``).
+
+:func:`crossed_parts` (the CER gaps, near normal): the two parts of the
+variance with their degrees of freedom, σ²_w counted once.
 """
 
 from __future__ import annotations
@@ -24,15 +31,26 @@ from cka_probe.cka.resample import student_se
 from cka_probe.errors import CKAProbeError
 
 
-def pooled_draws(draws: np.ndarray, *, seed: int = 0, key: str = "") -> np.ndarray:
-    """Draws (R, ...) of the mean over seeds from per-seed draws (K, R, ...) on shared utterance resamples."""
-    draws = np.asarray(draws, dtype=np.float64)
+def pooled_draws(draws: np.ndarray, estimates: np.ndarray, *, seed: int = 0, key: str = "") -> np.ndarray:
+    """Draws (R, ...) of the mean over seeds from per-seed draws (K, R, ...) on shared utterance resamples
+    and the seeds' estimates (K, ...): mean_k θ*_{k,r} + (s/√K)·T_r, T_r ~ t_{K−1}; the seed's draws for K = 1."""
+    draws, estimates = np.asarray(draws, dtype=np.float64), np.asarray(estimates, dtype=np.float64)
     if draws.ndim < 2 or len(draws) == 0:
         raise CKAProbeError(f"expected per-seed draws of shape (K, R, ...), got {draws.shape}")
     k, r = draws.shape[:2]
     if k == 1:
         return draws[0]
-    picks = np.random.default_rng([seed, zlib.crc32(key.encode())]).integers(0, k, (r, k))  # (R, K)
+    spread = estimates.std(axis=0, ddof=1) / np.sqrt(k)
+    t = np.random.default_rng([seed, zlib.crc32(key.encode())]).standard_t(k - 1, r)
+    return draws.mean(axis=0) + spread * t.reshape((r,) + (1,) * (draws.ndim - 2))
+
+
+def hierarchical_draws(draws: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """The hierarchical bootstrap's draws (R, ...): draw r averages K seeds drawn with replacement, each
+    with its utterance draw r. Kept as the baseline of ``benchmarks/bench_coverage.py`` and the tests."""
+    draws = np.asarray(draws, dtype=np.float64)
+    k, r = draws.shape[:2]
+    picks = np.random.default_rng(seed).integers(0, k, (r, k))  # (R, K)
     return draws[picks, np.arange(r)[:, None]].mean(axis=1)
 
 
@@ -48,10 +66,9 @@ def crossed_parts(estimates: np.ndarray, draws: np.ndarray, n: int) -> list[tupl
 
         Var θ̄ ≈ s²/K + c̄ · n/(n−1),   c̄ = mean over seed pairs j ≠ k of Cov*(θ*_j, θ*_k) (clipped at 0).
 
-    :func:`pooled_draws` instead counts σ²_w twice and reads τ² off K values
-    with a normal quantile: in ``benchmarks/bench_coverage.py`` 2.1× the
-    variance when seeds agree, 0.70× when training variance dominates (K = 3).
-    For K = 1: the seed's :func:`~cka_probe.cka.resample.student_se`², n − 1 df.
+    The hierarchical bootstrap counted σ²_w twice and read τ² off K values
+    with a normal quantile: in the coverage test 2.1× the variance when seeds
+    agree, 0.70× when training variance dominates (K = 3). For K = 1: the seed's :func:`~cka_probe.cka.resample.student_se`², n − 1 df.
     """
     estimates, draws = np.asarray(estimates, dtype=np.float64), np.asarray(draws, dtype=np.float64)
     k = len(estimates)
