@@ -35,7 +35,7 @@ per regime with ``--cer-boot`` resamples each (the tables' default, 1,000).
 Regimes: one CKA (``cka``) or the difference of two CKAs sharing x (``Δ``);
 n utterances × frames, within-utterance correlation ρ, width d. The binomial
 standard error of a coverage over R data sets is √(0.95 · 0.05 / R) (1.5 points at R = 200).
-Usage: python benchmarks/bench_coverage.py [--reps 200] [--boot 200] [--cer-reps 2000] [--cer-boot 1000] [--full | --cer-only]
+Usage: python benchmarks/bench_coverage.py [--reps 200] [--boot 200] [--cer-reps 2000] [--cer-boot 1000] [--full] [--part all|cka|seeds|cer]
 (``--full``: the whole grid, population CKA 0.1–0.95, n = 50–2,000, d = 8–512; hours on 2 cores).
 """
 
@@ -198,13 +198,15 @@ def main() -> None:
     parser.add_argument("--cer-reps", type=int, default=2000, help="data sets per CER-gap regime (default 2000)")
     parser.add_argument("--cer-boot", type=int, default=1000, help="resamples per CER-gap data set (default 1000)")
     parser.add_argument("--full", action="store_true", help="the whole regime grid (long)")
-    parser.add_argument("--cer-only", action="store_true", help="only the CER-gap table (a minute)")
+    parser.add_argument("--part", choices=("all", "cka", "seeds", "cer"), default="all",
+                        help="one table only: CKA (10 min at --reps 400), CKA over seeds (2 min), CER gap (5 min)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(f"nominal 95 %, {args.reps} data sets per regime (binomial s.e. "
           f"{100 * np.sqrt(0.95 * 0.05 / args.reps):.1f} points), {args.boot} bootstrap resamples")
-    print(f"{'regime':<34}" + "".join(f"{m:>11}" for m in METHODS) + f"{'seconds':>9}")
-    for k, regime in enumerate([] if args.cer_only else FULL if args.full else QUICK):
+    if args.part in ("all", "cka"):
+        print(f"\n{'regime':<34}" + "".join(f"{m:>11}" for m in METHODS) + f"{'seconds':>9}")
+    for k, regime in enumerate(FULL if args.full else QUICK if args.part in ("all", "cka") else []):
         start = time.perf_counter()
         result = coverage(regime, args.reps, args.boot, args.seed + k)
         kind = f"Δ {regime.ckas[0]}-{regime.ckas[1]}" if len(regime.ckas) > 1 else f"cka {regime.ckas[0]}"
@@ -212,7 +214,7 @@ def main() -> None:
         label = f"{kind} n={regime.n}{frames} d={regime.d}"
         print(f"{label:<34}" + "".join(f"{100 * result[m]:>10.1f}%" for m in METHODS)
               + f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
-    if not args.cer_only:
+    if args.part in ("all", "seeds"):
         print(f"\nCKA over seeds, {args.reps} data sets per regime, {args.boot} bootstrap resamples")
         print(f"{'regime':<34}{'hierarchical':>13}{'pooled':>11}{'seconds':>9}")
         for k, (regime, seeds, tau) in enumerate(SEED_REGIMES):
@@ -221,6 +223,8 @@ def main() -> None:
             label = f"cka {regime.ckas[0]} n={regime.n} d={regime.d} K={seeds} τ={tau}"
             print(f"{label:<34}{100 * result['hierarchical']:>12.1f}%{100 * result['pooled']:>10.1f}%"
                   f"{time.perf_counter() - start:>9.1f}", flush=True)  # fmt: skip
+    if args.part not in ("all", "cer"):
+        return
     print(f"\nCER gap, {args.cer_reps} data sets per regime (binomial s.e. "
           f"{100 * np.sqrt(0.95 * 0.05 / args.cer_reps):.1f} points), {args.cer_boot} bootstrap resamples")
     print(f"{'regime':<40}" + "".join(f"{m:>11}" for m in CER_METHODS) + f"{'seconds':>9}")

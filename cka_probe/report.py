@@ -2,7 +2,7 @@
 
 Every statement is read off a table (never recomputed) and carries its 95 %
 bootstrap interval and n; the pooled rows (``seed == "all"``: the mean over
-seed replicates with the hierarchical interval) carry the findings, and each
+seed replicates with its seeds-and-utterances interval) carry the findings, and each
 seed's value is shown beside them. A verdict needs the pooled interval to
 exclude 0 *and* every seed to agree in sign; "at layers …" lists use the
 Benjamini–Hochberg-adjusted p-values (``p_adj`` < 0.05). With one seed per
@@ -359,9 +359,9 @@ def seeds_section(tables: Path) -> list[str]:
     seeds = int(cross.loc[~cross["comparison"].isin(list(REFERENCE_LABELS)), "seeds"].min()) if "seeds" in cross else 1
     if seeds > 1:
         return [f"Every finding pools {seeds} training seeds per role: the mean over seeds, with an interval that "
-                "holds the spread between seeds as well as the sampling of utterances (CKA: a hierarchical "
-                "bootstrap over seeds, then utterances; CER gaps: Student's t on the seeds' spread with "
-                f"{seeds - 1} degrees of freedom and on the utterances' sampling, Banerjee's interval). Each "
+                f"holds the spread between seeds, read with Student's t on {seeds - 1} degrees of freedom, as well "
+                "as the sampling of utterances (CKA: the seed mean's bootstrap draws plus a t-distributed seed "
+                "part; CER gaps: Banerjee's interval on the two parts). Each "
                 "seed's value is in the tables' `seed` column.", ""]
     return ["**Training variance was not measured**: each role was trained with one seed, so the intervals cover "
             "the sampling of utterances only, and a rerun with other seeds (or on another machine) can move a "

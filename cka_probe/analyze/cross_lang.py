@@ -7,7 +7,7 @@ the two languages' independent bootstrap draws (Efron & Tibshirani 1993,
 and a two-sided bootstrap p-value, BH-adjusted over the layers of one
 comparison, are reported per layer of the diagonal, per seed replicate (seed k
 of one language against seed k of the other) and pooled over seeds (the
-difference of the two languages' hierarchical draws).
+difference of the two languages' pooled draws).
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ cells of one comparison (:mod:`cka_probe.cka.adjust`). All of it is seeded.
 Seeds and reference levels: with several seed replicates per role
 (:mod:`cka_probe.analyze.roles`), replicate k of each role forms the k-th
 set; every cell is reported per seed (``seed`` = k) and pooled (``seed`` =
-``all``: the mean over seeds, with the hierarchical bootstrap over seeds, then
-utterances, :mod:`cka_probe.cka.hierarchical`). The reference comparisons are
+``all``: the mean over seeds, with the seed mean's utterance draws plus a
+Student-t seed part, :func:`cka_probe.cka.hierarchical.pooled_draws`). The reference comparisons are
 the seed-to-seed ceiling ``SSO-SSO'`` (SSO replicate j against j + 1) and the
 random-initialisation floor ``SSO-RAND`` (SSO against an untrained model of
 its architecture), for the encoder and the surface decoder, where those
