@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from cka_probe.cka.grouped import GroupedCKA
 from cka_probe.cka.pair import linear_cka
-from cka_probe.cka.resample import basic_interval, bca_interval, percentile_interval
+from cka_probe.cka.resample import bca_interval, cka_interval
 from cka_probe.cka.weighted import weighted_linear_cka
 from cka_probe.errors import CKAProbeError
 
@@ -163,8 +163,7 @@ def _linear_interval(x, y, groups, debiased: bool, n_resamples: int, confidence:
     chunk = max(1, int(2**24 // (2 * width**2 + len(x) * (width + 2))))  # about 128 MB of float64 per chunk
     values = np.concatenate([resampled(counts[i:i + chunk]) for i in range(0, n_resamples, chunk)]
                             or [np.empty(0)])  # fmt: skip
-    interval = percentile_interval if debiased else (lambda v, level: basic_interval(v, estimate, level))
-    low, high = interval(values, confidence)
+    low, high = cka_interval(values, estimate, confidence, debiased=debiased)
     return Interval(estimate, float(low), float(high), confidence, n_resamples, len(parts))
 
 
