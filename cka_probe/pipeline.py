@@ -74,8 +74,8 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    # 2-core CPU, <= 20 min in all (18 min 30 s measured from a clean checkout): 2 trainings at a time (1 thread
-    # each), 8 trainings of 3.6-4.9 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed per
+    # 2-core CPU, <= 20 min in all (16-19 min measured from clean checkouts): 2 trainings at a time (1 thread
+    # each), 8 trainings of 2.9-4.9 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed per
     # language, for the ceiling), those of the longer corpus first; 300 test utterances per language (evaluation and
     # extraction take seconds, the tables' cost grows with n²).
     "tiny": Scale(n=1650, config="tiny", device="cpu", test_n=300),

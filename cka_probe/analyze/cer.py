@@ -12,9 +12,9 @@ bootstrap's standard error (the same resampled utterances for both models):
 gap ± t_{n−1} · √(n/(n−1)) · sd*(gap*), with the matching two-sided t p-value,
 BH-adjusted over the rows of one seed (``cer.csv``) or over the bins of one
 language, task and unit (``cer_gaps.csv``). In ``benchmarks/bench_coverage.py``
-(per-utterance errors as heavy-tailed as the ``tiny`` run's bins, n = 50–400)
-it covered the population gap at 93.7–95.4 %, where the basic and percentile
-intervals fell to 92–93 % at n = 50.
+(per-utterance errors as skewed as the ``tiny`` run's bins and beyond, n = 50–400)
+it covered the population gap at 93.0–95.6 %, where the basic interval fell
+to 91.6 % at n = 50.
 
 Seed replicates: an evaluate CSV whose name ends in ``-s<k>`` (``sso-s1.csv``)
 belongs to seed replicate k, others to replicate 0; SO and DO of one replicate
