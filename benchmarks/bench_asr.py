@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from cka_probe.asr.cer import corpus_cer
+from cka_probe.text.cer import corpus_cer
 from cka_probe.asr.evaluate import evaluate, summary_path_for
 from cka_probe.asr.train import train
 from cka_probe.data.manifest import read_manifest

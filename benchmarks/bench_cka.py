@@ -32,8 +32,8 @@ import time
 import numpy as np
 import torch
 
-from cka_probe.cka import StreamingLinearCKA, cka_matrix, nystrom_cka_matrix, similarity_matrix
-from cka_probe.cka.kernels import squared_distances
+from cka_probe.measures import StreamingLinearCKA, cka_matrix, nystrom_cka_matrix, similarity_matrix
+from cka_probe.measures.kernels import squared_distances
 
 LAYERS, WIDTH = 12, 256
 PARTS = ("linear", "rbf", "nystrom", "measures")

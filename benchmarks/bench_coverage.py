@@ -1,7 +1,7 @@
 """Coverage of the bootstrap intervals for linear CKA, simulated against a known population CKA.
 
 Each regime draws Gaussian representations whose population linear CKA is
-known in closed form (:mod:`cka_probe.cka.simulate`), ``--reps`` times; each
+known in closed form (:mod:`cka_probe.inference.simulate`), ``--reps`` times; each
 data set gets ``--boot`` group bootstrap resamples (whole utterances), and
 every method's nominal 95 % interval is checked against the truth. Methods:
 
@@ -10,25 +10,25 @@ every method's nominal 95 % interval is checked against the truth. Methods:
 * ``basic``, ``bc``, ``bca``: tie-corrected biased CKA, basic / bias-corrected / BCa interval
 * ``deb-pct``, ``deb-basic``, ``deb-bca``: tie-corrected debiased CKA over rows, percentile / basic / BCa interval
   (the cross-task tables' estimator, on one row per utterance)
-* ``grp-pct``: debiased CKA over distinct groups (:mod:`cka_probe.cka.grouped`), percentile interval
+* ``grp-pct``: debiased CKA over distinct groups (:mod:`cka_probe.measures.grouped`), percentile interval
   (``bootstrap_ci``'s; the same as ``deb-pct``'s estimate where every group is one row)
 
 A second table checks the pooled interval of the CKA tables over K seed
-replicates (:func:`cka_probe.cka.simulate.draw_seeds`: the utterances' signal
+replicates (:func:`cka_probe.inference.simulate.draw_seeds`: the utterances' signal
 shared, each seed's noises its own and its target noise scaled by e^{τξ}, so
 the population CKA varies between seeds; the target is its mean over seeds):
 the percentile interval of the hierarchical bootstrap's draws and of the
-tables' pooled draws (:func:`cka_probe.cka.hierarchical.pooled_draws`).
+tables' pooled draws (:func:`cka_probe.inference.seeds.pooled_draws`).
 
-A third table checks the CER-gap intervals of ``cka_probe.analyze.cer`` (the
+A third table checks the CER-gap intervals of ``cka_probe.study.cer`` (the
 DO − SO difference of two corpus CERs over the same utterances, a ratio of
 sums) on simulated per-utterance errors with a known population gap
-(:mod:`cka_probe.analyze.cer_regime`: Poisson errors with a difficulty shared
+(:mod:`cka_probe.inference.cer_regime`: Poisson errors with a difficulty shared
 by both models, heavier tails at ``shape`` 0.5 and with bursts, and K training
 seeds whose DO error rates spread by τ). Methods on the same paired bootstrap
 draws, pooled over seeds by the hierarchical bootstrap: ``percentile``,
 ``basic``, ``bca``; and ``student``, the tables' interval
-(:func:`cka_probe.analyze.effects.student_rows`: Student's t on the bootstrap
+(:func:`cka_probe.inference.effects.student_rows`: Student's t on the bootstrap
 s.e.; over seeds, Banerjee's interval on the seed and utterance parts of the variance). It runs ``--cer-reps`` data sets
 per regime with ``--cer-boot`` resamples each (the tables' default, 1,000).
 
@@ -46,14 +46,14 @@ import time
 
 import numpy as np
 
-from cka_probe.analyze.cer import gap_draws
-from cka_probe.analyze.cer_regime import CERRegime, draw_errors
-from cka_probe.analyze.effects import student_rows
-from cka_probe.cka import resample
-from cka_probe.cka.grouped import grouped_linear_cka
-from cka_probe.cka.hierarchical import hierarchical_draws, pooled_draws
-from cka_probe.cka.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
-from cka_probe.cka.weighted import weighted_linear_cka
+from cka_probe.inference import intervals
+from cka_probe.study.cer import gap_draws
+from cka_probe.inference.cer_regime import CERRegime, draw_errors
+from cka_probe.inference.effects import student_rows
+from cka_probe.measures.grouped import grouped_linear_cka
+from cka_probe.inference.seeds import hierarchical_draws, pooled_draws
+from cka_probe.inference.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
+from cka_probe.measures.weighted import weighted_linear_cka
 
 QUICK = [
     Regime((0.1,), n=50, d=8),  # the regime of the coverage test
@@ -106,11 +106,11 @@ def intervals(x, ys, groups, boot: int, rng: np.random.Generator) -> dict[str, n
     biased, plain, debiased = stat(draws_w, False), stat(draws_w, False, tie=False), stat(draws_w, True)
     jack, jack_d = stat(1.0 - np.eye(g), False), stat(1.0 - np.eye(g), True)
     return {
-        "percentile": resample.percentile_interval(biased), "pct-plain": resample.percentile_interval(plain),
-        "basic": resample.basic_interval(biased, est), "bc": resample.bca_interval(biased, est),
-        "bca": resample.bca_interval(biased, est, jack), "deb-pct": resample.percentile_interval(debiased),
-        "deb-basic": resample.basic_interval(debiased, est_d), "deb-bca": resample.bca_interval(debiased, est_d, jack_d),
-        "grp-pct": resample.percentile_interval(stat(draws_w, "groups")),
+        "percentile": intervals.percentile_interval(biased), "pct-plain": intervals.percentile_interval(plain),
+        "basic": intervals.basic_interval(biased, est), "bc": intervals.bca_interval(biased, est),
+        "bca": intervals.bca_interval(biased, est, jack), "deb-pct": intervals.percentile_interval(debiased),
+        "deb-basic": intervals.basic_interval(debiased, est_d), "deb-bca": intervals.bca_interval(debiased, est_d, jack_d),
+        "grp-pct": intervals.percentile_interval(stat(draws_w, "groups")),
     }  # fmt: skip
 
 
@@ -148,7 +148,7 @@ def seed_coverage(regime: Regime, seeds: int, tau: float, reps: int, boot: int, 
         key = int(rng.integers(2**31))
         for method, pooled in (("hierarchical", hierarchical_draws(draws, seed=key)),
                                ("pooled", pooled_draws(draws, estimates, seed=key))):  # fmt: skip
-            low, high = resample.percentile_interval(pooled)
+            low, high = intervals.percentile_interval(pooled)
             hits[method] += int(low <= truth <= high)
     return {m: h / reps for m, h in hits.items()}
 
@@ -177,8 +177,8 @@ def cer_intervals(regime: CERRegime, boot: int, rng: np.random.Generator) -> dic
     mean_d = (e_do - e_so).mean(0)
     jack = 100 * (mean_d.sum() - mean_d) / (length.sum() - length)
     table = student_rows(gaps[:, None], draws[:, :, None], n=regime.n).iloc[-1]
-    return {"percentile": resample.percentile_interval(pooled), "basic": resample.basic_interval(pooled, gap),
-            "bca": resample.bca_interval(pooled, gap, jack), "student": (table.ci_low, table.ci_high)}  # fmt: skip
+    return {"percentile": intervals.percentile_interval(pooled), "basic": intervals.basic_interval(pooled, gap),
+            "bca": intervals.bca_interval(pooled, gap, jack), "student": (table.ci_low, table.ci_high)}  # fmt: skip
 
 
 def cer_coverage(regime: CERRegime, reps: int, boot: int, seed: int) -> dict[str, float]:

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from cka_probe.cka import resample
-from cka_probe.analyze.cross_task import COMPARISONS
+from cka_probe.measures import gram_resample
+from cka_probe.study.cross_task import COMPARISONS
 
 
 def feature_space_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -36,8 +36,8 @@ def main() -> None:
     perms = [rng.permutation(args.n) for _ in range(args.resamples)]
 
     start = time.perf_counter()
-    sets = {key: resample.GramSet(layers) for key, layers in reps.items()}
-    fast = [resample.permuted(sets[c.role_a, c.stream_a], sets[c.role_b, c.stream_b], perms) for c in COMPARISONS]
+    sets = {key: gram_resample.GramSet(layers) for key, layers in reps.items()}
+    fast = [gram_resample.permuted(sets[c.role_a, c.stream_a], sets[c.role_b, c.stream_b], perms) for c in COMPARISONS]
     gram_s = time.perf_counter() - start
 
     start = time.perf_counter()

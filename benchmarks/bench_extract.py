@@ -27,9 +27,9 @@ import h5py
 import numpy as np
 import torch
 
-from cka_probe.analyze.compare_stores import compare_stores
+from cka_probe.compare.stores import compare_stores
 from cka_probe.asr import build_model, load_config
-from cka_probe.cka import cka_matrix
+from cka_probe.measures import cka_matrix
 from cka_probe.extract import extract
 from cka_probe.extract.asr import default_layers, layer_streams, teacher_forced
 from cka_probe.store import StoreWriter
@@ -153,7 +153,7 @@ def whisper_batches(n: int, batch: int, vocab: int, seed: int = 0) -> list[dict]
 
 
 def bench_hf_extraction(n: int, tmp: Path, repeats: int, dtype: str, device: str) -> float:
-    from cka_probe.extract.extract import _to_device
+    from cka_probe.extract.activations import _to_device
     from cka_probe.extract.models import layer_streams
 
     adapter = whisper_base_adapter(tmp)

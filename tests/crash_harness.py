@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["torch", "h5py", "pandas", "cka_probe.cli", "cka_probe.pipeline",
-                                 "cka_probe.extract", "cka_probe.asr.train", "cka_probe.report"])
+                                 "cka_probe.extract", "cka_probe.asr.train", "cka_probe.study.report"])
 KILLED = -signal.SIGKILL
 TIMEOUT_S = 300
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.analyze.cer import cer_gaps, cer_table
+from cka_probe.study.cer import cer_gaps, cer_table
 from cka_probe.errors import CKAProbeError
 
 # (surface_meaning_ed, ed_bin) per utterance: two utterances in each bin

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cka_probe.analyze.cross_lang import DIFF_COLUMNS, language_differences
-from cka_probe.analyze.cross_task import cross_task_arrays, pooled
+from cka_probe.study.cross_lang import DIFF_COLUMNS, language_differences
+from cka_probe.study.cross_task import cross_task_arrays, pooled
 from cka_probe.errors import CKAProbeError
 from test_analyze_cross_task import layers, representations
 

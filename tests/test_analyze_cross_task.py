@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.cka import resample
-from cka_probe.analyze.cross_task import COLUMNS, COMPARISONS, cross_task_arrays, diagonal, pooled
-from cka_probe.analyze.roles import assign_roles, role_of
+from cka_probe.measures import gram_resample
+from cka_probe.inference import intervals
+from cka_probe.study.cross_task import COLUMNS, COMPARISONS, cross_task_arrays, diagonal, pooled
+from cka_probe.study.roles import assign_roles, role_of
 from cka_probe.errors import CKAProbeError
 
 
@@ -82,17 +83,17 @@ def test_every_cell_matches_the_feature_space_formula():
 def test_debiased_estimator_matches_the_gram_free_u_statistic():
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((25, 4)), rng.standard_normal((25, 7))
-    a, b = resample.GramSet({"x": x}), resample.GramSet({"y": y})
+    a, b = gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y})
     expected = unbiased_hsic(x, y) / np.sqrt(unbiased_hsic(x, x) * unbiased_hsic(y, y))
-    assert resample.point_estimate(a, b, debiased=True)[0, 0] == pytest.approx(expected, abs=1e-12)
+    assert gram_resample.point_estimate(a, b, debiased=True)[0, 0] == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_permutation_of_both_sides_is_a_resample_with_the_same_value():
     rng = np.random.default_rng(3)
-    a = resample.GramSet(layers(rng, "a", 20))
-    b = resample.GramSet(layers(rng, "b", 20))
-    draws = resample.bootstrap(a, b, [rng.permutation(20)])
-    np.testing.assert_allclose(draws[0], resample.point_estimate(a, b), atol=1e-12)
+    a = gram_resample.GramSet(layers(rng, "a", 20))
+    b = gram_resample.GramSet(layers(rng, "b", 20))
+    draws = gram_resample.bootstrap(a, b, [rng.permutation(20)])
+    np.testing.assert_allclose(draws[0], gram_resample.point_estimate(a, b), atol=1e-12)
 
 
 def related(rng, n, d=16, strength=1.0):
@@ -106,10 +107,10 @@ def test_bootstrap_interval_contains_the_estimate_and_shrinks_with_n(strength):
     widths = []
     for n in (40, 320):
         x, y = related(rng, n, strength=strength)
-        a, b = resample.GramSet({"x": x}), resample.GramSet({"y": y})
-        estimate = resample.point_estimate(a, b)[0, 0]
+        a, b = gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y})
+        estimate = gram_resample.point_estimate(a, b)[0, 0]
         boots = [rng.integers(0, n, n) for _ in range(200)]
-        low, high = resample.percentile_interval(resample.bootstrap(a, b, boots))
+        low, high = intervals.percentile_interval(gram_resample.bootstrap(a, b, boots))
         assert low[0, 0] <= estimate <= high[0, 0]
         widths.append(high[0, 0] - low[0, 0])
     assert widths[1] < 0.6 * widths[0]
@@ -121,8 +122,8 @@ def test_permutation_p_separates_related_from_independent():
     p = {}
     for strength in (0.0, 2.0):
         x, y = related(rng, 60, d=4, strength=strength)
-        a, b = resample.GramSet({"x": x}), resample.GramSet({"y": y})
-        p[strength] = resample.permutation_pvalue(resample.point_estimate(a, b), resample.permuted(a, b, perms))[0, 0]
+        a, b = gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y})
+        p[strength] = intervals.permutation_pvalue(gram_resample.point_estimate(a, b), gram_resample.permuted(a, b, perms))[0, 0]
     assert p[2.0] == pytest.approx(0.01)
     assert p[0.0] > 0.05
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.analyze.cross_lang import cross_lang
-from cka_probe.analyze.cross_task import cross_task, diagonal, pooled
+from cka_probe.study.cross_lang import cross_lang
+from cka_probe.study.cross_task import cross_task, diagonal, pooled
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import StoreWriter
 

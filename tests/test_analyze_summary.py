@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from cka_probe.analyze.cross_task import cross_task_arrays, diagonal, pooled
-from cka_probe.analyze.summary import decoder_departure, encoder_entanglement
+from cka_probe.study.cross_task import cross_task_arrays, diagonal, pooled
+from cka_probe.study.summary import decoder_departure, encoder_entanglement
 from test_analyze_cross_task import representations
 
 

@@ -1,4 +1,4 @@
-"""The top-level API of DESIGN.md: ``from cka_probe import linear_cka, kernel_cka, cka_matrix, ActivationStore, extract``."""
+"""The top-level API of docs/design.md: ``from cka_probe import linear_cka, kernel_cka, cka_matrix, ActivationStore, extract``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.test_extract import IntegerLinearStack, integer_batches
 
 
 def test_extract_name_is_callable_and_keeps_the_subpackage_importable(tmp_path):
-    import cka_probe.extract.asr as bundled
+    from cka_probe.extract import asr as bundled
 
     model = IntegerLinearStack()
     batches, utterances = integer_batches(n_batches=2)

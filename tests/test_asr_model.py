@@ -11,7 +11,7 @@ import torch
 from rapidfuzz.distance import Levenshtein
 
 from cka_probe.asr import CharTokenizer, build_model, load_config
-from cka_probe.asr.attention import relative_to_absolute
+from cka_probe.asr.nn.attention import relative_to_absolute
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.data import pad_features, pad_ids
 from cka_probe.asr.decode import attention_greedy, ctc_greedy
@@ -47,7 +47,7 @@ def test_paper_config_sizes_match_the_paper():
 
 def test_decoder_token_embeddings_start_at_the_scale_of_the_position_encoding():
     """embed(y)·√d has unit RMS, like the sinusoids added to it (RMS √½), not √d times more."""
-    from cka_probe.asr.embedding import sinusoids
+    from cka_probe.asr.nn.embedding import sinusoids
 
     torch.manual_seed(0)
     config = load_config("tiny")

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from cka_probe.asr import build_model, load_checkpoint, save_checkpoint
-from cka_probe.asr.discriminator import Discriminator
-from cka_probe.asr.gradient_reversal import reverse_gradient
-from cka_probe.asr.hard_concrete import HardConcreteGate
-from cka_probe.asr.orthogonality import orthogonality_penalty
+from cka_probe.asr.variants.discriminator import Discriminator
+from cka_probe.asr.variants.gradient_reversal import reverse_gradient
+from cka_probe.asr.variants.hard_concrete import HardConcreteGate
+from cka_probe.asr.variants.orthogonality import orthogonality_penalty
 from cka_probe.asr.train import log_columns, train, with_meaning_weight
 from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError

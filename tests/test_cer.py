@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cka_probe.asr.cer import (
+from cka_probe.text.cer import (
     ED_BINS,
     char_errors,
     cer,

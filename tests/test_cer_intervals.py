@@ -5,20 +5,20 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from cka_probe.analyze.cer import gap_draws
-from cka_probe.analyze.cer_regime import CERRegime, draw_errors
-from cka_probe.analyze.effects import student_rows
-from cka_probe.cka import resample
-from cka_probe.cka.hierarchical import crossed_parts, hierarchical_draws
+from cka_probe.inference import intervals
+from cka_probe.study.cer import gap_draws
+from cka_probe.inference.cer_regime import CERRegime, draw_errors
+from cka_probe.inference.effects import student_rows
+from cka_probe.inference.seeds import crossed_parts, hierarchical_draws
 
 
 def test_t_interval_on_the_bootstrap_se_of_a_mean_is_the_textbook_t_interval():
     rng = np.random.default_rng(0)
     x = rng.exponential(size=40)
     draws = x[rng.integers(0, len(x), (20000, len(x)))].mean(1)
-    se = resample.student_se(draws, len(x))
+    se = intervals.student_se(draws, len(x))
     np.testing.assert_allclose(se, scipy.stats.sem(x), rtol=0.02)
-    low, high = resample.t_interval(x.mean(), [(se**2, len(x) - 1)])
+    low, high = intervals.t_interval(x.mean(), [(se**2, len(x) - 1)])
     expected = scipy.stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=scipy.stats.sem(x))
     np.testing.assert_allclose([low, high], expected, rtol=0.01)
 
@@ -27,26 +27,26 @@ def test_the_t_pvalue_is_below_5_percent_exactly_where_the_interval_excludes_0()
     rng = np.random.default_rng(1)
     estimate, se = rng.normal(size=300), rng.uniform(0.1, 1, 300)
     one = [(se**2, 12)]
-    low, high = resample.t_interval(estimate, one)
-    p = resample.t_pvalue(estimate, one)
+    low, high = intervals.t_interval(estimate, one)
+    p = intervals.t_pvalue(estimate, one)
     np.testing.assert_array_equal(p < 0.05, (low > 0) | (high < 0))
     np.testing.assert_allclose(p, 2 * scipy.stats.t.sf(np.abs(estimate) / se, 12))
     two = [(se**2 / 2, 2), (se**2 / 2, 60)]  # a seed part with 2 df and an utterance part with 60
-    low, high = resample.t_interval(estimate, two)
-    p = resample.t_pvalue(estimate, two)
+    low, high = intervals.t_interval(estimate, two)
+    p = intervals.t_pvalue(estimate, two)
     np.testing.assert_array_equal(p < 0.05, (low > 0) | (high < 0))
-    edge = resample.t_interval(estimate, two, level=1 - p)  # the 1 − p interval ends at 0
+    edge = intervals.t_interval(estimate, two, level=1 - p)  # the 1 − p interval ends at 0
     np.testing.assert_allclose(np.minimum(np.abs(edge[0]), np.abs(edge[1])), 0, atol=1e-7)
-    np.testing.assert_array_equal(resample.t_pvalue(np.array([0.0, 0.3]), [(np.zeros(2), 5)]), [1.0, 0.0])
-    np.testing.assert_array_equal(resample.t_pvalue(np.array([0.0, 0.3]), [(np.zeros(2), 2), (np.zeros(2), 9)]),
+    np.testing.assert_array_equal(intervals.t_pvalue(np.array([0.0, 0.3]), [(np.zeros(2), 5)]), [1.0, 0.0])
+    np.testing.assert_array_equal(intervals.t_pvalue(np.array([0.0, 0.3]), [(np.zeros(2), 2), (np.zeros(2), 9)]),
                                   [1.0, 0.0])  # fmt: skip
-    assert np.isnan(resample.student_se(np.ones((10, 1)), 1)).all()
+    assert np.isnan(intervals.student_se(np.ones((10, 1)), 1)).all()
 
 
 def test_a_part_without_variance_leaves_the_other_part_s_t_interval():
     parts = [(np.array([0.0]), 2), (np.array([0.49]), 40)]
     expected = scipy.stats.t.interval(0.95, 40, loc=1.0, scale=0.7)
-    np.testing.assert_allclose(np.ravel(resample.t_interval(np.array([1.0]), parts)), expected)
+    np.testing.assert_allclose(np.ravel(intervals.t_interval(np.array([1.0]), parts)), expected)
 
 
 def seed_means(regime: CERRegime, reps: int, seed: int):
@@ -103,7 +103,7 @@ def coverage(regime: CERRegime, reps: int, seed: int) -> tuple[float, float]:
         shared = int(rng.integers(2**32))
         draws = np.stack([gap_draws(s, d, length, np.random.default_rng(shared), 1000) for s, d in zip(e_so, e_do)])
         pooled = student_rows(gaps[:, None], draws[:, :, None], n=regime.n).iloc[-1]
-        basic = resample.basic_interval(hierarchical_draws(draws, seed=shared), gaps.mean())
+        basic = intervals.basic_interval(hierarchical_draws(draws, seed=shared), gaps.mean())
         hits += [pooled.ci_low <= regime.gap <= pooled.ci_high, basic[0] <= regime.gap <= basic[1]]
     return tuple(hits / reps)
 

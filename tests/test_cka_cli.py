@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.cka import cka_matrix
+from cka_probe.measures import cka_matrix
 from cka_probe.cli import main
 
 

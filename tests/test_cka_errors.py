@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cka_probe.cka import cka_matrix, kernel_cka, linear_cka
+from cka_probe.measures import cka_matrix, kernel_cka, linear_cka
 from cka_probe.errors import CKAProbeError
 
 torch.set_num_threads(1)

@@ -5,12 +5,15 @@ import pytest
 import scipy.stats
 import torch
 
-from cka_probe.cka import bootstrap_ci, linear_cka, resample
-from cka_probe.cka.adjust import benjamini_hochberg
-from cka_probe.cka.hierarchical import hierarchical_draws, pooled_draws
-from cka_probe.cka.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
-from cka_probe.cka.weighted import weighted_linear_cka
-from cka_probe.analyze.effects import effect_rows
+from cka_probe.measures import gram_resample
+from cka_probe.inference import intervals
+from cka_probe.inference import bootstrap_ci
+from cka_probe.measures import linear_cka
+from cka_probe.inference.adjust import benjamini_hochberg
+from cka_probe.inference.seeds import hierarchical_draws, pooled_draws
+from cka_probe.inference.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
+from cka_probe.measures.weighted import weighted_linear_cka
+from cka_probe.inference.effects import effect_rows
 
 torch.set_num_threads(1)
 
@@ -20,9 +23,9 @@ def test_weighted_resample_matches_the_gram_space_resample_and_the_plain_estimat
     rng = np.random.default_rng(0)
     x = rng.standard_normal((30, 5))
     y = x @ rng.standard_normal((5, 4)) + rng.standard_normal((30, 4))
-    a, b = resample.GramSet({"x": x}), resample.GramSet({"y": y})
+    a, b = gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y})
     index = rng.integers(0, 30, 30)
-    gram = resample.bootstrap(a, b, [index], debiased=debiased)[0, 0, 0]
+    gram = gram_resample.bootstrap(a, b, [index], debiased=debiased)[0, 0, 0]
     assert weighted_linear_cka(x, y, np.bincount(index, minlength=30), debiased=debiased) == pytest.approx(gram, abs=1e-12)
     assert weighted_linear_cka(x, y, np.ones(30), debiased=debiased) == pytest.approx(linear_cka(x, y, debiased=debiased))
     batch = weighted_linear_cka(x, y, np.stack([np.bincount(index, minlength=30), np.ones(30)]), debiased=debiased)
@@ -75,7 +78,7 @@ def test_population_cka_of_the_simulation_is_what_large_samples_estimate():
 def test_the_pooled_interval_is_the_seed_interval_for_one_seed_and_widens_when_seeds_disagree():
     rng = np.random.default_rng(1)
     noise = rng.normal(0, 0.1, (3, 400, 1))  # three seeds' utterance draws, the same spread
-    one = effect_rows(np.array([[0.5]]), 0.5 + noise[:1], interval=lambda d, e: resample.percentile_interval(d), key="k")
+    one = effect_rows(np.array([[0.5]]), 0.5 + noise[:1], interval=lambda d, e: intervals.percentile_interval(d), key="k")
     assert one.seed.tolist() == ["0", "all"]
     np.testing.assert_allclose(one.loc[1, ["estimate", "ci_low", "ci_high", "p"]].to_numpy(float),
                                one.loc[0, ["estimate", "ci_low", "ci_high", "p"]].to_numpy(float))
@@ -83,7 +86,7 @@ def test_the_pooled_interval_is_the_seed_interval_for_one_seed_and_widens_when_s
 
     def pooled_width(centres):
         estimates = np.array(centres)[:, None]
-        rows = effect_rows(estimates, estimates[:, None, :] + noise, interval=lambda d, e: resample.percentile_interval(d),
+        rows = effect_rows(estimates, estimates[:, None, :] + noise, interval=lambda d, e: intervals.percentile_interval(d),
                            key="k")
         pooled = rows[rows.seed == "all"].iloc[0]
         return pooled.ci_high - pooled.ci_low, bool(pooled.seeds_agree)
@@ -106,7 +109,7 @@ def test_bca_interval_of_a_mean_is_close_to_the_normal_interval():
     x = rng.exponential(size=400)
     draws = np.array([x[rng.integers(0, 400, 400)].mean() for _ in range(2000)])
     jack = np.array([np.delete(x, i).mean() for i in range(400)])
-    low, high = resample.bca_interval(draws, x.mean(), jack)
+    low, high = intervals.bca_interval(draws, x.mean(), jack)
     half = 1.96 * x.std(ddof=1) / np.sqrt(400)
     assert low == pytest.approx(x.mean() - half, abs=0.02) and high == pytest.approx(x.mean() + half, abs=0.025)
     assert high - x.mean() > x.mean() - low  # the right-skewed mean: BCa moves the interval up
@@ -120,8 +123,8 @@ def test_resampled_cka_does_not_move_with_a_mean_offset(debiased):
     x = rng.standard_normal((40, 6))
     y = x @ rng.standard_normal((6, 5)) + rng.standard_normal((40, 5))
     indices = [rng.integers(0, 40, 40) for _ in range(5)]
-    plain = resample.bootstrap(resample.GramSet({"x": x}), resample.GramSet({"y": y}), indices, debiased=debiased)
-    offset = resample.bootstrap(resample.GramSet({"x": x + 50.0}), resample.GramSet({"y": y - 30.0}), indices,
+    plain = gram_resample.bootstrap(gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y}), indices, debiased=debiased)
+    offset = gram_resample.bootstrap(gram_resample.GramSet({"x": x + 50.0}), gram_resample.GramSet({"y": y - 30.0}), indices,
                                 debiased=debiased)
     np.testing.assert_allclose(offset, plain, atol=1e-9)
     weights = np.stack([np.bincount(i, minlength=40) for i in indices])
@@ -150,7 +153,7 @@ def distinct_group_hsic(x, y, labels, w):
 
 def hsic(x, y, labels, w):
     """grouped_hsic of x, y for resamples ``w (B, G)``."""
-    from cka_probe.cka.grouped import distinct_sums, group_sums, grouped_hsic
+    from cka_probe.measures.grouped import distinct_sums, group_sums, grouped_hsic
 
     ones = np.ones((len(labels), 1))
     counts = distinct_sums(group_sums(ones, ones, labels, w.shape[1]), w)
@@ -158,7 +161,7 @@ def hsic(x, y, labels, w):
 
 
 def test_grouped_hsic_is_its_sum_over_distinct_groups_and_song_s_estimator_for_one_row_each():
-    from cka_probe.cka.grouped import grouped_linear_cka
+    from cka_probe.measures.grouped import grouped_linear_cka
     from cka_reference import hsic as reference_hsic
 
     rng = np.random.default_rng(4)
@@ -208,7 +211,7 @@ def seed_coverages(regime: Regime, seeds: int, tau: float, *, reps: int, seed: i
         estimates = np.array([weighted_linear_cka(x, y, np.ones(g), debiased=True) for x, y in zip(xs, ys)])
         draws = np.stack([weighted_linear_cka(x, y, w, debiased=True) for x, y in zip(xs, ys)])
         for i, pooled in enumerate((pooled_draws(draws, estimates, seed=1), hierarchical_draws(draws, seed=1))):
-            low, high = resample.percentile_interval(pooled)
+            low, high = intervals.percentile_interval(pooled)
             hits[i] += low <= truth <= high
     return tuple(hits / reps)
 

@@ -6,8 +6,8 @@ import torch
 
 import cka_reference as ref
 from cka_probe import cka_matrix, kernel_cka, nystrom_cka_matrix
-from cka_probe.cka import gram
-from cka_probe.cka.kernels import median_of_distances
+from cka_probe.measures import gram
+from cka_probe.measures.kernels import median_of_distances
 from cka_probe.errors import CKAProbeError
 
 

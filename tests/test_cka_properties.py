@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ortho_group
 
-from cka_probe.cka import cka_matrix, kernel_cka, linear_cka
+from cka_probe.measures import cka_matrix, kernel_cka, linear_cka
 
 torch.set_num_threads(1)
 

@@ -6,10 +6,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cka_probe.cka import cka_matrix, kernel_cka, linear_cka
-from cka_probe.cka.gram import gram_terms
-from cka_probe.cka.kernels import median_squared_distance, resolve_kernel
-from cka_probe.cka.matrix import feature_terms
+from cka_probe.measures import cka_matrix, kernel_cka, linear_cka
+from cka_probe.measures.gram import gram_terms
+from cka_probe.measures.kernels import median_squared_distance, resolve_kernel
+from cka_probe.measures.matrix import feature_terms
 
 import cka_reference as ref
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from cka_probe.cka import bootstrap_ci, linear_cka, permutation_test
-from cka_probe.cka.stats import group_rows, paired_rows
+from cka_probe.inference import bootstrap_ci, permutation_test
+from cka_probe.measures import linear_cka
+from cka_probe.inference.bootstrap import group_rows, paired_rows
 from cka_probe.errors import CKAProbeError
 
 torch.set_num_threads(1)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cka_probe.cka import MinibatchCKA, StreamingLinearCKA, cka_matrix
+from cka_probe.measures import MinibatchCKA, StreamingLinearCKA, cka_matrix
 from cka_probe.errors import CKAProbeError
 
 import cka_reference as ref

@@ -267,7 +267,7 @@ def test_tables_figures_and_compare_killed_at_any_crash_point_finish_bitwise(sma
 # -- the report and the stage runner of reproduce ------------------------------------------------------------------
 def write_small_report(run_dir: str) -> None:
     """The ``report`` stage's function over a run folder (a harness target)."""
-    from cka_probe.report import write_report
+    from cka_probe.study.report import write_report
 
     write_report(Path(run_dir), Path(run_dir) / "report.md")
 

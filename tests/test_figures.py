@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.analyze.cross_task import CEILING, FLOOR_NAME, cross_task_arrays, pooled
+from cka_probe.study.cross_task import CEILING, FLOOR_NAME, cross_task_arrays, pooled
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
 from cka_probe.figures.diagonal import diagonal_figure
@@ -99,7 +99,7 @@ def test_short_names_split_the_common_prefix():
 
 
 def test_cer_gap_figure_and_markdown_table():
-    from cka_probe.analyze.cer import cer_markdown
+    from cka_probe.study.cer import cer_markdown
     from cka_probe.figures.cer import cer_gap_figure
 
     gaps = pd.DataFrame([

@@ -120,7 +120,7 @@ def test_undefined_cases_are_clear_errors(call, message):
 
 
 def test_rsa_memory_budget_is_a_clear_error(monkeypatch):
-    import cka_probe.cka.rsa as rsa
+    import cka_probe.measures.rsa as rsa
 
     monkeypatch.setattr(rsa, "MEMORY_BUDGET", 1000)
     x, y = pair(80, 6, 5)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cka_probe import similarity_matrix
-from cka_probe.analyze.cross_task import COMPARISONS, cross_task_arrays, diagonal, pooled
+from cka_probe.study.cross_task import COMPARISONS, cross_task_arrays, diagonal, pooled
 from cka_probe.cli import main
 
 

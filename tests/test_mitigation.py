@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 
 from cka_probe import pipeline
-from cka_probe.analyze.cross_task import cross_task_arrays, diagonal, pooled
-from cka_probe.analyze.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
-from cka_probe.analyze.roles import assign_roles, role_of
+from cka_probe.study.cross_task import cross_task_arrays, diagonal, pooled
+from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
+from cka_probe.study.roles import assign_roles, role_of
 from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
-from cka_probe.report import mitigation_section
+from cka_probe.study.report import mitigation_section
 from test_analyze_cross_task import layers, representations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -187,9 +187,9 @@ def write_store(path, attrs, streams, rng, n=24):
 
 
 def test_a_run_with_a_variant_gets_tables_figures_and_the_mitigation_section(tmp_path):
-    from cka_probe.analyze.tables import write_tables
+    from cka_probe.study.tables import write_tables
     from cka_probe.figures.write import write_figures
-    from cka_probe.report import write_report
+    from cka_probe.study.report import write_report
 
     rng = np.random.default_rng(4)
     do = {"arch": "do", "tasks": ["surface", "meaning"]}
@@ -222,7 +222,7 @@ def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_wor
     import torch
     from scipy.io import wavfile
 
-    from cka_probe.analyze.tables import write_tables
+    from cka_probe.study.tables import write_tables
     from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
     from cka_probe.asr.cmvn import GlobalCMVN
     from cka_probe.extract.asr import extract_checkpoint

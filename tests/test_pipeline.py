@@ -218,7 +218,7 @@ def test_user_manifests_replace_the_synthetic_corpus(tmp_path):
 
 def test_compare_figures_and_report_from_small_stores(tmp_path):
     from cka_probe.cli import main
-    from cka_probe.report import write_report
+    from cka_probe.study.report import write_report
     from test_analyze_cer import write as write_cer
     from test_analyze_stores import write_store
 
@@ -253,7 +253,7 @@ def test_compare_without_inputs_is_a_one_line_error(capsys):
 
 
 def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(tmp_path):
-    from cka_probe.report import cer_section
+    from cka_probe.study.report import cer_section
 
     rows = [  # language, task, so_cer, do_cer, oracle_cer
         ("en", "surface", 79.1, 132.4, 12.3),  # both above the oracle: undertrained
@@ -270,7 +270,7 @@ def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(t
 
 
 def test_report_holds_each_finding_of_the_paper_against_the_intervals(tmp_path):
-    from cka_probe.report import paper_section
+    from cka_probe.study.report import paper_section
 
     # language, task, gap, ci_low, ci_high: overall, then the lowest and highest edit-distance bins
     overall = [("en", "meaning", -2.0, -3.0, -1.0), ("en", "surface", -2.0, -3.0, -1.0)]
@@ -327,7 +327,7 @@ def test_trainings_of_the_longer_corpus_start_first(tmp_path):
             "".join(f'{{"id": "u{i}", "audio": "u{i}.wav", "duration": {seconds}}}\n' for i in range(4)))
     plan = pipeline.plan(tmp_path, ["en", "ko"], pipeline.SCALES["tiny"], seeds=1)
     trains = [s for s in plan if s.parallel == "train"]
-    assert [pipeline.expected_cost(s) for s in trains if s.name.startswith("train")] == [8.0, 12.0] * 4
-    assert pipeline.expected_cost(next(s for s in trains if s.name.startswith("init"))) == 0.0
-    order = [s.name for s in sorted(trains, key=pipeline.expected_cost, reverse=True)]
+    assert [s.expected_cost() for s in trains if s.name.startswith("train")] == [8.0, 12.0] * 4
+    assert next(s for s in trains if s.name.startswith("init")).expected_cost() == 0.0
+    order = [s.name for s in sorted(trains, key=pipeline.Stage.expected_cost, reverse=True)]
     assert order[:4] == ["train ko do", "train ko mso", "train ko sso", "train ko sso-s1"]  # then en, in plan order

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.analyze.cross_task import CEILING, FLOOR_NAME, cross_task_arrays, diagonal, pooled
-from cka_probe.analyze.roles import assign_roles
-from cka_probe.analyze.summary import encoder_entanglement, reference_gaps
+from cka_probe.study.cross_task import CEILING, FLOOR_NAME, cross_task_arrays, diagonal, pooled
+from cka_probe.study.roles import assign_roles
+from cka_probe.study.summary import encoder_entanglement, reference_gaps
 from cka_probe.errors import CKAProbeError
 from test_analyze_cross_task import layers, representations
 
@@ -98,7 +98,7 @@ def write_cer_tables(folder, rows):
 
 
 def test_verdicts_need_the_pooled_interval_and_every_seed():
-    from cka_probe.report import _verdict
+    from cka_probe.study.report import _verdict
 
     assert _verdict(-1, -3.0, -1.0, seeds_agree=True) == "as in the paper"
     assert _verdict(+1, -3.0, -1.0, seeds_agree=True) == "**the opposite** of the paper"
@@ -108,7 +108,7 @@ def test_verdicts_need_the_pooled_interval_and_every_seed():
 
 
 def test_the_report_holds_seeds_against_the_paper(tmp_path):
-    from cka_probe.report import paper_section, seeds_section
+    from cka_probe.study.report import paper_section, seeds_section
 
     rows = [("meaning", "0", -2.0, -3.0, -1.0, None), ("meaning", "1", -1.5, -2.5, -0.5, None),
             ("meaning", "all", -1.75, -3.0, -0.6, True),  # seeds agree: as in the paper
@@ -126,8 +126,8 @@ def test_the_report_holds_seeds_against_the_paper(tmp_path):
 
 
 def test_the_report_reads_every_cka_against_the_ceiling_and_the_floor(tmp_path):
-    from cka_probe.analyze.summary import decoder_departure
-    from cka_probe.report import decoder_section, encoder_section
+    from cka_probe.study.summary import decoder_departure
+    from cka_probe.study.report import decoder_section, encoder_section
 
     result = cross_task_arrays(replicated(np.random.default_rng(3), 40, 2), language="en", n_boot=200, n_perm=20,
                                progress=False)  # fmt: skip
@@ -145,7 +145,7 @@ def test_the_report_reads_every_cka_against_the_ceiling_and_the_floor(tmp_path):
 
 
 def test_an_untrained_checkpoint_extracts_to_the_floor_role(tmp_path):
-    from cka_probe.analyze.roles import role_of, seed_of
+    from cka_probe.study.roles import role_of, seed_of
     from cka_probe.asr.train import untrained
     from cka_probe.data.synth import synthesize
     from cka_probe.extract.asr import extract_checkpoint

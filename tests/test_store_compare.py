@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cka_probe.analyze.compare_stores import compare_stores, streamed_linear_cka
+from cka_probe.compare.stores import compare_stores, streamed_linear_cka
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore, StoreWriter
 

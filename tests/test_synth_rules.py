@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cka_probe.asr.cer import ED_BINS, char_errors, ed_bin
+from cka_probe.text.cer import ED_BINS, char_errors, ed_bin
 from cka_probe.data import espeak, rules_en, rules_ko, sentences, synth
 from cka_probe.data.sentences import EnWord, KoWord
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-from cka_probe.analyze.compare_stores import compare_stores
-from cka_probe.analyze.word_alignment import align_words
+from cka_probe.compare.stores import compare_stores
+from cka_probe.text.word_alignment import align_words
 from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
 from cka_probe.asr.cmvn import GlobalCMVN
-from cka_probe.asr.word_spans import read_word_spans, sidecar_path, write_word_spans
+from cka_probe.extract.word_spans import read_word_spans, sidecar_path, write_word_spans
 from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.asr import extract_checkpoint

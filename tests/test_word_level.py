@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cka_probe.analyze.word_alignment import WordPair, align_words, divergent_surface_words
-from cka_probe.analyze.word_pooling import pool_words
+from cka_probe.text.word_alignment import WordPair, align_words, divergent_surface_words
+from cka_probe.compare.word_pooling import pool_words
 from cka_probe.asr.forced_align import WordSpan, forced_align, token_spans, word_spans
 from cka_probe.asr.tokenizer import CharTokenizer
 from cka_probe.data import rules_en, rules_ko, sentences, synth

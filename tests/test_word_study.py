@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.analyze.cross_task import pooled
-from cka_probe.analyze.tables import write_tables
-from cka_probe.analyze.word_cer import divergent_words, word_cer_gaps, word_errors
-from cka_probe.analyze.word_cross_task import grouped_bootstrap, grouped_resamples, word_cross_task
-from cka_probe.asr.cer import char_errors, normalize_text
-from cka_probe.cka.resample import GramSet, point_estimate
-from cka_probe.report import word_section
+from cka_probe.study.cross_task import pooled
+from cka_probe.study.tables import write_tables
+from cka_probe.study.word_cer import divergent_words, word_cer_gaps, word_errors
+from cka_probe.study.word_cross_task import grouped_bootstrap, grouped_resamples, word_cross_task
+from cka_probe.text.cer import char_errors, normalize_text
+from cka_probe.measures.gram_resample import GramSet, point_estimate
+from cka_probe.study.report import word_section
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import StoreWriter
 
@@ -155,7 +155,7 @@ def test_the_word_cer_gap_falls_on_the_divergent_words(tmp_path):
 
 
 def test_utterance_draws_redraw_resamples_with_too_few_words_of_a_set():
-    from cka_probe.analyze.word_cross_task import utterance_draws
+    from cka_probe.study.word_cross_task import utterance_draws
 
     divergent = [np.array([0, 1]), np.array([], dtype=int), np.array([], dtype=int), np.array([], dtype=int)]
     identical = [np.array([0]), np.array([1, 2]), np.array([3]), np.array([4, 5])]

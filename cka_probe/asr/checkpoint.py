@@ -8,7 +8,7 @@ One dict of plain types and tensors:
 - ``cmvn``: ``{"mean": (80,), "istd": (80,)}`` float64;
 - ``epoch``, ``metrics``; optionally ``optimizer`` (its ``state_dict``) and ``extra``.
 
-Version 2 added ``variant`` (:mod:`cka_probe.asr.variant`); a version-1 file
+Version 2 added ``variant`` (:mod:`cka_probe.asr.variants.spec`); a version-1 file
 has none and loads as ``shared``, the only model version 1 could hold.
 
 Writing is atomic: a temporary file in the same folder, then ``os.replace``.

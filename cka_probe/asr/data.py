@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cka_probe.asr.cer import normalize_text
+from cka_probe.text.cer import normalize_text
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.features import fbank, load_wav
 from cka_probe.asr.specaugment import spec_augment

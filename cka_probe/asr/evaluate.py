@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from cka_probe.asr.cer import ED_BINS, char_errors, ed_bin, jamo, jamo_errors, normalize_text, percent
+from cka_probe.text.cer import ED_BINS, char_errors, ed_bin, jamo, jamo_errors, normalize_text, percent
 from cka_probe.asr.decode import transcribe
 from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError

@@ -12,7 +12,7 @@ by task, so decoder layers are named ``decoders.{task}.layers.{j}``.
 Targets are padded with ``ignore_id = -1``; ``<sos/eos>`` is the last id of
 each task's vocabulary.
 
-A DO model has a ``variant`` (:mod:`cka_probe.asr.variant`): ``shared`` (the
+A DO model has a ``variant`` (:mod:`cka_probe.asr.variants.spec`): ``shared`` (the
 above), or a structured encoder that gives each task its own memory
 (``split-K``, ``shared-private``, ``sparse-shared``) and may add auxiliary
 losses to the sum with their config weights. :meth:`ASRModel.encode` then
@@ -31,14 +31,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from cka_probe.asr.ctc import CTC
-from cka_probe.asr.decoder import TransformerDecoder
-from cka_probe.asr.encoder import ConformerEncoder
-from cka_probe.asr.label_smoothing import LabelSmoothingLoss
-from cka_probe.asr.shared_private_encoder import SharedPrivateEncoder
-from cka_probe.asr.sparse_shared_encoder import SparseSharedEncoder
-from cka_probe.asr.split_encoder import SplitEncoder
-from cka_probe.asr.variant import Variant, parse_variant, variant_settings
+from cka_probe.asr.nn.ctc import CTC
+from cka_probe.asr.nn.decoder import TransformerDecoder
+from cka_probe.asr.nn.encoder import ConformerEncoder
+from cka_probe.asr.nn.label_smoothing import LabelSmoothingLoss
+from cka_probe.asr.variants.shared_private_encoder import SharedPrivateEncoder
+from cka_probe.asr.variants.sparse_shared_encoder import SparseSharedEncoder
+from cka_probe.asr.variants.split_encoder import SplitEncoder
+from cka_probe.asr.variants.spec import Variant, parse_variant, variant_settings
 from cka_probe.errors import CKAProbeError
 
 IGNORE_ID = -1
@@ -157,7 +157,7 @@ class ASRModel(nn.Module):
 
 
 def build_encoder(config: dict[str, Any], variant: Variant, tasks: tuple[str, ...]) -> ConformerEncoder:
-    """The encoder of ``variant`` (:mod:`cka_probe.asr.variant`)."""
+    """The encoder of ``variant`` (:mod:`cka_probe.asr.variants.spec`)."""
     n_mels, cfg = config["features"]["n_mels"], config["encoder"]
     if variant.kind == "split":
         return SplitEncoder(n_mels, cfg, tasks, variant.k)
@@ -186,7 +186,7 @@ def build_model(config: dict[str, Any], arch: str, tasks: tuple[str, ...] | list
                 variant: str = "shared") -> ASRModel:
     """An untrained :class:`ASRModel`; ``tasks`` must suit ``arch`` (SO: one task; DO: surface, meaning).
 
-    ``variant`` (DO only) names the encoder's structure (:mod:`cka_probe.asr.variant`).
+    ``variant`` (DO only) names the encoder's structure (:mod:`cka_probe.asr.variants.spec`).
     """
     tasks = tuple(tasks)
     check_variant(arch, variant, config["encoder"]["n_layers"])

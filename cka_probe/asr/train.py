@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from cka_probe.asr.cer import char_errors, normalize_text, percent
+from cka_probe.text.cer import char_errors, normalize_text, percent
 from cka_probe.asr.checkpoint import load_state, read_checkpoint, save_checkpoint
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.config import load_config
@@ -55,7 +55,7 @@ from cka_probe.asr.decode import transcribe
 from cka_probe.asr.model import ASRModel, build_model, check_variant
 from cka_probe.asr.schedule import warmup_cosine
 from cka_probe.asr.tokenizer import CharTokenizer
-from cka_probe.asr.variant import DEFAULTS, variant_settings
+from cka_probe.asr.variants.spec import DEFAULTS, variant_settings
 from cka_probe.atomic import atomic_write_text
 from cka_probe.data.manifest import read_manifest
 from cka_probe.errors import CKAProbeError
@@ -85,7 +85,7 @@ def train(
     ``seed``, ``epochs`` and ``lr`` override its ``train`` section;
     ``meaning_weight`` sets a DO model's ``loss.do.meaning`` and with it
     ``loss.do.surface = 1 − ctc − meaning_weight``, so the weights still sum to 1.
-    ``variant`` (DO only) is the encoder's structure (:mod:`cka_probe.asr.variant`);
+    ``variant`` (DO only) is the encoder's structure (:mod:`cka_probe.asr.variants.spec`);
     its settings are written into the saved config.
     ``max_minutes`` bounds the wall time: after the first epoch the number of
     epochs is cut to what fits, so that the lr decay still completes.

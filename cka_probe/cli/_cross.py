@@ -24,7 +24,7 @@ def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cross(args: argparse.Namespace) -> int:
-    from cka_probe.analyze.tables import write_tables
+    from cka_probe.study.tables import write_tables
 
     written = write_tables(args.cross_task, args.cer, args.tables, n_boot=args.n_boot, n_perm=args.n_perm,
                            debiased=not args.biased, seed=args.seed, cross_lang=args.cross_lang or None,

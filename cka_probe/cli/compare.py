@@ -1,9 +1,9 @@
 """``cka-probe compare A B``: the layer-by-layer CKA table of two sets of representations.
 
 A and B are ``.npz`` files, one array per layer (rows = samples, the same n
-rows in both files, in the same order; :mod:`cka_probe.analyze.compare_npz`),
+rows in both files, in the same order; :mod:`cka_probe.compare.npz`),
 or two activation stores aligned by utterance id
-(:mod:`cka_probe.analyze.compare_stores`). The table is printed and written as
+(:mod:`cka_probe.compare.stores`). The table is printed and written as
 CSV, with a JSON sidecar ``<out>.json`` recording how it was computed.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cka_probe.cka.similarity import MEASURES
+from cka_probe.measures.similarity import MEASURES
 from cka_probe.cli._cross import add_cross_arguments, run_cross
 
 HELP = "layer-by-layer CKA of two .npz files of representations (one array per layer) or two activation stores (.h5)"
@@ -50,7 +50,7 @@ STORE_OPTIONS = ("stream", "stream_b", "pool", "words", "word_spans")
 
 def measure_arguments(args: argparse.Namespace) -> dict:
     """The options of ``args.measure`` among the command-line arguments."""
-    from cka_probe.cka.similarity import options_of
+    from cka_probe.measures.similarity import options_of
     from cka_probe.errors import CKAProbeError
 
     if args.measure != "cka" and (args.debiased or args.kernel != "linear"):
@@ -63,8 +63,8 @@ def measure_arguments(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from cka_probe.analyze.compare_npz import compare_npz, name_files, write_table
-    from cka_probe.analyze.compare_stores import compare_stores
+    from cka_probe.compare.npz import compare_npz, name_files, write_table
+    from cka_probe.compare.stores import compare_stores
     from cka_probe.errors import CKAProbeError
 
     comparers = {".npz": compare_npz, ".h5": compare_stores}

@@ -8,7 +8,7 @@ For each utterance ``i`` (its own generator, seeded with ``(seed, language, i)``
 3. draw the speaker's active error rules (none for bin 0, a few for 1–3, more
    for 4–10, many for >10), apply them (``rules_en``/``rules_ko``) and keep the
    result if the character Levenshtein distance between surface and meaning
-   falls in the target bin (``cka_probe.asr.cer``, the distance that
+   falls in the target bin (``cka_probe.text.cer``, the distance that
    ``evaluate`` bins by); otherwise draw again;
 4. speak the surface form (English: its rewritten phonemes; Korean: its
    Hangul) with the utterance's speaker, a voice variant with its own rate and
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cka_probe.asr.cer import ED_BINS, char_errors, corpus_cer, ed_bin
+from cka_probe.text.cer import ED_BINS, char_errors, corpus_cer, ed_bin
 from cka_probe.atomic import atomic_output, atomic_write_text
 from cka_probe.data import espeak, rules_en, rules_ko, sentences
 from cka_probe.data.manifest import write_manifest

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cka_probe.asr.cer import ED_BINS
+from cka_probe.text.cer import ED_BINS
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cka_probe.analyze.cross_task import CEILING, FLOOR_NAME, diagonal
+from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
 

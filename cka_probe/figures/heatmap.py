@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cka_probe.analyze.cross_task import CEILING, FLOOR_NAME
+from cka_probe.study.schema import CEILING, FLOOR_NAME
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
 

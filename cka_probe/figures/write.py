@@ -1,4 +1,4 @@
-"""Every figure of a run from its tables folder (see :mod:`cka_probe.analyze.tables`)."""
+"""Every figure of a run from its tables folder (see :mod:`cka_probe.study.tables`)."""
 
 from __future__ import annotations
 

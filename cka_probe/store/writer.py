@@ -83,7 +83,7 @@ def utterance_means(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _versions() -> dict:
-    from cka_probe import __version__
+    from cka_probe._version import __version__
 
     found = {"cka_probe_version": __version__}
     for package in ("torch", "h5py", "numpy"):

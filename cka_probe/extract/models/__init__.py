@@ -3,7 +3,7 @@
 :func:`extract_model` resolves MODEL (:mod:`.resolve`), selects its layers by
 stream, reads the manifest fields the selected streams need, runs the padding
 self-check (:mod:`.padding`) and hands the adapter's batches to the generic
-:func:`cka_probe.extract.extract` (under ``torchrun``, one shard per rank).
+:func:`cka_probe.extract.activations.extract_activations` (under ``torchrun``, one shard per rank).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.distributed import rank_device, run_sharded, world
-from cka_probe.extract.extract import extract
+from cka_probe.extract.activations import extract_activations
 from cka_probe.extract.hooks import select_modules
 from cka_probe.extract.models.base import Adapter, file_sha256
 from cka_probe.extract.models.padding import check_padding
@@ -65,7 +65,7 @@ def extract_model(model: str | Path, manifest: str | Path, out: str | Path, *,
     ``role`` (``sso`` | ``mso`` | ``do``) is recorded for ``compare --cross-task``
     when the provenance cannot tell it (any model other than a bundled one).
     ``word_spans`` also writes the surface words' CTC spans to ``<out>.words.jsonl``
-    (bundled checkpoints: :mod:`cka_probe.asr.word_spans`). Under ``torchrun``
+    (bundled checkpoints: :mod:`cka_probe.extract.word_spans`). Under ``torchrun``
     each rank extracts its block of the manifest and rank 0 merges the shards
     (:mod:`cka_probe.extract.distributed`).
     """
@@ -90,7 +90,7 @@ def extract_model(model: str | Path, manifest: str | Path, out: str | Path, *,
 
     def extract_shard(start: int, stop: int, path: Path, progress: bool) -> Path:
         batches = _with_metadata(adapter.batches(rows[start:stop], batch_size, tasks), rows)
-        return extract(net, batches, layers=streams, out=path, forward=adapter.forward, select=adapter.select,
+        return extract_activations(net, batches, layers=streams, out=path, forward=adapter.forward, select=adapter.select,
                        attrs=attrs, dtype=dtype, compression=compression, device=device, total=stop - start,
                        overwrite=overwrite, progress=progress)
 

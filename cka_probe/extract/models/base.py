@@ -16,7 +16,7 @@ and, with defaults here, ``tasks`` (decoders it can teacher-force),
 ``required_fields(tasks)`` (manifest fields the batches need), ``select`` (the
 output selector for tuple outputs), ``padding_tolerance`` and ``attrs()``
 (provenance for the store). Everything else (hooks, the store, resume,
-torchrun, progress) is the generic :func:`cka_probe.extract.extract`.
+torchrun, progress) is the generic :func:`cka_probe.extract.activations.extract_activations`.
 """
 
 from __future__ import annotations

@@ -91,8 +91,8 @@ class BundledAdapter(Adapter):
 
     def word_spans(self, model: nn.Module, manifest: str | Path, store: Path, *, batch_size: int,
                    limit: int | None, device: str) -> Path:
-        """``<store>.words.jsonl``: each surface word's CTC-aligned encoder frames (:mod:`cka_probe.asr.word_spans`)."""
-        from cka_probe.asr.word_spans import sidecar_path, write_word_spans
+        """``<store>.words.jsonl``: each surface word's CTC-aligned encoder frames (:mod:`cka_probe.extract.word_spans`)."""
+        from cka_probe.extract.word_spans import sidecar_path, write_word_spans
 
         return write_word_spans(model, self.ckpt, manifest, sidecar_path(store), batch_size=batch_size, limit=limit,
                                 device=device)

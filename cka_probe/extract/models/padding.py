@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.extract import _stream_lengths, _to_device, valid_rows
+from cka_probe.extract.activations import _stream_lengths, _to_device, valid_rows
 from cka_probe.extract.hooks import LayerCapture
 from cka_probe.extract.models.base import Adapter
 

@@ -1,0 +1,321 @@
+"""``reproduce``: from nothing (or the user's manifests) to the paper's tables, figures and report.
+
+The run directory is laid out by stage::
+
+    data/<lang>/{train,valid,test}.jsonl      synthetic corpus (skipped with --data)
+    data/<lang>-s<k>/                        the corpus of seed replicate k (only with --resample-corpus)
+    checkpoints/<lang>/<role>[-s<k>]/best.pt  SSO, MSO, DO per language and seed replicate k ≥ 1; rand: untrained;
+                                             with --variants also each variant (role = its name, split-2, …)
+    cer/<lang>/<role>[-s<k>].csv             per-utterance CER on the test split
+    activations/<lang>/<role>[-s<k>].h5      per-utterance activations on the test split (with --variants or
+                                             --word-level, sso.h5 also has the word spans sso.h5.words.jsonl)
+    tables/*.csv, tables/cer.md              cross-task, cross-language, summary, CER
+    figures/*.png|pdf                        heatmaps, diagonal plots, CER gap
+    report.md                                the findings in numbers, with the figures
+    stages.csv                               what each stage did and how long it took
+
+With ``models`` (``--model LANG:ROLE=MODEL``) a role of a language is a model
+the user brings (a Hugging Face folder, a ``.pt`` or ``FILE.py:FUNCTION``):
+it is not trained, has no CER stage, and is extracted over ``test.jsonl``
+with its role recorded in the store (only ``test.jsonl`` is then needed
+when every role of that language is brought).
+
+Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
+output and renames it on success, so an output that exists is complete and its
+stage is skipped; an interrupted stage leaves only the partial path, which the
+next run removes and starts again (training resumes its ``last.pt`` and
+extraction its store's last commit). A partial path left beside a finished
+output (a kill while it was being moved into place) is removed. Each move is a
+crash point (:mod:`cka_probe.faults`) of the crash-safety tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cka_probe.errors import CKAProbeError
+from cka_probe.pipeline.runner import Stage, run_stages
+
+MODELS: dict[str, tuple[str, str | None]] = {"sso": ("so", "surface"), "mso": ("so", "meaning"), "do": ("do", None)}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Corpus size, model config, training length and resampling counts of a run.
+
+    ``epochs`` (None: the config's) is the same for every model, so that SO and
+    DO models see the same data the same number of times, as in the paper;
+    ``train_minutes`` (None: unbounded) optionally caps each training's wall
+    time, at the cost of making the result depend on the machine's speed.
+    """
+
+    n: int
+    config: str
+    device: str
+    epochs: int | None = None
+    train_minutes: float | None = None
+    n_boot: int = 200
+    n_perm: int = 200
+    test_n: int | None = None
+    ceiling: bool = True
+
+
+SCALES: dict[str, Scale] = {
+    # 2-core CPU, <= 20 min in all (16-19 min measured from clean checkouts): 2 trainings at a time (1 thread
+    # each), 8 trainings of 2.9-4.9 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed per
+    # language, for the ceiling), those of the longer corpus first; 300 test utterances per language (evaluation and
+    # extraction take seconds, the tables' cost grows with n²).
+    "tiny": Scale(n=1650, config="tiny", device="cpu", test_n=300),
+    # the paper's Conformer (12 encoder layers), 50 epochs, on one GPU
+    "paper": Scale(n=20000, config="paper", device="cuda", n_boot=1000, n_perm=1000),
+}
+FLOOR = "rand"
+"""The untrained model (the SSO architecture) of the random-initialisation floor."""
+
+
+
+# -- the stage actions --------------------------------------------------------------------------------------------
+def synth_action(partial: Path, *, lang: str, n: int, seed: int, test_n: int | None = None,
+                 exclude: Path | None = None) -> None:  # fmt: skip
+    """The synthetic corpus; with ``exclude`` (another corpus's test manifest) its sentences leave train and valid."""
+    from cka_probe.data.manifest import read_manifest, write_manifest
+    from cka_probe.data.synth import synthesize
+
+    paths = synthesize(lang=lang, n=n, out_dir=partial, seed=seed, test_n=test_n)
+    if exclude is not None:
+        held_out = {row["surface"] for row in read_manifest(exclude, check_audio=False)}
+        for split in ("train", "valid"):
+            write_manifest(paths[split], [r for r in read_manifest(paths[split]) if r["surface"] not in held_out])
+
+
+def train_action(partial: Path, *, arch: str, task: str | None, data: Path, scale: Scale, seed: int,
+                 variant: str = "shared") -> None:  # fmt: skip
+    from cka_probe.asr.train import train
+
+    train(arch=arch, task=task, train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
+          config=scale.config, out_dir=partial, resume=(partial / "last.pt").exists(), seed=seed,
+          epochs=scale.epochs, max_minutes=scale.train_minutes, device=scale.device, variant=variant)  # fmt: skip
+
+
+def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, device: str) -> None:
+    from cka_probe.asr.evaluate import evaluate
+
+    evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
+
+
+def untrained_action(partial: Path, *, data: Path, scale: Scale, seed: int) -> None:
+    from cka_probe.asr.train import untrained
+
+    untrained(arch="so", task="surface", train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
+              config=scale.config, out_dir=partial, seed=seed, device=scale.device)  # fmt: skip
+
+
+def extract_action(partial: Path, *, ckpt: Path | str, manifest: Path, name: str, device: str,
+                   role: str | None = None, word_spans: bool = False) -> None:  # fmt: skip
+    from cka_probe.extract.models import extract_model
+
+    extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role, word_spans=word_spans)
+
+
+def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int, word_level: bool = False) -> None:
+    from cka_probe.study.tables import write_tables
+
+    cer = sorted((run_dir / "cer").rglob("*.csv"))
+    write_tables([run_dir / "activations"], cer, partial, n_boot=scale.n_boot, n_perm=scale.n_perm, seed=seed,
+                 word_level=word_level)  # fmt: skip
+
+
+def figures_action(partial: Path, *, tables: Path) -> None:
+    from cka_probe.figures.write import write_figures
+
+    write_figures(tables, partial)
+
+
+def report_action(partial: Path, *, run_dir: Path) -> None:
+    from cka_probe.study.report import write_report
+
+    write_report(run_dir, partial / "report.md")
+
+
+def _on_available_device(scale: Scale) -> Scale:
+    """``scale`` on the CPU when it asks for CUDA and none is available."""
+    import torch
+
+    if scale.device.startswith("cuda") and not torch.cuda.is_available():
+        return replace(scale, device="cpu")
+    return scale
+
+
+def training_audio(stage: Stage) -> float:
+    """Seconds of training audio of a training stage, which its run time grows with (its ``Stage.cost``).
+
+    Longest-first list scheduling (Graham 1969) of trainings whose corpora differ in length: started in the
+    plan's order, the Korean trainings (their audio 1.3x the English) ended last, one core idle for 1.8 min of
+    the ``tiny`` run.
+    """
+    from cka_probe.data.manifest import read_manifest
+
+    manifest = Path(stage.kwargs.get("data", "")) / "train.jsonl"
+    if not manifest.is_file():
+        return 0.0
+    rows = read_manifest(manifest, check_audio=False, require=())  # the training itself checks the rest
+    return sum(float(row.get("duration", 0.0)) for row in rows)
+
+
+# -- the plan -----------------------------------------------------------------------------------------------------
+def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None,
+               models: dict[tuple[str, str], str]) -> dict[str, Path]:
+    """Where each language's train/valid/test manifests are: the user's folders or ``data/<lang>``."""
+    dirs = {lang: (data or {}).get(lang, run_dir / "data" / lang) for lang in langs}
+    for (lang, role), model in models.items():
+        if lang not in (data or {}):
+            raise CKAProbeError(f"--model {lang}:{role}={model}: give the manifests of {lang} with --data {lang}=DIR")
+    for lang, folder in (data or {}).items():
+        if lang not in langs:
+            raise CKAProbeError(f"--data {lang}={folder}: {lang} is not among --lang {' '.join(langs)}")
+        brought = all((lang, m) in models for m in MODELS)
+        for split in ("test",) if brought else ("train", "valid", "test"):
+            if not (folder / f"{split}.jsonl").exists():
+                raise CKAProbeError(f"--data {lang}={folder}: no {split}.jsonl in that folder")
+    return dirs
+
+
+def replicate_name(model: str, k: int) -> str:
+    """``sso`` for seed replicate 0, ``sso-s1`` for replicate 1, ... (the analysis reads ``-s<k>`` as the replicate)."""
+    return model if k == 0 else f"{model}-s{k}"
+
+
+def trainings(seeds: int, ceiling: bool, variants: Sequence[str] = ()) -> list[tuple[str, int]]:
+    """(model, replicate) of every training: K replicates of each role, plus a second SSO when K = 1 and ``ceiling``.
+
+    The longest (the variants, DO) first, so that trainings side by side end close together (longest-first list
+    scheduling).
+    """
+    runs = [(m, k) for m in (*variants, "do", "mso", "sso") for k in range(seeds)]
+    return runs + [("sso", 1)] * (seeds == 1 and ceiling)
+
+
+def _training(m: str) -> dict[str, Any]:
+    """``arch``, ``task`` (and a variant's ``variant``) of the training of model ``m``."""
+    if m in MODELS:
+        return {"arch": MODELS[m][0], "task": MODELS[m][1]}
+    return {"arch": "do", "task": None, "variant": m}
+
+
+def check_variants(variants: Sequence[str], config: str) -> None:
+    """Each of ``variants`` must be a structured variant that fits ``config`` (not ``shared``: that is DO)."""
+    from cka_probe.asr.config import load_config
+    from cka_probe.asr.variants.spec import parse_variant
+
+    n_layers = load_config(config)["encoder"]["n_layers"]
+    for name in variants:
+        if name == "shared":
+            raise CKAProbeError("--variants: 'shared' is the plain DO model, which every run trains")
+        parse_variant(name, n_layers)
+    if len(set(variants)) < len(variants):
+        raise CKAProbeError(f"--variants: {' '.join(variants)} names a variant twice")
+
+
+def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, Path] | None = None,
+         n: int | None = None, seed: int = 0, seeds: int = 1, resample_corpus: bool = False,
+         models: dict[tuple[str, str], str] | None = None, variants: Sequence[str] = (),
+         word_level: bool = False) -> list[Stage]:  # fmt: skip
+    """The stages of a reproduction, in order.
+
+    Model m of seed replicate k trains with seed ``seed + 3k + index(m)`` (initialisation and data order), so
+    that no similarity is inherited from a shared start and K = 1 is the single-seed run; the untrained floor
+    model takes seed ``seed + 3·max(K, 2)``, beyond every trained one. The corpus is the same for every
+    replicate unless ``resample_corpus`` (replicate k then trains on a corpus drawn with seed ``seed + k``,
+    from which replicate 0's test sentences are removed, and every model is scored on replicate 0's test split).
+    ``models`` maps (language, role) to a model the user brings: that role is not trained (no replicates, no
+    CER stage), and a language whose SSO is brought gets neither the ceiling's second SSO nor the floor.
+    ``variants`` (structured DO variants, :mod:`cka_probe.asr.variants.spec`) train beside DO with DO's seed of
+    their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
+    and extend the comparison set and the report (its "Mitigation" section). ``word_level`` (implied by
+    ``variants``) writes the word spans of each language's SSO store and adds the word-level tables.
+    """
+    models = models or {}
+    check_variants(variants, scale.config)
+    word_level = word_level or bool(variants)
+    if seeds < 1:
+        raise CKAProbeError(f"--seeds must be at least 1, got {seeds}")
+    if resample_corpus and data:
+        raise CKAProbeError("--resample-corpus draws new synthetic corpora; it cannot be combined with --data")
+    dirs = _data_dirs(run_dir, langs, data, models)
+    scale = _on_available_device(scale)
+    size = {"n": n or scale.n, "test_n": scale.test_n if n is None else None}
+    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size})
+              for lang in langs if lang not in (data or {})]  # fmt: skip
+    corpus = {(lang, k): dirs[lang] for lang in langs for k in range(seeds)}
+    for lang, k in list(corpus) if resample_corpus else []:
+        if k:
+            corpus[lang, k] = run_dir / "data" / f"{lang}-s{k}"
+            stages.append(Stage(f"synth {lang} s{k}", corpus[lang, k], synth_action,
+                                {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size}))
+    runs = trainings(seeds, scale.ceiling, variants)
+    ckpt = {}
+    for m, k in runs:
+        for lang in (lang for lang in langs if (lang, m) not in models):
+            name = replicate_name(m, k)
+            ckpt[lang, name] = run_dir / "checkpoints" / lang / name
+            kwargs = {**_training(m), "data": corpus.get((lang, k), dirs[lang]), "scale": scale,
+                      "seed": seed + 3 * k + list(MODELS).index(m if m in MODELS else "do")}  # fmt: skip
+            stages.append(Stage(f"train {lang} {name}", ckpt[lang, name], train_action, kwargs, parallel="train",
+                                resumable=True, cost=training_audio))  # fmt: skip
+    for lang in (lang for lang in langs if (lang, "sso") not in models):
+        ckpt[lang, FLOOR] = run_dir / "checkpoints" / lang / FLOOR
+        stages.append(Stage(f"init {lang} {FLOOR}", ckpt[lang, FLOOR], untrained_action,
+                            {"data": dirs[lang], "scale": scale, "seed": seed + 3 * max(seeds, 2)}, parallel="train"))
+    for (lang, name), folder in ckpt.items():
+        common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": name, "device": scale.device}
+        if name != FLOOR:
+            stages.append(Stage(f"evaluate {lang} {name}", run_dir / "cer" / lang / f"{name}.csv", evaluate_action,
+                                common, parallel="score"))  # fmt: skip
+        spans = {"word_spans": True} if word_level and name == "sso" else {}
+        stages.append(Stage(f"extract {lang} {name}", run_dir / "activations" / lang / f"{name}.h5", extract_action,
+                            common | spans, parallel="score", resumable=True))  # fmt: skip
+    for (lang, m), model in models.items():
+        brought = {"ckpt": model, "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device, "role": m}
+        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action,
+                            brought, parallel="score", resumable=True))
+    return stages + [
+        Stage("tables", run_dir / "tables", tables_action,
+              {"run_dir": run_dir, "scale": scale, "seed": seed} | ({"word_level": True} if word_level else {})),
+        Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
+        Stage("report", run_dir / "report.md", report_action, {"run_dir": run_dir}),
+    ]
+
+
+def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
+              n: int | None = None, seed: int = 0, jobs: int = 2, epochs: int | None = None,
+              train_minutes: float | None = None, seeds: int = 1, resample_corpus: bool = False,
+              ceiling: bool = True, models: dict[tuple[str, str], str] | None = None, variants: Sequence[str] = (),
+              word_level: bool = False) -> Path:  # fmt: skip
+    """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
+
+    ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
+    configuration, for a GPU). ``data`` maps a language to a folder with the
+    user's ``train.jsonl``, ``valid.jsonl`` and ``test.jsonl``. ``jobs``
+    trainings run side by side with one thread each. ``epochs`` replaces the
+    config's number of epochs (for every model); ``train_minutes`` caps each
+    training's wall time. ``seeds`` trains that many seed replicates of every
+    role (with one, ``tiny`` still trains a second SSO for the seed-to-seed
+    ceiling, unless ``ceiling`` is False); ``resample_corpus`` gives each
+    replicate its own training corpus. ``models`` maps ``(language, role)`` to
+    a model the user brings instead of training one (see the module docstring). ``variants`` also trains,
+    evaluates, extracts and compares those structured DO variants (``split-2``, ``shared-private``,
+    ``sparse-shared``); ``word_level`` (implied by ``variants``) adds the word-level analysis.
+    """
+    if scale not in SCALES:
+        raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    chosen = replace(SCALES[scale], ceiling=ceiling, **{k: v for k, v in (("epochs", epochs),
+                                                                          ("train_minutes", train_minutes))
+                                                       if v is not None})
+    stages = plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed, seeds=seeds, resample_corpus=resample_corpus,
+                  models=models, variants=variants, word_level=word_level)
+    run_stages(stages, run_dir, jobs=jobs)
+    return run_dir / "report.md"

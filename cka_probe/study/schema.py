@@ -1,0 +1,54 @@
+"""The study's table schema: column names, reference comparisons and row selectors.
+
+What ``figures/`` and the report read from the tables the study writes, so
+that neither imports the computation. Every table is tidy (one row per cell)
+and opens with ``pandas.read_csv``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+CEILING, FLOOR_NAME = "SSO-SSO'", "SSO-RAND"
+"""The seed-to-seed ceiling (SSO replicate j against j + 1) and the random-initialisation floor comparisons."""
+
+POOLED = "all"
+"""The ``seed`` of rows pooled over seeds (the other rows carry the replicate number)."""
+
+VALUE = "cka"
+"""The column holding a cell's value (linear CKA, or the measure named in ``estimator``)."""
+
+COLUMNS: tuple[str, ...] = (
+    "language",
+    "part",
+    "comparison",
+    "stream",
+    "stream_b",
+    "layer_a",
+    "layer_b",
+    "index_a",
+    "index_b",
+    "seed",
+    "seeds",
+    VALUE,
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adj",
+    "null_mean",
+    "n",
+    "estimator",
+    "kernel",
+    "pooling",
+)
+"""The columns of the cross-task table (``tables/cross_task.csv``), in order."""
+
+
+def pooled(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows pooled over seeds (``seed == "all"``) of a table with a ``seed`` column."""
+    return table[table["seed"].astype(str) == POOLED].reset_index(drop=True)
+
+
+def diagonal(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows with layer i against layer i (``index_a == index_b``) of a cross-task table."""
+    return table[table["index_a"] == table["index_b"]].reset_index(drop=True)

@@ -1,0 +1,90 @@
+"""All analysis tables of a run, written as CSV (and the CER table as Markdown) into one folder.
+
+| file | rows |
+|---|---|
+| ``cross_task.csv`` | every layer pair of every comparison and language (:data:`~cka_probe.study.cross_task.COLUMNS`) |
+| ``cross_lang.csv`` | per-layer differences between languages (with two or more languages) |
+| ``encoder_entanglement.csv``, ``decoder_departure.csv`` | the entanglement summary |
+| ``reference_gaps.csv`` | comparisons against the seed-to-seed ceiling and the random-initialisation floor |
+| ``cer.csv``, ``cer.md``, ``cer_gaps.csv`` | SO vs DO CER, and the gap per edit-distance bin |
+| ``mitigation_cer.csv``, ``mitigation_lean.csv`` | structured variants: CER against SO and DO, task-path lean against DO's (:mod:`~cka_probe.study.mitigation`) |
+| ``word_cross_task.csv``, ``word_lean.csv``, ``word_cer.csv`` | with ``word_level``: encoder CKA on divergent vs identical words, the lean per word set, the CER gap per word set (:mod:`~cka_probe.study.word_cross_task`) |
+
+Each file is written to a temporary name and renamed, so a table that exists is complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
+from cka_probe.study.cross_lang import language_differences
+from cka_probe.study.cross_task import cross_task_by_language
+from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
+from cka_probe.study.summary import decoder_departure, encoder_entanglement, reference_gaps
+from cka_probe.atomic import atomic_write_text
+
+
+def _write(text: str, path: Path) -> Path:
+    return atomic_write_text(path, text, point="tables")
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """``table`` as CSV at ``path`` (temporary file + rename)."""
+    return _write(table.to_csv(index=False), path)
+
+
+def write_tables(
+    stores: Sequence[str | Path],
+    cer_csvs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    n_boot: int = 200,
+    n_perm: int = 200,
+    level: float = 0.95,
+    debiased: bool = True,
+    seed: int = 0,
+    cross_lang: bool | None = None,
+    progress: bool = True,
+    word_level: bool = False,
+    measure: str = "cka",
+) -> dict[str, Path]:
+    """Run the cross-task, cross-language, summary and CER analyses and write their tables.
+
+    ``measure``: the similarity measure of the cross-task table (default linear CKA).
+    ``cross_lang``: None writes the differences between languages when the
+    stores hold two or more; True requires them; False leaves them out.
+    Stores and evaluate CSVs of structured variants add the mitigation tables;
+    ``word_level`` adds the word-level ones (the stores need a word-span sidecar).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = cross_task_by_language(stores, n_boot=n_boot, n_perm=n_perm, level=level, debiased=debiased,
+                                     seed=seed, progress=progress, measure=measure)  # fmt: skip
+    tables = {
+        "cross_task": pd.concat([r.table for r in results.values()], ignore_index=True),
+        "encoder_entanglement": encoder_entanglement(results, level=level),
+        "decoder_departure": decoder_departure(results, level=level),
+        "reference_gaps": reference_gaps(results, level=level),
+    }
+    if cross_lang or (cross_lang is None and len(results) > 1):
+        tables["cross_lang"] = language_differences(results, level=level)
+    lean = mitigation_lean(results, level=level)  # empty without variant stores
+    tables |= {"mitigation_lean": lean} if len(lean) else {}
+    cer_csvs, variant_csvs = split_variant_csvs(cer_csvs)
+    if cer_csvs:
+        tables["cer"] = cer_table(cer_csvs, level=level, seed=seed)
+        tables["cer_gaps"] = cer_gaps(cer_csvs, level=level, seed=seed)
+    if cer_csvs and variant_csvs:
+        tables["mitigation_cer"] = mitigation_cer(cer_csvs, variant_csvs, level=level, seed=seed)
+    if word_level:
+        from cka_probe.study.word_cross_task import word_tables
+
+        tables |= word_tables(stores, cer_csvs, n_boot=n_boot, level=level, debiased=debiased, seed=seed)
+    written = {name: write_csv(table, out / f"{name}.csv") for name, table in tables.items()}
+    if "cer" in tables:
+        written["cer_md"] = _write(cer_markdown(tables["cer"]), out / "cer.md")
+    return written
