@@ -1,6 +1,7 @@
 """What a few CPU minutes of training buy: tiny SO and DO models on the synthetic corpus.
 
-    python benchmarks/bench_asr.py [--n 600] [--minutes 3] [--threads 1] [--config tiny] [--langs en ko] [--out DIR]
+    python benchmarks/bench_asr.py [--n 600] [--minutes 3] [--threads 1] [--config tiny] [--langs en ko]
+    [--out DIR]
 
 For each language: synthesise ``n`` utterances (80/10/10 split), train the
 SO-surface, SO-meaning and DO models with a wall-time budget each,
@@ -27,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from cka_probe.text.cer import corpus_cer
 from cka_probe.asr.evaluate import evaluate, summary_path_for
 from cka_probe.asr.train import train
 from cka_probe.data.manifest import read_manifest
 from cka_probe.data.synth import synthesize
+from cka_probe.text.cer import corpus_cer
 
 MODELS = (("SSO", "so", "surface"), ("MSO", "so", "meaning"), ("DO", "do", None))
 OTHER = {"surface": "meaning", "meaning": "surface"}
@@ -55,16 +56,36 @@ def run_language(lang: str, n: int, minutes: float, config: str, out: Path) -> l
     results = []
     for name, arch, task in MODELS:
         start = time.perf_counter()
-        best = train(arch=arch, task=task, train_manifest=manifests["train"], valid_manifest=manifests["valid"],
-                     config=config, out_dir=out / f"{lang}_{name}", max_minutes=minutes)
+        best = train(
+            arch=arch,
+            task=task,
+            train_manifest=manifests["train"],
+            valid_manifest=manifests["valid"],
+            config=config,
+            out_dir=out / f"{lang}_{name}",
+            max_minutes=minutes,
+        )
         train_s = time.perf_counter() - start
-        summary, ctc = (test_summary(best, manifests["test"], out / f"{lang}_{name}_{d}.csv", d) for d in DECODINGS)
+        summary, ctc = (
+            test_summary(best, manifests["test"], out / f"{lang}_{name}_{d}.csv", d) for d in DECODINGS
+        )
         epoch = torch.load(best, weights_only=True)["epoch"]
         for t, entry in summary["tasks"].items():
             trivial, oracle = baselines(train_rows, test_rows, t)
-            results.append({"lang": lang, "model": name, "task": t, "cer": entry["cer"],
-                            "jamo_cer": entry.get("jamo_cer"), "ctc_cer": ctc["tasks"].get(t, {}).get("cer"),
-                            "trivial": trivial, "oracle": oracle, "best_epoch": epoch, "train_s": train_s})
+            results.append(
+                {
+                    "lang": lang,
+                    "model": name,
+                    "task": t,
+                    "cer": entry["cer"],
+                    "jamo_cer": entry.get("jamo_cer"),
+                    "ctc_cer": ctc["tasks"].get(t, {}).get("cer"),
+                    "trivial": trivial,
+                    "oracle": oracle,
+                    "best_epoch": epoch,
+                    "train_s": train_s,
+                }
+            )
     print(f"{lang}: {len(train_rows)} train / {len(test_rows)} test utterances, synthesis {synth_s:.1f} s")
     return results
 
@@ -76,12 +97,17 @@ def test_summary(best: Path, manifest: Path, out_csv: Path, decoding: str) -> di
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"{'lang':<5}{'model':<6}{'task':<9}{'att CER':>8}{'jamo':>7}{'CTC CER':>8}{'trivial':>8}{'oracle':>7}"
-          f"{'best ep':>8}{'train s':>8}")
+    print(
+        f"{'lang':<5}{'model':<6}{'task':<9}{'att CER':>8}{'jamo':>7}{'CTC CER':>8}"
+        f"{'trivial':>8}{'oracle':>7}"
+        f"{'best ep':>8}{'train s':>8}"
+    )
     for r in results:
         jamo, ctc = (f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("jamo_cer", "ctc_cer"))
-        print(f"{r['lang']:<5}{r['model']:<6}{r['task']:<9}{r['cer']:>8.1f}{jamo:>7}{ctc:>8}{r['trivial']:>8.1f}"
-              f"{r['oracle']:>7.1f}{r['best_epoch']:>8}{r['train_s']:>8.0f}")
+        print(
+            f"{r['lang']:<5}{r['model']:<6}{r['task']:<9}{r['cer']:>8.1f}{jamo:>7}{ctc:>8}{r['trivial']:>8.1f}"
+            f"{r['oracle']:>7.1f}{r['best_epoch']:>8}{r['train_s']:>8.0f}"
+        )
 
 
 def main() -> None:
@@ -97,10 +123,14 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
-        results = [r for lang in args.langs for r in run_language(lang, args.n, args.minutes, args.config, out)]
+        results = [
+            r for lang in args.langs for r in run_language(lang, args.n, args.minutes, args.config, out)
+        ]
     print_table(results)
-    print(f"total wall time {time.perf_counter() - start:.0f} s "
-          f"(config {args.config}, {args.threads} thread(s), budget {args.minutes} min per model)")
+    print(
+        f"total wall time {time.perf_counter() - start:.0f} s "
+        f"(config {args.config}, {args.threads} thread(s), budget {args.minutes} min per model)"
+    )
 
 
 if __name__ == "__main__":

@@ -48,12 +48,15 @@ def bench_fbank() -> None:
     wave = (0.1 * rng.standard_normal(60 * 16000)).astype(np.float32)
     ours, theirs = best_of(lambda: fbank(wave), 3), best_of(lambda: kaldi(wave), 3)
     diff = float(np.abs(fbank(wave).numpy() - kaldi(wave)).max())
-    print(f"fbank 60 s audio: cka_probe {ours * 1e3:.1f} ms, kaldi-native-fbank {theirs * 1e3:.1f} ms "
-          f"(ratio {ours / theirs:.2f}); max |difference| {diff:.2e}")
+    print(
+        f"fbank 60 s audio: cka_probe {ours * 1e3:.1f} ms, kaldi-native-fbank {theirs * 1e3:.1f} ms "
+        f"(ratio {ours / theirs:.2f}); max |difference| {diff:.2e}"
+    )
 
 
-def step_time(arch: str, pos_enc: str, seconds: float, steps: int,
-              variant: str = "shared") -> tuple[float, float, int]:
+def step_time(
+    arch: str, pos_enc: str, seconds: float, steps: int, variant: str = "shared"
+) -> tuple[float, float, int]:
     """(train step s, encoder inference s, parameters) of a tiny model on a batch of 16."""
     config = load_config("tiny")
     config["encoder"]["pos_enc"] = pos_enc
@@ -90,19 +93,29 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bench_fbank()
     base_train, base_encode, _ = step_time("so", "abs_pos", args.seconds, args.steps)
-    print(f"tiny training step, batch 16 x {args.seconds:g} s, {args.threads} thread(s); baseline SO abs_pos "
-          f"{base_train:.3f} s/step, encoder inference {base_encode:.3f} s")
+    print(
+        f"tiny training step, batch 16 x {args.seconds:g} s, {args.threads} thread(s); baseline SO abs_pos "
+        f"{base_train:.3f} s/step, encoder inference {base_encode:.3f} s"
+    )
     for arch in ("so", "do"):
         train, encode, params = step_time(arch, "rel_pos", args.seconds, args.steps)
-        print(f"  {arch.upper()} rel_pos ({params / 1e6:.2f}M parameters): {train:.3f} s/step "
-              f"({train / base_train:.2f}x baseline), encoder inference {encode:.3f} s ({encode / base_encode:.2f}x)")
+        print(
+            f"  {arch.upper()} rel_pos ({params / 1e6:.2f}M parameters): {train:.3f} s/step "
+            f"({train / base_train:.2f}x baseline), encoder inference {encode:.3f} s "
+            f"({encode / base_encode:.2f}x)"
+        )
     do_train, do_encode, do_params = step_time("do", "abs_pos", args.seconds, args.steps)
-    print(f"DO variants (tiny, abs_pos); baseline DO shared ({do_params / 1e6:.2f}M parameters) {do_train:.3f} s/step, "
-          f"encoder inference {do_encode:.3f} s")
+    print(
+        f"DO variants (tiny, abs_pos); baseline DO shared ({do_params / 1e6:.2f}M parameters) "
+        f"{do_train:.3f} s/step, "
+        f"encoder inference {do_encode:.3f} s"
+    )
     for variant in ("split-2", "shared-private", "sparse-shared"):
         train, encode, params = step_time("do", "abs_pos", args.seconds, args.steps, variant)
-        print(f"  {variant} ({params / 1e6:.2f}M parameters): {train:.3f} s/step ({train / do_train:.2f}x), "
-              f"encoder inference {encode:.3f} s ({encode / do_encode:.2f}x)")
+        print(
+            f"  {variant} ({params / 1e6:.2f}M parameters): {train:.3f} s/step ({train / do_train:.2f}x), "
+            f"encoder inference {encode:.3f} s ({encode / do_encode:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

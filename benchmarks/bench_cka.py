@@ -111,7 +111,8 @@ def irreducible(xs, ys) -> None:
 
 
 def augmented(layers, extra: int) -> list[torch.Tensor]:
-    """Each layer with ``extra`` more columns (the ones / q columns of an augmented layout: widths d + 1, d + 2)."""
+    """Each layer with ``extra`` more columns (the ones / q columns of an augmented layout: widths d + 1, d +
+    2)."""
     return [torch.cat([x, torch.ones(len(x), extra)], 1) for x in layers]
 
 
@@ -124,7 +125,10 @@ def reference_linear(xs, ys, chunk: int = 8192, debiased: bool = False) -> np.nd
     cross = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64)
     own_x = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
     own_y = torch.zeros(y.shape[1], y.shape[1], dtype=torch.float64)
-    rr = {k: torch.zeros(a, b, dtype=torch.float64) for k, a, b in (("xy", len(xs), len(ys)), ("xx", len(xs), len(xs)), ("yy", len(ys), len(ys)))}
+    rr = {
+        k: torch.zeros(a, b, dtype=torch.float64)
+        for k, a, b in (("xy", len(xs), len(ys)), ("xx", len(xs), len(xs)), ("yy", len(ys), len(ys)))
+    }
     for s in range(0, n, chunk):
         cx, cy = x[s : s + chunk].double() - mx, y[s : s + chunk].double() - my
         cross += cx.T @ cy
@@ -145,19 +149,24 @@ def reference_linear(xs, ys, chunk: int = 8192, debiased: bool = False) -> np.nd
 
     hx = [hsic(own_x, i, i, "xx") for i in range(len(xs))]
     hy = [hsic(own_y, j, j, "yy") for j in range(len(ys))]
-    return np.array([[hsic(cross, i, j, "xy") / np.sqrt(hx[i] * hy[j]) for j in range(len(ys))] for i in range(len(xs))])
+    return np.array(
+        [[hsic(cross, i, j, "xy") / np.sqrt(hx[i] * hy[j]) for j in range(len(ys))] for i in range(len(xs))]
+    )
 
 
 def stream_all(named_x, named_y, rows):
     """Feed the rows to ``StreamingLinearCKA`` in chunks of ``rows``."""
     acc = StreamingLinearCKA(list(named_x), list(named_y))
     for s in range(0, len(named_x[0]), rows):
-        acc.update({k: v[s : s + rows] for k, v in named_x.items()}, {k: v[s : s + rows] for k, v in named_y.items()})
+        acc.update(
+            {k: v[s : s + rows] for k, v in named_x.items()}, {k: v[s : s + rows] for k, v in named_y.items()}
+        )
     return acc.result()
 
 
 def naive_gram_pair(x: torch.Tensor, y: torch.Tensor) -> float:
     """Textbook float32 Gram-space CKA of one pair: centred Grams and torch.linalg.norm."""
+
     def centred(a):
         k = a @ a.T
         row = k.mean(0)
@@ -207,8 +216,19 @@ def run_pytorch_cka(xs, ys, batch):
     from cka import compute_cka
 
     names = [f"layers.{i}" for i in range(LAYERS)]
-    return compute_cka(Replay(xs), Replay(ys), loader(len(xs[0]), batch), layers=names, model2_layers=names,
-                       device="cpu", progress=False)[0].double().numpy()
+    return (
+        compute_cka(
+            Replay(xs),
+            Replay(ys),
+            loader(len(xs[0]), batch),
+            layers=names,
+            model2_layers=names,
+            device="cpu",
+            progress=False,
+        )[0]
+        .double()
+        .numpy()
+    )
 
 
 def installed(module: str) -> bool:
@@ -217,8 +237,10 @@ def installed(module: str) -> bool:
 
 def report(name: str, record: dict, base: float, error: float | None, note: str = "") -> None:
     err = "      -" if error is None else f"{error:8.1e}"
-    print(f"  {name:<34} {record['seconds']:9.2f} s {record['seconds'] / base:8.2f}x  err {err}  "
-          f"peak {record['peak_mib']:8.0f} MiB  {note}")
+    print(
+        f"  {name:<34} {record['seconds']:9.2f} s {record['seconds'] / base:8.2f}x  err {err}  "
+        f"peak {record['peak_mib']:8.0f} MiB  {note}"
+    )
 
 
 def linear_section(n: int, peers: bool, batch: int) -> None:
@@ -227,26 +249,38 @@ def linear_section(n: int, peers: bool, batch: int) -> None:
     ref = reference_linear(xs, ys)
     named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
     wide = {extra: (augmented(xs, extra), augmented(ys, extra)) for extra in (1, 2)}
-    runs = interleaved(3, {
-        "irreducible": lambda: irreducible(xs, ys),
-        "augmented 1": lambda: irreducible(*wide[1]),
-        "augmented 2": lambda: irreducible(*wide[2]),
-        "biased": lambda: cka_matrix(named_x, named_y),
-        "debiased": lambda: cka_matrix(named_x, named_y, debiased=True),
-        "stream": lambda: stream_all(named_x, named_y, 4096),
-    })
+    runs = interleaved(
+        3,
+        {
+            "irreducible": lambda: irreducible(xs, ys),
+            "augmented 1": lambda: irreducible(*wide[1]),
+            "augmented 2": lambda: irreducible(*wide[2]),
+            "biased": lambda: cka_matrix(named_x, named_y),
+            "debiased": lambda: cka_matrix(named_x, named_y, debiased=True),
+            "stream": lambda: stream_all(named_x, named_y, 4096),
+        },
+    )
     base = runs["irreducible"][0]
     report("irreducible float32 GEMMs", base, base["seconds"], None, f"widths {LAYERS * WIDTH:,} (aligned)")
     for extra in (1, 2):
-        report(f"same GEMMs at d + {extra} per layer", runs[f"augmented {extra}"][0], base["seconds"], None,
-               f"widths {LAYERS * (WIDTH + extra):,} (the augmented layout)")
-    del wide
+        report(
+            f"same GEMMs at d + {extra} per layer",
+            runs[f"augmented {extra}"][0],
+            base["seconds"],
+            None,
+            f"widths {LAYERS * (WIDTH + extra):,} (the augmented layout)",
+        )
+    wide.clear()  # the augmented copies are large; the lambdas above have run
     biased, table = runs["biased"]
     report("engine cka_matrix biased", biased, base["seconds"], np.abs(table.values - ref).max())
     rec, table = runs["debiased"]
-    report("engine cka_matrix debiased", rec, base["seconds"],
-           np.abs(table.values - reference_linear(xs, ys, debiased=True)).max(),
-           f"({rec['seconds'] / biased['seconds']:.2f}x biased)")
+    report(
+        "engine cka_matrix debiased",
+        rec,
+        base["seconds"],
+        np.abs(table.values - reference_linear(xs, ys, debiased=True)).max(),
+        f"({rec['seconds'] / biased['seconds']:.2f}x biased)",
+    )
     rec, table = runs["stream"]
     report("engine StreamingLinearCKA (4096/chunk)", rec, base["seconds"], np.abs(table.values - ref).max())
     if not peers:
@@ -255,9 +289,13 @@ def linear_section(n: int, peers: bool, batch: int) -> None:
     with measured(rec):
         value = naive_gram_pair(xs[5], ys[7])
     rec["seconds"] *= LAYERS * LAYERS
-    report("naive float32 Gram, per pair", rec, base["seconds"], abs(value - ref[5, 7]), "extrap. from 1 pair")
-    for label, module, fn in ((f"torch-cka 0.21 (batch {batch})", "torch_cka", run_torch_cka),
-                              (f"pytorch-cka 1.1.3 minibatch ({batch})", "cka", run_pytorch_cka)):
+    report(
+        "naive float32 Gram, per pair", rec, base["seconds"], abs(value - ref[5, 7]), "extrap. from 1 pair"
+    )
+    for label, module, fn in (
+        (f"torch-cka 0.21 (batch {batch})", "torch_cka", run_torch_cka),
+        (f"pytorch-cka 1.1.3 minibatch ({batch})", "cka", run_pytorch_cka),
+    ):
         if not installed(module):
             print(f"  {label:<34} not installed")
             continue
@@ -276,13 +314,19 @@ def linear_section(n: int, peers: bool, batch: int) -> None:
     with measured(rec):
         value = float(cka_base(xs[5][:m], ys[7][:m]))
     rec["seconds"] *= LAYERS * LAYERS * (n / m) ** 2
-    report("ckatorch 1.0.3 (float64, per pair)", rec, base["seconds"], abs(value - sub),
-           f"extrap. from 1 pair at n={m} (its cost grows as n^2)")
+    report(
+        "ckatorch 1.0.3 (float64, per pair)",
+        rec,
+        base["seconds"],
+        abs(value - sub),
+        f"extrap. from 1 pair at n={m} (its cost grows as n^2)",
+    )
 
 
 def rbf_floor(xs, ys, sigma: float) -> np.ndarray:
     """In-memory float32 RBF CKA: per layer one GEMM for squared distances, the exact median of all n^2
     of them (numpy's definition), in-place exp_ and centring; one (L, n^2) x (n^2, L) GEMM for all pairs."""
+
     def centred(a):
         a = a - a.mean(0)
         d = squared_distances(a, a)
@@ -294,7 +338,10 @@ def rbf_floor(xs, ys, sigma: float) -> np.ndarray:
 
     gx, gy = torch.stack([centred(x) for x in xs]), torch.stack([centred(y) for y in ys])
     inner = (gx @ gy.T).double()
-    return (inner / torch.outer((gx * gx).sum(1, dtype=torch.float64), (gy * gy).sum(1, dtype=torch.float64)).sqrt()).numpy()
+    return (
+        inner
+        / torch.outer((gx * gx).sum(1, dtype=torch.float64), (gy * gy).sum(1, dtype=torch.float64)).sqrt()
+    ).numpy()
 
 
 def median_sq(a: torch.Tensor) -> float:
@@ -305,6 +352,7 @@ def median_sq(a: torch.Tensor) -> float:
 
 def reference_rbf(xs, ys, sigma: float) -> np.ndarray:
     """float64 RBF CKA with numpy's median (Kornblith et al.'s reference bandwidth), one x Gram at a time."""
+
     def centred(a):
         a = a.double()
         sq = (a * a).sum(1)
@@ -329,20 +377,40 @@ def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> None:
     ref = reference_rbf(xs, ys, sigma)
     named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
     sub = min(1024, n // 4)
-    runs = interleaved(2, {
-        "floor": lambda: rbf_floor(xs, ys, sigma),
-        "engine": lambda: cka_matrix(named_x, named_y, kernel="rbf", sigma=sigma),
-        "subsampled": lambda: cka_matrix(named_x, named_y, kernel="rbf", sigma=sigma, median_rows=sub),
-    })
+    runs = interleaved(
+        2,
+        {
+            "floor": lambda: rbf_floor(xs, ys, sigma),
+            "engine": lambda: cka_matrix(named_x, named_y, kernel="rbf", sigma=sigma),
+            "subsampled": lambda: cka_matrix(named_x, named_y, kernel="rbf", sigma=sigma, median_rows=sub),
+        },
+    )
     base, values = runs["floor"]
-    report("in-memory float32 floor", base, base["seconds"], np.abs(values - ref).max(), "(baseline; holds all 24 Grams)")
+    report(
+        "in-memory float32 floor",
+        base,
+        base["seconds"],
+        np.abs(values - ref).max(),
+        "(baseline; holds all 24 Grams)",
+    )
     rec, table = runs["engine"]
-    report("engine cka_matrix rbf (exact median)", rec, base["seconds"], np.abs(table.values - ref).max(), "blocks")
+    report(
+        "engine cka_matrix rbf (exact median)",
+        rec,
+        base["seconds"],
+        np.abs(table.values - ref).max(),
+        "blocks",
+    )
     rec, sub_table = runs["subsampled"]
     exact_sq = np.array(list(table.attrs["rbf_sq_sigma_x"].values()))
     sub_sq = np.array(list(sub_table.attrs["rbf_sq_sigma_x"].values()))
-    report(f"engine rbf, median of {sub} rows", rec, base["seconds"], np.abs(sub_table.values - ref).max(),
-           f"s^2 off by up to {np.abs(sub_sq / exact_sq - 1).max():.1%}")
+    report(
+        f"engine rbf, median of {sub} rows",
+        rec,
+        base["seconds"],
+        np.abs(sub_table.values - ref).max(),
+        f"s^2 off by up to {np.abs(sub_sq / exact_sq - 1).max():.1%}",
+    )
     if peers and installed("ckatorch"):
         from ckatorch.core import cka_base
 
@@ -350,7 +418,13 @@ def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> None:
         with measured(rec):
             value = float(cka_base(xs[5], ys[7], kernel="rbf", threshold=sigma))
         rec["seconds"] *= LAYERS * LAYERS
-        report("ckatorch 1.0.3 rbf (float64)", rec, base["seconds"], abs(value - ref[5, 7]), "extrap. from 1 pair")
+        report(
+            "ckatorch 1.0.3 rbf (float64)",
+            rec,
+            base["seconds"],
+            abs(value - ref[5, 7]),
+            "extrap. from 1 pair",
+        )
     elif peers:
         print(f"  {'ckatorch 1.0.3':<34} not installed")
 
@@ -358,20 +432,31 @@ def rbf_section(n: int, peers: bool, sigma: float = 0.8) -> None:
 def nystrom_section(n: int, exact: np.ndarray | None, ranks, sigma: float = 0.8) -> None:
     xs, ys = activations(n, 1), activations(n, 2)
     named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
-    print(f"\nNystrom kernel CKA (RBF, sigma={sigma}), 12 x 12 layers, d={WIDTH}, n={n:,}"
-          + ("; errors against the exact engine" if exact is not None else ""))
+    print(
+        f"\nNystrom kernel CKA (RBF, sigma={sigma}), 12 x 12 layers, d={WIDTH}, n={n:,}"
+        + ("; errors against the exact engine" if exact is not None else "")
+    )
     for rank in ranks:
         rec = {}
         with measured(rec):
             table = nystrom_cka_matrix(named_x, named_y, sigma=sigma, rank=rank)
         err = None if exact is None else np.abs(table.values - exact).max()
-        report(f"nystrom_cka_matrix rank {rank}", rec, rec["seconds"], err, f"median of {table.attrs['rbf_median_rows']:,} rows")
+        report(
+            f"nystrom_cka_matrix rank {rank}",
+            rec,
+            rec["seconds"],
+            err,
+            f"median of {table.attrs['rbf_median_rows']:,} rows",
+        )
 
 
 def measures_section(n: int, rsa_n: int) -> None:
     xs, ys = activations(n, 1), activations(n, 2)
     named_x, named_y = dict(enumerate(xs)), dict(enumerate(ys))
-    print(f"\nother measures, 12 x 12 layers, d={WIDTH}, n={n:,} (float32 inputs; float64 work); ratio to linear CKA")
+    print(
+        f"\nother measures, 12 x 12 layers, d={WIDTH}, n={n:,} (float32 inputs; float64 work); ratio to "
+        "linear CKA"
+    )
     base = {}
     with measured(base):
         cka_matrix(named_x, named_y)
@@ -386,8 +471,13 @@ def measures_section(n: int, rsa_n: int) -> None:
         rec = {}
         with measured(rec):
             similarity_matrix(small_x, small_y, measure="rsa", compare=compare)
-        report(f"rsa ({compare}), n={rsa_n:,}", rec, base["seconds"], None,
-               "at n=20,000 the 24 RDMs need 18 GiB: over the budget" if rsa_n < n else "")
+        report(
+            f"rsa ({compare}), n={rsa_n:,}",
+            rec,
+            base["seconds"],
+            None,
+            "at n=20,000 the 24 RDMs need 18 GiB: over the budget" if rsa_n < n else "",
+        )
 
 
 def main() -> None:
@@ -398,16 +488,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; times as ratios to the first row of each block")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; times as ratios to the first row "
+        "of each block"
+    )
     large = not (args.quick or args.no_large)
     sizes = [(1500, True)] if args.quick else [(20_000, True)] + ([(100_000, False)] if large else [])
     rbf_n = 512 if args.quick else 4096
     parts = {
         "linear": lambda: [linear_section(n, peers, batch=250 if args.quick else 1000) for n, peers in sizes],
         "rbf": lambda: rbf_section(rbf_n, peers=True),
-        "nystrom": lambda: [nystrom_section(rbf_n, cka_matrix(activations(rbf_n, 1), activations(rbf_n, 2), kernel="rbf").values,
-                                            [64, 128] if args.quick else [128, 256, 512, 1024]),
-                            large and nystrom_section(100_000, None, [256])],
+        "nystrom": lambda: [
+            nystrom_section(
+                rbf_n,
+                cka_matrix(activations(rbf_n, 1), activations(rbf_n, 2), kernel="rbf").values,
+                [64, 128] if args.quick else [128, 256, 512, 1024],
+            ),
+            large and nystrom_section(100_000, None, [256]),
+        ],
         "measures": lambda: measures_section(1500 if args.quick else 20_000, 1500 if args.quick else 4096),
     }
     for part in args.only:

@@ -31,18 +31,34 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     depth = {"encoder": 12, "decoder/surface": 6, "decoder/meaning": 6}
-    reps = {(role, stream): {f"{stream}.{i}": rng.standard_normal((args.n, 256)) for i in range(depth[stream])}
-            for role, stream in {(c.role_a, c.stream_a) for c in COMPARISONS} | {(c.role_b, c.stream_b) for c in COMPARISONS}}
+    reps = {
+        (role, stream): {f"{stream}.{i}": rng.standard_normal((args.n, 256)) for i in range(depth[stream])}
+        for role, stream in {(c.role_a, c.stream_a) for c in COMPARISONS}
+        | {(c.role_b, c.stream_b) for c in COMPARISONS}
+    }
     perms = [rng.permutation(args.n) for _ in range(args.resamples)]
 
     start = time.perf_counter()
     sets = {key: gram_resample.GramSet(layers) for key, layers in reps.items()}
-    fast = [gram_resample.permuted(sets[c.role_a, c.stream_a], sets[c.role_b, c.stream_b], perms) for c in COMPARISONS]
+    fast = [
+        gram_resample.permuted(sets[c.role_a, c.stream_a], sets[c.role_b, c.stream_b], perms)
+        for c in COMPARISONS
+    ]
     gram_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    slow = [np.array([[[feature_space_cka(x, y[p]) for y in reps[c.role_b, c.stream_b].values()]
-                       for x in reps[c.role_a, c.stream_a].values()] for p in perms]) for c in COMPARISONS]
+    slow = [
+        np.array(
+            [
+                [
+                    [feature_space_cka(x, y[p]) for y in reps[c.role_b, c.stream_b].values()]
+                    for x in reps[c.role_a, c.stream_a].values()
+                ]
+                for p in perms
+            ]
+        )
+        for c in COMPARISONS
+    ]
     feature_s = time.perf_counter() - start
 
     error = max(float(np.abs(f - s).max()) for f, s in zip(fast, slow))

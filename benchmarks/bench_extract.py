@@ -11,7 +11,8 @@
    linear accumulator) against reading the same layers whole with plain h5py
    and calling ``cka_matrix``. Target <= 1.5x.
 
-Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--hf-utterances 8] [--rows 40000] [--repeats 7]
+Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--hf-utterances 8] [--rows 40000] [--repeats
+7]
 [--dtype float32|float16] [--device cpu|cuda]``.
 """
 
@@ -27,11 +28,11 @@ import h5py
 import numpy as np
 import torch
 
-from cka_probe.compare.stores import compare_stores
 from cka_probe.asr import build_model, load_config
-from cka_probe.measures import cka_matrix
+from cka_probe.compare.stores import compare_stores
 from cka_probe.extract import extract
 from cka_probe.extract.asr import default_layers, layer_streams, teacher_forced
+from cka_probe.measures import cka_matrix
 from cka_probe.store import StoreWriter
 
 
@@ -58,10 +59,19 @@ def asr_batches(n: int, batch: int, vocab: int, seed: int = 0) -> list[dict]:
     for b in range(0, n, batch):
         feat_lens = torch.randint(200, 500, (batch,), generator=gen)
         ys_lens = {t: torch.randint(20, 60, (batch,), generator=gen) for t in ("surface", "meaning")}
-        out.append({"ids": [f"u{b + i}" for i in range(batch)], "tasks": ["surface", "meaning"],
-                    "feats": torch.randn(batch, int(feat_lens.max()), 80, generator=gen), "feat_lens": feat_lens,
-                    "ys_in": {t: torch.randint(0, vocab, (batch, int(k.max())), generator=gen) for t, k in ys_lens.items()},
-                    "ys_in_lens": ys_lens})
+        out.append(
+            {
+                "ids": [f"u{b + i}" for i in range(batch)],
+                "tasks": ["surface", "meaning"],
+                "feats": torch.randn(batch, int(feat_lens.max()), 80, generator=gen),
+                "feat_lens": feat_lens,
+                "ys_in": {
+                    t: torch.randint(0, vocab, (batch, int(k.max())), generator=gen)
+                    for t, k in ys_lens.items()
+                },
+                "ys_in_lens": ys_lens,
+            }
+        )
     return out
 
 
@@ -79,7 +89,9 @@ def raw_write_seconds(nbytes: int, tmp: Path, repeats: int) -> float:
 
 def bench_extraction(n: int, tmp: Path, repeats: int, dtype: str) -> float:
     torch.manual_seed(0)
-    model = build_model(load_config("tiny"), "do", ("surface", "meaning"), {"surface": 40, "meaning": 40}).eval()
+    model = build_model(
+        load_config("tiny"), "do", ("surface", "meaning"), {"surface": 40, "meaning": 40}
+    ).eval()
     batches = asr_batches(n, 16, 40)
     streams = layer_streams(model, default_layers(model.tasks), model.tasks)
 
@@ -98,8 +110,16 @@ def bench_extraction(n: int, tmp: Path, repeats: int, dtype: str) -> float:
 
     def extraction():
         inside.clear()
-        extract(model, batches, layers=streams, out=tmp / "bench.h5", forward=timed_forward, overwrite=True,
-                dtype=dtype, progress=False)
+        extract(
+            model,
+            batches,
+            layers=streams,
+            out=tmp / "bench.h5",
+            forward=timed_forward,
+            overwrite=True,
+            dtype=dtype,
+            progress=False,
+        )
 
     plain()
     t_plain, t_extract, median = interleaved_best(repeats, plain, extraction)
@@ -107,14 +127,23 @@ def bench_extraction(n: int, tmp: Path, repeats: int, dtype: str) -> float:
     extraction()
     t_run = time.perf_counter() - start
     rows = sum(int(b["feat_lens"].div(4, rounding_mode="floor").sum()) for b in batches)
-    print(f"extract: {n} utterances, tiny DO model, {sum(map(len, streams.values()))} layers, ~{rows} encoder frames")
-    print(f"  plain forward {t_plain:.2f} s   extract {t_extract:.2f} s   ratio {t_extract / t_plain:.2f}x "
-          f"(median of {repeats} pairs {median:.2f}x; target <= 1.25x)")
-    print(f"  one extract run: {t_run:.2f} s of which forward passes {sum(inside):.2f} s: "
-          f"ratio {t_run / sum(inside):.2f}x")
+    print(
+        f"extract: {n} utterances, tiny DO model, {sum(map(len, streams.values()))} layers, ~{rows} "
+        "encoder frames"
+    )
+    print(
+        f"  plain forward {t_plain:.2f} s   extract {t_extract:.2f} s   ratio {t_extract / t_plain:.2f}x "
+        f"(median of {repeats} pairs {median:.2f}x; target <= 1.25x)"
+    )
+    print(
+        f"  one extract run: {t_run:.2f} s of which forward passes {sum(inside):.2f} s: "
+        f"ratio {t_run / sum(inside):.2f}x"
+    )
     size = (tmp / "bench.h5").stat().st_size
-    print(f"  the store holds {size / 2**20:.1f} MiB ({dtype}); writing that many bytes to a plain file here "
-          f"takes {raw_write_seconds(size, tmp, repeats):.2f} s")
+    print(
+        f"  the store holds {size / 2**20:.1f} MiB ({dtype}); writing that many bytes to a plain file here "
+        f"takes {raw_write_seconds(size, tmp, repeats):.2f} s"
+    )
     return t_extract / t_plain
 
 
@@ -126,8 +155,15 @@ def whisper_base_adapter(tmp: Path):
     from cka_probe.extract.models.whisper import WhisperAdapter
 
     torch.manual_seed(0)
-    config = WhisperConfig(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
-                           decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048)
+    config = WhisperConfig(
+        d_model=512,
+        encoder_layers=6,
+        decoder_layers=6,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=2048,
+        decoder_ffn_dim=2048,
+    )
     WhisperForConditionalGeneration(config).save_pretrained(tmp / "whisper-base-random")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -140,9 +176,15 @@ def whisper_batches(n: int, batch: int, vocab: int, seed: int = 0) -> list[dict]
     out = []
     for b in range(0, n, batch):
         samples = torch.randint(32000, 80000, (batch,), generator=gen)
-        item = {"ids": [f"u{b + i}" for i in range(batch)], "tasks": ["surface", "meaning"],
-                "input_features": torch.randn(batch, 80, 3000, generator=gen), "enc_lens": -(-samples // 320),
-                "decoder_ids": {}, "dec_lens": {}, "tokens": {}}
+        item = {
+            "ids": [f"u{b + i}" for i in range(batch)],
+            "tasks": ["surface", "meaning"],
+            "input_features": torch.randn(batch, 80, 3000, generator=gen),
+            "enc_lens": -(-samples // 320),
+            "decoder_ids": {},
+            "dec_lens": {},
+            "tokens": {},
+        }
         for task in item["tasks"]:
             lens = torch.randint(20, 60, (batch,), generator=gen) + 4
             item["decoder_ids"][task] = torch.randint(0, vocab, (batch, int(lens.max())), generator=gen)
@@ -173,16 +215,30 @@ def bench_hf_extraction(n: int, tmp: Path, repeats: int, dtype: str, device: str
         sync()
 
     def extraction():
-        extract(model, batches, layers=streams, out=tmp / "whisper.h5", forward=adapter.forward,
-                select=adapter.select, overwrite=True, dtype=dtype, device=device, progress=False)
+        extract(
+            model,
+            batches,
+            layers=streams,
+            out=tmp / "whisper.h5",
+            forward=adapter.forward,
+            select=adapter.select,
+            overwrite=True,
+            dtype=dtype,
+            device=device,
+            progress=False,
+        )
         sync()
 
     plain()
     t_plain, t_extract, median = interleaved_best(repeats, plain, extraction)
-    print(f"extract (HF): {n} utterances, Whisper-base-sized random model on {device}, "
-          f"{sum(map(len, streams.values()))} layers over its three streams")
-    print(f"  plain forward {t_plain:.2f} s   extract {t_extract:.2f} s   ratio {t_extract / t_plain:.2f}x "
-          f"(median of {repeats} pairs {median:.2f}x; target <= 1.25x)")
+    print(
+        f"extract (HF): {n} utterances, Whisper-base-sized random model on {device}, "
+        f"{sum(map(len, streams.values()))} layers over its three streams"
+    )
+    print(
+        f"  plain forward {t_plain:.2f} s   extract {t_extract:.2f} s   ratio {t_extract / t_plain:.2f}x "
+        f"(median of {repeats} pairs {median:.2f}x; target <= 1.25x)"
+    )
     return t_extract / t_plain
 
 
@@ -191,12 +247,19 @@ def write_store(path: Path, layers: int, rows: int, dim: int, seed: int) -> None
     base = rng.normal(size=(rows, dim)).astype(np.float32)
     lengths = np.full(rows // 50, 50)
     with StoreWriter(path) as writer:
-        acts = {("encoder", f"layers.{i}"): (np.tanh(base @ rng.normal(size=(dim, dim)).astype(np.float32) / 8),
-                                               lengths) for i in range(layers)}
+        acts = {
+            ("encoder", f"layers.{i}"): (
+                np.tanh(base @ rng.normal(size=(dim, dim)).astype(np.float32) / 8),
+                lengths,
+            )
+            for i in range(layers)
+        }
         for lo in range(0, len(lengths), 100):
             sel = slice(lo * 50, (lo + 100) * 50)
-            writer.append([f"u{i}" for i in range(lo, lo + 100)],
-                          {k: (r[sel], lengths[lo: lo + 100]) for k, (r, _) in acts.items()})
+            writer.append(
+                [f"u{i}" for i in range(lo, lo + 100)],
+                {k: (r[sel], lengths[lo : lo + 100]) for k, (r, _) in acts.items()},
+            )
         writer.finish()
 
 
@@ -217,19 +280,24 @@ def bench_compare(rows: int, tmp: Path, repeats: int) -> tuple[float, float]:
         ours = compare_stores(a, b, pool=pool)
         base = plain(dataset)
         assert np.allclose(ours.to_numpy(), base.to_numpy(), rtol=1e-4), (ours, base)
-        t_plain, t_store, median = interleaved_best(repeats, lambda: plain(dataset),
-                                                    lambda: compare_stores(a, b, pool=pool))
+        t_plain, t_store, median = interleaved_best(
+            repeats, lambda d=dataset: plain(d), lambda p=pool: compare_stores(a, b, pool=p)
+        )
         n = ours.attrs["n"]
         print(f"compare pool={pool}: {layers}x{layers} layers, d={dim}, n={n}")
-        print(f"  h5py + cka_matrix {t_plain:.2f} s   compare_stores {t_store:.2f} s   "
-              f"ratio {t_store / t_plain:.2f}x (median of {repeats} pairs {median:.2f}x; target <= 1.5x)")
+        print(
+            f"  h5py + cka_matrix {t_plain:.2f} s   compare_stores {t_store:.2f} s   "
+            f"ratio {t_store / t_plain:.2f}x (median of {repeats} pairs {median:.2f}x; target <= 1.5x)"
+        )
         ratios.append(t_store / t_plain)
     return tuple(ratios)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--utterances", type=int, default=256, help="utterances of the bundled case (0: skip it)")
+    parser.add_argument(
+        "--utterances", type=int, default=256, help="utterances of the bundled case (0: skip it)"
+    )
     parser.add_argument("--hf-utterances", type=int, default=8, help="utterances of the HF case (0: skip it)")
     parser.add_argument("--device", default="cpu", help="device of the HF case")
     parser.add_argument("--rows", type=int, default=40_000, help="rows of the compare case (0: skip it)")

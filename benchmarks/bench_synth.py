@@ -33,8 +33,12 @@ def phonemes_of(texts: list[str], voice: str) -> list[list[str]]:
     """espeak-ng's phoneme tokens (stress removed) for each text, one call per text."""
     out = []
     for text in texts:
-        line = subprocess.run(["espeak-ng", "-q", "-x", "--sep=_", "-v", voice, text],
-                              capture_output=True, text=True, check=True).stdout
+        line = subprocess.run(
+            ["espeak-ng", "-q", "-x", "--sep=_", "-v", voice, text],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         out.append([t.lstrip("',") for t in line.replace(" ", "_").split("_") if t.strip("',")])
     return out
 
@@ -50,8 +54,10 @@ def faithfulness(rows: list[dict], k: int) -> None:
     spoken = phonemes_of([r["phonemes"] for r in sample], "en-us")
     for field in ("surface", "meaning"):
         per = phoneme_error_rate(spoken, phonemes_of([r[field] for r in sample], "en-us"))
-        print(f"  spoken phonemes vs espeak-ng reading of the {field:7s} text: PER {per:5.1f}% "
-              f"({len(sample)} utterances with errors)")
+        print(
+            f"  spoken phonemes vs espeak-ng reading of the {field:7s} text: PER {per:5.1f}% "
+            f"({len(sample)} utterances with errors)"
+        )
 
 
 def audibility(rows: list[dict], k: int) -> None:
@@ -59,8 +65,11 @@ def audibility(rows: list[dict], k: int) -> None:
     sample = [r for r in rows if r["surface"] != r["meaning"]][:k]
     surface, meaning = (phonemes_of([r[f] for r in sample], "ko") for f in ("surface", "meaning"))
     silent = sum(s == m for s, m in zip(surface, meaning))
-    print(f"  espeak-ng reading of surface vs meaning Hangul: PER {phoneme_error_rate(meaning, surface):5.1f}%, "
-          f"identical for {silent} of {len(sample)} utterances with errors")
+    print(
+        "  espeak-ng reading of surface vs meaning Hangul: "
+        f"PER {phoneme_error_rate(meaning, surface):5.1f}%, "
+        f"identical for {silent} of {len(sample)} utterances with errors"
+    )
 
 
 def baseline_seconds(texts: list[str], voice: str) -> float:
@@ -71,10 +80,14 @@ def baseline_seconds(texts: list[str], voice: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--faithful", type=int, default=200, help="utterances with errors checked for faithfulness")
+    parser.add_argument(
+        "--faithful", type=int, default=200, help="utterances with errors checked for faithfulness"
+    )
     args = parser.parse_args()
     espeak.espeak_binary()
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,8 +97,10 @@ def main() -> None:
             seconds = time.perf_counter() - start
             rows = [r for p in paths.values() for r in read_manifest(p)]
             base = baseline_seconds([r["meaning"] for r in rows], voice)
-            print(f"{lang}: synthesize {args.n} utterances with {args.workers} workers: {seconds:.1f} s; "
-                  f"baseline (sequential espeak-ng, no files): {base:.1f} s; ratio {seconds / base:.2f}")
+            print(
+                f"{lang}: synthesize {args.n} utterances with {args.workers} workers: {seconds:.1f} s; "
+                f"baseline (sequential espeak-ng, no files): {base:.1f} s; ratio {seconds / base:.2f}"
+            )
             (faithfulness if lang == "en" else audibility)(rows, args.faithful)
 
 

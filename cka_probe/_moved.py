@@ -27,8 +27,21 @@ MOVED: dict[str, tuple[str, ...]] = {
     **{
         f"cka_probe.cka.{name}": (f"cka_probe.measures.{name}",)
         for name in (
-            "cca", "gram", "grouped", "hsic", "kernels", "matrix", "minibatch", "moments",
-            "nystrom", "pair", "procrustes", "rsa", "similarity", "streaming", "weighted",
+            "cca",
+            "gram",
+            "grouped",
+            "hsic",
+            "kernels",
+            "matrix",
+            "minibatch",
+            "moments",
+            "nystrom",
+            "pair",
+            "procrustes",
+            "rsa",
+            "similarity",
+            "streaming",
+            "weighted",
         )
     },
     "cka_probe.analyze": ("cka_probe.study", "cka_probe.compare"),
@@ -42,8 +55,16 @@ MOVED: dict[str, tuple[str, ...]] = {
     **{
         f"cka_probe.analyze.{name}": (f"cka_probe.study.{name}",)
         for name in (
-            "cer", "cross_lang", "cross_task", "load", "mitigation", "roles", "summary",
-            "tables", "word_cer", "word_cross_task",
+            "cer",
+            "cross_lang",
+            "cross_task",
+            "load",
+            "mitigation",
+            "roles",
+            "summary",
+            "tables",
+            "word_cer",
+            "word_cross_task",
         )
     },
     "cka_probe.report": ("cka_probe.study.report",),
@@ -66,7 +87,9 @@ class MovedModule(types.ModuleType):
             module = importlib.import_module(target)
             if hasattr(module, attr):
                 return getattr(module, attr)
-        raise AttributeError(f"module {self.__name__!r} (moved to {', '.join(self._targets)}) has no {attr!r}")
+        raise AttributeError(
+            f"module {self.__name__!r} (moved to {', '.join(self._targets)}) has no {attr!r}"
+        )
 
 
 class MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -80,7 +103,8 @@ class MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         targets = MOVED[spec.name]
         warnings.warn(
-            f"{spec.name} has moved to {' and '.join(targets)}; the old path will be removed in the next release",
+            f"{spec.name} has moved to {' and '.join(targets)}; the old path will be removed in the next "
+            "release",
             DeprecationWarning,
             stacklevel=2,
         )

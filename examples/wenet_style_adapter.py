@@ -18,14 +18,16 @@ from cka_probe.asr.features import fbank, load_wav
 
 
 class TinyEncoder(nn.Module):
-    """80-dim fbank ``(B, T, 80)`` -> 4x subsampling (two stride-2 convs) -> Transformer layers ``(B, T', D)``."""
+    """80-dim fbank ``(B, T, 80)`` -> 4x subsampling (two stride-2 convs) -> Transformer layers ``(B, T',
+    D)``."""
 
     def __init__(self, d_model: int = 32, n_layers: int = 2):
         super().__init__()
         self.embed = nn.Sequential(nn.Conv2d(1, 4, 3, 2), nn.ReLU(), nn.Conv2d(4, 4, 3, 2), nn.ReLU())
         self.project = nn.Linear(4 * 19, d_model)
-        self.encoders = nn.ModuleList(nn.TransformerEncoderLayer(d_model, 2, 64, dropout=0.0, batch_first=True)
-                                      for _ in range(n_layers))
+        self.encoders = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model, 2, 64, dropout=0.0, batch_first=True) for _ in range(n_layers)
+        )
 
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
@@ -57,18 +59,24 @@ class WenetStyleAdapter:
 
     def batches(self, rows, batch_size, tasks):
         for start in range(0, len(rows), batch_size):
-            block = rows[start: start + batch_size]
+            block = rows[start : start + batch_size]
             feats = [fbank(load_wav(r["audio"], 16000, r.get("start"), r.get("end"))) for r in block]
             lengths = torch.tensor([len(f) for f in feats])
-            yield {"ids": [r["id"] for r in block], "feats": nn.utils.rnn.pad_sequence(feats, batch_first=True),
-                   "lengths": lengths}
+            yield {
+                "ids": [r["id"] for r in block],
+                "feats": nn.utils.rnn.pad_sequence(feats, batch_first=True),
+                "lengths": lengths,
+            }
 
     def forward(self, model, batch):
         model(batch["feats"], batch["lengths"])
         return {"encoder": TinyEncoder.output_lengths(batch["lengths"])}
 
     def attrs(self):
-        return {"arch": "wenet-style-ctc", "weights": os.environ.get("WENET_STYLE_WEIGHTS", "random (seed 0)")}
+        return {
+            "arch": "wenet-style-ctc",
+            "weights": os.environ.get("WENET_STYLE_WEIGHTS", "random (seed 0)"),
+        }
 
 
 def adapter() -> WenetStyleAdapter:

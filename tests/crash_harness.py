@@ -29,8 +29,18 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["torch", "h5py", "pandas", "cka_probe.cli", "cka_probe.pipeline",
-                                 "cka_probe.extract", "cka_probe.asr.train", "cka_probe.study.report"])
+_CONTEXT.set_forkserver_preload(
+    [
+        "torch",
+        "h5py",
+        "pandas",
+        "cka_probe.cli",
+        "cka_probe.pipeline",
+        "cka_probe.extract",
+        "cka_probe.asr.train",
+        "cka_probe.study.report",
+    ]
+)
 KILLED = -signal.SIGKILL
 TIMEOUT_S = 300
 
@@ -64,15 +74,23 @@ class Harness:
     def __init__(self, target: Callable | Sequence[str], workdir: Path, env: dict[str, str] | None = None):
         self.target, self.workdir = target, Path(workdir)
         # no progress bars: their multiprocessing locks are semaphores that a killed child never releases
-        self.env = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "CKA_PROBE_CRASH_AT": "", "CKA_PROBE_CRASH_LOG": "",
-                    **(env or {})}
+        self.env = {
+            "OMP_NUM_THREADS": "1",
+            "TQDM_DISABLE": "1",
+            "CKA_PROBE_CRASH_AT": "",
+            "CKA_PROBE_CRASH_LOG": "",
+            **(env or {}),
+        }
         self.log = self.workdir / "harness.log"
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     def run(self, crash_at: str | int | None = None, crash_log: Path | None = None) -> int:
         """One run; its exit code (``KILLED`` when a crash point killed it)."""
-        env = {**self.env, "CKA_PROBE_CRASH_AT": "" if crash_at is None else str(crash_at),
-               "CKA_PROBE_CRASH_LOG": str(crash_log or "")}
+        env = {
+            **self.env,
+            "CKA_PROBE_CRASH_AT": "" if crash_at is None else str(crash_at),
+            "CKA_PROBE_CRASH_LOG": str(crash_log or ""),
+        }
         child = _CONTEXT.Process(target=_child, args=(self.target, env, str(self.log), str(self.workdir)))
         child.start()
         child.join(TIMEOUT_S)
@@ -91,7 +109,8 @@ class Harness:
         return listing.read_text().split() if listing.exists() else []
 
     def kill_and_finish(self, k: int, *, then: int | None = None) -> None:
-        """Kill a run at its ``k``-th point (and the rerun at its ``then``-th), then finish it with a rerun."""
+        """Kill a run at its ``k``-th point (and the rerun at its ``then``-th), then finish it with a
+        rerun."""
         assert self.run(crash_at=k) == KILLED, f"point {k} was not reached\n{self.tail()}"
         if then is not None:
             code = self.run(crash_at=then)

@@ -30,9 +30,11 @@ def mean_cca(x, y, ridge=0.0):
     if ridge == 0:
         return canonical(x, y)[0].mean()
     x, y = _centred(x), _centred(y)
+
     def inv_root(a):
         c = a.T @ a
         return fractional_matrix_power(c + ridge * np.diag(np.diag(c)), -0.5)
+
     return np.linalg.svd(inv_root(x) @ x.T @ y @ inv_root(y), compute_uv=False).mean()
 
 
@@ -42,6 +44,7 @@ def svcca(x, y, keep=0.99):
         _, s, vt = np.linalg.svd(a, full_matrices=False)
         k = np.searchsorted(np.cumsum(s**2) / np.sum(s**2), keep) + 1
         return a @ vt[:k].T
+
     return mean_cca(reduce(x), reduce(y))
 
 
@@ -50,8 +53,12 @@ def pwcca(x, y):
     rho, hx, hy = canonical(x, y)
     side, h = (x, hx) if x.shape[1] <= y.shape[1] else (y, hy)
     z = _centred(side)
-    weights = np.array([sum(abs(h[:, i] @ z[:, j]) for j in range(z.shape[1])) / np.linalg.norm(h[:, i])
-                        for i in range(h.shape[1])])
+    weights = np.array(
+        [
+            sum(abs(h[:, i] @ z[:, j]) for j in range(z.shape[1])) / np.linalg.norm(h[:, i])
+            for i in range(h.shape[1])
+        ]
+    )
     return np.sum(weights / weights.sum() * rho)
 
 

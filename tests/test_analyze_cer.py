@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.study.cer import cer_gaps, cer_table
 from cka_probe.errors import CKAProbeError
+from cka_probe.study.cer import cer_gaps, cer_table
 
 # (surface_meaning_ed, ed_bin) per utterance: two utterances in each bin
 EDS = [(0, "0"), (0, "0"), (2, "1-3"), (3, "1-3"), (5, "4-10"), (9, "4-10"), (12, ">10"), (20, ">10")]
@@ -18,9 +18,19 @@ def rows(errors, task, language="en", repeat=1, jamo=False):
     out = []
     for r in range(repeat):
         for i, ((ed, b), length) in enumerate(zip(EDS, REF_LEN)):
-            row = {"id": f"u{r}-{i}", "language": language, "task": task, "decoding": "attention", "ref": "x",
-                   "hyp": "y", "errors": errors[task][i], "ref_len": length, "cer": 0.0, "surface_meaning_ed": ed,
-                   "ed_bin": b}  # fmt: skip
+            row = {
+                "id": f"u{r}-{i}",
+                "language": language,
+                "task": task,
+                "decoding": "attention",
+                "ref": "x",
+                "hyp": "y",
+                "errors": errors[task][i],
+                "ref_len": length,
+                "cer": 0.0,
+                "surface_meaning_ed": ed,
+                "ed_bin": b,
+            }
             if jamo:
                 row |= {"jamo_errors": 2 * errors[task][i], "jamo_ref_len": 3 * length, "jamo_cer": 0.0}
             out.append(row)
@@ -29,10 +39,15 @@ def rows(errors, task, language="en", repeat=1, jamo=False):
 
 def write(tmp_path, repeat=1, language="en", jamo=False):
     paths = []
-    for name, errors, tasks in (("sso", SO_ERR, ["surface"]), ("mso", SO_ERR, ["meaning"]),
-                                ("do", DO_ERR, ["surface", "meaning"])):  # fmt: skip
+    for name, errors, tasks in (
+        ("sso", SO_ERR, ["surface"]),
+        ("mso", SO_ERR, ["meaning"]),
+        ("do", DO_ERR, ["surface", "meaning"]),
+    ):
         path = tmp_path / f"{language}-{name}.csv"
-        pd.DataFrame([r for t in tasks for r in rows(errors, t, language, repeat, jamo)]).to_csv(path, index=False)
+        pd.DataFrame([r for t in tasks for r in rows(errors, t, language, repeat, jamo)]).to_csv(
+            path, index=False
+        )
         paths.append(path)
     return paths
 
@@ -63,7 +78,9 @@ def test_gap_per_bin_and_interval_shrinks_with_n(tmp_path):
     assert list(surface.ed_bin) == ["0", "1-3", "4-10", ">10"]
     for k, b in enumerate(["0", "1-3", "4-10", ">10"]):
         i = [j for j, (_, in_bin) in enumerate(EDS) if in_bin == b]
-        expected = 100 * sum(DO_ERR["surface"][j] - SO_ERR["surface"][j] for j in i) / sum(REF_LEN[j] for j in i)
+        expected = (
+            100 * sum(DO_ERR["surface"][j] - SO_ERR["surface"][j] for j in i) / sum(REF_LEN[j] for j in i)
+        )
         assert surface.gap.iloc[k] == pytest.approx(expected)
     assert list(surface.n) == [2, 2, 2, 2] and list(large[large.task == "surface"].n) == [32] * 4
     np.testing.assert_allclose(large.gap, small.gap)
@@ -108,12 +125,17 @@ def test_seeds_are_paired_on_the_utterances_they_share_whatever_their_row_order(
     for name in ("sso", "mso", "do"):
         frame = pd.read_csv(tmp_path / f"en-{name}.csv", dtype={"id": str, "ed_bin": str})
         frame[frame.id != "u0-3"].iloc[::-1].to_csv(tmp_path / f"en-{name}-s1.csv", index=False)
-    table = cer_table([*paths, *(tmp_path / f"en-{name}-s1.csv" for name in ("sso", "mso", "do"))], n_boot=400)
+    table = cer_table(
+        [*paths, *(tmp_path / f"en-{name}-s1.csv" for name in ("sso", "mso", "do"))], n_boot=400
+    )
     keep = [i for i in range(len(EDS)) if i != 3]
     for task in ("surface", "meaning"):
         rows_ = table[table.task == task].set_index("seed")
         gap = 100 * sum(DO_ERR[task][i] - SO_ERR[task][i] for i in keep) / sum(REF_LEN[i] for i in keep)
         assert rows_.loc["0", "n"] == rows_.loc["1", "n"] == rows_.loc["all", "n"] == 7
         assert rows_.loc["all", "gap"] == pytest.approx(gap)
-        np.testing.assert_allclose(rows_.loc["all", ["ci_low", "ci_high"]].to_numpy(float),
-                                   rows_.loc["0", ["ci_low", "ci_high"]].to_numpy(float), rtol=1e-9)  # fmt: skip
+        np.testing.assert_allclose(
+            rows_.loc["all", ["ci_low", "ci_high"]].to_numpy(float),
+            rows_.loc["0", ["ci_low", "ci_high"]].to_numpy(float),
+            rtol=1e-9,
+        )

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+from test_analyze_cross_task import representations
 
-from cka_probe.study.cross_lang import DIFF_COLUMNS, language_differences
-from cka_probe.study.cross_task import cross_task_arrays, pooled
 from cka_probe.errors import CKAProbeError
-from test_analyze_cross_task import layers, representations
+from cka_probe.study.cross_lang import DIFF_COLUMNS, language_differences
+from cka_probe.study.cross_task import cross_task_arrays
+from cka_probe.study.schema import pooled
 
 
 def analyse(reps, language):
@@ -17,7 +18,9 @@ def test_entangled_encoder_differs_from_an_independent_one():
     rng = np.random.default_rng(0)
     n = 60
     entangled = representations(rng, n)
-    entangled["do"]["encoder"] = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in entangled["sso"]["encoder"].items()}
+    entangled["do"]["encoder"] = {
+        k: v + 0.1 * rng.standard_normal(v.shape) for k, v in entangled["sso"]["encoder"].items()
+    }
     separate = representations(rng, n)
     diff = pooled(language_differences({"ko": analyse(separate, "ko"), "en": analyse(entangled, "en")}))
     assert list(diff.columns) == list(DIFF_COLUMNS)

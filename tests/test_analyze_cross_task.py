@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.measures import gram_resample
-from cka_probe.inference import intervals
-from cka_probe.study.cross_task import COLUMNS, COMPARISONS, cross_task_arrays, diagonal, pooled
-from cka_probe.study.roles import assign_roles, role_of
 from cka_probe.errors import CKAProbeError
+from cka_probe.inference import intervals
+from cka_probe.measures import gram_resample
+from cka_probe.study.cross_task import COMPARISONS, cross_task_arrays
+from cka_probe.study.roles import assign_roles, role_of
+from cka_probe.study.schema import COLUMNS, diagonal, pooled
 
 
 def feature_space_cka(x, y):
@@ -33,8 +34,14 @@ def layers(rng, prefix, n, count=3, d=5):
 def representations(rng, n, *, do_encoder=None):
     """Random models of one language; ``do_encoder`` replaces the DO encoder's layers."""
     reps = {
-        "sso": {"encoder": layers(rng, "encoder.layers", n), "decoder/surface": layers(rng, "decoders.surface.layers", n, 2)},
-        "mso": {"encoder": layers(rng, "encoder.layers", n), "decoder/meaning": layers(rng, "decoders.meaning.layers", n, 2)},
+        "sso": {
+            "encoder": layers(rng, "encoder.layers", n),
+            "decoder/surface": layers(rng, "decoders.surface.layers", n, 2),
+        },
+        "mso": {
+            "encoder": layers(rng, "encoder.layers", n),
+            "decoder/meaning": layers(rng, "decoders.meaning.layers", n, 2),
+        },
         "do": {
             "encoder": do_encoder if do_encoder is not None else layers(rng, "encoder.layers", n),
             "decoder/surface": layers(rng, "decoders.surface.layers", n, 2),
@@ -70,7 +77,9 @@ def test_do_encoder_identical_to_sso_gives_cka_one_on_that_diagonal():
 def test_every_cell_matches_the_feature_space_formula():
     rng = np.random.default_rng(1)
     reps = representations(rng, 30)
-    table = pooled(cross_task_arrays(reps, language="ko", n_boot=0, n_perm=0, debiased=False, progress=False).table)
+    table = pooled(
+        cross_task_arrays(reps, language="ko", n_boot=0, n_perm=0, debiased=False, progress=False).table
+    )
     assert len(table) == 3 * 9 + 6 * 4
     for comp in COMPARISONS:
         xs, ys = reps[comp.role_a][comp.stream_a], reps[comp.role_b][comp.stream_b]
@@ -123,14 +132,18 @@ def test_permutation_p_separates_related_from_independent():
     for strength in (0.0, 2.0):
         x, y = related(rng, 60, d=4, strength=strength)
         a, b = gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y})
-        p[strength] = intervals.permutation_pvalue(gram_resample.point_estimate(a, b), gram_resample.permuted(a, b, perms))[0, 0]
+        p[strength] = intervals.permutation_pvalue(
+            gram_resample.point_estimate(a, b), gram_resample.permuted(a, b, perms)
+        )[0, 0]
     assert p[2.0] == pytest.approx(0.01)
     assert p[0.0] > 0.05
 
 
 def test_table_is_tidy_and_survives_a_csv_round_trip(tmp_path):
     rng = np.random.default_rng(6)
-    table = cross_task_arrays(representations(rng, 12), language="en", n_boot=5, n_perm=5, progress=False).table
+    table = cross_task_arrays(
+        representations(rng, 12), language="en", n_boot=5, n_perm=5, progress=False
+    ).table
     assert list(table.columns) == list(COLUMNS)
     assert set(zip(table.part, table.comparison)) == {(c.part, c.name) for c in COMPARISONS}
     assert (table.n == 12).all() and (table.estimator == "debiased").all()
@@ -140,8 +153,10 @@ def test_table_is_tidy_and_survives_a_csv_round_trip(tmp_path):
 
 def test_results_are_seeded():
     reps = representations(np.random.default_rng(7), 15)
-    first, second = (cross_task_arrays(reps, language="en", n_boot=10, n_perm=10, seed=3, progress=False).table
-                     for _ in range(2))  # fmt: skip
+    first, second = (
+        cross_task_arrays(reps, language="en", n_boot=10, n_perm=10, seed=3, progress=False).table
+        for _ in range(2)
+    )
     pd.testing.assert_frame_equal(first, second)
 
 

@@ -1,18 +1,21 @@
 """The cross-task set read from activation stores written with the store's own writer."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from cka_probe.study.cross_lang import cross_lang
-from cka_probe.study.cross_task import cross_task, diagonal, pooled
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import StoreWriter
+from cka_probe.study.cross_lang import cross_lang
+from cka_probe.study.cross_task import cross_task
+from cka_probe.study.schema import diagonal, pooled
 
 N_UTT, DIM = 24, 6
 ROLE_ATTRS = {"sso": ("so", ["surface"]), "mso": ("so", ["meaning"]), "do": ("do", ["surface", "meaning"])}
-STREAMS = {"sso": ["encoder", "decoder/surface"], "mso": ["encoder", "decoder/meaning"],
-           "do": ["encoder", "decoder/surface", "decoder/meaning"]}  # fmt: skip
+STREAMS = {
+    "sso": ["encoder", "decoder/surface"],
+    "mso": ["encoder", "decoder/meaning"],
+    "do": ["encoder", "decoder/surface", "decoder/meaning"],
+}
 
 
 def frames(seed, n_layers):
@@ -28,7 +31,9 @@ def write_store(path, role, language, *, encoder_seed, order=None, seed=0):
     order = np.arange(N_UTT) if order is None else order
     layers = {}
     for k, stream in enumerate(STREAMS[role]):
-        n_layers, prefix = (3, "encoder.layers") if stream == "encoder" else (2, f"decoders.{stream[8:]}.layers")
+        n_layers, prefix = (
+            (3, "encoder.layers") if stream == "encoder" else (2, f"decoders.{stream[8:]}.layers")
+        )
         lengths, rows = frames(encoder_seed if stream == "encoder" else seed * 10 + k, n_layers)
         starts = np.concatenate([[0], np.cumsum(lengths)])
         for i, x in enumerate(rows):
@@ -48,7 +53,14 @@ def run_dir(tmp_path_factory):
         (root / language).mkdir()
         write_store(root / language / "sso.h5", "sso", language, encoder_seed=1, seed=1)
         write_store(root / language / "mso.h5", "mso", language, encoder_seed=2, seed=2)
-        write_store(root / language / "do.h5", "do", language, encoder_seed=do_seed, order=np.arange(N_UTT)[::-1], seed=3)
+        write_store(
+            root / language / "do.h5",
+            "do",
+            language,
+            encoder_seed=do_seed,
+            order=np.arange(N_UTT)[::-1],
+            seed=3,
+        )
     return root
 
 

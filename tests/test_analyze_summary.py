@@ -1,18 +1,22 @@
 """The entanglement summary: paired differences of the cross-task diagonals."""
 
 import numpy as np
-
-from cka_probe.study.cross_task import cross_task_arrays, diagonal, pooled
-from cka_probe.study.summary import decoder_departure, encoder_entanglement
 from test_analyze_cross_task import representations
+
+from cka_probe.study.cross_task import cross_task_arrays
+from cka_probe.study.schema import diagonal, pooled
+from cka_probe.study.summary import decoder_departure, encoder_entanglement
 
 
 def test_encoder_lean_and_decoder_pull_follow_the_built_structure():
     rng = np.random.default_rng(0)
     reps = representations(rng, 40)
-    reps["do"]["encoder"] = {k: v + 0.2 * rng.standard_normal(v.shape) for k, v in reps["sso"]["encoder"].items()}
-    reps["do"]["decoder/meaning"] = {k.replace("surface", "meaning"): v.copy()
-                                     for k, v in reps["sso"]["decoder/surface"].items()}  # fmt: skip
+    reps["do"]["encoder"] = {
+        k: v + 0.2 * rng.standard_normal(v.shape) for k, v in reps["sso"]["encoder"].items()
+    }
+    reps["do"]["decoder/meaning"] = {
+        k.replace("surface", "meaning"): v.copy() for k, v in reps["sso"]["decoder/surface"].items()
+    }
     result = cross_task_arrays(reps, language="en", n_boot=100, n_perm=0, progress=False)
     enc = pooled(encoder_entanglement({"en": result}))
     diag = pooled(diagonal(result.table)).set_index(["part", "comparison", "index_a"]).sort_index().cka

@@ -1,4 +1,5 @@
-"""The top-level API of docs/design.md: ``from cka_probe import linear_cka, kernel_cka, cka_matrix, ActivationStore, extract``."""
+"""The top-level API of docs/design.md: ``from cka_probe import linear_cka, kernel_cka, cka_matrix,
+ActivationStore, extract``."""
 
 from __future__ import annotations
 

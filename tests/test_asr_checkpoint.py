@@ -21,13 +21,17 @@ class Custom:
 
 def small_parts(arch="do", tasks=("surface", "meaning")):
     config = load_config("tiny")
-    config["encoder"].update(d_model=32, n_layers=2, ffn_dim=64, subsampling_channels=4, conv_kernel=5, conv_norm="batch_norm")
+    config["encoder"].update(
+        d_model=32, n_layers=2, ffn_dim=64, subsampling_channels=4, conv_kernel=5, conv_norm="batch_norm"
+    )
     config["decoder"].update(n_layers=1, ffn_dim=64)
     texts = {"surface": ["ze cat", "bery"], "meaning": ["the cat", "very"]}
     tokenizers = {t: CharTokenizer.build(texts[t], language="en") for t in tasks}
     torch.manual_seed(0)
     model = build_model(config, arch, tasks, {t: tok.vocab_size for t, tok in tokenizers.items()})
-    cmvn = GlobalCMVN(torch.linspace(-1, 1, 80, dtype=torch.float64), torch.full((80,), 0.5, dtype=torch.float64))
+    cmvn = GlobalCMVN(
+        torch.linspace(-1, 1, 80, dtype=torch.float64), torch.full((80,), 0.5, dtype=torch.float64)
+    )
     return model, config, tokenizers, cmvn
 
 
@@ -37,19 +41,37 @@ def outputs(model, tasks):
     ys, ys_lens = torch.randint(0, 5, (2, 4)), torch.tensor([4, 2])
     with torch.no_grad():
         enc, enc_lens = model.encode(feats, feat_lens)
-        return [enc, enc_lens, model.ctc_log_probs(enc), *(model.decode_teacher_forced(t, enc, enc_lens, ys, ys_lens) for t in tasks)]
+        return [
+            enc,
+            enc_lens,
+            model.ctc_log_probs(enc),
+            *(model.decode_teacher_forced(t, enc, enc_lens, ys, ys_lens) for t in tasks),
+        ]
 
 
 @pytest.mark.parametrize("arch,tasks", [("do", ("surface", "meaning")), ("so", ("meaning",))])
 def test_save_load_gives_identical_outputs_and_rebuilt_parts(tmp_path, arch, tasks):
     model, config, tokenizers, cmvn = small_parts(arch, tasks)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model(torch.randn(2, 40, 80), torch.tensor([40, 33]), {t: torch.tensor([[2, 3], [4, -1]]) for t in tasks},
-          {t: torch.tensor([2, 1]) for t in tasks})["loss"].backward()
+    model(
+        torch.randn(2, 40, 80),
+        torch.tensor([40, 33]),
+        {t: torch.tensor([[2, 3], [4, -1]]) for t in tasks},
+        {t: torch.tensor([2, 1]) for t in tasks},
+    )["loss"].backward()
     optimizer.step()  # non-trivial optimizer state and BatchNorm running statistics
     model.eval()
-    path = save_checkpoint(tmp_path / "sub" / "best.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn,
-                           epoch=3, metrics={"valid_loss": 1.5}, optimizer=optimizer, extra={"note": "x"})
+    path = save_checkpoint(
+        tmp_path / "sub" / "best.pt",
+        model=model,
+        config=config,
+        tokenizers=tokenizers,
+        cmvn=cmvn,
+        epoch=3,
+        metrics={"valid_loss": 1.5},
+        optimizer=optimizer,
+        extra={"note": "x"},
+    )
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]  # no temporary file left behind
     raw = torch.load(path, weights_only=True)
     assert raw["format_version"] == FORMAT_VERSION and raw["arch"] == arch and raw["tasks"] == list(tasks)
@@ -75,7 +97,9 @@ def test_checkpoint_that_needs_code_is_refused_naming_the_file(tmp_path):
 
 def test_format_version_mismatch_and_foreign_files_are_clear_errors(tmp_path):
     model, config, tokenizers, cmvn = small_parts()
-    path = save_checkpoint(tmp_path / "a.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=0, metrics={})
+    path = save_checkpoint(
+        tmp_path / "a.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=0, metrics={}
+    )
     ckpt = torch.load(path, weights_only=True)
     ckpt["format_version"] = FORMAT_VERSION + 1
     torch.save(ckpt, tmp_path / "future.pt")
@@ -93,7 +117,9 @@ def test_format_version_mismatch_and_foreign_files_are_clear_errors(tmp_path):
 
 def test_weights_that_do_not_fit_the_config_name_the_file(tmp_path):
     model, config, tokenizers, cmvn = small_parts()
-    path = save_checkpoint(tmp_path / "a.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=0, metrics={})
+    path = save_checkpoint(
+        tmp_path / "a.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=0, metrics={}
+    )
     ckpt = torch.load(path, weights_only=True)
     ckpt["config"]["encoder"]["n_layers"] = 3
     torch.save(ckpt, tmp_path / "edited.pt")
@@ -103,7 +129,15 @@ def test_weights_that_do_not_fit_the_config_name_the_file(tmp_path):
 
 def test_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
     model, config, tokenizers, cmvn = small_parts()
-    path = save_checkpoint(tmp_path / "last.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=1, metrics={})
+    path = save_checkpoint(
+        tmp_path / "last.pt",
+        model=model,
+        config=config,
+        tokenizers=tokenizers,
+        cmvn=cmvn,
+        epoch=1,
+        metrics={},
+    )
     before = path.read_bytes()
 
     def broken_save(obj, f):
@@ -112,6 +146,8 @@ def test_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path, monkeyp
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=2, metrics={})
+        save_checkpoint(
+            path, model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=2, metrics={}
+        )
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

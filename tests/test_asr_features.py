@@ -11,7 +11,13 @@ import torch
 from scipy.io import wavfile
 
 from cka_probe.asr.cmvn import GlobalCMVN
-from cka_probe.asr.data import MIN_FRAMES, ManifestBatches, TrainBatches, length_grouped_batches, load_features
+from cka_probe.asr.data import (
+    MIN_FRAMES,
+    ManifestBatches,
+    TrainBatches,
+    length_grouped_batches,
+    load_features,
+)
 from cka_probe.asr.features import fbank, load_wav
 from cka_probe.asr.specaugment import spec_augment
 from cka_probe.asr.tokenizer import CharTokenizer
@@ -22,7 +28,9 @@ def chirp(seconds: float, seed: int = 0) -> np.ndarray:
     """A rising tone plus a little noise, in [-1, 1], at 16 kHz."""
     t = np.arange(int(16000 * seconds)) / 16000
     rng = np.random.default_rng(seed)
-    return (0.4 * np.sin(2 * np.pi * (200 + 900 * t) * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    return (0.4 * np.sin(2 * np.pi * (200 + 900 * t) * t) + 0.02 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
 
 
 def kaldi_fbank(wave: np.ndarray) -> np.ndarray:
@@ -147,7 +155,15 @@ def write_corpus(folder, seconds=(0.6, 0.3, 0.45)):
     rows = []
     for i, s in enumerate(seconds):
         wavfile.write(folder / f"u{i}.wav", 16000, np.round(chirp(s, seed=i) * 32767).astype(np.int16))
-        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": f"ze {i}", "meaning": f"the {i}", "language": "en"})
+        rows.append(
+            {
+                "id": f"u{i}",
+                "audio": f"u{i}.wav",
+                "surface": f"ze {i}",
+                "meaning": f"the {i}",
+                "language": "en",
+            }
+        )
     (folder / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
@@ -156,11 +172,19 @@ def test_manifest_batches_carry_ids_normalised_feats_and_sos_prefixed_targets(tm
     rows = write_corpus(tmp_path)
     for r in rows:
         r["audio"] = str(tmp_path / r["audio"])
-    feats = load_features(rows, {"sample_rate": 16000, "n_mels": 80, "frame_length_ms": 25.0, "frame_shift_ms": 10.0})
+    feats = load_features(
+        rows, {"sample_rate": 16000, "n_mels": 80, "frame_length_ms": 25.0, "frame_shift_ms": 10.0}
+    )
     cmvn = GlobalCMVN.from_features(feats)
     toks = {t: CharTokenizer.build([r[t] for r in rows], language="en") for t in ("surface", "meaning")}
-    ckpt = {"config": {"features": {"sample_rate": 16000, "n_mels": 80, "frame_length_ms": 25.0, "frame_shift_ms": 10.0}},
-            "tokenizers": toks, "cmvn": cmvn, "tasks": ["surface", "meaning"]}
+    ckpt = {
+        "config": {
+            "features": {"sample_rate": 16000, "n_mels": 80, "frame_length_ms": 25.0, "frame_shift_ms": 10.0}
+        },
+        "tokenizers": toks,
+        "cmvn": cmvn,
+        "tasks": ["surface", "meaning"],
+    }
     batches = list(ManifestBatches(tmp_path / "m.jsonl", ckpt, batch_size=2))
     assert [b["ids"] for b in batches] == [["u0", "u1"], ["u2"]]
     first = batches[0]
@@ -194,4 +218,6 @@ def test_too_short_utterance_is_named(tmp_path):
     wavfile.write(tmp_path / "short.wav", 16000, np.zeros(400 + 160 * (MIN_FRAMES - 2), dtype=np.int16))
     row = {"id": "tiny-one", "audio": str(tmp_path / "short.wav")}
     with pytest.raises(CKAProbeError, match="tiny-one"):
-        load_features([row], {"sample_rate": 16000, "n_mels": 80, "frame_length_ms": 25.0, "frame_shift_ms": 10.0})
+        load_features(
+            [row], {"sample_rate": 16000, "n_mels": 80, "frame_length_ms": 25.0, "frame_shift_ms": 10.0}
+        )

@@ -11,12 +11,12 @@ import torch
 from rapidfuzz.distance import Levenshtein
 
 from cka_probe.asr import CharTokenizer, build_model, load_config
-from cka_probe.asr.nn.attention import relative_to_absolute
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.data import pad_features, pad_ids
 from cka_probe.asr.decode import attention_greedy, ctc_greedy
 from cka_probe.asr.features import fbank, load_wav
 from cka_probe.asr.model import add_sos_eos
+from cka_probe.asr.nn.attention import relative_to_absolute
 from cka_probe.errors import CKAProbeError
 
 torch.set_num_threads(1)
@@ -25,7 +25,9 @@ DO = ("surface", "meaning")
 
 def small_config(**encoder):
     config = load_config("tiny")
-    config["encoder"].update(d_model=32, n_heads=4, n_layers=2, ffn_dim=64, subsampling_channels=4, conv_kernel=5, **encoder)
+    config["encoder"].update(
+        d_model=32, n_heads=4, n_layers=2, ffn_dim=64, subsampling_channels=4, conv_kernel=5, **encoder
+    )
     config["decoder"].update(n_layers=2, ffn_dim=64)
     return config
 
@@ -62,7 +64,12 @@ def test_decoder_token_embeddings_start_at_the_scale_of_the_position_encoding():
 def test_hookable_names_and_task_attributes():
     model = build_model(small_config(), "do", DO, {"surface": 9, "meaning": 11})
     names = dict(model.named_modules())
-    expected = ["encoder.embed", "encoder.layers.0", "encoder.layers.1", *(f"decoders.{t}.layers.{j}" for t in DO for j in (0, 1))]
+    expected = [
+        "encoder.embed",
+        "encoder.layers.0",
+        "encoder.layers.1",
+        *(f"decoders.{t}.layers.{j}" for t in DO for j in (0, 1)),
+    ]
     assert all(n in names for n in expected)
     assert isinstance(model.decoders, torch.nn.ModuleDict) and model.tasks == DO and model.arch == "do"
     so = build_model(small_config(), "so", ("meaning",), {"meaning": 11})
@@ -72,8 +79,12 @@ def test_hookable_names_and_task_attributes():
     model.eval()
     with torch.no_grad():
         enc, enc_lens = model.encode(torch.randn(2, 50, 80), torch.tensor([50, 31]))
-        model.decode_teacher_forced("meaning", enc, enc_lens, torch.zeros(2, 4, dtype=torch.long), torch.tensor([4, 2]))
-        model.decode_teacher_forced("surface", enc, enc_lens, torch.zeros(2, 3, dtype=torch.long), torch.tensor([3, 3]))
+        model.decode_teacher_forced(
+            "meaning", enc, enc_lens, torch.zeros(2, 4, dtype=torch.long), torch.tensor([4, 2])
+        )
+        model.decode_teacher_forced(
+            "surface", enc, enc_lens, torch.zeros(2, 3, dtype=torch.long), torch.tensor([3, 3])
+        )
     for h in hooks:
         h.remove()
     assert enc_lens.tolist() == [((50 - 1) // 2 - 1) // 2, ((31 - 1) // 2 - 1) // 2] == [11, 7]
@@ -85,7 +96,9 @@ def test_hookable_names_and_task_attributes():
 @pytest.mark.parametrize("conv_norm", ["batch_norm", "layer_norm"])
 def test_padding_never_leaks_into_valid_positions(pos_enc, conv_norm):
     torch.manual_seed(0)
-    model = build_model(small_config(pos_enc=pos_enc, conv_norm=conv_norm), "do", DO, {"surface": 9, "meaning": 11}).eval()
+    model = build_model(
+        small_config(pos_enc=pos_enc, conv_norm=conv_norm), "do", DO, {"surface": 9, "meaning": 11}
+    ).eval()
     feat_lens, ys_lens = torch.tensor([61, 40, 23]), torch.tensor([7, 3, 1])
     feats, ys = torch.randn(3, 61, 80), torch.randint(0, 11, (3, 7))
     feats[1, 40:] = 1e3  # loud garbage in the padding
@@ -97,7 +110,9 @@ def test_padding_never_leaks_into_valid_positions(pos_enc, conv_norm):
             n, u = int(enc_lens[b]), int(ys_lens[b])
             assert one.shape[1] == n
             torch.testing.assert_close(one[0], enc[b, :n], atol=1e-5, rtol=0)
-            alone = model.decode_teacher_forced("meaning", one, one_lens, ys[b : b + 1, :u], ys_lens[b : b + 1])
+            alone = model.decode_teacher_forced(
+                "meaning", one, one_lens, ys[b : b + 1, :u], ys_lens[b : b + 1]
+            )
             torch.testing.assert_close(alone[0], logits[b, :u], atol=1e-5, rtol=0)
 
 
@@ -121,18 +136,25 @@ def test_add_sos_eos():
 def smoothed_kl(logits, targets, eps):
     """KL(q || p) = CE with torch's label smoothing minus the entropy of q, summed over valid tokens / B."""
     valid = targets != -1
-    ce = torch.nn.functional.cross_entropy(logits[valid], targets[valid], label_smoothing=eps, reduction="sum")
+    ce = torch.nn.functional.cross_entropy(
+        logits[valid], targets[valid], label_smoothing=eps, reduction="sum"
+    )
     v = logits.shape[-1]
     q_true, q_other = 1 - eps + eps / v, eps / v
-    entropy = -(q_true * torch.log(torch.tensor(q_true)) + (v - 1) * q_other * torch.log(torch.tensor(q_other)))
+    entropy = -(
+        q_true * torch.log(torch.tensor(q_true)) + (v - 1) * q_other * torch.log(torch.tensor(q_other))
+    )
     return (ce - valid.sum() * entropy) / logits.shape[0]
 
 
-@pytest.mark.parametrize("arch,tasks,weights", [
-    ("so", ("surface",), {"ctc": 0.3, "att": 0.7}),
-    ("so", ("meaning",), {"ctc": 0.2, "att": 0.8}),
-    ("do", DO, {"ctc": 0.1, "surface": 0.6, "meaning": 0.3}),
-])
+@pytest.mark.parametrize(
+    "arch,tasks,weights",
+    [
+        ("so", ("surface",), {"ctc": 0.3, "att": 0.7}),
+        ("so", ("meaning",), {"ctc": 0.2, "att": 0.8}),
+        ("do", DO, {"ctc": 0.1, "surface": 0.6, "meaning": 0.3}),
+    ],
+)
 def test_loss_is_the_configured_weighted_sum_of_independent_components(arch, tasks, weights):
     torch.manual_seed(1)
     config = small_config()
@@ -149,8 +171,16 @@ def test_loss_is_the_configured_weighted_sum_of_independent_components(arch, tas
         ctc_task = "surface" if "surface" in tasks else tasks[0]
         log_probs = model.ctc_log_probs(enc)
         assert log_probs.shape[-1] == vocab[ctc_task]
-        ctc = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), targets[ctc_task].clamp(min=0), enc_lens,
-                                           target_lens[ctc_task], reduction="none").sum() / 2
+        ctc = (
+            torch.nn.functional.ctc_loss(
+                log_probs.transpose(0, 1),
+                targets[ctc_task].clamp(min=0),
+                enc_lens,
+                target_lens[ctc_task],
+                reduction="none",
+            ).sum()
+            / 2
+        )
         torch.testing.assert_close(out["ctc"], ctc)
         expected = weights["ctc"] * ctc
         for task in tasks:

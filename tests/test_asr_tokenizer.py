@@ -41,7 +41,11 @@ def test_korean_jamo_round_trip_via_nfd_and_nfc(text):
     # Each syllable is 2 or 3 conjoining jamo (U+1100..U+11FF): (index // 28) and (index % 28 != 0).
     expected = sum(1 if c == " " else 2 + ((ord(c) - 0xAC00) % 28 != 0) for c in text)
     assert len(ids) == expected
-    assert all(0x1100 <= ord(tok.symbols[i]) <= 0x11FF for i, c in zip(ids, unicodedata.normalize("NFD", text)) if c != " ")
+    assert all(
+        0x1100 <= ord(tok.symbols[i]) <= 0x11FF
+        for i, c in zip(ids, unicodedata.normalize("NFD", text))
+        if c != " "
+    )
     assert tok.decode(ids) == text
 
 

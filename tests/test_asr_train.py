@@ -5,7 +5,6 @@ label smoothing, no SpecAugment) so that memorising 4 utterances takes well
 under a minute on one CPU thread.
 """
 
-import copy
 import csv
 import json
 import math
@@ -50,10 +49,22 @@ def corpus(tmp_path_factory):
     rows = []
     for i, (surface, meaning, _) in enumerate(UTTERANCES):
         wavfile.write(folder / f"u{i}.wav", 16000, speak(surface, Voice("en-us", 170, 50)))
-        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning,
-                     "language": "en", "speaker": "s0"})
-    return {"train": write_manifest(folder / "train.jsonl", rows),
-            "valid": write_manifest(folder / "valid.jsonl", rows[:1]), "rows": rows, "folder": folder}
+        rows.append(
+            {
+                "id": f"u{i}",
+                "audio": f"u{i}.wav",
+                "surface": surface,
+                "meaning": meaning,
+                "language": "en",
+                "speaker": "s0",
+            }
+        )
+    return {
+        "train": write_manifest(folder / "train.jsonl", rows),
+        "valid": write_manifest(folder / "valid.jsonl", rows[:1]),
+        "rows": rows,
+        "folder": folder,
+    }
 
 
 def small_config(**train):
@@ -75,8 +86,14 @@ def read_log(path):
 def so_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("so")
     torch.set_num_threads(1)
-    train(arch="so", task="surface", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
-          config=small_config(), out_dir=out)
+    train(
+        arch="so",
+        task="surface",
+        train_manifest=corpus["train"],
+        valid_manifest=corpus["valid"],
+        config=small_config(),
+        out_dir=out,
+    )
     return out
 
 
@@ -97,8 +114,13 @@ def test_so_model_memorises_four_utterances(so_run, corpus):
 
 
 def test_do_model_memorises_four_utterances(corpus, tmp_path):
-    train(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
-          config=small_config(), out_dir=tmp_path)
+    train(
+        arch="do",
+        train_manifest=corpus["train"],
+        valid_manifest=corpus["valid"],
+        config=small_config(),
+        out_dir=tmp_path,
+    )
     assert_overfits(tmp_path, corpus["train"], ("surface", "meaning"))
 
 
@@ -116,9 +138,17 @@ def interrupt_in_epoch(epoch, monkeypatch):
 
 def test_resume_continues_bitwise(corpus, tmp_path, monkeypatch):
     # dropout and SpecAugment on, so that the saved RNG state matters
-    config = small_config(epochs=4, batch_size=2, spec_augment={"freq_masks": 1, "freq_width": 5,
-                                                                  "time_masks": 1, "time_width": 10,
-                                                                  "max_time_fraction": 0.2})
+    config = small_config(
+        epochs=4,
+        batch_size=2,
+        spec_augment={
+            "freq_masks": 1,
+            "freq_width": 5,
+            "time_masks": 1,
+            "time_width": 10,
+            "max_time_fraction": 0.2,
+        },
+    )
     config["encoder"]["dropout"] = config["decoder"]["dropout"] = 0.1
     common = dict(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"])
     train(**common, config=config, out_dir=tmp_path / "straight")
@@ -133,14 +163,23 @@ def test_resume_continues_bitwise(corpus, tmp_path, monkeypatch):
     assert straight["epoch"] == halves["epoch"] == 4
     for name, value in straight["model_state"].items():
         assert torch.equal(value, halves["model_state"][name]), name
-    without_time = [[(k, v) for k, v in row.items() if k != "seconds"] for row in
-                    (read_log(tmp_path / "straight" / "log.csv") + read_log(tmp_path / "halves" / "log.csv"))]
+    without_time = [
+        [(k, v) for k, v in row.items() if k != "seconds"]
+        for row in (read_log(tmp_path / "straight" / "log.csv") + read_log(tmp_path / "halves" / "log.csv"))
+    ]
     assert without_time[:4] == without_time[4:]
 
 
 def test_time_budget_cuts_the_planned_epochs(corpus, tmp_path):
-    train(arch="so", task="meaning", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
-          config=small_config(epochs=50), max_minutes=1e-6, out_dir=tmp_path)
+    train(
+        arch="so",
+        task="meaning",
+        train_manifest=corpus["train"],
+        valid_manifest=corpus["valid"],
+        config=small_config(epochs=50),
+        max_minutes=1e-6,
+        out_dir=tmp_path,
+    )
     assert len(read_log(tmp_path / "log.csv")) == 1
     assert torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]["epochs"] == 1
 
@@ -158,8 +197,15 @@ def test_validation_decodes_only_the_first_valid_decode_utterances(corpus, monke
     manifest = corpus["train"]
     for limit, want in ((None, 4), (2, 2), (3, 4)):  # whole batches of 2, until `limit` are decoded
         decoded.clear()
-        run = Run.prepare("so", ("surface",), small_config(batch_size=2, valid_decode=limit), manifest, manifest,
-                          None, "cpu")
+        run = Run.prepare(
+            "so",
+            ("surface",),
+            small_config(batch_size=2, valid_decode=limit),
+            manifest,
+            manifest,
+            None,
+            "cpu",
+        )
         metrics = run.validate()
         assert sum(decoded) == want and math.isfinite(metrics["loss"]) and metrics["cer_surface"] >= 0
 
@@ -168,8 +214,19 @@ def test_evaluate_writes_the_interface_columns_and_a_consistent_summary(so_run, 
     out = tmp_path / "cer.csv"
     evaluate(so_run / "best.pt", corpus["train"], out, decoding="attention", beam=3)
     table = pd.read_csv(out, dtype={"ed_bin": str})
-    assert list(table.columns) == ["id", "language", "task", "decoding", "ref", "hyp", "errors", "ref_len", "cer",
-                                   "surface_meaning_ed", "ed_bin"]
+    assert list(table.columns) == [
+        "id",
+        "language",
+        "task",
+        "decoding",
+        "ref",
+        "hyp",
+        "errors",
+        "ref_len",
+        "cer",
+        "surface_meaning_ed",
+        "ed_bin",
+    ]
     assert table["surface_meaning_ed"].tolist() == [ed for _, _, ed in UTTERANCES]
     assert table["ed_bin"].tolist() == EXPECTED_BINS
     assert (table["ref_len"] == [len(s) for s, _, _ in UTTERANCES]).all()
@@ -205,11 +262,44 @@ def test_cli_trains_and_evaluates(corpus, tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(small_config(epochs=1)))
     out = tmp_path / "run"
-    assert main(["train", "--arch", "so", "--task", "meaning", "--data", str(corpus["train"]), "--valid",
-                 str(corpus["valid"]), "--config", str(config), "--out", str(out), "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--arch",
+                "so",
+                "--task",
+                "meaning",
+                "--data",
+                str(corpus["train"]),
+                "--valid",
+                str(corpus["valid"]),
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "log.csv"}
-    assert main(["evaluate", str(out / "best.pt"), "--data", str(corpus["train"]), "--out",
-                 str(tmp_path / "cer.csv"), "--decoding", "ctc"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out / "best.pt"),
+                "--data",
+                str(corpus["train"]),
+                "--out",
+                str(tmp_path / "cer.csv"),
+                "--decoding",
+                "ctc",
+            ]
+        )
+        == 0
+    )
     assert "meaning" in capsys.readouterr().out
     assert set(pd.read_csv(tmp_path / "cer.csv")["task"]) == {"meaning"}
 
@@ -220,40 +310,76 @@ def test_manifest_without_a_transcript_names_file_and_line(corpus, tmp_path, cap
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in broken))
     with pytest.raises(CKAProbeError, match=r"train\.jsonl:2: .*meaning"):
-        train(arch="do", train_manifest=path, valid_manifest=corpus["valid"], config=small_config(),
-              out_dir=tmp_path / "out")
+        train(
+            arch="do",
+            train_manifest=path,
+            valid_manifest=corpus["valid"],
+            config=small_config(),
+            out_dir=tmp_path / "out",
+        )
     assert not (tmp_path / "out").exists()
-    assert main(["train", "--arch", "do", "--data", str(path), "--valid", str(corpus["valid"]),
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--arch",
+                "do",
+                "--data",
+                str(path),
+                "--valid",
+                str(corpus["valid"]),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "train.jsonl:2" in capsys.readouterr().err
 
 
 def test_resume_needs_a_last_checkpoint(corpus, tmp_path):
     with pytest.raises(CKAProbeError, match="last.pt"):
-        train(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"], config=small_config(),
-              out_dir=tmp_path, resume=True)
+        train(
+            arch="do",
+            train_manifest=corpus["train"],
+            valid_manifest=corpus["valid"],
+            config=small_config(),
+            out_dir=tmp_path,
+            resume=True,
+        )
 
 
 def test_a_rerun_resumes_its_own_training_and_refuses_another(corpus, tmp_path, capsys):
-    common = dict(arch="so", task="surface", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
-                  out_dir=tmp_path)
+    common = dict(
+        arch="so",
+        task="surface",
+        train_manifest=corpus["train"],
+        valid_manifest=corpus["valid"],
+        out_dir=tmp_path,
+    )
     train(**common, config=small_config(epochs=1))
     first = torch.load(tmp_path / "last.pt", weights_only=True)
     train(**common, config=small_config(epochs=1))  # finished: nothing is trained again
     assert "resuming after epoch 1" in capsys.readouterr().out
-    assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["model_state"]["ctc.proj.weight"],
-                       first["model_state"]["ctc.proj.weight"])
+    assert torch.equal(
+        torch.load(tmp_path / "last.pt", weights_only=True)["model_state"]["ctc.proj.weight"],
+        first["model_state"]["ctc.proj.weight"],
+    )
     train(**common, config=small_config(epochs=1), epochs=2)  # the same config trained longer
     assert [int(row["epoch"]) for row in read_log(tmp_path / "log.csv")] == [1, 2]
-    with pytest.raises(CKAProbeError, match="last.pt: an interrupted training with another 'train' config; "
-                                            "pass --resume to continue it or --overwrite to start again"):
+    with pytest.raises(
+        CKAProbeError,
+        match="last.pt: an interrupted training with another 'train' config; "
+        "pass --resume to continue it or --overwrite to start again",
+    ):
         train(**common, config=small_config(epochs=1, lr=1e-3))
     train(**common, config=small_config(epochs=1, lr=1e-3), overwrite=True)
     assert [int(row["epoch"]) for row in read_log(tmp_path / "log.csv")] == [1]
 
 
-@pytest.mark.parametrize("arch, task, message", [("so", None, "--task"), ("do", "surface", "both tasks"),
-                                                 ("xx", None, "arch")])
+@pytest.mark.parametrize(
+    "arch, task, message", [("so", None, "--task"), ("do", "surface", "both tasks"), ("xx", None, "arch")]
+)
 def test_arch_and_task_are_checked(arch, task, message):
     with pytest.raises(CKAProbeError, match=message):
         tasks_for(arch, task)

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from cka_probe.asr import build_model, load_checkpoint, save_checkpoint
+from cka_probe.asr.train import log_columns, train, with_meaning_weight
 from cka_probe.asr.variants.discriminator import Discriminator
 from cka_probe.asr.variants.gradient_reversal import reverse_gradient
 from cka_probe.asr.variants.hard_concrete import HardConcreteGate
 from cka_probe.asr.variants.orthogonality import orthogonality_penalty
-from cka_probe.asr.train import log_columns, train, with_meaning_weight
 from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore
@@ -38,20 +38,27 @@ AUX = {"split-1": (), "shared-private": ("adversarial", "orthogonality"), "spars
 # module -> stream, for the small_parts models (2 encoder blocks, 1 decoder layer)
 STREAMS = {
     "shared": {"encoder": ["encoder.embed", "encoder.layers.0", "encoder.layers.1"]},
-    "split-1": {"encoder": ["encoder.embed", "encoder.layers.0"],
-                "encoder/branch/surface": ["encoder.branches.surface.layers.1"],
-                "encoder/branch/meaning": ["encoder.branches.meaning.layers.1"]},
-    "shared-private": {"encoder": ["encoder.embed", "encoder.layers.0", "encoder.layers.1"],
-                       "encoder/private/surface": ["encoder.private.surface.layers.0", "encoder.fuse.surface"],
-                       "encoder/private/meaning": ["encoder.private.meaning.layers.0", "encoder.fuse.meaning"]},
-    "sparse-shared": {"encoder": ["encoder.embed"],
-                      "encoder/gated/surface": ["encoder.gates.surface.0", "encoder.gates.surface.1"],
-                      "encoder/gated/meaning": ["encoder.gates.meaning.0", "encoder.gates.meaning.1"]},
+    "split-1": {
+        "encoder": ["encoder.embed", "encoder.layers.0"],
+        "encoder/branch/surface": ["encoder.branches.surface.layers.1"],
+        "encoder/branch/meaning": ["encoder.branches.meaning.layers.1"],
+    },
+    "shared-private": {
+        "encoder": ["encoder.embed", "encoder.layers.0", "encoder.layers.1"],
+        "encoder/private/surface": ["encoder.private.surface.layers.0", "encoder.fuse.surface"],
+        "encoder/private/meaning": ["encoder.private.meaning.layers.0", "encoder.fuse.meaning"],
+    },
+    "sparse-shared": {
+        "encoder": ["encoder.embed"],
+        "encoder/gated/surface": ["encoder.gates.surface.0", "encoder.gates.surface.1"],
+        "encoder/gated/meaning": ["encoder.gates.meaning.0", "encoder.gates.meaning.1"],
+    },
 }
 
 
 def noise_model_streams(variant):
-    """The default layers of the ``test_extract_asr`` model's variant (2 blocks, 2 decoder layers), and their streams."""
+    """The default layers of the ``test_extract_asr`` model's variant (2 blocks, 2 decoder layers), and their
+    streams."""
     decoders = {f"decoder/{t}": [f"decoders.{t}.layers.0", f"decoders.{t}.layers.1"] for t in TASKS}
     return STREAMS[variant] | decoders
 
@@ -67,8 +74,14 @@ def variant_parts(variant):
 def test_variant_memorises_four_utterances(variant, corpus, tmp_path):
     from cka_probe.asr.evaluate import evaluate
 
-    train(arch="do", variant=variant, train_manifest=corpus["train"], valid_manifest=corpus["valid"],
-          config=small_config(epochs=60), out_dir=tmp_path)
+    train(
+        arch="do",
+        variant=variant,
+        train_manifest=corpus["train"],
+        valid_manifest=corpus["valid"],
+        config=small_config(epochs=60),
+        out_dir=tmp_path,
+    )
     log = read_log(tmp_path / "log.csv")
     assert list(log[0]) == log_columns(TASKS, AUX[variant])
     assert float(log[-1]["train_loss"]) <= 0.1 * float(log[0]["train_loss"])
@@ -82,8 +95,9 @@ def test_variant_memorises_four_utterances(variant, corpus, tmp_path):
 def test_save_load_gives_identical_outputs(variant, tmp_path):
     model, config, tokenizers, cmvn = variant_parts(variant)
     model.eval()
-    path = save_checkpoint(tmp_path / "m.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn,
-                           epoch=1, metrics={})
+    path = save_checkpoint(
+        tmp_path / "m.pt", model=model, config=config, tokenizers=tokenizers, cmvn=cmvn, epoch=1, metrics={}
+    )
     loaded, ckpt = load_checkpoint(path)
     assert ckpt["variant"] == variant and loaded.variant.name == variant
     for a, b in zip(outputs(model, TASKS), outputs(loaded, TASKS)):
@@ -164,10 +178,15 @@ def test_orthogonality_penalty_is_zero_for_orthogonal_features_only():
     cross = sum(float(s[:, i] @ p[:, j]) ** 2 for i in range(3) for j in range(2))
     ss = math.sqrt(sum(float(s[:, i] @ s[:, j]) ** 2 for i in range(3) for j in range(3)))
     pp = math.sqrt(sum(float(p[:, i] @ p[:, j]) ** 2 for i in range(2) for j in range(2)))
-    padded_s, padded_p = torch.zeros(1, 13, 3, dtype=torch.float64), torch.randn(1, 13, 2, dtype=torch.float64)
+    padded_s, padded_p = (
+        torch.zeros(1, 13, 3, dtype=torch.float64),
+        torch.randn(1, 13, 2, dtype=torch.float64),
+    )
     padded_s[0, :10], padded_p[0, :10] = s, p  # the 3 padded frames must not count
     valid = torch.arange(13)[None] < 10
-    assert float(orthogonality_penalty(padded_s, padded_p, valid)) == pytest.approx(cross / (ss * pp), rel=1e-12)
+    assert float(orthogonality_penalty(padded_s, padded_p, valid)) == pytest.approx(
+        cross / (ss * pp), rel=1e-12
+    )
     assert float(orthogonality_penalty(s[None], s[None, :, :2], torch.ones(1, 10, dtype=torch.bool))) > 0.3
 
 
@@ -196,20 +215,35 @@ def test_extraction_writes_the_variant_streams(variant, noise_corpus, tmp_path, 
     torch.manual_seed(0)
     vocab = {t: tok.vocab_size for t, tok in ckpt["tokenizers"].items()}
     model = build_model(ckpt["config"], "do", TASKS, vocab, variant)
-    path = save_checkpoint(tmp_path / "v.pt", model=model, config=ckpt["config"], tokenizers=ckpt["tokenizers"],
-                           cmvn=ckpt["cmvn"], epoch=0, metrics={})
+    path = save_checkpoint(
+        tmp_path / "v.pt",
+        model=model,
+        config=ckpt["config"],
+        tokenizers=ckpt["tokenizers"],
+        cmvn=ckpt["cmvn"],
+        epoch=0,
+        metrics={},
+    )
     assert main(["layers", str(path)]) == 0
     starred = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("*")]
     assert set(starred) == {name for names in noise_model_streams(variant).values() for name in names}
     out = extract_checkpoint(path, manifest, tmp_path / "v.h5", batch_size=3, limit=4)
     kind = {"split-1": "branch", "shared-private": "private", "sparse-shared": "gated"}[variant]
     with ActivationStore(out) as store:
-        assert store.streams() == ["encoder", f"encoder/{kind}/surface", f"encoder/{kind}/meaning",
-                                   "decoder/surface", "decoder/meaning"]
+        assert store.streams() == [
+            "encoder",
+            f"encoder/{kind}/surface",
+            f"encoder/{kind}/meaning",
+            "decoder/surface",
+            "decoder/meaning",
+        ]
         assert store.attrs["variant"] == variant
         for stream in store.streams()[1:3]:
             for layer in store.layers(stream):
-                assert store.row_counts(stream, layer).tolist() == store.row_counts("encoder", "encoder.embed").tolist()
+                assert (
+                    store.row_counts(stream, layer).tolist()
+                    == store.row_counts("encoder", "encoder.embed").tolist()
+                )
 
 
 def test_meaning_weight_keeps_the_sum_and_rejects_bad_values():
@@ -221,11 +255,31 @@ def test_meaning_weight_keeps_the_sum_and_rejects_bad_values():
             with_meaning_weight(small_config(), arch, weight)
 
 
-@pytest.mark.parametrize("variant, message", [("split-2", "between 1 and"), ("split-x", "unknown variant"),
-                                              ("private", "unknown variant")])
+@pytest.mark.parametrize(
+    "variant, message",
+    [("split-2", "between 1 and"), ("split-x", "unknown variant"), ("private", "unknown variant")],
+)
 def test_bad_variant_names_are_one_line_errors(variant, message, corpus, tmp_path, capsys):
-    assert main(["train", "--arch", "do", "--variant", variant, "--data", str(corpus["train"]), "--valid",
-                 str(corpus["valid"]), "--config", str(write_config(tmp_path)), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--arch",
+                "do",
+                "--variant",
+                variant,
+                "--data",
+                str(corpus["train"]),
+                "--valid",
+                str(corpus["valid"]),
+                "--config",
+                str(write_config(tmp_path)),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
@@ -233,16 +287,29 @@ def test_bad_variant_names_are_one_line_errors(variant, message, corpus, tmp_pat
 
 def test_so_model_has_no_structured_variant(corpus, tmp_path):
     with pytest.raises(CKAProbeError, match="dual-output structure"):
-        train(arch="so", task="surface", variant="split-1", train_manifest=corpus["train"],
-              valid_manifest=corpus["valid"], config=small_config(), out_dir=tmp_path)
+        train(
+            arch="so",
+            task="surface",
+            variant="split-1",
+            train_manifest=corpus["train"],
+            valid_manifest=corpus["valid"],
+            config=small_config(),
+            out_dir=tmp_path,
+        )
 
 
 def test_unknown_variant_setting_is_named(corpus, tmp_path):
     config = small_config()
     config["variants"] = {"sparse-shared": {"l1": 0.1}}
     with pytest.raises(CKAProbeError, match="variants.sparse-shared has unknown key"):
-        train(arch="do", variant="sparse-shared", train_manifest=corpus["train"], valid_manifest=corpus["valid"],
-              config=config, out_dir=tmp_path)
+        train(
+            arch="do",
+            variant="sparse-shared",
+            train_manifest=corpus["train"],
+            valid_manifest=corpus["valid"],
+            config=config,
+            out_dir=tmp_path,
+        )
 
 
 def write_config(folder):
@@ -252,8 +319,13 @@ def write_config(folder):
 
 
 def test_rerun_of_a_variant_resumes_and_another_variant_is_refused(corpus, tmp_path):
-    common = dict(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"], out_dir=tmp_path,
-                  meaning_weight=0.5)
+    common = dict(
+        arch="do",
+        train_manifest=corpus["train"],
+        valid_manifest=corpus["valid"],
+        out_dir=tmp_path,
+        meaning_weight=0.5,
+    )
     config = small_config()
     del config["variants"]  # the defaults are resolved into the saved config, and a rerun must still match it
     train(variant="shared-private", config=config, epochs=1, **common)

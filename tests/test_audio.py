@@ -26,12 +26,15 @@ def test_stereo_8k_is_downmixed_and_resampled_to_the_sine_at_16k(tmp_path):
     np.testing.assert_allclose(wave[inner], sine(16000, 0.5)[inner], atol=2e-3)
 
 
-@pytest.mark.parametrize(("rate", "start", "end"), [(16000, None, None), (44100, 0.1, 0.73), (22050, 0.0, 0.05),
-                                                    (8000, 0.31, None)])
+@pytest.mark.parametrize(
+    ("rate", "start", "end"),
+    [(16000, None, None), (44100, 0.1, 0.73), (22050, 0.0, 0.05), (8000, 0.31, None)],
+)
 def test_audio_length_from_the_header_equals_the_loaded_length(tmp_path, rate, start, end):
     soundfile.write(tmp_path / "a.flac", (sine(rate, 0.8) * 20000).astype(np.int16), rate, subtype="PCM_16")
-    assert audio_length(tmp_path / "a.flac", 16000, start, end) == len(load_audio(tmp_path / "a.flac", 16000,
-                                                                                     start, end))
+    assert audio_length(tmp_path / "a.flac", 16000, start, end) == len(
+        load_audio(tmp_path / "a.flac", 16000, start, end)
+    )
 
 
 def test_flac_decodes_to_the_samples_of_its_wav(tmp_path):
@@ -70,13 +73,23 @@ def test_manifest_of_id_and_audio_suffices_for_audio_fields(tmp_path):
         read_manifest(path)
 
 
-@pytest.mark.parametrize(("extra", "message"), [({"start": "0.1"}, "'start' must be a non-negative number"),
-                                                ({"end": -1}, "'end' must be a non-negative number"),
-                                                ({"start": 0.5, "end": 0.5}, "start 0.5 s is not before its end")])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"start": "0.1"}, "'start' must be a non-negative number"),
+        ({"end": -1}, "'end' must be a non-negative number"),
+        ({"start": 0.5, "end": 0.5}, "start 0.5 s is not before its end"),
+    ],
+)
 def test_bad_segment_bounds_name_the_line(tmp_path, extra, message):
     soundfile.write(tmp_path / "a.wav", sine(16000, 0.5), 16000)
     path = tmp_path / "m.jsonl"
-    path.write_text(json.dumps({"id": "x", "audio": "a.wav"}) + "\n" + json.dumps({"id": "a", "audio": "a.wav", **extra}) + "\n")
+    path.write_text(
+        json.dumps({"id": "x", "audio": "a.wav"})
+        + "\n"
+        + json.dumps({"id": "a", "audio": "a.wav", **extra})
+        + "\n"
+    )
     with pytest.raises(CKAProbeError, match=rf"m\.jsonl:2: .*{message}"):
         read_manifest(path, require=AUDIO_FIELDS)
 
@@ -84,7 +97,11 @@ def test_bad_segment_bounds_name_the_line(tmp_path, extra, message):
 def test_a_manifest_that_is_not_utf8_names_file_and_line(tmp_path):
     soundfile.write(tmp_path / "a.wav", sine(16000, 0.5), 16000)
     path = tmp_path / "m.jsonl"
-    path.write_bytes(json.dumps({"id": "a", "audio": "a.wav"}).encode() + b"\n" +
-                     '{"id": "b", "audio": "a.wav", "surface": "café"}'.encode("latin-1") + b"\n")
+    path.write_bytes(
+        json.dumps({"id": "a", "audio": "a.wav"}).encode()
+        + b"\n"
+        + '{"id": "b", "audio": "a.wav", "surface": "café"}'.encode("latin-1")
+        + b"\n"
+    )
     with pytest.raises(CKAProbeError, match=r"m\.jsonl:2: not UTF-8 text \(byte 0xe9 at column 46\)"):
         read_manifest(path, require=AUDIO_FIELDS)

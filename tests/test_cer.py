@@ -6,17 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.text.cer import (
     ED_BINS,
-    char_errors,
     cer,
+    char_errors,
     corpus_cer,
     ed_bin,
     jamo,
     jamo_errors,
     normalize_text,
 )
-from cka_probe.errors import CKAProbeError
 
 
 def wagner_fischer(a: str, b: str) -> int:

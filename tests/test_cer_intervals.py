@@ -6,10 +6,10 @@ import pytest
 import scipy.stats
 
 from cka_probe.inference import intervals
-from cka_probe.study.cer import gap_draws
 from cka_probe.inference.cer_regime import CERRegime, draw_errors
 from cka_probe.inference.effects import student_rows
 from cka_probe.inference.seeds import crossed_parts, hierarchical_draws
+from cka_probe.study.cer import gap_draws
 
 
 def test_t_interval_on_the_bootstrap_se_of_a_mean_is_the_textbook_t_interval():
@@ -38,8 +38,9 @@ def test_the_t_pvalue_is_below_5_percent_exactly_where_the_interval_excludes_0()
     edge = intervals.t_interval(estimate, two, level=1 - p)  # the 1 − p interval ends at 0
     np.testing.assert_allclose(np.minimum(np.abs(edge[0]), np.abs(edge[1])), 0, atol=1e-7)
     np.testing.assert_array_equal(intervals.t_pvalue(np.array([0.0, 0.3]), [(np.zeros(2), 5)]), [1.0, 0.0])
-    np.testing.assert_array_equal(intervals.t_pvalue(np.array([0.0, 0.3]), [(np.zeros(2), 2), (np.zeros(2), 9)]),
-                                  [1.0, 0.0])  # fmt: skip
+    np.testing.assert_array_equal(
+        intervals.t_pvalue(np.array([0.0, 0.3]), [(np.zeros(2), 2), (np.zeros(2), 9)]), [1.0, 0.0]
+    )
     assert np.isnan(intervals.student_se(np.ones((10, 1)), 1)).all()
 
 
@@ -101,7 +102,9 @@ def coverage(regime: CERRegime, reps: int, seed: int) -> tuple[float, float]:
         e_so, e_do, length = draw_errors(regime, rng)
         gaps = 100 * (e_do.sum(1) - e_so.sum(1)) / length.sum()
         shared = int(rng.integers(2**32))
-        draws = np.stack([gap_draws(s, d, length, np.random.default_rng(shared), 1000) for s, d in zip(e_so, e_do)])
+        draws = np.stack(
+            [gap_draws(s, d, length, np.random.default_rng(shared), 1000) for s, d in zip(e_so, e_do)]
+        )
         pooled = student_rows(gaps[:, None], draws[:, :, None], n=regime.n).iloc[-1]
         basic = intervals.basic_interval(hierarchical_draws(draws, seed=shared), gaps.mean())
         hits += [pooled.ci_low <= regime.gap <= pooled.ci_high, basic[0] <= regime.gap <= basic[1]]
@@ -109,7 +112,8 @@ def coverage(regime: CERRegime, reps: int, seed: int) -> tuple[float, float]:
 
 
 def test_cer_gap_coverage_of_50_heavy_tailed_utterances_reaches_the_nominal_level():
-    """Skewness 1.6, excess kurtosis 6.5 per utterance, as the tiny run's most skewed bins; s.e. 0.5 points."""
+    """Skewness 1.6, excess kurtosis 6.5 per utterance, as the tiny run's most skewed bins; s.e. 0.5
+    points."""
     new, basic = coverage(CERRegime(50, 0.05, 0.08, shape=1.0), reps=2000, seed=4)
     assert new >= 0.925 and basic < new  # measured: 93.75 % and 92.15 %
 

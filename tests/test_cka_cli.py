@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.measures import cka_matrix
 from cka_probe.cli import main
+from cka_probe.measures import cka_matrix
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cka_probe.measures import cka_matrix, kernel_cka, linear_cka
 from cka_probe.errors import CKAProbeError
+from cka_probe.measures import cka_matrix, kernel_cka, linear_cka
 
 torch.set_num_threads(1)
 RNG = np.random.default_rng(0)

@@ -5,15 +5,13 @@ import pytest
 import scipy.stats
 import torch
 
-from cka_probe.measures import gram_resample
-from cka_probe.inference import intervals
-from cka_probe.inference import bootstrap_ci
-from cka_probe.measures import linear_cka
+from cka_probe.inference import bootstrap_ci, intervals
 from cka_probe.inference.adjust import benjamini_hochberg
+from cka_probe.inference.effects import effect_rows
 from cka_probe.inference.seeds import hierarchical_draws, pooled_draws
 from cka_probe.inference.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
+from cka_probe.measures import gram_resample, linear_cka
 from cka_probe.measures.weighted import weighted_linear_cka
-from cka_probe.inference.effects import effect_rows
 
 torch.set_num_threads(1)
 
@@ -26,9 +24,15 @@ def test_weighted_resample_matches_the_gram_space_resample_and_the_plain_estimat
     a, b = gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y})
     index = rng.integers(0, 30, 30)
     gram = gram_resample.bootstrap(a, b, [index], debiased=debiased)[0, 0, 0]
-    assert weighted_linear_cka(x, y, np.bincount(index, minlength=30), debiased=debiased) == pytest.approx(gram, abs=1e-12)
-    assert weighted_linear_cka(x, y, np.ones(30), debiased=debiased) == pytest.approx(linear_cka(x, y, debiased=debiased))
-    batch = weighted_linear_cka(x, y, np.stack([np.bincount(index, minlength=30), np.ones(30)]), debiased=debiased)
+    assert weighted_linear_cka(x, y, np.bincount(index, minlength=30), debiased=debiased) == pytest.approx(
+        gram, abs=1e-12
+    )
+    assert weighted_linear_cka(x, y, np.ones(30), debiased=debiased) == pytest.approx(
+        linear_cka(x, y, debiased=debiased)
+    )
+    batch = weighted_linear_cka(
+        x, y, np.stack([np.bincount(index, minlength=30), np.ones(30)]), debiased=debiased
+    )
     np.testing.assert_allclose(batch, [gram, linear_cka(x, y, debiased=debiased)], atol=1e-12)
 
 
@@ -41,8 +45,13 @@ def feature_space_cka(x, y):
 def old_percentile_interval(x, y, groups, n_resamples, rng):
     """The interval bootstrap_ci used to give: biased CKA of copied rows, percentile interval."""
     parts = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    values = [feature_space_cka(x[rows], y[rows]) for rows in
-              (np.concatenate([parts[g] for g in rng.integers(0, len(parts), len(parts))]) for _ in range(n_resamples))]
+    values = [
+        feature_space_cka(x[rows], y[rows])
+        for rows in (
+            np.concatenate([parts[g] for g in rng.integers(0, len(parts), len(parts))])
+            for _ in range(n_resamples)
+        )
+    ]
     return np.quantile(values, [0.025, 0.975])
 
 
@@ -55,7 +64,8 @@ def test_coverage_on_a_small_regime_reaches_the_nominal_level_where_the_percenti
 
 
 def coverages(regime: Regime, *, reps: int, seed: int) -> tuple[float, float]:
-    """Shares of ``reps`` simulated data sets whose bootstrap_ci and old percentile interval hold the truth."""
+    """Shares of ``reps`` simulated data sets whose bootstrap_ci and old percentile interval hold the
+    truth."""
     truth = population_cka(regime)[0]
     rng = np.random.default_rng(seed)
     new = old = 0
@@ -78,16 +88,24 @@ def test_population_cka_of_the_simulation_is_what_large_samples_estimate():
 def test_the_pooled_interval_is_the_seed_interval_for_one_seed_and_widens_when_seeds_disagree():
     rng = np.random.default_rng(1)
     noise = rng.normal(0, 0.1, (3, 400, 1))  # three seeds' utterance draws, the same spread
-    one = effect_rows(np.array([[0.5]]), 0.5 + noise[:1], interval=lambda d, e: intervals.percentile_interval(d), key="k")
+    one = effect_rows(
+        np.array([[0.5]]), 0.5 + noise[:1], interval=lambda d, e: intervals.percentile_interval(d), key="k"
+    )
     assert one.seed.tolist() == ["0", "all"]
-    np.testing.assert_allclose(one.loc[1, ["estimate", "ci_low", "ci_high", "p"]].to_numpy(float),
-                               one.loc[0, ["estimate", "ci_low", "ci_high", "p"]].to_numpy(float))
+    np.testing.assert_allclose(
+        one.loc[1, ["estimate", "ci_low", "ci_high", "p"]].to_numpy(float),
+        one.loc[0, ["estimate", "ci_low", "ci_high", "p"]].to_numpy(float),
+    )
     np.testing.assert_array_equal(pooled_draws(0.5 + noise[:1], np.array([[0.5]])), 0.5 + noise[0])
 
     def pooled_width(centres):
         estimates = np.array(centres)[:, None]
-        rows = effect_rows(estimates, estimates[:, None, :] + noise, interval=lambda d, e: intervals.percentile_interval(d),
-                           key="k")
+        rows = effect_rows(
+            estimates,
+            estimates[:, None, :] + noise,
+            interval=lambda d, e: intervals.percentile_interval(d),
+            key="k",
+        )
         pooled = rows[rows.seed == "all"].iloc[0]
         return pooled.ci_high - pooled.ci_low, bool(pooled.seeds_agree)
 
@@ -99,8 +117,11 @@ def test_the_pooled_interval_is_the_seed_interval_for_one_seed_and_widens_when_s
 
 def test_benjamini_hochberg_matches_scipy_and_leaves_nan_out():
     p = np.random.default_rng(2).uniform(0, 0.2, (4, 5)) ** 2
-    np.testing.assert_allclose(benjamini_hochberg(p), scipy.stats.false_discovery_control(p.ravel()).reshape(4, 5))
-    known = np.array([0.01, np.nan, 0.04, 0.03, 0.5])  # hand: m = 4 → 0.04, nan, 0.04 · 4/3, 0.03 · 4/2, 0.5 · 4/4
+    np.testing.assert_allclose(
+        benjamini_hochberg(p), scipy.stats.false_discovery_control(p.ravel()).reshape(4, 5)
+    )
+    # hand: m = 4 → 0.04, nan, 0.04 · 4/3, 0.03 · 4/2, 0.5 · 4/4
+    known = np.array([0.01, np.nan, 0.04, 0.03, 0.5])
     np.testing.assert_allclose(benjamini_hochberg(known), [0.04, np.nan, 0.053333, 0.053333, 0.5], atol=1e-6)
 
 
@@ -111,7 +132,9 @@ def test_bca_interval_of_a_mean_is_close_to_the_normal_interval():
     jack = np.array([np.delete(x, i).mean() for i in range(400)])
     low, high = intervals.bca_interval(draws, x.mean(), jack)
     half = 1.96 * x.std(ddof=1) / np.sqrt(400)
-    assert low == pytest.approx(x.mean() - half, abs=0.02) and high == pytest.approx(x.mean() + half, abs=0.025)
+    assert low == pytest.approx(x.mean() - half, abs=0.02) and high == pytest.approx(
+        x.mean() + half, abs=0.025
+    )
     assert high - x.mean() > x.mean() - low  # the right-skewed mean: BCa moves the interval up
 
 
@@ -123,13 +146,20 @@ def test_resampled_cka_does_not_move_with_a_mean_offset(debiased):
     x = rng.standard_normal((40, 6))
     y = x @ rng.standard_normal((6, 5)) + rng.standard_normal((40, 5))
     indices = [rng.integers(0, 40, 40) for _ in range(5)]
-    plain = gram_resample.bootstrap(gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y}), indices, debiased=debiased)
-    offset = gram_resample.bootstrap(gram_resample.GramSet({"x": x + 50.0}), gram_resample.GramSet({"y": y - 30.0}), indices,
-                                debiased=debiased)
+    plain = gram_resample.bootstrap(
+        gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y}), indices, debiased=debiased
+    )
+    offset = gram_resample.bootstrap(
+        gram_resample.GramSet({"x": x + 50.0}),
+        gram_resample.GramSet({"y": y - 30.0}),
+        indices,
+        debiased=debiased,
+    )
     np.testing.assert_allclose(offset, plain, atol=1e-9)
     weights = np.stack([np.bincount(i, minlength=40) for i in indices])
-    np.testing.assert_allclose(weighted_linear_cka(x + 50.0, y - 30.0, weights, debiased=debiased),
-                               plain[:, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(
+        weighted_linear_cka(x + 50.0, y - 30.0, weights, debiased=debiased), plain[:, 0, 0], atol=1e-9
+    )
 
 
 def distinct_group_hsic(x, y, labels, w):
@@ -144,11 +174,15 @@ def distinct_group_hsic(x, y, labels, w):
     def mean(term, k):
         tuples = list(itertools.permutations(groups, k))
         weight = [np.prod([w[g] for g in t]) for t in tuples]
-        return sum(v * term(*t) for v, t in zip(weight, tuples)) / sum(v * np.prod([m[g] for g in t])
-                                                                        for v, t in zip(weight, tuples))
+        return sum(v * term(*t) for v, t in zip(weight, tuples)) / sum(
+            v * np.prod([m[g] for g in t]) for v, t in zip(weight, tuples)
+        )
 
-    return (mean(lambda g, h: np.sum(s[g] * s[h]), 2) - 2 * mean(lambda g, h, k: a[g] @ s[h] @ b[k], 3)
-            + mean(lambda g, h, k, l: (a[g] @ a[h]) * (b[k] @ b[l]), 4))
+    return (
+        mean(lambda g, h: np.sum(s[g] * s[h]), 2)
+        - 2 * mean(lambda g, h, k: a[g] @ s[h] @ b[k], 3)
+        + mean(lambda g, h, k, l: (a[g] @ a[h]) * (b[k] @ b[l]), 4)
+    )
 
 
 def hsic(x, y, labels, w):
@@ -161,19 +195,26 @@ def hsic(x, y, labels, w):
 
 
 def test_grouped_hsic_is_its_sum_over_distinct_groups_and_song_s_estimator_for_one_row_each():
-    from cka_probe.measures.grouped import grouped_linear_cka
     from cka_reference import hsic as reference_hsic
+
+    from cka_probe.measures.grouped import grouped_linear_cka
 
     rng = np.random.default_rng(4)
     labels = np.array([0, 0, 1, 2, 2, 2, 3, 4, 4, 5, 6, 6])
     x, y = rng.standard_normal((12, 2)), rng.standard_normal((12, 3))
     y[:, 0] += x[:, 0]
     for w in (np.ones(7), np.array([2.0, 0, 1, 3, 1, 0, 1])):  # the data, and a resample with copies and gaps
-        assert hsic(x, y, labels, w[None])[0] == pytest.approx(distinct_group_hsic(x, y, labels, w), rel=1e-10)
+        assert hsic(x, y, labels, w[None])[0] == pytest.approx(
+            distinct_group_hsic(x, y, labels, w), rel=1e-10
+        )
     x = rng.standard_normal((9, 3))
     y = rng.standard_normal((9, 2)) + x[:, :2]
-    assert hsic(x, y, np.arange(9), np.ones((1, 9)))[0] == pytest.approx(reference_hsic(x @ x.T, y @ y.T, True))
-    assert grouped_linear_cka(x, y, np.arange(9), np.ones(9)) == pytest.approx(linear_cka(x, y, debiased=True))
+    assert hsic(x, y, np.arange(9), np.ones((1, 9)))[0] == pytest.approx(
+        reference_hsic(x @ x.T, y @ y.T, True)
+    )
+    assert grouped_linear_cka(x, y, np.arange(9), np.ones(9)) == pytest.approx(
+        linear_cka(x, y, debiased=True)
+    )
     assert np.isnan(grouped_linear_cka(x, y, np.repeat(np.arange(3), 3), np.ones(3)))  # fewer than 4 groups
 
 
@@ -194,15 +235,18 @@ def test_grouped_hsic_is_unbiased_for_correlated_frames_where_the_row_estimator_
 
 
 def test_coverage_with_correlated_frames_of_each_utterance_reaches_the_nominal_level():
-    # 40 utterances x 6 frames correlated by 0.8, d = 4, population CKA 0.45; 400 data sets: the binomial s.e. is
-    # 1.1 points at 95 % and 1.8 at 85 %, so 0.90 lies 4.5 s.e. below a calibrated interval and 3 s.e. above 0.845,
+    # 40 utterances x 6 frames correlated by 0.8, d = 4, population CKA 0.45; 400 data sets: the binomial s.e.
+    # is
+    # 1.1 points at 95 % and 1.8 at 85 %, so 0.90 lies 4.5 s.e. below a calibrated interval and 3 s.e. above
+    # 0.845,
     # what the old percentile interval of copied frames covered here
     new, old = coverages(Regime((0.45,), n=40, d=4, frames=6, rho=0.8), reps=400, seed=12)
     assert new >= 0.90 and old < 0.90, (new, old)
 
 
 def seed_coverages(regime: Regime, seeds: int, tau: float, *, reps: int, seed: int) -> tuple[float, float]:
-    """Coverage of the mean over seeds of debiased CKA: the tables' pooled draws, the hierarchical bootstrap's."""
+    """Coverage of the mean over seeds of debiased CKA: the tables' pooled draws, the hierarchical
+    bootstrap's."""
     rng, truth, g = np.random.default_rng(seed), seed_mean_cka(regime, tau), regime.n
     hits = np.zeros(2)
     for _ in range(reps):
@@ -210,7 +254,9 @@ def seed_coverages(regime: Regime, seeds: int, tau: float, *, reps: int, seed: i
         w = np.stack([np.bincount(rng.integers(0, g, g), minlength=g) for _ in range(200)]).astype(float)
         estimates = np.array([weighted_linear_cka(x, y, np.ones(g), debiased=True) for x, y in zip(xs, ys)])
         draws = np.stack([weighted_linear_cka(x, y, w, debiased=True) for x, y in zip(xs, ys)])
-        for i, pooled in enumerate((pooled_draws(draws, estimates, seed=1), hierarchical_draws(draws, seed=1))):
+        for i, pooled in enumerate(
+            (pooled_draws(draws, estimates, seed=1), hierarchical_draws(draws, seed=1))
+        ):
             low, high = intervals.percentile_interval(pooled)
             hits[i] += low <= truth <= high
     return tuple(hits / reps)
@@ -228,4 +274,5 @@ def test_pooled_cka_over_three_seeds_covers_where_training_variance_dominates():
     """Three seeds whose population CKA spreads: the hierarchical bootstrap reads the spread off three
     values with a normal quantile; the tables' pooled draws add a Student-t seed part."""
     pooled, hierarchical = seed_coverages(Regime((0.9,), n=100, d=16), 3, 0.3, reps=300, seed=13)
-    assert pooled >= 0.91 and hierarchical < 0.9  # measured: 92.3 % and 85.0 % (600 data sets: 94.0 %, 84.8 %)
+    # measured: 92.3 % and 85.0 % (600 data sets: 94.0 %, 84.8 %)
+    assert pooled >= 0.91 and hierarchical < 0.9

@@ -1,14 +1,14 @@
 """Kernel CKA at scale: the blocked Gram passes, the RBF median (exact and subsampled), Nyström CKA."""
 
+import cka_reference as ref
 import numpy as np
 import pytest
 import torch
 
-import cka_reference as ref
 from cka_probe import cka_matrix, kernel_cka, nystrom_cka_matrix
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures import gram
 from cka_probe.measures.kernels import median_of_distances
-from cka_probe.errors import CKAProbeError
 
 
 def related(rng, n, dx=6, dy=5):
@@ -45,7 +45,9 @@ def test_float32_rbf_stays_within_1e_6_of_float64():
     rng = np.random.default_rng(4)
     x, y = related(rng, 500, 32, 24)
     exact = cka_matrix([x], [y], kernel="rbf").iloc[0, 0]
-    assert cka_matrix([x.astype(np.float32) + 100], [y.astype(np.float32)], kernel="rbf").iloc[0, 0] == pytest.approx(exact, abs=1e-6)
+    assert cka_matrix([x.astype(np.float32) + 100], [y.astype(np.float32)], kernel="rbf").iloc[
+        0, 0
+    ] == pytest.approx(exact, abs=1e-6)
 
 
 def test_subsampled_median_is_recorded_and_close_to_the_exact_one():
@@ -53,7 +55,9 @@ def test_subsampled_median_is_recorded_and_close_to_the_exact_one():
     x, y = related(rng, 400)
     exact = cka_matrix([x], [y], kernel="rbf")
     assert exact.attrs["rbf_median"] == "exact"
-    assert cka_matrix([x], [y], kernel="rbf", median_rows=400).iloc[0, 0] == pytest.approx(exact.iloc[0, 0], abs=1e-12)
+    assert cka_matrix([x], [y], kernel="rbf", median_rows=400).iloc[0, 0] == pytest.approx(
+        exact.iloc[0, 0], abs=1e-12
+    )
     sub = cka_matrix([x], [y], kernel="rbf", median_rows=100)
     assert sub.attrs["rbf_median"] == "subsampled, 100 rows"
     assert sub.attrs["rbf_sq_sigma_x"]["0"] != exact.attrs["rbf_sq_sigma_x"]["0"]
@@ -70,12 +74,21 @@ def test_nystrom_converges_to_exact_kernel_cka_as_rank_grows(debiased):
     xs = [related(rng, n)[0], rng.standard_normal((n, 3))]
     ys = [related(rng, n)[1], np.tanh(xs[0][:, :4])]
     exact = cka_matrix(xs, ys, kernel="rbf", debiased=debiased).values
-    errors = [np.abs(nystrom_cka_matrix(xs, ys, rank=m, debiased=debiased).values - exact).max() for m in (10, 40, 120, n)]
+    errors = [
+        np.abs(nystrom_cka_matrix(xs, ys, rank=m, debiased=debiased).values - exact).max()
+        for m in (10, 40, 120, n)
+    ]
     assert errors[0] > errors[1] > errors[2] > errors[3]
     assert errors[3] < 1e-9  # every row a landmark: K W^+ K = K
     table = nystrom_cka_matrix(xs, ys, rank=40, debiased=debiased, seed=3)
-    assert table.attrs["estimator"] == "nystrom" and table.attrs["rank"] == 40 and table.attrs["debiased"] == debiased
-    np.testing.assert_array_equal(table.values, nystrom_cka_matrix(xs, ys, rank=40, debiased=debiased, seed=3).values)
+    assert (
+        table.attrs["estimator"] == "nystrom"
+        and table.attrs["rank"] == 40
+        and table.attrs["debiased"] == debiased
+    )
+    np.testing.assert_array_equal(
+        table.values, nystrom_cka_matrix(xs, ys, rank=40, debiased=debiased, seed=3).values
+    )
 
 
 def test_nystrom_of_a_constant_layer_is_nan_with_a_warning_and_bad_rank_is_an_error():

@@ -37,8 +37,12 @@ def test_self_similarity_is_one_and_cka_is_symmetric(n, d, seed, debiased):
     rng = np.random.default_rng(seed)
     x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d + 1))
     assert linear_cka(x, x, debiased=debiased) == pytest.approx(1.0, abs=1e-10)
-    assert linear_cka(x, y, debiased=debiased) == pytest.approx(linear_cka(y, x, debiased=debiased), abs=1e-12)
-    assert kernel_cka(x, y, debiased=debiased) == pytest.approx(kernel_cka(y, x, debiased=debiased), abs=1e-12)
+    assert linear_cka(x, y, debiased=debiased) == pytest.approx(
+        linear_cka(y, x, debiased=debiased), abs=1e-12
+    )
+    assert kernel_cka(x, y, debiased=debiased) == pytest.approx(
+        kernel_cka(y, x, debiased=debiased), abs=1e-12
+    )
 
 
 @settings(max_examples=30, deadline=None)
@@ -59,7 +63,9 @@ def test_debiased_cka_of_independent_gaussians_is_near_zero():
 
 def test_debiased_can_be_negative_and_is_not_clamped():
     rng = np.random.default_rng(5)
-    values = [linear_cka(rng.standard_normal((8, 3)), rng.standard_normal((8, 3)), debiased=True) for _ in range(20)]
+    values = [
+        linear_cka(rng.standard_normal((8, 3)), rng.standard_normal((8, 3)), debiased=True) for _ in range(20)
+    ]
     assert min(values) < 0
 
 
@@ -82,20 +88,33 @@ def test_float32_path_agrees_with_float64_under_large_mean_offset():
     layers_y = {"y": y}
     for debiased in (False, True):
         exact = cka_matrix(layers_x, layers_y, debiased=debiased)
-        single = {k: v.astype(np.float32) for k, v in layers_x.items()}, {k: v.astype(np.float32) for k, v in layers_y.items()}
-        exact32 = cka_matrix(*[{k: v.astype(np.float64) for k, v in s.items()} for s in single], debiased=debiased)
+        single = (
+            {k: v.astype(np.float32) for k, v in layers_x.items()},
+            {k: v.astype(np.float32) for k, v in layers_y.items()},
+        )
+        exact32 = cka_matrix(
+            *[{k: v.astype(np.float64) for k, v in s.items()} for s in single], debiased=debiased
+        )
         fast = cka_matrix(*single, debiased=debiased)
         assert fast.attrs["dtype"] == "float32" and exact.attrs["dtype"] == "float64"
         np.testing.assert_allclose(fast.values, exact32.values, atol=1e-6)
         np.testing.assert_allclose(fast.values, exact.values, atol=1e-4)
-        rbf32 = cka_matrix({k: v[:300] for k, v in single[0].items()}, {k: v[:300] for k, v in single[1].items()}, kernel="rbf")
-        rbf64 = cka_matrix({k: v[:300] for k, v in layers_x.items()}, {k: v[:300] for k, v in layers_y.items()}, kernel="rbf")
+        rbf32 = cka_matrix(
+            {k: v[:300] for k, v in single[0].items()},
+            {k: v[:300] for k, v in single[1].items()},
+            kernel="rbf",
+        )
+        rbf64 = cka_matrix(
+            {k: v[:300] for k, v in layers_x.items()}, {k: v[:300] for k, v in layers_y.items()}, kernel="rbf"
+        )
         np.testing.assert_allclose(rbf32.values, rbf64.values, atol=1e-4)
 
 
 def test_torch_tensors_and_attrs():
     x, y = data(4)
-    table = cka_matrix([torch.from_numpy(x)], {"y": torch.from_numpy(y)}, kernel="rbf", sigma=0.5, debiased=True)
+    table = cka_matrix(
+        [torch.from_numpy(x)], {"y": torch.from_numpy(y)}, kernel="rbf", sigma=0.5, debiased=True
+    )
     assert table.iloc[0, 0] == pytest.approx(kernel_cka(x, y, sigma=0.5, debiased=True), abs=1e-12)
     attrs = table.attrs
     assert (attrs["estimator"], attrs["kernel"], attrs["sigma"], attrs["n"]) == ("debiased", "rbf", 0.5, 60)

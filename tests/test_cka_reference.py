@@ -1,5 +1,6 @@
 """The engine against an independent float64 Gram-space implementation (tests/cka_reference.py)."""
 
+import cka_reference as ref
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,6 @@ from cka_probe.measures import cka_matrix, kernel_cka, linear_cka
 from cka_probe.measures.gram import gram_terms
 from cka_probe.measures.kernels import median_squared_distance, resolve_kernel
 from cka_probe.measures.matrix import feature_terms
-
-import cka_reference as ref
 
 torch.set_num_threads(1)
 
@@ -80,7 +79,9 @@ def test_feature_and_gram_hsic_agree_in_scale(debiased):
     xs = [torch.from_numpy(a) for a in related(np.random.default_rng(11), 50, 4, 7, offset=2.0)]
     linear = resolve_kernel("linear", 0.8)
     feature = feature_terms(xs[:1], xs[1:], unbiased=debiased, dtype=torch.float64)
-    gram = gram_terms(xs[:1], xs[1:], linear, unbiased=debiased, dtype=torch.float64, labels_x=["x"], labels_y=["y"])
+    gram = gram_terms(
+        xs[:1], xs[1:], linear, unbiased=debiased, dtype=torch.float64, labels_x=["x"], labels_y=["y"]
+    )
     k, l = ref.linear_gram(xs[0].numpy()), ref.linear_gram(xs[1].numpy())
     for terms in (feature, gram):
         assert float(terms.cross[0, 0]) == pytest.approx(ref.hsic(k, l, debiased), rel=1e-9)
@@ -103,4 +104,6 @@ def test_property_linear_cka_equals_reference(n, dx, dy, seed, debiased, scale):
     kc, lc = ref.centre(ref.linear_gram(x), debiased), ref.centre(ref.linear_gram(y), debiased)
     if np.sum(kc * kc) <= 1e-12 * scale**4 or np.sum(lc * lc) <= 1e-12:
         return  # self-HSIC too small for a meaningful reference value
-    assert linear_cka(x, y, debiased=debiased) == pytest.approx(ref.cka(ref.linear_gram(x), ref.linear_gram(y), debiased), abs=1e-6)
+    assert linear_cka(x, y, debiased=debiased) == pytest.approx(
+        ref.cka(ref.linear_gram(x), ref.linear_gram(y), debiased), abs=1e-6
+    )

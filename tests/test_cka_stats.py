@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from cka_probe.inference import bootstrap_ci, permutation_test
-from cka_probe.measures import linear_cka
-from cka_probe.inference.bootstrap import group_rows, paired_rows
 from cka_probe.errors import CKAProbeError
+from cka_probe.inference import bootstrap_ci, permutation_test
+from cka_probe.inference.bootstrap import group_rows, paired_rows
+from cka_probe.measures import linear_cka
 
 torch.set_num_threads(1)
 
@@ -16,7 +16,11 @@ def grouped(seed, related=True, groups=15):
     rng = np.random.default_rng(seed)
     labels = np.repeat([f"utt{g}" for g in range(groups)], rng.integers(2, 6, groups))
     x = rng.standard_normal((len(labels), 3))
-    y = x @ rng.standard_normal((3, 4)) + rng.standard_normal((len(labels), 4)) if related else rng.standard_normal((len(labels), 4))
+    y = (
+        x @ rng.standard_normal((3, 4)) + rng.standard_normal((len(labels), 4))
+        if related
+        else rng.standard_normal((len(labels), 4))
+    )
     return x, y, labels
 
 
@@ -60,7 +64,10 @@ def test_permutation_test_detects_dependence_and_not_independence():
     xi, yi, labels_i = grouped(3, related=False)
     independent = permutation_test(xi, yi, groups=labels_i, n_permutations=99, seed=0)
     assert independent.p_value > 0.05
-    assert permutation_test(xi, yi, groups=labels_i, n_permutations=99, seed=0).null.tolist() == independent.null.tolist()
+    assert (
+        permutation_test(xi, yi, groups=labels_i, n_permutations=99, seed=0).null.tolist()
+        == independent.null.tolist()
+    )
 
 
 def test_stats_argument_errors():

@@ -1,13 +1,12 @@
 """Streaming and minibatch accumulators against in-memory results."""
 
+import cka_reference as ref
 import numpy as np
 import pytest
 import torch
 
-from cka_probe.measures import MinibatchCKA, StreamingLinearCKA, cka_matrix
 from cka_probe.errors import CKAProbeError
-
-import cka_reference as ref
+from cka_probe.measures import MinibatchCKA, StreamingLinearCKA, cka_matrix
 
 torch.set_num_threads(1)
 
@@ -15,8 +14,13 @@ torch.set_num_threads(1)
 def layers(seed=0, n=240):
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, 3))
-    xs = {f"x{i}": z @ rng.standard_normal((3, 6 + i)) + rng.standard_normal((n, 6 + i)) + 50 for i in range(3)}
-    ys = {f"y{i}": np.tanh(z @ rng.standard_normal((3, 5))) + 0.5 * rng.standard_normal((n, 5)) for i in range(2)}
+    xs = {
+        f"x{i}": z @ rng.standard_normal((3, 6 + i)) + rng.standard_normal((n, 6 + i)) + 50 for i in range(3)
+    }
+    ys = {
+        f"y{i}": np.tanh(z @ rng.standard_normal((3, 5))) + 0.5 * rng.standard_normal((n, 5))
+        for i in range(2)
+    }
     return xs, ys
 
 
@@ -24,7 +28,10 @@ def stream(xs, ys, sizes, debiased):
     acc = StreamingLinearCKA(list(xs), None if ys is None else list(ys), debiased=debiased)
     start = 0
     for size in sizes:
-        acc.update({k: v[start : start + size] for k, v in xs.items()}, None if ys is None else {k: v[start : start + size] for k, v in ys.items()})
+        acc.update(
+            {k: v[start : start + size] for k, v in xs.items()},
+            None if ys is None else {k: v[start : start + size] for k, v in ys.items()},
+        )
         start += size
     return acc.result()
 

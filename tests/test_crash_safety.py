@@ -36,9 +36,13 @@ SWEEPS = ["fast", pytest.param("full", marks=pytest.mark.slow)]
 
 
 def chosen(points: list[str], sweep: str, k: int = 4) -> list[int]:
-    """Crash points to kill at: every one (full, counted on stderr), or a spread plus the first of each kind."""
+    """Crash points to kill at: every one (full, counted on stderr), or a spread plus the first of each
+    kind."""
     if sweep == "full":
-        print(f"\n{sys._getframe(1).f_code.co_name}: killing at each of {len(points)} crash points", file=sys.stderr)
+        print(
+            f"\n{sys._getframe(1).f_code.co_name}: killing at each of {len(points)} crash points",
+            file=sys.stderr,
+        )
         return list(range(1, len(points) + 1))
     firsts = {name: i + 1 for i, name in reversed(list(enumerate(points)))}
     return sorted(set(spread(len(points), k)) | set(firsts.values()))
@@ -46,19 +50,26 @@ def chosen(points: list[str], sweep: str, k: int = 4) -> list[int]:
 
 def files(folder: Path, pattern: str = "*") -> dict[str, bytes]:
     """Every file under ``folder`` by relative path (the harness's own files aside)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob(pattern))
-            if p.is_file() and p.name not in ("harness.log", "points.txt")}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob(pattern))
+        if p.is_file() and p.name not in ("harness.log", "points.txt")
+    }
 
 
-# -- the activation store ------------------------------------------------------------------------------------------
+# -- the activation store
+# ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def extraction(corpus, tmp_path_factory):  # noqa: F811
     """``cka-probe extract`` of 8 utterances in batches of 2, each batch its own commit."""
     ckpt, manifest, _ = corpus
     root = tmp_path_factory.mktemp("crash-extract")
     out = root / "acts.h5"
-    harness = Harness(["extract", str(ckpt), "--data", str(manifest), "--out", str(out), "--batch-size", "2"],
-                      root, env={"CKA_PROBE_COMMIT_BYTES": "1"})
+    harness = Harness(
+        ["extract", str(ckpt), "--data", str(manifest), "--out", str(out), "--batch-size", "2"],
+        root,
+        env={"CKA_PROBE_COMMIT_BYTES": "1"},
+    )
     points = harness.points()
     return harness, out, points, contents(out)
 
@@ -66,7 +77,9 @@ def extraction(corpus, tmp_path_factory):  # noqa: F811
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_extraction_killed_at_any_crash_point_finishes_bitwise(extraction, sweep):
     harness, out, points, reference = extraction
-    assert {"store:write:torn", "store:flush", "store:commit", "store:complete", "store:rename"} <= set(points)
+    assert {"store:write:torn", "store:flush", "store:commit", "store:complete", "store:rename"} <= set(
+        points
+    )
     for k in chosen(points, sweep):
         reset(out, partial_path(out))
         harness.kill_and_finish(k)
@@ -80,7 +93,7 @@ def test_extraction_killed_again_while_recovering_finishes_bitwise(extraction, s
     firsts = [commits[1] + 3, commits[-1] - 2] if sweep == "fast" else commits[1:]
     for k in firsts:
         # the rerun's first points are its recovery: truncating to the last commit, then its flush
-        for then in ([1, 3, 5] if sweep == "fast" else range(1, 12)):
+        for then in [1, 3, 5] if sweep == "fast" else range(1, 12):
             reset(out, partial_path(out))
             harness.kill_and_finish(k, then=then)
             assert_same_store(out, reference)
@@ -126,10 +139,14 @@ def test_a_merge_of_rank_shards_killed_at_any_crash_point_finishes_bitwise(tmp_p
     from test_store import random_batches, write_store
 
     batches = random_batches(3, batch=2)
-    shards = [str(write_store(tmp_path / "s0.h5", batches[:1])), str(write_store(tmp_path / "s1.h5", batches[1:]))]
+    shards = [
+        str(write_store(tmp_path / "s0.h5", batches[:1])),
+        str(write_store(tmp_path / "s1.h5", batches[1:])),
+    ]
     out = tmp_path / "merged.h5"
-    harness = Harness(partial(merge_small_shards, shards, str(out)), tmp_path / "work",
-                      env={"CKA_PROBE_COMMIT_BYTES": "1"})
+    harness = Harness(
+        partial(merge_small_shards, shards, str(out)), tmp_path / "work", env={"CKA_PROBE_COMMIT_BYTES": "1"}
+    )
     points = harness.points()
     reference = contents(out)
     for k in chosen(points, sweep, k=3):
@@ -138,9 +155,11 @@ def test_a_merge_of_rank_shards_killed_at_any_crash_point_finishes_bitwise(tmp_p
         assert_same_store(out, reference)
 
 
-# -- training ------------------------------------------------------------------------------------------------------
+# -- training
+# ------------------------------------------------------------------------------------------------------
 def checkpoint_state(path: Path) -> dict:
     """A checkpoint's tensors and values, without its wall-clock times."""
+
     def strip(value):
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if k != "seconds"}
@@ -178,9 +197,24 @@ def training(speech_corpus, tmp_path_factory):  # noqa: F811
     config = small_config(epochs=2, batch_size=2)
     (root / "small.json").write_text(json.dumps(config))
     out = root / "so"
-    harness = Harness(["train", "--arch", "so", "--task", "surface", "--data", str(speech_corpus["train"]),
-                       "--valid", str(speech_corpus["valid"]), "--config", str(root / "small.json"),
-                       "--out", str(out)], root)
+    harness = Harness(
+        [
+            "train",
+            "--arch",
+            "so",
+            "--task",
+            "surface",
+            "--data",
+            str(speech_corpus["train"]),
+            "--valid",
+            str(speech_corpus["valid"]),
+            "--config",
+            str(root / "small.json"),
+            "--out",
+            str(out),
+        ],
+        root,
+    )
     points = harness.points()
     want = {name: checkpoint_state(out / name) for name in ("best.pt", "last.pt")}
     return harness, out, points, want, log_without_time(out / "log.csv")
@@ -199,12 +233,14 @@ def test_training_killed_at_any_crash_point_finishes_bitwise(training, sweep):
         assert not hidden_leftovers(out)
 
 
-# -- evaluation, corpus, comparison tables, figures ----------------------------------------------------------------
+# -- evaluation, corpus, comparison tables, figures
+# ----------------------------------------------------------------
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_evaluation_killed_at_any_crash_point_finishes_bitwise(corpus, tmp_path, sweep):  # noqa: F811
     ckpt, manifest, _ = corpus
-    harness = Harness(["evaluate", str(ckpt), "--data", str(manifest), "--out", str(tmp_path / "out" / "cer.csv")],
-                      tmp_path)
+    harness = Harness(
+        ["evaluate", str(ckpt), "--data", str(manifest), "--out", str(tmp_path / "out" / "cer.csv")], tmp_path
+    )
     points = harness.points()
     want = files(tmp_path / "out")
     for k in chosen(points, sweep, k=2):
@@ -236,7 +272,9 @@ def small_run(tmp_path_factory):
     for language in ("en", "ko"):
         (root / "activations" / language).mkdir(parents=True)
         for role, seed in (("sso", 1), ("mso", 2), ("do", 3)):
-            write_store(root / "activations" / language / f"{role}.h5", role, language, encoder_seed=seed, seed=seed)
+            write_store(
+                root / "activations" / language / f"{role}.h5", role, language, encoder_seed=seed, seed=seed
+            )
     (root / "cer").mkdir()
     return root, [str(p) for p in write_cer(root / "cer")]
 
@@ -246,11 +284,36 @@ def test_tables_figures_and_compare_killed_at_any_crash_point_finish_bitwise(sma
     root, cer = small_run
     tables, figures = tmp_path / "tables", tmp_path / "figures"
     commands = {
-        "tables": (["compare", "--cross-task", str(root / "activations"), "--cross-lang", "--cer", *cer,
-                    "--tables", str(tables), "--n-boot", "20", "--n-perm", "10"], tables, "*"),
+        "tables": (
+            [
+                "compare",
+                "--cross-task",
+                str(root / "activations"),
+                "--cross-lang",
+                "--cer",
+                *cer,
+                "--tables",
+                str(tables),
+                "--n-boot",
+                "20",
+                "--n-perm",
+                "10",
+            ],
+            tables,
+            "*",
+        ),
         "figures": (["figures", str(tables), "--out", str(figures)], figures, "*.png"),
-        "compare": (["compare", str(root / "activations/en/sso.h5"), str(root / "activations/en/do.h5"),
-                     "--out", str(tmp_path / "pair" / "cka.csv")], tmp_path / "pair", "*"),
+        "compare": (
+            [
+                "compare",
+                str(root / "activations/en/sso.h5"),
+                str(root / "activations/en/do.h5"),
+                "--out",
+                str(tmp_path / "pair" / "cka.csv"),
+            ],
+            tmp_path / "pair",
+            "*",
+        ),
     }
     for name, (argv, out, pattern) in commands.items():
         harness = Harness(argv, tmp_path / f"work-{name}")
@@ -264,7 +327,8 @@ def test_tables_figures_and_compare_killed_at_any_crash_point_finish_bitwise(sma
             assert all(p.read_bytes().rstrip().endswith(b"%%EOF") for p in out.glob("*.pdf"))
 
 
-# -- the report and the stage runner of reproduce ------------------------------------------------------------------
+# -- the report and the stage runner of reproduce
+# ------------------------------------------------------------------
 def write_small_report(run_dir: str) -> None:
     """The ``report`` stage's function over a run folder (a harness target)."""
     from cka_probe.study.report import write_report
@@ -281,8 +345,24 @@ def test_report_killed_at_any_crash_point_finishes_bitwise(small_run, tmp_path, 
     root, cer = small_run
     run_dir = tmp_path / "run"
     shutil.copytree(root, run_dir)
-    assert main(["compare", "--cross-task", str(run_dir / "activations"), "--cer", *cer,
-                 "--tables", str(run_dir / "tables"), "--n-boot", "20", "--n-perm", "10"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--cross-task",
+                str(run_dir / "activations"),
+                "--cer",
+                *cer,
+                "--tables",
+                str(run_dir / "tables"),
+                "--n-boot",
+                "20",
+                "--n-perm",
+                "10",
+            ]
+        )
+        == 0
+    )
     harness = Harness(partial(write_small_report, str(run_dir)), tmp_path / "work")
     points = harness.points()
     want = (run_dir / "report.md").read_bytes()
@@ -314,11 +394,14 @@ def run_small_pipeline(run_dir: str) -> None:
     from cka_probe import pipeline
 
     run = Path(run_dir)
-    pipeline.run_stages([
-        pipeline.Stage("corpus", run / "data" / "en", write_folder_stage, {"text": "corpus"}),
-        pipeline.Stage("evaluate sso", run / "cer" / "sso.csv", write_file_stage, {"name": "sso"}),
-        pipeline.Stage("evaluate do", run / "cer" / "do.csv", write_file_stage, {"name": "do"}),
-    ], run)
+    pipeline.run_stages(
+        [
+            pipeline.Stage("corpus", run / "data" / "en", write_folder_stage, {"text": "corpus"}),
+            pipeline.Stage("evaluate sso", run / "cer" / "sso.csv", write_file_stage, {"name": "sso"}),
+            pipeline.Stage("evaluate do", run / "cer" / "do.csv", write_file_stage, {"name": "do"}),
+        ],
+        run,
+    )
 
 
 @pytest.mark.parametrize("sweep", SWEEPS)
@@ -340,11 +423,9 @@ def test_reproduce_stages_killed_at_any_crash_point_are_redone(tmp_path, sweep):
         assert [row["stage"] for row in last_run] == ["corpus", "evaluate sso", "evaluate do"]
 
 
-
 def noise_corpus(folder: Path) -> Path:
     """Train/valid/test manifests of short noise recordings with transcripts (a user's data folder)."""
     from scipy.io import wavfile
-
     from test_extract_asr import TEXTS
 
     rng = np.random.default_rng(0)
@@ -354,25 +435,39 @@ def noise_corpus(folder: Path) -> Path:
             (surface, meaning), uid = TEXTS[i % len(TEXTS)], f"{split}{i}"
             audio = rng.normal(size=int(16000 * rng.uniform(0.6, 1.0))) * 3000
             wavfile.write(folder / f"{uid}.wav", 16000, audio.astype(np.int16))
-            rows.append({"id": uid, "audio": f"{uid}.wav", "surface": surface, "meaning": meaning,
-                         "language": "en", "speaker": f"s{i % 3}"})
+            rows.append(
+                {
+                    "id": uid,
+                    "audio": f"{uid}.wav",
+                    "surface": surface,
+                    "meaning": meaning,
+                    "language": "en",
+                    "speaker": f"s{i % 3}",
+                }
+            )
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
 
 def run_outputs(run_dir: Path) -> dict[str, object]:
-    """What a reproduction computed: tables, figures (PNG), stores, checkpoints, the report before its timings.
+    """What a reproduction computed: tables, figures (PNG), stores, checkpoints, the report before its
+    timings.
 
     Wall-clock fields aside: the checkpoints' ``seconds`` and the stores' ``checkpoint_sha256``.
     """
-    found: dict[str, object] = {**files(run_dir / "tables"), **files(run_dir / "figures", "*.png"),
-                                **files(run_dir / "cer")}
+    found: dict[str, object] = {
+        **files(run_dir / "tables"),
+        **files(run_dir / "figures", "*.png"),
+        **files(run_dir / "cer"),
+    }
     for store in sorted((run_dir / "activations").rglob("*.h5")):
         # a checkpoint retrained after a kill differs in its wall-clock fields, hence in its sha256
         found[str(store.relative_to(run_dir))] = contents(store)
         del found[str(store.relative_to(run_dir))]["attrs"]["checkpoint_sha256"]
-    found |= {str(p.relative_to(run_dir)): checkpoint_state(p)["model_state"]
-              for p in sorted((run_dir / "checkpoints").rglob("*.pt"))}
+    found |= {
+        str(p.relative_to(run_dir)): checkpoint_state(p)["model_state"]
+        for p in sorted((run_dir / "checkpoints").rglob("*.pt"))
+    }
     found["report.md"] = (run_dir / "report.md").read_text().split("## Stages")[0]
     return found
 
@@ -383,8 +478,24 @@ def test_a_reproduction_killed_at_crash_points_throughout_finishes_bitwise(tmp_p
     data.mkdir()
     noise_corpus(data)
     run_dir = tmp_path / "run"
-    harness = Harness(["reproduce", "--lang", "en", "--data", f"en={data}", "--scale", "tiny", "--epochs", "1",
-                       "--jobs", "1", "--out", str(run_dir)], tmp_path / "work")
+    harness = Harness(
+        [
+            "reproduce",
+            "--lang",
+            "en",
+            "--data",
+            f"en={data}",
+            "--scale",
+            "tiny",
+            "--epochs",
+            "1",
+            "--jobs",
+            "1",
+            "--out",
+            str(run_dir),
+        ],
+        tmp_path / "work",
+    )
     points = harness.points()
     want = run_outputs(run_dir)
     print(f"\nreproduce: killing at 8 of its {len(points)} crash points", file=sys.stderr)

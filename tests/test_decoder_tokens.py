@@ -33,8 +33,14 @@ def batches() -> list[dict]:
     for b in range(3):
         lens = {t: torch.randint(1, 6, (2,), generator=gen) for t in ("surface", "meaning")}
         ids = {t: torch.randint(0, 20, (2, 6), generator=gen) for t in lens}
-        out.append({"ids": [f"u{2 * b}", f"u{2 * b + 1}"], "inputs": ids, "lengths": lens,
-                    "tokens": {f"decoder/{t}": ids[t] for t in lens}})
+        out.append(
+            {
+                "ids": [f"u{2 * b}", f"u{2 * b + 1}"],
+                "inputs": ids,
+                "lengths": lens,
+                "tokens": {f"decoder/{t}": ids[t] for t in lens},
+            }
+        )
     return out
 
 
@@ -45,8 +51,14 @@ def forward(model, batch):
 
 def test_a_module_shared_by_two_streams_gets_one_call_each_and_its_tokens(tmp_path):
     model = SharedDecoder()
-    out = extract(model, batches(), layers={"decoder/surface": ["layer"], "decoder/meaning": ["layer"]},
-                  out=tmp_path / "a.h5", forward=forward, progress=False)
+    out = extract(
+        model,
+        batches(),
+        layers={"decoder/surface": ["layer"], "decoder/meaning": ["layer"]},
+        out=tmp_path / "a.h5",
+        forward=forward,
+        progress=False,
+    )
     with ActivationStore(out) as store, torch.no_grad():
         for batch in batches():
             for b, uid in enumerate(batch["ids"]):
@@ -54,16 +66,21 @@ def test_a_module_shared_by_two_streams_gets_one_call_each_and_its_tokens(tmp_pa
                     n = int(batch["lengths"][task][b])
                     ids = batch["inputs"][task][b, :n]
                     assert store.tokens(f"decoder/{task}", "layer", [uid])[0].tolist() == ids.tolist()
-                    np.testing.assert_allclose(store.frames(f"decoder/{task}", "layer", [uid])[0],
-                                               model.layer(model.embed(ids)), rtol=1e-6)
+                    np.testing.assert_allclose(
+                        store.frames(f"decoder/{task}", "layer", [uid])[0],
+                        model.layer(model.embed(ids)),
+                        rtol=1e-6,
+                    )
 
 
 def test_a_shared_module_called_the_wrong_number_of_times_is_an_error():
     model = SharedDecoder()
     with LayerCapture(model, {"decoder/surface": ["layer"], "decoder/meaning": ["layer"]}) as capture:
         model.layer(torch.zeros(1, 4))
-        with pytest.raises(CKAProbeError, match="selected for streams decoder/surface, decoder/meaning but was "
-                                                "called 1 times"):
+        with pytest.raises(
+            CKAProbeError,
+            match="selected for streams decoder/surface, decoder/meaning but was called 1 times",
+        ):
             capture.pop()
 
 
@@ -72,7 +89,9 @@ def test_resume_truncates_the_tokens_of_an_unfinished_commit(tmp_path):
 
     def append(writer, b):
         rows = np.full((b + 1, 2), float(b), np.float32)
-        writer.append([f"u{b}"], {key: (rows, np.array([b + 1]))}, tokens={"decoder/surface": np.arange(b + 1) + 10 * b})
+        writer.append(
+            [f"u{b}"], {key: (rows, np.array([b + 1]))}, tokens={"decoder/surface": np.arange(b + 1) + 10 * b}
+        )
 
     with StoreWriter(tmp_path / "ref.h5", commit_bytes=0) as writer:
         for b in range(4):
@@ -96,7 +115,12 @@ def test_resume_truncates_the_tokens_of_an_unfinished_commit(tmp_path):
 
 
 def test_token_ids_must_match_the_rows(tmp_path):
-    with StoreWriter(tmp_path / "a.h5") as writer, \
-            pytest.raises(CKAProbeError, match=r"layer decoder/surface/layer: \(2,\) token ids for 3 rows"):
-        writer.append(["u0"], {("decoder/surface", "layer"): (np.zeros((3, 2)), np.array([3]))},
-                      tokens={"decoder/surface": np.arange(2)})
+    with (
+        StoreWriter(tmp_path / "a.h5") as writer,
+        pytest.raises(CKAProbeError, match=r"layer decoder/surface/layer: \(2,\) token ids for 3 rows"),
+    ):
+        writer.append(
+            ["u0"],
+            {("decoder/surface", "layer"): (np.zeros((3, 2)), np.array([3]))},
+            tokens={"decoder/surface": np.arange(2)},
+        )

@@ -24,7 +24,12 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wenet_style_adapte
 def test_example_adapter_rows_equal_the_module_alone(tmp_path, capsys):
     manifest = noise_corpus(tmp_path / "data", [0.4, 0.9, 0.6, 0.5])
     out = tmp_path / "acts.h5"
-    assert main(["extract", f"{EXAMPLE}:adapter", "--data", str(manifest), "--out", str(out), "--batch-size", "3"]) == 0
+    assert (
+        main(
+            ["extract", f"{EXAMPLE}:adapter", "--data", str(manifest), "--out", str(out), "--batch-size", "3"]
+        )
+        == 0
+    )
     assert main(["layers", f"{EXAMPLE}:adapter"]) == 0
     assert "* encoders.1" in capsys.readouterr().out
     spec = importlib.util.spec_from_file_location("example", EXAMPLE)
@@ -55,7 +60,7 @@ def test_an_adapter_missing_a_duty_is_a_one_line_error(tmp_path, capsys):
 def test_a_padding_sensitive_adapter_fails_the_self_check(tmp_path, capsys):
     """The example's model with one layer that subtracts the mean over every frame, padding included."""
     sensitive = tmp_path / "sensitive.py"
-    sensitive.write_text(f'''
+    sensitive.write_text(f"""
 import importlib.util, torch
 spec = importlib.util.spec_from_file_location("example", {str(EXAMPLE)!r})
 example = importlib.util.module_from_spec(spec); spec.loader.exec_module(example)
@@ -72,9 +77,11 @@ class Adapter(example.WenetStyleAdapter):
 
 def make():
     return Adapter()
-''')
+""")
     manifest = noise_corpus(tmp_path / "data", [0.4, 0.9])
-    assert main(["extract", f"{sensitive}:make", "--data", str(manifest), "--out", str(tmp_path / "a.h5")]) == 2
+    assert (
+        main(["extract", f"{sensitive}:make", "--data", str(manifest), "--out", str(tmp_path / "a.h5")]) == 2
+    )
     err = capsys.readouterr().err
     assert "wenet-style example: padding changes layer project" in err and "utterance 'u0'" in err
     assert not (tmp_path / "a.h5").exists()

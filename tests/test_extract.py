@@ -32,7 +32,9 @@ class IntegerLinearStack(nn.Module):
         """Each layer's output for one utterance ``(T, d0)``, in int64 numpy."""
         outs, h = [], x.astype(np.int64)
         for layer in self.net:
-            h = h @ layer.weight.detach().numpy().astype(np.int64).T + layer.bias.detach().numpy().astype(np.int64)
+            h = h @ layer.weight.detach().numpy().astype(np.int64).T + layer.bias.detach().numpy().astype(
+                np.int64
+            )
             outs.append(h)
         return outs
 
@@ -48,8 +50,14 @@ def integer_batches(n_batches: int = 4, batch: int = 3, dim: int = 3, seed: int 
         for i, uid in enumerate(ids):
             utterances[uid] = torch.randint(-3, 4, (int(lengths[i]), dim), generator=gen).float()
             x[i, : lengths[i]] = utterances[uid]
-        batches.append({"ids": ids, "inputs": x, "lengths": lengths,
-                        "metadata": {"speaker": [f"s{i}" for i in range(batch)], "n_frames": lengths.tolist()}})
+        batches.append(
+            {
+                "ids": ids,
+                "inputs": x,
+                "lengths": lengths,
+                "metadata": {"speaker": [f"s{i}" for i in range(batch)], "n_frames": lengths.tolist()},
+            }
+        )
     return batches, utterances
 
 
@@ -64,7 +72,7 @@ def test_fixed_linear_maps_round_trip_exactly(tmp_path):
             rows, offsets = store.frames("encoder", layer)
             for i, uid in enumerate(store.ids):
                 want = model.expected(utterances[uid].numpy())[k]
-                np.testing.assert_array_equal(rows[offsets[i]: offsets[i + 1]], want)
+                np.testing.assert_array_equal(rows[offsets[i] : offsets[i + 1]], want)
                 np.testing.assert_allclose(store.means("encoder", layer, [uid])[0], want.mean(0), rtol=1e-6)
         assert store.metadata.loc["utt011", "n_frames"] == len(utterances["utt011"])
         assert store.metadata.loc["utt011", "speaker"] == "s1"
@@ -110,8 +118,9 @@ def test_repeated_calls_need_opt_in_then_are_named_by_call(tmp_path):
         assert store.layers("encoder") == ["block@0", "block@1"]
         first = model.block(x)
         np.testing.assert_allclose(store.frames("encoder", "block@0")[0], first.reshape(-1, 2), rtol=1e-6)
-        np.testing.assert_allclose(store.frames("encoder", "block@1")[0],
-                                   model.block(first).reshape(-1, 2), rtol=1e-6)
+        np.testing.assert_allclose(
+            store.frames("encoder", "block@1")[0], model.block(first).reshape(-1, 2), rtol=1e-6
+        )
 
 
 class TupleLayer(nn.Module):
@@ -123,8 +132,9 @@ def test_output_selector_picks_from_tuples(tmp_path):
     model = nn.Sequential(nn.Linear(2, 2), TupleLayer())
     batches = [{"ids": ["a"], "inputs": torch.ones(1, 2, 2)}]
     default = extract(model, batches, layers=["1"], out=tmp_path / "a.h5", progress=False)
-    second = extract(model, batches, layers=["1"], out=tmp_path / "b.h5", progress=False,
-                     select=lambda name, out: out[1])
+    second = extract(
+        model, batches, layers=["1"], out=tmp_path / "b.h5", progress=False, select=lambda name, out: out[1]
+    )
     with ActivationStore(default) as a, ActivationStore(second) as b:
         np.testing.assert_array_equal(a.frames("encoder", "1")[0], -2 * b.frames("encoder", "1")[0])
 
@@ -193,20 +203,33 @@ def toy_asr_batches(n_batches: int = 3, batch: int = 3, dim: int = 8, vocab: int
         feats = torch.randn(batch, int(feat_lens.max()), dim, generator=gen)
         feats[torch.arange(feats.shape[1])[None, :] >= feat_lens[:, None]] = 1e3
         ys_in = {t: torch.randint(0, vocab, (batch, int(n.max())), generator=gen) for t, n in ys_lens.items()}
-        out.append({"ids": [f"b{b}u{i}" for i in range(batch)], "feats": feats, "feat_lens": feat_lens,
-                    "ys_in": ys_in, "ys_in_lens": ys_lens})
+        out.append(
+            {
+                "ids": [f"b{b}u{i}" for i in range(batch)],
+                "feats": feats,
+                "feat_lens": feat_lens,
+                "ys_in": ys_in,
+                "ys_in_lens": ys_lens,
+            }
+        )
     return out
 
 
-TOY_LAYERS = {"encoder": ["embed", "layers.*"], "decoder/surface": ["decoders.surface.layers.*"],
-              "decoder/meaning": ["decoders.meaning.layers.*"]}
+TOY_LAYERS = {
+    "encoder": ["embed", "layers.*"],
+    "decoder/surface": ["decoders.surface.layers.*"],
+    "decoder/meaning": ["decoders.meaning.layers.*"],
+}
 
 
 def unpad(batch: dict, i: int) -> dict:
     """Utterance ``i`` of a padded batch alone, without padding (feats, ys_in per task)."""
-    one = {"feats": batch["feats"][i: i + 1, : int(batch["feat_lens"][i])], "feat_lens": batch["feat_lens"][i: i + 1],
-           "ys_in": {t: y[i: i + 1, : int(batch["ys_in_lens"][t][i])] for t, y in batch["ys_in"].items()},
-           "ys_in_lens": {t: n[i: i + 1] for t, n in batch["ys_in_lens"].items()}}
+    one = {
+        "feats": batch["feats"][i : i + 1, : int(batch["feat_lens"][i])],
+        "feat_lens": batch["feat_lens"][i : i + 1],
+        "ys_in": {t: y[i : i + 1, : int(batch["ys_in_lens"][t][i])] for t, y in batch["ys_in"].items()},
+        "ys_in_lens": {t: n[i : i + 1] for t, n in batch["ys_in_lens"].items()},
+    }
     return {**one, "tasks": batch["tasks"]} if "tasks" in batch else one
 
 
@@ -219,17 +242,23 @@ def assert_store_matches_single_forwards(store, model, batches, patterns, forwar
                 alone = {name: out[0] for name, out in capture.pop()["all"].items()}
             for stream in store.streams():
                 for layer in store.layers(stream):
-                    np.testing.assert_allclose(store.frames(stream, layer, [uid])[0], alone[layer].numpy(),
-                                               rtol=rtol, atol=atol)
-                    np.testing.assert_allclose(store.means(stream, layer, [uid])[0],
-                                               alone[layer].double().mean(0).numpy(), rtol=rtol, atol=atol)
+                    np.testing.assert_allclose(
+                        store.frames(stream, layer, [uid])[0], alone[layer].numpy(), rtol=rtol, atol=atol
+                    )
+                    np.testing.assert_allclose(
+                        store.means(stream, layer, [uid])[0],
+                        alone[layer].double().mean(0).numpy(),
+                        rtol=rtol,
+                        atol=atol,
+                    )
 
 
 def test_padding_never_reaches_the_store_encoder_and_decoders(tmp_path):
     model = ToyEncoderDecoders()
     batches = toy_asr_batches()
-    out = extract(model, batches, layers=TOY_LAYERS, out=tmp_path / "acts.h5", forward=teacher_forced,
-                  progress=False)
+    out = extract(
+        model, batches, layers=TOY_LAYERS, out=tmp_path / "acts.h5", forward=teacher_forced, progress=False
+    )
     with ActivationStore(out) as store:
         assert store.streams() == ["encoder", "decoder/surface", "decoder/meaning"]
         assert store.layers("decoder/meaning") == ["decoders.meaning.layers.0", "decoders.meaning.layers.1"]

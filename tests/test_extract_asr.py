@@ -25,9 +25,16 @@ from test_extract import assert_store_matches_single_forwards  # noqa: E402
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-TEXTS = [("he go park", "he goes to the park"), ("she have cat", "she has a cat"), ("i am here", "i am here"),
-         ("they was late", "they were late"), ("we eat", "we ate"), ("he run", "he ran"),
-         ("it good", "it is good"), ("you is kind", "you are kind")]
+TEXTS = [
+    ("he go park", "he goes to the park"),
+    ("she have cat", "she has a cat"),
+    ("i am here", "i am here"),
+    ("they was late", "they were late"),
+    ("we eat", "we ate"),
+    ("he run", "he ran"),
+    ("it good", "it is good"),
+    ("you is kind", "you are kind"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +45,41 @@ def corpus(tmp_path_factory):
     rows = []
     for i, (surface, meaning) in enumerate(TEXTS):
         wav = root / f"u{i}.wav"
-        wavfile.write(wav, 16000, (rng.normal(size=int(16000 * rng.uniform(0.2, 0.6))) * 3000).astype(np.int16))
-        rows.append({"id": f"u{i}", "audio": wav.name, "surface": surface, "meaning": meaning,
-                     "language": "en", "speaker": f"s{i % 3}"})
+        wavfile.write(
+            wav, 16000, (rng.normal(size=int(16000 * rng.uniform(0.2, 0.6))) * 3000).astype(np.int16)
+        )
+        rows.append(
+            {
+                "id": f"u{i}",
+                "audio": wav.name,
+                "surface": surface,
+                "meaning": meaning,
+                "language": "en",
+                "speaker": f"s{i % 3}",
+            }
+        )
     manifest = root / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = copy.deepcopy(load_config("tiny"))
     config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=2, ffn_dim=32)
     config["decoder"].update(n_layers=2, n_heads=2, ffn_dim=32)
-    tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en", unit="char")
-                  for t in ("surface", "meaning")}
+    tokenizers = {
+        t: CharTokenizer.build([r[t] for r in rows], language="en", unit="char")
+        for t in ("surface", "meaning")
+    }
     torch.manual_seed(0)
-    model = build_model(config, "do", ("surface", "meaning"), {t: k.vocab_size for t, k in tokenizers.items()})
-    ckpt = save_checkpoint(root / "do.pt", model=model, config=config, tokenizers=tokenizers,
-                           cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)), epoch=0, metrics={})
+    model = build_model(
+        config, "do", ("surface", "meaning"), {t: k.vocab_size for t, k in tokenizers.items()}
+    )
+    ckpt = save_checkpoint(
+        root / "do.pt",
+        model=model,
+        config=config,
+        tokenizers=tokenizers,
+        cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
+        epoch=0,
+        metrics={},
+    )
     return ckpt, manifest, rows
 
 
@@ -73,14 +101,21 @@ def test_extract_checkpoint_matches_single_utterance_forwards(corpus, tmp_path):
         assert attrs["config"] == ckpt["config"]
         assert store.ids == [r["id"] for r in rows[:7]]
         assert list(store.metadata["meaning"]) == [r["meaning"] for r in rows[:7]]
-        batches = [{**b, "tasks": list(model.tasks)} for b in ManifestBatches(manifest, ckpt, batch_size=3, limit=7)]
-        assert_store_matches_single_forwards(store, model, batches, default_layers(model.tasks), teacher_forced,
-                                             1e-4, 1e-5)
+        batches = [
+            {**b, "tasks": list(model.tasks)} for b in ManifestBatches(manifest, ckpt, batch_size=3, limit=7)
+        ]
+        assert_store_matches_single_forwards(
+            store, model, batches, default_layers(model.tasks), teacher_forced, 1e-4, 1e-5
+        )
         surface_len = store.row_counts("decoder/surface", "decoders.surface.layers.1", ["u3"])[0]
         assert surface_len == len("they was late") + 1
         tok = ckpt["tokenizers"]["surface"]
-        for layer in store.layers("decoder/surface"):  # one input token id per row: <sos>, then the transcript
-            assert store.tokens("decoder/surface", layer, ["u3"])[0].tolist() == [tok.sos_eos, *tok.encode("they was late")]
+        # one input token id per row: <sos>, then the transcript
+        for layer in store.layers("decoder/surface"):
+            assert store.tokens("decoder/surface", layer, ["u3"])[0].tolist() == [
+                tok.sos_eos,
+                *tok.encode("they was late"),
+            ]
         assert not store.has_tokens("encoder", "encoder.layers.0")
         assert attrs["tokenizer"]["surface"]["symbols"] == tok.symbols
 
@@ -92,33 +127,79 @@ def test_layers_and_info_commands(corpus, tmp_path, capsys):
     assert any(line.split()[:2] == ["*", "encoder.layers.1"] for line in listed)
     assert any(line.startswith("  encoder.layers.1.") for line in listed)
     out = tmp_path / "so.h5"
-    argv = ["extract", str(ckpt_path), "--data", str(manifest), "--out", str(out), "--tasks", "meaning",
-            "--layers", "encoder.layers.*", "decoders.meaning.layers.1", "--limit", "2"]
+    argv = [
+        "extract",
+        str(ckpt_path),
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--tasks",
+        "meaning",
+        "--layers",
+        "encoder.layers.*",
+        "decoders.meaning.layers.1",
+        "--limit",
+        "2",
+    ]
     assert main(argv) == 0
     assert main(argv) == 0  # rerunning a finished extraction keeps the store
     assert "so.h5: already complete" in capsys.readouterr().err
     assert main([*argv, "--dtype", "float16"]) == 2
-    assert "so.h5: already exists (dtype: 'float32' there, 'float16' now); pass --overwrite" \
+    assert (
+        "so.h5: already exists (dtype: 'float32' there, 'float16' now); pass --overwrite"
         in capsys.readouterr().err
+    )
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "complete, 2 utterances" in text and "stream decoder/meaning: 1 layers" in text
     assert "decoder/surface" not in text and "arch: do" in text
-    assert main(["extract", str(ckpt_path), "--data", str(manifest), "--out", str(tmp_path / "x.h5"),
-                 "--layers", "decoders.nothing.*"]) == 2
+    assert (
+        main(
+            [
+                "extract",
+                str(ckpt_path),
+                "--data",
+                str(manifest),
+                "--out",
+                str(tmp_path / "x.h5"),
+                "--layers",
+                "decoders.nothing.*",
+            ]
+        )
+        == 2
+    )
     assert "'decoders.nothing.*' matches no module" in capsys.readouterr().err
 
 
 def test_torchrun_two_ranks_equal_one_process(corpus, tmp_path):
     ckpt_path, manifest, _ = corpus
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     common = ["-m", "cka_probe", "extract", str(ckpt_path), "--data", str(manifest), "--batch-size", "2"]
-    one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one.h5")],
-                         env=env, capture_output=True, text=True)
+    one = subprocess.run(
+        [sys.executable, *common, "--out", str(tmp_path / "one.h5")], env=env, capture_output=True, text=True
+    )
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          *common, "--out", str(tmp_path / "two.h5")], env=env, capture_output=True, text=True)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *common,
+            "--out",
+            str(tmp_path / "two.h5"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert two.returncode == 0, two.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.h5", "two.h5"]
     with ActivationStore(tmp_path / "one.h5") as a, ActivationStore(tmp_path / "two.h5") as b:

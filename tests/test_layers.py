@@ -64,17 +64,25 @@ def violations(layers: dict[str, int], package: Path = PACKAGE) -> list[str]:
             if there not in layers:
                 continue  # ``from cka_probe import x``: checked through x itself below
             if layers[there] > layers[here]:
-                bad.append(f"{path.relative_to(package.parent)}:{line} ({here}, layer {layers[here]}) imports {name} "
-                           f"(layer {layers[there]})")
+                bad.append(
+                    f"{path.relative_to(package.parent)}:{line} ({here}, layer {layers[here]}) "
+                    f"imports {name} "
+                    f"(layer {layers[there]})"
+                )
             if here == "figures" and there == "study" and not name.startswith("cka_probe.study.schema"):
-                bad.append(f"{path.relative_to(package.parent)}:{line}: figures imports {name}, not the table schema")
+                bad.append(
+                    f"{path.relative_to(package.parent)}:{line}: figures imports {name}, not the table schema"
+                )
     return bad
 
 
 def test_the_design_table_names_every_package_and_module():
     layers = design_layers()
-    present = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-               if (p.suffix == ".py" or (p / "__init__.py").exists())}
+    present = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").exists())
+    }
     assert present - OUTSIDE == set(layers), "docs/design.md's layer table and cka_probe/ disagree"
 
 
@@ -90,7 +98,9 @@ def test_the_check_catches_upward_imports(tmp_path):
     for name in ("text", "figures"):
         (copy / name).mkdir(parents=True)
     (copy / "text" / "probe.py").write_text("def f():\n    from cka_probe.study.roles import ROLES\n")
-    (copy / "figures" / "probe.py").write_text("from ..study import cross_task\nfrom ..study.schema import VALUE\n")
+    (copy / "figures" / "probe.py").write_text(
+        "from ..study import cross_task\nfrom ..study.schema import VALUE\n"
+    )
     found = violations(layers, copy)
     assert found == [
         "cka_probe/figures/probe.py:1: figures imports cka_probe.study.cross_task, not the table schema",

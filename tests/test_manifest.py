@@ -12,8 +12,15 @@ from cka_probe.errors import CKAProbeError
 
 
 def _row(i: int, **extra) -> dict:
-    return {"id": f"u{i}", "audio": f"wav/u{i}.wav", "surface": "he go to park",
-            "meaning": "he goes to the park", "language": "en", "speaker": "s1", **extra}
+    return {
+        "id": f"u{i}",
+        "audio": f"wav/u{i}.wav",
+        "surface": "he go to park",
+        "meaning": "he goes to the park",
+        "language": "en",
+        "speaker": "s1",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -38,8 +45,14 @@ def test_relative_audio_resolves_against_manifest_folder(corpus: Path, tmp_path:
 
 
 def test_round_trip_keeps_extra_fields_and_korean_text(corpus: Path) -> None:
-    korean = _row(2, surface="철수가 사과을 먹어요", meaning="철수가 사과를 먹어요", language="ko",
-                  duration=1.25, rules=["particle_form"])
+    korean = _row(
+        2,
+        surface="철수가 사과을 먹어요",
+        meaning="철수가 사과를 먹어요",
+        language="ko",
+        duration=1.25,
+        rules=["particle_form"],
+    )
     first = read_manifest(write_manifest(corpus / "a.jsonl", [_row(0), korean]))
     second = read_manifest(write_manifest(corpus / "b.jsonl", first))
     assert first == second
@@ -54,15 +67,18 @@ def test_missing_speaker_is_none_and_blank_lines_are_skipped(corpus: Path) -> No
     assert read_manifest(path)[0]["speaker"] is None
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ('{"id": "u1", "audio": ', "invalid JSON"),
-    ('["u1"]', "expected a JSON object"),
-    (json.dumps({k: v for k, v in _row(1).items() if k != "meaning"}), "missing field 'meaning'"),
-    (json.dumps(_row(1, surface=3)), "field 'surface' must be a non-empty string"),
-    (json.dumps(_row(1, language="")), "field 'language' must be a non-empty string"),
-    (json.dumps(_row(0)), "duplicate id 'u0' (first on line 1)"),
-    (json.dumps(_row(7)), "audio file not found"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": "u1", "audio": ', "invalid JSON"),
+        ('["u1"]', "expected a JSON object"),
+        (json.dumps({k: v for k, v in _row(1).items() if k != "meaning"}), "missing field 'meaning'"),
+        (json.dumps(_row(1, surface=3)), "field 'surface' must be a non-empty string"),
+        (json.dumps(_row(1, language="")), "field 'language' must be a non-empty string"),
+        (json.dumps(_row(0)), "duplicate id 'u0' (first on line 1)"),
+        (json.dumps(_row(7)), "audio file not found"),
+    ],
+)
 def test_bad_line_names_file_and_line(corpus: Path, line: str, message: str) -> None:
     path = _write_lines(corpus / "manifest.jsonl", [json.dumps(_row(0)), line])
     with pytest.raises(CKAProbeError) as err:

@@ -3,11 +3,11 @@
 import functools
 import re
 
+import measures_reference as ref
 import numpy as np
 import pytest
 import torch
 
-import measures_reference as ref
 from cka_probe import bootstrap_ci, permutation_test, similarity, similarity_matrix
 from cka_probe.errors import CKAProbeError
 
@@ -30,7 +30,9 @@ def test_measures_match_the_reference(n, dx, dy):
     if full_rank:
         assert similarity(x, y, measure="cca") == pytest.approx(ref.mean_cca(x, y), abs=1e-8)
         assert similarity(x, y, measure="pwcca") == pytest.approx(ref.pwcca(x, y), abs=1e-8)
-    assert similarity(x, y, measure="cca", ridge=0.1) == pytest.approx(ref.mean_cca(x, y, ridge=0.1), abs=1e-8)
+    assert similarity(x, y, measure="cca", ridge=0.1) == pytest.approx(
+        ref.mean_cca(x, y, ridge=0.1), abs=1e-8
+    )
     assert similarity(x, y, measure="svcca") == pytest.approx(ref.svcca(x, y), abs=1e-8)
     distance, angle = ref.procrustes(x, y)
     assert similarity(x, y, measure="procrustes") == pytest.approx(distance, abs=1e-10)
@@ -45,7 +47,9 @@ def test_measures_match_the_reference(n, dx, dy):
 
 def test_rsa_of_float32_inputs_stays_within_1e_6():
     x, y = pair(150, 16, 12)
-    assert similarity(x.astype(np.float32), y.astype(np.float32), measure="rsa") == pytest.approx(ref.rsa(x, y), abs=1e-6)
+    assert similarity(x.astype(np.float32), y.astype(np.float32), measure="rsa") == pytest.approx(
+        ref.rsa(x, y), abs=1e-6
+    )
 
 
 def test_matrix_cells_equal_the_pairs_and_ys_none_is_xs_with_itself():
@@ -80,11 +84,14 @@ def test_procrustes_is_invariant_to_orthogonal_maps_scaling_and_translation():
         assert similarity(x, 4 * x @ q, measure=measure) == pytest.approx(0.0, abs=1e-6)
     # not invariant to a general linear map: that is what separates it from CCA
     stretch = np.diag([1, 1, 1, 1, 1, 1, 20.0])
-    assert abs(similarity(x, y @ stretch, measure="procrustes") - similarity(x, y, measure="procrustes")) > 1e-3
+    assert (
+        abs(similarity(x, y @ stretch, measure="procrustes") - similarity(x, y, measure="procrustes")) > 1e-3
+    )
 
 
 def test_spearman_rsa_is_invariant_to_monotone_transforms_of_the_rdm():
-    """y2 is built (classical MDS) so that ||y2_i - y2_j|| = sqrt(||y_i - y_j||): a monotone map of y's RDM."""
+    """y2 is built (classical MDS) so that ||y2_i - y2_j|| = sqrt(||y_i - y_j||): a monotone map of y's
+    RDM."""
     x, y = pair(40, 5, 4, seed=7)
     d = np.sqrt(((y[:, None] - y[None]) ** 2).sum(2))
     h = np.eye(40) - 1 / 40
@@ -99,11 +106,23 @@ def test_spearman_rsa_is_invariant_to_monotone_transforms_of_the_rdm():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda x, y: similarity(x[:5], y[:5, :2], measure="cca"), "x: CCA needs full column rank, but the centred layer has rank 4 < d = 6 (n = 5)"),
+        (
+            lambda x, y: similarity(x[:5], y[:5, :2], measure="cca"),
+            "x: CCA needs full column rank, but the centred layer has rank 4 < d = 6 (n = 5)",
+        ),
         (lambda x, y: similarity(np.c_[x, x[:, :1]], y, measure="pwcca"), "rank 6 < d = 7"),
-        (lambda x, y: similarity(np.ones((80, 3)), y, measure="svcca"), "x: SVCCA is undefined for a constant"),
-        (lambda x, y: similarity(x, np.ones((80, 3)), measure="cca", ridge=0.1), "y: CCA is undefined for a constant"),
-        (lambda x, y: similarity(x, np.ones((80, 3)), measure="procrustes"), "y: Procrustes distance is undefined"),
+        (
+            lambda x, y: similarity(np.ones((80, 3)), y, measure="svcca"),
+            "x: SVCCA is undefined for a constant",
+        ),
+        (
+            lambda x, y: similarity(x, np.ones((80, 3)), measure="cca", ridge=0.1),
+            "y: CCA is undefined for a constant",
+        ),
+        (
+            lambda x, y: similarity(x, np.ones((80, 3)), measure="procrustes"),
+            "y: Procrustes distance is undefined",
+        ),
         (lambda x, y: similarity(x[:2], y[:2], measure="rsa"), "RSA needs at least 3 rows"),
         (lambda x, y: similarity(np.c_[x[:, :1], x[:, :1]], y, measure="rsa"), "x: row 0 is constant"),
         (lambda x, y: similarity(x, y[:79], measure="cca"), "has 79 rows"),
@@ -136,11 +155,18 @@ def test_measures_work_with_group_bootstrap_and_permutation_test():
         interval = bootstrap_ci(x, y, groups=groups, statistic=statistic, n_resamples=30, seed=1)
         assert interval.estimate == pytest.approx(statistic(x, y), abs=1e-12)
         assert interval.low <= interval.high
-    related = permutation_test(x, y, groups=groups, statistic=functools.partial(similarity, measure="cca"),
-                               n_permutations=49, seed=2)
+    related = permutation_test(
+        x, y, groups=groups, statistic=functools.partial(similarity, measure="cca"), n_permutations=49, seed=2
+    )
     assert related.p_value == 1 / 50
-    unrelated = permutation_test(x, np.random.default_rng(0).standard_normal((120, 4)), groups=groups,
-                                 statistic=functools.partial(similarity, measure="cca"), n_permutations=49, seed=2)
+    unrelated = permutation_test(
+        x,
+        np.random.default_rng(0).standard_normal((120, 4)),
+        groups=groups,
+        statistic=functools.partial(similarity, measure="cca"),
+        n_permutations=49,
+        seed=2,
+    )
     assert unrelated.p_value > 0.05
 
 
@@ -148,4 +174,5 @@ def test_torch_inputs_give_the_numpy_values():
     x, y = pair(50, 5, 6)
     for measure in ("pwcca", "procrustes_angle", "rsa"):
         assert similarity(torch.from_numpy(x), torch.from_numpy(y), measure=measure) == pytest.approx(
-            similarity(x, y, measure=measure), abs=1e-12)
+            similarity(x, y, measure=measure), abs=1e-12
+        )

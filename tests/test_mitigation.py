@@ -6,15 +6,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_analyze_cross_task import layers, representations
 
 from cka_probe import pipeline
-from cka_probe.study.cross_task import cross_task_arrays, diagonal, pooled
-from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
-from cka_probe.study.roles import assign_roles, role_of
 from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
+from cka_probe.study.cross_task import cross_task_arrays
+from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
 from cka_probe.study.report import mitigation_section
-from test_analyze_cross_task import layers, representations
+from cka_probe.study.roles import assign_roles, role_of
+from cka_probe.study.schema import diagonal, pooled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cka_reference import cka, linear_gram  # noqa: E402
@@ -24,9 +25,12 @@ def test_a_variant_store_takes_its_variant_as_role_and_plain_do_stays_do():
     do = {"arch": "do", "tasks": ["surface", "meaning"], "language": "en"}
     assert role_of(do, "do.h5") == "do" and role_of({**do, "variant": "shared"}, "do.h5") == "do"
     assert role_of({**do, "variant": "split-2"}, "v.h5") == "split-2"
-    stores = {"sso.h5": {"arch": "so", "tasks": ["surface"], "language": "en"},
-              "mso.h5": {"arch": "so", "tasks": ["meaning"], "language": "en"}, "do.h5": do,
-              "sp.h5": {**do, "variant": "shared-private"}}  # fmt: skip
+    stores = {
+        "sso.h5": {"arch": "so", "tasks": ["surface"], "language": "en"},
+        "mso.h5": {"arch": "so", "tasks": ["meaning"], "language": "en"},
+        "do.h5": do,
+        "sp.h5": {**do, "variant": "shared-private"},
+    }
     assert assign_roles(stores)["en"]["shared-private"] == ["sp.h5"]
     with pytest.raises(CKAProbeError, match="no DO model"):
         assign_roles({k: v for k, v in stores.items() if k != "do.h5"})
@@ -37,16 +41,22 @@ def noisy(stream, rng, scale):
 
 
 def with_variant(rng, n, seeds=2):
-    """K replicates; DO's encoder averages SSO's and MSO's, split-2's surface branch is SSO's, its meaning one MSO's."""
+    """K replicates; DO's encoder averages SSO's and MSO's, split-2's surface branch is SSO's, its meaning one
+    MSO's."""
     reps = {"sso": [], "mso": [], "do": [], "split-2": []}
     for _ in range(seeds):
         one = representations(rng, n)
         sso, mso = one["sso"]["encoder"], one["mso"]["encoder"]
-        one["do"]["encoder"] = {k: 0.5 * sso[k] + 0.5 * mso[k] + 0.2 * rng.standard_normal(sso[k].shape) for k in sso}
-        one["split-2"] = {"encoder": layers(rng, "encoder.layers", n, 1),
-                          "encoder/branch/surface": noisy(sso, rng, 0.2), "encoder/branch/meaning": noisy(mso, rng, 0.2),
-                          "decoder/surface": noisy(one["sso"]["decoder/surface"], rng, 0.3),
-                          "decoder/meaning": layers(rng, "decoders.meaning.layers", n, 2)}  # fmt: skip
+        one["do"]["encoder"] = {
+            k: 0.5 * sso[k] + 0.5 * mso[k] + 0.2 * rng.standard_normal(sso[k].shape) for k in sso
+        }
+        one["split-2"] = {
+            "encoder": layers(rng, "encoder.layers", n, 1),
+            "encoder/branch/surface": noisy(sso, rng, 0.2),
+            "encoder/branch/meaning": noisy(mso, rng, 0.2),
+            "decoder/surface": noisy(one["sso"]["decoder/surface"], rng, 0.3),
+            "decoder/meaning": layers(rng, "decoders.meaning.layers", n, 2),
+        }
         for role in reps:
             reps[role].append(one[role])
     return reps
@@ -62,11 +72,29 @@ def test_the_comparison_set_gains_each_variant_stream_against_sso_and_mso(varian
     reps, result = variant_result
     table = pooled(result.table)
     names = set(table.comparison)
-    assert {"split-2-SSO", "split-2/branch/surface-SSO", "split-2/branch/meaning-MSO", "SSO-split-2/surface",
-            "MSO-split-2/meaning", "MSO-split-2/surface", "SSO-split-2/meaning", "DO-SSO"} <= names
-    row = table[(table.comparison == "split-2/branch/surface-SSO") & (table.index_a == 2) & (table.index_b == 2)].iloc[0]
-    by_hand = np.mean([cka(linear_gram(reps["split-2"][k]["encoder/branch/surface"]["encoder.layers.2"]),
-                           linear_gram(reps["sso"][k]["encoder"]["encoder.layers.2"]), unbiased=True) for k in range(2)])
+    assert {
+        "split-2-SSO",
+        "split-2/branch/surface-SSO",
+        "split-2/branch/meaning-MSO",
+        "SSO-split-2/surface",
+        "MSO-split-2/meaning",
+        "MSO-split-2/surface",
+        "SSO-split-2/meaning",
+        "DO-SSO",
+    } <= names
+    row = table[
+        (table.comparison == "split-2/branch/surface-SSO") & (table.index_a == 2) & (table.index_b == 2)
+    ].iloc[0]
+    by_hand = np.mean(
+        [
+            cka(
+                linear_gram(reps["split-2"][k]["encoder/branch/surface"]["encoder.layers.2"]),
+                linear_gram(reps["sso"][k]["encoder"]["encoder.layers.2"]),
+                unbiased=True,
+            )
+            for k in range(2)
+        ]
+    )
     assert row.cka == pytest.approx(by_hand, abs=1e-10)
     assert row.ci_low <= row.cka <= row.ci_high and row.seeds == 2 and 0 <= row.p_adj <= 1
     decoder = diagonal(table[table.comparison == "SSO-split-2/surface"])
@@ -81,7 +109,9 @@ def test_mitigation_lean_finds_the_branches_keep_the_tasks_apart(variant_result)
     k0 = lean[(lean.seed == "0") & (lean.task == "surface")].iloc[0]
     g = {role: linear_gram(reps[role][0]["encoder"][top]) for role in ("sso", "mso", "do")}
     branch = linear_gram(reps["split-2"][0]["encoder/branch/surface"][top])
-    assert k0.own_variant == pytest.approx(cka(branch, g["sso"], True) - cka(branch, g["mso"], True), abs=1e-10)
+    assert k0.own_variant == pytest.approx(
+        cka(branch, g["sso"], True) - cka(branch, g["mso"], True), abs=1e-10
+    )
     assert k0.own_do == pytest.approx(cka(g["do"], g["sso"], True) - cka(g["do"], g["mso"], True), abs=1e-10)
     assert k0.stream == "encoder/branch/surface"
     for r in pooled(lean).itertuples():
@@ -90,9 +120,21 @@ def test_mitigation_lean_finds_the_branches_keep_the_tasks_apart(variant_result)
 
 def evaluate_csv(path, task_errors, lengths, ed=2):
     """An evaluate CSV of one model: ``task_errors[task]`` = per-utterance errors."""
-    rows = [{"id": f"u{i}", "language": "en", "task": task, "ref": "x", "hyp": "x", "errors": e, "ref_len": n,
-             "surface_meaning_ed": ed, "ed_bin": "1-3"}
-            for task, errors in task_errors.items() for i, (e, n) in enumerate(zip(errors, lengths))]  # fmt: skip
+    rows = [
+        {
+            "id": f"u{i}",
+            "language": "en",
+            "task": task,
+            "ref": "x",
+            "hyp": "x",
+            "errors": e,
+            "ref_len": n,
+            "surface_meaning_ed": ed,
+            "ed_bin": "1-3",
+        }
+        for task, errors in task_errors.items()
+        for i, (e, n) in enumerate(zip(errors, lengths))
+    ]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -103,10 +145,12 @@ def test_mitigation_cer_is_the_paired_corpus_gap_against_so_and_do(tmp_path):
     lengths = rng.integers(10, 30, n)
     errors = {m: {t: rng.integers(0, 8, n) for t in ("surface", "meaning")} for m in ("so", "do", "split-2")}
     (tmp_path / "en").mkdir()
-    paths = [evaluate_csv(tmp_path / "en/sso.csv", {"surface": errors["so"]["surface"]}, lengths),
-             evaluate_csv(tmp_path / "en/mso.csv", {"meaning": errors["so"]["meaning"]}, lengths),
-             evaluate_csv(tmp_path / "en/do.csv", errors["do"], lengths),
-             evaluate_csv(tmp_path / "en/split-2.csv", errors["split-2"], lengths)]
+    paths = [
+        evaluate_csv(tmp_path / "en/sso.csv", {"surface": errors["so"]["surface"]}, lengths),
+        evaluate_csv(tmp_path / "en/mso.csv", {"meaning": errors["so"]["meaning"]}, lengths),
+        evaluate_csv(tmp_path / "en/do.csv", errors["do"], lengths),
+        evaluate_csv(tmp_path / "en/split-2.csv", errors["split-2"], lengths),
+    ]
     plain, variants = split_variant_csvs(paths)
     assert plain == paths[:3] and variants == {"split-2": [paths[3]]}
     table = pooled(mitigation_cer(plain, variants, n_boot=200))
@@ -119,12 +163,42 @@ def test_mitigation_cer_is_the_paired_corpus_gap_against_so_and_do(tmp_path):
 
 def verdict_tables(tmp_path, change, gap_do, gap_so, agree=True):
     row = {"language": "en", "variant": "split-2", "seed": "all", "seeds": 2, "seeds_agree": agree}
-    lean = pd.DataFrame([{**row, "task": "surface", "stream": "encoder/branch/surface", "own_variant": 0.3,
-                          "own_do": 0.1, "change": change[0], "ci_low": change[1], "ci_high": change[2], "p": 0.01,
-                          "p_adj": 0.01, "n": 40}])  # fmt: skip
-    cer = pd.DataFrame([{**row, "task": "surface", "unit": "char", "reference": ref, "n": 40, "reference_cer": 20.0,
-                         "variant_cer": 20.0 + gap[0], "gap": gap[0], "ci_low": gap[1], "ci_high": gap[2], "p": 0.01,
-                         "p_adj": 0.01} for ref, gap in (("SO", gap_so), ("DO", gap_do))])  # fmt: skip
+    lean = pd.DataFrame(
+        [
+            {
+                **row,
+                "task": "surface",
+                "stream": "encoder/branch/surface",
+                "own_variant": 0.3,
+                "own_do": 0.1,
+                "change": change[0],
+                "ci_low": change[1],
+                "ci_high": change[2],
+                "p": 0.01,
+                "p_adj": 0.01,
+                "n": 40,
+            }
+        ]
+    )
+    cer = pd.DataFrame(
+        [
+            {
+                **row,
+                "task": "surface",
+                "unit": "char",
+                "reference": ref,
+                "n": 40,
+                "reference_cer": 20.0,
+                "variant_cer": 20.0 + gap[0],
+                "gap": gap[0],
+                "ci_low": gap[1],
+                "ci_high": gap[2],
+                "p": 0.01,
+                "p_adj": 0.01,
+            }
+            for ref, gap in (("SO", gap_so), ("DO", gap_do))
+        ]
+    )
     lean.to_csv(tmp_path / "mitigation_lean.csv", index=False)
     cer.to_csv(tmp_path / "mitigation_cer.csv", index=False)
     return "\n".join(mitigation_section(tmp_path))
@@ -134,15 +208,24 @@ def test_the_verdict_needs_resolved_intervals_and_agreeing_seeds(tmp_path):
     good = verdict_tables(tmp_path, (0.2, 0.1, 0.3), (-3, -5, -1), (0.5, -1, 2))
     assert "split-2 **reduced entanglement and closed the surface gap**" in good
     assert "did not" in verdict_tables(tmp_path, (0.2, -0.1, 0.3), (-3, -5, -1), (0.5, -1, 2))
-    assert "did not close the surface gap" in verdict_tables(tmp_path, (0.2, 0.1, 0.3), (-3, -5, -1), (3, 1, 5))
-    assert "did not reduce entanglement; did not close" in verdict_tables(tmp_path, (0.2, 0.1, 0.3), (-3, -5, -1),
-                                                                          (0.5, -1, 2), agree=False)
+    assert "did not close the surface gap" in verdict_tables(
+        tmp_path, (0.2, 0.1, 0.3), (-3, -5, -1), (3, 1, 5)
+    )
+    assert "did not reduce entanglement; did not close" in verdict_tables(
+        tmp_path, (0.2, 0.1, 0.3), (-3, -5, -1), (0.5, -1, 2), agree=False
+    )
 
 
 def test_plan_with_variants_trains_evaluates_and_extracts_them_beside_do(tmp_path):
     default = pipeline.plan(tmp_path, ["en"], pipeline.SCALES["tiny"], n=30)
-    plan = pipeline.plan(tmp_path, ["en"], pipeline.SCALES["tiny"], n=30, seeds=2,
-                         variants=["shared-private", "split-2", "sparse-shared"])
+    plan = pipeline.plan(
+        tmp_path,
+        ["en"],
+        pipeline.SCALES["tiny"],
+        n=30,
+        seeds=2,
+        variants=["shared-private", "split-2", "sparse-shared"],
+    )
     by_name = {s.name: s for s in plan}
     for v in ("shared-private", "split-2", "sparse-shared"):
         for k, name in enumerate((v, f"{v}-s1")):
@@ -150,18 +233,27 @@ def test_plan_with_variants_trains_evaluates_and_extracts_them_beside_do(tmp_pat
             assert (train["arch"], train["variant"]) == ("do", v)
             assert train["seed"] == by_name[f"train en {'do' if k == 0 else 'do-s1'}"].kwargs["seed"]
             assert f"evaluate en {name}" in by_name and f"extract en {name}" in by_name
-    assert by_name["extract en sso"].kwargs["word_spans"] and "word_spans" not in by_name["extract en do"].kwargs
+    assert (
+        by_name["extract en sso"].kwargs["word_spans"] and "word_spans" not in by_name["extract en do"].kwargs
+    )
     assert by_name["tables"].kwargs["word_level"]
     one_seed = pipeline.plan(tmp_path, ["en"], pipeline.SCALES["tiny"], n=30, variants=["split-2"])
     assert [s.name for s in default] == [s.name for s in one_seed if "split-2" not in s.name]
-    assert all("variant" not in s.kwargs and "word_spans" not in s.kwargs and "word_level" not in s.kwargs
-               for s in default)
+    assert all(
+        "variant" not in s.kwargs and "word_spans" not in s.kwargs and "word_level" not in s.kwargs
+        for s in default
+    )
 
 
-@pytest.mark.parametrize("variants, message", [(["shared"], "'shared' is the plain DO model"),
-                                               (["split-9"], "K must be between 1"),
-                                               (["bogus"], "unknown variant 'bogus'"),
-                                               (["split-2", "split-2"], "names a variant twice")])
+@pytest.mark.parametrize(
+    "variants, message",
+    [
+        (["shared"], "'shared' is the plain DO model"),
+        (["split-9"], "K must be between 1"),
+        (["bogus"], "unknown variant 'bogus'"),
+        (["split-2", "split-2"], "names a variant twice"),
+    ],
+)
 def test_bad_variants_are_refused_before_anything_runs(tmp_path, variants, message):
     with pytest.raises(CKAProbeError, match=message):
         pipeline.plan(tmp_path, ["en"], pipeline.SCALES["tiny"], n=30, variants=variants)
@@ -179,33 +271,55 @@ def write_store(path, attrs, streams, rng, n=24):
     from cka_probe.store import StoreWriter
 
     lengths = rng.integers(2, 5, n)
-    layers = {(stream, f"{stream.replace('/', '.')}.layers.{i}"): (rng.standard_normal((lengths.sum(), 5)), lengths)
-              for stream, count in streams.items() for i in range(count)}  # fmt: skip
+    layers = {
+        (stream, f"{stream.replace('/', '.')}.layers.{i}"): (rng.standard_normal((lengths.sum(), 5)), lengths)
+        for stream, count in streams.items()
+        for i in range(count)
+    }
     with StoreWriter(path, attrs={"language": "en", **attrs}) as writer:
         writer.append([f"en-{u}" for u in range(n)], layers)
         writer.finish()
 
 
 def test_a_run_with_a_variant_gets_tables_figures_and_the_mitigation_section(tmp_path):
-    from cka_probe.study.tables import write_tables
     from cka_probe.figures.write import write_figures
     from cka_probe.study.report import write_report
+    from cka_probe.study.tables import write_tables
 
     rng = np.random.default_rng(4)
     do = {"arch": "do", "tasks": ["surface", "meaning"]}
     acts, cer = tmp_path / "activations", tmp_path / "cer"
     acts.mkdir(), cer.mkdir()
-    write_store(acts / "sso.h5", {"arch": "so", "tasks": ["surface"]}, {"encoder": 3, "decoder/surface": 2}, rng)
-    write_store(acts / "mso.h5", {"arch": "so", "tasks": ["meaning"]}, {"encoder": 3, "decoder/meaning": 2}, rng)
+    write_store(
+        acts / "sso.h5", {"arch": "so", "tasks": ["surface"]}, {"encoder": 3, "decoder/surface": 2}, rng
+    )
+    write_store(
+        acts / "mso.h5", {"arch": "so", "tasks": ["meaning"]}, {"encoder": 3, "decoder/meaning": 2}, rng
+    )
     write_store(acts / "do.h5", do, {"encoder": 3, "decoder/surface": 2, "decoder/meaning": 2}, rng)
-    write_store(acts / "split-2.h5", {**do, "variant": "split-2"},
-                {"encoder": 1, "encoder/branch/surface": 2, "encoder/branch/meaning": 2, "decoder/surface": 2,
-                 "decoder/meaning": 2}, rng)  # fmt: skip
+    write_store(
+        acts / "split-2.h5",
+        {**do, "variant": "split-2"},
+        {
+            "encoder": 1,
+            "encoder/branch/surface": 2,
+            "encoder/branch/meaning": 2,
+            "decoder/surface": 2,
+            "decoder/meaning": 2,
+        },
+        rng,
+    )
     lengths = rng.integers(10, 20, 24)
-    csvs = [evaluate_csv(cer / "sso.csv", {"surface": rng.integers(0, 5, 24)}, lengths),
-            evaluate_csv(cer / "mso.csv", {"meaning": rng.integers(0, 5, 24)}, lengths),
-            *(evaluate_csv(cer / f"{m}.csv", {t: rng.integers(0, 5, 24) for t in ("surface", "meaning")}, lengths)
-              for m in ("do", "split-2"))]  # fmt: skip
+    csvs = [
+        evaluate_csv(cer / "sso.csv", {"surface": rng.integers(0, 5, 24)}, lengths),
+        evaluate_csv(cer / "mso.csv", {"meaning": rng.integers(0, 5, 24)}, lengths),
+        *(
+            evaluate_csv(
+                cer / f"{m}.csv", {t: rng.integers(0, 5, 24) for t in ("surface", "meaning")}, lengths
+            )
+            for m in ("do", "split-2")
+        ),
+    ]
     written = write_tables([acts], csvs, tmp_path / "tables", n_boot=30, n_perm=10, progress=False)
     assert {"mitigation_cer", "mitigation_lean", "cer"} <= set(written)
     write_figures(tmp_path / "tables", tmp_path / "figures")
@@ -221,42 +335,59 @@ def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_wor
 
     import torch
     from scipy.io import wavfile
+    from test_word_compare import TEXTS
 
-    from cka_probe.study.tables import write_tables
     from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
     from cka_probe.asr.cmvn import GlobalCMVN
     from cka_probe.extract.asr import extract_checkpoint
-    from test_word_compare import TEXTS
+    from cka_probe.study.tables import write_tables
 
     rng = np.random.default_rng(0)
     rows = []
     for i, (surface, meaning) in enumerate(TEXTS):
         wavfile.write(tmp_path / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
-        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en"})
+        rows.append(
+            {"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en"}
+        )
     manifest = tmp_path / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = load_config("tiny")
     config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=3, ffn_dim=32)
     config["decoder"].update(n_layers=1, n_heads=2, ffn_dim=32)
     acts = tmp_path / "acts"
-    models = {"sso": ("so", ("surface",), "shared"), "mso": ("so", ("meaning",), "shared"),
-              "do": ("do", ("surface", "meaning"), "shared"), "split-2": ("do", ("surface", "meaning"), "split-2"),
-              "shared-private": ("do", ("surface", "meaning"), "shared-private"),
-              "sparse-shared": ("do", ("surface", "meaning"), "sparse-shared")}  # fmt: skip
+    models = {
+        "sso": ("so", ("surface",), "shared"),
+        "mso": ("so", ("meaning",), "shared"),
+        "do": ("do", ("surface", "meaning"), "shared"),
+        "split-2": ("do", ("surface", "meaning"), "split-2"),
+        "shared-private": ("do", ("surface", "meaning"), "shared-private"),
+        "sparse-shared": ("do", ("surface", "meaning"), "sparse-shared"),
+    }
     for seed, (name, (arch, tasks, variant)) in enumerate(models.items()):
         tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en") for t in tasks}
         torch.manual_seed(seed)
         model = build_model(config, arch, tasks, {t: k.vocab_size for t, k in tokenizers.items()}, variant)
-        ckpt = save_checkpoint(tmp_path / f"{name}.pt", model=model, config=config, tokenizers=tokenizers,
-                               cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)), epoch=1, metrics={})  # fmt: skip
+        ckpt = save_checkpoint(
+            tmp_path / f"{name}.pt",
+            model=model,
+            config=config,
+            tokenizers=tokenizers,
+            cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
+            epoch=1,
+            metrics={},
+        )
         extract_checkpoint(ckpt, manifest, acts / f"{name}.h5", batch_size=6, word_spans=name == "sso")
     out = tmp_path / "tables"
     write_tables([acts], [], out, n_boot=20, n_perm=0, progress=False, word_level=True)
     lean = pd.read_csv(out / "mitigation_lean.csv", dtype={"seed": str})
     assert set(zip(lean.variant, lean.stream)) == {
-        (v, f"encoder/{kind}/{t}") for v, kind in (("split-2", "branch"), ("shared-private", "private"),
-                                                  ("sparse-shared", "gated")) for t in ("surface", "meaning")}
+        (v, f"encoder/{kind}/{t}")
+        for v, kind in (("split-2", "branch"), ("shared-private", "private"), ("sparse-shared", "gated"))
+        for t in ("surface", "meaning")
+    }
     cross = pd.read_csv(out / "cross_task.csv", dtype={"seed": str})
-    assert {"shared-private/private/surface-MSO", "SSO-sparse-shared/surface", "split-2-SSO"} <= set(cross.comparison)
+    assert {"shared-private/private/surface-MSO", "SSO-sparse-shared/surface", "split-2-SSO"} <= set(
+        cross.comparison
+    )
     words = pd.read_csv(out / "word_cross_task.csv", dtype={"seed": str})
     assert set(words.words) == {"divergent", "identical"} and (words.n_utterances == len(TEXTS)).all()

@@ -43,7 +43,9 @@ def test_finished_stages_are_skipped(tmp_path):
     pipeline.run_stages(stages(tmp_path), tmp_path)
     assert CALLS == ["corpus", "en"]
     assert (tmp_path / "data/en/out.txt").read_text() == "corpus"
-    assert (tmp_path / "cer/en.csv").read_text() == "a,b\n1,2\n" and (tmp_path / "cer/en.summary.json").exists()
+    assert (tmp_path / "cer/en.csv").read_text() == "a,b\n1,2\n" and (
+        tmp_path / "cer/en.summary.json"
+    ).exists()
     pipeline.run_stages(stages(tmp_path), tmp_path)
     assert CALLS == ["corpus", "en"]
     log = pd.read_csv(tmp_path / "stages.csv")
@@ -76,10 +78,16 @@ def read_inputs(partial: Path, *, inputs: list[Path]) -> None:
 def test_a_parallel_group_starts_after_the_previous_one_has_ended(tmp_path):
     """Two workers: a fast training must not free a worker for a scoring stage while a slow one runs."""
     trained = [tmp_path / "fast", tmp_path / "slow"]
-    plan = [pipeline.Stage("train fast", trained[0], slow_write, {"seconds": 0.0}, parallel="train"),
-            pipeline.Stage("train slow", trained[1], slow_write, {"seconds": 3.0}, parallel="train"),
-            *(pipeline.Stage(f"score {i}", tmp_path / f"score{i}", read_inputs, {"inputs": trained}, parallel="score")
-              for i in range(3))]
+    plan = [
+        pipeline.Stage("train fast", trained[0], slow_write, {"seconds": 0.0}, parallel="train"),
+        pipeline.Stage("train slow", trained[1], slow_write, {"seconds": 3.0}, parallel="train"),
+        *(
+            pipeline.Stage(
+                f"score {i}", tmp_path / f"score{i}", read_inputs, {"inputs": trained}, parallel="score"
+            )
+            for i in range(3)
+        ),
+    ]
     pipeline.run_stages(plan, tmp_path, jobs=2)
     assert [(tmp_path / f"score{i}" / "seen.txt").read_text() for i in range(3)] == ["all"] * 3
 
@@ -94,10 +102,15 @@ def die(partial: Path, *, seconds: float) -> None:
 
 
 def test_a_killed_worker_is_a_one_line_error_and_the_rerun_finishes(tmp_path):
-    plan = [pipeline.Stage("train ok", tmp_path / "ok", slow_write, {"seconds": 0.0}, parallel="train"),
-            pipeline.Stage("train dies", tmp_path / "dies", die, {"seconds": 0.5}, parallel="train")]
-    with pytest.raises(CKAProbeError, match="a worker process of the stages train ok, train dies died "
-                                            r"\(killed, or out of memory\); rerun the same command to resume"):
+    plan = [
+        pipeline.Stage("train ok", tmp_path / "ok", slow_write, {"seconds": 0.0}, parallel="train"),
+        pipeline.Stage("train dies", tmp_path / "dies", die, {"seconds": 0.5}, parallel="train"),
+    ]
+    with pytest.raises(
+        CKAProbeError,
+        match="a worker process of the stages train ok, train dies died "
+        r"\(killed, or out of memory\); rerun the same command to resume",
+    ):
         pipeline.run_stages(plan, tmp_path, jobs=2)
     plan[1] = pipeline.Stage("train dies", tmp_path / "dies", slow_write, {"seconds": 0.0}, parallel="train")
     pipeline.run_stages(plan, tmp_path, jobs=2)
@@ -115,19 +128,30 @@ def write_pid_and_wait(partial: Path, *, seconds: float) -> None:
 
 def run_two_long_stages(run_dir: str) -> None:
     run = Path(run_dir)
-    pipeline.run_stages([pipeline.Stage(f"train {name}", run / name, write_pid_and_wait, {"seconds": 60.0},
-                                        parallel="train") for name in ("a", "b")], run, jobs=2)
+    pipeline.run_stages(
+        [
+            pipeline.Stage(
+                f"train {name}", run / name, write_pid_and_wait, {"seconds": 60.0}, parallel="train"
+            )
+            for name in ("a", "b")
+        ],
+        run,
+        jobs=2,
+    )
 
 
 def test_workers_die_with_a_killed_run(tmp_path):
-    """A run killed with SIGKILL (out of memory) must not leave its workers training on into the partial folders."""
+    """A run killed with SIGKILL (out of memory) must not leave its workers training on into the partial
+    folders."""
     import os
     import signal
     import subprocess
     import sys
 
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import test_pipeline; test_pipeline.run_two_long_stages({str(tmp_path)!r})")
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import test_pipeline; test_pipeline.run_two_long_stages({str(tmp_path)!r})"
+    )
     run = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
     pid_files = [tmp_path / ".a.partial.pid", tmp_path / ".b.partial.pid"]
     deadline = time.monotonic() + 60
@@ -174,7 +198,9 @@ def test_plan_lays_out_the_run_by_stage(tmp_path):
     plan = pipeline.plan(tmp_path, ["en", "ko"], pipeline.SCALES["tiny"], n=30)
     outputs = [str(s.output.relative_to(tmp_path)) for s in plan]
     assert outputs[:2] == ["data/en", "data/ko"]
-    assert "checkpoints/ko/do" in outputs and "cer/en/mso.csv" in outputs and "activations/ko/sso.h5" in outputs
+    assert (
+        "checkpoints/ko/do" in outputs and "cer/en/mso.csv" in outputs and "activations/ko/sso.h5" in outputs
+    )
     assert outputs[-3:] == ["tables", "figures", "report.md"]
     trainings = [s.name for s in plan if s.name.startswith("train")]
     # the longest (DO) first; with one seed, a second SSO per language for the seed-to-seed ceiling
@@ -183,7 +209,11 @@ def test_plan_lays_out_the_run_by_stage(tmp_path):
     assert all(s.parallel == "score" for s in plan if s.name.split()[0] in ("evaluate", "extract"))
     assert not any(s.parallel for s in plan[-3:] + plan[:2])  # synthesis has its own worker processes
     assert plan[0].kwargs["n"] == 30 and plan[0].kwargs["test_n"] is None  # --n: the default 10 % test split
-    seeds = {s.name.split()[-1]: s.kwargs["seed"] for s in plan if s.name.split()[:2] in (["train", "en"], ["init", "en"])}
+    seeds = {
+        s.name.split()[-1]: s.kwargs["seed"]
+        for s in plan
+        if s.name.split()[:2] in (["train", "en"], ["init", "en"])
+    }
     assert seeds == {"sso": 0, "mso": 1, "do": 2, "sso-s1": 3, "rand": 6}
     # the untrained floor is extracted like every model, never evaluated
     assert "activations/en/rand.h5" in outputs and "cer/en/rand.csv" not in outputs
@@ -195,12 +225,18 @@ def test_seed_replicates_share_the_corpus_unless_it_is_resampled(tmp_path):
     assert sorted(trains) == ["do", "do-s1", "do-s2", "mso", "mso-s1", "mso-s2", "sso", "sso-s1", "sso-s2"]
     assert [trains[f"sso{r}"].kwargs["seed"] for r in ("", "-s1", "-s2")] == [0, 3, 6]
     assert {t.kwargs["data"] for t in trains.values()} == {tmp_path / "data" / "en"}
-    assert plan[0].kwargs["test_n"] == 300 and next(s for s in plan if s.name == "init en rand").kwargs["seed"] == 9
+    assert (
+        plan[0].kwargs["test_n"] == 300
+        and next(s for s in plan if s.name == "init en rand").kwargs["seed"] == 9
+    )
     resampled = pipeline.plan(tmp_path, ["en"], pipeline.SCALES["tiny"], seeds=2, resample_corpus=True)
     synth = {s.name: s for s in resampled if s.name.startswith("synth")}
     assert synth["synth en s1"].kwargs["exclude"] == tmp_path / "data" / "en" / "test.jsonl"
     trains = {s.name.split()[-1]: s for s in resampled if s.name.startswith("train")}
-    assert trains["do-s1"].kwargs["data"] == tmp_path / "data" / "en-s1" and trains["do"].kwargs["data"] == tmp_path / "data" / "en"
+    assert (
+        trains["do-s1"].kwargs["data"] == tmp_path / "data" / "en-s1"
+        and trains["do"].kwargs["data"] == tmp_path / "data" / "en"
+    )
     scored = {s.kwargs["manifest"] for s in resampled if s.name.split()[0] in ("evaluate", "extract")}
     assert scored == {tmp_path / "data" / "en" / "test.jsonl"}  # every replicate on one test split
 
@@ -217,10 +253,11 @@ def test_user_manifests_replace_the_synthetic_corpus(tmp_path):
 
 
 def test_compare_figures_and_report_from_small_stores(tmp_path):
-    from cka_probe.cli import main
-    from cka_probe.study.report import write_report
     from test_analyze_cer import write as write_cer
     from test_analyze_stores import write_store
+
+    from cka_probe.cli import main
+    from cka_probe.study.report import write_report
 
     acts = tmp_path / "activations"
     for language in ("en", "ko"):
@@ -230,17 +267,40 @@ def test_compare_figures_and_report_from_small_stores(tmp_path):
     (tmp_path / "cer").mkdir()
     cer = [str(p) for p in write_cer(tmp_path / "cer")]
     tables = tmp_path / "tables"
-    args = ["--cross-task", str(acts), "--cross-lang", "--cer", *cer, "--tables", str(tables), "--n-boot", "30"]
+    args = [
+        "--cross-task",
+        str(acts),
+        "--cross-lang",
+        "--cer",
+        *cer,
+        "--tables",
+        str(tables),
+        "--n-boot",
+        "30",
+    ]
     assert main(["compare", *args, "--n-perm", "10"]) == 0
-    assert {p.name for p in tables.iterdir()} == {"cross_task.csv", "cross_lang.csv", "encoder_entanglement.csv",
-                                                  "decoder_departure.csv", "reference_gaps.csv", "cer.csv", "cer_gaps.csv",
-                                                  "cer.md"}
+    assert {p.name for p in tables.iterdir()} == {
+        "cross_task.csv",
+        "cross_lang.csv",
+        "encoder_entanglement.csv",
+        "decoder_departure.csv",
+        "reference_gaps.csv",
+        "cer.csv",
+        "cer_gaps.csv",
+        "cer.md",
+    }
     assert main(["figures", str(tables), "--out", str(tmp_path / "figures")]) == 0
-    assert len(list((tmp_path / "figures").glob("*.png"))) == 5 and len(list((tmp_path / "figures").glob("*.pdf"))) == 5
+    assert (
+        len(list((tmp_path / "figures").glob("*.png"))) == 5
+        and len(list((tmp_path / "figures").glob("*.pdf"))) == 5
+    )
     text = write_report(tmp_path, tmp_path / "report.md").read_text()
     assert "en surface (n = 8, 1 seed): SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
     assert "**Training variance was not measured**" in text and "needs two SSO seeds" in text
-    assert "the DO encoder is closer to the SSO encoder at layers 0, 1, 2, to the MSO encoder at layers none" in text
+    assert (
+        "the DO encoder is closer to the SSO encoder at layers 0, 1, 2, to the MSO encoder at layers none"
+        in text
+    )
     for figure in ("heatmap_encoder", "diagonal_decoder", "cer_gap_by_ed"):
         assert f"(figures/{figure}.png)" in text and (tmp_path / "figures" / f"{figure}.png").exists()
 
@@ -259,9 +319,24 @@ def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(t
         ("en", "surface", 79.1, 132.4, 12.3),  # both above the oracle: undertrained
         ("en", "meaning", 8.0, 14.0, 11.7),  # SO below the oracle: a real comparison
     ]
-    table = pd.DataFrame([{"language": lang, "task": task, "unit": "char", "n": 150, "so_cer": so, "do_cer": do,
-                           "gap": do - so, "ci_low": do - so - 1, "ci_high": do - so + 1, "p": 0.01, "oracle_cer": oracle}
-                          for lang, task, so, do, oracle in rows])
+    table = pd.DataFrame(
+        [
+            {
+                "language": lang,
+                "task": task,
+                "unit": "char",
+                "n": 150,
+                "so_cer": so,
+                "do_cer": do,
+                "gap": do - so,
+                "ci_low": do - so - 1,
+                "ci_high": do - so + 1,
+                "p": 0.01,
+                "oracle_cer": oracle,
+            }
+            for lang, task, so, do, oracle in rows
+        ]
+    )
     table.to_csv(tmp_path / "cer.csv", index=False)
     (tmp_path / "cer.md").write_text("| table |\n")
     lines = {line.split(" (n =")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
@@ -274,19 +349,41 @@ def test_report_holds_each_finding_of_the_paper_against_the_intervals(tmp_path):
 
     # language, task, gap, ci_low, ci_high: overall, then the lowest and highest edit-distance bins
     overall = [("en", "meaning", -2.0, -3.0, -1.0), ("en", "surface", -2.0, -3.0, -1.0)]
-    bins = {("en", "meaning"): [("0", 0.0, -1.0, 1.0), (">10", -5.0, -7.0, -3.0)],  # helps more at ED >10
-            ("en", "surface"): [("0", 0.0, -1.0, 1.0), (">10", 0.5, -0.5, 1.5)]}  # overlapping bins
-    pd.DataFrame([{"language": lang, "task": task, "unit": "char", "gap": g, "ci_low": lo, "ci_high": hi}
-                  for lang, task, g, lo, hi in overall]).to_csv(tmp_path / "cer.csv", index=False)
-    pd.DataFrame([{"language": lang, "task": task, "unit": "char", "ed_bin": b, "n": 10, "gap": g, "ci_low": lo,
-                   "ci_high": hi} for (lang, task), rows in bins.items() for b, g, lo, hi in rows]
-                 ).to_csv(tmp_path / "cer_gaps.csv", index=False)
+    bins = {
+        ("en", "meaning"): [("0", 0.0, -1.0, 1.0), (">10", -5.0, -7.0, -3.0)],  # helps more at ED >10
+        ("en", "surface"): [("0", 0.0, -1.0, 1.0), (">10", 0.5, -0.5, 1.5)],
+    }  # overlapping bins
+    pd.DataFrame(
+        [
+            {"language": lang, "task": task, "unit": "char", "gap": g, "ci_low": lo, "ci_high": hi}
+            for lang, task, g, lo, hi in overall
+        ]
+    ).to_csv(tmp_path / "cer.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "language": lang,
+                "task": task,
+                "unit": "char",
+                "ed_bin": b,
+                "n": 10,
+                "gap": g,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+            for (lang, task), rows in bins.items()
+            for b, g, lo, hi in rows
+        ]
+    ).to_csv(tmp_path / "cer_gaps.csv", index=False)
     rows = [line.split(" | ") for line in paper_section(tmp_path) if line.startswith("| en")]
     verdicts = {(r[1], r[-1].rstrip(" |")) for r in rows}
     assert ("MTL helps meaning (DO − SO < 0)", "as in the paper") in verdicts
     assert ("MTL hurts surface (DO − SO > 0)", "**the opposite** of the paper") in verdicts
     assert ("… more so at larger edit distance (ED >10 vs ED 0)", "as in the paper") in verdicts  # meaning
-    assert ("… more so at larger edit distance (ED >10 vs ED 0)", "not resolved (the intervals overlap)") in verdicts
+    assert (
+        "… more so at larger edit distance (ED >10 vs ED 0)",
+        "not resolved (the intervals overlap)",
+    ) in verdicts
 
 
 def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, monkeypatch):
@@ -296,23 +393,35 @@ def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, mo
     monkeypatch.setattr(pipeline, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages))
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--epochs", "3"]) == 0
     scales = [s.kwargs["scale"] for s in planned if s.name.startswith("train")]
-    assert len(scales) == 4 and {(s.epochs, s.train_minutes) for s in scales} == {(3, None)}  # with the second SSO
+    # with the second SSO
+    assert len(scales) == 4 and {(s.epochs, s.train_minutes) for s in scales} == {(3, None)}
     planned.clear()
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--train-minutes", "2.5"]) == 0
-    assert {(s.kwargs["scale"].epochs, s.kwargs["scale"].train_minutes)
-            for s in planned if s.name.startswith("train")} == {(None, 2.5)}
+    assert {
+        (s.kwargs["scale"].epochs, s.kwargs["scale"].train_minutes)
+        for s in planned
+        if s.name.startswith("train")
+    } == {(None, 2.5)}
     planned.clear()
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--seeds", "2", "--no-ceiling"]) == 0
     assert sorted(s.name for s in planned if s.name.startswith("train")) == [
-        f"train en {m}" for m in ("do", "do-s1", "mso", "mso-s1", "sso", "sso-s1")]
+        f"train en {m}" for m in ("do", "do-s1", "mso", "mso-s1", "sso", "sso-s1")
+    ]
     planned.clear()
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--no-ceiling"]) == 0
-    assert sorted(s.name for s in planned if s.name.startswith("train")) == [f"train en {m}" for m in ("do", "mso", "sso")]
+    assert sorted(s.name for s in planned if s.name.startswith("train")) == [
+        f"train en {m}" for m in ("do", "mso", "sso")
+    ]
 
 
-@pytest.mark.parametrize("option, value, message", [("--epochs", "0", "--epochs must be at least 1, got 0"),
-                                                    ("--seeds", "0", "--seeds must be at least 1, got 0"),
-                                                    ("--train-minutes", "-1", "--train-minutes must be positive")])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--epochs", "0", "--epochs must be at least 1, got 0"),
+        ("--seeds", "0", "--seeds must be at least 1, got 0"),
+        ("--train-minutes", "-1", "--train-minutes must be positive"),
+    ],
+)
 def test_reproduce_refuses_a_bad_training_length(tmp_path, capsys, option, value, message):
     from cka_probe.cli import main
 
@@ -324,10 +433,12 @@ def test_trainings_of_the_longer_corpus_start_first(tmp_path):
     for lang, seconds in (("en", 2.0), ("ko", 3.0)):  # Korean audio is the longer, as in the synthetic corpus
         (tmp_path / "data" / lang).mkdir(parents=True)
         (tmp_path / "data" / lang / "train.jsonl").write_text(
-            "".join(f'{{"id": "u{i}", "audio": "u{i}.wav", "duration": {seconds}}}\n' for i in range(4)))
+            "".join(f'{{"id": "u{i}", "audio": "u{i}.wav", "duration": {seconds}}}\n' for i in range(4))
+        )
     plan = pipeline.plan(tmp_path, ["en", "ko"], pipeline.SCALES["tiny"], seeds=1)
     trains = [s for s in plan if s.parallel == "train"]
     assert [s.expected_cost() for s in trains if s.name.startswith("train")] == [8.0, 12.0] * 4
     assert next(s for s in trains if s.name.startswith("init")).expected_cost() == 0.0
     order = [s.name for s in sorted(trains, key=pipeline.Stage.expected_cost, reverse=True)]
-    assert order[:4] == ["train ko do", "train ko mso", "train ko sso", "train ko sso-s1"]  # then en, in plan order
+    # then en, in plan order
+    assert order[:4] == ["train ko do", "train ko mso", "train ko sso", "train ko sso-s1"]

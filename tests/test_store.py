@@ -27,14 +27,20 @@ def random_batches(n_batches: int = 3, batch: int = 4, seed: int = 0, prefix: st
         acts = {}
         for stream, layer in LAYERS:
             lengths = rng.integers(1, 6, batch)
-            acts[(stream, layer)] = (rng.normal(size=(lengths.sum(), DIMS[layer])).astype(np.float32), lengths)
-        out.append((ids, acts, {"speaker": [f"spk{i % 2}" for i in range(batch)], "index": list(range(batch))}))
+            acts[(stream, layer)] = (
+                rng.normal(size=(lengths.sum(), DIMS[layer])).astype(np.float32),
+                lengths,
+            )
+        out.append(
+            (ids, acts, {"speaker": [f"spk{i % 2}" for i in range(batch)], "index": list(range(batch))})
+        )
     return out
 
 
 def write_store(path, batches, **kwargs):
-    with StoreWriter(path, attrs={"arch": "do", "tasks": ["surface", "meaning"], "config": {"d": 3}},
-                     **kwargs) as writer:
+    with StoreWriter(
+        path, attrs={"arch": "do", "tasks": ["surface", "meaning"], "config": {"d": 3}}, **kwargs
+    ) as writer:
         for ids, acts, meta in batches:
             writer.append(ids, acts, metadata=meta)
         return writer.finish()
@@ -70,10 +76,14 @@ def test_round_trip_rows_means_layers_metadata(store_path):
             data, offsets = store.frames(stream, layer)
             for i, uid in enumerate(store.ids):
                 want = rows[(stream, layer, uid)]
-                np.testing.assert_array_equal(data[offsets[i]: offsets[i + 1]], want)
+                np.testing.assert_array_equal(data[offsets[i] : offsets[i + 1]], want)
                 assert store.means(stream, layer, [uid])[0].dtype == np.float32
-                np.testing.assert_allclose(store.means(stream, layer, [uid])[0],
-                                           want.astype(np.float64).mean(0), rtol=1e-6, atol=1e-7)
+                np.testing.assert_allclose(
+                    store.means(stream, layer, [uid])[0],
+                    want.astype(np.float64).mean(0),
+                    rtol=1e-6,
+                    atol=1e-7,
+                )
 
 
 def test_selected_ids_come_back_in_the_requested_order(store_path):
@@ -84,8 +94,9 @@ def test_selected_ids_come_back_in_the_requested_order(store_path):
         data, offsets = store.frames("encoder", "enc.0", ids)
         np.testing.assert_array_equal(data, np.concatenate([rows[("encoder", "enc.0", u)] for u in ids]))
         np.testing.assert_array_equal(np.diff(offsets), store.row_counts("encoder", "enc.0", ids))
-        np.testing.assert_array_equal(store.means("encoder", "enc.0", ids),
-                                      store.means("encoder", "enc.0")[[9, 0, 1, 7]])
+        np.testing.assert_array_equal(
+            store.means("encoder", "enc.0", ids), store.means("encoder", "enc.0")[[9, 0, 1, 7]]
+        )
         with pytest.raises(CKAProbeError, match="no utterance 'nope'"):
             store.means("encoder", "enc.0", ["nope"])
         with pytest.raises(CKAProbeError, match="no layer 'enc.9'"):
@@ -110,7 +121,9 @@ def test_align_ids_keeps_a_order_and_warns_with_counts(tmp_path):
     b = write_store(tmp_path / "b.h5", random_batches(3, seed=1)[:0:-1])
     c = write_store(tmp_path / "c.h5", random_batches(1, prefix="other"))
     with ActivationStore(a) as sa, ActivationStore(b) as sb, ActivationStore(c) as sc:
-        with pytest.warns(UserWarning, match="4 in common, dropped 4 only in the first and 4 only in the second"):
+        with pytest.warns(
+            UserWarning, match="4 in common, dropped 4 only in the first and 4 only in the second"
+        ):
             common = align_ids(sa, sb)
         assert common == ["u1-0", "u1-1", "u1-2", "u1-3"]
         with warnings.catch_warnings():
@@ -142,8 +155,9 @@ def test_shards_with_repeated_ids_or_other_layers_are_refused(tmp_path):
     a = write_store(tmp_path / "a.h5", random_batches(1))
     with pytest.raises(CKAProbeError, match="'u0-0' occurs more than once"):
         ActivationStore.open_many([a, a])
-    with StoreWriter(tmp_path / "b.h5", attrs={"arch": "do", "tasks": ["surface", "meaning"],
-                                               "config": {"d": 3}}) as writer:
+    with StoreWriter(
+        tmp_path / "b.h5", attrs={"arch": "do", "tasks": ["surface", "meaning"], "config": {"d": 3}}
+    ) as writer:
         ids, acts, meta = random_batches(1, prefix="v")[0]
         writer.append(ids, {LAYERS[0]: acts[LAYERS[0]]}, metadata=meta)
         b = writer.finish()
@@ -187,7 +201,7 @@ def test_corrupted_rows_fail_their_checksum(store_path, tmp_path):
     bad = tmp_path / "bad.h5"
     shutil.copy(path, bad)
     raw = bytearray(bad.read_bytes())
-    raw[where + 8: where + 16] = bytes(8)
+    raw[where + 8 : where + 16] = bytes(8)
     bad.write_bytes(bytes(raw))
     with ActivationStore(bad) as store:
         with pytest.raises(CKAProbeError, match="bad.h5: cannot read encoder/enc.1/data .*corrupt"):
@@ -251,7 +265,10 @@ def test_batches_are_committed_in_blocks_and_on_close(tmp_path):
     with StoreWriter(path) as resumed:
         assert resumed.n_batches == 5
         resumed.finish()
-    blocked, single = ActivationStore(path), ActivationStore(write_store(tmp_path / "one.h5", batches, commit_bytes=0))
+    blocked, single = (
+        ActivationStore(path),
+        ActivationStore(write_store(tmp_path / "one.h5", batches, commit_bytes=0)),
+    )
     with blocked, single:
         assert blocked.ids == single.ids
         for stream, layer in LAYERS:

@@ -1,4 +1,5 @@
-"""compare_stores: alignment by id, mean and frame pooling, streamed linear CKA against independent formulas."""
+"""compare_stores: alignment by id, mean and frame pooling, streamed linear CKA against independent
+formulas."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ def unbiased_hsic(k: np.ndarray, l: np.ndarray) -> float:
     n = len(k)
     k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
     ones = np.ones(n)
-    return (np.trace(k @ l) + ones @ k @ ones * (ones @ l @ ones) / ((n - 1) * (n - 2))
-            - 2 / (n - 2) * ones @ k @ l @ ones) / (n * (n - 3))
+    return (
+        np.trace(k @ l)
+        + ones @ k @ ones * (ones @ l @ ones) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * ones @ k @ l @ ones
+    ) / (n * (n - 3))
 
 
 def reference_debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -37,16 +41,19 @@ def reference_debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 def reference_rbf_cka(x: np.ndarray, y: np.ndarray, frac: float) -> float:
     """RBF CKA with σ² = frac² · median of all n² squared distances (DESIGN.md)."""
+
     def gram(z):
         d2 = np.sum((z[:, None] - z[None]) ** 2, -1)
-        return np.exp(-d2 / (2 * frac ** 2 * np.median(d2)))
+        return np.exp(-d2 / (2 * frac**2 * np.median(d2)))
+
     h = np.eye(len(x)) - 1 / len(x)
     k, l = h @ gram(x) @ h, h @ gram(y) @ h
     return np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l))
 
 
 def make_stores(tmp_path, n_utts: int = 24, seed: int = 0):
-    """Store A (layers a0, a1) and store B (layers b0, b1, b2): B reversed, with extra ids, rows derived from A.
+    """Store A (layers a0, a1) and store B (layers b0, b1, b2): B reversed, with extra ids, rows derived from
+    A.
 
     Returns the paths and the utterances' float32 rows ``{(store, layer): {id: (L, D)}}``.
     """
@@ -54,18 +61,30 @@ def make_stores(tmp_path, n_utts: int = 24, seed: int = 0):
     ids = [f"u{i:02d}" for i in range(n_utts)]
     lengths = {u: int(rng.integers(1, 6)) for u in ids + ["x0", "x1"]}
     base = {u: rng.normal(size=(lengths[u], 6)) for u in lengths}
-    maps = {name: rng.normal(size=(6, d)) for name, d in (("a0", 4), ("a1", 6), ("b0", 5), ("b1", 3), ("b2", 4))}
-    rows = {name: {u: np.tanh(base[u] @ m + 0.3 * rng.normal(size=(lengths[u], m.shape[1]))).astype(np.float32)
-                   for u in lengths} for name, m in maps.items()}
+    maps = {
+        name: rng.normal(size=(6, d)) for name, d in (("a0", 4), ("a1", 6), ("b0", 5), ("b1", 3), ("b2", 4))
+    }
+    rows = {
+        name: {
+            u: np.tanh(base[u] @ m + 0.3 * rng.normal(size=(lengths[u], m.shape[1]))).astype(np.float32)
+            for u in lengths
+        }
+        for name, m in maps.items()
+    }
     order = {"a": ids, "b": ["x0", *ids[::-1], "x1"]}
     paths = {}
     for store, layers in (("a", ["a0", "a1"]), ("b", ["b0", "b1", "b2"])):
         with StoreWriter(tmp_path / f"{store}.h5") as writer:
             for lo in range(0, len(order[store]), 5):
-                batch = order[store][lo: lo + 5]
+                batch = order[store][lo : lo + 5]
                 lens = [lengths[u] for u in batch]
-                writer.append(batch, {("encoder", name): (np.concatenate([rows[name][u] for u in batch]), lens)
-                                      for name in layers})
+                writer.append(
+                    batch,
+                    {
+                        ("encoder", name): (np.concatenate([rows[name][u] for u in batch]), lens)
+                        for name in layers
+                    },
+                )
             paths[store] = writer.finish()
     return paths, rows, ids
 
@@ -74,11 +93,14 @@ def frames_of(rows, name, ids):
     return np.concatenate([rows[name][u] for u in ids]).astype(np.float64)
 
 
-@pytest.mark.parametrize("debiased, dtype, rel", [(False, "float64", 1e-6), (True, "float64", 1e-6),
-                                                   (False, None, 1e-5)])
+@pytest.mark.parametrize(
+    "debiased, dtype, rel", [(False, "float64", 1e-6), (True, "float64", 1e-6), (False, None, 1e-5)]
+)
 def test_frames_pool_streams_exact_linear_cka(tmp_path, debiased, dtype, rel):
     paths, rows, ids = make_stores(tmp_path)
-    with pytest.warns(UserWarning, match="24 in common, dropped 0 only in the first and 2 only in the second"):
+    with pytest.warns(
+        UserWarning, match="24 in common, dropped 0 only in the first and 2 only in the second"
+    ):
         table = compare_stores(paths["a"], paths["b"], pool="frames", debiased=debiased, dtype=dtype)
     assert list(table.index) == ["a0", "a1"] and list(table.columns) == ["b0", "b1", "b2"]
     assert table.attrs["n_utterances"] == 24 and table.attrs["pool"] == "frames"
@@ -123,8 +145,10 @@ def test_frames_pool_needs_equal_rows_per_utterance(tmp_path):
     paths, _, _ = make_stores(tmp_path)
     (tmp_path / "other").mkdir()
     other, _, _ = make_stores(tmp_path / "other", seed=1)
-    with pytest.warns(UserWarning), pytest.raises(CKAProbeError, match="utterance u.. has . rows in .*a.h5 "
-                                                                      "encoder/a0 but . in .*b.h5"):
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(CKAProbeError, match="utterance u.. has . rows in .*a.h5 encoder/a0 but . in .*b.h5"),
+    ):
         compare_stores(paths["a"], other["b"], pool="frames")
     with pytest.raises(CKAProbeError, match="pool must be mean, frames or words"):
         compare_stores(paths["a"], paths["a"], pool="max")

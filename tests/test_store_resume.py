@@ -30,8 +30,11 @@ sys.path.insert(0, str(HERE))
 from test_extract import TOY_LAYERS, ToyEncoderDecoders, teacher_forced, toy_asr_batches  # noqa: E402
 
 N_BATCHES = 6
-CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1",
-             "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+CHILD_ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])),
+}
 
 
 class CountingModel(ToyEncoderDecoders):
@@ -51,8 +54,16 @@ class CountingModel(ToyEncoderDecoders):
 def run(out: Path, model: CountingModel, **kwargs) -> Path:
     from cka_probe.extract import extract
 
-    return extract(model, toy_asr_batches(N_BATCHES), layers=TOY_LAYERS, out=out, forward=teacher_forced,
-                   attrs={"arch": "do"}, progress=False, **kwargs)
+    return extract(
+        model,
+        toy_asr_batches(N_BATCHES),
+        layers=TOY_LAYERS,
+        out=out,
+        forward=teacher_forced,
+        attrs={"arch": "do"},
+        progress=False,
+        **kwargs,
+    )
 
 
 def kill_at_write(j: int) -> None:
@@ -65,7 +76,7 @@ def kill_at_write(j: int) -> None:
         count[0] += 1
         if count[0] == j:
             ds.resize(at + len(values), axis=0)
-            ds[at: at + len(values) // 2 + 1] = values[: len(values) // 2 + 1]
+            ds[at : at + len(values) // 2 + 1] = values[: len(values) // 2 + 1]
             os.kill(os.getpid(), signal.SIGKILL)
         grow(ds, at, values)
 
@@ -76,20 +87,27 @@ def contents(path: Path) -> dict[str, object]:
     """Every dataset's bytes and every attribute except the creation time."""
     found = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()].tobytes() if obj.dtype.kind != "O"
-                                                         else list(obj.asstr()[()]))
-                     if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                found.__setitem__(name, obj[()].tobytes() if obj.dtype.kind != "O" else list(obj.asstr()[()]))
+                if isinstance(obj, h5py.Dataset)
+                else None
+            )
+        )
         found["attrs"] = {k: v for k, v in f.attrs.items() if k != "created"}
     return found
 
 
 def assert_same_store(path: Path, want: dict[str, object]) -> None:
-    """``path`` is a complete store, alone (no partial beside it), bitwise equal to ``want`` (:func:`contents`)."""
+    """``path`` is a complete store, alone (no partial beside it), bitwise equal to ``want``
+    (:func:`contents`)."""
     assert path.exists() and not partial_path(path).exists()
     got = contents(path)
     assert got.keys() == want.keys()
     for key in want:
-        assert np.array_equal(got[key], want[key]) if key != "attrs" else got[key].keys() == want[key].keys(), key
+        assert (
+            np.array_equal(got[key], want[key]) if key != "attrs" else got[key].keys() == want[key].keys()
+        ), key
     assert all(np.array_equal(got["attrs"][k], v) for k, v in want["attrs"].items())
 
 
@@ -105,17 +123,24 @@ def committed_batches(partial: Path) -> int:
 
 
 # 19 dataset writes per commit of one batch: the ids, then offsets, data and mean of 6 layers.
-@pytest.mark.parametrize("where, at, commit_bytes, done", [
-    ("forward", 2, 0, 2),  # killed between batches
-    ("write", 3 * 19 + 10, 0, 3),  # killed in the middle of the 4th batch's writes
-    ("forward", 4, COMMIT_BYTES, 0),  # killed before the first block was committed
-])
+@pytest.mark.parametrize(
+    "where, at, commit_bytes, done",
+    [
+        ("forward", 2, 0, 2),  # killed between batches
+        ("write", 3 * 19 + 10, 0, 3),  # killed in the middle of the 4th batch's writes
+        ("forward", 4, COMMIT_BYTES, 0),  # killed before the first block was committed
+    ],
+)
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, commit_bytes, done):
     torch.set_num_threads(1)
     reference = run(tmp_path / "reference.h5", CountingModel())
     out = tmp_path / "acts.h5"
-    child = subprocess.run([sys.executable, __file__, str(out), where, str(at), str(commit_bytes)],
-                           env=CHILD_ENV, capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, __file__, str(out), where, str(at), str(commit_bytes)],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert partial_path(out).exists() and not out.exists()
     assert committed_batches(partial_path(out)) == done
@@ -130,13 +155,20 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, comm
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "acts.h5"
-    child = subprocess.run([sys.executable, __file__, str(out), "forward", "1", "0"], env=CHILD_ENV,
-                           capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, __file__, str(out), "forward", "1", "0"],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr
     from cka_probe.errors import CKAProbeError
 
-    with pytest.raises(CKAProbeError, match="acts.h5.partial: an interrupted extraction with other settings "
-                                            r"\(dtype: 'float32' there, 'float16' now\)"):
+    with pytest.raises(
+        CKAProbeError,
+        match="acts.h5.partial: an interrupted extraction with other settings "
+        r"\(dtype: 'float32' there, 'float16' now\)",
+    ):
         run(out, CountingModel(), dtype="float16")
     model = CountingModel()
     run(out, model, dtype="float16", overwrite=True)

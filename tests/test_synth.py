@@ -19,13 +19,17 @@ from cka_probe.errors import CKAProbeError
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def korean(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ko")
-    assert main(["synth", "--lang", "ko", "--n", "10", "--out", str(out), "--seed", "5", "--workers", "2"]) == 0
+    assert (
+        main(["synth", "--lang", "ko", "--n", "10", "--out", str(out), "--seed", "5", "--workers", "2"]) == 0
+    )
     return out
 
 
@@ -88,7 +92,9 @@ def test_pcm_payload_and_resampling_against_the_wave_module() -> None:
 
 def test_speak_resamples_22050_to_16000_hz() -> None:
     voice = espeak.Voice("en-us", 150, 50)
-    raw = subprocess.run(["espeak-ng", *voice.args(), "--stdout", "hello"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        ["espeak-ng", *voice.args(), "--stdout", "hello"], capture_output=True, check=True
+    ).stdout
     n_raw = len(espeak._pcm_payload(raw)) // 2
     assert len(espeak.speak("hello", voice)) == math.ceil(n_raw * 16000 / 22050)
 

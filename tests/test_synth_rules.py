@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cka_probe.text.cer import ED_BINS, char_errors, ed_bin
 from cka_probe.data import espeak, rules_en, rules_ko, sentences, synth
 from cka_probe.data.sentences import EnWord, KoWord
+from cka_probe.text.cer import ED_BINS, char_errors, ed_bin
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "corpus.md"
 
@@ -33,31 +33,52 @@ def test_english_rule_makes_its_documented_edit(rule: rules_en.PhonemeRule) -> N
     assert rules_en.apply_phoneme_rules(before, phonemes, frozenset({rule.name}))[0] == after
 
 
-@pytest.mark.parametrize(("word", "phonemes", "rule", "spelled", "spoken"), [
-    ("three", ["T", "r", "'i:"], "th_s", "sree", ["s", "r", "'i:"]),
-    ("brother", ["b", "r", "'V", "D", "3"], "th_d", "broder", ["b", "r", "'V", "d", "3"]),
-    ("brother", ["b", "r", "'V", "D", "3"], "r_l", "blother", ["b", "l", "'V", "D", "3"]),
-    ("visit", ["v", "'I", "z", "I", "t"], "ih_ee", "veeseet", ["v", "'i:", "z", "i:", "t"]),  # stress kept
-    ("went", ["w", "'E", "n", "t"], "final_td_drop", "wen", ["w", "'E", "n"]),
-    ("book", ["b", "'U", "k"], "epenthesis", "booku", ["b", "'U", "k", "U"]),
-    ("have", ["h", "a", "v"], "ae_e", "heve", ["h", "E", "v"]),
-])
+@pytest.mark.parametrize(
+    ("word", "phonemes", "rule", "spelled", "spoken"),
+    [
+        ("three", ["T", "r", "'i:"], "th_s", "sree", ["s", "r", "'i:"]),
+        ("brother", ["b", "r", "'V", "D", "3"], "th_d", "broder", ["b", "r", "'V", "d", "3"]),
+        ("brother", ["b", "r", "'V", "D", "3"], "r_l", "blother", ["b", "l", "'V", "D", "3"]),
+        (
+            "visit",
+            ["v", "'I", "z", "I", "t"],
+            "ih_ee",
+            "veeseet",
+            ["v", "'i:", "z", "i:", "t"],
+        ),  # stress kept
+        ("went", ["w", "'E", "n", "t"], "final_td_drop", "wen", ["w", "'E", "n"]),
+        ("book", ["b", "'U", "k"], "epenthesis", "booku", ["b", "'U", "k", "U"]),
+        ("have", ["h", "a", "v"], "ae_e", "heve", ["h", "E", "v"]),
+    ],
+)
 def test_english_rule_rewrites_spelling_and_phonemes_together(word, phonemes, rule, spelled, spoken) -> None:
     assert rules_en.apply_phoneme_rules(word, phonemes, frozenset({rule})) == (spelled, spoken)
 
 
-@pytest.mark.parametrize(("word", "phonemes", "rule"), [
-    ("mother", ["m", "'V", "D", "3"], "th_s"),       # spelled th but spoken ð: no θ→s
-    ("drive", ["d", "r", "'aI", "v"], "ih_ee"),      # spelled i but spoken aɪ
-    ("cake", ["k", "'eI", "k"], "epenthesis"),       # final stop spoken, but spelling ends in e
-    ("carry", ["k", "'a", "r", "i"], "final_td_drop"),
-])
+@pytest.mark.parametrize(
+    ("word", "phonemes", "rule"),
+    [
+        ("mother", ["m", "'V", "D", "3"], "th_s"),  # spelled th but spoken ð: no θ→s
+        ("drive", ["d", "r", "'aI", "v"], "ih_ee"),  # spelled i but spoken aɪ
+        ("cake", ["k", "'eI", "k"], "epenthesis"),  # final stop spoken, but spelling ends in e
+        ("carry", ["k", "'a", "r", "i"], "final_td_drop"),
+    ],
+)
 def test_english_rule_skips_words_where_spelling_and_sound_disagree(word, phonemes, rule) -> None:
     assert rules_en.apply_phoneme_rules(word, phonemes, frozenset({rule})) == (word, phonemes)
 
 
-EN_WORDS = [EnWord("the", "DET"), EnWord("dogs", "NPL", "dog"), EnWord("were", "COP"), EnWord("happy"),
-            EnWord("and"), EnWord("he"), EnWord("goes"), EnWord("went", "VPAST", "go"), EnWord("likes", "V3SG", "like")]
+EN_WORDS = [
+    EnWord("the", "DET"),
+    EnWord("dogs", "NPL", "dog"),
+    EnWord("were", "COP"),
+    EnWord("happy"),
+    EnWord("and"),
+    EnWord("he"),
+    EnWord("goes"),
+    EnWord("went", "VPAST", "go"),
+    EnWord("likes", "V3SG", "like"),
+]
 EN_GRAMMAR_CASES = {
     "article_drop": "dogs were happy and he goes went likes",
     "copula_drop": "the dogs happy and he goes went likes",
@@ -65,8 +86,12 @@ EN_GRAMMAR_CASES = {
     "past_drop": "the dogs were happy and he goes go likes",
     "third_person_drop": "the dogs were happy and he goes went like",
 }
-KO_WORDS = [KoWord("철수", "가", "subject"), KoWord("책", "을", "object"), KoWord("공원", "에서", "locative"),
-            KoWord("읽었어요", base="읽어요")]
+KO_WORDS = [
+    KoWord("철수", "가", "subject"),
+    KoWord("책", "을", "object"),
+    KoWord("공원", "에서", "locative"),
+    KoWord("읽었어요", base="읽어요"),
+]
 KO_WORD_CASES = {
     "topic_subject": "철수는 책을 공원에서 읽었어요",
     "object_drop": "철수가 책 공원에서 읽었어요",
@@ -87,8 +112,15 @@ def test_english_grammar_rule(rule: str, expected: str) -> None:
 
 
 def test_english_rules_are_systematic_within_an_utterance(english_lexicon) -> None:
-    words = [EnWord("the", "DET"), EnWord("three"), EnWord("birds"), EnWord("saw"), EnWord("the", "DET"),
-             EnWord("three"), EnWord("frogs")]
+    words = [
+        EnWord("the", "DET"),
+        EnWord("three"),
+        EnWord("birds"),
+        EnWord("saw"),
+        EnWord("the", "DET"),
+        EnWord("three"),
+        EnWord("frogs"),
+    ]
     text, speech = rules_en.surface(words, frozenset({"th_s", "th_d"}), english_lexicon)
     assert text.split()[0] == text.split()[4] == "de" and text.split()[1] == text.split()[5] == "sree"
     assert speech.startswith("[[") and "T" not in speech and "D" not in speech
@@ -101,7 +133,11 @@ def test_hangul_decomposition_agrees_with_unicode_nfd() -> None:
     for code in range(sentences.HANGUL_BASE, sentences.HANGUL_LAST + 1):
         char = chr(code)
         jamo = unicodedata.normalize("NFD", char)
-        expected = (ord(jamo[0]) - 0x1100, ord(jamo[1]) - 0x1161, ord(jamo[2]) - 0x11A7 if len(jamo) == 3 else 0)
+        expected = (
+            ord(jamo[0]) - 0x1100,
+            ord(jamo[1]) - 0x1161,
+            ord(jamo[2]) - 0x11A7 if len(jamo) == 3 else 0,
+        )
         assert rules_ko.decompose(char) == expected
         assert rules_ko.compose(*expected) == char
         assert sentences.has_final_consonant(char) == (len(jamo) == 3)
@@ -115,17 +151,20 @@ def test_korean_jamo_rule_makes_its_documented_edits(name: str) -> None:
         assert rules_ko.apply_jamo_rules(before.rstrip(","), frozenset({name})) == after.rstrip(",")
 
 
-@pytest.mark.parametrize(("word", "rules", "expected"), [
-    ("학교", {"coda_drop"}, "하교"),
-    ("먹어요", {"coda_drop"}, "먹어요"),  # ㄱ before a vowel-initial syllable stays
-    ("닭이", {"coda_simplify"}, "닥이"),
-    ("없어요", {"coda_simplify"}, "업어요"),
-    ("닭", {"coda_simplify"}, "닭"),  # word-final: pronounced [닥] already
-    ("싫어해요", {"coda_simplify"}, "싫어해요"),  # ㅀ before a vowel: ㅎ silent, nothing to hear
-    ("읽습니다", {"coda_simplify", "coda_drop"}, "읽스니다"),  # double final before a consonant stays
-    ("까치", {"tense_lax", "aspirated_lax"}, "가지"),
-    ("쉬었어요", {"diphthong", "eo_o"}, "시옸오요"),  # ㅟ→ㅣ, then every ㅓ→ㅗ
-])
+@pytest.mark.parametrize(
+    ("word", "rules", "expected"),
+    [
+        ("학교", {"coda_drop"}, "하교"),
+        ("먹어요", {"coda_drop"}, "먹어요"),  # ㄱ before a vowel-initial syllable stays
+        ("닭이", {"coda_simplify"}, "닥이"),
+        ("없어요", {"coda_simplify"}, "업어요"),
+        ("닭", {"coda_simplify"}, "닭"),  # word-final: pronounced [닥] already
+        ("싫어해요", {"coda_simplify"}, "싫어해요"),  # ㅀ before a vowel: ㅎ silent, nothing to hear
+        ("읽습니다", {"coda_simplify", "coda_drop"}, "읽스니다"),  # double final before a consonant stays
+        ("까치", {"tense_lax", "aspirated_lax"}, "가지"),
+        ("쉬었어요", {"diphthong", "eo_o"}, "시옸오요"),  # ㅟ→ㅣ, then every ㅓ→ㅗ
+    ],
+)
 def test_korean_jamo_rules_by_hand(word: str, rules: set[str], expected: str) -> None:
     assert rules_ko.apply_jamo_rules(word, frozenset(rules)) == expected
 
@@ -174,7 +213,9 @@ def test_korean_text_is_pure_hangul() -> None:
     _, utts = _drawn("ko")
     for u in utts:
         for text in (u["meaning"], u["surface"], u["speech"]):
-            assert all(c == " " or sentences.HANGUL_BASE <= ord(c) <= sentences.HANGUL_LAST for c in text), text
+            assert all(c == " " or sentences.HANGUL_BASE <= ord(c) <= sentences.HANGUL_LAST for c in text), (
+                text
+            )
 
 
 def test_every_rule_is_documented() -> None:

@@ -13,52 +13,85 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-from cka_probe.compare.stores import compare_stores
-from cka_probe.text.word_alignment import align_words
 from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
 from cka_probe.asr.cmvn import GlobalCMVN
-from cka_probe.extract.word_spans import read_word_spans, sidecar_path, write_word_spans
 from cka_probe.cli import main
+from cka_probe.compare.stores import compare_stores
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.asr import extract_checkpoint
+from cka_probe.extract.word_spans import read_word_spans, sidecar_path, write_word_spans
 from cka_probe.store import ActivationStore
+from cka_probe.text.word_alignment import align_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cka_reference import cka, linear_gram  # noqa: E402
 
 torch.set_num_threads(1)
-TEXTS = [("he go park", "he goes to the park"), ("she have a cat", "she has a cat"), ("i am here", "i am here"),
-         ("dey was late", "they were late"), ("we eat rice", "we ate rice"), ("it good", "it is good")]
+TEXTS = [
+    ("he go park", "he goes to the park"),
+    ("she have a cat", "she has a cat"),
+    ("i am here", "i am here"),
+    ("dey was late", "they were late"),
+    ("we eat rice", "we ate rice"),
+    ("it good", "it is good"),
+]
 CHANGED = [[1, 2, 3], [1], [], [0, 1], [1], [1]]  # meaning words changed, by hand, as the corpus records them
 
 
-def checkpoint(root: Path, rows: list[dict], arch: str, tasks: tuple[str, ...], variant: str, seed: int) -> Path:
+def checkpoint(
+    root: Path, rows: list[dict], arch: str, tasks: tuple[str, ...], variant: str, seed: int
+) -> Path:
     config = copy.deepcopy(load_config("tiny"))
     config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=2, ffn_dim=32)
     config["decoder"].update(n_layers=1, n_heads=2, ffn_dim=32)
     tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en") for t in tasks}
     torch.manual_seed(seed)
     model = build_model(config, arch, tasks, {t: k.vocab_size for t, k in tokenizers.items()}, variant)
-    return save_checkpoint(root / f"{arch}-{variant}-{seed}.pt", model=model, config=config, tokenizers=tokenizers,
-                           cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)), epoch=0, metrics={})
+    return save_checkpoint(
+        root / f"{arch}-{variant}-{seed}.pt",
+        model=model,
+        config=config,
+        tokenizers=tokenizers,
+        cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
+        epoch=0,
+        metrics={},
+    )
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    """A random-weight DO and a split-1 model extracted over 6 noise utterances of 1.5 s; the DO with word spans."""
+    """A random-weight DO and a split-1 model extracted over 6 noise utterances of 1.5 s; the DO with word
+    spans."""
     root = tmp_path_factory.mktemp("words")
     rng = np.random.default_rng(0)
     rows = []
     for i, ((surface, meaning), changed) in enumerate(zip(TEXTS, CHANGED)):
         wavfile.write(root / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
-        rows.append({"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en",
-                     "changed_words": changed})
+        rows.append(
+            {
+                "id": f"u{i}",
+                "audio": f"u{i}.wav",
+                "surface": surface,
+                "meaning": meaning,
+                "language": "en",
+                "changed_words": changed,
+            }
+        )
     manifest = root / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    do = extract_checkpoint(checkpoint(root, rows, "do", ("surface", "meaning"), "shared", 0), manifest,
-                            root / "do.h5", batch_size=4, word_spans=True)
-    split = extract_checkpoint(checkpoint(root, rows, "do", ("surface", "meaning"), "split-1", 1), manifest,
-                               root / "split.h5", batch_size=4)
+    do = extract_checkpoint(
+        checkpoint(root, rows, "do", ("surface", "meaning"), "shared", 0),
+        manifest,
+        root / "do.h5",
+        batch_size=4,
+        word_spans=True,
+    )
+    split = extract_checkpoint(
+        checkpoint(root, rows, "do", ("surface", "meaning"), "split-1", 1),
+        manifest,
+        root / "split.h5",
+        batch_size=4,
+    )
     return {"root": root, "rows": rows, "manifest": manifest, "do": do, "split": split}
 
 
@@ -67,10 +100,12 @@ def test_extraction_writes_monotonic_word_spans_that_fit_the_store(stores):
     assert list(records) == [r["id"] for r in stores["rows"]]
     with ActivationStore(stores["do"]) as store:
         frames = store.row_counts("encoder", "encoder.layers.1")
-    for (uid, record), row, n_frames in zip(records.items(), stores["rows"], frames):
+    for record, row, n_frames in zip(records.values(), stores["rows"], frames):
         assert record["n_frames"] == n_frames
         words = record["words"]
-        assert [w["word"] for w in words] == row["surface"].split() and [w["index"] for w in words] == list(range(len(words)))
+        assert [w["word"] for w in words] == row["surface"].split() and [w["index"] for w in words] == list(
+            range(len(words))
+        )
         ends = [0] + [w["end"] for w in words]
         assert all(prev <= w["start"] < w["end"] for prev, w in zip(ends, words)) and ends[-1] <= n_frames
         # every surface word spans at least its own characters (each CTC token takes one frame or more)
@@ -93,23 +128,34 @@ def word_means_by_hand(store_path, stream, layer, records, keep):
     return np.array(out)
 
 
-@pytest.mark.parametrize("words, keep", [("all", lambda op: True), ("divergent", lambda op: op != "identical"),
-                                         ("identical", lambda op: op == "identical")])
+@pytest.mark.parametrize(
+    "words, keep",
+    [
+        ("all", lambda op: True),
+        ("divergent", lambda op: op != "identical"),
+        ("identical", lambda op: op == "identical"),
+    ],
+)
 def test_pool_words_is_cka_of_word_means(stores, words, keep):
-    table = compare_stores(stores["do"], stores["split"], stream="encoder", pool="words", words=words,
-                           dtype="float64")
+    table = compare_stores(
+        stores["do"], stores["split"], stream="encoder", pool="words", words=words, dtype="float64"
+    )
     records = read_word_spans(sidecar_path(stores["do"]))
     n_words = sum(keep(w["op"]) for r in records.values() for w in r["words"])
     assert table.attrs["n_words"] == n_words and table.attrs["pool"] == "words"
     for a_layer in ("encoder.embed", "encoder.layers.1"):
         x = word_means_by_hand(stores["do"], "encoder", a_layer, records, keep)
         y = word_means_by_hand(stores["split"], "encoder", "encoder.layers.0", records, keep)
-        assert table.loc[a_layer, "encoder.layers.0"] == pytest.approx(cka(linear_gram(x), linear_gram(y)), abs=1e-9)
+        assert table.loc[a_layer, "encoder.layers.0"] == pytest.approx(
+            cka(linear_gram(x), linear_gram(y)), abs=1e-9
+        )
 
 
 def test_pool_words_counts_divergent_and_identical_words(stores):
-    counts = {w: compare_stores(stores["do"], stores["do"], pool="words", words=w).attrs["n_words"]
-              for w in ("all", "divergent", "identical")}
+    counts = {
+        w: compare_stores(stores["do"], stores["do"], pool="words", words=w).attrs["n_words"]
+        for w in ("all", "divergent", "identical")
+    }
     assert counts["divergent"] + counts["identical"] == counts["all"] == sum(len(s.split()) for s, _ in TEXTS)
     assert counts["divergent"] == 5  # go, have, dey, was, eat: the surface words without an identical partner
 
@@ -123,8 +169,24 @@ def test_pool_words_on_a_decoder_stream_or_without_spans_is_a_clear_error(stores
 
 def test_cli_compare_pool_words(stores, tmp_path, capsys):
     out = tmp_path / "words.csv"
-    assert main(["compare", str(stores["split"]), str(stores["do"]), "--stream-b", "encoder", "--pool", "words",
-                 "--words", "divergent", "--out", str(out)]) == 0  # B's sidecar, as A has none
+    assert (
+        main(
+            [
+                "compare",
+                str(stores["split"]),
+                str(stores["do"]),
+                "--stream-b",
+                "encoder",
+                "--pool",
+                "words",
+                "--words",
+                "divergent",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )  # B's sidecar, as A has none
     assert "n=5" in capsys.readouterr().out
     assert pd.read_csv(out, index_col=0).shape == (2, 3)  # split-1: embed + 1 shared block; DO: embed + 2
 
@@ -141,8 +203,10 @@ def test_word_spans_need_a_surface_ctc_head(stores, tmp_path):
 
 def test_a_bad_word_span_line_is_named(tmp_path):
     path = tmp_path / "x.h5.words.jsonl"
-    path.write_text('{"id": "u0", "n_frames": 5, "words": [{"start": 0, "end": 3, "op": "identical"}]}\n'
-                    '{"id": "u1", "n_frames": 5, "words": [{"start": 4, "end": 9, "op": "identical"}]}\n')
+    path.write_text(
+        '{"id": "u0", "n_frames": 5, "words": [{"start": 0, "end": 3, "op": "identical"}]}\n'
+        '{"id": "u1", "n_frames": 5, "words": [{"start": 4, "end": 9, "op": "identical"}]}\n'
+    )
     with pytest.raises(CKAProbeError, match=r"x\.h5\.words\.jsonl:2: a word span lies outside"):
         read_word_spans(path)
     path.write_text('{"id": "u0"}\n')

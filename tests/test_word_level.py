@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from cka_probe.text.word_alignment import WordPair, align_words, divergent_surface_words
-from cka_probe.compare.word_pooling import pool_words
 from cka_probe.asr.forced_align import WordSpan, forced_align, token_spans, word_spans
 from cka_probe.asr.tokenizer import CharTokenizer
+from cka_probe.compare.word_pooling import pool_words
 from cka_probe.data import rules_en, rules_ko, sentences, synth
 from cka_probe.errors import CKAProbeError
+from cka_probe.text.word_alignment import WordPair, align_words, divergent_surface_words
 
 
 def posterior_of_path(labels: list[int], vocab: int, peak: float = 0.8) -> torch.Tensor:
@@ -59,7 +59,12 @@ def test_forced_alignment_is_the_best_path_and_is_monotonic_and_complete(targets
         labels = [z[s] for s in path.tolist()]
         assert collapse(labels) == targets  # complete: every token, in order
         steps = torch.diff(path)
-        assert int(steps.min()) >= 0 and int(steps.max()) <= 2 and int(path[0]) <= 1 and int(path[-1]) >= len(z) - 2
+        assert (
+            int(steps.min()) >= 0
+            and int(steps.max()) <= 2
+            and int(path[0]) <= 1
+            and int(path[-1]) >= len(z) - 2
+        )
         score = float(log_probs[torch.arange(7), torch.tensor(labels)].sum())
         assert score == pytest.approx(best_path_by_enumeration(log_probs, targets), abs=1e-12)
         spans = token_spans(path, len(targets))
@@ -78,13 +83,30 @@ def ops(surface, meaning):
 
 
 def test_word_correspondence_on_hand_made_pairs():
-    assert ops("de cat sat", "the cat sat") == [(0, 0, "substituted"), (1, 1, "identical"), (2, 2, "identical")]
+    assert ops("de cat sat", "the cat sat") == [
+        (0, 0, "substituted"),
+        (1, 1, "identical"),
+        (2, 2, "identical"),
+    ]
     # the article is dropped; three/sree and cats/cat pair up by spelling
-    assert ops("sree cat", "the three cats") == [(None, 0, "deleted"), (0, 1, "substituted"), (1, 2, "substituted")]
+    assert ops("sree cat", "the three cats") == [
+        (None, 0, "deleted"),
+        (0, 1, "substituted"),
+        (1, 2, "substituted"),
+    ]
     assert ops("he go to park", "he goes to the park") == [
-        (0, 0, "identical"), (1, 1, "substituted"), (2, 2, "identical"), (None, 3, "deleted"), (3, 4, "identical")]
-    assert ops("i am a here", "i am here") == [(0, 0, "identical"), (1, 1, "identical"), (2, None, "inserted"),
-                                               (3, 2, "identical")]
+        (0, 0, "identical"),
+        (1, 1, "substituted"),
+        (2, 2, "identical"),
+        (None, 3, "deleted"),
+        (3, 4, "identical"),
+    ]
+    assert ops("i am a here", "i am here") == [
+        (0, 0, "identical"),
+        (1, 1, "identical"),
+        (2, None, "inserted"),
+        (3, 2, "identical"),
+    ]
     assert ops("학교에 가요", "학교에 가요") == [(0, 0, "identical"), (1, 1, "identical")]
     assert ops("", "a b") == [(None, 0, "deleted"), (None, 1, "deleted")]
     assert divergent_surface_words("he go to park", "he goes to the park") == [False, True, False, False]
@@ -100,7 +122,9 @@ def test_word_correspondence_agrees_with_the_korean_rules_word_by_word():
     for _ in range(150):
         words = sentences.korean_sentence(rng)
         active = synth.draw_rules(rng, spec, str(rng.choice(["1-3", "4-10", ">10"])))
-        rewritten = [rules_ko.apply_jamo_rules(rules_ko.apply_word_rules(w, active).text, active) for w in words]
+        rewritten = [
+            rules_ko.apply_jamo_rules(rules_ko.apply_word_rules(w, active).text, active) for w in words
+        ]
         surface, meaning = rules_ko.surface(words, active)[0], " ".join(w.text for w in words)
         assert surface == " ".join(rewritten)
         pairs = align_words(surface, meaning)
@@ -123,8 +147,14 @@ def test_word_correspondence_agrees_with_the_english_grammar_rules():
         surface = " ".join(rules_en.apply_grammar(words, active))
         dropped = {tag for name, tag in rules_en._DROPS.items() if name in active}
         to_base = {tag for name, tag in rules_en._TO_BASE.items() if name in active}
-        want = {i: "deleted" if w.tag in dropped else "substituted" if w.tag in to_base and w.base != w.text
-                else "identical" for i, w in enumerate(words)}
+        want = {
+            i: "deleted"
+            if w.tag in dropped
+            else "substituted"
+            if w.tag in to_base and w.base != w.text
+            else "identical"
+            for i, w in enumerate(words)
+        }
         got = {p.meaning: p.op for p in align_words(surface, " ".join(w.text for w in words))}
         assert got == want, (surface, [w.text for w in words])
         for op in seen:
@@ -153,6 +183,7 @@ def test_word_correspondence_agrees_with_the_changed_words_the_corpus_records(la
         utt = synth.draw_utterance(rng, spec, seen)
         pairs = [p for p in align_words(utt["surface"], utt["meaning"]) if p.meaning is not None]
         assert [p.op != "identical" for p in pairs] == [
-            i in utt["changed_words"] for i in range(len(utt["meaning"].split()))], utt
+            i in utt["changed_words"] for i in range(len(utt["meaning"].split()))
+        ], utt
         changed_total += len(utt["changed_words"])
     assert changed_total > 200

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cka_probe.study.cross_task import pooled
+from cka_probe.errors import CKAProbeError
+from cka_probe.measures.gram_resample import GramSet, point_estimate
+from cka_probe.store import StoreWriter
+from cka_probe.study.report import word_section
+from cka_probe.study.schema import pooled
 from cka_probe.study.tables import write_tables
 from cka_probe.study.word_cer import divergent_words, word_cer_gaps, word_errors
 from cka_probe.study.word_cross_task import grouped_bootstrap, grouped_resamples, word_cross_task
 from cka_probe.text.cer import char_errors, normalize_text
-from cka_probe.measures.gram_resample import GramSet, point_estimate
-from cka_probe.study.report import word_section
-from cka_probe.errors import CKAProbeError
-from cka_probe.store import StoreWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cka_reference import cka, linear_gram  # noqa: E402
@@ -33,8 +33,16 @@ def sidecar(rng):
         for i in range(int(rng.integers(3, 6))):
             length = int(rng.integers(2, 5))
             op = "substituted" if rng.random() < 0.35 else "identical"
-            words.append({"index": i, "word": f"w{i}", "start": start, "end": start + length, "op": op,
-                          "meaning_index": i})  # fmt: skip
+            words.append(
+                {
+                    "index": i,
+                    "word": f"w{i}",
+                    "start": start,
+                    "end": start + length,
+                    "op": op,
+                    "meaning_index": i,
+                }
+            )
             start += length
         records.append({"id": f"en-{u}", "n_frames": start, "words": words})
     return records
@@ -45,8 +53,11 @@ def write(path, role, frames, records):
     lengths = np.array([r["n_frames"] for r in records])
     layers = {("encoder", f"encoder.layers.{i}"): (frames[i], lengths) for i in range(LAYERS)}
     rng = np.random.default_rng(len(role))
-    layers |= {(f"decoder/{t}", f"decoders.{t}.layers.{i}"): (rng.standard_normal(frames[0].shape), lengths)
-               for t in tasks for i in range(LAYERS)}  # fmt: skip
+    layers |= {
+        (f"decoder/{t}", f"decoders.{t}.layers.{i}"): (rng.standard_normal(frames[0].shape), lengths)
+        for t in tasks
+        for i in range(LAYERS)
+    }
     with StoreWriter(path, attrs={"arch": arch, "tasks": tasks, "language": "en"}) as writer:
         writer.append([r["id"] for r in records], layers)
         writer.finish()
@@ -60,10 +71,16 @@ def stores(tmp_path_factory):
     records = sidecar(rng)
     total = sum(r["n_frames"] for r in records)
     frames = {role: [rng.standard_normal((total, DIM)) for _ in range(LAYERS)] for role in ("sso", "mso")}
-    divergent = np.concatenate([np.concatenate([np.full(w["end"] - w["start"], w["op"] != "identical") for w in r["words"]])
-                                for r in records])  # fmt: skip
-    frames["do"] = [np.where(divergent[:, None], m, s) + 0.1 * rng.standard_normal(s.shape)
-                    for s, m in zip(frames["sso"], frames["mso"])]  # fmt: skip
+    divergent = np.concatenate(
+        [
+            np.concatenate([np.full(w["end"] - w["start"], w["op"] != "identical") for w in r["words"]])
+            for r in records
+        ]
+    )
+    frames["do"] = [
+        np.where(divergent[:, None], m, s) + 0.1 * rng.standard_normal(s.shape)
+        for s, m in zip(frames["sso"], frames["mso"])
+    ]
     for role in ATTRS:
         write(root / f"{role}.h5", role, frames[role], records)
     (root / "sso.h5.words.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -71,20 +88,32 @@ def stores(tmp_path_factory):
 
 
 def word_means(frames, records, keep):
-    """Word means by hand (of the float32 rows the store keeps): offsets from the records, one row per kept word."""
+    """Word means by hand (of the float32 rows the store keeps): offsets from the records, one row per kept
+    word."""
     frames = frames.astype(np.float32).astype(np.float64)
     offsets = np.cumsum([0] + [r["n_frames"] for r in records])
-    return np.array([frames[offsets[u] + w["start"] : offsets[u] + w["end"]].mean(0)
-                     for u, r in enumerate(records) for w in r["words"] if keep(w["op"])])  # fmt: skip
+    return np.array(
+        [
+            frames[offsets[u] + w["start"] : offsets[u] + w["end"]].mean(0)
+            for u, r in enumerate(records)
+            for w in r["words"]
+            if keep(w["op"])
+        ]
+    )
 
 
 def test_word_cka_is_cka_of_word_means_and_the_pull_sits_on_divergent_words(stores):
     root, records, frames = stores
     cka_table, lean = word_cross_task([root], n_boot=100, seed=0)
-    row = cka_table[(cka_table.words == "divergent") & (cka_table.comparison == "DO-MSO") & (cka_table["index"] == 1)]
+    row = cka_table[
+        (cka_table.words == "divergent") & (cka_table.comparison == "DO-MSO") & (cka_table["index"] == 1)
+    ]
     keep = lambda op: op != "identical"
-    by_hand = cka(linear_gram(word_means(frames["do"][1], records, keep)),
-                  linear_gram(word_means(frames["mso"][1], records, keep)), unbiased=True)
+    by_hand = cka(
+        linear_gram(word_means(frames["do"][1], records, keep)),
+        linear_gram(word_means(frames["mso"][1], records, keep)),
+        unbiased=True,
+    )
     assert row.cka.iloc[0] == pytest.approx(by_hand, abs=1e-10)
     assert row.n_words.iloc[0] == sum(keep(w["op"]) for r in records for w in r["words"])
     assert (cka_table.n_utterances == N_UTT).all()
@@ -124,29 +153,48 @@ def test_word_errors_sum_to_the_character_edit_distance():
     alphabet = list("ab c")
     for _ in range(200):
         ref = normalize_text("".join(rng.choice(alphabet, rng.integers(1, 9)))) or "a"
-        hyp = normalize_text("".join(rng.choice(alphabet, rng.integers(0, 9))))  # evaluate's texts are normalised
+        hyp = normalize_text(
+            "".join(rng.choice(alphabet, rng.integers(0, 9)))
+        )  # evaluate's texts are normalised
         errors = word_errors(ref, hyp)
         assert len(errors) == len(ref.split(" ")) and errors.sum() == char_errors(ref, hyp)
     assert list(word_errors("he go park", "he goes park")) == [0, 2, 0]
 
 
 def cer_csv(path, task, hyps, refs, others=None):
-    rows = [{"id": f"u{i}", "language": "en", "task": t, "ref": r, "hyp": h, "errors": char_errors(r, h),
-             "ref_len": len(r), "surface_meaning_ed": 3, "ed_bin": "1-3"}
-            for t, rs, hs in ([(task, refs, hyps)] + (others or [])) for i, (r, h) in enumerate(zip(rs, hs))]
+    rows = [
+        {
+            "id": f"u{i}",
+            "language": "en",
+            "task": t,
+            "ref": r,
+            "hyp": h,
+            "errors": char_errors(r, h),
+            "ref_len": len(r),
+            "surface_meaning_ed": 3,
+            "ed_bin": "1-3",
+        }
+        for t, rs, hs in ([(task, refs, hyps)] + (others or []))
+        for i, (r, h) in enumerate(zip(rs, hs))
+    ]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
 
 def test_the_word_cer_gap_falls_on_the_divergent_words(tmp_path):
-    surface, meaning = ["he go park", "she have a cat", "we eat rice"] * 4, ["he goes to park", "she has a cat",
-                                                                            "we ate rice"] * 4  # fmt: skip
+    surface, meaning = (
+        ["he go park", "she have a cat", "we eat rice"] * 4,
+        ["he goes to park", "she has a cat", "we ate rice"] * 4,
+    )
     assert list(divergent_words("he go park", "he goes to park", "surface")) == [False, True, False]
     assert list(divergent_words("he goes to park", "he go park", "meaning")) == [False, True, True, False]
-    do_surface = ["he goes park", "she has a cat", "we ate rice"] * 4  # DO writes the meaning word on divergent words
-    paths = [cer_csv(tmp_path / "sso.csv", "surface", surface, surface),
-             cer_csv(tmp_path / "mso.csv", "meaning", meaning, meaning),
-             cer_csv(tmp_path / "do.csv", "surface", do_surface, surface, [("meaning", meaning, meaning)])]
+    # DO writes the meaning word on divergent words
+    do_surface = ["he goes park", "she has a cat", "we ate rice"] * 4
+    paths = [
+        cer_csv(tmp_path / "sso.csv", "surface", surface, surface),
+        cer_csv(tmp_path / "mso.csv", "meaning", meaning, meaning),
+        cer_csv(tmp_path / "do.csv", "surface", do_surface, surface, [("meaning", meaning, meaning)]),
+    ]
     table = pooled(word_cer_gaps(paths, n_boot=100)).set_index(["task", "words"])
     divergent_chars = sum(len(w) + 1 for w in ("go", "have", "eat")) * 4
     errors = sum(char_errors(a, b) for a, b in zip(surface, do_surface))
@@ -162,4 +210,6 @@ def test_utterance_draws_redraw_resamples_with_too_few_words_of_a_set():
     draws = utterance_draws([divergent, identical], 200, np.random.default_rng(0))
     assert draws.shape == (200, 4) and ((draws == 0).sum(axis=1) >= 2).all()  # ≥ 4 divergent words: u0 twice
     with pytest.raises(CKAProbeError, match="too few utterances"):
-        utterance_draws([[np.array([0])] + [np.array([], dtype=int)] * 30], 10, np.random.default_rng(0), tries=5)
+        utterance_draws(
+            [[np.array([0])] + [np.array([], dtype=int)] * 30], 10, np.random.default_rng(0), tries=5
+        )

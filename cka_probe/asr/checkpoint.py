@@ -84,12 +84,16 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         first = str(err).strip().splitlines()[0]
         raise CKAProbeError(f"{path}: refused, it needs arbitrary code to load ({first})") from None
     except (RuntimeError, EOFError) as err:
-        raise CKAProbeError(f"{path}: not a readable checkpoint ({str(err).strip().splitlines()[0]})") from None
+        raise CKAProbeError(
+            f"{path}: not a readable checkpoint ({str(err).strip().splitlines()[0]})"
+        ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CKAProbeError(f"{path}: not a cka-probe checkpoint (no format_version)")
     if ckpt["format_version"] not in READABLE_VERSIONS:
         readable = ", ".join(map(str, READABLE_VERSIONS))
-        raise CKAProbeError(f"{path}: checkpoint format_version {ckpt['format_version']}, this version reads {readable}")
+        raise CKAProbeError(
+            f"{path}: checkpoint format_version {ckpt['format_version']}, this version reads {readable}"
+        )
     missing = [key for key in REQUIRED if key not in ckpt]
     if missing:
         raise CKAProbeError(f"{path}: checkpoint lacks {', '.join(missing)}")
@@ -116,4 +120,6 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Pat
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CKAProbeError(f"{path}: weights do not fit the configured model ({str(err).splitlines()[0]})") from None
+        raise CKAProbeError(
+            f"{path}: weights do not fit the configured model ({str(err).splitlines()[0]})"
+        ) from None

@@ -24,7 +24,9 @@ class GlobalCMVN:
         self.mean = torch.as_tensor(mean, dtype=torch.float64)
         self.istd = torch.as_tensor(istd, dtype=torch.float64)
         if self.mean.shape != self.istd.shape or self.mean.ndim != 1:
-            raise CKAProbeError(f"CMVN statistics have shapes {tuple(self.mean.shape)} and {tuple(self.istd.shape)}")
+            raise CKAProbeError(
+                f"CMVN statistics have shapes {tuple(self.mean.shape)} and {tuple(self.istd.shape)}"
+            )
 
     @classmethod
     def from_features(cls, feats: Iterable[torch.Tensor]) -> GlobalCMVN:

@@ -23,37 +23,46 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cka_probe.text.cer import normalize_text
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.features import fbank, load_wav
 from cka_probe.asr.specaugment import spec_augment
 from cka_probe.asr.tokenizer import CharTokenizer, unit_for
 from cka_probe.data.manifest import read_manifest
 from cka_probe.errors import CKAProbeError
+from cka_probe.text.cer import normalize_text
 
 MIN_FRAMES = 7  # ((7 - 1) // 2 - 1) // 2 = 1 encoder frame after 4x subsampling
 
 
 def utterance_features(row: dict[str, Any], features: dict[str, Any]) -> torch.Tensor:
     """Raw (unnormalised) fbank ``(T, 80)`` of one manifest row; too short is an error naming it."""
-    feats = fbank(load_wav(row["audio"], features["sample_rate"], row.get("start"), row.get("end")), **features)
+    feats = fbank(
+        load_wav(row["audio"], features["sample_rate"], row.get("start"), row.get("end")), **features
+    )
     if feats.shape[0] < MIN_FRAMES:
         raise CKAProbeError(
-            f"{row['audio']}: utterance '{row['id']}' has {feats.shape[0]} frames, the encoder needs at least {MIN_FRAMES}"
+            f"{row['audio']}: utterance '{row['id']}' has {feats.shape[0]} frames, the encoder needs at "
+            f"least {MIN_FRAMES}"
         )
     return feats
 
 
-def load_features(rows: Sequence[dict[str, Any]], features: dict[str, Any], desc: str = "fbank") -> list[torch.Tensor]:
+def load_features(
+    rows: Sequence[dict[str, Any]], features: dict[str, Any], desc: str = "fbank"
+) -> list[torch.Tensor]:
     """Fbank ``(T_i, 80)`` of every row, computed once with a progress bar."""
     return [utterance_features(row, features) for row in tqdm(rows, desc=desc, unit="utt", leave=False)]
 
 
-def build_tokenizers(rows: Sequence[dict[str, Any]], tasks: Sequence[str], korean_unit: str) -> dict[str, CharTokenizer]:
+def build_tokenizers(
+    rows: Sequence[dict[str, Any]], tasks: Sequence[str], korean_unit: str
+) -> dict[str, CharTokenizer]:
     """One :class:`CharTokenizer` per task from the rows' transcripts (language of the first row)."""
     language = rows[0]["language"]
     unit = unit_for(language, korean_unit)
-    return {task: CharTokenizer.build((r[task] for r in rows), language=language, unit=unit) for task in tasks}
+    return {
+        task: CharTokenizer.build((r[task] for r in rows), language=language, unit=unit) for task in tasks
+    }
 
 
 def pad_features(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +126,10 @@ class TrainBatches:
         if self.augment:
             feats = spec_augment(feats, feat_lens, generator, **self.augment)
         batch: dict[str, Any] = {"ids": [self.ids[i] for i in index], "feats": feats, "feat_lens": feat_lens}
-        padded = {task: pad_ids([seqs[i] for i in index], CharTokenizer.ignore_id) for task, seqs in self.targets.items()}
+        padded = {
+            task: pad_ids([seqs[i] for i in index], CharTokenizer.ignore_id)
+            for task, seqs in self.targets.items()
+        }
         batch["targets"] = {task: p[0] for task, p in padded.items()}
         batch["target_lens"] = {task: p[1] for task, p in padded.items()}
         batch["diverges"] = torch.tensor([self.diverges[i] for i in index], dtype=torch.bool)
@@ -133,9 +145,19 @@ class ManifestBatches:
     every tokenizer's) are the transcripts turned into ``ys_in``.
     """
 
-    def __init__(self, manifest: str | Path | Sequence[dict[str, Any]], ckpt: dict[str, Any], batch_size: int,
-                 limit: int | None = None, tasks: Sequence[str] | None = None) -> None:
-        rows = manifest if isinstance(manifest, Sequence) and not isinstance(manifest, str) else read_manifest(manifest)
+    def __init__(
+        self,
+        manifest: str | Path | Sequence[dict[str, Any]],
+        ckpt: dict[str, Any],
+        batch_size: int,
+        limit: int | None = None,
+        tasks: Sequence[str] | None = None,
+    ) -> None:
+        rows = (
+            manifest
+            if isinstance(manifest, Sequence) and not isinstance(manifest, str)
+            else read_manifest(manifest)
+        )
         self.rows = list(rows)[:limit]
         self.features = ckpt["config"]["features"]
         self.tokenizers = {t: tok for t, tok in ckpt["tokenizers"].items() if tasks is None or t in tasks}

@@ -132,13 +132,21 @@ def attention_beam(
     for b in range(enc.size(0)):
         one_enc, one_len = enc[b : b + 1, : int(enc_lens[b])], enc_lens[b : b + 1]  # (1, T'_b, D), (1,)
         limit = _default_max_len(one_len, max_len)
-        best.append(list(_beam_one(model, task, one_enc, one_len, sos_eos=sos_eos, beam=beam, max_len=limit).tokens))
+        best.append(
+            list(_beam_one(model, task, one_enc, one_len, sos_eos=sos_eos, beam=beam, max_len=limit).tokens)
+        )
     return best
 
 
 def _beam_one(
-    model: AttentionDecoder, task: str, enc: torch.Tensor, enc_lens: torch.Tensor,
-    *, sos_eos: int, beam: int, max_len: int,
+    model: AttentionDecoder,
+    task: str,
+    enc: torch.Tensor,
+    enc_lens: torch.Tensor,
+    *,
+    sos_eos: int,
+    beam: int,
+    max_len: int,
 ) -> _Hyp:
     """Beam search over one utterance; enc: (1, T', D), enc_lens: (1,)."""
     alive = [_Hyp((), 0.0)]
@@ -158,7 +166,8 @@ def _beam_one(
 def _score_prefixes(model, task, enc, enc_lens, alive: list[_Hyp], sos_eos: int) -> torch.Tensor:
     """Next-token log-probabilities (K, V) for K equally long prefixes in one call."""
     k = len(alive)
-    ys = torch.tensor([(sos_eos, *h.tokens) for h in alive], dtype=torch.long, device=enc.device)  # (K, 1 + u)
+    # (K, 1 + u)
+    ys = torch.tensor([(sos_eos, *h.tokens) for h in alive], dtype=torch.long, device=enc.device)
     return model.decoder_log_probs(task, enc.expand(k, -1, -1), enc_lens.expand(k), ys)[:, -1]
 
 
@@ -184,8 +193,14 @@ def _enough_ended(finished: list[_Hyp], beam: int) -> bool:
 
 @torch.no_grad()
 def transcribe(
-    model, tokenizers: dict, feats: torch.Tensor, feat_lens: torch.Tensor, tasks: tuple[str, ...],
-    *, decoding: str = "attention", beam: int = 1,
+    model,
+    tokenizers: dict,
+    feats: torch.Tensor,
+    feat_lens: torch.Tensor,
+    tasks: tuple[str, ...],
+    *,
+    decoding: str = "attention",
+    beam: int = 1,
 ) -> dict[str, list[str]]:
     """Texts of a batch for each of ``tasks``: feats (B, T, 80) normalised, feat_lens (B,).
 

@@ -24,10 +24,10 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from cka_probe.text.cer import ED_BINS, char_errors, ed_bin, jamo, jamo_errors, normalize_text, percent
 from cka_probe.asr.decode import transcribe
 from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
+from cka_probe.text.cer import ED_BINS, char_errors, ed_bin, jamo, jamo_errors, normalize_text, percent
 
 
 def evaluate(
@@ -50,15 +50,31 @@ def evaluate(
     from cka_probe.asr.checkpoint import load_checkpoint
 
     if decoding not in ("attention", "ctc") or beam < 1:
-        raise CKAProbeError(f"decoding must be 'attention' or 'ctc' with beam >= 1, got '{decoding}', beam {beam}")
+        raise CKAProbeError(
+            f"decoding must be 'attention' or 'ctc' with beam >= 1, got '{decoding}', beam {beam}"
+        )
     model, ckpt = load_checkpoint(ckpt_path, device=device)
     tasks = (model.ctc_task,) if decoding == "ctc" else tuple(model.tasks)
     references = read_references(manifest)
-    hyps = decode_manifest(model, ckpt, manifest, tasks, decoding=decoding, beam=beam,
-                           device=device, batch_size=batch_size, limit=limit)
+    hyps = decode_manifest(
+        model,
+        ckpt,
+        manifest,
+        tasks,
+        decoding=decoding,
+        beam=beam,
+        device=device,
+        batch_size=batch_size,
+        limit=limit,
+    )
     table = score(references, hyps, decoding)
-    summary = summarize(table) | {"checkpoint": str(ckpt_path), "manifest": str(manifest),
-                                  "decoding": decoding, "beam": beam, "n_utterances": table["id"].nunique()}
+    summary = summarize(table) | {
+        "checkpoint": str(ckpt_path),
+        "manifest": str(manifest),
+        "decoding": decoding,
+        "beam": beam,
+        "n_utterances": table["id"].nunique(),
+    }
     write_results(table, summary, Path(out_csv))
     return table
 
@@ -71,22 +87,41 @@ def read_references(manifest: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def decode_manifest(
-    model, ckpt: dict, manifest, tasks: tuple[str, ...], *, decoding: str, beam: int, device: str,
-    batch_size: int, limit: int | None,
+    model,
+    ckpt: dict,
+    manifest,
+    tasks: tuple[str, ...],
+    *,
+    decoding: str,
+    beam: int,
+    device: str,
+    batch_size: int,
+    limit: int | None,
 ) -> dict[str, dict[str, str]]:
     """task -> utterance id -> hypothesis text, batch by batch with a progress bar."""
     from cka_probe.asr.data import ManifestBatches
 
     hyps: dict[str, dict[str, str]] = {task: {} for task in tasks}
-    for batch in tqdm(ManifestBatches(manifest, ckpt, batch_size, limit=limit), desc="decoding", unit="batch"):
-        texts = transcribe(model, ckpt["tokenizers"], batch["feats"].to(device), batch["feat_lens"].to(device),
-                           tasks, decoding=decoding, beam=beam)
+    for batch in tqdm(
+        ManifestBatches(manifest, ckpt, batch_size, limit=limit), desc="decoding", unit="batch"
+    ):
+        texts = transcribe(
+            model,
+            ckpt["tokenizers"],
+            batch["feats"].to(device),
+            batch["feat_lens"].to(device),
+            tasks,
+            decoding=decoding,
+            beam=beam,
+        )
         for task in tasks:
             hyps[task].update(zip(batch["ids"], texts[task]))
     return hyps
 
 
-def score(references: dict[str, dict[str, Any]], hyps: dict[str, dict[str, str]], decoding: str) -> pd.DataFrame:
+def score(
+    references: dict[str, dict[str, Any]], hyps: dict[str, dict[str, str]], decoding: str
+) -> pd.DataFrame:
     """The long per-utterance table (columns in the module docstring)."""
     korean = any(r.get("language") == "ko" for r in references.values())
     rows = [
@@ -99,8 +134,16 @@ def score(references: dict[str, dict[str, Any]], hyps: dict[str, dict[str, str]]
 
 def _row(record: dict[str, Any], task: str, hyp: str, decoding: str, korean: bool) -> dict[str, Any]:
     ref, hyp = normalize_text(record[task]), normalize_text(hyp)
-    row = {"id": record["id"], "language": record.get("language", ""), "task": task, "decoding": decoding,
-           "ref": ref, "hyp": hyp, "errors": char_errors(ref, hyp), "ref_len": len(ref)}
+    row = {
+        "id": record["id"],
+        "language": record.get("language", ""),
+        "task": task,
+        "decoding": decoding,
+        "ref": ref,
+        "hyp": hyp,
+        "errors": char_errors(ref, hyp),
+        "ref_len": len(ref),
+    }
     row["cer"] = percent(row["errors"], row["ref_len"])
     if korean:
         row |= {"jamo_errors": jamo_errors(ref, hyp), "jamo_ref_len": len(jamo(ref))}
@@ -122,7 +165,9 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
         if "jamo_errors" in rows:
             entry |= _corpus(rows, "jamo_errors", "jamo_ref_len", "jamo_cer")
         binned = rows.groupby("ed_bin", sort=False)
-        entry["by_ed_bin"] = {b: _corpus(binned.get_group(b), "errors", "ref_len", "cer") for b in ED_BINS if b in binned.groups}
+        entry["by_ed_bin"] = {
+            b: _corpus(binned.get_group(b), "errors", "ref_len", "cer") for b in ED_BINS if b in binned.groups
+        }
         tasks[task] = entry
     return {"tasks": tasks}
 
@@ -149,7 +194,9 @@ def write_results(table: pd.DataFrame, summary: dict[str, Any], out_csv: Path) -
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     summary_path = summary_path_for(out_csv)
     atomic_write_text(out_csv, table.to_csv(index=False), point="evaluate")
-    atomic_write_text(summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n", point="evaluate")
+    atomic_write_text(
+        summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n", point="evaluate"
+    )
 
 
 def summary_path_for(out_csv: str | Path) -> Path:

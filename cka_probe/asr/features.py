@@ -32,8 +32,9 @@ PREEMPHASIS = 0.97
 LOW_FREQ = 20.0
 
 
-def load_wav(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float | None = None,
-             end: float | None = None) -> np.ndarray:
+def load_wav(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, start: float | None = None, end: float | None = None
+) -> np.ndarray:
     """Mono float32 in [−1, 1] at ``sample_rate``, ``(S,)``: any format soundfile reads (see
     :func:`cka_probe.data.audio.load_audio`), optionally the segment ``[start, end)`` seconds."""
     return load_audio(path, sample_rate, start, end)
@@ -47,7 +48,9 @@ def mel(freq: torch.Tensor) -> torch.Tensor:
 @lru_cache(maxsize=4)
 def mel_banks(n_mels: int = 80, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> torch.Tensor:
     """Triangular mel filters ``(n_mels, n_fft/2 + 1)``, zero on the Nyquist bin as in Kaldi."""
-    edges = torch.linspace(float(mel(torch.tensor(LOW_FREQ))), float(mel(torch.tensor(sample_rate / 2))), n_mels + 2)
+    edges = torch.linspace(
+        float(mel(torch.tensor(LOW_FREQ))), float(mel(torch.tensor(sample_rate / 2))), n_mels + 2
+    )
     left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     bins = mel(torch.arange(n_fft // 2, dtype=torch.float64) * sample_rate / n_fft).float()
     up = (bins - left) / (centre - left)
@@ -87,4 +90,3 @@ def fbank(
     power = torch.fft.rfft(x * povey_window(length), n=N_FFT).abs().pow(2)  # (T, N_FFT/2 + 1)
     energies = power @ mel_banks(n_mels, sample_rate, N_FFT).T  # (T, n_mels)
     return torch.clamp(energies, min=torch.finfo(torch.float32).eps).log()
-

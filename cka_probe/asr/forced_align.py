@@ -46,8 +46,10 @@ def forced_align(log_probs: torch.Tensor, targets: list[int], *, blank: int = 0)
     n_frames, n_labels = log_probs.shape[0], len(targets)
     repeats = sum(a == b for a, b in zip(targets, targets[1:]))
     if n_labels + repeats > n_frames:
-        raise CKAProbeError(f"a transcript of {n_labels} tokens ({repeats} repeated) needs at least "
-                            f"{n_labels + repeats} frames, the utterance has {n_frames}")
+        raise CKAProbeError(
+            f"a transcript of {n_labels} tokens ({repeats} repeated) needs at least "
+            f"{n_labels + repeats} frames, the utterance has {n_frames}"
+        )
     z = torch.full((2 * n_labels + 1,), blank, dtype=torch.long, device=log_probs.device)
     z[1::2] = torch.tensor(targets, dtype=torch.long, device=log_probs.device)
     skip = torch.zeros_like(z, dtype=torch.bool)
@@ -82,7 +84,8 @@ def token_spans(path: torch.Tensor, n_tokens: int) -> list[tuple[int, int]]:
 
 
 def word_token_ranges(word_lengths: list[int]) -> list[tuple[int, int]]:
-    """Token ``[first, last]`` of each word when words of ``word_lengths`` tokens are joined by one space token."""
+    """Token ``[first, last]`` of each word when words of ``word_lengths`` tokens are joined by one space
+    token."""
     ranges, first = [], 0
     for n in word_lengths:
         ranges.append((first, first + n - 1))
@@ -102,5 +105,7 @@ def word_spans(log_probs: torch.Tensor, text: str, tokenizer, *, blank: int = 0)
     targets = tokenizer.encode(" ".join(words))
     spans = token_spans(forced_align(log_probs, targets, blank=blank), len(targets))
     lengths = [len(tokenizer.encode(w)) for w in words]
-    return [WordSpan(i, w, spans[a][0], spans[b][1])
-            for i, (w, (a, b)) in enumerate(zip(words, word_token_ranges(lengths)))]
+    return [
+        WordSpan(i, w, spans[a][0], spans[b][1])
+        for i, (w, (a, b)) in enumerate(zip(words, word_token_ranges(lengths)))
+    ]

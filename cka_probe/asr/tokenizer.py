@@ -72,7 +72,9 @@ class CharTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``, dropping blank and ``<sos/eos>``; ``<unk>`` becomes U+FFFD."""
-        chars = [UNK_CHAR if i == self.unk else self.symbols[i] for i in ids if i not in (self.blank, self.sos_eos)]
+        chars = [
+            UNK_CHAR if i == self.unk else self.symbols[i] for i in ids if i not in (self.blank, self.sos_eos)
+        ]
         return unicodedata.normalize("NFC", "".join(chars))
 
     def to_dict(self) -> dict[str, Any]:

@@ -46,7 +46,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from cka_probe.text.cer import char_errors, normalize_text, percent
 from cka_probe.asr.checkpoint import load_state, read_checkpoint, save_checkpoint
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.config import load_config
@@ -59,6 +58,7 @@ from cka_probe.asr.variants.spec import DEFAULTS, variant_settings
 from cka_probe.atomic import atomic_write_text
 from cka_probe.data.manifest import read_manifest
 from cka_probe.errors import CKAProbeError
+from cka_probe.text.cer import char_errors, normalize_text, percent
 
 
 def train(
@@ -115,8 +115,17 @@ def train(
     return run.fit(out_dir, max_minutes)
 
 
-def untrained(*, arch: str, task: str | None = None, train_manifest: str | Path, valid_manifest: str | Path,
-              config: str | Path | dict[str, Any], out_dir: str | Path, seed: int, device: str = "cpu") -> Path:
+def untrained(
+    *,
+    arch: str,
+    task: str | None = None,
+    train_manifest: str | Path,
+    valid_manifest: str | Path,
+    config: str | Path | dict[str, Any],
+    out_dir: str | Path,
+    seed: int,
+    device: str = "cpu",
+) -> Path:
     """``out_dir/best.pt``: a model of ``arch`` initialised with ``seed`` and never trained (epoch 0).
 
     Tokenizers and CMVN come from the training set as in :func:`train`, so it
@@ -125,10 +134,19 @@ def untrained(*, arch: str, task: str | None = None, train_manifest: str | Path,
     """
     config = fresh_config(config, arch, "shared", None, seed=seed, epochs=None, lr=None)
     torch.manual_seed(config["train"]["seed"])
-    run = Run.prepare(arch, tasks_for(arch, task), config, Path(train_manifest), Path(valid_manifest), None, device)
+    run = Run.prepare(
+        arch, tasks_for(arch, task), config, Path(train_manifest), Path(valid_manifest), None, device
+    )
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(Path(out_dir) / "best.pt", model=run.model, config=config, tokenizers=run.tokenizers,
-                           cmvn=run.cmvn, epoch=0, metrics={})  # fmt: skip
+    return save_checkpoint(
+        Path(out_dir) / "best.pt",
+        model=run.model,
+        config=config,
+        tokenizers=run.tokenizers,
+        cmvn=run.cmvn,
+        epoch=0,
+        metrics={},
+    )
 
 
 def tasks_for(arch: str, task: str | None) -> tuple[str, ...]:
@@ -154,9 +172,15 @@ def resolved_config(
     return config
 
 
-def fresh_config(config: str | Path | dict[str, Any], arch: str, variant: str, meaning_weight: float | None,
-                 **overrides: Any) -> dict[str, Any]:
-    """The config a new run saves: overrides, the meaning weight and the variant's resolved settings applied."""
+def fresh_config(
+    config: str | Path | dict[str, Any],
+    arch: str,
+    variant: str,
+    meaning_weight: float | None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """The config a new run saves: overrides, the meaning weight and the variant's resolved settings
+    applied."""
     config = resolved_config(config, **overrides)
     check_variant(arch, variant, config["encoder"]["n_layers"])
     return with_variant_settings(with_meaning_weight(config, arch, meaning_weight), variant)
@@ -168,8 +192,10 @@ def with_meaning_weight(config: dict[str, Any], arch: str, weight: float | None)
         return config
     ctc = config["loss"]["do"]["ctc"]
     if arch != "do" or not 0 < weight < 1 - ctc:
-        raise CKAProbeError(f"--meaning-weight needs a dual-output model and 0 < weight < 1 − ctc = {1 - ctc:g}, "
-                            f"got {weight:g} for arch {arch}")
+        raise CKAProbeError(
+            f"--meaning-weight needs a dual-output model and 0 < weight < 1 − ctc = {1 - ctc:g}, "
+            f"got {weight:g} for arch {arch}"
+        )
     config["loss"]["do"].update(meaning=weight, surface=1 - ctc - weight)
     return config
 
@@ -181,38 +207,55 @@ def with_variant_settings(config: dict[str, Any], variant: str) -> dict[str, Any
     return config
 
 
-def check_resumable(last: dict[str, Any], arch: str, tasks: tuple[str, ...], variant: str, path: Path) -> None:
+def check_resumable(
+    last: dict[str, Any], arch: str, tasks: tuple[str, ...], variant: str, path: Path
+) -> None:
     """``last.pt`` must be a training checkpoint of the same arch, variant and tasks."""
     if (last["arch"], tuple(last["tasks"]), last["variant"]) != (arch, tasks, variant):
-        raise CKAProbeError(f"{path}: holds a {last['arch']} ({last['variant']}) model of {last['tasks']}, "
-                            f"not {arch} ({variant}) of {list(tasks)}")
+        raise CKAProbeError(
+            f"{path}: holds a {last['arch']} ({last['variant']}) model of {last['tasks']}, "
+            f"not {arch} ({variant}) of {list(tasks)}"
+        )
     if "optimizer" not in last or "train_state" not in last.get("extra", {}):
         raise CKAProbeError(f"{path}: has no optimizer or training state to resume from")
 
 
 def check_same_settings(last: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     """An unasked-for resume needs ``last.pt``'s config to equal ``config`` but for ``train.epochs``."""
+
     def without_epochs(c: dict[str, Any]) -> dict[str, Any]:
         return {**c, "train": {k: v for k, v in c["train"].items() if k != "epochs"}}
 
     ours, theirs = without_epochs(config), without_epochs(last["config"])
     for section in sorted(set(ours) | set(theirs)):
         if ours.get(section) != theirs.get(section):
-            raise CKAProbeError(f"{path}: an interrupted training with another {section!r} config; "
-                                "pass --resume to continue it or --overwrite to start again")
+            raise CKAProbeError(
+                f"{path}: an interrupted training with another {section!r} config; "
+                "pass --resume to continue it or --overwrite to start again"
+            )
 
 
 def log_columns(tasks: tuple[str, ...], aux: tuple[str, ...] = ()) -> list[str]:
-    """Columns of ``log.csv``: losses as means per utterance (``aux``: a variant's auxiliary ones), CER in percent."""
+    """Columns of ``log.csv``: losses as means per utterance (``aux``: a variant's auxiliary ones), CER in
+    percent."""
     losses = ["loss", "ctc", *(f"att_{t}" for t in tasks), *aux]
-    return ["epoch", "step", "lr", *(f"train_{k}" for k in losses), *(f"valid_{k}" for k in losses),
-            *(f"valid_cer_{t}" for t in tasks), "seconds"]
+    return [
+        "epoch",
+        "step",
+        "lr",
+        *(f"train_{k}" for k in losses),
+        *(f"valid_{k}" for k in losses),
+        *(f"valid_cer_{t}" for t in tasks),
+        "seconds",
+    ]
 
 
 class Run:
     """The state of one training run: data, model, optimizer, counters."""
 
-    def __init__(self, *, config, model, optimizer, tokenizers, cmvn, train_set, valid_set, valid_refs, device):
+    def __init__(
+        self, *, config, model, optimizer, tokenizers, cmvn, train_set, valid_set, valid_refs, device
+    ):
         self.config, self.model, self.optimizer = config, model, optimizer
         self.tokenizers, self.cmvn = tokenizers, cmvn
         self.train_set, self.valid_set, self.valid_refs = train_set, valid_set, valid_refs
@@ -221,24 +264,57 @@ class Run:
         self.log_rows: list[dict[str, Any]] = []
 
     @classmethod
-    def prepare(cls, arch, tasks, config, train_manifest: Path, valid_manifest: Path, last, device,
-                variant: str = "shared") -> Run:
+    def prepare(
+        cls,
+        arch,
+        tasks,
+        config,
+        train_manifest: Path,
+        valid_manifest: Path,
+        last,
+        device,
+        variant: str = "shared",
+    ) -> Run:
         """Read the data, build tokenizers, CMVN, model and optimizer (from ``last`` when resuming)."""
         train_rows, valid_rows = read_manifest(train_manifest), read_manifest(valid_manifest)
         check_language(train_rows, train_manifest, valid_rows, valid_manifest)
         train_feats = load_features(train_rows, config["features"], desc="fbank train")
         tokenizers, cmvn = vocabularies_and_cmvn(train_rows, train_feats, tasks, config, last)
         tc = config["train"]
-        train_set = TrainBatches(train_rows, train_feats, tokenizers, cmvn, tc["batch_size"], seed=tc["seed"],
-                                 spec_augment=tc.get("spec_augment"))
-        valid_set = TrainBatches(valid_rows, load_features(valid_rows, config["features"], desc="fbank valid"),
-                                 tokenizers, cmvn, tc["batch_size"], seed=tc["seed"])
-        model = build_model(config, arch, tasks, {t: tok.vocab_size for t, tok in tokenizers.items()}, variant).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
-                                      weight_decay=tc["weight_decay"])
-        run = cls(config=config, model=model, optimizer=optimizer, tokenizers=tokenizers, cmvn=cmvn,
-                  train_set=train_set, valid_set=valid_set,
-                  valid_refs={r["id"]: r for r in valid_rows}, device=device)
+        train_set = TrainBatches(
+            train_rows,
+            train_feats,
+            tokenizers,
+            cmvn,
+            tc["batch_size"],
+            seed=tc["seed"],
+            spec_augment=tc.get("spec_augment"),
+        )
+        valid_set = TrainBatches(
+            valid_rows,
+            load_features(valid_rows, config["features"], desc="fbank valid"),
+            tokenizers,
+            cmvn,
+            tc["batch_size"],
+            seed=tc["seed"],
+        )
+        model = build_model(
+            config, arch, tasks, {t: tok.vocab_size for t, tok in tokenizers.items()}, variant
+        ).to(device)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]), weight_decay=tc["weight_decay"]
+        )
+        run = cls(
+            config=config,
+            model=model,
+            optimizer=optimizer,
+            tokenizers=tokenizers,
+            cmvn=cmvn,
+            train_set=train_set,
+            valid_set=valid_set,
+            valid_refs={r["id"]: r for r in valid_rows},
+            device=device,
+        )
         if last is not None:
             run.restore(last)
         return run
@@ -253,7 +329,8 @@ class Run:
         torch.set_rng_state(state["rng"])
 
     def lr_at(self, step: int) -> float:
-        """The schedule over the planned steps; warm-up capped at a quarter of them, so a short run decays too."""
+        """The schedule over the planned steps; warm-up capped at a quarter of them, so a short run decays
+        too."""
         tc = self.config["train"]
         total = tc["epochs"] * len(self.train_set)
         return warmup_cosine(step, peak=tc["lr"], warmup=min(tc["warmup_steps"], total // 4), total=total)
@@ -265,18 +342,29 @@ class Run:
         while self.epoch < self.config["train"]["epochs"]:
             epoch_start = time.perf_counter()
             self.epoch += 1
-            row = {"epoch": self.epoch} | prefixed("train", self.train_epoch()) | prefixed("valid", self.validate())
-            row |= {"step": self.step, "lr": self.lr_at(self.step - 1), "seconds": round(time.perf_counter() - epoch_start, 3)}
+            row = (
+                {"epoch": self.epoch}
+                | prefixed("train", self.train_epoch())
+                | prefixed("valid", self.validate())
+            )
+            row |= {
+                "step": self.step,
+                "lr": self.lr_at(self.step - 1),
+                "seconds": round(time.perf_counter() - epoch_start, 3),
+            }
             self.log_rows.append(row)
             if max_minutes is not None:
                 self.fit_budget(max_minutes * 60, time.perf_counter() - started, self.epoch - first_epoch)
             self.save(out_dir, row)
         if not (out_dir / "best.pt").is_file():
-            raise CKAProbeError(f"{out_dir}: no epoch was trained (epochs = {self.config['train']['epochs']})")
+            raise CKAProbeError(
+                f"{out_dir}: no epoch was trained (epochs = {self.config['train']['epochs']})"
+            )
         return out_dir / "best.pt"
 
     def fit_budget(self, budget_s: float, elapsed_s: float, done: int) -> None:
-        """Cut the planned epochs to those that fit ``budget_s``, at the mean time of the ``done`` epochs so far."""
+        """Cut the planned epochs to those that fit ``budget_s``, at the mean time of the ``done`` epochs so
+        far."""
         mean_epoch = elapsed_s / done
         fits = self.epoch + int((budget_s - elapsed_s) // mean_epoch)
         self.config["train"]["epochs"] = max(self.epoch, min(self.config["train"]["epochs"], fits))
@@ -285,8 +373,13 @@ class Run:
         """One pass over the training batches; mean losses per utterance."""
         self.model.train()
         sums: dict[str, float] = defaultdict(float)
-        batches = tqdm(self.train_set.epoch(self.epoch), total=len(self.train_set),
-                       desc=f"epoch {self.epoch}", unit="batch", leave=False)
+        batches = tqdm(
+            self.train_set.epoch(self.epoch),
+            total=len(self.train_set),
+            desc=f"epoch {self.epoch}",
+            unit="batch",
+            leave=False,
+        )
         for batch in batches:
             losses = self.train_step(batch)
             for name, value in losses.items():
@@ -300,8 +393,10 @@ class Run:
             group["lr"] = self.lr_at(self.step)
         losses = self.model(*model_inputs(batch, self.device))
         if not torch.isfinite(losses["loss"]):
-            raise CKAProbeError(f"non-finite loss at epoch {self.epoch}, step {self.step}, "
-                                f"utterances {', '.join(batch['ids'])}")
+            raise CKAProbeError(
+                f"non-finite loss at epoch {self.epoch}, step {self.step}, "
+                f"utterances {', '.join(batch['ids'])}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config["train"]["clip"])
@@ -336,15 +431,29 @@ class Run:
                 sums[f"chars_{task}"] += sum(len(normalize_text(r)) for r in refs)
         n = len(self.valid_set.ids)
         means = {name: sums[name] / n for name in ("loss", *self.model.loss_names)}
-        return means | {f"cer_{t}": percent(sums[f"errors_{t}"], sums[f"chars_{t}"]) for t in self.model.tasks}
+        return means | {
+            f"cer_{t}": percent(sums[f"errors_{t}"], sums[f"chars_{t}"]) for t in self.model.tasks
+        }
 
     def save(self, out_dir: Path, row: dict[str, Any]) -> None:
-        """``best.pt`` if the validation loss improved, ``log.csv``, then ``last.pt`` (the commit, see the module docstring)."""
+        """``best.pt`` if the validation loss improved, ``log.csv``, then ``last.pt`` (the commit, see the
+        module docstring)."""
         improved = row["valid_loss"] < self.best_loss
         self.best_loss = min(self.best_loss, row["valid_loss"])
-        state = {"step": self.step, "best_loss": self.best_loss, "log": self.log_rows, "rng": torch.get_rng_state()}
-        common = dict(model=self.model, config=self.config, tokenizers=self.tokenizers, cmvn=self.cmvn,
-                      epoch=self.epoch, metrics=row)
+        state = {
+            "step": self.step,
+            "best_loss": self.best_loss,
+            "log": self.log_rows,
+            "rng": torch.get_rng_state(),
+        }
+        common = dict(
+            model=self.model,
+            config=self.config,
+            tokenizers=self.tokenizers,
+            cmvn=self.cmvn,
+            epoch=self.epoch,
+            metrics=row,
+        )
         if improved:
             save_checkpoint(out_dir / "best.pt", **common)
         write_log(out_dir / "log.csv", self.log_rows, log_columns(self.model.tasks, aux_names(self.model)))
@@ -352,20 +461,30 @@ class Run:
 
 
 def vocabularies_and_cmvn(
-    rows: list[dict[str, Any]], feats: list[torch.Tensor], tasks: tuple[str, ...], config: dict[str, Any],
+    rows: list[dict[str, Any]],
+    feats: list[torch.Tensor],
+    tasks: tuple[str, ...],
+    config: dict[str, Any],
     last: dict[str, Any] | None,
 ) -> tuple[dict[str, CharTokenizer], GlobalCMVN]:
     """Tokenizers and CMVN statistics from the training set, or those of ``last.pt`` when resuming."""
     if last is not None:
-        return {t: CharTokenizer.from_dict(s) for t, s in last["tokenizers"].items()}, GlobalCMVN.from_dict(last["cmvn"])
+        return {t: CharTokenizer.from_dict(s) for t, s in last["tokenizers"].items()}, GlobalCMVN.from_dict(
+            last["cmvn"]
+        )
     return build_tokenizers(rows, tasks, config["tokenizer"]["korean_unit"]), GlobalCMVN.from_features(feats)
 
 
 def model_inputs(batch: dict[str, Any], device: str) -> tuple:
-    """``(feats (B, T, 80), feat_lens (B,), targets {task: (B, L)}, target_lens {task: (B,)}, diverges (B,))`` on ``device``."""
-    return (batch["feats"].to(device), batch["feat_lens"].to(device),
-            {t: y.to(device) for t, y in batch["targets"].items()},
-            {t: n.to(device) for t, n in batch["target_lens"].items()}, batch["diverges"].to(device))
+    """``(feats (B, T, 80), feat_lens (B,), targets {task: (B, L)}, target_lens {task: (B,)}, diverges (B,))``
+    on ``device``."""
+    return (
+        batch["feats"].to(device),
+        batch["feat_lens"].to(device),
+        {t: y.to(device) for t, y in batch["targets"].items()},
+        {t: n.to(device) for t, n in batch["target_lens"].items()},
+        batch["diverges"].to(device),
+    )
 
 
 def aux_names(model: ASRModel) -> tuple[str, ...]:
@@ -383,8 +502,10 @@ def check_language(train_rows, train_path: Path, valid_rows, valid_path: Path) -
     for rows, path in ((train_rows, train_path), (valid_rows, valid_path)):
         for line, row in enumerate(rows, 1):
             if row["language"] != language:
-                raise CKAProbeError(f"{path}: utterance '{row['id']}' (row {line}) is '{row['language']}', "
-                                    f"the training set is '{language}'")
+                raise CKAProbeError(
+                    f"{path}: utterance '{row['id']}' (row {line}) is '{row['language']}', "
+                    f"the training set is '{language}'"
+                )
 
 
 def write_log(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:

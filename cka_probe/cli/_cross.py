@@ -8,27 +8,56 @@ from pathlib import Path
 
 def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the paper's comparison set (instead of A B)")
-    group.add_argument("--cross-task", nargs="+", type=Path, metavar="STORE",
-                       help="stores (.h5) or run folders: SSO, MSO and DO per language, read from their provenance")
-    group.add_argument("--cross-lang", action="store_true",
-                       help="also the per-layer differences between languages (needs two or more)")
-    group.add_argument("--cer", nargs="*", type=Path, default=[], metavar="CSV",
-                       help="evaluate CSVs: adds SO vs DO CER and the gap per edit-distance bin")
-    group.add_argument("--tables", type=Path, default=Path("tables"), help="folder for the tables (default: tables)")
-    group.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of utterances (default 200)")
+    group.add_argument(
+        "--cross-task",
+        nargs="+",
+        type=Path,
+        metavar="STORE",
+        help="stores (.h5) or run folders: SSO, MSO and DO per language, read from their provenance",
+    )
+    group.add_argument(
+        "--cross-lang",
+        action="store_true",
+        help="also the per-layer differences between languages (needs two or more)",
+    )
+    group.add_argument(
+        "--cer",
+        nargs="*",
+        type=Path,
+        default=[],
+        metavar="CSV",
+        help="evaluate CSVs: adds SO vs DO CER and the gap per edit-distance bin",
+    )
+    group.add_argument(
+        "--tables", type=Path, default=Path("tables"), help="folder for the tables (default: tables)"
+    )
+    group.add_argument(
+        "--n-boot", type=int, default=200, help="bootstrap resamples of utterances (default 200)"
+    )
     group.add_argument("--n-perm", type=int, default=200, help="permutations for the p-values (default 200)")
     group.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
-    group.add_argument("--biased", action="store_true",
-                       help="biased CKA instead of the default debiased one (its intervals are not calibrated "
-                            "where the width is not small against the number of utterances)")
+    group.add_argument(
+        "--biased",
+        action="store_true",
+        help="biased CKA instead of the default debiased one (its intervals are not calibrated "
+        "where the width is not small against the number of utterances)",
+    )
 
 
 def run_cross(args: argparse.Namespace) -> int:
     from cka_probe.study.tables import write_tables
 
-    written = write_tables(args.cross_task, args.cer, args.tables, n_boot=args.n_boot, n_perm=args.n_perm,
-                           debiased=not args.biased, seed=args.seed, cross_lang=args.cross_lang or None,
-                           measure=args.measure)  # fmt: skip
+    written = write_tables(
+        args.cross_task,
+        args.cer,
+        args.tables,
+        n_boot=args.n_boot,
+        n_perm=args.n_perm,
+        debiased=not args.biased,
+        seed=args.seed,
+        cross_lang=args.cross_lang or None,
+        measure=args.measure,
+    )
     for path in written.values():
         print(f"wrote {path}")
     return 0

@@ -12,36 +12,63 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cka_probe.measures.similarity import MEASURES
 from cka_probe.cli._cross import add_cross_arguments, run_cross
+from cka_probe.measures.similarity import MEASURES
 
-HELP = "layer-by-layer CKA of two .npz files of representations (one array per layer) or two activation stores (.h5)"
+HELP = (
+    "layer-by-layer CKA of two .npz files of representations (one array per layer) "
+    "or two activation stores (.h5)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", type=Path, nargs="?", help="first file (.npz): one array (n, d) per layer")
     parser.add_argument("b", type=Path, nargs="?", help="second file (.npz), the same n rows")
-    parser.add_argument("--measure", choices=MEASURES, default="cka",
-                        help="similarity measure (default cka; see docs/engine.md)")
+    parser.add_argument(
+        "--measure",
+        choices=MEASURES,
+        default="cka",
+        help="similarity measure (default cka; see docs/engine.md)",
+    )
     parser.add_argument("--kernel", choices=["linear", "rbf"], default="linear")
-    parser.add_argument("--sigma", type=float, default=0.8, help="RBF bandwidth as a fraction of the median distance")
+    parser.add_argument(
+        "--sigma", type=float, default=0.8, help="RBF bandwidth as a fraction of the median distance"
+    )
     parser.add_argument("--debiased", action="store_true", help="unbiased HSIC (debiased CKA)")
-    parser.add_argument("--ridge", type=float, default=0.0, help="cca/pwcca: ridge (fraction of the mean variance)")
+    parser.add_argument(
+        "--ridge", type=float, default=0.0, help="cca/pwcca: ridge (fraction of the mean variance)"
+    )
     parser.add_argument("--rdm", choices=["correlation", "euclidean"], default="correlation", help="rsa: RDM")
-    parser.add_argument("--rsa-compare", choices=["spearman", "pearson"], default="spearman",
-                        help="rsa: correlation of the RDMs")
+    parser.add_argument(
+        "--rsa-compare",
+        choices=["spearman", "pearson"],
+        default="spearman",
+        help="rsa: correlation of the RDMs",
+    )
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--out", type=Path, default=Path("cka.csv"), help="CSV to write (default: cka.csv)")
     parser.add_argument("--stream", default="encoder", help=".h5: stream of A, encoder or decoder/<task>")
     parser.add_argument("--stream-b", help=".h5: stream of B (default: --stream)")
-    parser.add_argument("--pool", choices=["mean", "frames", "words"], default="mean",
-                        help=".h5: per-utterance means, every row (equal rows per utterance needed), "
-                             "or word means of an encoder stream (word spans from extract --word-spans)")
-    parser.add_argument("--words", choices=["divergent", "identical", "all"], default="all",
-                        help=".h5 with --pool words: surface words that differ from their meaning word, "
-                             "those that do not, or all (default)")
-    parser.add_argument("--word-spans", type=Path, metavar="FILE",
-                        help=".h5 with --pool words: the word-span file (default: A.h5.words.jsonl, else B's)")
+    parser.add_argument(
+        "--pool",
+        choices=["mean", "frames", "words"],
+        default="mean",
+        help=".h5: per-utterance means, every row (equal rows per utterance needed), "
+        "or word means of an encoder stream (word spans from extract --word-spans)",
+    )
+    parser.add_argument(
+        "--words",
+        choices=["divergent", "identical", "all"],
+        default="all",
+        help=".h5 with --pool words: surface words that differ from their meaning word, "
+        "those that do not, or all (default)",
+    )
+    parser.add_argument(
+        "--word-spans",
+        type=Path,
+        metavar="FILE",
+        help=".h5 with --pool words: the word-span file (default: A.h5.words.jsonl, else B's)",
+    )
     add_cross_arguments(parser)
 
 
@@ -50,13 +77,20 @@ STORE_OPTIONS = ("stream", "stream_b", "pool", "words", "word_spans")
 
 def measure_arguments(args: argparse.Namespace) -> dict:
     """The options of ``args.measure`` among the command-line arguments."""
-    from cka_probe.measures.similarity import options_of
     from cka_probe.errors import CKAProbeError
+    from cka_probe.measures.similarity import options_of
 
     if args.measure != "cka" and (args.debiased or args.kernel != "linear"):
         raise CKAProbeError(f"--debiased and --kernel apply to --measure cka, not {args.measure}")
-    available = {"kernel": args.kernel, "sigma": args.sigma, "debiased": args.debiased, "device": args.device,
-                 "ridge": args.ridge, "rdm": args.rdm, "compare": args.rsa_compare}
+    available = {
+        "kernel": args.kernel,
+        "sigma": args.sigma,
+        "debiased": args.debiased,
+        "device": args.device,
+        "ridge": args.ridge,
+        "rdm": args.rdm,
+        "compare": args.rsa_compare,
+    }
     return options_of(args.measure, available)
 
 
@@ -84,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cka-probe compare: warning: {name_files(str(warning.message), args.a, args.b)}")
     attrs = table.attrs
     if args.measure == "cka":
-        print(f"{attrs['estimator']} {attrs['kernel']} CKA, n={attrs['n']} ({attrs['space']} space, {attrs['dtype']})")
+        print(
+            f"{attrs['estimator']} {attrs['kernel']} CKA, n={attrs['n']} "
+            f"({attrs['space']} space, {attrs['dtype']})"
+        )
     else:
         print(f"{args.measure} ({attrs['kind']}), n={attrs['n']}")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -9,8 +9,12 @@ HELP = "Draw the heatmaps, diagonal plots and CER-gap figure (PNG and PDF) from 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("tables", type=Path, help="folder written by `compare --cross-task` (cross_task.csv, ...)")
-    parser.add_argument("--out", type=Path, default=Path("figures"), help="folder for the figures (default: figures)")
+    parser.add_argument(
+        "tables", type=Path, help="folder written by `compare --cross-task` (cross_task.csv, ...)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("figures"), help="folder for the figures (default: figures)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``cka-probe reproduce``: synth -> train -> evaluate -> extract -> compare -> figures -> report, resumable."""
+"""``cka-probe reproduce``: synth -> train -> evaluate -> extract -> compare -> figures -> report,
+resumable."""
 
 from __future__ import annotations
 
@@ -12,33 +13,82 @@ HELP = "Run the whole study (synthetic corpus or your manifests) into a run dire
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", nargs="+", default=["en", "ko"], help="languages (default: en ko)")
-    parser.add_argument("--scale", choices=("tiny", "paper"), default="tiny",
-                        help="tiny: 2-core CPU in about 20 minutes; paper: the paper's configuration on a GPU")
+    parser.add_argument(
+        "--scale",
+        choices=("tiny", "paper"),
+        default="tiny",
+        help="tiny: 2-core CPU in about 20 minutes; paper: the paper's configuration on a GPU",
+    )
     parser.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
-    parser.add_argument("--data", action="append", default=[], metavar="LANG=DIR",
-                        help="use your manifests DIR/{train,valid,test}.jsonl for LANG instead of the synthetic corpus")
-    parser.add_argument("--model", action="append", default=[], metavar="LANG:ROLE=MODEL",
-                        help="bring a model (HF folder, .pt or FILE.py:FUNCTION) for role sso, mso or do of LANG "
-                             "instead of training it; needs --data LANG=DIR")
-    parser.add_argument("--n", type=int, default=None, help="synthetic utterances per language (default: the scale's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for data, training and resampling (default 0)")
-    parser.add_argument("--seeds", type=int, default=1, metavar="K",
-                        help="seed replicates of every role (default 1); findings pool them and need every seed "
-                             "to agree in sign")
-    parser.add_argument("--resample-corpus", action="store_true",
-                        help="each seed replicate trains on its own synthetic corpus (default: one corpus for all)")
-    parser.add_argument("--no-ceiling", action="store_true",
-                        help="with --seeds 1, skip the second SSO training behind the seed-to-seed ceiling")
-    parser.add_argument("--jobs", type=int, default=2, help="trainings side by side, one thread each (default 2)")
-    parser.add_argument("--epochs", type=int, default=None, metavar="E",
-                        help="epochs of every training, replacing the config's (tiny: 10, paper: 50)")
-    parser.add_argument("--train-minutes", type=float, default=None, metavar="M",
-                        help="cap on each training's wall time (default: none; results then depend on the machine)")
-    parser.add_argument("--variants", nargs="+", default=[], metavar="VARIANT",
-                        help="also train and compare these structured DO variants (split-K, shared-private, "
-                             "sparse-shared); adds the report's Mitigation section and the word-level analysis")
-    parser.add_argument("--word-level", action="store_true",
-                        help="word spans for each language's SSO store and the word-level tables (implied by --variants)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="LANG=DIR",
+        help="use your manifests DIR/{train,valid,test}.jsonl for LANG instead of the synthetic corpus",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="LANG:ROLE=MODEL",
+        help="bring a model (HF folder, .pt or FILE.py:FUNCTION) for role sso, mso or do of LANG "
+        "instead of training it; needs --data LANG=DIR",
+    )
+    parser.add_argument(
+        "--n", type=int, default=None, help="synthetic utterances per language (default: the scale's)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for data, training and resampling (default 0)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="seed replicates of every role (default 1); findings pool them and need every seed "
+        "to agree in sign",
+    )
+    parser.add_argument(
+        "--resample-corpus",
+        action="store_true",
+        help="each seed replicate trains on its own synthetic corpus (default: one corpus for all)",
+    )
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="with --seeds 1, skip the second SSO training behind the seed-to-seed ceiling",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="trainings side by side, one thread each (default 2)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        metavar="E",
+        help="epochs of every training, replacing the config's (tiny: 10, paper: 50)",
+    )
+    parser.add_argument(
+        "--train-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="cap on each training's wall time (default: none; results then depend on the machine)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[],
+        metavar="VARIANT",
+        help="also train and compare these structured DO variants (split-K, shared-private, "
+        "sparse-shared); adds the report's Mitigation section and the word-level analysis",
+    )
+    parser.add_argument(
+        "--word-level",
+        action="store_true",
+        help="word spans for each language's SSO store and the word-level tables (implied by --variants)",
+    )
 
 
 def parse_data(items: list[str]) -> dict[str, Path]:
@@ -61,7 +111,9 @@ def parse_models(items: list[str]) -> dict[tuple[str, str], str]:
         key, sep, model = item.partition("=")
         lang, colon, role = key.partition(":")
         if not sep or not colon or not lang or not model or role not in MODELS:
-            raise CKAProbeError(f"--model {item}: expected LANG:ROLE=MODEL with ROLE one of {', '.join(MODELS)}")
+            raise CKAProbeError(
+                f"--model {item}: expected LANG:ROLE=MODEL with ROLE one of {', '.join(MODELS)}"
+            )
         pairs[(lang, role)] = model
     return pairs
 
@@ -75,10 +127,22 @@ def run(args: argparse.Namespace) -> int:
         raise CKAProbeError(f"--seeds must be at least 1, got {args.seeds}")
     if args.train_minutes is not None and args.train_minutes <= 0:
         raise CKAProbeError(f"--train-minutes must be positive, got {args.train_minutes}")
-    report = reproduce(args.lang, args.scale, args.out, data=parse_data(args.data), n=args.n, seed=args.seed,
-                       jobs=args.jobs, epochs=args.epochs, train_minutes=args.train_minutes, seeds=args.seeds,
-                       resample_corpus=args.resample_corpus, ceiling=not args.no_ceiling,
-                       models=parse_models(args.model), variants=args.variants,
-                       word_level=args.word_level)  # fmt: skip
+    report = reproduce(
+        args.lang,
+        args.scale,
+        args.out,
+        data=parse_data(args.data),
+        n=args.n,
+        seed=args.seed,
+        jobs=args.jobs,
+        epochs=args.epochs,
+        train_minutes=args.train_minutes,
+        seeds=args.seeds,
+        resample_corpus=args.resample_corpus,
+        ceiling=not args.no_ceiling,
+        models=parse_models(args.model),
+        variants=args.variants,
+        word_level=args.word_level,
+    )
     print(f"report: {report}")
     return 0

@@ -9,9 +9,15 @@ HELP = "synthesise an L2 corpus: meaning and learner-style surface transcripts w
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", required=True, choices=("en", "ko"), help="language of the corpus")
-    parser.add_argument("--n", required=True, type=int, help="number of utterances (80/10/10 train/valid/test)")
-    parser.add_argument("--out", required=True, help="output folder: wav/, train/valid/test.jsonl, summary.json")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same corpus")
+    parser.add_argument(
+        "--n", required=True, type=int, help="number of utterances (80/10/10 train/valid/test)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder: wav/, train/valid/test.jsonl, summary.json"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed gives the same corpus"
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes for audio (default: all CPUs)")
 
 

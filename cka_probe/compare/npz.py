@@ -1,4 +1,5 @@
-"""Layer-by-layer CKA (or another similarity measure) of two ``.npz`` files (one array per layer, the same rows in both), and the table writer.
+"""Layer-by-layer CKA (or another similarity measure) of two ``.npz`` files (one array per layer, the same
+rows in both), and the table writer.
 
 The file side of ``cka-probe compare A.npz B.npz``; the engine itself never touches files.
 """
@@ -12,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from cka_probe.atomic import atomic_write_text
-from cka_probe.measures.similarity import similarity_matrix
 from cka_probe.errors import CKAProbeError
+from cka_probe.measures.similarity import similarity_matrix
 
 
 def load_npz(path: Path) -> dict:

@@ -20,9 +20,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from cka_probe.compare.words import compare_words, sidecar_for
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures import StreamingLinearCKA
 from cka_probe.measures.similarity import similarity_matrix
-from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore, align_ids
 
 CHUNK_ELEMENTS = 1 << 25
@@ -33,8 +33,9 @@ def _open(store: str | Path | ActivationStore, stack: ExitStack) -> ActivationSt
     return store if isinstance(store, ActivationStore) else stack.enter_context(ActivationStore(store))
 
 
-def check_equal_rows(a: ActivationStore, stream_a: str, b: ActivationStore, stream_b: str,
-                     ids: list[str]) -> np.ndarray:
+def check_equal_rows(
+    a: ActivationStore, stream_a: str, b: ActivationStore, stream_b: str, ids: list[str]
+) -> np.ndarray:
     """Rows per utterance ``(N,)``, the same in every layer of both streams, else an error naming one."""
     first = a.layers(stream_a)[0]
     counts = a.row_counts(stream_a, first, ids)
@@ -43,34 +44,59 @@ def check_equal_rows(a: ActivationStore, stream_a: str, b: ActivationStore, stre
             other = store.row_counts(stream, layer, ids)
             if (other != counts).any():
                 i = int(np.argmax(other != counts))
-                raise CKAProbeError(f"pool=frames needs equal rows per utterance: utterance {ids[i]} has "
-                                    f"{counts[i]} rows in {a.path} {stream_a}/{first} but {other[i]} in "
-                                    f"{store.path} {stream}/{layer}; use pool=mean")
+                raise CKAProbeError(
+                    f"pool=frames needs equal rows per utterance: utterance {ids[i]} has "
+                    f"{counts[i]} rows in {a.path} {stream_a}/{first} but {other[i]} in "
+                    f"{store.path} {stream}/{layer}; use pool=mean"
+                )
     return counts
 
 
-def streamed_linear_cka(a: ActivationStore, stream_a: str, b: ActivationStore, stream_b: str, ids: list[str],
-                        *, debiased: bool = False, device=None, dtype=None,
-                        chunk_rows: int | None = None) -> pd.DataFrame:
+def streamed_linear_cka(
+    a: ActivationStore,
+    stream_a: str,
+    b: ActivationStore,
+    stream_b: str,
+    ids: list[str],
+    *,
+    debiased: bool = False,
+    device=None,
+    dtype=None,
+    chunk_rows: int | None = None,
+) -> pd.DataFrame:
     """Exact linear CKA over all rows, read from both stores in lockstep chunks."""
     layers_a, layers_b = a.layers(stream_a), b.layers(stream_b)
     width = sum(a.dim(stream_a, x) for x in layers_a) + sum(b.dim(stream_b, y) for y in layers_b)
     chunk_rows = chunk_rows or max(1024, CHUNK_ELEMENTS // width)
     total = int(a.row_counts(stream_a, layers_a[0], ids).sum())
     acc = StreamingLinearCKA(layers_a, layers_b, debiased=debiased, device=device, dtype=dtype)
-    readers = [a.iter_frames(stream_a, x, ids, chunk_rows) for x in layers_a] + \
-              [b.iter_frames(stream_b, y, ids, chunk_rows) for y in layers_b]
+    readers = [a.iter_frames(stream_a, x, ids, chunk_rows) for x in layers_a] + [
+        b.iter_frames(stream_b, y, ids, chunk_rows) for y in layers_b
+    ]
     with tqdm(total=total, unit="row", desc="linear CKA", leave=False) as bar:
         for chunks in zip(*readers):
-            acc.update(dict(zip(layers_a, chunks)), dict(zip(layers_b, chunks[len(layers_a):])))
+            acc.update(dict(zip(layers_a, chunks)), dict(zip(layers_b, chunks[len(layers_a) :])))
             bar.update(len(chunks[0]))
     return acc.result()
 
 
-def compare_stores(a: str | Path | ActivationStore, b: str | Path | ActivationStore, *, stream: str = "encoder",
-                   stream_b: str | None = None, pool: str = "mean", kernel: str = "linear", sigma: float = 0.8,
-                   debiased: bool = False, device=None, dtype=None, words: str = "all",
-                   word_spans: str | Path | None = None, measure: str = "cka", **measure_options) -> pd.DataFrame:
+def compare_stores(
+    a: str | Path | ActivationStore,
+    b: str | Path | ActivationStore,
+    *,
+    stream: str = "encoder",
+    stream_b: str | None = None,
+    pool: str = "mean",
+    kernel: str = "linear",
+    sigma: float = 0.8,
+    debiased: bool = False,
+    device=None,
+    dtype=None,
+    words: str = "all",
+    word_spans: str | Path | None = None,
+    measure: str = "cka",
+    **measure_options,
+) -> pd.DataFrame:
     """CKA (or ``measure`` with its ``measure_options``, see ``similarity_matrix``; pool mean or frames)
     of every layer of ``a``'s ``stream`` against every layer of ``b``'s ``stream_b``.
 
@@ -89,27 +115,57 @@ def compare_stores(a: str | Path | ActivationStore, b: str | Path | ActivationSt
         sa, sb = _open(a, stack), _open(b, stack)
         ids = align_ids(sa, sb)
         layers_a, layers_b = sa.layers(stream), sb.layers(stream_b)
-        options = (dict(kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
-                   if measure == "cka" else measure_options)
+        options = (
+            dict(kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
+            if measure == "cka"
+            else measure_options
+        )
         if pool == "words":
             from cka_probe.extract.word_spans import read_word_spans
 
             if measure != "cka":
                 raise CKAProbeError(f"pool=words supports measure cka only, not {measure}")
             records = read_word_spans(sidecar_for(sa, sb, word_spans))
-            table = compare_words(sa, stream, sb, stream_b, ids, records, words=words, kernel=kernel, sigma=sigma,
-                                  debiased=debiased, device=device, dtype=dtype)
+            table = compare_words(
+                sa,
+                stream,
+                sb,
+                stream_b,
+                ids,
+                records,
+                words=words,
+                kernel=kernel,
+                sigma=sigma,
+                debiased=debiased,
+                device=device,
+                dtype=dtype,
+            )
         elif pool == "mean":
-            table = similarity_matrix({x: sa.means(stream, x, ids) for x in layers_a},
-                                      {y: sb.means(stream_b, y, ids) for y in layers_b}, measure=measure, **options)
+            table = similarity_matrix(
+                {x: sa.means(stream, x, ids) for x in layers_a},
+                {y: sb.means(stream_b, y, ids) for y in layers_b},
+                measure=measure,
+                **options,
+            )
         elif kernel == "linear" and measure == "cka":
             check_equal_rows(sa, stream, sb, stream_b, ids)
-            table = streamed_linear_cka(sa, stream, sb, stream_b, ids, debiased=debiased, device=device,
-                                        dtype=dtype)
+            table = streamed_linear_cka(
+                sa, stream, sb, stream_b, ids, debiased=debiased, device=device, dtype=dtype
+            )
         else:
             check_equal_rows(sa, stream, sb, stream_b, ids)
-            table = similarity_matrix({x: sa.frames(stream, x, ids)[0] for x in layers_a},
-                                      {y: sb.frames(stream_b, y, ids)[0] for y in layers_b}, measure=measure, **options)
-        table.attrs.update(store_a=str(sa.path), store_b=str(sb.path), stream_a=stream, stream_b=stream_b,
-                           pool=pool, n_utterances=len(ids))
+            table = similarity_matrix(
+                {x: sa.frames(stream, x, ids)[0] for x in layers_a},
+                {y: sb.frames(stream_b, y, ids)[0] for y in layers_b},
+                measure=measure,
+                **options,
+            )
+        table.attrs.update(
+            store_a=str(sa.path),
+            store_b=str(sb.path),
+            stream_a=stream,
+            stream_b=stream_b,
+            pool=pool,
+            n_utterances=len(ids),
+        )
     return table

@@ -30,6 +30,8 @@ def pool_words(frames: np.ndarray, offsets: np.ndarray, spans: Sequence[tuple[in
     for w, (u, start, end) in enumerate(spans):
         n_frames = int(offsets[u + 1] - offsets[u])
         if not 0 <= start < end <= n_frames:
-            raise CKAProbeError(f"word {w}: frames [{start}, {end}) outside utterance {u}'s {n_frames} frames")
+            raise CKAProbeError(
+                f"word {w}: frames [{start}, {end}) outside utterance {u}'s {n_frames} frames"
+            )
         out[w] = frames[offsets[u] + start : offsets[u] + end].astype(np.float64).mean(axis=0)
     return out

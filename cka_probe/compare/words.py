@@ -19,47 +19,74 @@ import numpy as np
 import pandas as pd
 
 from cka_probe.compare.word_pooling import pool_words
-from cka_probe.measures import cka_matrix
 from cka_probe.errors import CKAProbeError
+from cka_probe.measures import cka_matrix
 from cka_probe.store import ActivationStore
 
 WORD_SETS = ("divergent", "identical", "all")
 
 
-def selected_spans(records: dict[str, dict[str, Any]], ids: list[str], words: str) -> list[tuple[int, int, int]]:
+def selected_spans(
+    records: dict[str, dict[str, Any]], ids: list[str], words: str
+) -> list[tuple[int, int, int]]:
     """``(utterance position in ids, start, end)`` of the words of set ``words``."""
     if words not in WORD_SETS:
         raise CKAProbeError(f"words must be one of {', '.join(WORD_SETS)}, not {words!r}")
     missing = [uid for uid in ids if uid not in records]
     if missing:
-        raise CKAProbeError(f"utterance {missing[0]} has no word spans ({len(missing)} of {len(ids)} missing)")
-    keep = {"all": lambda op: True, "identical": lambda op: op == "identical",
-            "divergent": lambda op: op != "identical"}[words]
-    return [(u, w["start"], w["end"]) for u, uid in enumerate(ids) for w in records[uid]["words"] if keep(w["op"])]
+        raise CKAProbeError(
+            f"utterance {missing[0]} has no word spans ({len(missing)} of {len(ids)} missing)"
+        )
+    keep = {
+        "all": lambda op: True,
+        "identical": lambda op: op == "identical",
+        "divergent": lambda op: op != "identical",
+    }[words]
+    return [
+        (u, w["start"], w["end"]) for u, uid in enumerate(ids) for w in records[uid]["words"] if keep(w["op"])
+    ]
 
 
-def check_frames(store: ActivationStore, stream: str, ids: list[str], records: dict[str, dict[str, Any]]) -> None:
+def check_frames(
+    store: ActivationStore, stream: str, ids: list[str], records: dict[str, dict[str, Any]]
+) -> None:
     """Every layer of ``stream`` must hold each utterance's ``n_frames`` rows, else an error naming one."""
     want = np.array([records[uid]["n_frames"] for uid in ids])
     for layer in store.layers(stream):
         rows = store.row_counts(stream, layer, ids)
         if (rows != want).any():
             i = int(np.argmax(rows != want))
-            raise CKAProbeError(f"pool=words: utterance {ids[i]} has {rows[i]} rows in {store.path} {stream}/{layer} "
-                                f"but its word spans cover {want[i]} encoder frames (words pool encoder streams)")
+            raise CKAProbeError(
+                f"pool=words: utterance {ids[i]} has {rows[i]} rows in {store.path} {stream}/{layer} "
+                f"but its word spans cover {want[i]} encoder frames (words pool encoder streams)"
+            )
 
 
-def word_means(store: ActivationStore, stream: str, ids: list[str], spans: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+def word_means(
+    store: ActivationStore, stream: str, ids: list[str], spans: list[tuple[int, int, int]]
+) -> dict[str, np.ndarray]:
     """``{layer: (W, D)}`` float64 word means of ``stream``."""
     return {layer: pool_words(*store.frames(stream, layer, ids), spans) for layer in store.layers(stream)}
 
 
-def compare_words(sa: ActivationStore, stream_a: str, sb: ActivationStore, stream_b: str, ids: list[str],
-                  records: dict[str, dict[str, Any]], *, words: str = "all", **cka: Any) -> pd.DataFrame:
-    """CKA of word means, rows = layers of ``sa``, columns = layers of ``sb``; ``attrs`` add ``words``, ``n_words``."""
+def compare_words(
+    sa: ActivationStore,
+    stream_a: str,
+    sb: ActivationStore,
+    stream_b: str,
+    ids: list[str],
+    records: dict[str, dict[str, Any]],
+    *,
+    words: str = "all",
+    **cka: Any,
+) -> pd.DataFrame:
+    """CKA of word means, rows = layers of ``sa``, columns = layers of ``sb``; ``attrs`` add ``words``,
+    ``n_words``."""
     spans = selected_spans(records, ids, words)
     if len(spans) < 2:
-        raise CKAProbeError(f"pool=words with words={words}: {len(spans)} word(s) selected, CKA needs at least 2")
+        raise CKAProbeError(
+            f"pool=words with words={words}: {len(spans)} word(s) selected, CKA needs at least 2"
+        )
     for store, stream in ((sa, stream_a), (sb, stream_b)):
         check_frames(store, stream, ids, records)
     table = cka_matrix(word_means(sa, stream_a, ids, spans), word_means(sb, stream_b, ids, spans), **cka)

@@ -22,18 +22,24 @@ from scipy.signal import resample_poly
 from cka_probe.errors import CKAProbeError
 
 
-def segment_bounds(start: float | None, end: float | None, rate: int, frames: int, path: str | Path) -> tuple[int, int]:
-    """Sample indices ``[first, stop)`` of the segment ``[start, end)`` seconds in a file of ``frames`` samples."""
+def segment_bounds(
+    start: float | None, end: float | None, rate: int, frames: int, path: str | Path
+) -> tuple[int, int]:
+    """Sample indices ``[first, stop)`` of the segment ``[start, end)`` seconds in a file of ``frames``
+    samples."""
     first = 0 if start is None else round(float(start) * rate)
     stop = frames if end is None else round(float(end) * rate)
     if not 0 <= first < stop <= frames:
-        raise CKAProbeError(f"{path}: segment start={start}, end={end} s is not inside the recording "
-                            f"(0 to {frames / rate:.3f} s) or is empty")
+        raise CKAProbeError(
+            f"{path}: segment start={start}, end={end} s is not inside the recording "
+            f"(0 to {frames / rate:.3f} s) or is empty"
+        )
     return first, stop
 
 
-def load_audio(path: str | Path, sample_rate: int, start: float | None = None,
-               end: float | None = None) -> np.ndarray:
+def load_audio(
+    path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None
+) -> np.ndarray:
     """Mono float32 samples ``(S,)`` of ``path`` (or of its segment ``[start, end)`` s) at ``sample_rate``."""
     try:
         with soundfile.SoundFile(str(path)) as f:
@@ -50,7 +56,9 @@ def load_audio(path: str | Path, sample_rate: int, start: float | None = None,
     return wave.astype(np.float32)
 
 
-def audio_length(path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None) -> int:
+def audio_length(
+    path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None
+) -> int:
     """The sample count :func:`load_audio` returns, from the file's header alone (``resample_poly``
     makes ``⌈n·up/down⌉`` samples of ``n``)."""
     try:

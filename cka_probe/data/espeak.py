@@ -27,7 +27,9 @@ from cka_probe.errors import CKAProbeError
 
 SAMPLE_RATE = 16_000
 ESPEAK_RATE = 22_050
-INSTALL_HINT = "install it with `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS)"
+INSTALL_HINT = (
+    "install it with `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS)"
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ def espeak_binary() -> str:
 
 def _run(args: list[str], text: str) -> bytes:
     """Run espeak-ng with ``args`` on ``text`` (stdin, UTF-8); its stdout."""
-    done = subprocess.run([espeak_binary(), *args, "--stdin"], input=text.encode("utf-8"),
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        [espeak_binary(), *args, "--stdin"], input=text.encode("utf-8"), capture_output=True, check=False
+    )
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip() or f"exit status {done.returncode}"
         raise CKAProbeError(f"espeak-ng {' '.join(args)} failed: {message}")
@@ -70,8 +73,10 @@ def phonemize(words: list[str], voice: str) -> dict[str, list[str]]:
     """
     groups = _run(["-q", "-x", "--sep=_", "-v", voice], "\n".join(words) + "\n").decode("utf-8").split()
     if len(groups) != len(words):
-        raise CKAProbeError(f"espeak-ng -x returned {len(groups)} phoneme groups for {len(words)} words "
-                            f"(voice {voice}); a word was read as several words or none")
+        raise CKAProbeError(
+            f"espeak-ng -x returned {len(groups)} phoneme groups for {len(words)} words "
+            f"(voice {voice}); a word was read as several words or none"
+        )
     return {word: group.split("_") for word, group in zip(words, groups)}
 
 
@@ -92,5 +97,5 @@ def _pcm_payload(wav: bytes) -> bytes:
     start = wav.find(b"data")
     if not wav.startswith(b"RIFF") or start < 0:
         raise CKAProbeError("espeak-ng did not produce a WAV stream")
-    payload = wav[start + 8:]
+    payload = wav[start + 8 :]
     return payload[: len(payload) // 2 * 2]

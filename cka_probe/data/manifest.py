@@ -31,8 +31,9 @@ REQUIRED_FIELDS: tuple[str, ...] = ("id", "audio", "surface", "meaning", "langua
 AUDIO_FIELDS: tuple[str, ...] = ("id", "audio")
 
 
-def read_manifest(path: str | os.PathLike, *, check_audio: bool = True,
-                  require: Sequence[str] = REQUIRED_FIELDS) -> list[dict[str, Any]]:
+def read_manifest(
+    path: str | os.PathLike, *, check_audio: bool = True, require: Sequence[str] = REQUIRED_FIELDS
+) -> list[dict[str, Any]]:
     """Read a manifest; ``audio`` of each row becomes an absolute path string.
 
     Blank lines are skipped. Raises :class:`CKAProbeError` naming ``FILE:LINE``
@@ -74,8 +75,10 @@ def _decode(line: bytes, where: str) -> str:
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise CKAProbeError(f"{where}: not UTF-8 text (byte {line[err.start]:#04x} at column {err.start + 1}); "
-                            "save the manifest as UTF-8") from None
+        raise CKAProbeError(
+            f"{where}: not UTF-8 text (byte {line[err.start]:#04x} at column {err.start + 1}); "
+            "save the manifest as UTF-8"
+        ) from None
 
 
 def _parse_row(line: str, where: str, required: Sequence[str]) -> dict[str, Any]:
@@ -101,9 +104,13 @@ def _check_segment(row: Mapping[str, Any], where: str) -> None:
     bounds = {k: row[k] for k in ("start", "end") if row.get(k) is not None}
     for key, value in bounds.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise CKAProbeError(f"{where}: field {key!r} must be a non-negative number of seconds, not {value!r}")
+            raise CKAProbeError(
+                f"{where}: field {key!r} must be a non-negative number of seconds, not {value!r}"
+            )
     if len(bounds) == 2 and bounds["start"] >= bounds["end"]:
-        raise CKAProbeError(f"{where}: segment start {bounds['start']} s is not before its end {bounds['end']} s")
+        raise CKAProbeError(
+            f"{where}: segment start {bounds['start']} s is not before its end {bounds['end']} s"
+        )
 
 
 def _check_unique(utt_id: str, seen: dict[str, int], number: int, where: str) -> None:

@@ -50,8 +50,12 @@ class PhonemeRule:
     where: str = "any"
 
 
-def _rule(name: str, example: str, pattern: str, spelling: str, phonemes: str, sound: str, where: str = "any") -> PhonemeRule:
-    return PhonemeRule(name, example, pattern, spelling, frozenset(phonemes.split()), tuple(sound.split()), where)
+def _rule(
+    name: str, example: str, pattern: str, spelling: str, phonemes: str, sound: str, where: str = "any"
+) -> PhonemeRule:
+    return PhonemeRule(
+        name, example, pattern, spelling, frozenset(phonemes.split()), tuple(sound.split()), where
+    )
 
 
 _V = "aeiouy"
@@ -64,10 +68,24 @@ PHONEME_RULES: tuple[PhonemeRule, ...] = (
     _rule("l_r", "village → virage (l→r before a vowel)", f"l+(?=[{_V}])", "r", "l", "r", "prevocalic"),
     _rule("ih_ee", "big → beeg (ɪ→iː)", f"(?<![{_V}])i(?![{_V}])", "ee", "I", "i:"),
     _rule("ae_e", "cat → cet (æ→ɛ)", f"(?<![{_V}])a(?![{_V}w])", "e", "a", "E"),
-    _rule("final_td_drop", "old → ol (final t/d after a consonant)", f"(?<=[{CONSONANT_LETTERS}])[td]$", "",
-          "t d", "", "final_after_consonant"),
-    _rule("epenthesis", "book → booku (vowel after a final stop)", "([bdgkpt])$", r"\1u", "b d g k p t", "= U",
-          "final"),
+    _rule(
+        "final_td_drop",
+        "old → ol (final t/d after a consonant)",
+        f"(?<=[{CONSONANT_LETTERS}])[td]$",
+        "",
+        "t d",
+        "",
+        "final_after_consonant",
+    ),
+    _rule(
+        "epenthesis",
+        "book → booku (vowel after a final stop)",
+        "([bdgkpt])$",
+        r"\1u",
+        "b d g k p t",
+        "= U",
+        "final",
+    ),
 )
 
 GRAMMAR_RULES: dict[str, str] = {
@@ -137,8 +155,9 @@ def _matches(rule: PhonemeRule, phonemes: list[str], i: int) -> bool:
     }[rule.where]
 
 
-def word_forms(words: list[EnWord], active: frozenset[str],
-               lexicon: dict[str, list[str]]) -> list[tuple[str, list[str]] | None]:
+def word_forms(
+    words: list[EnWord], active: frozenset[str], lexicon: dict[str, list[str]]
+) -> list[tuple[str, list[str]] | None]:
     """Per meaning word, its surface spelling and phonemes under ``active`` rules, or None when dropped."""
     kept = iter(apply_grammar(words, active))
     dropped = {tag for name, tag in _DROPS.items() if name in active}
@@ -160,4 +179,8 @@ def surface(words: list[EnWord], active: frozenset[str], lexicon: dict[str, list
 
 def changed_words(words: list[EnWord], active: frozenset[str], lexicon: dict[str, list[str]]) -> list[int]:
     """Indices of the meaning words that ``active`` rules drop or respell."""
-    return [i for i, (w, f) in enumerate(zip(words, word_forms(words, active, lexicon))) if f is None or f[0] != w.text]
+    return [
+        i
+        for i, (w, f) in enumerate(zip(words, word_forms(words, active, lexicon)))
+        if f is None or f[0] != w.text
+    ]

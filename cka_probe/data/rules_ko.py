@@ -56,7 +56,11 @@ JAMO_RULES: dict[str, tuple[str, dict[int, int], str]] = {
     "eo_o": ("vowel", {4: 8, 6: 12}, "어머니 → 오모니 (ㅓ→ㅗ)"),
     "ae_e": ("vowel", {1: 5, 3: 7}, "백화점 → 벡화점 (ㅐ→ㅔ)"),
     "eu_u": ("vowel", {18: 13}, "그리다 → 구리다 (ㅡ→ㅜ)"),
-    "diphthong": ("vowel", {9: 0, 14: 4, 10: 5, 11: 5, 15: 5, 16: 20, 19: 20}, "봐요 → 바요, 쉬어요 → 시어요"),
+    "diphthong": (
+        "vowel",
+        {9: 0, 14: 4, 10: 5, 11: 5, 15: 5, 16: 20, 19: 20},
+        "봐요 → 바요, 쉬어요 → 시어요",
+    ),
 }
 STOP_FINALS = frozenset({1, 7, 17})  # ㄱ ㄷ ㅂ
 # double final -> its first consonant; not ㄶ/ㅀ, whose ㅎ is silent before a vowel anyway
@@ -73,7 +77,9 @@ WORD_RULES: dict[str, str] = {
 RULES: dict[str, str] = {
     **WORD_RULES,
     **{name: example for name, (_, _, example) in JAMO_RULES.items()},
-    "coda_simplify": "double final simplified before a vowel, where both are heard: 닭이 → 닥이, 없어요 → 업어요",
+    "coda_simplify": (
+        "double final simplified before a vowel, where both are heard: 닭이 → 닥이, 없어요 → 업어요"
+    ),
     "coda_drop": "stop final ㄱ/ㄷ/ㅂ dropped before a consonant in a word: 학교 → 하교",
 }
 EXCLUSIVE: tuple[frozenset[str], ...] = ()
@@ -115,7 +121,9 @@ def apply_jamo_rules(word: str, active: frozenset[str]) -> str:
     out = []
     for i, (initial, vowel, final) in enumerate(syllables):
         following = syllables[i + 1][0] if i + 1 < len(syllables) else None
-        out.append(compose(tables["initial"][initial], tables["vowel"][vowel], _final(final, following, active)))
+        out.append(
+            compose(tables["initial"][initial], tables["vowel"][vowel], _final(final, following, active))
+        )
     return "".join(out)
 
 

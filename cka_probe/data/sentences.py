@@ -34,8 +34,12 @@ HANGUL_BASE, HANGUL_LAST = 0xAC00, 0xD7A3
 
 # particle role -> (form after a final consonant, form after a vowel)
 PARTICLES: dict[str, tuple[str, str]] = {
-    "subject": ("이", "가"), "topic": ("은", "는"), "object": ("을", "를"),
-    "goal": ("에", "에"), "locative": ("에서", "에서"), "dative": ("에게", "에게"),
+    "subject": ("이", "가"),
+    "topic": ("은", "는"),
+    "object": ("을", "를"),
+    "goal": ("에", "에"),
+    "locative": ("에서", "에서"),
+    "dative": ("에게", "에게"),
     "comitative": ("과", "와"),
 }
 
@@ -177,8 +181,13 @@ def _en_there(rng: np.random.Generator, lex: dict) -> list[EnWord]:
     nouns = lex[pick(rng, ("animals", "things", "people"))]
     noun = pick(rng, sorted(nouns))
     where = [EnWord("in"), EnWord("the", "DET"), EnWord(pick(rng, lex["places"]))]
-    return [EnWord("there"), _copula(True, past), EnWord(pick(rng, lex["numbers"])),
-            EnWord(nouns[noun], "NPL", noun), *where]
+    return [
+        EnWord("there"),
+        _copula(True, past),
+        EnWord(pick(rng, lex["numbers"])),
+        EnWord(nouns[noun], "NPL", noun),
+        *where,
+    ]
 
 
 def _en_count(rng: np.random.Generator, lex: dict) -> list[EnWord]:
@@ -191,7 +200,13 @@ def _en_count(rng: np.random.Generator, lex: dict) -> list[EnWord]:
 
 
 _EN_TEMPLATES: tuple[Callable[[np.random.Generator, dict], list[EnWord]], ...] = (
-    _en_transitive, _en_transitive, _en_state, _en_motion, _en_motion, _en_there, _en_count,
+    _en_transitive,
+    _en_transitive,
+    _en_state,
+    _en_motion,
+    _en_motion,
+    _en_there,
+    _en_count,
 )
 
 
@@ -227,14 +242,21 @@ def _ko_noun(rng: np.random.Generator, lex: dict, groups: Sequence[str], role: s
     return [*words, KoWord(stem, particle(role, stem), role)]
 
 
-def _ko_subject(rng: np.random.Generator, lex: dict, groups: Sequence[str] = ("people", "animals")) -> list[KoWord]:
+def _ko_subject(
+    rng: np.random.Generator, lex: dict, groups: Sequence[str] = ("people", "animals")
+) -> list[KoWord]:
     return _ko_noun(rng, lex, groups, "subject" if rng.random() < 0.6 else "topic")
 
 
-def _ko_time_and_verb(rng: np.random.Generator, lex: dict, group: str, p_time: float = 0.5) -> tuple[list[KoWord], list[KoWord]]:
-    """An optional time word, and a verb of ``group`` (after an optional adverb) in a tense agreeing with it."""
+def _ko_time_and_verb(
+    rng: np.random.Generator, lex: dict, group: str, p_time: float = 0.5
+) -> tuple[list[KoWord], list[KoWord]]:
+    """An optional time word, and a verb of ``group`` (after an optional adverb) in a tense agreeing with
+    it."""
     past = rng.random() < 0.4
-    time = [KoWord(pick(rng, lex["times_past" if past else "times_present"]))] if rng.random() < p_time else []
+    time = (
+        [KoWord(pick(rng, lex["times_past" if past else "times_present"]))] if rng.random() < p_time else []
+    )
     present, past_form, formal = lex[group][pick(rng, sorted(lex[group]))]
     verb = KoWord(past_form, base=present) if past else KoWord(pick(rng, (present, present, formal)))
     manner = [KoWord(pick(rng, lex["manners"]))] if group != "states" and rng.random() < 0.4 else []
@@ -247,7 +269,9 @@ def _ko_transitive(rng: np.random.Generator, lex: dict) -> list[KoWord]:
     return [*_ko_subject(rng, lex, ("people",)), *time, *obj, *verb]
 
 
-def _ko_intransitive(rng: np.random.Generator, lex: dict, verbs: str, role: str, subjects: tuple[str, ...]) -> list[KoWord]:
+def _ko_intransitive(
+    rng: np.random.Generator, lex: dict, verbs: str, role: str, subjects: tuple[str, ...]
+) -> list[KoWord]:
     """Subject, time, a place with the particle of ``role`` (에 or 에서), verb: 철수가 공원에서 놀아요."""
     time, verb = _ko_time_and_verb(rng, lex, verbs)
     place = pick(rng, lex["places"])
@@ -255,7 +279,8 @@ def _ko_intransitive(rng: np.random.Generator, lex: dict, verbs: str, role: str,
 
 
 def _ko_ditransitive(rng: np.random.Generator, lex: dict, verbs: str, nouns: str, role: str) -> list[KoWord]:
-    """Subject, time, a noun of ``nouns`` with the particle of ``role``, object, verb: 영희가 친구에게 꽃을 줘요."""
+    """Subject, time, a noun of ``nouns`` with the particle of ``role``, object, verb:
+    영희가 친구에게 꽃을 줘요."""
     time, verb = _ko_time_and_verb(rng, lex, verbs)
     noun = pick(rng, lex[nouns])
     obj = _ko_noun(rng, lex, ("things",), "object")
@@ -272,15 +297,23 @@ def _ko_together(rng: np.random.Generator, lex: dict) -> list[KoWord]:
     time, verb = _ko_time_and_verb(rng, lex, "transitive", p_time=0.7)
     place, person = pick(rng, lex["places"]), pick(rng, lex["people"])
     obj = _ko_noun(rng, lex, ("things",), "object")
-    return [*_ko_subject(rng, lex, ("people",)), *time, KoWord(place, "에서", "locative"),
-            KoWord(person, particle("comitative", person), "comitative"), *obj, *verb]
+    return [
+        *_ko_subject(rng, lex, ("people",)),
+        *time,
+        KoWord(place, "에서", "locative"),
+        KoWord(person, particle("comitative", person), "comitative"),
+        *obj,
+        *verb,
+    ]
 
 
 _KO_TEMPLATES: tuple[Callable[[np.random.Generator, dict], list[KoWord]], ...] = (
-    _ko_transitive, _ko_transitive,
+    _ko_transitive,
+    _ko_transitive,
     partial(_ko_intransitive, verbs="motion", role="goal", subjects=("people", "animals")),
     partial(_ko_intransitive, verbs="activity", role="locative", subjects=("people",)),
     partial(_ko_ditransitive, verbs="transitive", nouns="places", role="locative"),
     partial(_ko_ditransitive, verbs="give", nouns="people", role="dative"),
-    _ko_state, _ko_together,
+    _ko_state,
+    _ko_together,
 )

@@ -38,14 +38,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cka_probe.text.cer import ED_BINS, char_errors, corpus_cer, ed_bin
 from cka_probe.atomic import atomic_output, atomic_write_text
 from cka_probe.data import espeak, rules_en, rules_ko, sentences
 from cka_probe.data.manifest import write_manifest
 from cka_probe.errors import CKAProbeError
+from cka_probe.text.cer import ED_BINS, char_errors, corpus_cer, ed_bin
 
 BIN_WEIGHTS: tuple[float, ...] = (0.20, 0.35, 0.30, 0.15)  # P(bin) for bins 0, 1-3, 4-10, >10
-RULE_COUNTS: dict[str, tuple[int, int | None]] = {"0": (0, 0), "1-3": (1, 2), "4-10": (2, 6), ">10": (6, None)}
+RULE_COUNTS: dict[str, tuple[int, int | None]] = {
+    "0": (0, 0),
+    "1-3": (1, 2),
+    "4-10": (2, 6),
+    ">10": (6, None),
+}
 SPLITS: tuple[tuple[str, float], ...] = (("test", 0.1), ("valid", 0.1))  # the rest is train
 VARIANTS: tuple[str, ...] = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
 N_SPEAKERS = 12
@@ -72,11 +77,27 @@ def language(lang: str) -> Language:
     """The :class:`Language` for ``en`` or ``ko`` (English phonemises its vocabulary once)."""
     if lang == "en":
         lexicon = espeak.phonemize(sentences.english_words(), "en-us")
-        return Language("en", "en-us", sentences.english_sentence, partial(rules_en.surface, lexicon=lexicon),
-                        partial(rules_en.changed_words, lexicon=lexicon), rules_en.RULES, rules_en.EXCLUSIVE, (130, 165))
+        return Language(
+            "en",
+            "en-us",
+            sentences.english_sentence,
+            partial(rules_en.surface, lexicon=lexicon),
+            partial(rules_en.changed_words, lexicon=lexicon),
+            rules_en.RULES,
+            rules_en.EXCLUSIVE,
+            (130, 165),
+        )
     if lang == "ko":
-        return Language("ko", "ko", sentences.korean_sentence, rules_ko.surface, rules_ko.changed_words,
-                        rules_ko.RULES, rules_ko.EXCLUSIVE, (140, 180))
+        return Language(
+            "ko",
+            "ko",
+            sentences.korean_sentence,
+            rules_ko.surface,
+            rules_ko.changed_words,
+            rules_ko.RULES,
+            rules_ko.EXCLUSIVE,
+            (140, 180),
+        )
     raise CKAProbeError(f"unknown language {lang!r}: choose en or ko")
 
 
@@ -84,10 +105,17 @@ def speakers(spec: Language, seed: int) -> list[tuple[str, espeak.Voice]]:
     """``N_SPEAKERS`` (id, voice) pairs: distinct variants, rates and pitches drawn from ``seed``."""
     rng = np.random.default_rng([seed, LANG_CODES[spec.code], 0])
     variants = rng.permutation(len(VARIANTS))
-    return [(f"{spec.code}-s{j:02d}",
-             espeak.Voice(f"{spec.voice}+{VARIANTS[variants[j]]}", int(rng.integers(*spec.rates, endpoint=True)),
-                          int(rng.integers(30, 71))))
-            for j in range(N_SPEAKERS)]
+    return [
+        (
+            f"{spec.code}-s{j:02d}",
+            espeak.Voice(
+                f"{spec.voice}+{VARIANTS[variants[j]]}",
+                int(rng.integers(*spec.rates, endpoint=True)),
+                int(rng.integers(30, 71)),
+            ),
+        )
+        for j in range(N_SPEAKERS)
+    ]
 
 
 def draw_rules(rng: np.random.Generator, spec: Language, target: str) -> frozenset[str]:
@@ -121,8 +149,13 @@ def draw_utterance(rng: np.random.Generator, spec: Language, seen: set[str]) -> 
             surface, speech = spec.surface(words, active)
             if ed_bin(char_errors(meaning, surface)) == target:
                 seen.add(meaning)
-                return {"meaning": meaning, "surface": surface, "speech": speech,
-                        "rules": effective_rules(spec, words, active), "changed_words": spec.changed(words, active)}
+                return {
+                    "meaning": meaning,
+                    "surface": surface,
+                    "speech": speech,
+                    "rules": effective_rules(spec, words, active),
+                    "changed_words": spec.changed(words, active),
+                }
     raise CKAProbeError(f"could not draw a new {spec.code} sentence in edit-distance bin {target}")
 
 
@@ -154,7 +187,8 @@ def render(job: tuple[str, str, espeak.Voice, Path]) -> float:
 
 
 def assign_splits(n: int, seed: int, test_n: int | None = None) -> list[str]:
-    """Split name of each of ``n`` utterances: 10% test (or ``test_n``), 10% valid (at least one each), the rest train."""
+    """Split name of each of ``n`` utterances: 10% test (or ``test_n``), 10% valid (at least one each), the
+    rest train."""
     if n < 3:
         raise CKAProbeError(f"--n must be at least 3 (one utterance per split), got {n}")
     if test_n is not None and not 1 <= test_n <= n - 2:
@@ -163,7 +197,7 @@ def assign_splits(n: int, seed: int, test_n: int | None = None) -> list[str]:
     names, start = ["train"] * n, 0
     for split, share in SPLITS:
         size = test_n if split == "test" and test_n is not None else max(1, round(share * n))
-        for i in order[start:start + size]:
+        for i in order[start : start + size]:
             names[i] = split
         start += size
     return names
@@ -178,8 +212,15 @@ def _map(function: Callable, jobs: Sequence, workers: int, desc: str) -> list:
         return list(bar(pool.map(function, jobs, chunksize=8)))
 
 
-def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0, workers: int | None = None,
-               test_n: int | None = None) -> dict[str, Path]:
+def synthesize(
+    *,
+    lang: str,
+    n: int,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    workers: int | None = None,
+    test_n: int | None = None,
+) -> dict[str, Path]:
     """Write a synthetic L2 corpus of ``n`` utterances to ``out_dir``; the manifest paths by split.
 
     Layout: ``wav/<id>.wav``, ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``,
@@ -201,9 +242,18 @@ def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0, 
         utt = draw_utterance(rng, spec, seen)
         speaker, voice = voices[int(rng.integers(len(voices)))]
         utt_id = f"{lang}-{i:06d}"
-        rows.append({"id": utt_id, "audio": f"wav/{utt_id}.wav", "surface": utt["surface"],
-                     "meaning": utt["meaning"], "language": lang, "speaker": speaker, "rules": utt["rules"],
-                     "changed_words": utt["changed_words"]})
+        rows.append(
+            {
+                "id": utt_id,
+                "audio": f"wav/{utt_id}.wav",
+                "surface": utt["surface"],
+                "meaning": utt["meaning"],
+                "language": lang,
+                "speaker": speaker,
+                "rules": utt["rules"],
+                "changed_words": utt["changed_words"],
+            }
+        )
         if utt["speech"] != utt["surface"]:
             rows[-1]["phonemes"] = utt["speech"]
         jobs.append((utt["surface"], utt["speech"], voice, out / "wav" / f"{utt_id}.wav"))
@@ -213,21 +263,29 @@ def synthesize(*, lang: str, n: int, out_dir: str | os.PathLike, seed: int = 0, 
     return _write_outputs(out, rows, splits, spec, voices, seed)
 
 
-def _write_outputs(out: Path, rows: list[dict], splits: list[str], spec: Language,
-                   voices: list[tuple[str, espeak.Voice]], seed: int) -> dict[str, Path]:
+def _write_outputs(
+    out: Path,
+    rows: list[dict],
+    splits: list[str],
+    spec: Language,
+    voices: list[tuple[str, espeak.Voice]],
+    seed: int,
+) -> dict[str, Path]:
     """The three manifests, then ``summary.json``; prints the bin table."""
     paths = {}
     for split in ("train", "valid", "test"):
         paths[split] = write_manifest(out / f"{split}.jsonl", [r for r, s in zip(rows, splits) if s == split])
     summary = summarize(rows, splits, spec, voices, seed)
-    atomic_write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n",
-                      point="synth:summary")
+    atomic_write_text(
+        out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n", point="synth:summary"
+    )
     print(format_summary(summary))
     return paths
 
 
-def summarize(rows: list[dict], splits: list[str], spec: Language,
-              voices: list[tuple[str, espeak.Voice]], seed: int) -> dict[str, Any]:
+def summarize(
+    rows: list[dict], splits: list[str], spec: Language, voices: list[tuple[str, espeak.Voice]], seed: int
+) -> dict[str, Any]:
     """Counts per edit-distance bin and split, rule usage, oracle CER, durations, speakers."""
     bins = {s: Counter() for s in ("train", "valid", "test")}
     distances: dict[str, list[int]] = {b: [] for b in ED_BINS}
@@ -237,14 +295,18 @@ def summarize(rows: list[dict], splits: list[str], spec: Language,
         distances[ed_bin(distance)].append(distance)
     frames = [r["duration"] * 25 / len(unicodedata.normalize("NFD", r["surface"])) for r in rows]
     return {
-        "language": spec.code, "n": len(rows), "seed": seed,
+        "language": spec.code,
+        "n": len(rows),
+        "seed": seed,
         "bins": {s: {b: bins[s][b] for b in ED_BINS} for s in bins},
         "mean_distance": {b: float(np.mean(d)) if d else None for b, d in distances.items()},
         "oracle_cer": corpus_cer((r["meaning"], r["surface"]) for r in rows),
         "rules": {name: sum(name in r["rules"] for r in rows) for name in sorted(spec.rules)},
         "rule_descriptions": dict(sorted(spec.rules.items())),
-        "duration_s": {"mean": float(np.mean([r["duration"] for r in rows])),
-                       "total": float(np.sum([r["duration"] for r in rows]))},
+        "duration_s": {
+            "mean": float(np.mean([r["duration"] for r in rows])),
+            "total": float(np.sum([r["duration"] for r in rows])),
+        },
         "min_encoder_frames_per_char": float(min(frames)),
         "speakers": {sid: {"voice": v.name, "rate": v.rate, "pitch": v.pitch} for sid, v in voices},
     }
@@ -253,14 +315,21 @@ def summarize(rows: list[dict], splits: list[str], spec: Language,
 def format_summary(summary: dict[str, Any]) -> str:
     """A plain-text table of utterances per edit-distance bin and split, with the oracle CER."""
     splits = list(summary["bins"])
-    lines = [f"{'bin':>6} " + " ".join(f"{s:>7}" for s in splits) + f" {'all':>7} {'share':>7} {'mean ED':>8}"]
+    lines = [
+        f"{'bin':>6} " + " ".join(f"{s:>7}" for s in splits) + f" {'all':>7} {'share':>7} {'mean ED':>8}"
+    ]
     total = summary["n"]
     for b in ED_BINS:
         counts = [summary["bins"][s][b] for s in splits]
         mean = summary["mean_distance"][b]
-        lines.append(f"{b:>6} " + " ".join(f"{c:>7}" for c in counts)
-                     + f" {sum(counts):>7} {100 * sum(counts) / total:>6.1f}% "
-                     + (f"{mean:>8.1f}" if mean is not None else f"{'-':>8}"))
-    lines.append(f"{summary['language']}: {total} utterances, mean {summary['duration_s']['mean']:.2f} s, "
-                 f"oracle CER (surface vs meaning) {summary['oracle_cer']:.1f}%")
+        lines.append(
+            f"{b:>6} "
+            + " ".join(f"{c:>7}" for c in counts)
+            + f" {sum(counts):>7} {100 * sum(counts) / total:>6.1f}% "
+            + (f"{mean:>8.1f}" if mean is not None else f"{'-':>8}")
+        )
+    lines.append(
+        f"{summary['language']}: {total} utterances, mean {summary['duration_s']['mean']:.2f} s, "
+        f"oracle CER (surface vs meaning) {summary['oracle_cer']:.1f}%"
+    )
     return "\n".join(lines)

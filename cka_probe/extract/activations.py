@@ -40,25 +40,32 @@ def default_forward(model: nn.Module, batch: Batch) -> Lengths:
     return batch.get("lengths")
 
 
-def valid_rows(name: str, output: torch.Tensor, lengths: torch.Tensor | None,
-               ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def valid_rows(
+    name: str, output: torch.Tensor, lengths: torch.Tensor | None, ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``output[b, :lengths[b]]`` of every utterance, concatenated: ``(B, T, D) -> (sum L, D)``.
 
     A ``(B, D)`` output is one row per utterance. Rows stay float64 if the
     model is float64, else become float32 (the full precision the store keeps).
     """
     if output.ndim not in (2, 3) or output.shape[0] != len(ids):
-        raise CKAProbeError(f"layer {name} output has shape {tuple(output.shape)}; expected "
-                            f"({len(ids)}, T, D) or ({len(ids)}, D), batch first")
+        raise CKAProbeError(
+            f"layer {name} output has shape {tuple(output.shape)}; expected "
+            f"({len(ids)}, T, D) or ({len(ids)}, D), batch first"
+        )
     if output.ndim == 2:
         rows, lengths = output, torch.ones(len(ids), dtype=torch.int64)
     else:
         steps = output.shape[1]
-        lengths = torch.full((len(ids),), steps) if lengths is None else lengths.to(output.device, torch.int64)
+        lengths = (
+            torch.full((len(ids),), steps) if lengths is None else lengths.to(output.device, torch.int64)
+        )
         bad = torch.nonzero((lengths < 1) | (lengths > steps)).flatten()
         if len(bad):
-            raise CKAProbeError(f"layer {name}: utterance {ids[int(bad[0])]} has valid length "
-                                f"{int(lengths[bad[0]])} but the output has {steps} rows")
+            raise CKAProbeError(
+                f"layer {name}: utterance {ids[int(bad[0])]} has valid length "
+                f"{int(lengths[bad[0]])} but the output has {steps} rows"
+            )
         rows = output[torch.arange(steps, device=output.device)[None, :] < lengths[:, None]]
     keep = torch.float64 if rows.dtype == torch.float64 else torch.float32
     return rows.to(keep).cpu().numpy(), lengths.cpu().numpy()
@@ -67,13 +74,16 @@ def valid_rows(name: str, output: torch.Tensor, lengths: torch.Tensor | None,
 def _stream_lengths(lengths: Lengths, stream: str) -> torch.Tensor | None:
     if isinstance(lengths, Mapping):
         if stream not in lengths:
-            raise CKAProbeError(f"forward returned valid lengths for {sorted(lengths)}, not for stream {stream}")
+            raise CKAProbeError(
+                f"forward returned valid lengths for {sorted(lengths)}, not for stream {stream}"
+            )
         return lengths[stream]
     return lengths
 
 
-def stream_tokens(tokens: Mapping[str, torch.Tensor], lengths: Lengths,
-                  ids: Sequence[str]) -> dict[str, np.ndarray]:
+def stream_tokens(
+    tokens: Mapping[str, torch.Tensor], lengths: Lengths, ids: Sequence[str]
+) -> dict[str, np.ndarray]:
     """The input token id of every stored row, per decoder stream: ``(B, U) -> (sum L,)`` int64."""
     cut = {}
     for stream, ids_in in tokens.items():
@@ -117,17 +127,32 @@ def limited(batches: Iterable[Batch], limit: int | None) -> Iterator[Batch]:
 
 
 def _check_resumed(done: list[str], seen: int, ids: list[str], out: Path) -> None:
-    if done[seen: seen + len(ids)] != ids:
-        raise CKAProbeError(f"{out}: the batches differ from the interrupted run (utterance {ids[0]} at "
-                            f"position {seen}); pass --overwrite to start again")
+    if done[seen : seen + len(ids)] != ids:
+        raise CKAProbeError(
+            f"{out}: the batches differ from the interrupted run (utterance {ids[0]} at "
+            f"position {seen}); pass --overwrite to start again"
+        )
 
 
-def extract_activations(model: nn.Module, batches: Iterable[Batch], *, layers: Sequence[str] | Mapping[str, Sequence[str]],
-            out: str | Path, forward=default_forward, select: OutputSelector = first_tensor,
-            allow_repeats: bool = False, attrs: Mapping | None = None, dtype: str = "float32",
-            compression: str | None = None, device: str | torch.device | None = None,
-            limit: int | None = None, total: int | None = None, overwrite: bool = False,
-            commit_bytes: int | None = None, progress: bool = True) -> Path:
+def extract_activations(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    *,
+    layers: Sequence[str] | Mapping[str, Sequence[str]],
+    out: str | Path,
+    forward=default_forward,
+    select: OutputSelector = first_tensor,
+    allow_repeats: bool = False,
+    attrs: Mapping | None = None,
+    dtype: str = "float32",
+    compression: str | None = None,
+    device: str | torch.device | None = None,
+    limit: int | None = None,
+    total: int | None = None,
+    overwrite: bool = False,
+    commit_bytes: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Run ``model`` over ``batches`` and store the hooked layers' valid rows in ``out``.
 
     ``layers``: glob patterns (all in stream ``encoder``) or a mapping stream -> patterns.
@@ -143,12 +168,25 @@ def extract_activations(model: nn.Module, batches: Iterable[Batch], *, layers: S
     was_training = model.to(device).training
     model.eval()
     try:
-        with StoreWriter(out, attrs=run_attrs, dtype=dtype, compression=compression, overwrite=overwrite,
-                             commit_bytes=commit_bytes, keep_complete=True) as writer, \
-                LayerCapture(model, streams, select=select, allow_repeats=allow_repeats) as capture, \
-                torch.inference_mode(), \
-                tqdm(total=min(filter(None, (total, limit)), default=None), unit="utt",
-                     desc=f"extract {Path(out).name}", disable=not progress) as bar:
+        with (
+            StoreWriter(
+                out,
+                attrs=run_attrs,
+                dtype=dtype,
+                compression=compression,
+                overwrite=overwrite,
+                commit_bytes=commit_bytes,
+                keep_complete=True,
+            ) as writer,
+            LayerCapture(model, streams, select=select, allow_repeats=allow_repeats) as capture,
+            torch.inference_mode(),
+            tqdm(
+                total=min(filter(None, (total, limit)), default=None),
+                unit="utt",
+                desc=f"extract {Path(out).name}",
+                disable=not progress,
+            ) as bar,
+        ):
             if writer.done:
                 print(f"{writer.path}: already complete", file=sys.stderr)
                 return writer.path
@@ -159,15 +197,24 @@ def extract_activations(model: nn.Module, batches: Iterable[Batch], *, layers: S
                     _check_resumed(done, seen, ids, writer.path)
                 else:
                     lengths = forward(model, _to_device(batch, device))
-                    acts = {(stream, name): valid_rows(name, output, _stream_lengths(lengths, stream), ids)
-                            for stream, outputs in capture.pop().items() for name, output in outputs.items()}
-                    writer.append(ids, acts, metadata=batch.get("metadata"),
-                                  tokens=stream_tokens(batch.get("tokens") or {}, lengths, ids))
+                    acts = {
+                        (stream, name): valid_rows(name, output, _stream_lengths(lengths, stream), ids)
+                        for stream, outputs in capture.pop().items()
+                        for name, output in outputs.items()
+                    }
+                    writer.append(
+                        ids,
+                        acts,
+                        metadata=batch.get("metadata"),
+                        tokens=stream_tokens(batch.get("tokens") or {}, lengths, ids),
+                    )
                 seen += len(ids)
                 bar.update(len(ids))
             if seen < len(done):
-                raise CKAProbeError(f"{writer.path}: the batches end before the {len(done)} utterances "
-                                    "of the interrupted run; pass --overwrite to start again")
+                raise CKAProbeError(
+                    f"{writer.path}: the batches end before the {len(done)} utterances "
+                    "of the interrupted run; pass --overwrite to start again"
+                )
             return writer.finish()
     finally:
         model.train(was_training)

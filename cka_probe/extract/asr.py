@@ -1,4 +1,5 @@
-"""The bundled checkpoints' extraction, by its original names (see :mod:`cka_probe.extract.models.bundled`)."""
+"""The bundled checkpoints' extraction, by its original names (see
+:mod:`cka_probe.extract.models.bundled`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,23 @@ from torch import nn
 from cka_probe.extract.models import extract_model, hookable_layers
 from cka_probe.extract.models import layer_streams as _layer_streams
 from cka_probe.extract.models.base import file_sha256
-from cka_probe.extract.models.bundled import ENCODER_LAYERS, default_layers, stream_order, streams_of, teacher_forced
+from cka_probe.extract.models.bundled import (
+    ENCODER_LAYERS,
+    default_layers,
+    stream_order,
+    streams_of,
+    teacher_forced,
+)
 
-__all__ = ["ENCODER_LAYERS", "default_layers", "extract_checkpoint", "file_sha256", "hookable_layers",
-           "layer_streams", "teacher_forced"]
+__all__ = [
+    "ENCODER_LAYERS",
+    "default_layers",
+    "extract_checkpoint",
+    "file_sha256",
+    "hookable_layers",
+    "layer_streams",
+    "teacher_forced",
+]
 
 
 def layer_streams(model: nn.Module, patterns: Sequence[str], tasks: Sequence[str]) -> dict[str, list[str]]:
@@ -24,5 +38,6 @@ def layer_streams(model: nn.Module, patterns: Sequence[str], tasks: Sequence[str
 
 
 def extract_checkpoint(ckpt_path: str | Path, manifest: str | Path, out: str | Path, **options) -> Path:
-    """Extract a bundled checkpoint's layers over ``manifest`` into the store ``out`` (see ``extract_model``)."""
+    """Extract a bundled checkpoint's layers over ``manifest`` into the store ``out`` (see
+    ``extract_model``)."""
     return extract_model(ckpt_path, manifest, out, **options)

@@ -73,5 +73,3 @@ def run_sharded(n: int, out: str | Path, extract_shard: ShardFn, *, overwrite: b
         if owns_group:
             dist.destroy_process_group()
     return out
-
-

@@ -39,8 +39,10 @@ def select_modules(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     regexes = [glob_regex(p) for p in patterns]
     for pattern, regex in zip(patterns, regexes):
         if not any(regex.match(name) for name in names):
-            raise CKAProbeError(f"layer pattern {pattern!r} matches no module "
-                                "(list the names with `cka-probe layers` or model.named_modules())")
+            raise CKAProbeError(
+                f"layer pattern {pattern!r} matches no module "
+                "(list the names with `cka-probe layers` or model.named_modules())"
+            )
     return [name for name in names if any(r.match(name) for r in regexes)]
 
 
@@ -52,8 +54,9 @@ def first_tensor(name: str, output: object) -> torch.Tensor:
         for item in output:
             if isinstance(item, torch.Tensor):
                 return item
-    raise CKAProbeError(f"layer {name} returns {type(output).__name__}, not a tensor; "
-                        "pass an output selector")
+    raise CKAProbeError(
+        f"layer {name} returns {type(output).__name__}, not a tensor; pass an output selector"
+    )
 
 
 class LayerCapture:
@@ -63,8 +66,14 @@ class LayerCapture:
     :meth:`pop` returns ``{stream: {layer: output (B, T, D) or (B, D)}}`` and clears.
     """
 
-    def __init__(self, model: nn.Module, layers: Mapping[str, Sequence[str]], *,
-                 select: OutputSelector = first_tensor, allow_repeats: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Mapping[str, Sequence[str]],
+        *,
+        select: OutputSelector = first_tensor,
+        allow_repeats: bool = False,
+    ):
         self.model, self.select, self.allow_repeats = model, select, allow_repeats
         self.streams = {stream: select_modules(model, patterns) for stream, patterns in layers.items()}
         self._owners: dict[str, list[str]] = defaultdict(list)  # module -> its streams, in order
@@ -79,6 +88,7 @@ class LayerCapture:
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
             self._calls[name].append(self.select(name, output))
+
         return hook
 
     def __enter__(self) -> LayerCapture:
@@ -100,14 +110,18 @@ class LayerCapture:
             if len(owners) == 1:
                 captured[owners[0]].update(self._named_calls(name, calls))
             elif len(calls) != len(owners):
-                raise CKAProbeError(f"layer {name} is selected for streams {', '.join(owners)} but was called "
-                                    f"{len(calls)} times in the forward pass, not once per stream")
+                raise CKAProbeError(
+                    f"layer {name} is selected for streams {', '.join(owners)} but was called "
+                    f"{len(calls)} times in the forward pass, not once per stream"
+                )
             else:
                 for stream, output in zip(owners, calls):
                     captured[stream][name] = output
         self._calls.clear()
-        return {stream: {n: captured[stream][n] for n in self._stream_names(stream, captured[stream])}
-                for stream in self.streams}
+        return {
+            stream: {n: captured[stream][n] for n in self._stream_names(stream, captured[stream])}
+            for stream in self.streams
+        }
 
     def _stream_names(self, stream: str, outputs: Mapping[str, torch.Tensor]) -> list[str]:
         """The captured names of ``stream`` in model order (``name@k`` after its name)."""
@@ -120,6 +134,8 @@ class LayerCapture:
         if len(calls) == 1:
             return {name: calls[0]}
         if not self.allow_repeats:
-            raise CKAProbeError(f"layer {name} was called {len(calls)} times in one forward pass; "
-                                f"allow repeats to store each call as {name}@k")
+            raise CKAProbeError(
+                f"layer {name} was called {len(calls)} times in one forward pass; "
+                f"allow repeats to store each call as {name}@k"
+            )
         return {f"{name}@{k}": out for k, out in enumerate(calls)}

@@ -31,11 +31,11 @@ from typing import Any
 
 import torch
 
-from cka_probe.text.word_alignment import align_words
-from cka_probe.text.cer import normalize_text
 from cka_probe.asr.forced_align import word_spans
 from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
+from cka_probe.text.cer import normalize_text
+from cka_probe.text.word_alignment import align_words
 
 
 def sidecar_path(store: str | Path) -> Path:
@@ -48,9 +48,17 @@ def utterance_words(log_probs: torch.Tensor, row: dict[str, Any], tokenizer) -> 
     """The sidecar's ``words`` of manifest ``row``; ``log_probs (T, V)`` over its valid frames."""
     surface, meaning = normalize_text(row["surface"]), normalize_text(row["meaning"])
     pairs = {p.surface: p for p in align_words(surface, meaning) if p.surface is not None}
-    words = [{"index": s.index, "word": s.word, "start": s.start, "end": s.end, "op": pairs[s.index].op,
-              "meaning_index": pairs[s.index].meaning}
-             for s in word_spans(log_probs, surface, tokenizer, blank=tokenizer.blank)]
+    words = [
+        {
+            "index": s.index,
+            "word": s.word,
+            "start": s.start,
+            "end": s.end,
+            "op": pairs[s.index].op,
+            "meaning_index": pairs[s.index].meaning,
+        }
+        for s in word_spans(log_probs, surface, tokenizer, blank=tokenizer.blank)
+    ]
     if "changed_words" in row:
         changed = set(row["changed_words"])
         for word in words:
@@ -59,14 +67,24 @@ def utterance_words(log_probs: torch.Tensor, row: dict[str, Any], tokenizer) -> 
 
 
 @torch.no_grad()
-def manifest_word_spans(model, ckpt: dict[str, Any], manifest: str | Path, *, batch_size: int = 16,
-                        limit: int | None = None, device: str = "cpu") -> Iterator[dict[str, Any]]:
-    """One sidecar record per manifest row (the first ``limit``), from ``model``'s CTC head on the surface task."""
+def manifest_word_spans(
+    model,
+    ckpt: dict[str, Any],
+    manifest: str | Path,
+    *,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str = "cpu",
+) -> Iterator[dict[str, Any]]:
+    """One sidecar record per manifest row (the first ``limit``), from ``model``'s CTC head on the surface
+    task."""
     from cka_probe.asr.data import ManifestBatches
 
     if model.ctc_task != "surface":
-        raise CKAProbeError(f"word spans align the surface transcript, but this model's CTC head is on "
-                            f"'{model.ctc_task}'; use an SSO or DO checkpoint")
+        raise CKAProbeError(
+            f"word spans align the surface transcript, but this model's CTC head is on "
+            f"'{model.ctc_task}'; use an SSO or DO checkpoint"
+        )
     batches = ManifestBatches(manifest, ckpt, batch_size, limit=limit)
     rows = iter(batches.rows)
     for batch in batches:
@@ -99,7 +117,9 @@ def read_word_spans(path: str | Path) -> dict[str, dict[str, Any]]:
             try:
                 record = json.loads(line)
                 records[record["id"]] = record
-                inside = all(0 <= w["start"] < w["end"] <= record["n_frames"] and w["op"] for w in record["words"])
+                inside = all(
+                    0 <= w["start"] < w["end"] <= record["n_frames"] and w["op"] for w in record["words"]
+                )
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise CKAProbeError(f"{path}:{line_no}: not a word-span record ({err})") from None
             if not inside:

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
+from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal
 
 PANELS_PER_ROW = 3
 
@@ -44,17 +44,21 @@ def diagonal_figure(table: pd.DataFrame, part: str) -> Figure:
             _references(ax, references[references["language"] == language], style.colour(k), language)
             line = rows[rows["language"] == language]
             ax.plot(line["index_a"], line["cka"], marker="o", ms=2.5, color=style.colour(k), label=language)
-            ax.fill_between(line["index_a"], line["ci_low"], line["ci_high"], color=style.colour(k), alpha=0.25, lw=0)
+            ax.fill_between(
+                line["index_a"], line["ci_low"], line["ci_high"], color=style.colour(k), alpha=0.25, lw=0
+            )
         names = rows.drop_duplicates("index_a")["layer_a"].tolist()
         ax.set_xlabel(style.layer_ticks(ax.xaxis, names, name.split("-")[0]))
         ax.set_title(f"{part}: {name}")
         ax.set_ylim(low, 1.02)
         ax.set_yticks([t for t in np.arange(-1.0, 1.01, 0.25) if t >= low - 1e-9])
-    for ax in axes.flat[len(comparisons):]:
+    for ax in axes.flat[len(comparisons) :]:
         ax.set_axis_off()
     for ax in axes[:, 0]:
         ax.set_ylabel("linear CKA")
-    fig.legend(*axes.flat[0].get_legend_handles_labels(), title="language", loc="outside right upper", frameon=False)
+    fig.legend(
+        *axes.flat[0].get_legend_handles_labels(), title="language", loc="outside right upper", frameon=False
+    )
     return fig
 
 
@@ -68,5 +72,13 @@ def _references(ax, rows: pd.DataFrame, colour: str, language: str) -> None:
         if ref.empty:
             continue
         ax.plot(ref["index_a"], ref["cka"], ls=dash, lw=0.8, color=colour, label=f"{language} {label}")
-        ax.fill_between(ref["index_a"], ref["ci_low"], ref["ci_high"], color=colour, alpha=0.08, lw=0, hatch=hatch,
-                        gid=f"reference {name}")  # fmt: skip
+        ax.fill_between(
+            ref["index_a"],
+            ref["ci_low"],
+            ref["ci_high"],
+            color=colour,
+            alpha=0.08,
+            lw=0,
+            hatch=hatch,
+            gid=f"reference {name}",
+        )

@@ -15,9 +15,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cka_probe.study.schema import CEILING, FLOOR_NAME
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
+from cka_probe.study.schema import CEILING, FLOOR_NAME
 
 ANNOTATE_MAX_LAYERS = 8  # beyond this, cell values are too small to read at column width
 PANELS_PER_ROW = 3
@@ -32,7 +32,8 @@ def matrix(rows: pd.DataFrame) -> tuple[np.ndarray, list[str], list[str]]:
 
 
 def sides(name: str) -> tuple[str, str]:
-    """The two models of a comparison's name: ``DO-SSO``, ``split-2/branch/surface-SSO``, ``SSO-split-2/surface``."""
+    """The two models of a comparison's name: ``DO-SSO``, ``split-2/branch/surface-SSO``,
+    ``SSO-split-2/surface``."""
     first, last = name.rsplit("-", 1)
     return (first, last) if last.isupper() else tuple(name.split("-", 1))
 
@@ -40,14 +41,23 @@ def sides(name: str) -> tuple[str, str]:
 def _panel(ax: Axes, rows: pd.DataFrame, limits: tuple[float, float], annotate: bool):
     """Draw one comparison's matrix on ``ax``; returns the image (for the shared colour bar)."""
     values, names_a, names_b = matrix(rows)
-    image = ax.imshow(values, cmap=style.HEATMAP_CMAP, vmin=limits[0], vmax=limits[1], origin="lower", aspect="auto")
+    image = ax.imshow(
+        values, cmap=style.HEATMAP_CMAP, vmin=limits[0], vmax=limits[1], origin="lower", aspect="auto"
+    )
     role_a, role_b = sides(rows["comparison"].iloc[0])
     ax.set_ylabel(style.layer_ticks(ax.yaxis, names_a, role_a))
     ax.set_xlabel(style.layer_ticks(ax.xaxis, names_b, role_b))
     if annotate:
         for (i, j), value in np.ndenumerate(values):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=4.5,
-                    color="black" if value > limits[0] + 0.6 * (limits[1] - limits[0]) else "white")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=4.5,
+                color="black" if value > limits[0] + 0.6 * (limits[1] - limits[0]) else "white",
+            )
     return image
 
 
@@ -69,8 +79,9 @@ def heatmap_figure(table: pd.DataFrame, part: str, *, annotate: bool | None = No
     n_cols = min(PANELS_PER_ROW, len(comparisons))
     rows_per_language = -(-len(comparisons) // n_cols)
     width = style.DOUBLE_COLUMN_IN if n_cols > 1 else style.SINGLE_COLUMN_IN
-    fig, axes = style.panels(len(languages) * rows_per_language, n_cols, width=width, panel_height=2.0,
-                             layout="constrained")  # fmt: skip
+    fig, axes = style.panels(
+        len(languages) * rows_per_language, n_cols, width=width, panel_height=2.0, layout="constrained"
+    )
     for ax in axes.flat:
         ax.set_axis_off()
     for block, language in enumerate(languages):

@@ -22,17 +22,34 @@ from matplotlib.axis import Axis  # noqa: E402
 
 from cka_probe.atomic import atomic_output
 
-OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+OKABE_ITO: tuple[str, ...] = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+)
 HEATMAP_CMAP = "viridis"
 SINGLE_COLUMN_IN = 3.4
 DOUBLE_COLUMN_IN = 7.0
 FORMATS: tuple[str, ...] = ("png", "pdf")
 
 RC = {
-    "font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6, "ytick.labelsize": 6,
-    "legend.fontsize": 6.5, "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO), "savefig.dpi": 300,
-    "pdf.fonttype": 42, "axes.spines.top": False, "axes.spines.right": False,
-}  # fmt: skip
+    "font.size": 7,
+    "axes.titlesize": 7.5,
+    "axes.labelsize": 7,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6,
+    "legend.fontsize": 6.5,
+    "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+    "savefig.dpi": 300,
+    "pdf.fonttype": 42,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 
 
 def styled(draw: Callable) -> Callable:
@@ -46,7 +63,9 @@ def styled(draw: Callable) -> Callable:
     return in_style
 
 
-def panels(n_rows: int, n_cols: int, *, width: float, panel_height: float, **kwargs) -> tuple[plt.Figure, object]:
+def panels(
+    n_rows: int, n_cols: int, *, width: float, panel_height: float, **kwargs
+) -> tuple[plt.Figure, object]:
     """A figure of ``n_rows × n_cols`` panels (a 2-D array of axes) at ``width`` inches."""
     return plt.subplots(n_rows, n_cols, figsize=(width, panel_height * n_rows), squeeze=False, **kwargs)
 
@@ -73,7 +92,9 @@ def layer_ticks(axis: Axis, names: Sequence[str], model: str) -> str:
     The label is the model and the prefix without its final dot: ``SSO encoder`` for ``encoder.embed``, ...
     """
     prefix, short = short_names(names)
-    axis.set_ticks(range(len(names)), short, rotation=90 if axis.axis_name == "x" and max(map(len, short)) > 3 else 0)
+    axis.set_ticks(
+        range(len(names)), short, rotation=90 if axis.axis_name == "x" and max(map(len, short)) > 3 else 0
+    )
     return f"{model} {prefix.rstrip('.')}" if prefix else model
 
 

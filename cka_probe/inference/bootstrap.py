@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from cka_probe.errors import CKAProbeError
+from cka_probe.inference.intervals import bca_interval, cka_interval
 from cka_probe.measures.grouped import GroupedCKA
 from cka_probe.measures.pair import linear_cka
-from cka_probe.inference.intervals import bca_interval, cka_interval
 from cka_probe.measures.weighted import weighted_linear_cka
-from cka_probe.errors import CKAProbeError
 
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 
@@ -69,7 +69,9 @@ def group_rows(groups: Sequence | None, n: int) -> list[np.ndarray]:
         return [np.array([i]) for i in range(n)]
     labels = np.asarray(groups)
     if labels.shape != (n,):
-        raise CKAProbeError(f"groups must hold one label per row: {labels.shape[0] if labels.ndim else 0} labels for {n} rows")
+        raise CKAProbeError(
+            f"groups must hold one label per row: {labels.shape[0] if labels.ndim else 0} labels for {n} rows"
+        )
     _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
     order = np.argsort(first)
     return [np.flatnonzero(inverse == g) for g in order]
@@ -116,7 +118,7 @@ def bootstrap_ci(
     for b in tqdm(range(n_resamples), desc="bootstrap", leave=False, disable=None):
         rows = np.concatenate([parts[g] for g in rng.integers(0, len(parts), len(parts))])
         values[b] = fn(rows, rows)
-    left_out = (np.concatenate(parts[:g] + parts[g + 1:]) for g in range(len(parts)))
+    left_out = (np.concatenate(parts[:g] + parts[g + 1 :]) for g in range(len(parts)))
     jackknife = np.array([fn(rows, rows) for rows in left_out])
     everything = np.arange(n)
     estimate = fn(everything, everything)
@@ -131,11 +133,14 @@ def _parts(groups: Sequence | None, n: int) -> list[np.ndarray]:
     return parts
 
 
-def _linear_interval(x, y, groups, debiased: bool, n_resamples: int, confidence: float, seed: int) -> Interval:
+def _linear_interval(
+    x, y, groups, debiased: bool, n_resamples: int, confidence: float, seed: int
+) -> Interval:
     """Linear CKA with its tie-corrected group bootstrap (multiplicities of groups, never copies).
 
     Debiased: the U-statistic over distinct groups (:mod:`cka_probe.measures.grouped`), percentile interval;
-    biased: CKA of all rows with copy pairs of rows left out (:mod:`cka_probe.measures.weighted`), basic interval.
+    biased: CKA of all rows with copy pairs of rows left out (:mod:`cka_probe.measures.weighted`), basic
+    interval.
     """
     if y is None:
         raise CKAProbeError("give both x and y, or a callable of (rows_x, rows_y)")
@@ -157,12 +162,17 @@ def _linear_interval(x, y, groups, debiased: bool, n_resamples: int, confidence:
 
     estimate = float(resampled(np.ones((1, len(parts))))[0])
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, len(parts), len(parts)), minlength=len(parts))
-                       for _ in range(n_resamples)])  # (B, groups)
+    counts = np.stack(
+        [
+            np.bincount(rng.integers(0, len(parts), len(parts)), minlength=len(parts))
+            for _ in range(n_resamples)
+        ]
+    )  # (B, groups)
     width = max(x.shape[1], y.shape[1])
     chunk = max(1, int(2**24 // (2 * width**2 + len(x) * (width + 2))))  # about 128 MB of float64 per chunk
-    values = np.concatenate([resampled(counts[i:i + chunk]) for i in range(0, n_resamples, chunk)]
-                            or [np.empty(0)])  # fmt: skip
+    values = np.concatenate(
+        [resampled(counts[i : i + chunk]) for i in range(0, n_resamples, chunk)] or [np.empty(0)]
+    )
     low, high = cka_interval(values, estimate, confidence, debiased=debiased)
     return Interval(estimate, float(low), float(high), confidence, n_resamples, len(parts))
 
@@ -200,9 +210,11 @@ def permutation_test(
     rng = np.random.default_rng(seed)
     rows_x = np.arange(n)
     observed = fn(rows_x, rows_x)
-    null = np.array([
-        fn(rows_x, paired_rows(parts, rng.permutation(len(parts)), n))
-        for _ in tqdm(range(n_permutations), desc="permutations", leave=False, disable=None)
-    ])
+    null = np.array(
+        [
+            fn(rows_x, paired_rows(parts, rng.permutation(len(parts)), n))
+            for _ in tqdm(range(n_permutations), desc="permutations", leave=False, disable=None)
+        ]
+    )
     p_value = (1 + np.count_nonzero(null >= observed)) / (1 + n_permutations)
     return PermutationResult(observed, float(p_value), n_permutations, len(parts), null)

@@ -4,7 +4,8 @@ For checking the CER-gap interval by simulation (``benchmarks/bench_coverage.py`
 the coverage test). Utterance i has a reference length L_i ~ U{10, …, 59} and
 a difficulty δ_i ~ Gamma(shape, 1/shape) (mean 1; shape 1.0 gives per-utterance
 skewness 1.6 and excess kurtosis 6.5, as the ``tiny`` run's most skewed bins,
-shape 0.5 gives 2.6 and 14, beyond any of them) shared by both models. Model m makes Poisson(L_i p_m δ_i) errors and, with probability
+shape 0.5 gives 2.6 and 14, beyond any of them) shared by both models. Model m makes Poisson(L_i p_m δ_i)
+errors and, with probability
 ``burst``, a burst of Poisson(L_i / 2) more (a repeated or dropped phrase), as
 often for either model. So E[e_DO − e_SO | L] = L (p_DO − p_SO), and the
 population gap 100 · Σ(e_DO − e_SO) / Σ L is 100 (p_DO − p_SO) CER points.

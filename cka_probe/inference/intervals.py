@@ -47,8 +47,9 @@ def student_se(draws: np.ndarray, n: int) -> np.ndarray:
     return np.sqrt(n / (n - 1)) * np.std(draws, axis=0)
 
 
-def t_interval(estimate, parts: Sequence[tuple[np.ndarray, float]],
-               level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def t_interval(
+    estimate, parts: Sequence[tuple[np.ndarray, float]], level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """θ̂ ± √(Σ_j t²_{df_j, (1+level)/2} · v_j) for independent variance parts (v_j, df_j) of Var θ̂.
 
     One part (v = se²): Student's t interval (Efron & Tibshirani 1993, §12.4;
@@ -98,8 +99,9 @@ def t_pvalue(estimate, parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
     return np.vectorize(one, otypes=[float])(estimate, *variances)
 
 
-def bca_interval(draws: np.ndarray, estimate, jackknife: np.ndarray | None = None,
-                 level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def bca_interval(
+    draws: np.ndarray, estimate, jackknife: np.ndarray | None = None, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """Bias-corrected (and accelerated) percentile interval (Efron 1987; Efron & Tibshirani 1993, §14.3).
 
     z₀ = Φ⁻¹(P*(θ* < θ̂) + ½P*(θ* = θ̂)); with ``jackknife`` values (G, ...) of
@@ -135,8 +137,9 @@ def _quantiles(draws: np.ndarray, q: np.ndarray) -> np.ndarray:
     return low + (position - below) * (high - low)
 
 
-def cka_interval(draws: np.ndarray, estimate, level: float = 0.95, *,
-                 debiased: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def cka_interval(
+    draws: np.ndarray, estimate, level: float = 0.95, *, debiased: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """The interval the analysis reports for CKA (or a difference of CKAs) from tie-corrected draws.
 
     Debiased estimator: percentile (it covered the population value at 92–98 %

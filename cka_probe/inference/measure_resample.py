@@ -1,4 +1,5 @@
-"""Resampling statistics of any similarity measure, with the interface of :mod:`cka_probe.measures.gram_resample`.
+"""Resampling statistics of any similarity measure, with the interface of
+:mod:`cka_probe.measures.gram_resample`.
 
 ``resample`` is the fast Gram-space path for linear CKA; this module serves
 every other measure of :mod:`cka_probe.measures.similarity` (CCA family,
@@ -18,9 +19,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.inference.intervals import percentile_interval
 from cka_probe.measures.similarity import KINDS, similarity_matrix
-from cka_probe.errors import CKAProbeError
 
 
 class LayerSet:
@@ -41,7 +42,8 @@ class LayerSet:
 
 
 class MeasureStatistics:
-    """``point_estimate``, ``bootstrap``, ``permuted``, ``cka_interval`` and ``permutation_pvalue`` for one ``measure``."""
+    """``point_estimate``, ``bootstrap``, ``permuted``, ``cka_interval`` and ``permutation_pvalue`` for one
+    ``measure``."""
 
     GramSet = LayerSet  # what the callers of ``resample`` build per model side
 
@@ -58,12 +60,17 @@ class MeasureStatistics:
         """The measure ``(L_a, L_b)`` on all n rows."""
         return self.grid(a.layers, b.layers)
 
-    def bootstrap(self, a: LayerSet, b: LayerSet, indices: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
+    def bootstrap(
+        self, a: LayerSet, b: LayerSet, indices: Sequence[np.ndarray], *, debiased: bool = False
+    ) -> np.ndarray:
         """``(R, L_a, L_b)``: the measure on the rows of each resample, the same rows on both sides."""
         return self._stacked([self.grid(a.rows(i), b.rows(i)) for i in indices], a, b)
 
-    def permuted(self, a: LayerSet, b: LayerSet, permutations: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
-        """``(R, L_a, L_b)`` with the rows of ``b`` shuffled by each permutation: the null of no association."""
+    def permuted(
+        self, a: LayerSet, b: LayerSet, permutations: Sequence[np.ndarray], *, debiased: bool = False
+    ) -> np.ndarray:
+        """``(R, L_a, L_b)`` with the rows of ``b`` shuffled by each permutation: the null of no
+        association."""
         return self._stacked([self.grid(a.layers, b.rows(p)) for p in permutations], a, b)
 
     @staticmethod

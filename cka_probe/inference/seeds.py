@@ -27,13 +27,14 @@ import zlib
 
 import numpy as np
 
-from cka_probe.inference.intervals import student_se
 from cka_probe.errors import CKAProbeError
+from cka_probe.inference.intervals import student_se
 
 
 def pooled_draws(draws: np.ndarray, estimates: np.ndarray, *, seed: int = 0, key: str = "") -> np.ndarray:
     """Draws (R, ...) of the mean over seeds from per-seed draws (K, R, ...) on shared utterance resamples
-    and the seeds' estimates (K, ...): mean_k θ*_{k,r} + (s/√K)·T_r, T_r ~ t_{K−1}; the seed's draws for K = 1."""
+    and the seeds' estimates (K, ...): mean_k θ*_{k,r} + (s/√K)·T_r, T_r ~ t_{K−1}; the seed's draws for K =
+    1."""
     draws, estimates = np.asarray(draws, dtype=np.float64), np.asarray(estimates, dtype=np.float64)
     if draws.ndim < 2 or len(draws) == 0:
         raise CKAProbeError(f"expected per-seed draws of shape (K, R, ...), got {draws.shape}")
@@ -68,7 +69,8 @@ def crossed_parts(estimates: np.ndarray, draws: np.ndarray, n: int) -> list[tupl
 
     The hierarchical bootstrap counted σ²_w twice and read τ² off K values
     with a normal quantile: in the coverage test 2.1× the variance when seeds
-    agree, 0.70× when training variance dominates (K = 3). For K = 1: the seed's :func:`~cka_probe.inference.intervals.student_se`², n − 1 df.
+    agree, 0.70× when training variance dominates (K = 3). For K = 1: the seed's
+    :func:`~cka_probe.inference.intervals.student_se`², n − 1 df.
     """
     estimates, draws = np.asarray(estimates, dtype=np.float64), np.asarray(draws, dtype=np.float64)
     k = len(estimates)

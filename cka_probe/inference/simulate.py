@@ -26,7 +26,8 @@ from cka_probe.errors import CKAProbeError
 
 @dataclass(frozen=True)
 class Regime:
-    """Population CKA of x with each target, utterances, width, frames per utterance, within-utterance correlation."""
+    """Population CKA of x with each target, utterances, width, frames per utterance, within-utterance
+    correlation."""
 
     ckas: tuple[float, ...]
     n: int
@@ -69,12 +70,16 @@ def seed_mean_cka(regime: Regime, tau: float) -> float:
     ξ ~ N(0, 1): E_ξ[1 / ((1 + a₀²)(1 + a₁² e^{2τξ}))] (Gauss–Hermite quadrature, 60 nodes)."""
     nodes, weights = np.polynomial.hermite_e.hermegauss(60)
     a = regime.noise
-    return float(np.sum(weights / ((1 + a[0] ** 2) * (1 + a[1] ** 2 * np.exp(2 * tau * nodes)))) / np.sum(weights))
+    return float(
+        np.sum(weights / ((1 + a[0] ** 2) * (1 + a[1] ** 2 * np.exp(2 * tau * nodes)))) / np.sum(weights)
+    )
 
 
-def draw_seeds(regime: Regime, seeds: int, tau: float,
-               rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
-    """K seed replicates ``x_k``, ``y_k`` (n·frames, d) of the first target on the same utterances: the signal z
+def draw_seeds(
+    regime: Regime, seeds: int, tau: float, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """K seed replicates ``x_k``, ``y_k`` (n·frames, d) of the first target on the same utterances: the signal
+    z
     is shared, each seed draws its own noises and its target noise scale a₁·e^{τξ_k} (training variance)."""
     z, a = _grouped(regime, rng), regime.noise
     xs = [z + a[0] * _grouped(regime, rng) for _ in range(seeds)]

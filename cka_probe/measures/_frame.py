@@ -37,7 +37,9 @@ def result_frame(
     Undefined cells are NaN and one ``RuntimeWarning`` names their layers.
     ``attrs`` records how the numbers were computed.
     """
-    cka, bad_x, bad_y = cka_from_hsic(terms.cross, terms.self_x, terms.self_y, terms.constant_x, terms.constant_y)
+    cka, bad_x, bad_y = cka_from_hsic(
+        terms.cross, terms.self_x, terms.self_y, terms.constant_x, terms.constant_y
+    )
     bad = [f"x layer {name}" for name, b in zip(names_x, bad_x.tolist()) if b]
     bad += [f"y layer {name}" for name, b in zip(names_y, bad_y.tolist()) if b]
     if bad:

@@ -34,7 +34,9 @@ def named_layers(layers: Mapping | Sequence, side: str) -> dict:
     elif isinstance(layers, Sequence) and not isinstance(layers, (str, bytes)):
         named = dict(enumerate(layers))
     else:
-        raise CKAProbeError(f"{side}: expected a dict of layer name -> array or a list of arrays, got {type(layers).__name__}")
+        raise CKAProbeError(
+            f"{side}: expected a dict of layer name -> array or a list of arrays, got {type(layers).__name__}"
+        )
     if not named:
         raise CKAProbeError(f"{side}: no layers given")
     return named
@@ -58,7 +60,8 @@ def as_matrix(a, label: str, device: torch.device | str | None = None) -> torch.
     elif t.dtype not in (torch.float32, torch.float64):
         t = t.to(torch.float32)
     t = t.detach().to(device) if device is not None else t.detach()
-    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):  # a finite sum proves all finite
+    # a finite sum proves all finite
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         raise CKAProbeError(f"{label}: contains NaN or Inf")
     return t
 
@@ -81,7 +84,8 @@ def common_rows(tensors: Mapping[str, torch.Tensor]) -> int:
     for label in labels[1:]:
         if tensors[label].shape[0] != n:
             raise CKAProbeError(
-                f"{label} has {tensors[label].shape[0]} rows but {labels[0]} has {n}: rows must be the same samples"
+                f"{label} has {tensors[label].shape[0]} rows but {labels[0]} has {n}: rows must be the "
+                "same samples"
             )
     return n
 

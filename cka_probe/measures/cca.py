@@ -28,14 +28,15 @@ from collections.abc import Sequence
 
 import torch
 
-from cka_probe.measures._tensor import one_thread
 from cka_probe.errors import CKAProbeError
+from cka_probe.measures._tensor import one_thread
 
 RANK_TOL = 1e-10  # eigenvalue of S_xx below this fraction of the largest: rank deficient
 
 
 class Whitened:
-    """One centred layer ``x (n, d)`` float64: S_xx (``cov``) and ``white`` ``(d, d)``, (x white)^T (x white) = I.
+    """One centred layer ``x (n, d)`` float64: S_xx (``cov``) and ``white`` ``(d, d)``, (x white)^T (x white)
+    = I.
 
     The whitening is taken on the standardised columns (CCA does not depend on
     column scales), so badly scaled but full-rank layers stay well conditioned.
@@ -54,13 +55,16 @@ class Whitened:
         elif float(evals[0]) <= RANK_TOL * top:
             rank = int((evals > RANK_TOL * top).sum())
             raise CKAProbeError(
-                f"{label}: CCA needs full column rank, but the centred layer has rank {rank} < d = {x.shape[1]} "
+                f"{label}: CCA needs full column rank, but the centred layer has rank {rank} < d = "
+                f"{x.shape[1]} "
                 f"(n = {x.shape[0]}); pass ridge > 0 or use svcca"
             )
         self.white = (evecs * evals.rsqrt()) @ evecs.T / scale[:, None]
 
 
-def correlations(a: Whitened, b: Whitened, cross: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def correlations(
+    a: Whitened, b: Whitened, cross: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U, rho, V^T)`` of the whitened cross-covariance ``W_a^T S_ab W_b`` (``cross`` = X_a^T X_b)."""
     return torch.linalg.svd(a.white.T @ cross @ b.white, full_matrices=False)
 

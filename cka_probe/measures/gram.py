@@ -29,10 +29,10 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures._tensor import is_constant
 from cka_probe.measures.hsic import HSICTerms
 from cka_probe.measures.kernels import Kernel, median_of_distances, squared_distances
-from cka_probe.errors import CKAProbeError
 
 BLOCK_BUDGET = 2**28  # bytes held by the centred Gram blocks of one block of rows (256 MiB)
 
@@ -51,7 +51,8 @@ def row_blocks(n: int, rows: int):
 
 
 class LayerGram:
-    """One layer's cross-Gram function, RBF bandwidth, and its Gram's row sums and diagonal (float64, ``(n,)``)."""
+    """One layer's cross-Gram function, RBF bandwidth, and its Gram's row sums and diagonal (float64,
+    ``(n,)``)."""
 
     def __init__(self, x: torch.Tensor, label: str, kernel: Kernel, rows: int):
         self.x = x
@@ -62,12 +63,17 @@ class LayerGram:
             self.rows, self.diag = k.sum(1).double(), k.diagonal().double()
         else:
             self.gram, self.bandwidth = kernel.for_layer(x)
-            sums = [(block.sum(1), block.diagonal(offset=start)) for start, stop in row_blocks(len(x), rows)
-                    for block in [self.gram(x[start:stop], x)]]
+            sums = [
+                (block.sum(1), block.diagonal(offset=start))
+                for start, stop in row_blocks(len(x), rows)
+                for block in [self.gram(x[start:stop], x)]
+            ]
             self.rows = torch.cat([s for s, _ in sums]).double()
             self.diag = torch.cat([g for _, g in sums]).double()
         if self.bandwidth == 0 and not is_constant(x):
-            raise CKAProbeError(f"{label}: RBF bandwidth is 0 (over half of all row pairs are identical rows)")
+            raise CKAProbeError(
+                f"{label}: RBF bandwidth is 0 (over half of all row pairs are identical rows)"
+            )
 
     def centring(self, unbiased: bool) -> tuple[torch.Tensor, float]:
         """``(a (n,), c)`` with K' = K - a 1^T - 1 a^T + c (and a zero diagonal when unbiased)."""
@@ -77,9 +83,18 @@ class LayerGram:
         off = self.rows - self.diag
         return off / (n - 2), float(off.sum()) / ((n - 1) * (n - 2))
 
-    def centred_block(self, start: int, stop: int, a: torch.Tensor, c: float, unbiased: bool,
-                      square: torch.Tensor, rest: torch.Tensor) -> None:
-        """K' rows ``start:stop``, columns ``start:``, written into ``square`` ``(b, b)`` and ``rest`` ``(b, n - stop)``."""
+    def centred_block(
+        self,
+        start: int,
+        stop: int,
+        a: torch.Tensor,
+        c: float,
+        unbiased: bool,
+        square: torch.Tensor,
+        rest: torch.Tensor,
+    ) -> None:
+        """K' rows ``start:stop``, columns ``start:``, written into ``square`` ``(b, b)`` and ``rest`` ``(b, n
+        - stop)``."""
         block = self.gram(self.x[start:stop], self.x[start:])
         block[:, : stop - start].diagonal().copy_(self.diag[start:stop])
         block.sub_(a[start:stop, None].to(block.dtype)).sub_((a[None, start:] - c).to(block.dtype))
@@ -99,7 +114,8 @@ def gram_terms(
     labels_x: Sequence[str],
     labels_y: Sequence[str] | None = None,
 ) -> HSICTerms:
-    """HSIC of all layer pairs of ``xs`` and ``ys`` (each ``(n, d_l)``), or of ``xs`` with itself when ``ys`` is None."""
+    """HSIC of all layer pairs of ``xs`` and ``ys`` (each ``(n, d_l)``), or of ``xs`` with itself when ``ys``
+    is None."""
     n = xs[0].shape[0]
     layers = list(xs) + ([] if ys is None else list(ys))
     labels = list(labels_x) + ([] if ys is None else list(labels_y))
@@ -124,7 +140,13 @@ def gram_terms(
     constant = torch.tensor([is_constant(x) for x in layers], device=xs[0].device)
     bandwidths = [g.bandwidth for g in grams]
     return HSICTerms(
-        cross.clone(), own[:lx].clone(), own[:lx].clone() if ys is None else own[lx:].clone(), n, "gram",
-        constant[:lx], constant[:lx] if ys is None else constant[lx:],
-        bandwidths[:lx], bandwidths[:lx] if ys is None else bandwidths[lx:],
+        cross.clone(),
+        own[:lx].clone(),
+        own[:lx].clone() if ys is None else own[lx:].clone(),
+        n,
+        "gram",
+        constant[:lx],
+        constant[:lx] if ys is None else constant[lx:],
+        bandwidths[:lx],
+        bandwidths[:lx] if ys is None else bandwidths[lx:],
     )

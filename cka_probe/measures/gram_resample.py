@@ -43,6 +43,7 @@ import numpy as np
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures.hsic import gram_hsic
 
+
 @dataclass(frozen=True)
 class HSICTerms:
     """What one side contributes to HSIC for one resample (L layers, n rows).
@@ -66,7 +67,9 @@ class GramSet:
         self.names: list[str] = list(layers)
         arrays = [_checked(np.asarray(x, dtype=np.float64), f"{source}{name}") for name, x in layers.items()]
         if len({x.shape[0] for x in arrays}) > 1:
-            raise CKAProbeError(f"{source}: layers have different numbers of rows {[x.shape[0] for x in arrays]}")
+            raise CKAProbeError(
+                f"{source}: layers have different numbers of rows {[x.shape[0] for x in arrays]}"
+            )
         self.n: int = arrays[0].shape[0]
         # centred first: CKA is unchanged, and a left-out tie pair (a zero of K̃) then stands at the
         # value an independent pair has on average, not at a similarity far below every other
@@ -81,7 +84,12 @@ class GramSet:
             k = k * (keep & ~np.eye(len(index), dtype=bool))
             rowsum = k.sum(axis=2)
             return HSICTerms(k.reshape(len(k), -1), rowsum.sum(axis=1), rowsum)
-        k = k - k.mean(axis=1, keepdims=True) - k.mean(axis=2, keepdims=True) + k.mean(axis=(1, 2), keepdims=True)
+        k = (
+            k
+            - k.mean(axis=1, keepdims=True)
+            - k.mean(axis=2, keepdims=True)
+            + k.mean(axis=(1, 2), keepdims=True)
+        )
         return HSICTerms((k * keep).reshape(len(k), -1), np.empty(0), np.empty(0))
 
 
@@ -98,8 +106,14 @@ def _checked(x: np.ndarray, name: str) -> np.ndarray:
 
 def hsic(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
     """HSIC of every layer pair, (L_a, L_b)."""
-    return masked_gram_hsic(a.flat @ b.flat.T, a.rowsum @ b.rowsum.T if debiased else 0.0,
-                            a.total[:, None], b.total[None, :], n, debiased)
+    return masked_gram_hsic(
+        a.flat @ b.flat.T,
+        a.rowsum @ b.rowsum.T if debiased else 0.0,
+        a.total[:, None],
+        b.total[None, :],
+        n,
+        debiased,
+    )
 
 
 def self_hsic(a: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
@@ -118,7 +132,9 @@ def masked_gram_hsic(inner, rows, sum_k, sum_l, n: int, debiased: bool) -> np.nd
 
 def cka_grid(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
     """CKA of every layer pair, (L_a, L_b); NaN where a layer has no variance."""
-    norms = np.sqrt(np.clip(np.outer(self_hsic(a, n, debiased=debiased), self_hsic(b, n, debiased=debiased)), 0, None))
+    norms = np.sqrt(
+        np.clip(np.outer(self_hsic(a, n, debiased=debiased), self_hsic(b, n, debiased=debiased)), 0, None)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norms > 0, hsic(a, b, n, debiased=debiased) / norms, np.nan)
 
@@ -126,22 +142,30 @@ def cka_grid(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarra
 def point_estimate(a: GramSet, b: GramSet, *, debiased: bool = False) -> np.ndarray:
     """CKA (L_a, L_b) on all n utterances; a constant layer is an error naming it."""
     identity = np.arange(a.n)
-    grid = cka_grid(a.terms(identity, debiased=debiased), b.terms(identity, debiased=debiased), a.n, debiased=debiased)
+    grid = cka_grid(
+        a.terms(identity, debiased=debiased), b.terms(identity, debiased=debiased), a.n, debiased=debiased
+    )
     bad = np.argwhere(np.isnan(grid))
     if len(bad):
         i, j = bad[0]
-        raise CKAProbeError(f"CKA undefined for layers {a.names[i]} vs {b.names[j]}: a representation is constant")
+        raise CKAProbeError(
+            f"CKA undefined for layers {a.names[i]} vs {b.names[j]}: a representation is constant"
+        )
     return grid
 
 
 def bootstrap(a: GramSet, b: GramSet, indices: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
     """CKA (R, L_a, L_b) of each resample in ``indices``: the same rows of both sides."""
-    grids = [cka_grid(a.terms(i, debiased=debiased), b.terms(i, debiased=debiased), a.n, debiased=debiased)
-             for i in indices]  # fmt: skip
+    grids = [
+        cka_grid(a.terms(i, debiased=debiased), b.terms(i, debiased=debiased), a.n, debiased=debiased)
+        for i in indices
+    ]
     return _stacked(grids, a, b)
 
 
-def permuted(a: GramSet, b: GramSet, permutations: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
+def permuted(
+    a: GramSet, b: GramSet, permutations: Sequence[np.ndarray], *, debiased: bool = False
+) -> np.ndarray:
     """CKA (R, L_a, L_b) with the rows of ``b`` shuffled by each permutation: the null of no association."""
     fixed = a.terms(np.arange(a.n), debiased=debiased)
     grids = [cka_grid(fixed, b.terms(p, debiased=debiased), a.n, debiased=debiased) for p in permutations]

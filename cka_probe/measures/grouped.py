@@ -41,7 +41,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class GroupSums:
-    """Per-group sums of one (x, y) side pair: a (G, d_x), b (G, d_y), frame products S_g and their contractions.
+    """Per-group sums of one (x, y) side pair: a (G, d_x), b (G, d_y), frame products S_g and their
+    contractions.
 
     s_sq (G,) ‖S_g‖²_F; s_b (G, d_x) S_g b_g; s_a (G, d_y) S_gᵀ a_g; asb (G,) a_gᵀ S_g b_g.
     ``x``, ``y``, ``labels`` are kept for the resample's Σ_g w_g S_g = Xᵀ diag(w_labels) Y.
@@ -83,13 +84,18 @@ def distinct_sums(s: GroupSums, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     ties = np.swapaxes(w2[:, :, None] * s.a, 1, 2) @ s.b  # C = Σ_g w_g² a_g b_gᵀ, (B, d_x, d_y)
     sum_a, sum_b = w @ s.a, w @ s.b  # A, B: (B, d_x), (B, d_y)
     pair = np.sum(cross**2, axis=(1, 2)) - w2 @ s.s_sq
-    triple = (np.einsum("bi,bij,bj->b", sum_a, cross, sum_b) - np.einsum("bj,bj->b", w2 @ s.s_a, sum_b)
-              - np.einsum("bi,bi->b", sum_a, w2 @ s.s_b) - np.sum(cross * ties, axis=(1, 2)) + 2 * w3 @ s.asb)
+    triple = (
+        np.einsum("bi,bij,bj->b", sum_a, cross, sum_b)
+        - np.einsum("bj,bj->b", w2 @ s.s_a, sum_b)
+        - np.einsum("bi,bi->b", sum_a, w2 @ s.s_b)
+        - np.sum(cross * ties, axis=(1, 2))
+        + 2 * w3 @ s.asb
+    )
     sq_a, sq_b = np.sum(s.a**2, 1), np.sum(s.b**2, 1)
     both = np.sum(ties**2, axis=(1, 2)) - (w2 * w2) @ (sq_a * sq_b)  # Σ_{g≠h} w_g²w_h² (a_g·a_h)(b_g·b_h)
     one = np.sum(w2 * (sum_a @ s.a.T - w * sq_a) * (sum_b @ s.b.T - w * sq_b), axis=1) - both
     quad = (np.sum(sum_a**2, 1) - w2 @ sq_a) * (np.sum(sum_b**2, 1) - w2 @ sq_b) - 4 * one - 2 * both
-    return pair, triple, quad  # fmt: skip
+    return pair, triple, quad
 
 
 def grouped_hsic(sums: GroupSums, counts: tuple[np.ndarray, ...], w: np.ndarray) -> np.ndarray:
@@ -105,7 +111,8 @@ def grouped_hsic(sums: GroupSums, counts: tuple[np.ndarray, ...], w: np.ndarray)
 
 
 class GroupedCKA:
-    """Debiased linear CKA over distinct groups of frames ``x (N, d_x)``, ``y (N, d_y)`` with ``labels (N,)`` in 0..G−1.
+    """Debiased linear CKA over distinct groups of frames ``x (N, d_x)``, ``y (N, d_y)`` with ``labels (N,)``
+    in 0..G−1.
 
     The group sums are taken once; each call with multiplicities ``weights (B, G)`` costs
     B·N·d_x·d_y for Σ_g w_g S_g and B·G·d² for the rest.
@@ -117,11 +124,13 @@ class GroupedCKA:
         labels = np.asarray(labels)
         self.groups = int(labels.max()) + 1
         ones = np.ones((len(labels), 1))
-        self.xy, self.xx, self.yy, self.counts = (group_sums(a, b, labels, self.groups)
-                                                  for a, b in ((x, y), (x, x), (y, y), (ones, ones)))  # fmt: skip
+        self.xy, self.xx, self.yy, self.counts = (
+            group_sums(a, b, labels, self.groups) for a, b in ((x, y), (x, x), (y, y), (ones, ones))
+        )
 
     def __call__(self, weights) -> np.ndarray | float:
-        """CKA of the resample(s): ``weights (G,)`` gives a float, ``(B, G)`` a (B,) array; NaN where a side has no
+        """CKA of the resample(s): ``weights (G,)`` gives a float, ``(B, G)`` a (B,) array; NaN where a side
+        has no
         variance or fewer than 4 groups are drawn."""
         w = np.asarray(weights, dtype=np.float64)
         batch = np.atleast_2d(w)

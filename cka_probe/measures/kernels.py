@@ -36,7 +36,8 @@ def linear_kernel(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 def squared_distances(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """||a_i - c_j||^2 ``(b, m)`` as ||a_i||^2 + ||c_j||^2 - 2 a_i^T c_j, rounding below 0 set to 0 (one GEMM, in place)."""
+    """||a_i - c_j||^2 ``(b, m)`` as ||a_i||^2 + ||c_j||^2 - 2 a_i^T c_j, rounding below 0 set to 0 (one GEMM,
+    in place)."""
     sq_a = (a * a).sum(1)
     sq_c = (c * c).sum(1)
     return (a @ c.T).mul_(-2).add_(sq_a[:, None]).add_(sq_c[None, :]).clamp_min_(0)
@@ -82,7 +83,8 @@ def median_of_distances(d: torch.Tensor) -> float:
 
 
 def median_squared_distance(x: torch.Tensor, rows: int | None = None, seed: int = 0) -> float:
-    """Median of all n^2 squared distances of ``x (n, d)`` (of ``rows`` rows drawn with ``seed``, if given)."""
+    """Median of all n^2 squared distances of ``x (n, d)`` (of ``rows`` rows drawn with ``seed``, if
+    given)."""
     if rows is not None and rows < x.shape[0]:
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:rows]
         x = x[pick.to(x.device)]

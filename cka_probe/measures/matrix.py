@@ -15,13 +15,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import result_frame
 from cka_probe.measures._tensor import as_matrix, common_rows, matmul_precision, named_layers, working_dtype
 from cka_probe.measures.gram import gram_terms
 from cka_probe.measures.hsic import HSICTerms
 from cka_probe.measures.kernels import CrossGram, Kernel, resolve_kernel
 from cka_probe.measures.moments import FeatureAccumulator
-from cka_probe.errors import CKAProbeError
 
 CHUNK_ROWS = 16384  # rows per feature-space GEMM: bounds memory and float32 accumulation length
 
@@ -74,12 +74,17 @@ def load_inputs(xs, ys, device, *, unbiased: bool = False, what: str = "CKA") ->
     return Inputs(names_x, tx, names_y, ty, labels_x, labels_y, n, device)
 
 
-def feature_terms(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor] | None, *, unbiased: bool, dtype: torch.dtype) -> HSICTerms:
+def feature_terms(
+    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor] | None, *, unbiased: bool, dtype: torch.dtype
+) -> HSICTerms:
     """Linear HSIC in feature space, feeding in-memory rows to the streaming sums chunk by chunk."""
     n = xs[0].shape[0]
     acc = FeatureAccumulator(
-        [x.shape[1] for x in xs], None if ys is None else [y.shape[1] for y in ys],
-        unbiased=unbiased, dtype=dtype, device=xs[0].device,
+        [x.shape[1] for x in xs],
+        None if ys is None else [y.shape[1] for y in ys],
+        unbiased=unbiased,
+        dtype=dtype,
+        device=xs[0].device,
     )
     for start in tqdm(range(0, n, CHUNK_ROWS), desc="CKA rows", leave=False, disable=None):
         stop = min(n, start + CHUNK_ROWS)
@@ -135,11 +140,20 @@ def cka_matrix(
     v = load_inputs(xs, ys, device, unbiased=debiased)
     work, tf32 = working_dtype(dtype, v.tx + (v.ty or []), v.device)
     with matmul_precision(v.device, tf32):
-        terms = hsic_terms(v.tx, v.ty, spec, unbiased=debiased, dtype=work, labels_x=v.labels_x, labels_y=v.labels_y)
+        terms = hsic_terms(
+            v.tx, v.ty, spec, unbiased=debiased, dtype=work, labels_x=v.labels_x, labels_y=v.labels_y
+        )
     table = result_frame(
-        terms, v.names_x, v.names_y,
-        estimator="debiased" if debiased else "biased", kernel=spec.name, sigma=spec.sigma,
-        dims_x=[t.shape[1] for t in v.tx], dims_y=[t.shape[1] for t in (v.ty or v.tx)], dtype=work, device=v.device,
+        terms,
+        v.names_x,
+        v.names_y,
+        estimator="debiased" if debiased else "biased",
+        kernel=spec.name,
+        sigma=spec.sigma,
+        dims_x=[t.shape[1] for t in v.tx],
+        dims_y=[t.shape[1] for t in (v.ty or v.tx)],
+        dtype=work,
+        device=v.device,
     )
     if spec.name == "rbf":
         table.attrs["rbf_median"] = "exact" if median_rows is None else f"subsampled, {median_rows} rows"

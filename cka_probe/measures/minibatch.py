@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import torch
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import result_frame
 from cka_probe.measures._tensor import common_rows, layers_in_order, matmul_precision, working_dtype
 from cka_probe.measures.hsic import HSICTerms
 from cka_probe.measures.kernels import CrossGram, resolve_kernel
 from cka_probe.measures.matrix import check_rows, hsic_terms
-from cka_probe.errors import CKAProbeError
 
 
 class MinibatchCKA:
@@ -64,7 +64,15 @@ class MinibatchCKA:
         self._dtype, tf32 = working_dtype(self._dtype_request, tx + (ty or []), self._device)
         labels_y = None if ty is None else [f"y layer {k}" for k in self.names_y]
         with matmul_precision(self._device, tf32):
-            terms = hsic_terms(tx, ty, self.kernel, unbiased=True, dtype=self._dtype, labels_x=list(labelled)[: len(tx)], labels_y=labels_y)
+            terms = hsic_terms(
+                tx,
+                ty,
+                self.kernel,
+                unbiased=True,
+                dtype=self._dtype,
+                labels_x=list(labelled)[: len(tx)],
+                labels_y=labels_y,
+            )
         parts = [terms.cross, terms.self_x, terms.self_y]
         self._sums = parts if self._sums is None else [s + p for s, p in zip(self._sums, parts)]
         flags = [terms.constant_x, terms.constant_y]
@@ -78,9 +86,16 @@ class MinibatchCKA:
             raise CKAProbeError("no batches yet: call update first")
         terms = HSICTerms(*self._sums, self.n, "minibatch", *self._constant)
         frame = result_frame(
-            terms, self.names_x, self.names_x if self.names_y is None else self.names_y,
-            estimator="minibatch", kernel=self.kernel.name, sigma=self.kernel.sigma,
-            dims_x=self._dims[0], dims_y=self._dims[1], dtype=self._dtype, device=self._device,
+            terms,
+            self.names_x,
+            self.names_x if self.names_y is None else self.names_y,
+            estimator="minibatch",
+            kernel=self.kernel.name,
+            sigma=self.kernel.sigma,
+            dims_x=self._dims[0],
+            dims_y=self._dims[1],
+            dtype=self._dtype,
+            device=self._device,
         )
         frame.attrs["batches"] = self.batches
         return frame

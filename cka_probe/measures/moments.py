@@ -81,7 +81,8 @@ class Side:
         self.shift = [r.to(self.device).mean(0, dtype=torch.float64).to(r.dtype) for r in rows]
 
     def shifted(self, chunk: Sequence[torch.Tensor]) -> Chunk:
-        """Z = [X~_1 | X~_2 | ...] of one chunk of rows, with q (unbiased only); the sums are the accumulator's."""
+        """Z = [X~_1 | X~_2 | ...] of one chunk of rows, with q (unbiased only); the sums are the
+        accumulator's."""
         z = torch.empty(chunk[0].shape[0], self.width, dtype=self.dtype, device=self.device)
         for a, (x, shift) in enumerate(zip(chunk, self.shift)):
             torch.sub(x.to(self.device), shift, out=self.layer_view(z, a))
@@ -92,7 +93,11 @@ class Side:
         indicator = self.indicator.to(self.dtype)
         for start in range(0, len(z), SQUARE_ROWS):  # a block of rows squared in cache, then summed per layer
             block = z[start : start + SQUARE_ROWS]
-            torch.mm(torch.mul(block, block, out=squares[: len(block)]), indicator, out=q[start : start + len(block)])
+            torch.mm(
+                torch.mul(block, block, out=squares[: len(block)]),
+                indicator,
+                out=q[start : start + len(block)],
+            )
         q = q.to(torch.float64)
         self.sum_q += q.sum(0)
         return Chunk(z, q)
@@ -132,7 +137,8 @@ class Moments:
         """Add one chunk; a symmetric pair computes only the block upper triangle (about half the work)."""
         if self.symmetric:
             for start, stop in self.blocks:
-                self.m[:stop, start:stop] += left.z[:, :stop].T @ left.z[:, start:stop]  # float32 product, float64 sum
+                # float32 product, float64 sum
+                self.m[:stop, start:stop] += left.z[:, :stop].T @ left.z[:, start:stop]
         else:
             self.m += left.z.T @ right.z
         if left.q is not None:
@@ -142,7 +148,9 @@ class Moments:
         """M with the lower block triangle of a symmetric pair filled in from the upper one."""
         if not self.symmetric or len(self.blocks) == 1:  # one block: the whole product was computed
             return self.m
-        stops = torch.tensor([stop for start, stop in self.blocks for _ in range(stop - start)], device=self.m.device)
+        stops = torch.tensor(
+            [stop for start, stop in self.blocks for _ in range(stop - start)], device=self.m.device
+        )
         upper = torch.arange(self.m.shape[0], device=self.m.device)[:, None] < stops[None, :]
         return torch.where(upper, self.m, self.m.T)
 
@@ -206,7 +214,9 @@ class FeatureAccumulator:
     def add(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor] | None) -> None:
         """Add the same rows of every layer: ``xs[a] (c, dx_a)``, ``ys[b] (c, dy_b)``."""
         if self.x.shift is None:
-            self.set_reference([x[:REFERENCE_ROWS] for x in xs], None if ys is None else [y[:REFERENCE_ROWS] for y in ys])
+            self.set_reference(
+                [x[:REFERENCE_ROWS] for x in xs], None if ys is None else [y[:REFERENCE_ROWS] for y in ys]
+            )
         cx = self.x.shifted(xs)
         cy = cx if self.symmetric else self.y.shifted(ys)
         self.cross.add(cx, cy)
@@ -218,7 +228,8 @@ class FeatureAccumulator:
         self.count += xs[0].shape[0]
 
     def add_narrow(self, cx: Chunk, cy: Chunk) -> None:
-        """The O(n·d·L) sums of one chunk: column sums and, unbiased, one skinny GEMM Z^T [q_x | q_y | 1] per side.
+        """The O(n·d·L) sums of one chunk: column sums and, unbiased, one skinny GEMM Z^T [q_x | q_y | 1] per
+        side.
 
         That GEMM reads each Z once for its column sums, the cross pair's X~^T q_y and q_x^T Y~ and every
         layer's own X~_a^T q_a (in the working dtype, added to float64 totals).
@@ -231,7 +242,8 @@ class FeatureAccumulator:
         qs = [chunk.q for _, chunk in sides]
         ones = torch.ones(cx.z.shape[0], 1, dtype=torch.float64, device=cx.z.device)
         right = torch.cat([*qs, ones], 1).to(cx.z.dtype)  # (c, L_x + L_y + 1)
-        products = [(chunk.z.T @ right).to(torch.float64) for _, chunk in sides]  # (width, L_x + L_y + 1) each
+        # (width, L_x + L_y + 1) each
+        products = [(chunk.z.T @ right).to(torch.float64) for _, chunk in sides]
         for (side, _), p in zip(sides, products):
             side.col_sum += p[:, -1]
         lx = len(self.x.dims)
@@ -248,8 +260,11 @@ class FeatureAccumulator:
         """Every additive float64 state tensor (sum them across processes to merge)."""
         pairs = [self.cross, *self.own_x, *self.own_y]
         sides = [self.x] if self.symmetric else [self.x, self.y]
-        return [self.count, *(t for s in sides for t in (s.col_sum, s.sum_q)),
-                *(t for p in pairs for t in (p.m, p.q, p.zq, p.qz))]
+        return [
+            self.count,
+            *(t for s in sides for t in (s.col_sum, s.sum_q)),
+            *(t for p in pairs for t in (p.m, p.q, p.zq, p.qz)),
+        ]
 
     def terms(self) -> HSICTerms:
         """HSIC of all pairs and self-terms; a layer with self-HSIC exactly 0 is constant."""

@@ -21,13 +21,13 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import torch
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import result_frame
 from cka_probe.measures._tensor import matmul_precision, one_thread, working_dtype
 from cka_probe.measures.gram import _prepare
 from cka_probe.measures.kernels import CrossGram, Kernel, resolve_kernel
 from cka_probe.measures.matrix import CHUNK_ROWS, load_inputs
 from cka_probe.measures.moments import FeatureAccumulator
-from cka_probe.errors import CKAProbeError
 
 RANK_TOL = 1e-10  # eigenvalues of W below this fraction of the largest are dropped
 
@@ -39,7 +39,9 @@ class NystromLayer:
         self.x, self.landmarks = x, x[landmarks]
         self.gram, self.bandwidth = kernel.for_layer(x)
         if self.bandwidth == 0 and not bool((x == 0).all()):
-            raise CKAProbeError(f"{label}: RBF bandwidth is 0 (over half of the sampled row pairs are identical rows)")
+            raise CKAProbeError(
+                f"{label}: RBF bandwidth is 0 (over half of the sampled row pairs are identical rows)"
+            )
         w = self.gram(self.landmarks, self.landmarks).to(torch.float64)
         with one_thread():
             evals, evecs = torch.linalg.eigh((w + w.T) / 2)
@@ -82,21 +84,49 @@ def nystrom_cka_matrix(
     work, tf32 = working_dtype(dtype, v.tx + (v.ty or []), device)
     landmarks = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(rank, n)].to(device)
     with matmul_precision(device, tf32):
-        left = [NystromLayer(_prepare(x, spec, work), label, spec, landmarks) for x, label in zip(v.tx, v.labels_x)]
-        right = None if v.ty is None else [NystromLayer(_prepare(y, spec, work), label, spec, landmarks)
-                                           for y, label in zip(v.ty, v.labels_y)]
-        acc = FeatureAccumulator([g.map.shape[1] for g in left], None if right is None else [g.map.shape[1] for g in right],
-                                 unbiased=debiased, dtype=work, device=device)
+        left = [
+            NystromLayer(_prepare(x, spec, work), label, spec, landmarks)
+            for x, label in zip(v.tx, v.labels_x)
+        ]
+        right = (
+            None
+            if v.ty is None
+            else [
+                NystromLayer(_prepare(y, spec, work), label, spec, landmarks)
+                for y, label in zip(v.ty, v.labels_y)
+            ]
+        )
+        acc = FeatureAccumulator(
+            [g.map.shape[1] for g in left],
+            None if right is None else [g.map.shape[1] for g in right],
+            unbiased=debiased,
+            dtype=work,
+            device=device,
+        )
         for start in range(0, n, CHUNK_ROWS):
             stop = min(n, start + CHUNK_ROWS)
-            acc.add([g.features(start, stop) for g in left], None if right is None else [g.features(start, stop) for g in right])
+            acc.add(
+                [g.features(start, stop) for g in left],
+                None if right is None else [g.features(start, stop) for g in right],
+            )
         terms = acc.terms()
     table = result_frame(
-        terms, v.names_x, v.names_y, estimator="nystrom", kernel=spec.name, sigma=spec.sigma,
-        dims_x=[t.shape[1] for t in v.tx], dims_y=[t.shape[1] for t in (v.ty or v.tx)], dtype=work, device=device,
+        terms,
+        v.names_x,
+        v.names_y,
+        estimator="nystrom",
+        kernel=spec.name,
+        sigma=spec.sigma,
+        dims_x=[t.shape[1] for t in v.tx],
+        dims_y=[t.shape[1] for t in (v.ty or v.tx)],
+        dtype=work,
+        device=device,
     )
     table.attrs.update(debiased=debiased, rank=len(landmarks), seed=seed, space="nystrom features")
     if spec.name == "rbf":
-        table.attrs.update(rbf_sq_sigma_x=dict(zip(map(str, v.names_x), [g.bandwidth for g in left])), rbf_median_rows=min(median_rows, n),
-                           rbf_sq_sigma_y=dict(zip(map(str, v.names_y), [g.bandwidth for g in (right or left)])))
+        table.attrs.update(
+            rbf_sq_sigma_x=dict(zip(map(str, v.names_x), [g.bandwidth for g in left])),
+            rbf_median_rows=min(median_rows, n),
+            rbf_sq_sigma_y=dict(zip(map(str, v.names_y), [g.bandwidth for g in (right or left)])),
+        )
     return table

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import undefined_message
 from cka_probe.measures._tensor import as_matrix, matmul_precision, working_dtype
 from cka_probe.measures.hsic import cka_from_hsic
 from cka_probe.measures.kernels import CrossGram, resolve_kernel
 from cka_probe.measures.matrix import check_rows, hsic_terms
-from cka_probe.errors import CKAProbeError
 
 
-def pair_cka(x, y, *, kernel: str | CrossGram, sigma: float, debiased: bool, median_rows: int | None = None) -> float:
+def pair_cka(
+    x, y, *, kernel: str | CrossGram, sigma: float, debiased: bool, median_rows: int | None = None
+) -> float:
     """CKA of ``x (n, dx)`` and ``y (n, dy)``; raises ``CKAProbeError`` where it is undefined."""
     spec = resolve_kernel(kernel, sigma, median_rows)
     tx = as_matrix(x, "x")
@@ -19,9 +21,13 @@ def pair_cka(x, y, *, kernel: str | CrossGram, sigma: float, debiased: bool, med
     work, tf32 = working_dtype(None, [tx, ty], tx.device)
     with matmul_precision(tx.device, tf32):
         terms = hsic_terms([tx], [ty], spec, unbiased=debiased, dtype=work, labels_x=["x"], labels_y=["y"])
-    cka, bad_x, bad_y = cka_from_hsic(terms.cross, terms.self_x, terms.self_y, terms.constant_x, terms.constant_y)
+    cka, bad_x, bad_y = cka_from_hsic(
+        terms.cross, terms.self_x, terms.self_y, terms.constant_x, terms.constant_y
+    )
     if bool(bad_x[0]) or bool(bad_y[0]):
-        raise CKAProbeError(undefined_message([side for side, bad in (("x", bad_x[0]), ("y", bad_y[0])) if bad]))
+        raise CKAProbeError(
+            undefined_message([side for side, bad in (("x", bad_x[0]), ("y", bad_y[0])) if bad])
+        )
     return float(cka[0, 0])
 
 
@@ -37,7 +43,13 @@ def linear_cka(x, y, *, debiased: bool = False) -> float:
 
 
 def kernel_cka(
-    x, y, *, kernel: str | CrossGram = "rbf", sigma: float = 0.8, debiased: bool = False, median_rows: int | None = None
+    x,
+    y,
+    *,
+    kernel: str | CrossGram = "rbf",
+    sigma: float = 0.8,
+    debiased: bool = False,
+    median_rows: int | None = None,
 ) -> float:
     """Kernel CKA (Kornblith et al. 2019, Eq. 4) with an RBF, polynomial, linear or user kernel.
 

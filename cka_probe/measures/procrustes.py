@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
-from cka_probe.measures.cca import block_apply
 from cka_probe.errors import CKAProbeError
+from cka_probe.measures.cca import block_apply
 
 
 def normalised(x: torch.Tensor, label: str) -> torch.Tensor:
@@ -34,8 +34,12 @@ def normalised(x: torch.Tensor, label: str) -> torch.Tensor:
 
 
 def procrustes_grid(
-    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], labels_x: Sequence[str], labels_y: Sequence[str],
-    *, measure: str,
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor],
+    labels_x: Sequence[str],
+    labels_y: Sequence[str],
+    *,
+    measure: str,
 ) -> torch.Tensor:
     """``(Lx, Ly)`` float64 "procrustes" distance or "procrustes_angle" for centred float64 layers."""
     nx = [normalised(x, label) for x, label in zip(xs, labels_x)]

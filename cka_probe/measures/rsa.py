@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import torch
 
-from cka_probe.measures.kernels import squared_distances
 from cka_probe.errors import CKAProbeError
+from cka_probe.measures.kernels import squared_distances
 
 MEMORY_BUDGET = 4 * 2**30  # bytes of standardised RDM entries held at once
 BLOCK_VALUES = 2**24  # RDM entries built per block
@@ -42,8 +42,10 @@ def prepared(x: torch.Tensor, label: str, rdm: str, dtype: torch.dtype) -> torch
     rows = x64 - x64.mean(1, keepdim=True)
     norms = rows.square().sum(1).sqrt()
     if bool((norms == 0).any()):
-        raise CKAProbeError(f"{label}: row {int((norms == 0).nonzero()[0])} is constant across its features; "
-                            "its correlation distances are undefined (use rdm='euclidean')")
+        raise CKAProbeError(
+            f"{label}: row {int((norms == 0).nonzero()[0])} is constant across its features; "
+            "its correlation distances are undefined (use rdm='euclidean')"
+        )
     return (rows / norms[:, None]).to(dtype)
 
 
@@ -58,7 +60,10 @@ def upper_triangle(p: torch.Tensor, rdm: str) -> torch.Tensor:
             block = 1 - p[start:stop] @ p[start:].T
         else:
             block = squared_distances(p[start:stop], p[start:]).sqrt_()
-        above = torch.arange(n - start, device=p.device)[None, :] > torch.arange(stop - start, device=p.device)[:, None]
+        above = (
+            torch.arange(n - start, device=p.device)[None, :]
+            > torch.arange(stop - start, device=p.device)[:, None]
+        )
         parts.append(block[above].to(torch.float64))
     return torch.cat(parts)
 
@@ -74,7 +79,8 @@ def average_ranks(v: torch.Tensor) -> torch.Tensor:
 
 
 def standardised(x: torch.Tensor, label: str, rdm: str, compare: str, dtype: torch.dtype) -> torch.Tensor:
-    """The layer's upper-triangle RDM (ranked for Spearman), centred and scaled to unit norm, ``(m,)`` in ``dtype``."""
+    """The layer's upper-triangle RDM (ranked for Spearman), centred and scaled to unit norm, ``(m,)`` in
+    ``dtype``."""
     v = upper_triangle(prepared(x, label, rdm, dtype), rdm)
     if compare == "spearman":
         v = average_ranks(v)
@@ -86,22 +92,37 @@ def standardised(x: torch.Tensor, label: str, rdm: str, compare: str, dtype: tor
 
 
 def rsa_grid(
-    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor] | None, labels_x: Sequence[str], labels_y: Sequence[str],
-    *, rdm: str = "correlation", compare: str = "spearman", dtype: torch.dtype = torch.float64,
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor] | None,
+    labels_x: Sequence[str],
+    labels_y: Sequence[str],
+    *,
+    rdm: str = "correlation",
+    compare: str = "spearman",
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """``(Lx, Ly)`` float64 RSA of layers ``xs`` against ``ys`` (each ``(n, d)``; ``ys=None``: xs with itself)."""
+    """``(Lx, Ly)`` float64 RSA of layers ``xs`` against ``ys`` (each ``(n, d)``; ``ys=None``: xs with
+    itself)."""
     if rdm not in RDMS or compare not in COMPARES:
-        raise CKAProbeError(f"rdm must be one of {RDMS} and compare one of {COMPARES}, got {rdm!r}, {compare!r}")
+        raise CKAProbeError(
+            f"rdm must be one of {RDMS} and compare one of {COMPARES}, got {rdm!r}, {compare!r}"
+        )
     n = xs[0].shape[0]
     if n < 3:
         raise CKAProbeError(f"RSA needs at least 3 rows (3 pairs of samples), got n={n}")
     layers = len(xs) + (0 if ys is None else len(ys))
     need = torch.finfo(dtype).bits // 8 * layers * n * (n - 1) // 2
     if need > MEMORY_BUDGET:
-        raise CKAProbeError(f"RSA of {layers} layers at n={n:,} holds {need / 2**30:.1f} GiB of RDM entries, "
-                            f"more than its budget of {MEMORY_BUDGET / 2**30:.0f} GiB; use fewer rows or layers")
+        raise CKAProbeError(
+            f"RSA of {layers} layers at n={n:,} holds {need / 2**30:.1f} GiB of RDM entries, "
+            f"more than its budget of {MEMORY_BUDGET / 2**30:.0f} GiB; use fewer rows or layers"
+        )
     zx = torch.stack([standardised(x, label, rdm, compare, dtype) for x, label in zip(xs, labels_x)])
-    zy = zx if ys is None else torch.stack([standardised(y, label, rdm, compare, dtype) for y, label in zip(ys, labels_y)])
+    zy = (
+        zx
+        if ys is None
+        else torch.stack([standardised(y, label, rdm, compare, dtype) for y, label in zip(ys, labels_y)])
+    )
     out = torch.zeros(len(zx), len(zy), dtype=torch.float64)
     for start in range(0, zx.shape[1], BLOCK_VALUES):  # working-dtype products, float64 sum
         out += zx[:, start : start + BLOCK_VALUES] @ zy[:, start : start + BLOCK_VALUES].T

@@ -1,11 +1,11 @@
 """One entry point for every representational similarity measure: ``similarity_matrix`` and ``similarity``.
 
-| measure | value | module |
-|---|---|---|
-| ``"cka"`` | linear or kernel CKA (options of ``cka_matrix``) | ``matrix`` |
-| ``"cca"``, ``"svcca"``, ``"pwcca"`` | mean CCA rho-bar, SVCCA, PWCCA (``ridge``, ``variance``) | ``cca`` |
-| ``"procrustes"``, ``"procrustes_angle"`` | orthogonal Procrustes distance, angular shape metric | ``procrustes`` |
-| ``"rsa"`` | RDM correlation (``rdm``, ``compare``) | ``rsa`` |
+* ``"cka"``: linear or kernel CKA (options of ``cka_matrix``), :mod:`~cka_probe.measures.matrix`
+* ``"cca"``, ``"svcca"``, ``"pwcca"``: mean CCA rho-bar, SVCCA, PWCCA (``ridge``, ``variance``),
+  :mod:`~cka_probe.measures.cca`
+* ``"procrustes"``, ``"procrustes_angle"``: orthogonal Procrustes distance, angular shape metric,
+  :mod:`~cka_probe.measures.procrustes`
+* ``"rsa"``: RDM correlation (``rdm``, ``compare``), :mod:`~cka_probe.measures.rsa`
 
 ``attrs["kind"]`` says whether larger means more similar ("similarity") or
 less ("distance"); ``attrs["measure"]`` and ``attrs["options"]`` say what was
@@ -19,18 +19,32 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import torch
 
-from cka_probe.measures.cca import cca_grid
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures._tensor import working_dtype
+from cka_probe.measures.cca import cca_grid
 from cka_probe.measures.matrix import cka_matrix, load_inputs
 from cka_probe.measures.procrustes import procrustes_grid
 from cka_probe.measures.rsa import rsa_grid
-from cka_probe.errors import CKAProbeError
 
-KINDS = {"cka": "similarity", "cca": "similarity", "svcca": "similarity", "pwcca": "similarity",
-         "procrustes": "distance", "procrustes_angle": "distance", "rsa": "similarity"}
+KINDS = {
+    "cka": "similarity",
+    "cca": "similarity",
+    "svcca": "similarity",
+    "pwcca": "similarity",
+    "procrustes": "distance",
+    "procrustes_angle": "distance",
+    "rsa": "similarity",
+}
 MEASURES = tuple(KINDS)
-OPTIONS = {"cka": ("kernel", "sigma", "debiased", "device", "dtype", "median_rows"), "cca": ("ridge",), "svcca": ("variance",),
-           "pwcca": ("ridge",), "procrustes": (), "procrustes_angle": (), "rsa": ("rdm", "compare", "dtype")}
+OPTIONS = {
+    "cka": ("kernel", "sigma", "debiased", "device", "dtype", "median_rows"),
+    "cca": ("ridge",),
+    "svcca": ("variance",),
+    "pwcca": ("ridge",),
+    "procrustes": (),
+    "procrustes_angle": (),
+    "rsa": ("rdm", "compare", "dtype"),
+}
 
 
 def centred(x: torch.Tensor) -> torch.Tensor:
@@ -79,14 +93,18 @@ def similarity_matrix(
         v = load_inputs(xs, ys, None, what=measure)
         values = grid(measure, v.tx, v.ty, v.labels_x, v.labels_y, dict(options))
         table = pd.DataFrame(values.cpu().numpy(), index=list(v.names_x), columns=list(v.names_y))
-        table.attrs = {"n": v.n, "dims_x": {str(k): int(t.shape[1]) for k, t in zip(v.names_x, v.tx)},
-                       "dims_y": {str(k): int(t.shape[1]) for k, t in zip(v.names_y, v.ty or v.tx)}}
+        table.attrs = {
+            "n": v.n,
+            "dims_x": {str(k): int(t.shape[1]) for k, t in zip(v.names_x, v.tx)},
+            "dims_y": {str(k): int(t.shape[1]) for k, t in zip(v.names_y, v.ty or v.tx)},
+        }
     table.attrs.update(measure=measure, kind=KINDS[measure], options={k: str(v) for k, v in options.items()})
     return table
 
 
 def options_of(measure: str, available: Mapping) -> dict:
-    """The entries of ``available`` that ``measure`` takes (for callers holding every option, e.g. the CLI)."""
+    """The entries of ``available`` that ``measure`` takes (for callers holding every option, e.g. the
+    CLI)."""
     return {k: v for k, v in available.items() if k in OPTIONS.get(measure, ())}
 
 

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import torch
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import result_frame
 from cka_probe.measures._tensor import common_rows, layers_in_order, matmul_precision, working_dtype
 from cka_probe.measures.matrix import check_rows
 from cka_probe.measures.moments import FeatureAccumulator
-from cka_probe.errors import CKAProbeError
 
 
 class StreamingLinearCKA:
@@ -77,8 +77,11 @@ class StreamingLinearCKA:
         self._dims_x = [t.shape[1] for t in tx]
         self._dims_y = [] if ty is None else [t.shape[1] for t in ty]
         self._acc = FeatureAccumulator(
-            self._dims_x, None if ty is None else self._dims_y,
-            unbiased=self.debiased, dtype=self._dtype, device=self._device,
+            self._dims_x,
+            None if ty is None else self._dims_y,
+            unbiased=self.debiased,
+            dtype=self._dtype,
+            device=self._device,
         )
 
     def set_reference(self, xs_rows: Mapping, ys_rows: Mapping | None = None) -> None:
@@ -111,12 +114,14 @@ class StreamingLinearCKA:
         """Add ``other``'s rows to this accumulator (same layers and the same reference rows)."""
         mine, theirs = self.sums(), other.sums()
         same_layout = (self.names_x, self.names_y, self._dims_x, self._dims_y, self.debiased) == (
-            other.names_x, other.names_y, other._dims_x, other._dims_y, other.debiased
+            other.names_x,
+            other.names_y,
+            other._dims_x,
+            other._dims_y,
+            other.debiased,
         )
         shifts = [(a.x, b.x), (a.y, b.y)] if (a := self._acc) and (b := other._acc) else []
-        same_shift = all(
-            torch.equal(s, t.to(s)) for p, q in shifts for s, t in zip(p.shift, q.shift)
-        )
+        same_shift = all(torch.equal(s, t.to(s)) for p, q in shifts for s, t in zip(p.shift, q.shift))
         if not (same_layout and same_shift):
             raise CKAProbeError(
                 "cannot merge accumulators with different layers or reference rows; "
@@ -133,7 +138,14 @@ class StreamingLinearCKA:
         check_rows({"the streamed rows": torch.empty(n, 0)}, self.debiased)
         names_y = self.names_x if self.names_y is None else self.names_y
         return result_frame(
-            self._acc.terms(), self.names_x, names_y,
-            estimator="debiased" if self.debiased else "biased", kernel="linear", sigma=None,
-            dims_x=self._dims_x, dims_y=self._dims_y or self._dims_x, dtype=self._dtype, device=self._device,
+            self._acc.terms(),
+            self.names_x,
+            names_y,
+            estimator="debiased" if self.debiased else "biased",
+            kernel="linear",
+            sigma=None,
+            dims_x=self._dims_x,
+            dims_y=self._dims_y or self._dims_x,
+            dtype=self._dtype,
+            device=self._device,
         )

@@ -46,7 +46,8 @@ def _biased_terms(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _debiased_terms(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
-    """tr(K̃L̃), 1ᵀK̃L̃1, 1ᵀK̃1, 1ᵀL̃1 over the pairs of positions holding different original rows, each (B,)."""
+    """tr(K̃L̃), 1ᵀK̃L̃1, 1ᵀK̃1, 1ᵀL̃1 over the pairs of positions holding different original rows, each
+    (B,)."""
     sq_x, sq_y = np.sum(x**2, 1), np.sum(y**2, 1)
     m_x, m_y = w @ x, w @ y  # (B, d)
     inner = np.sum(_weighted_cross(x, y, w) ** 2, axis=(1, 2)) - (w**2) @ (sq_x * sq_y)
@@ -64,7 +65,8 @@ def weighted_hsic(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, debiased: bool
 
 
 def weighted_linear_cka(x, y, weights, *, debiased: bool = False):
-    """Linear CKA of the resample in which row r of ``x`` and ``y`` appears ``weights[r]`` times (tie-corrected).
+    """Linear CKA of the resample in which row r of ``x`` and ``y`` appears ``weights[r]`` times
+    (tie-corrected).
 
     ``weights (N,)`` gives a float, ``weights (B, N)`` the (B,) values of B resamples at once
     (memory B·(d_x·d_y + 2N) floats); NaN where a side has no variance in the resample.
@@ -75,8 +77,10 @@ def weighted_linear_cka(x, y, weights, *, debiased: bool = False):
     x, y = x - x.mean(0), y - y.mean(0)
     w = np.asarray(weights, dtype=np.float64)
     batch = np.atleast_2d(w)
-    norm = np.sqrt(np.clip(weighted_hsic(x, x, batch, debiased=debiased), 0, None)
-                   * np.clip(weighted_hsic(y, y, batch, debiased=debiased), 0, None))  # fmt: skip
+    norm = np.sqrt(
+        np.clip(weighted_hsic(x, x, batch, debiased=debiased), 0, None)
+        * np.clip(weighted_hsic(y, y, batch, debiased=debiased), 0, None)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         cka = np.where(norm > 0, weighted_hsic(x, y, batch, debiased=debiased) / norm, np.nan)
     return float(cka[0]) if w.ndim == 1 else cka

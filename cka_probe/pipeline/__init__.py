@@ -5,7 +5,7 @@
 stages of ``cka-probe reproduce``).
 """
 
-from cka_probe.pipeline.study_plan import FLOOR, MODELS, SCALES, Scale, plan, reproduce
 from cka_probe.pipeline.runner import Stage, run_stage, run_stages
+from cka_probe.pipeline.study_plan import FLOOR, MODELS, SCALES, Scale, plan, reproduce
 
 __all__ = ["FLOOR", "MODELS", "SCALES", "Scale", "Stage", "plan", "reproduce", "run_stage", "run_stages"]

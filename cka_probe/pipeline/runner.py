@@ -55,7 +55,8 @@ class Stage:
     cost: Callable[[Stage], float] | None = None
 
     def expected_cost(self) -> float:
-        """``cost(self)``, what the stage's run time grows with (0 without ``cost``): the side-by-side order."""
+        """``cost(self)``, what the stage's run time grows with (0 without ``cost``): the side-by-side
+        order."""
         return self.cost(self) if self.cost else 0.0
 
     @property
@@ -117,7 +118,8 @@ def _log(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None:
-    """Run stages in order; consecutive stages of one ``parallel`` group run ``jobs`` at a time, one thread each.
+    """Run stages in order; consecutive stages of one ``parallel`` group run ``jobs`` at a time, one thread
+    each.
 
     The stages of a group must not depend on each other (the trainings; the
     evaluations and extractions); a group starts only when the previous one has ended.
@@ -125,7 +127,7 @@ def run_stages(stages: Sequence[Stage], run_dir: Path, *, jobs: int = 1) -> None
     i = 0
     while i < len(stages):
         group = [stages[i]]
-        while _same_group(stages[i], stages[i + len(group):]):
+        while _same_group(stages[i], stages[i + len(group) :]):
             group.append(stages[i + len(group)])
         if len(group) > 1 and jobs > 1:
             _run_side_by_side(group, run_dir, jobs)
@@ -153,18 +155,22 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _run_side_by_side(group: Sequence[Stage], run_dir: Path, jobs: int) -> None:
-    """The stages of one group in ``jobs`` worker processes, the longest expected first; a worker that dies is a
+    """The stages of one group in ``jobs`` worker processes, the longest expected first; a worker that dies is
+    a
     one-line error."""
     group = sorted(group, key=Stage.expected_cost, reverse=True)  # stable: equal costs keep the plan's order
     try:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             for row in pool.map(run_stage, group, [1] * len(group)):
                 _log(run_dir, row)
     except BrokenProcessPool:
         names = ", ".join(stage.name for stage in group)
-        raise CKAProbeError(f"a worker process of the stages {names} died (killed, or out of memory); "
-                            "rerun the same command to resume") from None
+        raise CKAProbeError(
+            f"a worker process of the stages {names} died (killed, or out of memory); "
+            "rerun the same command to resume"
+        ) from None
 
 
 def _same_group(first: Stage, rest: Sequence[Stage]) -> bool:

@@ -4,7 +4,8 @@ The run directory is laid out by stage::
 
     data/<lang>/{train,valid,test}.jsonl      synthetic corpus (skipped with --data)
     data/<lang>-s<k>/                        the corpus of seed replicate k (only with --resample-corpus)
-    checkpoints/<lang>/<role>[-s<k>]/best.pt  SSO, MSO, DO per language and seed replicate k ≥ 1; rand: untrained;
+    checkpoints/<lang>/<role>[-s<k>]/best.pt  SSO, MSO, DO per language and seed replicate k ≥ 1; rand:
+    untrained;
                                              with --variants also each variant (role = its name, split-2, …)
     cer/<lang>/<role>[-s<k>].csv             per-utterance CER on the test split
     activations/<lang>/<role>[-s<k>].h5      per-utterance activations on the test split (with --variants or
@@ -34,11 +35,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.pipeline.runner import Stage, run_stages
 
-MODELS: dict[str, tuple[str, str | None]] = {"sso": ("so", "surface"), "mso": ("so", "meaning"), "do": ("do", None)}
+MODELS: dict[str, tuple[str, str | None]] = {
+    "sso": ("so", "surface"),
+    "mso": ("so", "meaning"),
+    "do": ("do", None),
+}
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,10 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # 2-core CPU, <= 20 min in all (16-19 min measured from clean checkouts): 2 trainings at a time (1 thread
-    # each), 8 trainings of 2.9-4.9 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed per
-    # language, for the ceiling), those of the longer corpus first; 300 test utterances per language (evaluation and
+    # each), 8 trainings of 2.9-4.9 min (the tiny config's 10 epochs; the 7th and 8th are the second SSO seed
+    # per
+    # language, for the ceiling), those of the longer corpus first; 300 test utterances per language
+    # (evaluation and
     # extraction take seconds, the tables' cost grows with n²).
     "tiny": Scale(n=1650, config="tiny", device="cpu", test_n=300),
     # the paper's Conformer (12 encoder layers), 50 epochs, on one GPU
@@ -75,11 +83,13 @@ FLOOR = "rand"
 """The untrained model (the SSO architecture) of the random-initialisation floor."""
 
 
-
-# -- the stage actions --------------------------------------------------------------------------------------------
-def synth_action(partial: Path, *, lang: str, n: int, seed: int, test_n: int | None = None,
-                 exclude: Path | None = None) -> None:  # fmt: skip
-    """The synthetic corpus; with ``exclude`` (another corpus's test manifest) its sentences leave train and valid."""
+# -- the stage actions
+# --------------------------------------------------------------------------------------------
+def synth_action(
+    partial: Path, *, lang: str, n: int, seed: int, test_n: int | None = None, exclude: Path | None = None
+) -> None:
+    """The synthetic corpus; with ``exclude`` (another corpus's test manifest) its sentences leave train and
+    valid."""
     from cka_probe.data.manifest import read_manifest, write_manifest
     from cka_probe.data.synth import synthesize
 
@@ -87,16 +97,37 @@ def synth_action(partial: Path, *, lang: str, n: int, seed: int, test_n: int | N
     if exclude is not None:
         held_out = {row["surface"] for row in read_manifest(exclude, check_audio=False)}
         for split in ("train", "valid"):
-            write_manifest(paths[split], [r for r in read_manifest(paths[split]) if r["surface"] not in held_out])
+            write_manifest(
+                paths[split], [r for r in read_manifest(paths[split]) if r["surface"] not in held_out]
+            )
 
 
-def train_action(partial: Path, *, arch: str, task: str | None, data: Path, scale: Scale, seed: int,
-                 variant: str = "shared") -> None:  # fmt: skip
+def train_action(
+    partial: Path,
+    *,
+    arch: str,
+    task: str | None,
+    data: Path,
+    scale: Scale,
+    seed: int,
+    variant: str = "shared",
+) -> None:
     from cka_probe.asr.train import train
 
-    train(arch=arch, task=task, train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
-          config=scale.config, out_dir=partial, resume=(partial / "last.pt").exists(), seed=seed,
-          epochs=scale.epochs, max_minutes=scale.train_minutes, device=scale.device, variant=variant)  # fmt: skip
+    train(
+        arch=arch,
+        task=task,
+        train_manifest=data / "train.jsonl",
+        valid_manifest=data / "valid.jsonl",
+        config=scale.config,
+        out_dir=partial,
+        resume=(partial / "last.pt").exists(),
+        seed=seed,
+        epochs=scale.epochs,
+        max_minutes=scale.train_minutes,
+        device=scale.device,
+        variant=variant,
+    )
 
 
 def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, device: str) -> None:
@@ -108,12 +139,28 @@ def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, dev
 def untrained_action(partial: Path, *, data: Path, scale: Scale, seed: int) -> None:
     from cka_probe.asr.train import untrained
 
-    untrained(arch="so", task="surface", train_manifest=data / "train.jsonl", valid_manifest=data / "valid.jsonl",
-              config=scale.config, out_dir=partial, seed=seed, device=scale.device)  # fmt: skip
+    untrained(
+        arch="so",
+        task="surface",
+        train_manifest=data / "train.jsonl",
+        valid_manifest=data / "valid.jsonl",
+        config=scale.config,
+        out_dir=partial,
+        seed=seed,
+        device=scale.device,
+    )
 
 
-def extract_action(partial: Path, *, ckpt: Path | str, manifest: Path, name: str, device: str,
-                   role: str | None = None, word_spans: bool = False) -> None:  # fmt: skip
+def extract_action(
+    partial: Path,
+    *,
+    ckpt: Path | str,
+    manifest: Path,
+    name: str,
+    device: str,
+    role: str | None = None,
+    word_spans: bool = False,
+) -> None:
     from cka_probe.extract.models import extract_model
 
     extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role, word_spans=word_spans)
@@ -123,8 +170,15 @@ def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int, word
     from cka_probe.study.tables import write_tables
 
     cer = sorted((run_dir / "cer").rglob("*.csv"))
-    write_tables([run_dir / "activations"], cer, partial, n_boot=scale.n_boot, n_perm=scale.n_perm, seed=seed,
-                 word_level=word_level)  # fmt: skip
+    write_tables(
+        [run_dir / "activations"],
+        cer,
+        partial,
+        n_boot=scale.n_boot,
+        n_perm=scale.n_perm,
+        seed=seed,
+        word_level=word_level,
+    )
 
 
 def figures_action(partial: Path, *, tables: Path) -> None:
@@ -164,14 +218,18 @@ def training_audio(stage: Stage) -> float:
     return sum(float(row.get("duration", 0.0)) for row in rows)
 
 
-# -- the plan -----------------------------------------------------------------------------------------------------
-def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None,
-               models: dict[tuple[str, str], str]) -> dict[str, Path]:
+# -- the plan
+# -----------------------------------------------------------------------------------------------------
+def _data_dirs(
+    run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None, models: dict[tuple[str, str], str]
+) -> dict[str, Path]:
     """Where each language's train/valid/test manifests are: the user's folders or ``data/<lang>``."""
     dirs = {lang: (data or {}).get(lang, run_dir / "data" / lang) for lang in langs}
     for (lang, role), model in models.items():
         if lang not in (data or {}):
-            raise CKAProbeError(f"--model {lang}:{role}={model}: give the manifests of {lang} with --data {lang}=DIR")
+            raise CKAProbeError(
+                f"--model {lang}:{role}={model}: give the manifests of {lang} with --data {lang}=DIR"
+            )
     for lang, folder in (data or {}).items():
         if lang not in langs:
             raise CKAProbeError(f"--data {lang}={folder}: {lang} is not among --lang {' '.join(langs)}")
@@ -183,14 +241,17 @@ def _data_dirs(run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None
 
 
 def replicate_name(model: str, k: int) -> str:
-    """``sso`` for seed replicate 0, ``sso-s1`` for replicate 1, ... (the analysis reads ``-s<k>`` as the replicate)."""
+    """``sso`` for seed replicate 0, ``sso-s1`` for replicate 1, ... (the analysis reads ``-s<k>`` as the
+    replicate)."""
     return model if k == 0 else f"{model}-s{k}"
 
 
 def trainings(seeds: int, ceiling: bool, variants: Sequence[str] = ()) -> list[tuple[str, int]]:
-    """(model, replicate) of every training: K replicates of each role, plus a second SSO when K = 1 and ``ceiling``.
+    """(model, replicate) of every training: K replicates of each role, plus a second SSO when K = 1 and
+    ``ceiling``.
 
-    The longest (the variants, DO) first, so that trainings side by side end close together (longest-first list
+    The longest (the variants, DO) first, so that trainings side by side end close together (longest-first
+    list
     scheduling).
     """
     runs = [(m, k) for m in (*variants, "do", "mso", "sso") for k in range(seeds)]
@@ -218,20 +279,32 @@ def check_variants(variants: Sequence[str], config: str) -> None:
         raise CKAProbeError(f"--variants: {' '.join(variants)} names a variant twice")
 
 
-def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, Path] | None = None,
-         n: int | None = None, seed: int = 0, seeds: int = 1, resample_corpus: bool = False,
-         models: dict[tuple[str, str], str] | None = None, variants: Sequence[str] = (),
-         word_level: bool = False) -> list[Stage]:  # fmt: skip
+def plan(
+    run_dir: Path,
+    langs: Sequence[str],
+    scale: Scale,
+    *,
+    data: dict[str, Path] | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    resample_corpus: bool = False,
+    models: dict[tuple[str, str], str] | None = None,
+    variants: Sequence[str] = (),
+    word_level: bool = False,
+) -> list[Stage]:
     """The stages of a reproduction, in order.
 
     Model m of seed replicate k trains with seed ``seed + 3k + index(m)`` (initialisation and data order), so
     that no similarity is inherited from a shared start and K = 1 is the single-seed run; the untrained floor
     model takes seed ``seed + 3·max(K, 2)``, beyond every trained one. The corpus is the same for every
     replicate unless ``resample_corpus`` (replicate k then trains on a corpus drawn with seed ``seed + k``,
-    from which replicate 0's test sentences are removed, and every model is scored on replicate 0's test split).
+    from which replicate 0's test sentences are removed, and every model is scored on replicate 0's test
+    split).
     ``models`` maps (language, role) to a model the user brings: that role is not trained (no replicates, no
     CER stage), and a language whose SSO is brought gets neither the ceiling's second SSO nor the floor.
-    ``variants`` (structured DO variants, :mod:`cka_probe.asr.variants.spec`) train beside DO with DO's seed of
+    ``variants`` (structured DO variants, :mod:`cka_probe.asr.variants.spec`) train beside DO with DO's seed
+    of
     their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
     and extend the comparison set and the report (its "Mitigation" section). ``word_level`` (implied by
     ``variants``) writes the word spans of each language's SSO store and adds the word-level tables.
@@ -242,57 +315,139 @@ def plan(run_dir: Path, langs: Sequence[str], scale: Scale, *, data: dict[str, P
     if seeds < 1:
         raise CKAProbeError(f"--seeds must be at least 1, got {seeds}")
     if resample_corpus and data:
-        raise CKAProbeError("--resample-corpus draws new synthetic corpora; it cannot be combined with --data")
+        raise CKAProbeError(
+            "--resample-corpus draws new synthetic corpora; it cannot be combined with --data"
+        )
     dirs = _data_dirs(run_dir, langs, data, models)
     scale = _on_available_device(scale)
     size = {"n": n or scale.n, "test_n": scale.test_n if n is None else None}
-    stages = [Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size})
-              for lang in langs if lang not in (data or {})]  # fmt: skip
+    stages = [
+        Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size})
+        for lang in langs
+        if lang not in (data or {})
+    ]
     corpus = {(lang, k): dirs[lang] for lang in langs for k in range(seeds)}
     for lang, k in list(corpus) if resample_corpus else []:
         if k:
             corpus[lang, k] = run_dir / "data" / f"{lang}-s{k}"
-            stages.append(Stage(f"synth {lang} s{k}", corpus[lang, k], synth_action,
-                                {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size}))
+            stages.append(
+                Stage(
+                    f"synth {lang} s{k}",
+                    corpus[lang, k],
+                    synth_action,
+                    {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size},
+                )
+            )
     runs = trainings(seeds, scale.ceiling, variants)
     ckpt = {}
     for m, k in runs:
         for lang in (lang for lang in langs if (lang, m) not in models):
             name = replicate_name(m, k)
             ckpt[lang, name] = run_dir / "checkpoints" / lang / name
-            kwargs = {**_training(m), "data": corpus.get((lang, k), dirs[lang]), "scale": scale,
-                      "seed": seed + 3 * k + list(MODELS).index(m if m in MODELS else "do")}  # fmt: skip
-            stages.append(Stage(f"train {lang} {name}", ckpt[lang, name], train_action, kwargs, parallel="train",
-                                resumable=True, cost=training_audio))  # fmt: skip
+            kwargs = {
+                **_training(m),
+                "data": corpus.get((lang, k), dirs[lang]),
+                "scale": scale,
+                "seed": seed + 3 * k + list(MODELS).index(m if m in MODELS else "do"),
+            }
+            stages.append(
+                Stage(
+                    f"train {lang} {name}",
+                    ckpt[lang, name],
+                    train_action,
+                    kwargs,
+                    parallel="train",
+                    resumable=True,
+                    cost=training_audio,
+                )
+            )
     for lang in (lang for lang in langs if (lang, "sso") not in models):
         ckpt[lang, FLOOR] = run_dir / "checkpoints" / lang / FLOOR
-        stages.append(Stage(f"init {lang} {FLOOR}", ckpt[lang, FLOOR], untrained_action,
-                            {"data": dirs[lang], "scale": scale, "seed": seed + 3 * max(seeds, 2)}, parallel="train"))
+        stages.append(
+            Stage(
+                f"init {lang} {FLOOR}",
+                ckpt[lang, FLOOR],
+                untrained_action,
+                {"data": dirs[lang], "scale": scale, "seed": seed + 3 * max(seeds, 2)},
+                parallel="train",
+            )
+        )
     for (lang, name), folder in ckpt.items():
-        common = {"ckpt": folder / "best.pt", "manifest": dirs[lang] / "test.jsonl", "name": name, "device": scale.device}
+        common = {
+            "ckpt": folder / "best.pt",
+            "manifest": dirs[lang] / "test.jsonl",
+            "name": name,
+            "device": scale.device,
+        }
         if name != FLOOR:
-            stages.append(Stage(f"evaluate {lang} {name}", run_dir / "cer" / lang / f"{name}.csv", evaluate_action,
-                                common, parallel="score"))  # fmt: skip
+            stages.append(
+                Stage(
+                    f"evaluate {lang} {name}",
+                    run_dir / "cer" / lang / f"{name}.csv",
+                    evaluate_action,
+                    common,
+                    parallel="score",
+                )
+            )
         spans = {"word_spans": True} if word_level and name == "sso" else {}
-        stages.append(Stage(f"extract {lang} {name}", run_dir / "activations" / lang / f"{name}.h5", extract_action,
-                            common | spans, parallel="score", resumable=True))  # fmt: skip
+        stages.append(
+            Stage(
+                f"extract {lang} {name}",
+                run_dir / "activations" / lang / f"{name}.h5",
+                extract_action,
+                common | spans,
+                parallel="score",
+                resumable=True,
+            )
+        )
     for (lang, m), model in models.items():
-        brought = {"ckpt": model, "manifest": dirs[lang] / "test.jsonl", "name": m, "device": scale.device, "role": m}
-        stages.append(Stage(f"extract {lang} {m}", run_dir / "activations" / lang / f"{m}.h5", extract_action,
-                            brought, parallel="score", resumable=True))
+        brought = {
+            "ckpt": model,
+            "manifest": dirs[lang] / "test.jsonl",
+            "name": m,
+            "device": scale.device,
+            "role": m,
+        }
+        stages.append(
+            Stage(
+                f"extract {lang} {m}",
+                run_dir / "activations" / lang / f"{m}.h5",
+                extract_action,
+                brought,
+                parallel="score",
+                resumable=True,
+            )
+        )
     return stages + [
-        Stage("tables", run_dir / "tables", tables_action,
-              {"run_dir": run_dir, "scale": scale, "seed": seed} | ({"word_level": True} if word_level else {})),
+        Stage(
+            "tables",
+            run_dir / "tables",
+            tables_action,
+            {"run_dir": run_dir, "scale": scale, "seed": seed} | ({"word_level": True} if word_level else {}),
+        ),
         Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
         Stage("report", run_dir / "report.md", report_action, {"run_dir": run_dir}),
     ]
 
 
-def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[str, Path] | None = None,
-              n: int | None = None, seed: int = 0, jobs: int = 2, epochs: int | None = None,
-              train_minutes: float | None = None, seeds: int = 1, resample_corpus: bool = False,
-              ceiling: bool = True, models: dict[tuple[str, str], str] | None = None, variants: Sequence[str] = (),
-              word_level: bool = False) -> Path:  # fmt: skip
+def reproduce(
+    langs: Sequence[str],
+    scale: str,
+    out: str | Path,
+    *,
+    data: dict[str, Path] | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    jobs: int = 2,
+    epochs: int | None = None,
+    train_minutes: float | None = None,
+    seeds: int = 1,
+    resample_corpus: bool = False,
+    ceiling: bool = True,
+    models: dict[tuple[str, str], str] | None = None,
+    variants: Sequence[str] = (),
+    word_level: bool = False,
+) -> Path:
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
     ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
@@ -312,10 +467,23 @@ def reproduce(langs: Sequence[str], scale: str, out: str | Path, *, data: dict[s
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    chosen = replace(SCALES[scale], ceiling=ceiling, **{k: v for k, v in (("epochs", epochs),
-                                                                          ("train_minutes", train_minutes))
-                                                       if v is not None})
-    stages = plan(run_dir, list(langs), chosen, data=data, n=n, seed=seed, seeds=seeds, resample_corpus=resample_corpus,
-                  models=models, variants=variants, word_level=word_level)
+    chosen = replace(
+        SCALES[scale],
+        ceiling=ceiling,
+        **{k: v for k, v in (("epochs", epochs), ("train_minutes", train_minutes)) if v is not None},
+    )
+    stages = plan(
+        run_dir,
+        list(langs),
+        chosen,
+        data=data,
+        n=n,
+        seed=seed,
+        seeds=seeds,
+        resample_corpus=resample_corpus,
+        models=models,
+        variants=variants,
+        word_level=word_level,
+    )
     run_stages(stages, run_dir, jobs=jobs)
     return run_dir / "report.md"

@@ -12,5 +12,14 @@ from cka_probe.store.reader import ActivationStore, align_ids
 from cka_probe.store.schema import FORMAT, SCHEMA_VERSION, partial_path
 from cka_probe.store.writer import StoreWriter, utterance_means
 
-__all__ = ["ActivationStore", "StoreWriter", "align_ids", "describe", "merge_stores", "partial_path",
-           "utterance_means", "FORMAT", "SCHEMA_VERSION"]
+__all__ = [
+    "ActivationStore",
+    "StoreWriter",
+    "align_ids",
+    "describe",
+    "merge_stores",
+    "partial_path",
+    "utterance_means",
+    "FORMAT",
+    "SCHEMA_VERSION",
+]

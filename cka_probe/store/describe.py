@@ -7,8 +7,16 @@ from pathlib import Path
 
 from cka_probe.store.reader import ActivationStore
 
-LAYOUT_KEYS = ("format", "schema_version", "complete", "n_utterances", "n_batches", "streams",
-               "dtype", "compression")
+LAYOUT_KEYS = (
+    "format",
+    "schema_version",
+    "complete",
+    "n_utterances",
+    "n_batches",
+    "streams",
+    "dtype",
+    "compression",
+)
 
 
 def _value(value) -> str:
@@ -23,11 +31,15 @@ def describe(path: str | Path) -> str:
     with ActivationStore(path, allow_incomplete=True) as store:
         attrs = store.attrs
         state = "complete" if attrs["complete"] else f"INCOMPLETE ({attrs['n_batches']} batches written)"
-        lines = [f"{store.path}: {state}, {len(store.ids)} utterances, schema {attrs['schema_version']}, "
-                 f"data {attrs['dtype']}, compression {attrs['compression'] or 'none'}"]
+        lines = [
+            f"{store.path}: {state}, {len(store.ids)} utterances, schema {attrs['schema_version']}, "
+            f"data {attrs['dtype']}, compression {attrs['compression'] or 'none'}"
+        ]
         lines.append("metadata: " + (", ".join(store.metadata.columns) or "none"))
         lines.append("provenance:")
-        lines += [f"  {key}: {_value(value)}" for key, value in sorted(attrs.items()) if key not in LAYOUT_KEYS]
+        lines += [
+            f"  {key}: {_value(value)}" for key, value in sorted(attrs.items()) if key not in LAYOUT_KEYS
+        ]
         for stream in store.streams():
             lines.append(f"stream {stream}: {len(store.layers(stream))} layers")
             for layer in store.layers(stream):

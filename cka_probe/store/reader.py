@@ -41,8 +41,9 @@ class _Part:
         try:
             return self.file[name][selection]
         except (OSError, KeyError) as err:
-            raise CKAProbeError(f"{self.path}: cannot read {name} ({' '.join(str(err).split())}); "
-                                "the file is corrupt") from None
+            raise CKAProbeError(
+                f"{self.path}: cannot read {name} ({' '.join(str(err).split())}); the file is corrupt"
+            ) from None
 
 
 def _resolve(path: Path, allow_incomplete: bool) -> Path:
@@ -51,8 +52,10 @@ def _resolve(path: Path, allow_incomplete: bool) -> Path:
     if partial_path(path).exists():
         if allow_incomplete:
             return partial_path(path)
-        raise CKAProbeError(f"{path}: incomplete store (only {partial_path(path).name} exists: the "
-                            "extraction was interrupted; rerun the same cka-probe extract to resume)")
+        raise CKAProbeError(
+            f"{path}: incomplete store (only {partial_path(path).name} exists: the "
+            "extraction was interrupted; rerun the same cka-probe extract to resume)"
+        )
     raise CKAProbeError(f"{path}: no such store")
 
 
@@ -61,20 +64,25 @@ def _open_part(path: str | Path, allow_incomplete: bool = False) -> _Part:
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise CKAProbeError(f"{path}: not a readable HDF5 file, truncated or corrupt "
-                            f"({' '.join(str(err).split())})") from None
+        raise CKAProbeError(
+            f"{path}: not a readable HDF5 file, truncated or corrupt ({' '.join(str(err).split())})"
+        ) from None
     attrs = decode_attrs(f.attrs)
     if attrs.get("format") != FORMAT:
         f.close()
         raise CKAProbeError(f"{path}: not a cka-probe activation store (no format={FORMAT!r} attribute)")
     if int(attrs.get("schema_version", 0)) > SCHEMA_VERSION:
         f.close()
-        raise CKAProbeError(f"{path}: schema version {attrs['schema_version']} is newer than this "
-                            f"cka-probe reads ({SCHEMA_VERSION}); upgrade cka-probe")
+        raise CKAProbeError(
+            f"{path}: schema version {attrs['schema_version']} is newer than this "
+            f"cka-probe reads ({SCHEMA_VERSION}); upgrade cka-probe"
+        )
     if not attrs.get("complete") and not allow_incomplete:
         f.close()
-        raise CKAProbeError(f"{path}: incomplete store ({attrs.get('n_utterances')} utterances written "
-                            "before the extraction stopped); rerun cka-probe extract to resume")
+        raise CKAProbeError(
+            f"{path}: incomplete store ({attrs.get('n_utterances')} utterances written "
+            "before the extraction stopped); rerun cka-probe extract to resume"
+        )
     layout = {stream: decode_attrs(f[stream].attrs)["layers"] for stream in attrs["streams"]}
     part = _Part(path, f, int(attrs["n_utterances"]), attrs, layout)
     _check_structure(part, exact=bool(attrs.get("complete")))
@@ -196,7 +204,9 @@ class ActivationStore:
             return np.arange(len(self._ids))
         missing = [uid for uid in ids if uid not in self._index]
         if missing:
-            raise CKAProbeError(f"{self.path}: no utterance {missing[0]!r} ({len(missing)} ids not in the store)")
+            raise CKAProbeError(
+                f"{self.path}: no utterance {missing[0]!r} ({len(missing)} ids not in the store)"
+            )
         return np.fromiter((self._index[uid] for uid in ids), np.int64, len(ids))
 
     def _offsets(self, part: _Part, group: str) -> np.ndarray:
@@ -219,8 +229,11 @@ class ActivationStore:
             starts[sel], stops[sel] = offsets[local[sel]], offsets[local[sel] + 1]
         return parts, starts, stops
 
-    def _read_ranges(self, group: str, idx: np.ndarray, max_rows: int, dataset: str = "data") -> Iterator[np.ndarray]:
-        """Rows of ``dataset`` for the utterances ``idx`` in order, adjacent ranges merged, ``max_rows`` at most per read."""
+    def _read_ranges(
+        self, group: str, idx: np.ndarray, max_rows: int, dataset: str = "data"
+    ) -> Iterator[np.ndarray]:
+        """Rows of ``dataset`` for the utterances ``idx`` in order, adjacent ranges merged, ``max_rows`` at
+        most per read."""
         parts, starts, stops = self._row_ranges(group, idx)
         new_run = np.ones(len(idx), bool)
         new_run[1:] = (parts[1:] != parts[:-1]) | (starts[1:] != stops[:-1])
@@ -239,7 +252,9 @@ class ActivationStore:
         whole = reads[0] if len(reads) == 1 else np.concatenate(reads)  # (N, D) in store order
         return whole if ids is None else whole[self._indices(ids)]
 
-    def frames(self, stream: str, layer: str, ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def frames(
+        self, stream: str, layer: str, ids: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """All valid rows ``(rows, D)`` of the utterances and their ``(N+1,)`` offsets."""
         counts = self.row_counts(stream, layer, ids)
         offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -252,17 +267,22 @@ class ActivationStore:
         """Whether the layer's rows carry input token ids (decoder streams)."""
         return f"{self._group(stream, layer)}/tokens" in self._parts[0].file
 
-    def tokens(self, stream: str, layer: str, ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def tokens(
+        self, stream: str, layer: str, ids: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The input token id of every row of :meth:`frames` ``(rows,)`` int64, and the ``(N+1,)`` offsets."""
         if not self.has_tokens(stream, layer):
-            raise CKAProbeError(f"{self.path}: layer {layer!r} of stream {stream!r} has no token ids "
-                                "(only decoder streams have them)")
+            raise CKAProbeError(
+                f"{self.path}: layer {layer!r} of stream {stream!r} has no token ids "
+                "(only decoder streams have them)"
+            )
         offsets = np.concatenate([[0], np.cumsum(self.row_counts(stream, layer, ids))])
         pieces = list(self._read_ranges(self._group(stream, layer), self._indices(ids), 1 << 30, "tokens"))
         return (np.concatenate(pieces) if pieces else np.empty(0, np.int64)).astype(np.int64), offsets
 
-    def iter_frames(self, stream: str, layer: str, ids: Sequence[str] | None = None,
-                    chunk_rows: int = 65536) -> Iterator[np.ndarray]:
+    def iter_frames(
+        self, stream: str, layer: str, ids: Sequence[str] | None = None, chunk_rows: int = 65536
+    ) -> Iterator[np.ndarray]:
         """The rows of :meth:`frames` in chunks of exactly ``chunk_rows`` (the last may be shorter)."""
         buffer, size = [], 0
         for piece in self._read_ranges(self._group(stream, layer), self._indices(ids), chunk_rows):
@@ -312,6 +332,9 @@ def align_ids(a: ActivationStore, b: ActivationStore) -> list[str]:
         raise CKAProbeError(f"{a.path} and {b.path} share no utterance ids")
     dropped_a, dropped_b = len(a.ids) - len(common), len(in_b) - len(common)
     if dropped_a or dropped_b:
-        warnings.warn(f"aligning {a.path} with {b.path} by utterance id: {len(common)} in common, dropped "
-                      f"{dropped_a} only in the first and {dropped_b} only in the second", stacklevel=2)
+        warnings.warn(
+            f"aligning {a.path} with {b.path} by utterance id: {len(common)} in common, dropped "
+            f"{dropped_a} only in the first and {dropped_b} only in the second",
+            stacklevel=2,
+        )
     return common

@@ -104,13 +104,14 @@ def _column_dtype(values: Sequence):
 
 
 def _grow(ds: h5py.Dataset, at: int, values: np.ndarray) -> None:
-    """Write ``values`` at row ``at`` and make it the dataset's end (half, then the rest: a torn-write point)."""
+    """Write ``values`` at row ``at`` and make it the dataset's end (half, then the rest: a torn-write
+    point)."""
     crash_point("store:write")
     ds.resize(at + len(values), axis=0)
     half = len(values) // 2
-    ds[at:at + half] = values[:half]
+    ds[at : at + half] = values[:half]
     crash_point("store:write:torn")
-    ds[at + half:] = values[half:]
+    ds[at + half :] = values[half:]
 
 
 def _flush(f: h5py.File) -> None:
@@ -147,10 +148,14 @@ def validate_committed(f: h5py.File) -> int:
         for layer in decode_attrs(f[stream].attrs)["layers"]:
             g = f[layer_group(stream, layer)]
             offsets = g["offsets"][: n + 1]
-            _require(len(offsets) == n + 1 and offsets[0] == 0 and bool(np.all(np.diff(offsets) >= 1)),
-                     f"{g.name}: bad offsets")
+            _require(
+                len(offsets) == n + 1 and offsets[0] == 0 and bool(np.all(np.diff(offsets) >= 1)),
+                f"{g.name}: bad offsets",
+            )
             _require(g["data"].shape[0] >= offsets[-1] and g["mean"].shape[0] >= n, f"{g.name} is too short")
-            _require("tokens" not in g or g["tokens"].shape[0] >= offsets[-1], f"{g.name}/tokens is too short")
+            _require(
+                "tokens" not in g or g["tokens"].shape[0] >= offsets[-1], f"{g.name}/tokens is too short"
+            )
     return n
 
 
@@ -159,7 +164,8 @@ class _Batch:
     """One appended batch, checked and cast, waiting for its commit."""
 
     columns: dict[str, list]  # "ids" and metadata fields -> B values
-    layers: dict[LayerKey, tuple[np.ndarray, np.ndarray, np.ndarray]]  # rows (R, D), lengths (B,), means (B, D)
+    # rows (R, D), lengths (B,), means (B, D)
+    layers: dict[LayerKey, tuple[np.ndarray, np.ndarray, np.ndarray]]
     tokens: dict[LayerKey, np.ndarray]  # decoder layers: input token id per row (R,)
 
     @property
@@ -168,8 +174,9 @@ class _Batch:
 
     @property
     def nbytes(self) -> int:
-        return sum(rows.nbytes + means.nbytes for rows, _, means in self.layers.values()) + \
-            sum(t.nbytes for t in self.tokens.values())
+        return sum(rows.nbytes + means.nbytes for rows, _, means in self.layers.values()) + sum(
+            t.nbytes for t in self.tokens.values()
+        )
 
 
 class StoreWriter:
@@ -183,9 +190,17 @@ class StoreWriter:
     Use as a context manager and call :meth:`finish` at the end.
     """
 
-    def __init__(self, path: str | Path, *, attrs: Mapping | None = None, dtype: str = "float32",
-                 compression: str | None = None, overwrite: bool = False, commit_bytes: int | None = None,
-                 keep_complete: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        attrs: Mapping | None = None,
+        dtype: str = "float32",
+        compression: str | None = None,
+        overwrite: bool = False,
+        commit_bytes: int | None = None,
+        keep_complete: bool = False,
+    ):
         self.path = Path(path)
         self.keep_complete = keep_complete
         self.commit_bytes = default_commit_bytes() if commit_bytes is None else commit_bytes
@@ -215,8 +230,10 @@ class StoreWriter:
             with h5py.File(self.path, "r") as f:
                 stored, complete = decode_attrs(f.attrs), bool(f.attrs.get("complete"))
         except (OSError, KeyError) as err:
-            raise CKAProbeError(f"{self.path}: already exists and is not a readable store ({err}); "
-                                "pass --overwrite to replace it") from None
+            raise CKAProbeError(
+                f"{self.path}: already exists and is not a readable store ({err}); "
+                "pass --overwrite to replace it"
+            ) from None
         why = self._changed_setting(stored) or (None if complete else "it is not marked complete")
         if why:
             raise CKAProbeError(f"{self.path}: already exists ({why}); pass --overwrite to replace it")
@@ -243,14 +260,24 @@ class StoreWriter:
     def _create(self) -> h5py.File:
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         f = h5py.File(self.partial, "w", libver=LIBVER)
-        f.attrs.update(encode_attrs({
-            **self._run_attrs, **_versions(),
-            "format": FORMAT, "schema_version": SCHEMA_VERSION, "complete": False,
-            "n_utterances": 0, "n_batches": 0, "streams": [],
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }))
-        f.create_dataset("utterances/ids", shape=(0,), maxshape=(None,), chunks=(4096,),
-                         dtype=h5py.string_dtype("utf-8"))
+        f.attrs.update(
+            encode_attrs(
+                {
+                    **self._run_attrs,
+                    **_versions(),
+                    "format": FORMAT,
+                    "schema_version": SCHEMA_VERSION,
+                    "complete": False,
+                    "n_utterances": 0,
+                    "n_batches": 0,
+                    "streams": [],
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            )
+        )
+        f.create_dataset(
+            "utterances/ids", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=h5py.string_dtype("utf-8")
+        )
         return f
 
     @property
@@ -271,7 +298,11 @@ class StoreWriter:
         try:
             with h5py.File(self.partial, "r", libver=LIBVER) as old:
                 self._check_settings(decode_attrs(old.attrs))
-                n, batches, complete = validate_committed(old), int(old.attrs["n_batches"]), bool(old.attrs["complete"])
+                n, batches, complete = (
+                    validate_committed(old),
+                    int(old.attrs["n_batches"]),
+                    bool(old.attrs["complete"]),
+                )
                 fresh = self._rebuild(old, n) if batches and not complete else None
         except CKAProbeError:
             raise
@@ -288,24 +319,28 @@ class StoreWriter:
         return fresh
 
     def _rebuild(self, old: h5py.File, n: int) -> h5py.File:
-        """A new file at :attr:`_rebuild_path` holding the attributes and first ``n`` utterances of ``old``."""
+        """A new file at :attr:`_rebuild_path` holding the attributes and first ``n`` utterances of
+        ``old``."""
         fresh = h5py.File(self._rebuild_path, "w", libver=LIBVER)
         fresh.attrs.update(dict(old.attrs))
         for name, column in old["utterances"].items():
-            fresh.create_dataset(f"utterances/{name}", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=column.dtype)
+            fresh.create_dataset(
+                f"utterances/{name}", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=column.dtype
+            )
             _grow(fresh["utterances"][name], 0, column[:n])
         for stream in decode_attrs(old.attrs)["streams"]:
             layers = decode_attrs(old[stream].attrs)["layers"]
             for layer in layers:
                 source = old[layer_group(stream, layer)]
                 rows = int(source["offsets"][n])
-                target = self._create_layer(fresh, layer_group(stream, layer), source["data"].shape[1],
-                                            "tokens" in source)
+                target = self._create_layer(
+                    fresh, layer_group(stream, layer), source["data"].shape[1], "tokens" in source
+                )
                 _grow(target["offsets"], 0, source["offsets"][: n + 1])
                 _grow(target["mean"], 0, source["mean"][:n])
                 step = max(1, COPY_BYTES // (source["data"].shape[1] * source["data"].dtype.itemsize))
                 for start in range(0, rows, step):
-                    _grow(target["data"], start, source["data"][start: min(rows, start + step)])
+                    _grow(target["data"], start, source["data"][start : min(rows, start + step)])
                 if "tokens" in source:
                     _grow(target["tokens"], 0, source["tokens"][:rows])
             fresh[stream].attrs.update(dict(old[stream].attrs))
@@ -315,8 +350,10 @@ class StoreWriter:
     def _check_settings(self, stored: dict) -> None:
         why = self._changed_setting(stored)
         if why:
-            raise CKAProbeError(f"{self.partial}: an interrupted extraction with other settings ({why}); "
-                                "pass --overwrite to start again")
+            raise CKAProbeError(
+                f"{self.partial}: an interrupted extraction with other settings ({why}); "
+                "pass --overwrite to start again"
+            )
 
     def _discard(self, why: str | None) -> None:
         """Delete the partial file (warning ``why``), so that the run starts again."""
@@ -353,10 +390,14 @@ class StoreWriter:
         return list(self._file["utterances/ids"].asstr()[:])
 
     # -- appending ---------------------------------------------------------
-    def append(self, ids: Sequence[str], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
-               metadata: Mapping[str, Sequence] | None = None,
-               means: Mapping[LayerKey, np.ndarray] | None = None,
-               tokens: Mapping[str, np.ndarray] | None = None) -> None:
+    def append(
+        self,
+        ids: Sequence[str],
+        acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
+        metadata: Mapping[str, Sequence] | None = None,
+        means: Mapping[LayerKey, np.ndarray] | None = None,
+        tokens: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         """Add one batch; it is committed with the next block (see the module docstring).
 
         ``acts[(stream, layer)] = (rows (sum(lengths), D), lengths (B,))``: the
@@ -380,48 +421,68 @@ class StoreWriter:
         if sum(b.nbytes for b in self._pending) >= self.commit_bytes:
             self.commit()
 
-    def _check_batch(self, columns: Mapping[str, list], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]]) -> None:
+    def _check_batch(
+        self, columns: Mapping[str, list], acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
         """Same layers and widths as the first batch, rows matching lengths, >= 1 row each, same metadata."""
         n = len(columns["ids"])
         known = self._layers or (self._pending[0].widths if self._pending else None)
         if known is not None and set(acts) != set(known):
-            raise CKAProbeError(f"{self.path}: batch {self._batch_index} has layers "
-                                f"{sorted(set(acts) ^ set(known))} that differ from the first batch")
+            raise CKAProbeError(
+                f"{self.path}: batch {self._batch_index} has layers "
+                f"{sorted(set(acts) ^ set(known))} that differ from the first batch"
+            )
         for key, (rows, lengths) in acts.items():
             name, rows, lengths = layer_group(*key), np.asarray(rows), np.asarray(lengths)
             if lengths.shape != (n,) or rows.ndim != 2 or rows.shape[0] != lengths.sum():
-                raise CKAProbeError(f"{self.path}: layer {name}: {rows.shape} rows do not match "
-                                    f"lengths {lengths.tolist()} of {n} utterances")
+                raise CKAProbeError(
+                    f"{self.path}: layer {name}: {rows.shape} rows do not match "
+                    f"lengths {lengths.tolist()} of {n} utterances"
+                )
             if known is not None and rows.shape[1] != known[key]:
-                raise CKAProbeError(f"{self.path}: layer {name} has width {rows.shape[1]} in batch "
-                                    f"{self._batch_index}, {known[key]} before")
+                raise CKAProbeError(
+                    f"{self.path}: layer {name} has width {rows.shape[1]} in batch "
+                    f"{self._batch_index}, {known[key]} before"
+                )
             if (lengths < 1).any():
-                raise CKAProbeError(f"{self.path}: utterance {columns['ids'][int(np.argmin(lengths))]} "
-                                    f"has no rows in layer {name}")
+                raise CKAProbeError(
+                    f"{self.path}: utterance {columns['ids'][int(np.argmin(lengths))]} "
+                    f"has no rows in layer {name}"
+                )
         self._check_columns(columns)
 
-    def _check_tokens(self, acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]],
-                      tokens: Mapping[LayerKey, np.ndarray]) -> None:
+    def _check_tokens(
+        self, acts: Mapping[LayerKey, tuple[np.ndarray, np.ndarray]], tokens: Mapping[LayerKey, np.ndarray]
+    ) -> None:
         """One token id per row, and token ids for the same layers as the first batch."""
-        known = self._token_layers if self._layers else (set(self._pending[0].tokens) if self._pending else None)
+        known = (
+            self._token_layers if self._layers else (set(self._pending[0].tokens) if self._pending else None)
+        )
         if known is not None and set(tokens) != known:
-            raise CKAProbeError(f"{self.path}: batch {self._batch_index} has token ids for other layers "
-                                "than the first batch")
+            raise CKAProbeError(
+                f"{self.path}: batch {self._batch_index} has token ids for other layers than the first batch"
+            )
         for key, ids in tokens.items():
             if ids.shape != (len(acts[key][0]),):
-                raise CKAProbeError(f"{self.path}: layer {layer_group(*key)}: {ids.shape} token ids for "
-                                    f"{len(acts[key][0])} rows")
+                raise CKAProbeError(
+                    f"{self.path}: layer {layer_group(*key)}: {ids.shape} token ids for "
+                    f"{len(acts[key][0])} rows"
+                )
 
     def _check_columns(self, columns: Mapping[str, list]) -> None:
         stored = set(self._file["utterances"]) if self.n_utterances else None
         first = stored or (set(self._pending[0].columns) if self._pending else set(columns))
         if set(columns) != first:
-            raise CKAProbeError(f"{self.path}: batch {self._batch_index} has metadata fields "
-                                f"{sorted(columns)}, the store has {sorted(first)}")
+            raise CKAProbeError(
+                f"{self.path}: batch {self._batch_index} has metadata fields "
+                f"{sorted(columns)}, the store has {sorted(first)}"
+            )
         for name, values in columns.items():
             if len(values) != len(columns["ids"]):
-                raise CKAProbeError(f"{self.path}: metadata field {name!r} has {len(values)} values "
-                                    f"for {len(columns['ids'])} utterances")
+                raise CKAProbeError(
+                    f"{self.path}: metadata field {name!r} has {len(values)} values "
+                    f"for {len(columns['ids'])} utterances"
+                )
 
     @property
     def _batch_index(self) -> int:
@@ -437,7 +498,9 @@ class StoreWriter:
         n0 = self.n_utterances
         if not self._layers:
             self._create_layers(pending[0].widths, set(pending[0].tokens))
-        self._append_columns(n0, {name: [v for b in pending for v in b.columns[name]] for name in pending[0].columns})
+        self._append_columns(
+            n0, {name: [v for b in pending for v in b.columns[name]] for name in pending[0].columns}
+        )
         for key in self._layers:
             rows, lengths, means = (np.concatenate([b.layers[key][i] for b in pending]) for i in range(3))
             tokens = np.concatenate([b.tokens[key] for b in pending]) if key in self._token_layers else None
@@ -459,14 +522,30 @@ class StoreWriter:
         self._layers, self._token_layers = dict(widths), set(token_layers)
 
     def _create_layer(self, f: h5py.File, group: str, dim: int, with_tokens: bool = False) -> h5py.Group:
-        """The empty ``data``, ``mean``, ``offsets`` (and, for a decoder layer, ``tokens``) of one layer in ``f``."""
-        filters = {"compression": self.compression, "fletcher32": True,
-                   "shuffle": self.compression is not None}
+        """The empty ``data``, ``mean``, ``offsets`` (and, for a decoder layer, ``tokens``) of one layer in
+        ``f``."""
+        filters = {
+            "compression": self.compression,
+            "fletcher32": True,
+            "shuffle": self.compression is not None,
+        }
         g = f.create_group(group)
-        g.create_dataset("data", shape=(0, dim), maxshape=(None, dim), dtype=self.dtype,
-                         chunks=(chunk_rows(dim, self.dtype.itemsize), dim), **filters)
-        g.create_dataset("mean", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
-                         chunks=(chunk_rows(dim, 4), dim), **filters)
+        g.create_dataset(
+            "data",
+            shape=(0, dim),
+            maxshape=(None, dim),
+            dtype=self.dtype,
+            chunks=(chunk_rows(dim, self.dtype.itemsize), dim),
+            **filters,
+        )
+        g.create_dataset(
+            "mean",
+            shape=(0, dim),
+            maxshape=(None, dim),
+            dtype=np.float32,
+            chunks=(chunk_rows(dim, 4), dim),
+            **filters,
+        )
         g.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(16384,))
         if with_tokens:
             g.create_dataset("tokens", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(16384,))
@@ -476,13 +555,21 @@ class StoreWriter:
         group = self._file["utterances"]
         for name, values in columns.items():
             if name not in group:
-                group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,),
-                                     dtype=_column_dtype(values))
+                group.create_dataset(
+                    name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=_column_dtype(values)
+                )
             column = np.asarray(values, dtype=object if group[name].dtype.kind == "O" else group[name].dtype)
             _grow(group[name], n0, column)
 
-    def _append_layer(self, key: LayerKey, n0: int, rows: np.ndarray, lengths: np.ndarray,
-                      means: np.ndarray, tokens: np.ndarray | None) -> None:
+    def _append_layer(
+        self,
+        key: LayerKey,
+        n0: int,
+        rows: np.ndarray,
+        lengths: np.ndarray,
+        means: np.ndarray,
+        tokens: np.ndarray | None,
+    ) -> None:
         g = self._file[layer_group(*key)]
         start = int(g["offsets"][n0])
         _grow(g["offsets"], n0 + 1, start + np.cumsum(lengths))

@@ -10,9 +10,10 @@
 
 from cka_probe.study.cer import cer_gaps, cer_table
 from cka_probe.study.cross_lang import cross_lang, language_differences
-from cka_probe.study.cross_task import COMPARISONS, CrossTaskResult, cross_task, cross_task_arrays, diagonal
+from cka_probe.study.cross_task import COMPARISONS, CrossTaskResult, cross_task, cross_task_arrays
 from cka_probe.study.report import write_report
 from cka_probe.study.roles import ROLES, assign_roles
+from cka_probe.study.schema import diagonal, pooled
 from cka_probe.study.summary import decoder_departure, encoder_entanglement
 from cka_probe.study.tables import write_tables
 
@@ -30,6 +31,7 @@ __all__ = [
     "diagonal",
     "encoder_entanglement",
     "language_differences",
+    "pooled",
     "write_report",
     "write_tables",
 ]

@@ -21,7 +21,8 @@ belongs to seed replicate k, others to replicate 0; SO and DO of one replicate
 are paired, and each row is reported per seed and pooled over the seeds that
 have both: the mean over seeds, with an interval from the seeds' spread
 (K − 1 df) and the utterance variance they share (n − 1 df)
-(:func:`cka_probe.inference.seeds.crossed_parts`; Banerjee's interval). The oracle CER scores one reference transcript against
+(:func:`cka_probe.inference.seeds.crossed_parts`; Banerjee's interval). The oracle CER scores one reference
+transcript against
 the other (Σ surface–meaning edit distance / Σ reference length): the error a
 model would make by writing the other task's transcript.
 
@@ -40,15 +41,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cka_probe.errors import CKAProbeError
+from cka_probe.inference.adjust import benjamini_hochberg
 from cka_probe.inference.effects import student_rows
 from cka_probe.text.cer import ED_BINS
-from cka_probe.inference.adjust import benjamini_hochberg
-from cka_probe.errors import CKAProbeError
 
 REQUIRED = ("id", "language", "task", "errors", "ref_len", "surface_meaning_ed", "ed_bin")
 UNITS = {"char": ("errors", "ref_len"), "jamo": ("jamo_errors", "jamo_ref_len")}
-GAP_COLUMNS = ("language", "task", "unit", "seed", "seeds", "n", "so_cer", "do_cer", "gap", "ci_low", "ci_high", "p",
-               "p_adj", "seeds_agree", "oracle_cer")  # fmt: skip
+GAP_COLUMNS = (
+    "language",
+    "task",
+    "unit",
+    "seed",
+    "seeds",
+    "n",
+    "so_cer",
+    "do_cer",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adj",
+    "seeds_agree",
+    "oracle_cer",
+)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -60,8 +76,11 @@ def _read(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise CKAProbeError(f"{path}: no rows")
     replicate = re.search(r"-s(\d+)$", path.stem)
-    return frame.assign(model="DO" if frame["task"].nunique() > 1 else "SO", source=str(path),
-                        replicate=int(replicate.group(1)) if replicate else 0)  # fmt: skip
+    return frame.assign(
+        model="DO" if frame["task"].nunique() > 1 else "SO",
+        source=str(path),
+        replicate=int(replicate.group(1)) if replicate else 0,
+    )
 
 
 def read_cer_csvs(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -71,16 +90,23 @@ def read_cer_csvs(paths: Sequence[str | Path]) -> pd.DataFrame:
     twice = sources[sources.duplicated(["language", "task", "model", "replicate"], keep=False)]
     if not twice.empty:
         row = twice.iloc[0]
-        raise CKAProbeError(f"two {row.model} results for {row.language}/{row.task}: {sorted(twice.source.unique())}")
+        raise CKAProbeError(
+            f"two {row.model} results for {row.language}/{row.task}: {sorted(twice.source.unique())}"
+        )
     return frame
 
 
 def paired(frame: pd.DataFrame, language: str, task: str, replicate: int = 0) -> pd.DataFrame:
-    """SO and DO rows of one language, task and seed replicate joined by utterance id (suffixes ``_so``, ``_do``)."""
-    rows = frame[(frame["language"] == language) & (frame["task"] == task) & (frame["replicate"] == replicate)]
+    """SO and DO rows of one language, task and seed replicate joined by utterance id (suffixes ``_so``,
+    ``_do``)."""
+    rows = frame[
+        (frame["language"] == language) & (frame["task"] == task) & (frame["replicate"] == replicate)
+    ]
     so, do = rows[rows["model"] == "SO"], rows[rows["model"] == "DO"]
     if so.empty or do.empty:
-        raise CKAProbeError(f"{language}/{task}: need both an SO and a DO result, have {sorted(rows.model.unique())}")
+        raise CKAProbeError(
+            f"{language}/{task}: need both an SO and a DO result, have {sorted(rows.model.unique())}"
+        )
     both = so.merge(do, on="id", suffixes=("_so", "_do"))
     if both.empty:
         raise CKAProbeError(f"{language}/{task}: the SO and DO results share no utterance ids")
@@ -88,7 +114,8 @@ def paired(frame: pd.DataFrame, language: str, task: str, replicate: int = 0) ->
 
 
 def paired_replicates(frame: pd.DataFrame, language: str, task: str) -> list[int]:
-    """The seed replicates with both an SO and a DO result (e.g. not the ceiling's second SSO); all when none has."""
+    """The seed replicates with both an SO and a DO result (e.g. not the ceiling's second SSO); all when none
+    has."""
     rows = frame[(frame["language"] == language) & (frame["task"] == task)]
     so, do = (set(rows.loc[rows["model"] == m, "replicate"]) for m in ("SO", "DO"))
     return sorted(so & do) or sorted(so | do)
@@ -102,8 +129,9 @@ def paired_seeds(frame: pd.DataFrame, language: str, task: str) -> list[pd.DataF
     return [b[b["id"].isin(common)].sort_values("id", kind="stable", ignore_index=True) for b in both]
 
 
-def gap_draws(e_so: np.ndarray, e_do: np.ndarray, length: np.ndarray, rng: np.random.Generator,
-              n_boot: int) -> np.ndarray:  # fmt: skip
+def gap_draws(
+    e_so: np.ndarray, e_do: np.ndarray, length: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> np.ndarray:
     """Paired bootstrap draws (R,) of the gap 100 · Σ(e_DO − e_SO) / Σ length over utterances (n,)."""
     idx = rng.integers(0, len(length), (n_boot, len(length)))
     return 100 * (e_do[idx].sum(1) - e_so[idx].sum(1)) / length[idx].sum(1)
@@ -116,21 +144,44 @@ def _gap(both: pd.DataFrame, unit: str, rng: np.random.Generator, n_boot: int) -
     length = both[f"{ref_len}_so"].to_numpy(float)
     so, do = 100 * e_so.sum() / length.sum(), 100 * e_do.sum() / length.sum()
     oracle = 100 * both["surface_meaning_ed_so"].sum() / both["ref_len_so"].sum()
-    return {"n": len(both), "so_cer": so, "do_cer": do, "gap": do - so,
-            "draws": gap_draws(e_so, e_do, length, rng, n_boot), "oracle_cer": oracle}  # fmt: skip
+    return {
+        "n": len(both),
+        "so_cer": so,
+        "do_cer": do,
+        "gap": do - so,
+        "draws": gap_draws(e_so, e_do, length, rng, n_boot),
+        "oracle_cer": oracle,
+    }
 
 
 def _gap_rows(seeds: list[dict], level: float) -> list[dict]:
     """One row per seed and the pooled row (means over seeds; Student-t intervals, :func:`student_rows`)."""
-    effects = student_rows(np.array([[s["gap"]] for s in seeds]), np.stack([s["draws"][:, None] for s in seeds]),
-                           n=min(s["n"] for s in seeds), level=level)  # fmt: skip
+    effects = student_rows(
+        np.array([[s["gap"]] for s in seeds]),
+        np.stack([s["draws"][:, None] for s in seeds]),
+        n=min(s["n"] for s in seeds),
+        level=level,
+    )
     rows = []
     for (_, effect), values in zip(effects.iterrows(), [*seeds, None]):
-        values = values or {k: np.mean([s[k] for s in seeds]) for k in ("n", "so_cer", "do_cer", "oracle_cer")}
-        rows.append({"seed": effect.seed, "seeds": effect.seeds, "n": int(values["n"]), "so_cer": values["so_cer"],
-                     "do_cer": values["do_cer"], "gap": effect.estimate, "ci_low": effect.ci_low,
-                     "ci_high": effect.ci_high, "p": effect.p, "seeds_agree": effect.seeds_agree,
-                     "oracle_cer": values["oracle_cer"]})  # fmt: skip
+        values = values or {
+            k: np.mean([s[k] for s in seeds]) for k in ("n", "so_cer", "do_cer", "oracle_cer")
+        }
+        rows.append(
+            {
+                "seed": effect.seed,
+                "seeds": effect.seeds,
+                "n": int(values["n"]),
+                "so_cer": values["so_cer"],
+                "do_cer": values["do_cer"],
+                "gap": effect.estimate,
+                "ci_low": effect.ci_low,
+                "ci_high": effect.ci_high,
+                "p": effect.p,
+                "seeds_agree": effect.seeds_agree,
+                "oracle_cer": values["oracle_cer"],
+            }
+        )
     return rows
 
 
@@ -156,8 +207,10 @@ def gap_table(frame: pd.DataFrame, by_bin: bool, n_boot: int, level: float, seed
                 continue
             for unit in _units(groups[0]):
                 seeds = [_gap(g, unit, _rng(seed, language, task, bin_name, unit), n_boot) for g in groups]
-                rows += [{"language": language, "task": task, "ed_bin": bin_name, "unit": unit, **row}
-                         for row in _gap_rows(seeds, level)]  # fmt: skip
+                rows += [
+                    {"language": language, "task": task, "ed_bin": bin_name, "unit": unit, **row}
+                    for row in _gap_rows(seeds, level)
+                ]
     columns = list(GAP_COLUMNS[:3]) + ["ed_bin"] * by_bin + list(GAP_COLUMNS[3:])
     table = pd.DataFrame(rows)
     family = ["language", "task", "unit", "seed"] if by_bin else ["seed"]
@@ -165,23 +218,32 @@ def gap_table(frame: pd.DataFrame, by_bin: bool, n_boot: int, level: float, seed
     return table[columns].sort_values(["language", "task", "unit"], kind="stable", ignore_index=True)
 
 
-def cer_table(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
-              seed: int = 0) -> pd.DataFrame:  # fmt: skip
+def cer_table(
+    cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """SO vs DO corpus CER per language and task: columns :data:`GAP_COLUMNS`."""
     return gap_table(read_cer_csvs(cer_csvs), False, n_boot, level, seed)
 
 
-def cer_gaps(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def cer_gaps(
+    cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """The DO−SO CER gap per language, task and edit-distance bin (bins without utterances are left out)."""
     return gap_table(read_cer_csvs(cer_csvs), True, n_boot, level, seed)
 
 
 def cer_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table of SO vs DO CER per language, task and unit (pooled over seeds), with the gap's interval."""
-    lines = ["| language | task | unit | seeds | n | SO CER % | DO CER % | DO − SO [95% CI] | p | p (BH) | oracle CER % |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    """A Markdown table of SO vs DO CER per language, task and unit (pooled over seeds), with the gap's
+    interval."""
+    lines = [
+        "| language | task | unit | seeds | n | SO CER % | DO CER % | DO − SO [95% CI] | p | p (BH) "
+        "| oracle CER % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in table[table["seed"].astype(str) == "all"].itertuples(index=False):
         gap = f"{r.gap:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-        lines.append(f"| {r.language} | {r.task} | {r.unit} | {r.seeds} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | "
-                     f"{gap} | {r.p:.3f} | {r.p_adj:.3f} | {r.oracle_cer:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {r.language} | {r.task} | {r.unit} | {r.seeds} | {r.n} | {r.so_cer:.2f} | {r.do_cer:.2f} | "
+            f"{gap} | {r.p:.3f} | {r.p_adj:.3f} | {r.oracle_cer:.2f} |"
+        )
     return "\n".join(lines) + "\n"

@@ -19,15 +19,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.inference import intervals
-from cka_probe.study.cross_task import CrossTaskResult, cross_task_by_language, diagonal, pooled
-from cka_probe.inference.effects import effect_rows
 from cka_probe.errors import CKAProbeError
+from cka_probe.inference import intervals
+from cka_probe.inference.effects import effect_rows
+from cka_probe.study.cross_task import CrossTaskResult, cross_task_by_language
+from cka_probe.study.schema import diagonal, pooled
 
 DIFF_COLUMNS: tuple[str, ...] = (
-    "part", "comparison", "stream", "stream_b", "layer_a", "layer_b", "index", "language_a", "language_b", "seed",
-    "seeds", "cka_a", "cka_b", "diff", "ci_low", "ci_high", "p", "p_adj", "seeds_agree", "n_a", "n_b", "estimator",
-)  # fmt: skip
+    "part",
+    "comparison",
+    "stream",
+    "stream_b",
+    "layer_a",
+    "layer_b",
+    "index",
+    "language_a",
+    "language_b",
+    "seed",
+    "seeds",
+    "cka_a",
+    "cka_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adj",
+    "seeds_agree",
+    "n_a",
+    "n_b",
+    "estimator",
+)
 
 
 def _pair(a: CrossTaskResult, b: CrossTaskResult, level: float) -> pd.DataFrame:
@@ -44,16 +65,32 @@ def _pair(a: CrossTaskResult, b: CrossTaskResult, level: float) -> pd.DataFrame:
         k = min(len(ka), len(kb))
         draws = a.seed_draws[part, name][:k, :, index, index] - b.seed_draws[part, name][:k, :, index, index]
         delta = a.draws[part, name][:, index, index] - b.draws[part, name][:, index, index]  # (R, layers)
-        effects = effect_rows(ka[:k] - kb[:k], draws, key="", pooled=delta,
-                              interval=lambda d, e: intervals.cka_interval(d, e, level, debiased=debiased))
+        effects = effect_rows(
+            ka[:k] - kb[:k],
+            draws,
+            key="",
+            pooled=delta,
+            interval=lambda d, e: intervals.cka_interval(d, e, level, debiased=debiased),
+        )
         effects["cka_a"] = np.concatenate([*ka[:k], ka.mean(0)])
         effects["cka_b"] = np.concatenate([*kb[:k], kb.mean(0)])
         effects["diff"] = effects["cka_a"] - effects["cka_b"]
-        rows.append(group.iloc[effects["cell"]].reset_index(drop=True)
-                    .drop(columns=["seed", "seeds", "ci_low", "ci_high", "p", "p_adj"]).join(effects))  # fmt: skip
+        rows.append(
+            group.iloc[effects["cell"]]
+            .reset_index(drop=True)
+            .drop(columns=["seed", "seeds", "ci_low", "ci_high", "p", "p_adj"])
+            .join(effects)
+        )
     out = pd.concat(rows, ignore_index=True)
-    out = out.rename(columns={"index_a": "index", "language": "language_a", "language_2": "language_b",
-                              "n": "n_a", "n_2": "n_b"})  # fmt: skip
+    out = out.rename(
+        columns={
+            "index_a": "index",
+            "language": "language_a",
+            "language_2": "language_b",
+            "n": "n_a",
+            "n_2": "n_b",
+        }
+    )
     return out[list(DIFF_COLUMNS)]
 
 
@@ -65,7 +102,9 @@ def language_differences(results: Mapping[str, CrossTaskResult], *, level: float
     return pd.concat([_pair(results[a], results[b], level) for a, b in pairs], ignore_index=True)
 
 
-def cross_lang(stores: Sequence[str | Path], *, level: float = 0.95, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cross_lang(
+    stores: Sequence[str | Path], *, level: float = 0.95, **options
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cross-task tables of all languages side by side, and their per-layer differences.
 
     ``options`` are those of :func:`cka_probe.study.cross_task.cross_task_arrays`.

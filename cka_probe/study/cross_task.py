@@ -50,27 +50,27 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from types import SimpleNamespace
-
-from cka_probe.inference import intervals
-from cka_probe.measures import gram_resample
-from cka_probe.inference.measure_resample import MeasureStatistics
-from cka_probe.inference.adjust import benjamini_hochberg
-from cka_probe.inference.seeds import pooled_draws
-from cka_probe.study.load import load_representations
-from cka_probe.study.schema import CEILING, COLUMNS, FLOOR_NAME, POOLED, diagonal, pooled
-from cka_probe.study.roles import FLOOR, ROLE_STREAMS, ROLES, is_variant
 from cka_probe.errors import CKAProbeError
+from cka_probe.inference import intervals
+from cka_probe.inference.adjust import benjamini_hochberg
+from cka_probe.inference.measure_resample import MeasureStatistics
+from cka_probe.inference.seeds import pooled_draws
+from cka_probe.measures import gram_resample
+from cka_probe.study.load import load_representations
+from cka_probe.study.roles import FLOOR, ROLE_STREAMS, ROLES, is_variant
+from cka_probe.study.schema import CEILING, COLUMNS, FLOOR_NAME, POOLED
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One comparison of the set: layers of ``stream_a`` in model ``role_a`` against ``stream_b`` in ``role_b``."""
+    """One comparison of the set: layers of ``stream_a`` in model ``role_a`` against ``stream_b`` in
+    ``role_b``."""
 
     name: str
     part: str
@@ -103,28 +103,40 @@ COMPARISONS: tuple[Comparison, ...] = (
     _decoder("SSO-MDO", SSO, MDO),
 )
 REFERENCES: tuple[Comparison, ...] = (
-    _encoder(CEILING, "sso", "sso"), _decoder(CEILING, SSO, SSO),
-    _encoder(FLOOR_NAME, "sso", FLOOR), _decoder(FLOOR_NAME, SSO, (FLOOR, "surface")),
-)  # fmt: skip
+    _encoder(CEILING, "sso", "sso"),
+    _decoder(CEILING, SSO, SSO),
+    _encoder(FLOOR_NAME, "sso", FLOOR),
+    _decoder(FLOOR_NAME, SSO, (FLOOR, "surface")),
+)
 
 
 def variant_comparisons(roles: Sequence[str], streams: Mapping[str, Sequence[str]]) -> tuple[Comparison, ...]:
-    """The comparisons of each variant role in ``roles``, whose streams (``streams[role]``) are its store's."""
+    """The comparisons of each variant role in ``roles``, whose streams (``streams[role]``) are its
+    store's."""
     out = []
     for role in (r for r in roles if is_variant(r)):
         for stream in (s for s in streams[role] if s.startswith("encoder")):
             label = role + stream.removeprefix("encoder")
-            out += [Comparison(f"{label}-{other.upper()}", "encoder", role, stream, other, "encoder")
-                    for other in ("sso", "mso")]  # fmt: skip
-        out += [_decoder(f"{so.upper()}-{role}/{task}", (so, own), (role, task))
-                for task in ("surface", "meaning") for so, own in (SSO, MSO)
-                if f"decoder/{task}" in streams[role]]  # fmt: skip
+            out += [
+                Comparison(f"{label}-{other.upper()}", "encoder", role, stream, other, "encoder")
+                for other in ("sso", "mso")
+            ]
+        out += [
+            _decoder(f"{so.upper()}-{role}/{task}", (so, own), (role, task))
+            for task in ("surface", "meaning")
+            for so, own in (SSO, MSO)
+            if f"decoder/{task}" in streams[role]
+        ]
     return tuple(out)
 
 
 LINEAR_CKA = SimpleNamespace(
-    GramSet=gram_resample.GramSet, point_estimate=gram_resample.point_estimate, bootstrap=gram_resample.bootstrap,
-    permuted=gram_resample.permuted, cka_interval=intervals.cka_interval, permutation_pvalue=intervals.permutation_pvalue,
+    GramSet=gram_resample.GramSet,
+    point_estimate=gram_resample.point_estimate,
+    bootstrap=gram_resample.bootstrap,
+    permuted=gram_resample.permuted,
+    cka_interval=intervals.cka_interval,
+    permutation_pvalue=intervals.permutation_pvalue,
 )
 
 # Representations of one language: role -> stream -> layer -> (n, d) per-utterance means, rows aligned;
@@ -162,15 +174,20 @@ def _replicates(reps: Representations, language: str) -> dict[str, list]:
     return out
 
 
-def _gram_sets(reps: Representations, language: str, stats=LINEAR_CKA) -> dict[tuple[str, str], list[gram_resample.GramSet]]:
-    """The :class:`~gram_resample.GramSet` of every seed replicate per (role, stream) that the comparisons need."""
+def _gram_sets(
+    reps: Representations, language: str, stats=LINEAR_CKA
+) -> dict[tuple[str, str], list[gram_resample.GramSet]]:
+    """The :class:`~gram_resample.GramSet` of every seed replicate per (role, stream) that the comparisons
+    need."""
     sets = {}
     for role, replicates in _replicates(reps, language).items():
         for stream in ROLE_STREAMS[role] if not is_variant(role) else replicates[0]:
             for k, streams in enumerate(replicates):
                 layers = streams.get(stream)
                 if not layers:
-                    raise CKAProbeError(f"language {language!r}: the {role.upper()} model has no {stream!r} layers")
+                    raise CKAProbeError(
+                        f"language {language!r}: the {role.upper()} model has no {stream!r} layers"
+                    )
                 source = f"{language}/{role}{f' seed {k}' if k else ''}/{stream}/"
                 sets.setdefault((role, stream), []).append(stats.GramSet(layers, source=source))
     if len({s.n for group in sets.values() for s in group}) > 1:
@@ -179,7 +196,8 @@ def _gram_sets(reps: Representations, language: str, stats=LINEAR_CKA) -> dict[t
 
 
 def _pairs(comp: Comparison, sets: dict) -> list[tuple[gram_resample.GramSet, gram_resample.GramSet]]:
-    """The (a, b) pairs a comparison pools: replicate k of both roles, SSO j vs j + 1 (ceiling), SSO k vs RAND."""
+    """The (a, b) pairs a comparison pools: replicate k of both roles, SSO j vs j + 1 (ceiling), SSO k vs
+    RAND."""
     a, b = sets.get((comp.role_a, comp.stream_a), []), sets.get((comp.role_b, comp.stream_b), [])
     if comp.name == CEILING:
         return list(zip(a, a[1:]))
@@ -193,35 +211,64 @@ def _seeds(sets: dict) -> int:
     return min(len(group) for (role, _), group in sets.items() if role in ROLES)
 
 
-def _rows(comp: Comparison, a: gram_resample.GramSet, b: gram_resample.GramSet, stats: dict[str, np.ndarray]) -> pd.DataFrame:
+def _rows(
+    comp: Comparison, a: gram_resample.GramSet, b: gram_resample.GramSet, stats: dict[str, np.ndarray]
+) -> pd.DataFrame:
     """Tidy rows (one per layer pair) of one comparison from its (L_a, L_b) statistics."""
     ia, ib = np.meshgrid(np.arange(len(a.names)), np.arange(len(b.names)), indexing="ij")
-    return pd.DataFrame({
-        "part": comp.part, "comparison": comp.name, "stream": comp.stream_a, "stream_b": comp.stream_b,
-        "layer_a": np.asarray(a.names)[ia.ravel()], "layer_b": np.asarray(b.names)[ib.ravel()],
-        "index_a": ia.ravel(), "index_b": ib.ravel(),
-        **{key: value.ravel() if isinstance(value, np.ndarray) else value for key, value in stats.items()},
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "part": comp.part,
+            "comparison": comp.name,
+            "stream": comp.stream_a,
+            "stream_b": comp.stream_b,
+            "layer_a": np.asarray(a.names)[ia.ravel()],
+            "layer_b": np.asarray(b.names)[ib.ravel()],
+            "index_a": ia.ravel(),
+            "index_b": ib.ravel(),
+            **{
+                key: value.ravel() if isinstance(value, np.ndarray) else value for key, value in stats.items()
+            },
+        }
+    )
 
 
-def _cell_stats(cka: np.ndarray, draws: np.ndarray, null: np.ndarray, level: float, debiased: bool,
-                stats=LINEAR_CKA) -> dict:
-    """Interval, permutation p (raw and BH-adjusted over the cells) and chance level of one (L_a, L_b) grid."""
+def _cell_stats(
+    cka: np.ndarray, draws: np.ndarray, null: np.ndarray, level: float, debiased: bool, stats=LINEAR_CKA
+) -> dict:
+    """Interval, permutation p (raw and BH-adjusted over the cells) and chance level of one (L_a, L_b)
+    grid."""
     missing = np.full(cka.shape, np.nan)  # n_boot or n_perm = 0: no interval, no p-value
     low, high = stats.cka_interval(draws, cka, level, debiased=debiased) if len(draws) else (missing, missing)
     p = stats.permutation_pvalue(cka, null) if len(null) else missing
-    return {"cka": cka, "ci_low": low, "ci_high": high, "p": p, "p_adj": benjamini_hochberg(p),
-            "null_mean": null.mean(axis=0) if len(null) else missing}  # fmt: skip
+    return {
+        "cka": cka,
+        "ci_low": low,
+        "ci_high": high,
+        "p": p,
+        "p_adj": benjamini_hochberg(p),
+        "null_mean": null.mean(axis=0) if len(null) else missing,
+    }
 
 
-def _comparison(comp: Comparison, pairs: list, boots: list, perms: list, level: float, debiased: bool,
-                key: str, stats=LINEAR_CKA) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def _comparison(
+    comp: Comparison,
+    pairs: list,
+    boots: list,
+    perms: list,
+    level: float,
+    debiased: bool,
+    key: str,
+    stats=LINEAR_CKA,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """Per-seed and pooled rows of one comparison; the pooled draws, per-seed draws and estimates."""
     ckas = np.stack([stats.point_estimate(a, b, debiased=debiased) for a, b in pairs])
     draws = np.stack([stats.bootstrap(a, b, boots, debiased=debiased) for a, b in pairs])
     nulls = np.stack([stats.permuted(a, b, perms, debiased=debiased) for a, b in pairs])
-    frames = [_rows(comp, *pairs[0], {"seed": str(k), "seeds": 1, **_cell_stats(c, d, z, level, debiased, stats)})
-              for k, (c, d, z) in enumerate(zip(ckas, draws, nulls))]  # fmt: skip
+    frames = [
+        _rows(comp, *pairs[0], {"seed": str(k), "seeds": 1, **_cell_stats(c, d, z, level, debiased, stats)})
+        for k, (c, d, z) in enumerate(zip(ckas, draws, nulls))
+    ]
     pooled = pooled_draws(draws, ckas, key=key) if len(boots) else draws[0]
     cells = _cell_stats(ckas.mean(axis=0), pooled, nulls.mean(axis=0), level, debiased, stats)
     frames.append(_rows(comp, *pairs[0], {"seed": POOLED, "seeds": len(pairs), **cells}))
@@ -258,7 +305,9 @@ def cross_task_arrays(
     perms = resamples(n, n_perm, seed=seed, language=language, replace=False)
     result, frames = CrossTaskResult(pd.DataFrame()), []
     variants = variant_comparisons(list(reps), {role: _replicates(reps, language)[role][0] for role in reps})
-    for comp in tqdm(COMPARISONS + REFERENCES + variants, desc=f"cross-task {language}", disable=not progress):
+    for comp in tqdm(
+        COMPARISONS + REFERENCES + variants, desc=f"cross-task {language}", disable=not progress
+    ):
         pairs = _pairs(comp, sets)
         if not pairs:
             continue
@@ -268,7 +317,12 @@ def cross_task_arrays(
         result.draws[comp.part, comp.name] = pooled
         result.seed_draws[comp.part, comp.name], result.seed_estimates[comp.part, comp.name] = draws, ckas
     table = pd.concat(frames, ignore_index=True)
-    table["language"], table["n"], table["kernel"], table["pooling"] = language, n, "linear" if measure == "cka" else "-", "mean"
+    table["language"], table["n"], table["kernel"], table["pooling"] = (
+        language,
+        n,
+        "linear" if measure == "cka" else "-",
+        "mean",
+    )
     table["estimator"] = measure if measure != "cka" else "debiased" if debiased else "biased"
     result.table = table[list(COLUMNS)]
     return result

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cka_probe.study.roles import ROLE_STREAMS, assign_roles, is_variant
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore, align_ids
+from cka_probe.study.roles import ROLE_STREAMS, assign_roles, is_variant
 
 
 def store_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -52,12 +52,14 @@ def _layers(store: ActivationStore, stream: str, ids: list[str]) -> dict[str, np
 
 
 def streams_of(role: str, store: ActivationStore) -> tuple[str, ...]:
-    """The streams the comparison set reads: the role's (:data:`ROLE_STREAMS`), every stream of a variant's store."""
+    """The streams the comparison set reads: the role's (:data:`ROLE_STREAMS`), every stream of a variant's
+    store."""
     return tuple(store.streams()) if is_variant(role) else ROLE_STREAMS[role]
 
 
 def load_representations(paths: Sequence[str | Path]) -> dict[str, dict]:
-    """``{language: {role: [{stream: {layer: (N, D)}} per seed replicate]}}`` from stores (or folders of stores).
+    """``{language: {role: [{stream: {layer: (N, D)}} per seed replicate]}}`` from stores (or folders of
+    stores).
 
     Roles as :func:`~cka_probe.study.roles.assign_roles` gives them; every
     store of a language is read on the utterances that all of them share.
@@ -69,7 +71,14 @@ def load_representations(paths: Sequence[str | Path]) -> dict[str, dict]:
         by_language = assign_roles({source: store.attrs for source, store in stores.items()})
         for language, roles in by_language.items():
             ids = common_ids([stores[source] for sources in roles.values() for source in sources])
-            out[language] = {role: [{stream: _layers(stores[source], stream, ids)
-                                     for stream in streams_of(role, stores[source])}
-                                    for source in sources] for role, sources in roles.items()}  # fmt: skip
+            out[language] = {
+                role: [
+                    {
+                        stream: _layers(stores[source], stream, ids)
+                        for stream in streams_of(role, stores[source])
+                    }
+                    for source in sources
+                ]
+                for role, sources in roles.items()
+            }
     return out

@@ -34,18 +34,49 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cka_probe.inference.effects import effect_rows
 from cka_probe.study.cer import gap_table, read_cer_csvs
 from cka_probe.study.cross_task import CrossTaskResult
-from cka_probe.inference.effects import effect_rows
 from cka_probe.study.summary import _interval
 
 VARIANT_FILE = re.compile(r"(split-\d+|shared-private|sparse-shared)(-s\d+)?")
 """The stem of a variant's evaluate CSV in a run (``cer/<lang>/split-2-s1.csv``)."""
 
-CER_COLUMNS = ("language", "variant", "task", "unit", "reference", "seed", "seeds", "n", "reference_cer",
-               "variant_cer", "gap", "ci_low", "ci_high", "p", "p_adj", "seeds_agree")  # fmt: skip
-LEAN_COLUMNS = ("language", "variant", "task", "stream", "seed", "seeds", "own_variant", "own_do", "change",
-                "ci_low", "ci_high", "p", "p_adj", "seeds_agree", "n")  # fmt: skip
+CER_COLUMNS = (
+    "language",
+    "variant",
+    "task",
+    "unit",
+    "reference",
+    "seed",
+    "seeds",
+    "n",
+    "reference_cer",
+    "variant_cer",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adj",
+    "seeds_agree",
+)
+LEAN_COLUMNS = (
+    "language",
+    "variant",
+    "task",
+    "stream",
+    "seed",
+    "seeds",
+    "own_variant",
+    "own_do",
+    "change",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adj",
+    "seeds_agree",
+    "n",
+)
 OTHER = {"surface": ("SSO", "MSO"), "meaning": ("MSO", "SSO")}
 """task -> (its own SO encoder, the other task's)."""
 
@@ -59,21 +90,38 @@ def split_variant_csvs(paths: Sequence[str | Path]) -> tuple[list[Path], dict[st
     return plain, variants
 
 
-def mitigation_cer(plain: Sequence[str | Path], variants: Mapping[str, Sequence[str | Path]], *, n_boot: int = 1000,
-                   level: float = 0.95, seed: int = 0) -> pd.DataFrame:  # fmt: skip
+def mitigation_cer(
+    plain: Sequence[str | Path],
+    variants: Mapping[str, Sequence[str | Path]],
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per variant, language and task: V − SO and V − DO corpus CER (columns :data:`CER_COLUMNS`)."""
     frame, frames = read_cer_csvs(plain), []
     for variant, paths in variants.items():
         mine = read_cer_csvs(paths)
-        for reference, rows in (("SO", frame[frame.model == "SO"]), ("DO", frame[frame.model == "DO"].assign(model="SO"))):
+        for reference, rows in (
+            ("SO", frame[frame.model == "SO"]),
+            ("DO", frame[frame.model == "DO"].assign(model="SO")),
+        ):
             table = gap_table(pd.concat([rows, mine], ignore_index=True), False, n_boot, level, seed)
-            frames.append(table.rename(columns={"so_cer": "reference_cer", "do_cer": "variant_cer"})
-                          .assign(variant=variant, reference=reference))  # fmt: skip
-    return pd.concat(frames, ignore_index=True)[list(CER_COLUMNS)] if frames else pd.DataFrame(columns=CER_COLUMNS)
+            frames.append(
+                table.rename(columns={"so_cer": "reference_cer", "do_cer": "variant_cer"}).assign(
+                    variant=variant, reference=reference
+                )
+            )
+    return (
+        pd.concat(frames, ignore_index=True)[list(CER_COLUMNS)]
+        if frames
+        else pd.DataFrame(columns=CER_COLUMNS)
+    )
 
 
 def task_paths(result: CrossTaskResult) -> dict[tuple[str, str], str]:
-    """``{(variant, task): label}`` of each variant's task streams in the comparison set (``split-2/branch/surface``)."""
+    """``{(variant, task): label}`` of each variant's task streams in the comparison set
+    (``split-2/branch/surface``)."""
     paths = {}
     for part, name in result.seed_estimates:
         label = name.removesuffix("-SSO")
@@ -84,7 +132,9 @@ def task_paths(result: CrossTaskResult) -> dict[tuple[str, str], str]:
 
 def _top(result: CrossTaskResult, name: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-seed estimates (k,) and draws (k, R) of a comparison's top layer pair."""
-    return result.seed_estimates["encoder", name][:k, -1, -1], result.seed_draws["encoder", name][:k, :, -1, -1]
+    return result.seed_estimates["encoder", name][:k, -1, -1], result.seed_draws["encoder", name][
+        :k, :, -1, -1
+    ]
 
 
 def _own(result: CrossTaskResult, label: str, task: str, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,13 +148,30 @@ def mitigation_lean(results: Mapping[str, CrossTaskResult], *, level: float = 0.
     frames = []
     for language, result in results.items():
         for (variant, task), label in task_paths(result).items():
-            k = min(len(result.seed_estimates["encoder", f"{label}-SSO"]), len(result.seed_estimates["encoder", "DO-SSO"]))
+            k = min(
+                len(result.seed_estimates["encoder", f"{label}-SSO"]),
+                len(result.seed_estimates["encoder", "DO-SSO"]),
+            )
             (mine, mine_draws), (do, do_draws) = _own(result, label, task, k), _own(result, "DO", task, k)
-            rows = effect_rows((mine - do)[:, None], (mine_draws - do_draws)[:, :, None],
-                               interval=_interval(result, level), key=f"{language}/mitigation/{label}")
+            rows = effect_rows(
+                (mine - do)[:, None],
+                (mine_draws - do_draws)[:, :, None],
+                interval=_interval(result, level),
+                key=f"{language}/mitigation/{label}",
+            )
             rows["own_variant"] = np.append(mine, mine.mean())
             rows["own_do"] = np.append(do, do.mean())
-            frames.append(rows.rename(columns={"estimate": "change"}).assign(
-                language=language, variant=variant, task=task, stream="encoder" + label.removeprefix(variant),
-                n=int(result.table["n"].iloc[0])))  # fmt: skip
-    return pd.concat(frames, ignore_index=True)[list(LEAN_COLUMNS)] if frames else pd.DataFrame(columns=LEAN_COLUMNS)
+            frames.append(
+                rows.rename(columns={"estimate": "change"}).assign(
+                    language=language,
+                    variant=variant,
+                    task=task,
+                    stream="encoder" + label.removeprefix(variant),
+                    n=int(result.table["n"].iloc[0]),
+                )
+            )
+    return (
+        pd.concat(frames, ignore_index=True)[list(LEAN_COLUMNS)]
+        if frames
+        else pd.DataFrame(columns=LEAN_COLUMNS)
+    )

@@ -53,7 +53,8 @@ def _tasks(attrs: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def role_of(attrs: Mapping[str, Any], source: str) -> str:
-    """The role (``sso`` | ``mso`` | ``do`` | ``rand`` | a variant's name) of a model from its provenance attributes.
+    """The role (``sso`` | ``mso`` | ``do`` | ``rand`` | a variant's name) of a model from its provenance
+    attributes.
 
     ``source`` (a file name) only serves the error message.
     """
@@ -68,7 +69,9 @@ def role_of(attrs: Mapping[str, Any], source: str) -> str:
     if arch == "so" and tasks in (("surface",), ("meaning",)):
         if int(attrs.get("checkpoint_epoch", -1)) == 0:
             if tasks != ("surface",):
-                raise CKAProbeError(f"{source}: an untrained model serves as the floor only with the SSO architecture")
+                raise CKAProbeError(
+                    f"{source}: an untrained model serves as the floor only with the SSO architecture"
+                )
             return FLOOR
         return "sso" if tasks == ("surface",) else "mso"
     raise CKAProbeError(
@@ -79,7 +82,8 @@ def role_of(attrs: Mapping[str, Any], source: str) -> str:
 
 
 def variant_of(attrs: Mapping[str, Any]) -> str:
-    """``do`` for the plain dual-output model (no ``variant`` recorded, or ``shared``), else the variant's name."""
+    """``do`` for the plain dual-output model (no ``variant`` recorded, or ``shared``), else the variant's
+    name."""
     variant = str(attrs.get("variant") or "shared")
     return "do" if variant == "shared" else variant
 
@@ -117,11 +121,15 @@ def assign_roles(attrs_by_source: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     for source, attrs in attrs_by_source.items():
         language, role, seed = language_of(attrs, source), role_of(attrs, source), seed_of(attrs)
         same = found.setdefault(language, {}).setdefault(role, {})
-        previous = next((s for s, other in same.items() if other == seed or seed is None or other is None), None)
+        previous = next(
+            (s for s, other in same.items() if other == seed or seed is None or other is None), None
+        )
         if previous is not None or (role == FLOOR and same):
-            raise CKAProbeError(f"two {role.upper()} models for language {language!r}"
-                                f"{'' if seed is None else f' with seed {seed}'}: {previous or next(iter(same))} "
-                                f"and {source}")
+            raise CKAProbeError(
+                f"two {role.upper()} models for language {language!r}"
+                f"{'' if seed is None else f' with seed {seed}'}: {previous or next(iter(same))} "
+                f"and {source}"
+            )
         same[source] = seed
     for language, roles in found.items():
         missing = [r.upper() for r in ROLES if r not in roles]
@@ -130,5 +138,9 @@ def assign_roles(attrs_by_source: Mapping[str, Mapping[str, Any]]) -> dict[str, 
             raise CKAProbeError(f"language {language!r}: no {', '.join(missing)} model among {sources}")
     if not found:
         raise CKAProbeError("no stores given for the cross-task comparison")
-    return {language: {role: sorted(by_seed, key=lambda s: (by_seed[s], s)) for role, by_seed in found[language].items()}
-            for language in sorted(found)}  # fmt: skip
+    return {
+        language: {
+            role: sorted(by_seed, key=lambda s: (by_seed[s], s)) for role, by_seed in found[language].items()
+        }
+        for language in sorted(found)
+    }

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 CEILING, FLOOR_NAME = "SSO-SSO'", "SSO-RAND"
-"""The seed-to-seed ceiling (SSO replicate j against j + 1) and the random-initialisation floor comparisons."""
+"""The seed-to-seed ceiling (SSO replicate j against j + 1) and the random-initialisation floor
+comparisons."""
 
 POOLED = "all"
 """The ``seed`` of rows pooled over seeds (the other rows carry the replicate number)."""

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from cka_probe.inference import intervals
-from cka_probe.study.cross_task import CEILING, FLOOR_NAME, CrossTaskResult, diagonal, pooled
 from cka_probe.inference.effects import effect_rows
+from cka_probe.study.cross_task import CrossTaskResult
+from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal, pooled
 
 
 def _interval(result: CrossTaskResult, level: float):
@@ -55,15 +56,33 @@ def _difference(result: CrossTaskResult, part: str, first: str, second: str, lev
     sides.append((cka_a.mean(0), cka_b.mean(0)))
     out[first], out[second] = (np.concatenate(side) for side in zip(*sides))
     names = table.loc[first].loc[layers, "layer_a"].to_numpy()
-    return out.assign(language=result.table["language"].iloc[0], index=layers[out["cell"]], layer=names[out["cell"]],
-                      n=int(result.table["n"].iloc[0])).rename(columns={"estimate": "difference"})  # fmt: skip
+    return out.assign(
+        language=result.table["language"].iloc[0],
+        index=layers[out["cell"]],
+        layer=names[out["cell"]],
+        n=int(result.table["n"].iloc[0]),
+    ).rename(columns={"estimate": "difference"})
 
 
 def encoder_entanglement(results: Mapping[str, CrossTaskResult], *, level: float = 0.95) -> pd.DataFrame:
     """Per language and encoder layer: CKA(DO, SSO), CKA(DO, MSO) and the lean (their difference)."""
     frames = [_difference(r, "encoder", "DO-SSO", "DO-MSO", level) for r in results.values()]
-    columns = ["language", "seed", "seeds", "index", "layer", "DO-SSO", "DO-MSO", "lean", "ci_low", "ci_high", "p",
-               "p_adj", "seeds_agree", "n"]  # fmt: skip
+    columns = [
+        "language",
+        "seed",
+        "seeds",
+        "index",
+        "layer",
+        "DO-SSO",
+        "DO-MSO",
+        "lean",
+        "ci_low",
+        "ci_high",
+        "p",
+        "p_adj",
+        "seeds_agree",
+        "n",
+    ]
     return pd.concat(frames, ignore_index=True).rename(columns={"difference": "lean"})[columns]
 
 
@@ -73,15 +92,34 @@ def decoder_departure(results: Mapping[str, CrossTaskResult], *, level: float = 
     for result in results.values():
         for decoder, other, own in (("SDO", "MSO-SDO", "SSO-SDO"), ("MDO", "SSO-MDO", "MSO-MDO")):
             frame = _difference(result, "decoder", other, own, level)
-            frames.append(frame.rename(columns={other: "cka_other", own: "cka_own", "difference": "pull"})
-                          .assign(decoder=decoder))  # fmt: skip
-    columns = ["language", "decoder", "seed", "seeds", "index", "layer", "cka_own", "cka_other", "pull", "ci_low",
-               "ci_high", "p", "p_adj", "seeds_agree", "n"]  # fmt: skip
+            frames.append(
+                frame.rename(columns={other: "cka_other", own: "cka_own", "difference": "pull"}).assign(
+                    decoder=decoder
+                )
+            )
+    columns = [
+        "language",
+        "decoder",
+        "seed",
+        "seeds",
+        "index",
+        "layer",
+        "cka_own",
+        "cka_other",
+        "pull",
+        "ci_low",
+        "ci_high",
+        "p",
+        "p_adj",
+        "seeds_agree",
+        "n",
+    ]
     return pd.concat(frames, ignore_index=True)[columns]
 
 
 def reference_gaps(results: Mapping[str, CrossTaskResult], *, level: float = 0.95) -> pd.DataFrame:
-    """Per language, part and layer: comparison − ceiling (SSO~SSO′) and comparison − floor (SSO~RAND), pooled.
+    """Per language, part and layer: comparison − ceiling (SSO~SSO′) and comparison − floor (SSO~RAND),
+    pooled.
 
     Comparisons: DO-SSO and DO-MSO (encoder), SSO-SDO and MSO-MDO (decoder),
     for the references that the run has. Columns ``language, part, comparison,
@@ -95,8 +133,25 @@ def reference_gaps(results: Mapping[str, CrossTaskResult], *, level: float = 0.9
                 for reference in (CEILING, FLOOR_NAME):
                     if (part, reference) in present:
                         rows = _difference(result, part, name, reference, level)
-                        frames.append(pooled(rows).rename(columns={name: "cka", reference: "cka_reference"})
-                                      .assign(part=part, comparison=name, reference=reference))  # fmt: skip
-    columns = ["language", "part", "comparison", "reference", "index", "layer", "cka", "cka_reference", "difference",
-               "ci_low", "ci_high", "p", "p_adj", "n"]  # fmt: skip
+                        frames.append(
+                            pooled(rows)
+                            .rename(columns={name: "cka", reference: "cka_reference"})
+                            .assign(part=part, comparison=name, reference=reference)
+                        )
+    columns = [
+        "language",
+        "part",
+        "comparison",
+        "reference",
+        "index",
+        "layer",
+        "cka",
+        "cka_reference",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "p",
+        "p_adj",
+        "n",
+    ]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

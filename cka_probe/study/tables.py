@@ -1,14 +1,16 @@
 """All analysis tables of a run, written as CSV (and the CER table as Markdown) into one folder.
 
-| file | rows |
-|---|---|
-| ``cross_task.csv`` | every layer pair of every comparison and language (:data:`~cka_probe.study.cross_task.COLUMNS`) |
-| ``cross_lang.csv`` | per-layer differences between languages (with two or more languages) |
-| ``encoder_entanglement.csv``, ``decoder_departure.csv`` | the entanglement summary |
-| ``reference_gaps.csv`` | comparisons against the seed-to-seed ceiling and the random-initialisation floor |
-| ``cer.csv``, ``cer.md``, ``cer_gaps.csv`` | SO vs DO CER, and the gap per edit-distance bin |
-| ``mitigation_cer.csv``, ``mitigation_lean.csv`` | structured variants: CER against SO and DO, task-path lean against DO's (:mod:`~cka_probe.study.mitigation`) |
-| ``word_cross_task.csv``, ``word_lean.csv``, ``word_cer.csv`` | with ``word_level``: encoder CKA on divergent vs identical words, the lean per word set, the CER gap per word set (:mod:`~cka_probe.study.word_cross_task`) |
+* ``cross_task.csv``: every layer pair of every comparison and language
+  (:data:`~cka_probe.study.schema.COLUMNS`)
+* ``cross_lang.csv``: per-layer differences between languages (with two or more languages)
+* ``encoder_entanglement.csv``, ``decoder_departure.csv``: the entanglement summary
+* ``reference_gaps.csv``: comparisons against the seed-to-seed ceiling and the random-initialisation floor
+* ``cer.csv``, ``cer.md``, ``cer_gaps.csv``: SO vs DO CER, and the gap per edit-distance bin
+* ``mitigation_cer.csv``, ``mitigation_lean.csv``: structured variants: CER against SO and DO, task-path
+  lean against DO's (:mod:`~cka_probe.study.mitigation`)
+* ``word_cross_task.csv``, ``word_lean.csv``, ``word_cer.csv``: with ``word_level``, encoder CKA on
+  divergent vs identical words, the lean per word set, the CER gap per word set
+  (:mod:`~cka_probe.study.word_cross_task`)
 
 Each file is written to a temporary name and renamed, so a table that exists is complete.
 """
@@ -20,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from cka_probe.atomic import atomic_write_text
 from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.study.cross_lang import language_differences
 from cka_probe.study.cross_task import cross_task_by_language
 from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
 from cka_probe.study.summary import decoder_departure, encoder_entanglement, reference_gaps
-from cka_probe.atomic import atomic_write_text
 
 
 def _write(text: str, path: Path) -> Path:
@@ -62,8 +64,16 @@ def write_tables(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = cross_task_by_language(stores, n_boot=n_boot, n_perm=n_perm, level=level, debiased=debiased,
-                                     seed=seed, progress=progress, measure=measure)  # fmt: skip
+    results = cross_task_by_language(
+        stores,
+        n_boot=n_boot,
+        n_perm=n_perm,
+        level=level,
+        debiased=debiased,
+        seed=seed,
+        progress=progress,
+        measure=measure,
+    )
     tables = {
         "cross_task": pd.concat([r.table for r in results.values()], ignore_index=True),
         "encoder_entanglement": encoder_entanglement(results, level=level),

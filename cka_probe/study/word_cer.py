@@ -20,12 +20,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cka_probe.inference.adjust import benjamini_hochberg
 from cka_probe.study.cer import _gap, _gap_rows, _rng, paired_seeds, read_cer_csvs
 from cka_probe.text.word_alignment import align_words
-from cka_probe.inference.adjust import benjamini_hochberg
 
-COLUMNS = ("language", "task", "words", "seed", "seeds", "n", "so_cer", "do_cer", "gap", "ci_low", "ci_high", "p",
-           "p_adj", "seeds_agree")  # fmt: skip
+COLUMNS = (
+    "language",
+    "task",
+    "words",
+    "seed",
+    "seeds",
+    "n",
+    "so_cer",
+    "do_cer",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adj",
+    "seeds_agree",
+)
 
 
 def word_owner(ref: str) -> np.ndarray:
@@ -40,7 +54,9 @@ def word_errors(ref: str, hyp: str) -> np.ndarray:
     cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
     for i in range(1, n + 1):
         for j in range(1, m + 1):
-            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+            cost[i, j] = min(
+                cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1])
+            )
     owner, errors = word_owner(ref), np.zeros(len(ref.split(" ")) if ref else 0, dtype=int)
     i, j = n, m
     while i or j:
@@ -58,7 +74,8 @@ def word_errors(ref: str, hyp: str) -> np.ndarray:
 
 
 def _inserted_into(owner: np.ndarray, ref: str, i: int) -> int:
-    """The word of an insertion before ``ref[i]``: the word that follows a space (or the start), else the current one."""
+    """The word of an insertion before ``ref[i]``: the word that follows a space (or the start), else the
+    current one."""
     return int(owner[i] if i < len(ref) and (i == 0 or ref[i - 1] == " ") else owner[i - 1])
 
 
@@ -66,7 +83,9 @@ def divergent_words(ref: str, other: str, task: str) -> np.ndarray:
     """(W,) whether each word of ``ref`` (the ``task`` transcript) has no identical word in ``other``."""
     surface, meaning = (ref, other) if task == "surface" else (other, ref)
     side = "surface" if task == "surface" else "meaning"
-    return np.array([p.op != "identical" for p in align_words(surface, meaning) if getattr(p, side) is not None])
+    return np.array(
+        [p.op != "identical" for p in align_words(surface, meaning) if getattr(p, side) is not None]
+    )
 
 
 def _word_sets(both: pd.DataFrame, others: dict[str, str], task: str) -> dict[str, pd.DataFrame]:
@@ -77,14 +96,22 @@ def _word_sets(both: pd.DataFrame, others: dict[str, str], task: str) -> dict[st
         length = np.bincount(word_owner(r.ref_so), minlength=len(divergent))
         e_so, e_do = word_errors(r.ref_so, r.hyp_so), word_errors(r.ref_so, r.hyp_do)
         for words, keep in (("divergent", divergent), ("identical", ~divergent)):
-            sums[words].append({"errors_so": e_so[keep].sum(), "errors_do": e_do[keep].sum(),
-                                "ref_len_so": length[keep].sum(), "surface_meaning_ed_so": 0})  # fmt: skip
+            sums[words].append(
+                {
+                    "errors_so": e_so[keep].sum(),
+                    "errors_do": e_do[keep].sum(),
+                    "ref_len_so": length[keep].sum(),
+                    "surface_meaning_ed_so": 0,
+                }
+            )
     return {words: pd.DataFrame(rows) for words, rows in sums.items()}
 
 
-def word_cer_gaps(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
-                  seed: int = 0) -> pd.DataFrame:  # fmt: skip
-    """DO − SO CER per language, task and word set (columns :data:`COLUMNS`); a set with no characters is left out."""
+def word_cer_gaps(
+    cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
+    """DO − SO CER per language, task and word set (columns :data:`COLUMNS`); a set with no characters is left
+    out."""
     frame, rows = read_cer_csvs(cer_csvs), []
     for language, task in frame[["language", "task"]].drop_duplicates().itertuples(index=False):
         other = "meaning" if task == "surface" else "surface"
@@ -96,8 +123,9 @@ def word_cer_gaps(cer_csvs: Sequence[str | Path], *, n_boot: int = 1000, level: 
             if not all(g["ref_len_so"].sum() for g in groups):
                 continue
             seeds = [_gap(g, "char", _rng(seed, language, task, words), n_boot) for g in groups]
-            rows += [{"language": language, "task": task, "words": words, **row}
-                     for row in _gap_rows(seeds, level)]  # fmt: skip
+            rows += [
+                {"language": language, "task": task, "words": words, **row} for row in _gap_rows(seeds, level)
+            ]
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_adj"])
     table["p_adj"] = table.groupby(["seed"], sort=False)["p"].transform(benjamini_hochberg)
     return table[list(COLUMNS)]

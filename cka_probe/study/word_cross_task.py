@@ -33,33 +33,66 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cka_probe.measures import gram_resample
-from cka_probe.inference import intervals
 from cka_probe.compare.words import check_frames, selected_spans, word_means
+from cka_probe.errors import CKAProbeError
+from cka_probe.inference import intervals
 from cka_probe.inference.effects import effect_rows
+from cka_probe.measures import gram_resample
+from cka_probe.store import ActivationStore
 from cka_probe.study.load import common_ids, store_paths
 from cka_probe.study.roles import ROLES, assign_roles
-from cka_probe.errors import CKAProbeError
-from cka_probe.store import ActivationStore
 
 SETS = ("divergent", "identical")
 PAIRS = {"SSO-MSO": ("sso", "mso"), "DO-SSO": ("do", "sso"), "DO-MSO": ("do", "mso")}
-CKA_COLUMNS = ("language", "words", "comparison", "seed", "seeds", "index", "layer", "cka", "ci_low", "ci_high",
-               "n_words", "n_utterances")  # fmt: skip
-LEAN_COLUMNS = ("language", "seed", "seeds", "index", "layer", "lean_divergent", "lean_identical", "concentration",
-                "ci_low", "ci_high", "p", "p_adj", "seeds_agree", "n_utterances")  # fmt: skip
+CKA_COLUMNS = (
+    "language",
+    "words",
+    "comparison",
+    "seed",
+    "seeds",
+    "index",
+    "layer",
+    "cka",
+    "ci_low",
+    "ci_high",
+    "n_words",
+    "n_utterances",
+)
+LEAN_COLUMNS = (
+    "language",
+    "seed",
+    "seeds",
+    "index",
+    "layer",
+    "lean_divergent",
+    "lean_identical",
+    "concentration",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adj",
+    "seeds_agree",
+    "n_utterances",
+)
 
 
 def grouped_resamples(groups: Sequence[np.ndarray], draws: np.ndarray) -> list[np.ndarray]:
-    """Row index vectors of utterance resamples ``draws (R, N)``: each drawn utterance contributes all its rows.
+    """Row index vectors of utterance resamples ``draws (R, N)``: each drawn utterance contributes all its
+    rows.
 
     ``groups[u]`` (W_u,) are the rows (words) of utterance u; the vectors' lengths vary with the draw.
     """
     return [np.concatenate([groups[u] for u in draw]) for draw in draws]
 
 
-def utterance_draws(groupings: Sequence[Sequence[np.ndarray]], n_boot: int, rng: np.random.Generator,
-                    *, minimum: int = 4, tries: int = 1000) -> np.ndarray:  # fmt: skip
+def utterance_draws(
+    groupings: Sequence[Sequence[np.ndarray]],
+    n_boot: int,
+    rng: np.random.Generator,
+    *,
+    minimum: int = 4,
+    tries: int = 1000,
+) -> np.ndarray:
     """(n_boot, N) utterance resamples in each of which every grouping has at least ``minimum`` rows.
 
     A resample with fewer (possible only with a handful of utterances) is drawn again: CKA needs 4 rows.
@@ -71,15 +104,22 @@ def utterance_draws(groupings: Sequence[Sequence[np.ndarray]], n_boot: int, rng:
         if not short.any():
             return draws
         draws[short] = rng.integers(0, sizes.shape[1], (int(short.sum()), sizes.shape[1]))
-    raise CKAProbeError(f"word level: fewer than {minimum} words of a set in most utterance resamples; "
-                        "too few utterances have words of both kinds")
+    raise CKAProbeError(
+        f"word level: fewer than {minimum} words of a set in most utterance resamples; "
+        "too few utterances have words of both kinds"
+    )
 
 
-def grouped_bootstrap(a: gram_resample.GramSet, b: gram_resample.GramSet, indices: Sequence[np.ndarray], *,
-                      debiased: bool) -> np.ndarray:  # fmt: skip
+def grouped_bootstrap(
+    a: gram_resample.GramSet, b: gram_resample.GramSet, indices: Sequence[np.ndarray], *, debiased: bool
+) -> np.ndarray:
     """CKA (R, L_a, L_b) of each grouped resample (n = its own length; repeated rows are ties)."""
-    grids = [gram_resample.cka_grid(a.terms(i, debiased=debiased), b.terms(i, debiased=debiased), len(i),
-                               debiased=debiased) for i in indices]  # fmt: skip
+    grids = [
+        gram_resample.cka_grid(
+            a.terms(i, debiased=debiased), b.terms(i, debiased=debiased), len(i), debiased=debiased
+        )
+        for i in indices
+    ]
     return np.stack(grids) if grids else np.empty((0, len(a.names), len(b.names)))
 
 
@@ -95,8 +135,10 @@ def _sidecar(paths: list[Path]) -> dict:
 
     found = [sidecar_path(p) for p in paths if sidecar_path(p).is_file()]
     if not found:
-        raise CKAProbeError(f"word level: none of {[str(p) for p in paths]} has a word-span sidecar "
-                            "(extract with --word-spans)")
+        raise CKAProbeError(
+            f"word level: none of {[str(p) for p in paths]} has a word-span sidecar "
+            "(extract with --word-spans)"
+        )
     return read_word_spans(found[0])
 
 
@@ -109,13 +151,16 @@ def _language(stores: dict[str, ActivationStore], roles: dict[str, list[str]]) -
     for words in SETS:
         spans = selected_spans(records, ids, words)
         if len(spans) < 4:
-            raise CKAProbeError(f"word level: {len(spans)} {words} word(s) in {sources[0]}'s language; CKA needs 4")
+            raise CKAProbeError(
+                f"word level: {len(spans)} {words} word(s) in {sources[0]}'s language; CKA needs 4"
+            )
         grams = {}
         for role in ROLES:
             for k, source in enumerate(roles[role]):
                 check_frames(stores[source], "encoder", ids, records)
-                grams[role, k] = gram_resample.GramSet(word_means(stores[source], "encoder", ids, spans),
-                                                  source=f"{source} {words} words/")  # fmt: skip
+                grams[role, k] = gram_resample.GramSet(
+                    word_means(stores[source], "encoder", ids, spans), source=f"{source} {words} words/"
+                )
         out[words] = grams, _groups(spans, len(ids)), len(spans)
     return out
 
@@ -125,15 +170,27 @@ def _comparisons(grams: dict, boots: list[np.ndarray], seeds: int, debiased: boo
     out = {}
     for name, (ra, rb) in PAIRS.items():
         pairs = [(grams[ra, k], grams[rb, k]) for k in range(seeds)]
-        estimates = np.stack([np.diagonal(gram_resample.point_estimate(a, b, debiased=debiased)) for a, b in pairs])
-        draws = np.stack([np.diagonal(grouped_bootstrap(a, b, boots, debiased=debiased), axis1=1, axis2=2)
-                          for a, b in pairs])  # fmt: skip
+        estimates = np.stack(
+            [np.diagonal(gram_resample.point_estimate(a, b, debiased=debiased)) for a, b in pairs]
+        )
+        draws = np.stack(
+            [
+                np.diagonal(grouped_bootstrap(a, b, boots, debiased=debiased), axis1=1, axis2=2)
+                for a, b in pairs
+            ]
+        )
         out[name] = estimates, draws
     return out
 
 
-def word_cross_task(stores: Sequence[str | Path], *, n_boot: int = 200, level: float = 0.95, debiased: bool = True,
-                    seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+def word_cross_task(
+    stores: Sequence[str | Path],
+    *,
+    n_boot: int = 200,
+    level: float = 0.95,
+    debiased: bool = True,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The word-level CKA table (:data:`CKA_COLUMNS`) and the lean per word set (:data:`LEAN_COLUMNS`)."""
     interval = lambda draws, estimate: intervals.cka_interval(draws, estimate, level, debiased=debiased)
     cka_frames, lean_frames = [], []
@@ -150,27 +207,56 @@ def word_cross_task(stores: Sequence[str | Path], *, n_boot: int = 200, level: f
             for words, (grams, groups, n_words) in sets.items():
                 stats[words] = _comparisons(grams, grouped_resamples(groups, draws), seeds, debiased)
                 for name, (estimates, d) in stats[words].items():
-                    rows = effect_rows(estimates, d, interval=interval, key=f"{language}/words/{words}/{name}")
-                    cka_frames.append(rows.rename(columns={"estimate": "cka"}).assign(
-                        language=language, words=words, comparison=name, index=rows["cell"],
-                        layer=np.asarray(layers)[rows["cell"]], n_words=n_words, n_utterances=n_utt))  # fmt: skip
-            lean = {w: (s["DO-SSO"][0] - s["DO-MSO"][0], s["DO-SSO"][1] - s["DO-MSO"][1]) for w, s in stats.items()}
-            rows = effect_rows(lean["divergent"][0] - lean["identical"][0], lean["divergent"][1] - lean["identical"][1],
-                               interval=interval, key=f"{language}/words/concentration")  # fmt: skip
+                    rows = effect_rows(
+                        estimates, d, interval=interval, key=f"{language}/words/{words}/{name}"
+                    )
+                    cka_frames.append(
+                        rows.rename(columns={"estimate": "cka"}).assign(
+                            language=language,
+                            words=words,
+                            comparison=name,
+                            index=rows["cell"],
+                            layer=np.asarray(layers)[rows["cell"]],
+                            n_words=n_words,
+                            n_utterances=n_utt,
+                        )
+                    )
+            lean = {
+                w: (s["DO-SSO"][0] - s["DO-MSO"][0], s["DO-SSO"][1] - s["DO-MSO"][1])
+                for w, s in stats.items()
+            }
+            rows = effect_rows(
+                lean["divergent"][0] - lean["identical"][0],
+                lean["divergent"][1] - lean["identical"][1],
+                interval=interval,
+                key=f"{language}/words/concentration",
+            )
             for words in SETS:
                 rows[f"lean_{words}"] = np.concatenate([*lean[words][0], lean[words][0].mean(0)])
-            lean_frames.append(rows.rename(columns={"estimate": "concentration"}).assign(
-                language=language, index=rows["cell"], layer=np.asarray(layers)[rows["cell"]], n_utterances=n_utt))
-    return (pd.concat(cka_frames, ignore_index=True)[list(CKA_COLUMNS)],
-            pd.concat(lean_frames, ignore_index=True)[list(LEAN_COLUMNS)])  # fmt: skip
+            lean_frames.append(
+                rows.rename(columns={"estimate": "concentration"}).assign(
+                    language=language,
+                    index=rows["cell"],
+                    layer=np.asarray(layers)[rows["cell"]],
+                    n_utterances=n_utt,
+                )
+            )
+    return (
+        pd.concat(cka_frames, ignore_index=True)[list(CKA_COLUMNS)],
+        pd.concat(lean_frames, ignore_index=True)[list(LEAN_COLUMNS)],
+    )
 
 
-def word_tables(stores: Sequence[str | Path], cer_csvs: Sequence[str | Path], **options) -> dict[str, pd.DataFrame]:
+def word_tables(
+    stores: Sequence[str | Path], cer_csvs: Sequence[str | Path], **options
+) -> dict[str, pd.DataFrame]:
     """``word_cross_task``, ``word_lean`` and (with evaluate CSVs) ``word_cer`` for :func:`write_tables`."""
     from cka_probe.study.word_cer import word_cer_gaps
 
     cka, lean = word_cross_task(stores, **options)
     tables = {"word_cross_task": cka, "word_lean": lean}
     if cer_csvs:
-        tables["word_cer"] = word_cer_gaps(cer_csvs, level=options.get("level", 0.95), seed=options.get("seed", 0))
+        tables["word_cer"] = word_cer_gaps(
+            cer_csvs, level=options.get("level", 0.95), seed=options.get("seed", 0)
+        )
     return tables

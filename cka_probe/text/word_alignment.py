@@ -45,15 +45,22 @@ def align_word_lists(surface: list[str], meaning: list[str]) -> list[WordPair]:
         cost[0][j] = float(j)
     for i in range(1, n + 1):
         for j in range(1, m + 1):
-            cost[i][j] = min(cost[i - 1][j - 1] + substitution_cost(surface[i - 1], meaning[j - 1]),
-                             cost[i][j - 1] + 1, cost[i - 1][j] + 1)
+            cost[i][j] = min(
+                cost[i - 1][j - 1] + substitution_cost(surface[i - 1], meaning[j - 1]),
+                cost[i][j - 1] + 1,
+                cost[i - 1][j] + 1,
+            )
     return _backtrace(cost, surface, meaning)
 
 
 def _backtrace(cost: list[list[float]], surface: list[str], meaning: list[str]) -> list[WordPair]:
     pairs, i, j = [], len(surface), len(meaning)
     while i or j:
-        if i and j and _close(cost[i][j], cost[i - 1][j - 1] + substitution_cost(surface[i - 1], meaning[j - 1])):
+        if (
+            i
+            and j
+            and _close(cost[i][j], cost[i - 1][j - 1] + substitution_cost(surface[i - 1], meaning[j - 1]))
+        ):
             op = "identical" if surface[i - 1] == meaning[j - 1] else "substituted"
             pairs.append(WordPair(i - 1, j - 1, op))
             i, j = i - 1, j - 1

@@ -47,7 +47,11 @@ class MultiHeadedAttention(nn.Module):
         mask: torch.Tensor,
         pos_emb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        q, k, v = self.heads(self.linear_q(query)), self.heads(self.linear_k(key)), self.heads(self.linear_v(value))
+        q, k, v = (
+            self.heads(self.linear_q(query)),
+            self.heads(self.linear_k(key)),
+            self.heads(self.linear_v(value)),
+        )
         keep = mask[:, None]  # (B, 1, T1 or 1, T2)
         scores = self.scores(q, k, pos_emb).masked_fill(~keep, torch.finfo(q.dtype).min)
         weights = torch.softmax(scores, dim=-1).masked_fill(~keep, 0.0)  # (B, H, T1, T2)
@@ -56,7 +60,8 @@ class MultiHeadedAttention(nn.Module):
 
 
 class RelPositionMultiHeadedAttention(MultiHeadedAttention):
-    """Self-attention with relative positions; ``pos_emb`` is ``(1, 2T−1, d)`` for distances ``T−1 … −(T−1)``."""
+    """Self-attention with relative positions; ``pos_emb`` is ``(1, 2T−1, d)`` for distances ``T−1 …
+    −(T−1)``."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__(d_model, n_heads, dropout)

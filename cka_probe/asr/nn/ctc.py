@@ -27,6 +27,12 @@ class CTC(nn.Module):
         """Mean over the batch of ``−log p(y | x)``; ``targets (B, L)`` padded with −1."""
         log_probs = self.log_probs(enc).transpose(0, 1)  # (T, B, V)
         loss = nn.functional.ctc_loss(
-            log_probs, targets.clamp(min=0), enc_lens, target_lens, blank=0, reduction="sum", zero_infinity=True
+            log_probs,
+            targets.clamp(min=0),
+            enc_lens,
+            target_lens,
+            blank=0,
+            reduction="sum",
+            zero_infinity=True,
         )
         return loss / enc.shape[0]

@@ -31,7 +31,9 @@ class TransformerDecoder(nn.Module):
         nn.init.normal_(self.embed.weight, std=d_model**-0.5)  # x·√d then has unit scale, like PE
         self.pos_enc = PositionalEncoding(d_model, cfg["dropout"])
         self.layers = nn.ModuleList(
-            TransformerDecoderLayer(d_model, cfg["n_heads"], cfg["ffn_dim"], cfg["dropout"], cfg["attention_dropout"])
+            TransformerDecoderLayer(
+                d_model, cfg["n_heads"], cfg["ffn_dim"], cfg["dropout"], cfg["attention_dropout"]
+            )
             for _ in range(cfg["n_layers"])
         )
         self.after_norm = nn.LayerNorm(d_model)

@@ -44,7 +44,9 @@ class ConformerEncoder(nn.Module):
         self.embed = Conv2dSubsampling4(n_mels, cfg["subsampling_channels"], d, pos_enc)
         self.layers = conformer_blocks(cfg, cfg["n_layers"])
 
-    def front(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    def front(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
         """``feats (B, T, F) -> (x (B, T', d), pos_emb, valid (B, T'), enc_lens (B,))``."""
         x, pos_emb = self.embed(feats)
         enc_lens = subsampled_lengths(feat_lens)
@@ -55,7 +57,11 @@ class ConformerEncoder(nn.Module):
         return run_blocks(self.layers, x, valid, pos_emb), enc_lens
 
     def task_memories(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, tasks: tuple[str, ...], diverges: torch.Tensor | None = None
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        tasks: tuple[str, ...],
+        diverges: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
         """``({task: (B, T', d)}, enc_lens (B,), auxiliary losses {})``: one output read by every task."""
         enc, enc_lens = self(feats, feat_lens)
@@ -79,7 +85,9 @@ def conformer_blocks(cfg: dict[str, Any], n: int) -> nn.ModuleList:
     )
 
 
-def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, valid: torch.Tensor, pos_emb: Any) -> torch.Tensor:
+def run_blocks(
+    blocks: Iterable[nn.Module], x: torch.Tensor, valid: torch.Tensor, pos_emb: Any
+) -> torch.Tensor:
     """``x (B, T', d)`` through ``blocks`` in order."""
     for block in blocks:
         x = block(x, valid, pos_emb)

@@ -1,10 +1,10 @@
 """One Conformer block (Gulati et al. 2020, §2, eq. 1), pre-norm with macaron FFNs:
 
-    x = x + ½·FFN₁(LN(x))
-    x = x + MHSA(LN(x))
-    x = x + Conv(LN(x))
-    x = x + ½·FFN₂(LN(x))
-    y = LN(x)
+x = x + ½·FFN₁(LN(x))
+x = x + MHSA(LN(x))
+x = x + Conv(LN(x))
+x = x + ½·FFN₂(LN(x))
+y = LN(x)
 """
 
 from __future__ import annotations

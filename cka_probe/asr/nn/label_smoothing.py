@@ -25,6 +25,8 @@ class LabelSmoothingLoss(nn.Module):
         v = logits.shape[-1]
         valid = targets != self.ignore_id  # (B, U)
         q = torch.full_like(logits, self.smoothing / v)
-        q.scatter_add_(-1, targets.clamp(min=0)[..., None], torch.full_like(logits[..., :1], 1.0 - self.smoothing))
+        q.scatter_add_(
+            -1, targets.clamp(min=0)[..., None], torch.full_like(logits[..., :1], 1.0 - self.smoothing)
+        )
         kl = (torch.xlogy(q, q) - q * torch.log_softmax(logits, dim=-1)).sum(-1)  # (B, U)
         return kl.masked_fill(~valid, 0.0).sum() / logits.shape[0]

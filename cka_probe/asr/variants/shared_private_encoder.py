@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cka_probe.asr.variants.discriminator import Discriminator
 from cka_probe.asr.nn.encoder import ConformerEncoder, conformer_blocks, run_blocks
+from cka_probe.asr.variants.discriminator import Discriminator
 from cka_probe.asr.variants.orthogonality import orthogonality_penalty
 
 
@@ -41,18 +41,27 @@ class SharedPrivateEncoder(ConformerEncoder):
 
     TASK_PARTS = {"private": ("private", ("layers.*",)), "fuse": ("private", ("",))}
 
-    def __init__(self, n_mels: int, cfg: dict[str, Any], tasks: tuple[str, ...], settings: dict[str, Any]) -> None:
+    def __init__(
+        self, n_mels: int, cfg: dict[str, Any], tasks: tuple[str, ...], settings: dict[str, Any]
+    ) -> None:
         super().__init__(n_mels, cfg)
         d = cfg["d_model"]
         n_private = int(settings["private_layers"])
-        self.private = nn.ModuleDict({t: nn.ModuleDict({"layers": conformer_blocks(cfg, n_private)}) for t in tasks})
+        self.private = nn.ModuleDict(
+            {t: nn.ModuleDict({"layers": conformer_blocks(cfg, n_private)}) for t in tasks}
+        )
         self.fuse = nn.ModuleDict({t: nn.Linear(2 * d, d) for t in tasks})
         self.discriminator = Discriminator(d, int(settings["discriminator_dim"]), 2, settings["reversal"])
 
     def task_memories(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, tasks: tuple[str, ...], diverges: torch.Tensor | None = None
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        tasks: tuple[str, ...],
+        diverges: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
-        """``({task: m_t (B, T', d)}, enc_lens (B,), losses)``; ``diverges (B,)`` bool adds the adversarial loss."""
+        """``({task: m_t (B, T', d)}, enc_lens (B,), losses)``; ``diverges (B,)`` bool adds the adversarial
+        loss."""
         x, pos_emb, valid, enc_lens = self.front(feats, feat_lens)
         shared = run_blocks(self.layers, x, valid, pos_emb)
         private = {t: run_blocks(self.private[t]["layers"], x, valid, pos_emb) for t in tasks}

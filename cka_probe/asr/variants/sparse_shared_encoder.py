@@ -35,15 +35,21 @@ class SparseSharedEncoder(ConformerEncoder):
     SHARED = ("embed",)
     TASK_PARTS = {"gates": ("gated", ("*",))}
 
-    def __init__(self, n_mels: int, cfg: dict[str, Any], tasks: tuple[str, ...], settings: dict[str, Any]) -> None:
+    def __init__(
+        self, n_mels: int, cfg: dict[str, Any], tasks: tuple[str, ...], settings: dict[str, Any]
+    ) -> None:
         super().__init__(n_mels, cfg)
         gate = {key: settings[key] for key in ("beta", "gamma", "zeta", "init_open")}
-        self.gates = nn.ModuleDict({
-            t: nn.ModuleList(HardConcreteGate(cfg["d_model"], **gate) for _ in self.layers) for t in tasks
-        })
+        self.gates = nn.ModuleDict(
+            {t: nn.ModuleList(HardConcreteGate(cfg["d_model"], **gate) for _ in self.layers) for t in tasks}
+        )
 
     def task_memories(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, tasks: tuple[str, ...], diverges: torch.Tensor | None = None
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        tasks: tuple[str, ...],
+        diverges: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
         """``({task: m_t (B, T', d)}, enc_lens (B,), {"l0": expected fraction of open gates})``."""
         x, pos_emb, valid, enc_lens = self.front(feats, feat_lens)

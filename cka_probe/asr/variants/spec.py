@@ -27,8 +27,13 @@ from cka_probe.errors import CKAProbeError
 DEFAULTS: dict[str, dict[str, float]] = {
     # private_layers: Conformer blocks of each private branch; adversarial, orthogonality: loss weights;
     # reversal: the gradient-reversal scale λ; discriminator_dim: the discriminator's hidden width.
-    "shared-private": {"private_layers": 1, "adversarial": 0.05, "orthogonality": 0.1, "reversal": 1.0,
-                       "discriminator_dim": 64},
+    "shared-private": {
+        "private_layers": 1,
+        "adversarial": 0.05,
+        "orthogonality": 0.1,
+        "reversal": 1.0,
+        "discriminator_dim": 64,
+    },
     # l0: weight of the expected fraction of open gates; beta, gamma, zeta: the hard-concrete
     # temperature and stretch (Louizos et al. 2018, §4); init_open: P(gate open) at initialisation.
     "sparse-shared": {"l0": 0.05, "beta": 2 / 3, "gamma": -0.1, "zeta": 1.1, "init_open": 0.9},
@@ -38,7 +43,8 @@ NAMES = "shared, split-K (K = 1 … n_layers − 1), shared-private, sparse-shar
 
 @dataclass(frozen=True)
 class Variant:
-    """A parsed variant name: ``kind`` is shared | split | shared-private | sparse-shared, ``k`` the split depth."""
+    """A parsed variant name: ``kind`` is shared | split | shared-private | sparse-shared, ``k`` the split
+    depth."""
 
     kind: str
     k: int = 0
@@ -49,7 +55,8 @@ class Variant:
 
 
 def parse_variant(name: str, n_layers: int) -> Variant:
-    """``"split-2"`` -> ``Variant("split", 2)``; a one-line error for an unknown name or a K that does not fit."""
+    """``"split-2"`` -> ``Variant("split", 2)``; a one-line error for an unknown name or a K that does not
+    fit."""
     if name in ("shared", "shared-private", "sparse-shared"):
         return Variant(name)
     match = re.fullmatch(r"split-(\d+)", name)
@@ -66,6 +73,8 @@ def variant_settings(config: dict[str, Any], kind: str) -> dict[str, float]:
     given = config.get("variants", {}).get(kind, {})
     unknown = sorted(set(given) - set(DEFAULTS.get(kind, {})))
     if unknown:
-        raise CKAProbeError(f"config: variants.{kind} has unknown key(s) {', '.join(unknown)} "
-                            f"(known: {', '.join(DEFAULTS.get(kind, {})) or 'none'})")
+        raise CKAProbeError(
+            f"config: variants.{kind} has unknown key(s) {', '.join(unknown)} "
+            f"(known: {', '.join(DEFAULTS.get(kind, {})) or 'none'})"
+        )
     return DEFAULTS.get(kind, {}) | given

@@ -32,7 +32,11 @@ class SplitEncoder(ConformerEncoder):
         self.branches = nn.ModuleDict({task: numbered(conformer_blocks(cfg, k), n - k) for task in tasks})
 
     def task_memories(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, tasks: tuple[str, ...], diverges: torch.Tensor | None = None
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        tasks: tuple[str, ...],
+        diverges: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
         """``({task: m_t (B, T', d)}, enc_lens (B,), {})``."""
         x, pos_emb, valid, enc_lens = self.front(feats, feat_lens)

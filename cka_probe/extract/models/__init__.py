@@ -14,8 +14,8 @@ from pathlib import Path
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.distributed import rank_device, run_sharded, world
 from cka_probe.extract.activations import extract_activations
+from cka_probe.extract.distributed import rank_device, run_sharded, world
 from cka_probe.extract.hooks import select_modules
 from cka_probe.extract.models.base import Adapter, file_sha256
 from cka_probe.extract.models.padding import check_padding
@@ -27,10 +27,15 @@ METADATA_FIELDS = ("surface", "meaning", "language", "speaker")
 ROLES = ("sso", "mso", "do")
 
 
-def layer_streams(streams_of: Callable[[str, Sequence[str]], list[str]], model: nn.Module,
-                  patterns: Sequence[str], tasks: Sequence[str],
-                  order: Sequence[str] = ("encoder",)) -> dict[str, list[str]]:
-    """Module names matching ``patterns``, grouped by ``streams_of``; streams in ``order``, then any others."""
+def layer_streams(
+    streams_of: Callable[[str, Sequence[str]], list[str]],
+    model: nn.Module,
+    patterns: Sequence[str],
+    tasks: Sequence[str],
+    order: Sequence[str] = ("encoder",),
+) -> dict[str, list[str]]:
+    """Module names matching ``patterns``, grouped by ``streams_of``; streams in ``order``, then any
+    others."""
     streams: dict[str, list[str]] = {stream: [] for stream in order}
     for name in select_modules(model, patterns):
         for stream in streams_of(name, tasks):
@@ -50,17 +55,32 @@ def _tasks(adapter: Adapter, tasks: Sequence[str] | None) -> list[str]:
     tasks = list(adapter.tasks if tasks is None else tasks)
     unknown = [t for t in tasks if t not in adapter.tasks]
     if unknown:
-        raise CKAProbeError(f"{adapter.name}: the model has no {unknown[0]} decoder "
-                            f"(tasks: {', '.join(adapter.tasks) or 'none'})")
+        raise CKAProbeError(
+            f"{adapter.name}: the model has no {unknown[0]} decoder "
+            f"(tasks: {', '.join(adapter.tasks) or 'none'})"
+        )
     return tasks
 
 
-def extract_model(model: str | Path, manifest: str | Path, out: str | Path, *,
-                  layers: Sequence[str] | None = None, tasks: Sequence[str] | None = None, device: str = "cpu",
-                  batch_size: int = 16, dtype: str = "float32", limit: int | None = None,
-                  overwrite: bool = False, compression: str | None = None, padding_check: bool = True,
-                  role: str | None = None, word_spans: bool = False) -> Path:
-    """Extract ``model``'s layers (a ``.pt``, an HF folder or ``FILE.py:FUNCTION``) over ``manifest`` into ``out``.
+def extract_model(
+    model: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    layers: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+    dtype: str = "float32",
+    limit: int | None = None,
+    overwrite: bool = False,
+    compression: str | None = None,
+    padding_check: bool = True,
+    role: str | None = None,
+    word_spans: bool = False,
+) -> Path:
+    """Extract ``model``'s layers (a ``.pt``, an HF folder or ``FILE.py:FUNCTION``) over ``manifest`` into
+    ``out``.
 
     ``role`` (``sso`` | ``mso`` | ``do``) is recorded for ``compare --cross-task``
     when the provenance cannot tell it (any model other than a bundled one).
@@ -75,24 +95,46 @@ def extract_model(model: str | Path, manifest: str | Path, out: str | Path, *,
         raise CKAProbeError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
     adapter, device = resolve(model), rank_device(device)
     if word_spans and not hasattr(adapter, "word_spans"):
-        raise CKAProbeError(f"{adapter.name}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)")
+        raise CKAProbeError(
+            f"{adapter.name}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)"
+        )
     net = adapter.build(device)
     tasks = _tasks(adapter, tasks)
-    streams = layer_streams(adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks,
-                            adapter.stream_order(tasks))
+    streams = layer_streams(
+        adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks, adapter.stream_order(tasks)
+    )
     tasks = [t for t in tasks if f"decoder/{t}" in streams]
     rows = read_manifest(manifest, require=adapter.required_fields(tasks))[:limit]
-    attrs = {**adapter.attrs(), "extracted_tasks": tasks, "language": str(rows[0].get("language") or ""),
-             "manifest": str(Path(manifest).resolve()), "manifest_sha256": file_sha256(manifest),
-             "limit": limit or 0, "batch_size": batch_size, **({"role": role} if role else {})}
+    attrs = {
+        **adapter.attrs(),
+        "extracted_tasks": tasks,
+        "language": str(rows[0].get("language") or ""),
+        "manifest": str(Path(manifest).resolve()),
+        "manifest_sha256": file_sha256(manifest),
+        "limit": limit or 0,
+        "batch_size": batch_size,
+        **({"role": role} if role else {}),
+    }
     if padding_check:
         check_padding(adapter, net, rows, batch_size, streams, tasks, device)
 
     def extract_shard(start: int, stop: int, path: Path, progress: bool) -> Path:
         batches = _with_metadata(adapter.batches(rows[start:stop], batch_size, tasks), rows)
-        return extract_activations(net, batches, layers=streams, out=path, forward=adapter.forward, select=adapter.select,
-                       attrs=attrs, dtype=dtype, compression=compression, device=device, total=stop - start,
-                       overwrite=overwrite, progress=progress)
+        return extract_activations(
+            net,
+            batches,
+            layers=streams,
+            out=path,
+            forward=adapter.forward,
+            select=adapter.select,
+            attrs=attrs,
+            dtype=dtype,
+            compression=compression,
+            device=device,
+            total=stop - start,
+            overwrite=overwrite,
+            progress=progress,
+        )
 
     stored = run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
     if word_spans and world()[0] == 0:

@@ -44,7 +44,7 @@ def file_sha256(path: str | Path) -> str:
 def in_order(rows: Sequence[dict], batch_size: int) -> Iterator[list[dict]]:
     """Consecutive blocks of ``batch_size`` rows, in manifest order."""
     for start in range(0, len(rows), batch_size):
-        yield list(rows[start: start + batch_size])
+        yield list(rows[start : start + batch_size])
 
 
 class Adapter:

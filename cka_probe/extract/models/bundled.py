@@ -1,4 +1,5 @@
-"""The bundled checkpoints (``cka-probe train``'s ``.pt``): Conformer/Transformer encoder, one decoder per task.
+"""The bundled checkpoints (``cka-probe train``'s ``.pt``): Conformer/Transformer encoder, one decoder per
+task.
 
 The encoder stream holds ``encoder.embed`` and ``encoder.layers.*`` with the
 model's own ``enc_lens`` as valid lengths (a structured DO variant adds its
@@ -45,7 +46,8 @@ def streams_of(model: nn.Module, name: str, tasks: Sequence[str]) -> list[str]:
 
 
 def teacher_forced(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-    """Encode, then one teacher-forced pass per task of ``batch["tasks"]``; returns valid lengths per stream."""
+    """Encode, then one teacher-forced pass per task of ``batch["tasks"]``; returns valid lengths per
+    stream."""
     enc, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
     lengths = dict.fromkeys(model.encoder_streams(), enc_lens)
     for task in batch["tasks"]:
@@ -83,26 +85,48 @@ class BundledAdapter(Adapter):
         loader = ManifestBatches(rows, self.ckpt, batch_size, tasks=tasks)
         for block in in_order(rows, batch_size):
             batch = loader.collate(block)
-            yield {**batch, "tasks": list(tasks), "metadata": {"n_frames": batch["feat_lens"].tolist()},
-                   "tokens": {f"decoder/{t}": batch["ys_in"][t] for t in tasks}}
+            yield {
+                **batch,
+                "tasks": list(tasks),
+                "metadata": {"n_frames": batch["feat_lens"].tolist()},
+                "tokens": {f"decoder/{t}": batch["ys_in"][t] for t in tasks},
+            }
 
     def forward(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         return teacher_forced(model, batch)
 
-    def word_spans(self, model: nn.Module, manifest: str | Path, store: Path, *, batch_size: int,
-                   limit: int | None, device: str) -> Path:
-        """``<store>.words.jsonl``: each surface word's CTC-aligned encoder frames (:mod:`cka_probe.extract.word_spans`)."""
+    def word_spans(
+        self,
+        model: nn.Module,
+        manifest: str | Path,
+        store: Path,
+        *,
+        batch_size: int,
+        limit: int | None,
+        device: str,
+    ) -> Path:
+        """``<store>.words.jsonl``: each surface word's CTC-aligned encoder frames
+        (:mod:`cka_probe.extract.word_spans`)."""
         from cka_probe.extract.word_spans import sidecar_path, write_word_spans
 
-        return write_word_spans(model, self.ckpt, manifest, sidecar_path(store), batch_size=batch_size, limit=limit,
-                                device=device)
+        return write_word_spans(
+            model, self.ckpt, manifest, sidecar_path(store), batch_size=batch_size, limit=limit, device=device
+        )
 
     def attrs(self) -> dict:
         tokenizers = self.ckpt["tokenizers"]
-        return {"adapter": "bundled", "checkpoint": str(self.path.resolve()),
-                "checkpoint_sha256": file_sha256(self.path), "config": self.ckpt["config"],
-                "arch": self.model.arch, "variant": self.model.variant.name, "tasks": list(self.model.tasks),
-                "checkpoint_epoch": int(self.ckpt.get("epoch", -1)),
-                "decoder_prompt": {t: [tokenizers[t].sos_eos] for t in self.tasks},
-                "tokenizer": {t: {"kind": "CharTokenizer", "unit": tokenizers[t].unit, "symbols": tokenizers[t].symbols}
-                              for t in self.tasks}}
+        return {
+            "adapter": "bundled",
+            "checkpoint": str(self.path.resolve()),
+            "checkpoint_sha256": file_sha256(self.path),
+            "config": self.ckpt["config"],
+            "arch": self.model.arch,
+            "variant": self.model.variant.name,
+            "tasks": list(self.model.tasks),
+            "checkpoint_epoch": int(self.ckpt.get("epoch", -1)),
+            "decoder_prompt": {t: [tokenizers[t].sos_eos] for t in self.tasks},
+            "tokenizer": {
+                t: {"kind": "CharTokenizer", "unit": tokenizers[t].unit, "symbols": tokenizers[t].symbols}
+                for t in self.tasks
+            },
+        }

@@ -24,8 +24,9 @@ def require_transformers(folder: str | Path) -> ModuleType:
     try:
         import transformers
     except ImportError:
-        raise CKAProbeError(f"{folder}: a Hugging Face model folder needs transformers; "
-                            "pip install 'cka-probe[hf]'") from None
+        raise CKAProbeError(
+            f"{folder}: a Hugging Face model folder needs transformers; pip install 'cka-probe[hf]'"
+        ) from None
     return transformers
 
 
@@ -42,7 +43,8 @@ def read_config(folder: str | Path) -> dict:
 
 
 def architecture(config: dict) -> str:
-    """The first of ``architectures`` (``WhisperForConditionalGeneration``, ``Wav2Vec2ForCTC``, ...), or ''."""
+    """The first of ``architectures`` (``WhisperForConditionalGeneration``, ``Wav2Vec2ForCTC``, ...), or
+    ''."""
     return str((config.get("architectures") or [""])[0])
 
 
@@ -52,10 +54,15 @@ def provenance(folder: str | Path, config: dict) -> dict:
     weights = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
     if not weights:
         raise CKAProbeError(f"{folder}: no weights file (model.safetensors or pytorch_model.bin)")
-    return {"hf_folder": str(folder.resolve()), "config_sha256": file_sha256(folder / "config.json"),
-            "weights_sha256": {p.name: file_sha256(p) for p in weights},
-            "name_or_path": str(config.get("_name_or_path", "")), "model_type": config["model_type"],
-            "architecture": architecture(config), "transformers_version": require_transformers(folder).__version__}
+    return {
+        "hf_folder": str(folder.resolve()),
+        "config_sha256": file_sha256(folder / "config.json"),
+        "weights_sha256": {p.name: file_sha256(p) for p in weights},
+        "name_or_path": str(config.get("_name_or_path", "")),
+        "model_type": config["model_type"],
+        "architecture": architecture(config),
+        "transformers_version": require_transformers(folder).__version__,
+    }
 
 
 def feature_extractor(folder: str | Path, cls: type, **defaults):
@@ -63,13 +70,15 @@ def feature_extractor(folder: str | Path, cls: type, **defaults):
     folder = Path(folder)
     if (folder / "preprocessor_config.json").is_file():
         return cls.from_pretrained(str(folder))
-    warnings.warn(f"{folder}: no preprocessor_config.json; using the {cls.__name__} defaults {defaults}",
-                  stacklevel=3)
+    warnings.warn(
+        f"{folder}: no preprocessor_config.json; using the {cls.__name__} defaults {defaults}", stacklevel=3
+    )
     return cls(**defaults)
 
 
 def base_prefix(model) -> str:
-    """``"wav2vec2."`` for ``Wav2Vec2ForCTC``, ``"model."`` for Whisper's generation head, ``""`` for a bare model."""
+    """``"wav2vec2."`` for ``Wav2Vec2ForCTC``, ``"model."`` for Whisper's generation head, ``""`` for a bare
+    model."""
     for name, module in model.named_modules():
         if module is model.base_model:
             return f"{name}." if name else ""
@@ -78,4 +87,6 @@ def base_prefix(model) -> str:
 
 def plain_settings(features) -> dict:
     """A feature extractor's scalar settings (its arrays, e.g. Whisper's mel filters, left out)."""
-    return {k: v for k, v in features.to_dict().items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return {
+        k: v for k, v in features.to_dict().items() if isinstance(v, (str, int, float, bool)) or v is None
+    }

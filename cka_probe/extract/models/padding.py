@@ -26,8 +26,9 @@ from cka_probe.extract.hooks import LayerCapture
 from cka_probe.extract.models.base import Adapter
 
 
-def _rows(adapter: Adapter, model: nn.Module, capture: LayerCapture, batch: dict,
-          device: torch.device) -> dict[tuple[str, str], list[np.ndarray]]:
+def _rows(
+    adapter: Adapter, model: nn.Module, capture: LayerCapture, batch: dict, device: torch.device
+) -> dict[tuple[str, str], list[np.ndarray]]:
     """Per (stream, layer), the valid rows of each utterance of ``batch``."""
     lengths = adapter.forward(model, _to_device(batch, device))
     rows = {}
@@ -38,8 +39,15 @@ def _rows(adapter: Adapter, model: nn.Module, capture: LayerCapture, batch: dict
     return rows
 
 
-def check_padding(adapter: Adapter, model: nn.Module, rows: Sequence[dict], batch_size: int,
-                  streams: Mapping[str, Sequence[str]], tasks: Sequence[str], device: str | torch.device) -> None:
+def check_padding(
+    adapter: Adapter,
+    model: nn.Module,
+    rows: Sequence[dict],
+    batch_size: int,
+    streams: Mapping[str, Sequence[str]],
+    tasks: Sequence[str],
+    device: str | torch.device,
+) -> None:
     """Raise :class:`CKAProbeError` if the first batch's rows differ from the utterances run alone."""
     first = next(iter(adapter.batches(rows[:batch_size], batch_size, tasks)))
     if len(first["ids"]) < 2:
@@ -49,17 +57,25 @@ def check_padding(adapter: Adapter, model: nn.Module, rows: Sequence[dict], batc
     with LayerCapture(model, streams, select=adapter.select) as capture, torch.inference_mode():
         batched = _rows(adapter, model, capture, first, device)
         for b, uid in enumerate(first["ids"]):
-            alone = _rows(adapter, model, capture, next(iter(adapter.batches([by_id[uid]], 1, tasks))), device)
+            alone = _rows(
+                adapter, model, capture, next(iter(adapter.batches([by_id[uid]], 1, tasks))), device
+            )
             for (stream, layer), pieces in alone.items():
                 _compare(adapter, stream, layer, uid, batched[(stream, layer)][b], pieces[0])
 
 
-def _compare(adapter: Adapter, stream: str, layer: str, uid: str, batched: np.ndarray, alone: np.ndarray) -> None:
+def _compare(
+    adapter: Adapter, stream: str, layer: str, uid: str, batched: np.ndarray, alone: np.ndarray
+) -> None:
     if batched.shape != alone.shape:
-        raise CKAProbeError(f"{adapter.name}: padding changes the valid rows of layer {layer} ({stream}) for "
-                            f"utterance {uid!r}: {batched.shape[0]} in the batch, {alone.shape[0]} alone")
+        raise CKAProbeError(
+            f"{adapter.name}: padding changes the valid rows of layer {layer} ({stream}) for "
+            f"utterance {uid!r}: {batched.shape[0]} in the batch, {alone.shape[0]} alone"
+        )
     diff, scale = float(np.max(np.abs(batched - alone))), max(float(np.max(np.abs(alone))), 1e-6)
     if diff > adapter.padding_tolerance * scale:
-        raise CKAProbeError(f"{adapter.name}: padding changes layer {layer} ({stream}) of utterance {uid!r}: "
-                            f"max |batched - alone| = {diff:.3g} > {adapter.padding_tolerance:g} x {scale:.3g}; "
-                            "this model must be batched without padding (see docs/your-own-model.md)")
+        raise CKAProbeError(
+            f"{adapter.name}: padding changes layer {layer} ({stream}) of utterance {uid!r}: "
+            f"max |batched - alone| = {diff:.3g} > {adapter.padding_tolerance:g} x {scale:.3g}; "
+            "this model must be batched without padding (see docs/your-own-model.md)"
+        )

@@ -47,7 +47,9 @@ class PythonAdapter(Adapter):
     def __init__(self, inner: object, spec: str, path: Path):
         missing = [duty for duty in DUTIES if not callable(getattr(inner, duty, None))]
         if missing:
-            raise CKAProbeError(f"{spec}: the adapter lacks {', '.join(missing)} (the protocol: {', '.join(DUTIES)})")
+            raise CKAProbeError(
+                f"{spec}: the adapter lacks {', '.join(missing)} (the protocol: {', '.join(DUTIES)})"
+            )
         self.inner, self.name, self.path = inner, spec, path
         for name in DUTIES + OPTIONAL:
             if hasattr(inner, name):
@@ -55,5 +57,10 @@ class PythonAdapter(Adapter):
 
     def attrs(self) -> dict:
         own = self.inner.attrs() if callable(getattr(self.inner, "attrs", None)) else {}
-        return {"adapter": self.name, "adapter_file": str(self.path.resolve()),
-                "adapter_sha256": file_sha256(self.path), "tasks": list(self.tasks), **own}
+        return {
+            "adapter": self.name,
+            "adapter_file": str(self.path.resolve()),
+            "adapter_sha256": file_sha256(self.path),
+            "tasks": list(self.tasks),
+            **own,
+        }

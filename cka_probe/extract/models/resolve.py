@@ -1,4 +1,5 @@
-"""MODEL -> its adapter: a bundled ``.pt``, a Hugging Face folder (by ``model_type``), or ``FILE.py:FUNCTION``."""
+"""MODEL -> its adapter: a bundled ``.pt``, a Hugging Face folder (by ``model_type``), or
+``FILE.py:FUNCTION``."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def resolve(model: str | Path) -> Adapter:
         from cka_probe.extract.models.bundled import BundledAdapter
 
         return BundledAdapter(path)
-    raise CKAProbeError(f"{spec}: not a checkpoint .pt, a Hugging Face model folder (with config.json) "
-                        "or FILE.py:FUNCTION")
+    raise CKAProbeError(
+        f"{spec}: not a checkpoint .pt, a Hugging Face model folder (with config.json) or FILE.py:FUNCTION"
+    )
 
 
 def hf_adapter(folder: Path) -> Adapter:
@@ -44,5 +46,7 @@ def hf_adapter(folder: Path) -> Adapter:
         from cka_probe.extract.models.wav2vec2 import Wav2Vec2Adapter
 
         return Wav2Vec2Adapter(folder, config)
-    raise CKAProbeError(f"{folder}: model_type {config['model_type']!r} has no adapter (supported: whisper, "
-                        f"{', '.join(MODEL_TYPES)}); write a FILE.py:FUNCTION adapter")
+    raise CKAProbeError(
+        f"{folder}: model_type {config['model_type']!r} has no adapter (supported: whisper, "
+        f"{', '.join(MODEL_TYPES)}); write a FILE.py:FUNCTION adapter"
+    )

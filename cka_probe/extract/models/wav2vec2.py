@@ -1,4 +1,5 @@
-"""wav2vec2, HuBERT, WavLM and data2vec-audio (``*Model`` or ``*ForCTC``): CNN feature encoder, projection, layers.
+"""wav2vec2, HuBERT, WavLM and data2vec-audio (``*Model`` or ``*ForCTC``): CNN feature encoder, projection,
+layers.
 
 Layers (default): ``feature_extractor`` (the CNN's output, stored as
 ``(B, T, C)``), ``feature_projection`` and every ``encoder.layers.*``, with the
@@ -30,15 +31,23 @@ from torch import nn
 
 from cka_probe.data.audio import audio_length, load_audio
 from cka_probe.extract.models.base import Adapter, Batch, in_order
-from cka_probe.extract.models.hf import (architecture, base_prefix, feature_extractor, plain_settings, provenance,
-                                        require_transformers)
+from cka_probe.extract.models.hf import (
+    architecture,
+    base_prefix,
+    feature_extractor,
+    plain_settings,
+    provenance,
+    require_transformers,
+)
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 UNPADDED = ("data2vec-audio",)
 """Model types batched without padding whatever their feature-encoder norm (see the module docstring)."""
 
 
-def equal_length_buckets(rows: Sequence[dict], lengths: Sequence[int], batch_size: int) -> Iterator[list[dict]]:
+def equal_length_buckets(
+    rows: Sequence[dict], lengths: Sequence[int], batch_size: int
+) -> Iterator[list[dict]]:
     """Rows of equal ``lengths`` together, ``batch_size`` at most, buckets in order of first appearance."""
     buckets: dict[int, list[dict]] = {}
     for row, length in zip(rows, lengths):
@@ -53,11 +62,21 @@ class Wav2Vec2Adapter(Adapter):
     def __init__(self, folder: str | Path, config: dict):
         transformers = require_transformers(folder)
         self.folder, self.config, self.name = Path(folder), config, str(folder)
-        self.padded = config.get("feat_extract_norm", "layer") == "layer" and config["model_type"] not in UNPADDED
-        self.features = feature_extractor(folder, transformers.Wav2Vec2FeatureExtractor, do_normalize=True,
-                                          sampling_rate=16000, return_attention_mask=self.padded)
-        self.model_class = transformers.AutoModelForCTC if architecture(config).endswith("ForCTC") else \
-            transformers.AutoModel
+        self.padded = (
+            config.get("feat_extract_norm", "layer") == "layer" and config["model_type"] not in UNPADDED
+        )
+        self.features = feature_extractor(
+            folder,
+            transformers.Wav2Vec2FeatureExtractor,
+            do_normalize=True,
+            sampling_rate=16000,
+            return_attention_mask=self.padded,
+        )
+        self.model_class = (
+            transformers.AutoModelForCTC
+            if architecture(config).endswith("ForCTC")
+            else transformers.AutoModel
+        )
         self.prefix = ""
 
     def build(self, device: str) -> nn.Module:
@@ -83,19 +102,37 @@ class Wav2Vec2Adapter(Adapter):
         return [load_audio(r["audio"], rate, r.get("start"), r.get("end")) for r in rows]
 
     def batches(self, rows: Sequence[dict], batch_size: int, tasks: Sequence[str]) -> Iterator[Batch]:
-        blocks = in_order(rows, batch_size) if self.padded else \
-            equal_length_buckets(rows, [audio_length(r["audio"], self.features.sampling_rate, r.get("start"),
-                                                     r.get("end")) for r in rows], batch_size)
+        blocks = (
+            in_order(rows, batch_size)
+            if self.padded
+            else equal_length_buckets(
+                rows,
+                [
+                    audio_length(r["audio"], self.features.sampling_rate, r.get("start"), r.get("end"))
+                    for r in rows
+                ],
+                batch_size,
+            )
+        )
         for block in blocks:
             yield self.collate(block)
 
     def collate(self, rows: Sequence[dict]) -> Batch:
         waves = self.waves(rows)
-        inputs = self.features(waves, sampling_rate=self.features.sampling_rate, padding=True,
-                               return_attention_mask=True, return_tensors="pt")
+        inputs = self.features(
+            waves,
+            sampling_rate=self.features.sampling_rate,
+            padding=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
         samples = torch.tensor([len(w) for w in waves])
-        batch = {"ids": [r["id"] for r in rows], "input_values": inputs["input_values"], "samples": samples,
-                 "metadata": {"n_samples": samples.tolist()}}
+        batch = {
+            "ids": [r["id"] for r in rows],
+            "input_values": inputs["input_values"],
+            "samples": samples,
+            "metadata": {"n_samples": samples.tolist()},
+        }
         if self.padded:
             batch["attention_mask"] = inputs["attention_mask"]
         return batch
@@ -105,6 +142,11 @@ class Wav2Vec2Adapter(Adapter):
         return {"encoder": self.output_lengths(batch["samples"])}
 
     def attrs(self) -> dict:
-        return {"adapter": "wav2vec2", **provenance(self.folder, self.config), "arch": self.config["model_type"],
-                "tasks": [], "padding": "attention mask" if self.padded else "equal-length buckets (group norm)",
-                "preprocessor": plain_settings(self.features)}
+        return {
+            "adapter": "wav2vec2",
+            **provenance(self.folder, self.config),
+            "arch": self.config["model_type"],
+            "tasks": [],
+            "padding": "attention mask" if self.padded else "equal-length buckets (group norm)",
+            "preprocessor": plain_settings(self.features),
+        }

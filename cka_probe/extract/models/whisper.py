@@ -1,4 +1,5 @@
-"""Whisper (``WhisperForConditionalGeneration`` or ``WhisperModel``): encoder layers, teacher-forced decoder layers.
+"""Whisper (``WhisperForConditionalGeneration`` or ``WhisperModel``): encoder layers, teacher-forced decoder
+layers.
 
 Encoder (Radford et al. 2022): the log-mel input always fills the fixed
 30-second window (3,000 frames of 10 ms, zero-padded audio), and the two
@@ -29,8 +30,14 @@ from cka_probe.asr.data import pad_ids
 from cka_probe.data.audio import load_audio
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.models.base import Adapter, Batch, in_order
-from cka_probe.extract.models.hf import (architecture, base_prefix, feature_extractor, plain_settings, provenance,
-                                        require_transformers)
+from cka_probe.extract.models.hf import (
+    architecture,
+    base_prefix,
+    feature_extractor,
+    plain_settings,
+    provenance,
+    require_transformers,
+)
 
 TASKS = ("surface", "meaning")
 MULTILINGUAL_VOCAB = 51865
@@ -45,8 +52,9 @@ class WhisperAdapter(Adapter):
     def __init__(self, folder: str | Path, config: dict):
         self.transformers = require_transformers(folder)
         self.folder, self.config, self.name = Path(folder), config, str(folder)
-        self.features = feature_extractor(folder, self.transformers.WhisperFeatureExtractor,
-                                          feature_size=config.get("num_mel_bins", 80))
+        self.features = feature_extractor(
+            folder, self.transformers.WhisperFeatureExtractor, feature_size=config.get("num_mel_bins", 80)
+        )
         self.conditional = architecture(config) != "WhisperModel"
         self.prefix = "model." if self.conditional else ""
         self.multilingual = self._multilingual()
@@ -55,7 +63,11 @@ class WhisperAdapter(Adapter):
     def _multilingual(self) -> bool:
         generation = self.folder / "generation_config.json"
         if generation.is_file():
-            found = self.transformers.GenerationConfig.from_pretrained(str(self.folder)).to_dict().get("is_multilingual")
+            found = (
+                self.transformers.GenerationConfig.from_pretrained(str(self.folder))
+                .to_dict()
+                .get("is_multilingual")
+            )
             if found is not None:
                 return bool(found)
         return int(self.config.get("vocab_size", 0)) >= MULTILINGUAL_VOCAB
@@ -66,12 +78,18 @@ class WhisperAdapter(Adapter):
             try:
                 self._tokenizer = self.transformers.WhisperTokenizer.from_pretrained(str(self.folder))
             except (OSError, ValueError, TypeError) as err:
-                raise CKAProbeError(f"{self.folder}: no Whisper tokenizer to teacher-force the decoder "
-                                    f"({' '.join(str(err).split())[:200]}); select encoder layers only") from None
+                raise CKAProbeError(
+                    f"{self.folder}: no Whisper tokenizer to teacher-force the decoder "
+                    f"({' '.join(str(err).split())[:200]}); select encoder layers only"
+                ) from None
         return self._tokenizer
 
     def build(self, device: str) -> nn.Module:
-        cls = self.transformers.WhisperForConditionalGeneration if self.conditional else self.transformers.WhisperModel
+        cls = (
+            self.transformers.WhisperForConditionalGeneration
+            if self.conditional
+            else self.transformers.WhisperModel
+        )
         model = cls.from_pretrained(str(self.folder)).to(device).eval()
         self.prefix = base_prefix(model)
         return model
@@ -93,7 +111,8 @@ class WhisperAdapter(Adapter):
         return ("id", "audio", *tasks, *(("language",) if tasks and self.multilingual else ()))
 
     def prompt(self, language: str | None) -> list[int]:
-        """The standard prompt's token ids for an utterance in ``language`` (ignored by English-only models)."""
+        """The standard prompt's token ids for an utterance in ``language`` (ignored by English-only
+        models)."""
         tok = self.tokenizer
         if self.multilingual:
             try:
@@ -104,14 +123,16 @@ class WhisperAdapter(Adapter):
             tok.set_prefix_tokens(language=None, task=None, predict_timestamps=False)
         prompt = list(tok.prefix_tokens)
         if len(prompt) != self.prompt_length:
-            raise CKAProbeError(f"{self.folder}: the tokenizer's prompt {tok.convert_ids_to_tokens(prompt)} is not the "
-                                f"{self.prompt_length} tokens of a {'multi' if self.multilingual else 'mono'}lingual Whisper")
+            raise CKAProbeError(
+                f"{self.folder}: the tokenizer's prompt {tok.convert_ids_to_tokens(prompt)} is not the "
+                f"{self.prompt_length} tokens of a {'multi' if self.multilingual else 'mono'}lingual Whisper"
+            )
         return prompt
 
     def select(self, name: str, output: object) -> torch.Tensor:
         """Decoder outputs from the prompt's last position on (see the module docstring)."""
         tensor = super().select(name, output)
-        return tensor[:, self.prompt_length - 1:] if self.is_decoder(name) else tensor
+        return tensor[:, self.prompt_length - 1 :] if self.is_decoder(name) else tensor
 
     @property
     def prompt_length(self) -> int:
@@ -127,46 +148,77 @@ class WhisperAdapter(Adapter):
         waves = [load_audio(r["audio"], rate, r.get("start"), r.get("end")) for r in rows]
         for row, wave in zip(rows, waves):
             if len(wave) > window:
-                raise CKAProbeError(f"{row['audio']}: utterance {row['id']!r} lasts {len(wave) / rate:.2f} s, longer "
-                                    f"than Whisper's {window / rate:.0f}-second window; cut it with start/end")
+                raise CKAProbeError(
+                    f"{row['audio']}: utterance {row['id']!r} lasts {len(wave) / rate:.2f} s, longer "
+                    f"than Whisper's {window / rate:.0f}-second window; cut it with start/end"
+                )
         feats = self.features(waves, sampling_rate=rate, return_tensors="pt")["input_features"]
         samples = torch.tensor([len(w) for w in waves])
         per_frame = 2 * self.features.hop_length
-        batch = {"ids": [r["id"] for r in rows], "input_features": feats, "tasks": list(tasks),
-                 "enc_lens": -(-samples // per_frame), "metadata": {"n_samples": samples.tolist()},
-                 "tokens": {}, "dec_lens": {}, "decoder_ids": {}}
+        batch = {
+            "ids": [r["id"] for r in rows],
+            "input_features": feats,
+            "tasks": list(tasks),
+            "enc_lens": -(-samples // per_frame),
+            "metadata": {"n_samples": samples.tolist()},
+            "tokens": {},
+            "dec_lens": {},
+            "decoder_ids": {},
+        }
         for task in tasks:
             ids, lens = self.decoder_inputs(rows, task)
             batch["decoder_ids"][task] = ids
             batch["dec_lens"][task] = lens - (self.prompt_length - 1)
-            batch["tokens"][f"decoder/{task}"] = ids[:, self.prompt_length - 1:]
+            batch["tokens"][f"decoder/{task}"] = ids[:, self.prompt_length - 1 :]
         return batch
 
     def decoder_inputs(self, rows: Sequence[dict], task: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt + transcript ids ``(B, U)`` padded with end-of-text, and their lengths ``(B,)``."""
         limit = int(self.config.get("max_target_positions", 448))
-        seqs = [self.prompt(r.get("language")) + self.tokenizer(r[task], add_special_tokens=False).input_ids
-                for r in rows]
+        seqs = [
+            self.prompt(r.get("language")) + self.tokenizer(r[task], add_special_tokens=False).input_ids
+            for r in rows
+        ]
         for row, seq in zip(rows, seqs):
             if len(seq) > limit:
-                raise CKAProbeError(f"utterance {row['id']!r}: its {task} transcript makes {len(seq)} decoder "
-                                    f"tokens with the prompt, more than the model's {limit}")
+                raise CKAProbeError(
+                    f"utterance {row['id']!r}: its {task} transcript makes {len(seq)} decoder "
+                    f"tokens with the prompt, more than the model's {limit}"
+                )
         return pad_ids(seqs, self.tokenizer.eos_token_id)
 
     def forward(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         whisper = model.model if self.conditional else model
         encoded = whisper.encoder(batch["input_features"]).last_hidden_state
         for task in batch["tasks"]:
-            whisper.decoder(input_ids=batch["decoder_ids"][task], encoder_hidden_states=encoded, use_cache=False)
-        return {"encoder": batch["enc_lens"], **{f"decoder/{t}": batch["dec_lens"][t] for t in batch["tasks"]}}
+            whisper.decoder(
+                input_ids=batch["decoder_ids"][task], encoder_hidden_states=encoded, use_cache=False
+            )
+        return {
+            "encoder": batch["enc_lens"],
+            **{f"decoder/{t}": batch["dec_lens"][t] for t in batch["tasks"]},
+        }
 
     def attrs(self) -> dict:
-        attrs = {"adapter": "whisper", **provenance(self.folder, self.config), "arch": "whisper", "tasks": list(TASKS),
-                 "multilingual": self.multilingual, "preprocessor": plain_settings(self.features),
-                 "encoder_frames": "ceil(samples / (2 * hop_length)) of the 30-second window"}
+        attrs = {
+            "adapter": "whisper",
+            **provenance(self.folder, self.config),
+            "arch": "whisper",
+            "tasks": list(TASKS),
+            "multilingual": self.multilingual,
+            "preprocessor": plain_settings(self.features),
+            "encoder_frames": "ceil(samples / (2 * hop_length)) of the 30-second window",
+        }
         if (self.folder / "tokenizer_config.json").is_file() or (self.folder / "vocab.json").is_file():
             tok = self.tokenizer
-            attrs["tokenizer"] = {"class": type(tok).__name__, "vocab_size": len(tok), "folder": str(self.folder)}
-            attrs["decoder_prompt"] = "<|startoftranscript|> " + ("<|LANG|> <|transcribe|> " if self.multilingual
-                                                                  else "") + "<|notimestamps|>"
+            attrs["tokenizer"] = {
+                "class": type(tok).__name__,
+                "vocab_size": len(tok),
+                "folder": str(self.folder),
+            }
+            attrs["decoder_prompt"] = (
+                "<|startoftranscript|> "
+                + ("<|LANG|> <|transcribe|> " if self.multilingual else "")
+                + "<|notimestamps|>"
+            )
         return attrs
