@@ -7,6 +7,8 @@ and opens with ``pandas.read_csv``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 CEILING, FLOOR_NAME = "SSO-SSO'", "SSO-RAND"
@@ -43,6 +45,15 @@ COLUMNS: tuple[str, ...] = (
     "pooling",
 )
 """The columns of the cross-task table (``tables/cross_task.csv``), in order."""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A table of the study from its CSV file, with the value column named :data:`VALUE` (tables written
+    before it was renamed call it ``cka``)."""
+    table = pd.read_csv(path)
+    if VALUE not in table.columns and "cka" in table.columns:
+        table = table.rename(columns={"cka": VALUE})
+    return table
 
 
 def pooled(table: pd.DataFrame) -> pd.DataFrame:
