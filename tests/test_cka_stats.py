@@ -6,7 +6,7 @@ import torch
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference import bootstrap_ci, permutation_test
-from cka_probe.inference.bootstrap import group_rows, paired_rows
+from cka_probe.inference.resampling import group_rows, paired_rows
 from cka_probe.measures import linear_cka
 
 torch.set_num_threads(1)

@@ -3,7 +3,8 @@
 Frames of one utterance are not independent samples, so both procedures
 resample *groups* (e.g. utterance ids, one label per row): the bootstrap draws
 whole groups with replacement (Efron & Tibshirani 1993); the permutation test
-pairs each group of x with another group of y.
+pairs each group of x with another group of y. The draws are those of
+:mod:`cka_probe.inference.resampling`, seeded by ``seed``.
 
 Intervals (chosen by simulation, ``benchmarks/bench_coverage.py``): for linear
 CKA of data (``statistic=None``) the interval is the percentile interval of
@@ -33,6 +34,15 @@ from tqdm import tqdm
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference.intervals import bca_interval, cka_interval
+from cka_probe.inference.resampling import (
+    bootstrap_counts,
+    bootstrap_draws,
+    group_rows,
+    grouped_rows,
+    leave_one_out,
+    paired_rows,
+    permutations,
+)
 from cka_probe.measures.grouped import GroupedCKA
 from cka_probe.measures.pair import linear_cka
 from cka_probe.measures.weighted import weighted_linear_cka
@@ -61,20 +71,6 @@ class PermutationResult:
     n_permutations: int
     n_groups: int
     null: np.ndarray
-
-
-def group_rows(groups: Sequence | None, n: int) -> list[np.ndarray]:
-    """Row indices of each group, in order of first appearance; ``None`` makes every row a group."""
-    if groups is None:
-        return [np.array([i]) for i in range(n)]
-    labels = np.asarray(groups)
-    if labels.shape != (n,):
-        raise CKAProbeError(
-            f"groups must hold one label per row: {labels.shape[0] if labels.ndim else 0} labels for {n} rows"
-        )
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    return [np.flatnonzero(inverse == g) for g in order]
 
 
 def as_statistic(x, y, groups, statistic: Callable) -> tuple[Statistic, int]:
@@ -113,13 +109,12 @@ def bootstrap_ci(
         return _linear_interval(x, y, groups, debiased, n_resamples, confidence, seed)
     fn, n = as_statistic(x, y, groups, statistic or linear_cka)
     parts = _parts(groups, n)
-    rng = np.random.default_rng(seed)
+    draws = bootstrap_draws(np.random.default_rng(seed), len(parts), n_resamples)
     values = np.empty(n_resamples)
-    for b in tqdm(range(n_resamples), desc="bootstrap", leave=False, disable=None):
-        rows = np.concatenate([parts[g] for g in rng.integers(0, len(parts), len(parts))])
+    for b, draw in enumerate(tqdm(draws, desc="bootstrap", leave=False, disable=None)):
+        rows = grouped_rows(parts, draw)
         values[b] = fn(rows, rows)
-    left_out = (np.concatenate(parts[:g] + parts[g + 1 :]) for g in range(len(parts)))
-    jackknife = np.array([fn(rows, rows) for rows in left_out])
+    jackknife = np.array([fn(rows, rows) for rows in leave_one_out(parts)])
     everything = np.arange(n)
     estimate = fn(everything, everything)
     low, high = bca_interval(values, estimate, jackknife, confidence)
@@ -161,13 +156,7 @@ def _linear_interval(
         return grouped(counts) if debiased else weighted_linear_cka(x, y, counts[:, label])
 
     estimate = float(resampled(np.ones((1, len(parts))))[0])
-    rng = np.random.default_rng(seed)
-    counts = np.stack(
-        [
-            np.bincount(rng.integers(0, len(parts), len(parts)), minlength=len(parts))
-            for _ in range(n_resamples)
-        ]
-    )  # (B, groups)
+    counts = bootstrap_counts(np.random.default_rng(seed), len(parts), n_resamples)  # (B, groups)
     width = max(x.shape[1], y.shape[1])
     chunk = max(1, int(2**24 // (2 * width**2 + len(x) * (width + 2))))  # about 128 MB of float64 per chunk
     values = np.concatenate(
@@ -175,18 +164,6 @@ def _linear_interval(
     )
     low, high = cka_interval(values, estimate, confidence, debiased=debiased)
     return Interval(estimate, float(low), float(high), confidence, n_resamples, len(parts))
-
-
-def paired_rows(parts: list[np.ndarray], order: np.ndarray, n: int) -> np.ndarray:
-    """Rows of y to pair with x's rows when x's group g meets y's group ``order[g]``.
-
-    Groups of other lengths are matched by relative position (row k of m takes
-    row floor(k m' / m) of the m' rows), keeping each group's internal order.
-    """
-    rows_y = np.empty(n, dtype=np.int64)
-    for target, source in zip(parts, (parts[g] for g in order)):
-        rows_y[target] = source[np.arange(len(target)) * len(source) // len(target)]
-    return rows_y
 
 
 def permutation_test(
@@ -207,13 +184,13 @@ def permutation_test(
     parts = group_rows(groups, n)
     if len(parts) < 2:
         raise CKAProbeError("the permutation test needs at least 2 groups")
-    rng = np.random.default_rng(seed)
+    orders = permutations(np.random.default_rng(seed), len(parts), n_permutations)
     rows_x = np.arange(n)
     observed = fn(rows_x, rows_x)
     null = np.array(
         [
-            fn(rows_x, paired_rows(parts, rng.permutation(len(parts)), n))
-            for _ in tqdm(range(n_permutations), desc="permutations", leave=False, disable=None)
+            fn(rows_x, paired_rows(parts, order, n))
+            for order in tqdm(orders, desc="permutations", leave=False, disable=None)
         ]
     )
     p_value = (1 + np.count_nonzero(null >= observed)) / (1 + n_permutations)

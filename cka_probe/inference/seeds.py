@@ -23,12 +23,11 @@ variance with their degrees of freedom, σ²_w counted once.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference.intervals import student_se
+from cka_probe.inference.resampling import keyed_rng
 
 
 def pooled_draws(draws: np.ndarray, estimates: np.ndarray, *, seed: int = 0, key: str = "") -> np.ndarray:
@@ -42,7 +41,7 @@ def pooled_draws(draws: np.ndarray, estimates: np.ndarray, *, seed: int = 0, key
     if k == 1:
         return draws[0]
     spread = estimates.std(axis=0, ddof=1) / np.sqrt(k)
-    t = np.random.default_rng([seed, zlib.crc32(key.encode())]).standard_t(k - 1, r)
+    t = keyed_rng(seed, key).standard_t(k - 1, r)
     return draws.mean(axis=0) + spread * t.reshape((r,) + (1,) * (draws.ndim - 2))
 
 

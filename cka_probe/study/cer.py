@@ -34,7 +34,6 @@ as ``unit = jamo``, in jamo.
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import pandas as pd
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference.adjust import benjamini_hochberg
 from cka_probe.inference.effects import student_rows
+from cka_probe.inference.resampling import bootstrap_draws, keyed_rng
 from cka_probe.text.cer import ED_BINS
 
 REQUIRED = ("id", "language", "task", "errors", "ref_len", "surface_meaning_ed", "ed_bin")
@@ -133,7 +133,7 @@ def gap_draws(
     e_so: np.ndarray, e_do: np.ndarray, length: np.ndarray, rng: np.random.Generator, n_boot: int
 ) -> np.ndarray:
     """Paired bootstrap draws (R,) of the gap 100 · Σ(e_DO − e_SO) / Σ length over utterances (n,)."""
-    idx = rng.integers(0, len(length), (n_boot, len(length)))
+    idx = bootstrap_draws(rng, len(length), n_boot)  # (R, n)
     return 100 * (e_do[idx].sum(1) - e_so[idx].sum(1)) / length[idx].sum(1)
 
 
@@ -185,11 +185,6 @@ def _gap_rows(seeds: list[dict], level: float) -> list[dict]:
     return rows
 
 
-def _rng(seed: int, *key: str) -> np.random.Generator:
-    """A generator seeded by ``seed`` and the row's key, independent of which other rows exist."""
-    return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in key)])
-
-
 def _units(both: pd.DataFrame) -> list[str]:
     """``char``, and ``jamo`` where the rows carry jamo counts (Korean)."""
     has_jamo = "jamo_errors_so" in both and both["jamo_errors_so"].notna().all()
@@ -206,7 +201,9 @@ def gap_table(frame: pd.DataFrame, by_bin: bool, n_boot: int, level: float, seed
             if not all(len(g) for g in groups):
                 continue
             for unit in _units(groups[0]):
-                seeds = [_gap(g, unit, _rng(seed, language, task, bin_name, unit), n_boot) for g in groups]
+                seeds = [
+                    _gap(g, unit, keyed_rng(seed, language, task, bin_name, unit), n_boot) for g in groups
+                ]
                 rows += [
                     {"language": language, "task": task, "ed_bin": bin_name, "unit": unit, **row}
                     for row in _gap_rows(seeds, level)

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from cka_probe.inference.adjust import benjamini_hochberg
-from cka_probe.study.cer import _gap, _gap_rows, _rng, paired_seeds, read_cer_csvs
+from cka_probe.inference.resampling import keyed_rng
+from cka_probe.study.cer import _gap, _gap_rows, paired_seeds, read_cer_csvs
 from cka_probe.text.word_alignment import align_words
 
 COLUMNS = (
@@ -122,7 +123,7 @@ def word_cer_gaps(
             groups = [sets[words] for sets in by_seed]
             if not all(g["ref_len_so"].sum() for g in groups):
                 continue
-            seeds = [_gap(g, "char", _rng(seed, language, task, words), n_boot) for g in groups]
+            seeds = [_gap(g, "char", keyed_rng(seed, language, task, words), n_boot) for g in groups]
             rows += [
                 {"language": language, "task": task, "words": words, **row} for row in _gap_rows(seeds, level)
             ]
