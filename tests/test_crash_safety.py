@@ -7,7 +7,7 @@ the finished output with an uninterrupted run: stores dataset by dataset,
 checkpoints tensor by tensor, text files byte by byte (the per-epoch wall
 time of ``log.csv`` aside). The default run kills each writer at a spread of
 its points and at the first point of each kind; ``-m slow`` kills it at every
-point (the counts are in the README).
+point (the counts are in docs/performance.md, "Crash safety").
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def reference_debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def reference_rbf_cka(x: np.ndarray, y: np.ndarray, frac: float) -> float:
-    """RBF CKA with σ² = frac² · median of all n² squared distances (DESIGN.md)."""
+    """RBF CKA with σ² = frac² · median of all n² squared distances (docs/design.md, "The measures")."""
 
     def gram(z):
         d2 = np.sum((z[:, None] - z[None]) ** 2, -1)

@@ -1,4 +1,4 @@
-"""Checkpoints in the DESIGN.md format, loadable with ``torch.load(weights_only=True)``.
+"""Checkpoints (docs/design.md, "Checkpoints"), loadable with ``torch.load(weights_only=True)``.
 
 One dict of plain types and tensors:
 

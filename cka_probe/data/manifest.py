@@ -1,4 +1,4 @@
-"""JSON Lines manifests: one utterance per line (DESIGN.md, "Manifests").
+"""JSON Lines manifests: one utterance per line (docs/design.md, "Manifests").
 
 A line looks like::
 

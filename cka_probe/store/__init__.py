@@ -1,4 +1,4 @@
-"""The HDF5 activation store (DESIGN.md, "The activation store").
+"""The HDF5 activation store (docs/design.md, "The activation store").
 
 ``StoreWriter`` appends utterances batch by batch and survives being killed;
 ``ActivationStore`` reads one store (or the rank shards of one extraction);

@@ -113,7 +113,7 @@ def _check_structure(part: _Part, exact: bool) -> None:
 
 
 class ActivationStore:
-    """A complete store opened read-only (DESIGN.md schema); a context manager.
+    """A complete store opened read-only (the schema of docs/design.md); a context manager.
 
     ``ActivationStore.open_many(paths)`` reads the rank shards of one
     extraction as one store, utterances in the order of ``paths``.

@@ -1,4 +1,4 @@
-"""The HDF5 layout of an activation store (DESIGN.md, "The activation store").
+"""The HDF5 layout of an activation store (docs/design.md, "The activation store").
 
 ::
 

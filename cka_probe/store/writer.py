@@ -180,7 +180,7 @@ class _Batch:
 
 
 class StoreWriter:
-    """Writes one store (DESIGN.md schema); resumes an interrupted ``.partial`` file.
+    """Writes one store (the schema of docs/design.md); resumes an interrupted ``.partial`` file.
 
     ``attrs`` is the provenance (checkpoint sha256, config, arch, tasks, ...);
     a resumed run must pass the same attrs, dtype and compression.

@@ -1,7 +1,7 @@
 """Which model is which: the roles SSO, MSO and DO, read from store provenance.
 
-The paper compares three models per language (DESIGN.md, "The paper's
-comparisons"): SSO and MSO, the single-output models trained on the surface
+The paper compares three models per language (docs/design.md, "The paper's
+comparison set"): SSO and MSO, the single-output models trained on the surface
 and the meaning transcripts, and DO, the dual-output model with one shared
 encoder and the two decoders SDO (surface) and MDO (meaning). A store records
 ``arch`` (``so`` | ``do``), ``tasks`` and ``language`` in its root attributes;
@@ -35,7 +35,7 @@ from cka_probe.errors import CKAProbeError
 ROLES: tuple[str, ...] = ("sso", "mso", "do")
 FLOOR = "rand"
 
-# Streams (DESIGN.md: ``encoder`` or ``decoder/<task>``) that each role provides.
+# Streams (docs/design.md: ``encoder`` or ``decoder/<task>``) that each role provides.
 ROLE_STREAMS: dict[str, tuple[str, ...]] = {
     "sso": ("encoder", "decoder/surface"),
     "mso": ("encoder", "decoder/meaning"),

@@ -1,4 +1,4 @@
-"""The adapter protocol: what ``extract`` needs to know about one model family (DESIGN.md, "Model adapters").
+"""The adapter protocol: what ``extract`` needs to know of a model family (docs/design.md, "Model adapters").
 
 An adapter has four duties:
 
