@@ -14,6 +14,9 @@ every method's nominal 95 % interval is checked against the truth. Methods:
 * ``grp-pct``: debiased CKA over distinct groups (:mod:`cka_probe.measures.grouped`), percentile interval
   (``bootstrap_ci``'s; the same as ``deb-pct``'s estimate where every group is one row)
 
+The methods the analysis does not use (``pct-plain``, ``deb-*``, the hierarchical bootstrap below)
+are :mod:`cka_probe.inference.baselines`.
+
 A second table checks the pooled interval of the CKA tables over K seed
 replicates (:func:`cka_probe.inference.simulate.draw_seeds`: the utterances' signal
 shared, each seed's noises its own and its target noise scaled by e^{τξ}, so
@@ -50,9 +53,11 @@ import time
 import numpy as np
 
 from cka_probe.inference import intervals
+from cka_probe.inference.baselines import copies_cka, debiased_weighted_cka, hierarchical_draws
 from cka_probe.inference.cer_regime import CERRegime, draw_errors
 from cka_probe.inference.effects import student_rows
-from cka_probe.inference.seeds import hierarchical_draws, pooled_draws
+from cka_probe.inference.resampling import bootstrap_counts
+from cka_probe.inference.seeds import pooled_draws
 from cka_probe.inference.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
 from cka_probe.measures.grouped import grouped_linear_cka
 from cka_probe.measures.weighted import weighted_linear_cka
@@ -76,18 +81,6 @@ FULL = (
 METHODS = ("percentile", "pct-plain", "basic", "bc", "bca", "deb-pct", "deb-basic", "deb-bca", "grp-pct")
 
 
-def copies_cka(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Biased CKA of each resample with its copies as rows (no tie correction): ‖X_cᵀWY_c‖² / (‖X_cᵀWX_c‖
-    ‖Y_cᵀWY_c‖)."""
-
-    def cross(a, b):
-        n = w.sum(1)[:, None, None]
-        mean_a, mean_b = (w @ a)[:, :, None] / n, (w @ b)[:, None, :] / n
-        return np.sum((np.swapaxes(w[:, :, None] * a, 1, 2) @ b - n * mean_a * mean_b) ** 2, axis=(1, 2))
-
-    return cross(x, y) / np.sqrt(cross(x, x) * cross(y, y))
-
-
 def method_intervals(x, ys, groups, boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """(targets, 2) intervals per method for one data set; a difference of two targets is the second row."""
     g = groups.max() + 1
@@ -103,12 +96,14 @@ def method_intervals(x, ys, groups, boot: int, rng: np.random.Generator) -> dict
         def one(y):
             if debiased == "groups":
                 return grouped_linear_cka(x, y, groups, weights_g)
-            return weighted_linear_cka(x, y, w, debiased=debiased) if tie else copies_cka(x, y, w)
+            if not tie:
+                return copies_cka(x, y, w)
+            return debiased_weighted_cka(x, y, w) if debiased else weighted_linear_cka(x, y, w)
 
         values = [one(y) for y in ys]
         return (values[0] if len(ys) == 1 else values[0] - values[1])[:, None]
 
-    draws_w = np.stack([np.bincount(rng.integers(0, g, g), minlength=g) for _ in range(boot)]).astype(float)
+    draws_w = bootstrap_counts(rng, g, boot).astype(float)
     ones = np.ones((1, g))
     est, est_d = stat(ones, False)[0], stat(ones, True)[0]
     biased, plain, debiased = stat(draws_w, False), stat(draws_w, False, tie=False), stat(draws_w, True)
@@ -159,9 +154,9 @@ def seed_coverage(
     hits = {"hierarchical": 0, "pooled": 0}
     for _ in range(reps):
         xs, ys = draw_seeds(regime, seeds, tau, rng)
-        w = np.stack([np.bincount(rng.integers(0, g, g), minlength=g) for _ in range(boot)]).astype(float)
-        estimates = np.array([weighted_linear_cka(x, y, np.ones(g), debiased=True) for x, y in zip(xs, ys)])
-        draws = np.stack([weighted_linear_cka(x, y, w, debiased=True) for x, y in zip(xs, ys)])
+        w = bootstrap_counts(rng, g, boot).astype(float)
+        estimates = np.array([debiased_weighted_cka(x, y, np.ones(g)) for x, y in zip(xs, ys)])
+        draws = np.stack([debiased_weighted_cka(x, y, w) for x, y in zip(xs, ys)])
         key = int(rng.integers(2**31))
         for method, pooled in (
             ("hierarchical", hierarchical_draws(draws, seed=key)),

@@ -6,9 +6,10 @@ import pytest
 import scipy.stats
 
 from cka_probe.inference import intervals
+from cka_probe.inference.baselines import hierarchical_draws
 from cka_probe.inference.cer_regime import CERRegime, draw_errors
 from cka_probe.inference.effects import student_rows
-from cka_probe.inference.seeds import crossed_parts, hierarchical_draws
+from cka_probe.inference.seeds import crossed_parts
 from cka_probe.study.cer import gap_draws
 
 

@@ -7,13 +7,19 @@ import torch
 
 from cka_probe.inference import bootstrap_ci, intervals
 from cka_probe.inference.adjust import benjamini_hochberg
+from cka_probe.inference.baselines import debiased_weighted_cka, hierarchical_draws
 from cka_probe.inference.effects import effect_rows
-from cka_probe.inference.seeds import hierarchical_draws, pooled_draws
+from cka_probe.inference.seeds import pooled_draws
 from cka_probe.inference.simulate import Regime, draw, draw_seeds, population_cka, seed_mean_cka
 from cka_probe.measures import gram_resample, linear_cka
 from cka_probe.measures.weighted import weighted_linear_cka
 
 torch.set_num_threads(1)
+
+
+def weighted(debiased: bool):
+    """The tie-corrected CKA of row multiplicities: debiased over rows (a baseline) or biased."""
+    return debiased_weighted_cka if debiased else weighted_linear_cka
 
 
 @pytest.mark.parametrize("debiased", [False, True])
@@ -24,15 +30,9 @@ def test_weighted_resample_matches_the_gram_space_resample_and_the_plain_estimat
     a, b = gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y})
     index = rng.integers(0, 30, 30)
     gram = gram_resample.bootstrap(a, b, [index], debiased=debiased)[0, 0, 0]
-    assert weighted_linear_cka(x, y, np.bincount(index, minlength=30), debiased=debiased) == pytest.approx(
-        gram, abs=1e-12
-    )
-    assert weighted_linear_cka(x, y, np.ones(30), debiased=debiased) == pytest.approx(
-        linear_cka(x, y, debiased=debiased)
-    )
-    batch = weighted_linear_cka(
-        x, y, np.stack([np.bincount(index, minlength=30), np.ones(30)]), debiased=debiased
-    )
+    assert weighted(debiased)(x, y, np.bincount(index, minlength=30)) == pytest.approx(gram, abs=1e-12)
+    assert weighted(debiased)(x, y, np.ones(30)) == pytest.approx(linear_cka(x, y, debiased=debiased))
+    batch = weighted(debiased)(x, y, np.stack([np.bincount(index, minlength=30), np.ones(30)]))
     np.testing.assert_allclose(batch, [gram, linear_cka(x, y, debiased=debiased)], atol=1e-12)
 
 
@@ -157,9 +157,7 @@ def test_resampled_cka_does_not_move_with_a_mean_offset(debiased):
     )
     np.testing.assert_allclose(offset, plain, atol=1e-9)
     weights = np.stack([np.bincount(i, minlength=40) for i in indices])
-    np.testing.assert_allclose(
-        weighted_linear_cka(x + 50.0, y - 30.0, weights, debiased=debiased), plain[:, 0, 0], atol=1e-9
-    )
+    np.testing.assert_allclose(weighted(debiased)(x + 50.0, y - 30.0, weights), plain[:, 0, 0], atol=1e-9)
 
 
 def distinct_group_hsic(x, y, labels, w):
@@ -252,8 +250,8 @@ def seed_coverages(regime: Regime, seeds: int, tau: float, *, reps: int, seed: i
     for _ in range(reps):
         xs, ys = draw_seeds(regime, seeds, tau, rng)
         w = np.stack([np.bincount(rng.integers(0, g, g), minlength=g) for _ in range(200)]).astype(float)
-        estimates = np.array([weighted_linear_cka(x, y, np.ones(g), debiased=True) for x, y in zip(xs, ys)])
-        draws = np.stack([weighted_linear_cka(x, y, w, debiased=True) for x, y in zip(xs, ys)])
+        estimates = np.array([debiased_weighted_cka(x, y, np.ones(g)) for x, y in zip(xs, ys)])
+        draws = np.stack([debiased_weighted_cka(x, y, w) for x, y in zip(xs, ys)])
         for i, pooled in enumerate(
             (pooled_draws(draws, estimates, seed=1), hierarchical_draws(draws, seed=1))
         ):

@@ -18,8 +18,9 @@ import numpy as np
 def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval (Efron & Tibshirani 1993, §13.3) over axis 0 of ``draws``.
 
-    Kept as the baseline of ``benchmarks/bench_coverage.py``: for biased CKA at
-    small n or weak association it covers far less than its level.
+    :func:`cka_interval`'s interval for debiased CKA, and the interval of the
+    measures other than CKA; for biased CKA at small n or weak association it
+    covers far less than its level (``benchmarks/bench_coverage.py``).
     """
     tail = 100 * (1 - level) / 2
     return np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)

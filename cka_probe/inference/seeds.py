@@ -12,10 +12,10 @@ noise w_k (σ²_w), so Var θ̄ = τ²/K + Var u + σ²_w/K.
 Var u + σ²_w/K, plus a seed part (s/√K)·T_r with T_r ~ t_{K−1} and s the
 seeds' standard deviation, whose square estimates τ² + σ²_w (Student's t for
 a mean of K values). σ²_w/K is counted twice, so it errs wide when seeds
-agree. The hierarchical bootstrap it replaces (resample K seeds, then
-utterances; Davison & Hinkley 1997, §3.8) reads τ² off K values with a
-normal quantile: over three seeds it covered 84.8 % where training variance
-dominates (``benchmarks/bench_coverage.py``).
+agree. The hierarchical bootstrap (resample K seeds, then utterances;
+Davison & Hinkley 1997, §3.8; :func:`cka_probe.inference.baselines.hierarchical_draws`)
+reads τ² off K values with a normal quantile: over three seeds it covered
+84.8 % where training variance dominates (``benchmarks/bench_coverage.py``).
 
 :func:`crossed_parts` (the CER gaps, near normal): the two parts of the
 variance with their degrees of freedom, σ²_w counted once.
@@ -43,15 +43,6 @@ def pooled_draws(draws: np.ndarray, estimates: np.ndarray, *, seed: int = 0, key
     spread = estimates.std(axis=0, ddof=1) / np.sqrt(k)
     t = keyed_rng(seed, key).standard_t(k - 1, r)
     return draws.mean(axis=0) + spread * t.reshape((r,) + (1,) * (draws.ndim - 2))
-
-
-def hierarchical_draws(draws: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """The hierarchical bootstrap's draws (R, ...): draw r averages K seeds drawn with replacement, each
-    with its utterance draw r. Kept as the baseline of ``benchmarks/bench_coverage.py`` and the tests."""
-    draws = np.asarray(draws, dtype=np.float64)
-    k, r = draws.shape[:2]
-    picks = np.random.default_rng(seed).integers(0, k, (r, k))  # (R, K)
-    return draws[picks, np.arange(r)[:, None]].mean(axis=1)
 
 
 def crossed_parts(estimates: np.ndarray, draws: np.ndarray, n: int) -> list[tuple[np.ndarray, float]]:
