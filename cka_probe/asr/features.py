@@ -13,7 +13,8 @@ frames lying wholly inside the signal (Kaldi's ``snip_edges``):
 
 Waveforms are floats in [−1, 1]; they are scaled to the 16-bit range
 (``× 32768``) as Kaldi reads them, so that the log floor acts the same way.
-No dither: features are deterministic. Dtype: the output is float32.
+No dither: one machine gives the same features for the same audio every time (another CPU may
+differ in the last bits). Dtype: the output is float32.
 """
 
 from __future__ import annotations

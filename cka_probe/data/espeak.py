@@ -9,8 +9,9 @@ with English and Korean voices. Two uses here:
 
 espeak-ng writes 16-bit mono PCM at 22,050 Hz; :func:`speak` resamples it to
 16 kHz with a polyphase filter, 22,050 · 320 / 441 = 16,000
-(``scipy.signal.resample_poly``), and returns int16 samples. Output is a
-deterministic function of the text, voice, rate and pitch.
+(``scipy.signal.resample_poly``), and returns int16 samples. With one
+espeak-ng build the output depends on the text, voice, rate and pitch only
+(another build, e.g. another Debian release, may voice a text differently).
 """
 
 from __future__ import annotations
