@@ -23,7 +23,10 @@ MOVED: dict[str, tuple[str, ...]] = {
     "cka_probe.cka.hierarchical": ("cka_probe.inference.seeds",),
     "cka_probe.cka.adjust": ("cka_probe.inference.adjust",),
     "cka_probe.cka.simulate": ("cka_probe.inference.simulate",),
-    "cka_probe.cka.resample_measure": ("cka_probe.inference.measure_resample",),
+    "cka_probe.cka.resample_measure": (
+        "cka_probe.inference.resample_measures",
+        "cka_probe.measures.registry",
+    ),
     **{
         f"cka_probe.cka.{name}": (f"cka_probe.measures.{name}",)
         for name in (

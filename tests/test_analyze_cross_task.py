@@ -66,12 +66,12 @@ def test_do_encoder_identical_to_sso_gives_cka_one_on_that_diagonal():
     reps["sso"]["encoder"] = sso
     table = cross_task_arrays(reps, language="en", n_boot=20, n_perm=50, progress=False).table
     diag = diagonal(rows(table, "encoder", "DO-SSO"))
-    np.testing.assert_allclose(diag.cka, 1.0, atol=1e-12)
+    np.testing.assert_allclose(diag.value, 1.0, atol=1e-12)
     np.testing.assert_allclose(diag[["ci_low", "ci_high"]], 1.0, atol=1e-12)
     assert (diag.p == 1 / 51).all()
     off = rows(table, "encoder", "DO-SSO").query("index_a != index_b")
-    assert (off.cka < 0.9).all()
-    assert (diagonal(rows(table, "encoder", "DO-MSO")).cka < 0.9).all()
+    assert (off.value < 0.9).all()
+    assert (diagonal(rows(table, "encoder", "DO-MSO")).value < 0.9).all()
 
 
 def test_every_cell_matches_the_feature_space_formula():
@@ -83,7 +83,7 @@ def test_every_cell_matches_the_feature_space_formula():
     assert len(table) == 3 * 9 + 6 * 4
     for comp in COMPARISONS:
         xs, ys = reps[comp.role_a][comp.stream_a], reps[comp.role_b][comp.stream_b]
-        got = rows(table, comp.part, comp.name).set_index(["layer_a", "layer_b"]).cka
+        got = rows(table, comp.part, comp.name).set_index(["layer_a", "layer_b"]).value
         for (la, lb), value in got.items():
             assert value == pytest.approx(feature_space_cka(xs[la], ys[lb]), abs=1e-12)
     assert table.ci_low.isna().all() and table.p.isna().all()

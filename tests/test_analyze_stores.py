@@ -68,9 +68,9 @@ def test_roles_and_alignment_by_id_give_cka_one_where_encoders_are_identical(run
     table = cross_task([run_dir], n_boot=20, n_perm=20, progress=False)
     assert set(table.language) == {"en", "ko"} and (table.n == N_UTT).all()
     en = pooled(diagonal(table.query("language == 'en' and part == 'encoder' and comparison == 'DO-SSO'")))
-    np.testing.assert_allclose(en.cka, 1.0, atol=1e-6)
+    np.testing.assert_allclose(en.value, 1.0, atol=1e-6)
     ko = diagonal(table.query("language == 'ko' and part == 'encoder' and comparison == 'DO-SSO'"))
-    assert (ko.cka < 0.9).all()
+    assert (ko.value < 0.9).all()
     assert list(en.layer_a) == ["encoder.layers.0", "encoder.layers.1", "encoder.layers.2"]
 
 

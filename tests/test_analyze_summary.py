@@ -19,7 +19,7 @@ def test_encoder_lean_and_decoder_pull_follow_the_built_structure():
     }
     result = cross_task_arrays(reps, language="en", n_boot=100, n_perm=0, progress=False)
     enc = pooled(encoder_entanglement({"en": result}))
-    diag = pooled(diagonal(result.table)).set_index(["part", "comparison", "index_a"]).sort_index().cka
+    diag = pooled(diagonal(result.table)).set_index(["part", "comparison", "index_a"]).sort_index().value
     np.testing.assert_allclose(enc.lean, enc["DO-SSO"] - enc["DO-MSO"])
     np.testing.assert_allclose(enc["DO-SSO"], diag["encoder", "DO-SSO"].to_numpy())
     assert (enc.ci_low > 0.3).all() and (enc.p < 0.02).all()

@@ -42,9 +42,9 @@ def test_heatmap_axes_carry_layer_names_and_share_one_scale(table):
         assert axis_names(ax, "y") == rows.drop_duplicates("index_a").layer_a.tolist()
         assert axis_names(ax, "x") == rows.drop_duplicates("index_b").layer_b.tolist()
         np.testing.assert_allclose(
-            ax.images[0].get_array(), rows.pivot(index="index_a", columns="index_b", values="cka")
+            ax.images[0].get_array(), rows.pivot(index="index_a", columns="index_b", values="value")
         )
-    lowest = min(0.0, table[table.part == "decoder"].cka.min())  # debiased CKA may be negative
+    lowest = min(0.0, table[table.part == "decoder"].value.min())  # debiased CKA may be negative
     assert {ax.images[0].get_clim() for ax in panels} == {(lowest, 1.0)}
     assert sum(1 for ax in fig.axes if ax.get_label() == "<colorbar>") == 1
 
@@ -61,7 +61,7 @@ def test_diagonal_plot_draws_each_language_with_its_band(table):
             "part == 'encoder' and comparison == @name and language == 'ko' and index_a == index_b",
             local_dict={"name": name},
         )
-        np.testing.assert_allclose(ax.lines[1].get_ydata(), expected.cka)
+        np.testing.assert_allclose(ax.lines[1].get_ydata(), expected.value)
 
 
 def test_diagonal_plot_draws_the_ceiling_and_floor_of_each_language_as_bands():
@@ -85,7 +85,7 @@ def test_diagonal_plot_draws_the_ceiling_and_floor_of_each_language_as_bands():
         expected = pooled(table).query(
             "part == 'encoder' and comparison == @CEILING and language == 'en' and index_a == index_b"
         )
-        np.testing.assert_allclose(ceiling.get_ydata(), expected.cka)
+        np.testing.assert_allclose(ceiling.get_ydata(), expected.value)
 
 
 def test_save_writes_non_empty_png_and_pdf(table, tmp_path):

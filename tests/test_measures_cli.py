@@ -82,10 +82,10 @@ def test_cross_task_with_a_distance_measure_counts_smaller_as_more_similar():
     )
     assert (table.estimator == "procrustes").all() and (table.kernel == "-").all()
     do_sso = table[(table.part == "encoder") & (table.comparison == "DO-SSO")]
-    np.testing.assert_allclose(diagonal(do_sso).cka, 0.0, atol=1e-9)
+    np.testing.assert_allclose(diagonal(do_sso).value, 0.0, atol=1e-9)
     assert (diagonal(do_sso).p == 1 / 20).all()
     for comp in COMPARISONS:
-        got = table[(table.part == comp.part) & (table.comparison == comp.name)].cka.to_numpy()
+        got = table[(table.part == comp.part) & (table.comparison == comp.name)].value.to_numpy()
         expected = similarity_matrix(
             reps[comp.role_a][comp.stream_a], reps[comp.role_b][comp.stream_b], measure="procrustes"
         ).values.ravel()

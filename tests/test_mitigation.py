@@ -95,8 +95,8 @@ def test_the_comparison_set_gains_each_variant_stream_against_sso_and_mso(varian
             for k in range(2)
         ]
     )
-    assert row.cka == pytest.approx(by_hand, abs=1e-10)
-    assert row.ci_low <= row.cka <= row.ci_high and row.seeds == 2 and 0 <= row.p_adj <= 1
+    assert row.value == pytest.approx(by_hand, abs=1e-10)
+    assert row.ci_low <= row.value <= row.ci_high and row.seeds == 2 and 0 <= row.p_adj <= 1
     decoder = diagonal(table[table.comparison == "SSO-split-2/surface"])
     assert (decoder.ci_low > 0.5).all()  # the variant's surface decoder is SSO's plus noise
 

@@ -74,8 +74,8 @@ def test_tables_carry_per_seed_and_pooled_rows_with_the_ceiling_and_floor():
     assert set(table.seed) == {"0", "1", "2", "all"}
     assert set(pooled(table).comparison) >= {CEILING, FLOOR_NAME}
     do_sso = diagonal(table[(table.part == "encoder") & (table.comparison == "DO-SSO")])
-    per_seed = do_sso[do_sso.seed != "all"].pivot(index="index_a", columns="seed", values="cka")
-    np.testing.assert_allclose(pooled(do_sso).cka, per_seed.mean(axis=1))
+    per_seed = do_sso[do_sso.seed != "all"].pivot(index="index_a", columns="seed", values="value")
+    np.testing.assert_allclose(pooled(do_sso).value, per_seed.mean(axis=1))
     assert (pooled(do_sso).seeds == 3).all()
     ceiling = pooled(diagonal(table[(table.part == "encoder") & (table.comparison == CEILING)]))
     assert (ceiling.seeds == 2).all()  # SSO 0 vs 1 and 1 vs 2
@@ -92,7 +92,7 @@ def test_one_seed_pools_to_itself_and_still_gets_the_ceiling_from_the_second_sso
     result = cross_task_arrays(replicated(rng, 30, 1), language="en", n_boot=40, n_perm=0, progress=False)
     table = result.table
     regular = table[~table.comparison.isin([CEILING, FLOOR_NAME])]
-    columns = ["cka", "ci_low", "ci_high"]
+    columns = ["value", "ci_low", "ci_high"]
     np.testing.assert_allclose(
         regular[regular.seed == "0"][columns].to_numpy(), pooled(regular)[columns].to_numpy()
     )

@@ -114,7 +114,7 @@ def test_word_cka_is_cka_of_word_means_and_the_pull_sits_on_divergent_words(stor
         linear_gram(word_means(frames["mso"][1], records, keep)),
         unbiased=True,
     )
-    assert row.cka.iloc[0] == pytest.approx(by_hand, abs=1e-10)
+    assert row.value.iloc[0] == pytest.approx(by_hand, abs=1e-10)
     assert row.n_words.iloc[0] == sum(keep(w["op"]) for r in records for w in r["words"])
     assert (cka_table.n_utterances == N_UTT).all()
     for r in pooled(lean).itertuples():  # lean ≈ +1 on identical words, ≈ −1 on divergent ones

@@ -1,4 +1,4 @@
-"""``cka-probe compare A B``: the layer-by-layer CKA table of two sets of representations.
+"""``cka-probe compare A B``: the layer-by-layer CKA (or ``--measure``) table of two sets of representations.
 
 A and B are ``.npz`` files, one array per layer (rows = samples, the same n
 rows in both files, in the same order; :mod:`cka_probe.compare.npz`),
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from cka_probe.cli._cross import add_cross_arguments, run_cross
-from cka_probe.measures.similarity import MEASURES
+from cka_probe.measures import registry
 
 HELP = (
     "layer-by-layer CKA of two .npz files of representations (one array per layer) "
@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", type=Path, nargs="?", help="second file (.npz), the same n rows")
     parser.add_argument(
         "--measure",
-        choices=MEASURES,
+        choices=registry.names(),
         default="cka",
-        help="similarity measure (default cka; see docs/engine.md)",
+        help="similarity measure (default cka; see docs/engine.md); with --cross-task, its tables' measure",
     )
     parser.add_argument("--kernel", choices=["linear", "rbf"], default="linear")
     parser.add_argument(
@@ -75,13 +75,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 STORE_OPTIONS = ("stream", "stream_b", "pool", "words", "word_spans")
 
 
+def takers(*options: str) -> list[str]:
+    """The registered measures that take every one of ``options``."""
+    return [name for name in registry.names() if set(options) <= set(registry.lookup(name).options)]
+
+
 def measure_arguments(args: argparse.Namespace) -> dict:
     """The options of ``args.measure`` among the command-line arguments."""
     from cka_probe.errors import CKAProbeError
     from cka_probe.measures.similarity import options_of
 
-    if args.measure != "cka" and (args.debiased or args.kernel != "linear"):
-        raise CKAProbeError(f"--debiased and --kernel apply to --measure cka, not {args.measure}")
+    kernel_flags, kernel_measures = args.debiased or args.kernel != "linear", takers("debiased", "kernel")
+    if kernel_flags and args.measure not in kernel_measures:
+        raise CKAProbeError(
+            f"--debiased and --kernel apply to --measure {' or '.join(kernel_measures)}, not {args.measure}"
+        )
     available = {
         "kernel": args.kernel,
         "sigma": args.sigma,
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in caught:
         print(f"cka-probe compare: warning: {name_files(str(warning.message), args.a, args.b)}")
     attrs = table.attrs
-    if args.measure == "cka":
+    if "estimator" in attrs:  # the CKA engine's account of how it computed
         print(
             f"{attrs['estimator']} {attrs['kernel']} CKA, n={attrs['n']} "
             f"({attrs['space']} space, {attrs['dtype']})"

@@ -1,4 +1,4 @@
-"""Layer-by-layer CKA between two activation stores, aligned by utterance id.
+"""Layer-by-layer CKA (or any registered measure) between two activation stores, aligned by utterance id.
 
 ``pool="mean"`` compares per-utterance means (n = utterances);
 ``pool="frames"`` compares row by row (n = frames or tokens), which requires
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from cka_probe.compare.words import compare_words, sidecar_for
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures import StreamingLinearCKA
-from cka_probe.measures.similarity import similarity_matrix
+from cka_probe.measures.similarity import options_of, similarity_matrix
 from cka_probe.store import ActivationStore, align_ids
 
 CHUNK_ELEMENTS = 1 << 25
@@ -97,8 +97,11 @@ def compare_stores(
     measure: str = "cka",
     **measure_options,
 ) -> pd.DataFrame:
-    """CKA (or ``measure`` with its ``measure_options``, see ``similarity_matrix``; pool mean or frames)
-    of every layer of ``a``'s ``stream`` against every layer of ``b``'s ``stream_b``.
+    """CKA (or the registered ``measure``, see ``similarity_matrix``; pool mean or frames) of every layer
+    of ``a``'s ``stream`` against every layer of ``b``'s ``stream_b``.
+
+    The measure takes those of ``kernel``, ``sigma``, ``debiased``, ``device``,
+    ``dtype`` that are among its options, and ``measure_options``.
 
     ``dtype``: the engine's working dtype (default: its policy, float32 for
     float32 stores; ``"float64"`` for the last digits).
@@ -111,15 +114,12 @@ def compare_stores(
     stream_b = stream_b or stream
     if pool not in ("mean", "frames", "words"):
         raise CKAProbeError(f"pool must be mean, frames or words, not {pool!r}")
+    shared = dict(kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
+    options = options_of(measure, shared) | measure_options
     with ExitStack() as stack:
         sa, sb = _open(a, stack), _open(b, stack)
         ids = align_ids(sa, sb)
         layers_a, layers_b = sa.layers(stream), sb.layers(stream_b)
-        options = (
-            dict(kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
-            if measure == "cka"
-            else measure_options
-        )
         if pool == "words":
             from cka_probe.extract.word_spans import read_word_spans
 

@@ -1,4 +1,5 @@
-"""Diagonal plots: CKA of layer i against layer i, with bootstrap interval bands and reference levels.
+"""Diagonal plots: the value (CKA or the table's measure) of layer i against layer i, with bootstrap
+interval bands and reference levels.
 
 One panel per comparison of a part (encoder or decoder), every language in
 the same panel (one Okabe–Ito colour each), the layer names of the first model
@@ -17,7 +18,7 @@ from matplotlib.figure import Figure
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
-from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal
+from cka_probe.study.schema import CEILING, FLOOR_NAME, VALUE, diagonal, value_label
 
 PANELS_PER_ROW = 3
 
@@ -37,13 +38,13 @@ def diagonal_figure(table: pd.DataFrame, part: str) -> Figure:
     n_rows = -(-len(comparisons) // n_cols)
     width = style.DOUBLE_COLUMN_IN if n_cols > 1 else style.SINGLE_COLUMN_IN
     fig, axes = style.panels(n_rows, n_cols, width=width, panel_height=1.6, sharey=True, layout="constrained")
-    low = min(0.0, float(np.nanmin(sub[["cka", "ci_low"]].to_numpy())))
+    low = min(0.0, float(np.nanmin(sub[[VALUE, "ci_low"]].to_numpy())))
     for ax, name in zip(axes.flat, comparisons):
         rows = sub[sub["comparison"] == name].sort_values("index_a")
         for k, language in enumerate(languages):
             _references(ax, references[references["language"] == language], style.colour(k), language)
             line = rows[rows["language"] == language]
-            ax.plot(line["index_a"], line["cka"], marker="o", ms=2.5, color=style.colour(k), label=language)
+            ax.plot(line["index_a"], line[VALUE], marker="o", ms=2.5, color=style.colour(k), label=language)
             ax.fill_between(
                 line["index_a"], line["ci_low"], line["ci_high"], color=style.colour(k), alpha=0.25, lw=0
             )
@@ -55,7 +56,7 @@ def diagonal_figure(table: pd.DataFrame, part: str) -> Figure:
     for ax in axes.flat[len(comparisons) :]:
         ax.set_axis_off()
     for ax in axes[:, 0]:
-        ax.set_ylabel("linear CKA")
+        ax.set_ylabel(value_label(sub))
     fig.legend(
         *axes.flat[0].get_legend_handles_labels(), title="language", loc="outside right upper", frameon=False
     )
@@ -71,7 +72,7 @@ def _references(ax, rows: pd.DataFrame, colour: str, language: str) -> None:
         ref = rows[rows["comparison"] == name].sort_values("index_a")
         if ref.empty:
             continue
-        ax.plot(ref["index_a"], ref["cka"], ls=dash, lw=0.8, color=colour, label=f"{language} {label}")
+        ax.plot(ref["index_a"], ref[VALUE], ls=dash, lw=0.8, color=colour, label=f"{language} {label}")
         ax.fill_between(
             ref["index_a"],
             ref["ci_low"],

@@ -1,4 +1,4 @@
-"""Layer-by-layer CKA heatmaps from a cross-task table (never recomputing CKA).
+"""Layer-by-layer heatmaps of a cross-task table's values (CKA or its measure; never recomputed).
 
 One figure per part (encoder or decoder): a row of panels per language, a
 column per comparison, one colour scale shared by every panel (CKA from
@@ -17,15 +17,15 @@ from matplotlib.figure import Figure
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
-from cka_probe.study.schema import CEILING, FLOOR_NAME
+from cka_probe.study.schema import CEILING, FLOOR_NAME, VALUE, value_label
 
 ANNOTATE_MAX_LAYERS = 8  # beyond this, cell values are too small to read at column width
 PANELS_PER_ROW = 3
 
 
 def matrix(rows: pd.DataFrame) -> tuple[np.ndarray, list[str], list[str]]:
-    """The (L_a, L_b) CKA matrix of one comparison and its layer names, in model order."""
-    grid = rows.pivot(index="index_a", columns="index_b", values="cka").sort_index().sort_index(axis=1)
+    """The (L_a, L_b) value matrix of one comparison and its layer names, in model order."""
+    grid = rows.pivot(index="index_a", columns="index_b", values=VALUE).sort_index().sort_index(axis=1)
     names_a = rows.drop_duplicates("index_a").set_index("index_a").sort_index()["layer_a"].tolist()
     names_b = rows.drop_duplicates("index_b").set_index("index_b").sort_index()["layer_b"].tolist()
     return grid.to_numpy(dtype=float), names_a, names_b
@@ -73,7 +73,7 @@ def heatmap_figure(table: pd.DataFrame, part: str, *, annotate: bool | None = No
     if sub.empty:
         raise CKAProbeError(f"the table has no {part} comparisons")
     comparisons, languages = list(dict.fromkeys(sub["comparison"])), sorted(sub["language"].unique())
-    limits = (min(0.0, float(sub["cka"].min())), 1.0)
+    limits = (min(0.0, float(sub[VALUE].min())), 1.0)
     if annotate is None:
         annotate = max(sub["index_a"].max(), sub["index_b"].max()) < ANNOTATE_MAX_LAYERS
     n_cols = min(PANELS_PER_ROW, len(comparisons))
@@ -92,6 +92,5 @@ def heatmap_figure(table: pd.DataFrame, part: str, *, annotate: bool | None = No
                 ax.set_axis_on()
                 image = _panel(ax, rows, limits, annotate)
                 ax.set_title(f"{language} {part}: {name} (n={rows['n'].iloc[0]})")
-    estimator = "/".join(sorted(sub["estimator"].unique()))
-    fig.colorbar(image, ax=axes, shrink=0.6, label=f"linear CKA ({estimator})")
+    fig.colorbar(image, ax=axes, shrink=0.6, label=value_label(sub))
     return fig

@@ -11,13 +11,15 @@ from cka_probe.figures.cer import cer_gap_figure
 from cka_probe.figures.diagonal import diagonal_figure
 from cka_probe.figures.heatmap import heatmap_figure
 from cka_probe.figures.style import save
+from cka_probe.study import schema
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A tidy table written by the analysis; a clear error when it is missing."""
+    """A tidy table written by the analysis (:func:`~cka_probe.study.schema.read_table`); a clear error
+    when it is missing."""
     if not path.exists():
         raise CKAProbeError(f"{path}: no such table (run `cka-probe compare --cross-task` first)")
-    return pd.read_csv(path, dtype={"ed_bin": str})
+    return schema.read_table(path)
 
 
 def write_figures(tables_dir: str | Path, out_dir: str | Path) -> list[Path]:

@@ -1,11 +1,10 @@
-"""One entry point for every representational similarity measure: ``similarity_matrix`` and ``similarity``.
+"""One entry point for every registered similarity measure: ``similarity_matrix`` and ``similarity``.
 
-* ``"cka"``: linear or kernel CKA (options of ``cka_matrix``), :mod:`~cka_probe.measures.matrix`
-* ``"cca"``, ``"svcca"``, ``"pwcca"``: mean CCA rho-bar, SVCCA, PWCCA (``ridge``, ``variance``),
-  :mod:`~cka_probe.measures.cca`
-* ``"procrustes"``, ``"procrustes_angle"``: orthogonal Procrustes distance, angular shape metric,
-  :mod:`~cka_probe.measures.procrustes`
-* ``"rsa"``: RDM correlation (``rdm``, ``compare``), :mod:`~cka_probe.measures.rsa`
+The measures, their options and kinds are those of :mod:`cka_probe.measures.registry`
+(``registry.names()``): ``"cka"`` (options of ``cka_matrix``), ``"cca"``,
+``"svcca"``, ``"pwcca"`` (``ridge``, ``variance``), ``"procrustes"``,
+``"procrustes_angle"``, ``"rsa"`` (``rdm``, ``compare``, ``dtype``), and any
+measure registered since.
 
 ``attrs["kind"]`` says whether larger means more similar ("similarity") or
 less ("distance"); ``attrs["measure"]`` and ``attrs["options"]`` say what was
@@ -17,52 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
-import torch
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.measures._tensor import working_dtype
-from cka_probe.measures.cca import cca_grid
-from cka_probe.measures.matrix import cka_matrix, load_inputs
-from cka_probe.measures.procrustes import procrustes_grid
-from cka_probe.measures.rsa import rsa_grid
-
-KINDS = {
-    "cka": "similarity",
-    "cca": "similarity",
-    "svcca": "similarity",
-    "pwcca": "similarity",
-    "procrustes": "distance",
-    "procrustes_angle": "distance",
-    "rsa": "similarity",
-}
-MEASURES = tuple(KINDS)
-OPTIONS = {
-    "cka": ("kernel", "sigma", "debiased", "device", "dtype", "median_rows"),
-    "cca": ("ridge",),
-    "svcca": ("variance",),
-    "pwcca": ("ridge",),
-    "procrustes": (),
-    "procrustes_angle": (),
-    "rsa": ("rdm", "compare", "dtype"),
-}
-
-
-def centred(x: torch.Tensor) -> torch.Tensor:
-    """Column-centred float64 copy of ``x (n, d)``."""
-    x64 = x.to(torch.float64)
-    return x64 - x64.mean(0)
-
-
-def grid(measure: str, tx, ty, labels_x, labels_y, options: dict) -> torch.Tensor:
-    """``(Lx, Ly)`` float64 of a non-CKA ``measure`` on validated layers (``ty=None``: tx with itself)."""
-    if measure == "rsa":
-        work, _ = working_dtype(options.pop("dtype", None), tx + (ty or []), tx[0].device)
-        return rsa_grid(tx, ty, labels_x, labels_y, dtype=work, **options)
-    cx = [centred(x) for x in tx]
-    cy = cx if ty is None else [centred(y) for y in ty]
-    if measure in ("procrustes", "procrustes_angle"):
-        return procrustes_grid(cx, cy, labels_x, labels_y if ty is not None else labels_x, measure=measure)
-    return cca_grid(cx, cy, labels_x, labels_y if ty is not None else labels_x, measure=measure, **options)
+from cka_probe.measures.registry import lookup
 
 
 def similarity_matrix(
@@ -82,30 +38,18 @@ def similarity_matrix(
     (mismatched n, NaN, constant layers, CCA without full rank, ...) raise
     ``CKAProbeError`` naming the layer.
     """
-    if measure not in KINDS:
-        raise CKAProbeError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
-    unknown = sorted(set(options) - set(OPTIONS[measure]))
-    if unknown:
-        raise CKAProbeError(f"measure {measure!r} takes the options {list(OPTIONS[measure])}, not {unknown}")
-    if measure == "cka":
-        table = cka_matrix(xs, ys, **options)
-    else:
-        v = load_inputs(xs, ys, None, what=measure)
-        values = grid(measure, v.tx, v.ty, v.labels_x, v.labels_y, dict(options))
-        table = pd.DataFrame(values.cpu().numpy(), index=list(v.names_x), columns=list(v.names_y))
-        table.attrs = {
-            "n": v.n,
-            "dims_x": {str(k): int(t.shape[1]) for k, t in zip(v.names_x, v.tx)},
-            "dims_y": {str(k): int(t.shape[1]) for k, t in zip(v.names_y, v.ty or v.tx)},
-        }
-    table.attrs.update(measure=measure, kind=KINDS[measure], options={k: str(v) for k, v in options.items()})
+    entry = lookup(measure)
+    entry.check_options(options)
+    table = entry.grid(xs, ys, **options)
+    table.attrs.update(measure=measure, kind=entry.kind, options={k: str(v) for k, v in options.items()})
     return table
 
 
 def options_of(measure: str, available: Mapping) -> dict:
     """The entries of ``available`` that ``measure`` takes (for callers holding every option, e.g. the
     CLI)."""
-    return {k: v for k, v in available.items() if k in OPTIONS.get(measure, ())}
+    takes = lookup(measure).options
+    return {k: v for k, v in available.items() if k in takes}
 
 
 def similarity(x, y, *, measure: str = "cka", **options) -> float:

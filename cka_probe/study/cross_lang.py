@@ -3,7 +3,8 @@
 The languages are independent samples of utterances, so the bootstrap
 distribution of a difference CKA_a − CKA_b at one layer is the difference of
 the two languages' independent bootstrap draws (Efron & Tibshirani 1993,
-§8.3, two-sample problems); its interval (:func:`cka_probe.inference.intervals.cka_interval`)
+§8.3, two-sample problems); its interval (that of the measure,
+:meth:`~cka_probe.inference.resample_measures.ResampledMeasure.interval`)
 and a two-sided bootstrap p-value, BH-adjusted over the layers of one
 comparison, are reported per layer of the diagonal, per seed replicate (seed k
 of one language against seed k of the other) and pooled over seeds (the
@@ -20,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.inference import intervals
 from cka_probe.inference.effects import effect_rows
 from cka_probe.study.cross_task import CrossTaskResult, cross_task_by_language
 from cka_probe.study.schema import diagonal, pooled
@@ -47,6 +47,7 @@ DIFF_COLUMNS: tuple[str, ...] = (
     "seeds_agree",
     "n_a",
     "n_b",
+    "measure",
     "estimator",
 )
 
@@ -57,7 +58,6 @@ def _pair(a: CrossTaskResult, b: CrossTaskResult, level: float) -> pd.DataFrame:
     merged = pooled(diagonal(a.table)).merge(pooled(diagonal(b.table)), on=keys, suffixes=("", "_2"))
     if merged.empty:
         raise CKAProbeError("the two languages share no comparison layers to difference")
-    debiased = a.table["estimator"].iloc[0] == "debiased"
     rows = []
     for (part, name), group in merged.groupby(["part", "comparison"], sort=False):
         index = group["index_a"].to_numpy()
@@ -70,7 +70,7 @@ def _pair(a: CrossTaskResult, b: CrossTaskResult, level: float) -> pd.DataFrame:
             draws,
             key="",
             pooled=delta,
-            interval=lambda d, e: intervals.cka_interval(d, e, level, debiased=debiased),
+            interval=lambda d, e: a.statistics.interval(d, e, level),
         )
         effects["cka_a"] = np.concatenate([*ka[:k], ka.mean(0)])
         effects["cka_b"] = np.concatenate([*kb[:k], kb.mean(0)])

@@ -1,7 +1,10 @@
 """The paper's cross-task comparison set, with bootstrap intervals and permutation p-values.
 
 For each language, three models (roles, :mod:`cka_probe.study.roles`) are
-compared layer by layer with linear CKA (Kornblith et al. 2019):
+compared layer by layer with linear CKA (Kornblith et al. 2019), or with any
+measure of :mod:`cka_probe.measures.registry` (``measure=``; the table's
+``measure`` column names it, ``value`` holds it, and a distance counts smaller
+as more similar in the p-values):
 
 * encoder: SSO–MSO, DO–SSO, DO–MSO
 * decoder: SSO–MSO, SDO–MDO, SSO–SDO, MSO–MDO, MSO–SDO, SSO–MDO
@@ -17,7 +20,8 @@ with replacement (the same resamples for every comparison of a language and
 every seed), tie-corrected; with the debiased estimator (the default) its
 percentile interval covers the population CKA at the nominal level in
 simulation (``benchmarks/bench_coverage.py``), with the biased one the basic
-interval is used and is not calibrated where d is not small against n.
+interval is used and is not calibrated where d is not small against n
+(another measure: its percentile interval, recomputed on each resample).
 A one-sided permutation p-value for "more similar than unrelated
 representations" comes from shuffling the utterances of the second model
 (Phipson & Smyth 2010), with the mean CKA under that shuffling (``null_mean``:
@@ -50,21 +54,19 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.inference import intervals
 from cka_probe.inference.adjust import benjamini_hochberg
-from cka_probe.inference.measure_resample import MeasureStatistics
+from cka_probe.inference.resample_measures import ResampledMeasure
 from cka_probe.inference.seeds import pooled_draws
-from cka_probe.measures import gram_resample
+from cka_probe.measures.registry import Layers
 from cka_probe.study.load import load_representations
 from cka_probe.study.roles import FLOOR, ROLE_STREAMS, ROLES, is_variant
-from cka_probe.study.schema import CEILING, COLUMNS, FLOOR_NAME, POOLED
+from cka_probe.study.schema import CEILING, COLUMNS, FLOOR_NAME, POOLED, VALUE
 
 
 @dataclass(frozen=True)
@@ -130,15 +132,6 @@ def variant_comparisons(roles: Sequence[str], streams: Mapping[str, Sequence[str
     return tuple(out)
 
 
-LINEAR_CKA = SimpleNamespace(
-    GramSet=gram_resample.GramSet,
-    point_estimate=gram_resample.point_estimate,
-    bootstrap=gram_resample.bootstrap,
-    permuted=gram_resample.permuted,
-    cka_interval=intervals.cka_interval,
-    permutation_pvalue=intervals.permutation_pvalue,
-)
-
 # Representations of one language: role -> stream -> layer -> (n, d) per-utterance means, rows aligned;
 # or role -> [that mapping per seed replicate].
 Representations = Mapping[str, Mapping[str, Mapping[str, np.ndarray]] | Sequence]
@@ -146,10 +139,12 @@ Representations = Mapping[str, Mapping[str, Mapping[str, np.ndarray]] | Sequence
 
 @dataclass
 class CrossTaskResult:
-    """Tidy table of one language plus, per (part, comparison), the pooled bootstrap draws (R, L_a, L_b),
-    the per-seed draws (K, R, L_a, L_b) and the per-seed estimates (K, L_a, L_b)."""
+    """Tidy table of one language, the resampling statistics of its measure (their interval serves the
+    differences of its draws) and, per (part, comparison), the pooled bootstrap draws (R, L_a, L_b), the
+    per-seed draws (K, R, L_a, L_b) and the per-seed estimates (K, L_a, L_b)."""
 
     table: pd.DataFrame
+    statistics: ResampledMeasure
     draws: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     seed_draws: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     seed_estimates: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
@@ -174,11 +169,11 @@ def _replicates(reps: Representations, language: str) -> dict[str, list]:
     return out
 
 
-def _gram_sets(
-    reps: Representations, language: str, stats=LINEAR_CKA
-) -> dict[tuple[str, str], list[gram_resample.GramSet]]:
-    """The :class:`~gram_resample.GramSet` of every seed replicate per (role, stream) that the comparisons
-    need."""
+def _layer_sets(
+    reps: Representations, language: str, stats: ResampledMeasure
+) -> dict[tuple[str, str], list[Layers]]:
+    """The layers held for resampling (``stats.layers``) of every seed replicate per (role, stream) that
+    the comparisons need."""
     sets = {}
     for role, replicates in _replicates(reps, language).items():
         for stream in ROLE_STREAMS[role] if not is_variant(role) else replicates[0]:
@@ -189,13 +184,13 @@ def _gram_sets(
                         f"language {language!r}: the {role.upper()} model has no {stream!r} layers"
                     )
                 source = f"{language}/{role}{f' seed {k}' if k else ''}/{stream}/"
-                sets.setdefault((role, stream), []).append(stats.GramSet(layers, source=source))
+                sets.setdefault((role, stream), []).append(stats.layers(layers, source=source))
     if len({s.n for group in sets.values() for s in group}) > 1:
         raise CKAProbeError(f"language {language!r}: the models cover different numbers of utterances")
     return sets
 
 
-def _pairs(comp: Comparison, sets: dict) -> list[tuple[gram_resample.GramSet, gram_resample.GramSet]]:
+def _pairs(comp: Comparison, sets: dict) -> list[tuple[Layers, Layers]]:
     """The (a, b) pairs a comparison pools: replicate k of both roles, SSO j vs j + 1 (ceiling), SSO k vs
     RAND."""
     a, b = sets.get((comp.role_a, comp.stream_a), []), sets.get((comp.role_b, comp.stream_b), [])
@@ -211,9 +206,7 @@ def _seeds(sets: dict) -> int:
     return min(len(group) for (role, _), group in sets.items() if role in ROLES)
 
 
-def _rows(
-    comp: Comparison, a: gram_resample.GramSet, b: gram_resample.GramSet, stats: dict[str, np.ndarray]
-) -> pd.DataFrame:
+def _rows(comp: Comparison, a: Layers, b: Layers, stats: dict[str, np.ndarray]) -> pd.DataFrame:
     """Tidy rows (one per layer pair) of one comparison from its (L_a, L_b) statistics."""
     ia, ib = np.meshgrid(np.arange(len(a.names)), np.arange(len(b.names)), indexing="ij")
     return pd.DataFrame(
@@ -234,15 +227,15 @@ def _rows(
 
 
 def _cell_stats(
-    cka: np.ndarray, draws: np.ndarray, null: np.ndarray, level: float, debiased: bool, stats=LINEAR_CKA
+    value: np.ndarray, draws: np.ndarray, null: np.ndarray, level: float, stats: ResampledMeasure
 ) -> dict:
     """Interval, permutation p (raw and BH-adjusted over the cells) and chance level of one (L_a, L_b)
-    grid."""
-    missing = np.full(cka.shape, np.nan)  # n_boot or n_perm = 0: no interval, no p-value
-    low, high = stats.cka_interval(draws, cka, level, debiased=debiased) if len(draws) else (missing, missing)
-    p = stats.permutation_pvalue(cka, null) if len(null) else missing
+    grid of values, from its draws (R, L_a, L_b) and null (R', L_a, L_b)."""
+    missing = np.full(value.shape, np.nan)  # n_boot or n_perm = 0: no interval, no p-value
+    low, high = stats.interval(draws, value, level) if len(draws) else (missing, missing)
+    p = stats.permutation_pvalue(value, null) if len(null) else missing
     return {
-        "cka": cka,
+        VALUE: value,
         "ci_low": low,
         "ci_high": high,
         "p": p,
@@ -257,22 +250,21 @@ def _comparison(
     boots: list,
     perms: list,
     level: float,
-    debiased: bool,
     key: str,
-    stats=LINEAR_CKA,
+    stats: ResampledMeasure,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """Per-seed and pooled rows of one comparison; the pooled draws, per-seed draws and estimates."""
-    ckas = np.stack([stats.point_estimate(a, b, debiased=debiased) for a, b in pairs])
-    draws = np.stack([stats.bootstrap(a, b, boots, debiased=debiased) for a, b in pairs])
-    nulls = np.stack([stats.permuted(a, b, perms, debiased=debiased) for a, b in pairs])
+    values = np.stack([stats.point_estimate(a, b) for a, b in pairs])
+    draws = np.stack([stats.bootstrap(a, b, boots) for a, b in pairs])
+    nulls = np.stack([stats.permuted(a, b, perms) for a, b in pairs])
     frames = [
-        _rows(comp, *pairs[0], {"seed": str(k), "seeds": 1, **_cell_stats(c, d, z, level, debiased, stats)})
-        for k, (c, d, z) in enumerate(zip(ckas, draws, nulls))
+        _rows(comp, *pairs[0], {"seed": str(k), "seeds": 1, **_cell_stats(v, d, z, level, stats)})
+        for k, (v, d, z) in enumerate(zip(values, draws, nulls))
     ]
-    pooled = pooled_draws(draws, ckas, key=key) if len(boots) else draws[0]
-    cells = _cell_stats(ckas.mean(axis=0), pooled, nulls.mean(axis=0), level, debiased, stats)
+    pooled = pooled_draws(draws, values, key=key) if len(boots) else draws[0]
+    cells = _cell_stats(values.mean(axis=0), pooled, nulls.mean(axis=0), level, stats)
     frames.append(_rows(comp, *pairs[0], {"seed": POOLED, "seeds": len(pairs), **cells}))
-    return pd.concat(frames, ignore_index=True), pooled, draws, ckas
+    return pd.concat(frames, ignore_index=True), pooled, draws, values
 
 
 def cross_task_arrays(
@@ -295,15 +287,18 @@ def cross_task_arrays(
     every array is the same utterance. Returns the tidy table (columns
     :data:`COLUMNS`) and the bootstrap draws, which
     :func:`cka_probe.study.cross_lang.language_differences` uses.
-    ``measure``: "cka" (linear CKA) or another measure of :mod:`cka_probe.measures.similarity`
-    (its value fills the ``cka`` column, ``estimator`` names it; percentile intervals).
+    ``measure``: a measure of :mod:`cka_probe.measures.registry`, "cka" (linear CKA) by
+    default; the table names it in ``measure`` and holds its values in ``value``,
+    ``estimator`` is "debiased"/"biased" for CKA and the measure's name otherwise;
+    intervals and p-values are those of
+    :class:`~cka_probe.inference.resample_measures.ResampledMeasure`.
     """
-    stats = LINEAR_CKA if measure == "cka" else MeasureStatistics(measure)
-    sets = _gram_sets(reps, language, stats)
+    stats = ResampledMeasure(measure, debiased=debiased)
+    sets = _layer_sets(reps, language, stats)
     n = next(iter(sets.values()))[0].n
     boots = resamples(n, n_boot, seed=seed, language=language, replace=True)
     perms = resamples(n, n_perm, seed=seed, language=language, replace=False)
-    result, frames = CrossTaskResult(pd.DataFrame()), []
+    result, frames = CrossTaskResult(pd.DataFrame(), stats), []
     variants = variant_comparisons(list(reps), {role: _replicates(reps, language)[role][0] for role in reps})
     for comp in tqdm(
         COMPARISONS + REFERENCES + variants, desc=f"cross-task {language}", disable=not progress
@@ -312,18 +307,18 @@ def cross_task_arrays(
         if not pairs:
             continue
         key = f"{language}/{comp.part}/{comp.name}"
-        rows, pooled, draws, ckas = _comparison(comp, pairs, boots, perms, level, debiased, key, stats)
+        rows, pooled, draws, values = _comparison(comp, pairs, boots, perms, level, key, stats)
         frames.append(rows)
         result.draws[comp.part, comp.name] = pooled
-        result.seed_draws[comp.part, comp.name], result.seed_estimates[comp.part, comp.name] = draws, ckas
-    table = pd.concat(frames, ignore_index=True)
-    table["language"], table["n"], table["kernel"], table["pooling"] = (
-        language,
-        n,
-        "linear" if measure == "cka" else "-",
-        "mean",
+        result.seed_draws[comp.part, comp.name], result.seed_estimates[comp.part, comp.name] = draws, values
+    table = pd.concat(frames, ignore_index=True).assign(
+        language=language,
+        n=n,
+        measure=measure,
+        estimator=stats.estimator,
+        kernel=stats.kernel,
+        pooling="mean",
     )
-    table["estimator"] = measure if measure != "cka" else "debiased" if debiased else "biased"
     result.table = table[list(COLUMNS)]
     return result
 

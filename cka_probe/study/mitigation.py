@@ -19,7 +19,7 @@ Two tables per variant V (:mod:`cka_probe.asr.variants.spec`) and language:
   All four CKA values share the utterance resamples of the comparison set
   (:mod:`cka_probe.study.cross_task`), so the difference of the draws is
   the bootstrap distribution of the change; the interval is that of the
-  estimator (:func:`cka_probe.study.summary._interval`).
+  measure and estimator (:func:`cka_probe.study.summary.interval_of`).
 
 The report (:func:`cka_probe.study.report.mitigation_section`) turns the pooled
 rows into a verdict with the rules of the rest of the analysis.
@@ -37,7 +37,7 @@ import pandas as pd
 from cka_probe.inference.effects import effect_rows
 from cka_probe.study.cer import gap_table, read_cer_csvs
 from cka_probe.study.cross_task import CrossTaskResult
-from cka_probe.study.summary import _interval
+from cka_probe.study.summary import interval_of
 
 VARIANT_FILE = re.compile(r"(split-\d+|shared-private|sparse-shared)(-s\d+)?")
 """The stem of a variant's evaluate CSV in a run (``cer/<lang>/split-2-s1.csv``)."""
@@ -156,7 +156,7 @@ def mitigation_lean(results: Mapping[str, CrossTaskResult], *, level: float = 0.
             rows = effect_rows(
                 (mine - do)[:, None],
                 (mine_draws - do_draws)[:, :, None],
-                interval=_interval(result, level),
+                interval=interval_of(result, level),
                 key=f"{language}/mitigation/{label}",
             )
             rows["own_variant"] = np.append(mine, mine.mean())

@@ -2,7 +2,7 @@
 
 What ``figures/`` and the report read from the tables the study writes, so
 that neither imports the computation. Every table is tidy (one row per cell)
-and opens with ``pandas.read_csv``.
+and opens with :func:`read_table` (``pandas.read_csv`` with the schema's names and types).
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ comparisons."""
 POOLED = "all"
 """The ``seed`` of rows pooled over seeds (the other rows carry the replicate number)."""
 
-VALUE = "cka"
-"""The column holding a cell's value (linear CKA, or the measure named in ``estimator``)."""
+VALUE = "value"
+"""The column holding a cell's value: the measure named in the ``measure`` column (linear CKA for
+``cka``)."""
+
+TEXT_COLUMNS = {"seed": str, "ed_bin": str}
+"""Columns read as text: a seed label (a replicate number or ``all``) and an edit-distance bin."""
 
 COLUMNS: tuple[str, ...] = (
     "language",
@@ -33,6 +37,7 @@ COLUMNS: tuple[str, ...] = (
     "index_b",
     "seed",
     "seeds",
+    "measure",
     VALUE,
     "ci_low",
     "ci_high",
@@ -49,8 +54,8 @@ COLUMNS: tuple[str, ...] = (
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A table of the study from its CSV file, with the value column named :data:`VALUE` (tables written
-    before it was renamed call it ``cka``)."""
-    table = pd.read_csv(path)
+    before it was renamed call it ``cka``) and :data:`TEXT_COLUMNS` as text."""
+    table = pd.read_csv(path, dtype=TEXT_COLUMNS)
     if VALUE not in table.columns and "cka" in table.columns:
         table = table.rename(columns={"cka": VALUE})
     return table
@@ -64,3 +69,14 @@ def pooled(table: pd.DataFrame) -> pd.DataFrame:
 def diagonal(table: pd.DataFrame) -> pd.DataFrame:
     """The rows with layer i against layer i (``index_a == index_b``) of a cross-task table."""
     return table[table["index_a"] == table["index_b"]].reset_index(drop=True)
+
+
+def value_label(table: pd.DataFrame) -> str:
+    """What the value column of ``table`` holds, for an axis: ``linear CKA (debiased)`` for CKA (a table
+    without a ``measure`` column holds CKA), the measure's name otherwise."""
+    measure = "/".join(sorted(set(table["measure"]))) if "measure" in table else "cka"
+    if measure != "cka":
+        return measure
+    return (
+        f"linear CKA ({'/'.join(sorted(set(table['estimator'])))})" if "estimator" in table else "linear CKA"
+    )

@@ -11,7 +11,8 @@ DO decoder has moved toward the other task.
 Every difference is paired: the comparisons of one language share their
 bootstrap resamples of utterances, so the difference of the draws is the
 bootstrap distribution of the difference (the interval of
-:func:`cka_probe.inference.intervals.cka_interval`, two-sided p, BH-adjusted over the
+:meth:`~cka_probe.inference.resample_measures.ResampledMeasure.interval`: for CKA
+:func:`~cka_probe.inference.intervals.cka_interval`; two-sided p, BH-adjusted over the
 layers). Rows per seed and pooled over seeds (:mod:`cka_probe.inference.effects`).
 
 :func:`reference_gaps`: per layer, how far DO~SSO and DO~MSO lie from the
@@ -26,16 +27,14 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from cka_probe.inference import intervals
 from cka_probe.inference.effects import effect_rows
 from cka_probe.study.cross_task import CrossTaskResult
-from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal, pooled
+from cka_probe.study.schema import CEILING, FLOOR_NAME, VALUE, diagonal, pooled
 
 
-def _interval(result: CrossTaskResult, level: float):
-    """The CKA interval of the result's estimator, at ``level``."""
-    debiased = result.table["estimator"].iloc[0] == "debiased"
-    return lambda draws, estimate: intervals.cka_interval(draws, estimate, level, debiased=debiased)
+def interval_of(result: CrossTaskResult, level: float):
+    """The interval of the result's measure and estimator at ``level``, for differences of its draws."""
+    return lambda draws, estimate: result.statistics.interval(draws, estimate, level)
 
 
 def _difference(result: CrossTaskResult, part: str, first: str, second: str, level: float) -> pd.DataFrame:
@@ -52,7 +51,7 @@ def _difference(result: CrossTaskResult, part: str, first: str, second: str, lev
         estimates = (cka_a.mean(0) - cka_b.mean(0))[None]
         draws = (result.draws[a] - result.draws[b])[None][:, :, layers, layers]
         sides = [(np.full(len(layers), np.nan),) * 2]
-    out = effect_rows(estimates, draws, interval=_interval(result, level), key=f"{part}/{first}-{second}")
+    out = effect_rows(estimates, draws, interval=interval_of(result, level), key=f"{part}/{first}-{second}")
     sides.append((cka_a.mean(0), cka_b.mean(0)))
     out[first], out[second] = (np.concatenate(side) for side in zip(*sides))
     names = table.loc[first].loc[layers, "layer_a"].to_numpy()
@@ -123,7 +122,7 @@ def reference_gaps(results: Mapping[str, CrossTaskResult], *, level: float = 0.9
 
     Comparisons: DO-SSO and DO-MSO (encoder), SSO-SDO and MSO-MDO (decoder),
     for the references that the run has. Columns ``language, part, comparison,
-    reference, index, layer, cka, cka_reference, difference, ci_low, ci_high, p, p_adj, n``.
+    reference, index, layer, value, cka_reference, difference, ci_low, ci_high, p, p_adj, n``.
     """
     frames = []
     for result in results.values():
@@ -135,7 +134,7 @@ def reference_gaps(results: Mapping[str, CrossTaskResult], *, level: float = 0.9
                         rows = _difference(result, part, name, reference, level)
                         frames.append(
                             pooled(rows)
-                            .rename(columns={name: "cka", reference: "cka_reference"})
+                            .rename(columns={name: VALUE, reference: "cka_reference"})
                             .assign(part=part, comparison=name, reference=reference)
                         )
     columns = [
@@ -145,7 +144,7 @@ def reference_gaps(results: Mapping[str, CrossTaskResult], *, level: float = 0.9
         "reference",
         "index",
         "layer",
-        "cka",
+        VALUE,
         "cka_reference",
         "difference",
         "ci_low",

@@ -41,6 +41,7 @@ from cka_probe.measures import gram_resample
 from cka_probe.store import ActivationStore
 from cka_probe.study.load import common_ids, store_paths
 from cka_probe.study.roles import ROLES, assign_roles
+from cka_probe.study.schema import VALUE
 
 SETS = ("divergent", "identical")
 PAIRS = {"SSO-MSO": ("sso", "mso"), "DO-SSO": ("do", "sso"), "DO-MSO": ("do", "mso")}
@@ -52,7 +53,7 @@ CKA_COLUMNS = (
     "seeds",
     "index",
     "layer",
-    "cka",
+    VALUE,
     "ci_low",
     "ci_high",
     "n_words",
@@ -211,7 +212,7 @@ def word_cross_task(
                         estimates, d, interval=interval, key=f"{language}/words/{words}/{name}"
                     )
                     cka_frames.append(
-                        rows.rename(columns={"estimate": "cka"}).assign(
+                        rows.rename(columns={"estimate": VALUE}).assign(
                             language=language,
                             words=words,
                             comparison=name,
