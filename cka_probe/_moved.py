@@ -20,7 +20,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "cka_probe.cka": ("cka_probe.measures", "cka_probe.inference"),
     "cka_probe.cka.resample": ("cka_probe.measures.gram_resample", "cka_probe.inference.intervals"),
     "cka_probe.cka.stats": ("cka_probe.inference.bootstrap",),
-    "cka_probe.cka.hierarchical": ("cka_probe.inference.seeds",),
+    "cka_probe.cka.hierarchical": ("cka_probe.inference.seeds", "cka_probe.inference.baselines"),
     "cka_probe.cka.adjust": ("cka_probe.inference.adjust",),
     "cka_probe.cka.simulate": ("cka_probe.inference.simulate",),
     "cka_probe.cka.resample_measure": (
@@ -47,6 +47,8 @@ MOVED: dict[str, tuple[str, ...]] = {
             "weighted",
         )
     },
+    "cka_probe.cka.similarity": ("cka_probe.measures.similarity", "cka_probe.measures"),
+    "cka_probe.cka.weighted": ("cka_probe.measures.weighted", "cka_probe.inference.baselines"),
     "cka_probe.analyze": ("cka_probe.study", "cka_probe.compare"),
     "cka_probe.analyze.compare_npz": ("cka_probe.compare.npz",),
     "cka_probe.analyze.compare_stores": ("cka_probe.compare.stores",),

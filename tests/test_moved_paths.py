@@ -84,3 +84,19 @@ def test_old_resample_path_computes_what_the_new_one_does():
             gram_resample.GramSet({"x": x}), gram_resample.GramSet({"y": y}), debiased=True
         ),
     )
+
+
+def test_old_names_that_became_the_registry_or_baselines_still_resolve():
+    from cka_probe.inference.baselines import hierarchical_draws
+    from cka_probe.measures.registry import names
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert fresh("cka_probe.cka").MEASURES == names()
+        assert fresh("cka_probe.cka.similarity").MEASURES == names()
+        assert fresh("cka_probe.cka.hierarchical").hierarchical_draws is hierarchical_draws
+    assert {"cka", "cca", "svcca", "pwcca", "procrustes", "procrustes_angle", "rsa"} <= set(names())
+    with pytest.warns(DeprecationWarning, match="registry.names"):
+        import cka_probe.measures
+
+        cka_probe.measures.MEASURES  # noqa: B018

@@ -8,12 +8,14 @@ resampled grids here take the index vectors they are given). See
 ``docs/engine.md`` for the formulas and the dtype policy.
 """
 
+import warnings
+
 from cka_probe.measures.kernels import linear_kernel, polynomial_kernel, rbf_kernel
 from cka_probe.measures.matrix import cka_matrix
 from cka_probe.measures.minibatch import MinibatchCKA
 from cka_probe.measures.nystrom import nystrom_cka_matrix
 from cka_probe.measures.pair import kernel_cka, linear_cka
-from cka_probe.measures.registry import Measure, lookup, register, unregister
+from cka_probe.measures.registry import Measure, lookup, names, register, unregister
 from cka_probe.measures.similarity import similarity, similarity_matrix
 from cka_probe.measures.streaming import StreamingLinearCKA
 
@@ -34,3 +36,15 @@ __all__ = [
     "similarity_matrix",
     "unregister",
 ]
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``MEASURES``, the registered measures' names, kept for one release (use ``registry.names()``)."""
+    if name != "MEASURES":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        "cka_probe.measures.MEASURES is deprecated; use cka_probe.measures.registry.names()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return names()
