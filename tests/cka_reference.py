@@ -1,8 +1,9 @@
 """An independent float64 numpy implementation of CKA, written from the formulas.
 
-Gram space only: centre the Gram (H K H, Gretton et al. 2005) or U-centre it
+In Gram space: centre the Gram (H K H, Gretton et al. 2005) or U-centre it
 (Song et al. 2012; the form in Kornblith et al.'s reference code), then
-CKA = <K', L'> / (||K'|| ||L'||) (Kornblith et al. 2019, Eq. 4).
+CKA = <K', L'> / (||K'|| ||L'||) (Kornblith et al. 2019, Eq. 4). Linear CKA
+also in feature space (:func:`feature_space_cka`, Eq. 5).
 """
 
 import numpy as np
@@ -54,3 +55,10 @@ def hsic(k, l, unbiased):
 def cka(k, l, unbiased=False):
     kc, lc = centre(k, unbiased), centre(l, unbiased)
     return np.sum(kc * lc) / np.sqrt(np.sum(kc * kc) * np.sum(lc * lc))
+
+
+def feature_space_cka(x, y):
+    """Linear CKA in feature space (Kornblith et al. 2019, Eq. 5): ||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F) with
+    centred columns."""
+    x, y = x - x.mean(0), y - y.mean(0)
+    return np.sum((y.T @ x) ** 2) / np.sqrt(np.sum((x.T @ x) ** 2) * np.sum((y.T @ y) ** 2))

@@ -4,10 +4,10 @@ ActivationStore, extract``."""
 from __future__ import annotations
 
 import numpy as np
+from helpers import IntegerLinearStack, integer_batches
 
 import cka_probe
 from cka_probe import ActivationStore, cka_matrix, extract, kernel_cka, linear_cka
-from tests.test_extract import IntegerLinearStack, integer_batches
 
 
 def test_extract_name_is_callable_and_keeps_the_subpackage_importable(tmp_path):

@@ -6,10 +6,10 @@ import pickle
 
 import pytest
 import torch
+from helpers import outputs, small_parts
 
-from cka_probe.asr import CharTokenizer, build_model, load_checkpoint, load_config, save_checkpoint
+from cka_probe.asr import load_checkpoint, save_checkpoint
 from cka_probe.asr.checkpoint import FORMAT_VERSION
-from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.errors import CKAProbeError
 
 torch.set_num_threads(1)
@@ -17,36 +17,6 @@ torch.set_num_threads(1)
 
 class Custom:
     """A class that plain ``torch.load(weights_only=True)`` refuses to unpickle."""
-
-
-def small_parts(arch="do", tasks=("surface", "meaning")):
-    config = load_config("tiny")
-    config["encoder"].update(
-        d_model=32, n_layers=2, ffn_dim=64, subsampling_channels=4, conv_kernel=5, conv_norm="batch_norm"
-    )
-    config["decoder"].update(n_layers=1, ffn_dim=64)
-    texts = {"surface": ["ze cat", "bery"], "meaning": ["the cat", "very"]}
-    tokenizers = {t: CharTokenizer.build(texts[t], language="en") for t in tasks}
-    torch.manual_seed(0)
-    model = build_model(config, arch, tasks, {t: tok.vocab_size for t, tok in tokenizers.items()})
-    cmvn = GlobalCMVN(
-        torch.linspace(-1, 1, 80, dtype=torch.float64), torch.full((80,), 0.5, dtype=torch.float64)
-    )
-    return model, config, tokenizers, cmvn
-
-
-def outputs(model, tasks):
-    torch.manual_seed(5)
-    feats, feat_lens = torch.randn(2, 45, 80), torch.tensor([45, 30])
-    ys, ys_lens = torch.randint(0, 5, (2, 4)), torch.tensor([4, 2])
-    with torch.no_grad():
-        enc, enc_lens = model.encode(feats, feat_lens)
-        return [
-            enc,
-            enc_lens,
-            model.ctc_log_probs(enc),
-            *(model.decode_teacher_forced(t, enc, enc_lens, ys, ys_lens) for t in tasks),
-        ]
 
 
 @pytest.mark.parametrize("arch,tasks", [("do", ("surface", "meaning")), ("so", ("meaning",))])

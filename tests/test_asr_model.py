@@ -23,7 +23,8 @@ torch.set_num_threads(1)
 DO = ("surface", "meaning")
 
 
-def small_config(**encoder):
+def small_model_config(**encoder):
+    """``tiny`` with a small encoder (d_model 32, 2 blocks); ``encoder`` overrides."""
     config = load_config("tiny")
     config["encoder"].update(
         d_model=32, n_heads=4, n_layers=2, ffn_dim=64, subsampling_channels=4, conv_kernel=5, **encoder
@@ -62,7 +63,7 @@ def test_decoder_token_embeddings_start_at_the_scale_of_the_position_encoding():
 
 
 def test_hookable_names_and_task_attributes():
-    model = build_model(small_config(), "do", DO, {"surface": 9, "meaning": 11})
+    model = build_model(small_model_config(), "do", DO, {"surface": 9, "meaning": 11})
     names = dict(model.named_modules())
     expected = [
         "encoder.embed",
@@ -72,7 +73,7 @@ def test_hookable_names_and_task_attributes():
     ]
     assert all(n in names for n in expected)
     assert isinstance(model.decoders, torch.nn.ModuleDict) and model.tasks == DO and model.arch == "do"
-    so = build_model(small_config(), "so", ("meaning",), {"meaning": 11})
+    so = build_model(small_model_config(), "so", ("meaning",), {"meaning": 11})
     assert list(so.decoders) == ["meaning"] and so.ctc_task == "meaning" and so.ctc.proj.out_features == 11
     outputs = {}
     hooks = [names[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o)) for n in expected]
@@ -97,7 +98,7 @@ def test_hookable_names_and_task_attributes():
 def test_padding_never_leaks_into_valid_positions(pos_enc, conv_norm):
     torch.manual_seed(0)
     model = build_model(
-        small_config(pos_enc=pos_enc, conv_norm=conv_norm), "do", DO, {"surface": 9, "meaning": 11}
+        small_model_config(pos_enc=pos_enc, conv_norm=conv_norm), "do", DO, {"surface": 9, "meaning": 11}
     ).eval()
     feat_lens, ys_lens = torch.tensor([61, 40, 23]), torch.tensor([7, 3, 1])
     feats, ys = torch.randn(3, 61, 80), torch.randint(0, 11, (3, 7))
@@ -157,7 +158,7 @@ def smoothed_kl(logits, targets, eps):
 )
 def test_loss_is_the_configured_weighted_sum_of_independent_components(arch, tasks, weights):
     torch.manual_seed(1)
-    config = small_config()
+    config = small_model_config()
     config["loss"][arch] = weights
     config["loss"]["label_smoothing"] = 0.2
     vocab = {"surface": 8, "meaning": 10}
@@ -196,7 +197,7 @@ def test_loss_is_the_configured_weighted_sum_of_independent_components(arch, tas
 
 
 def test_decoder_log_probs_are_normalised_teacher_forced_scores():
-    model = build_model(small_config(), "so", ("surface",), {"surface": 9}).eval()
+    model = build_model(small_model_config(), "so", ("surface",), {"surface": 9}).eval()
     with torch.no_grad():
         enc, enc_lens = model.encode(torch.randn(2, 40, 80), torch.tensor([40, 40]))
         ys_in = torch.tensor([[8, 2, 3], [8, 4, 4]])
@@ -208,9 +209,9 @@ def test_decoder_log_probs_are_normalised_teacher_forced_scores():
 
 def test_bad_arch_tasks_and_configs_are_refused(tmp_path):
     with pytest.raises(CKAProbeError, match="arch"):
-        build_model(small_config(), "do", ("surface",), {"surface": 9})
+        build_model(small_model_config(), "do", ("surface",), {"surface": 9})
     with pytest.raises(CKAProbeError, match="meaning"):
-        build_model(small_config(), "so", ("meaning",), {"surface": 9})
+        build_model(small_model_config(), "so", ("meaning",), {"surface": 9})
     broken = tmp_path / "broken.json"
     broken.write_text('{"features": {}\n,,}')
     with pytest.raises(CKAProbeError, match=r"broken.json:2"):

@@ -5,92 +5,34 @@ label smoothing, no SpecAugment) so that memorising 4 utterances takes well
 under a minute on one CPU thread.
 """
 
-import csv
 import json
 import math
 
 import pandas as pd
 import pytest
 import torch
-from scipy.io import wavfile
+from helpers import SPEECH_UTTERANCES, read_log, small_config
 
-from cka_probe.asr.config import load_config
 from cka_probe.asr.evaluate import evaluate, score, summary_path_for
 from cka_probe.asr.schedule import warmup_cosine
 from cka_probe.asr.train import Run, log_columns, tasks_for, train
 from cka_probe.cli import main
-from cka_probe.data.espeak import Voice, speak
-from cka_probe.data.manifest import write_manifest
 from cka_probe.errors import CKAProbeError
 
-# (surface, meaning, surface-meaning character edit distance counted by hand)
-UTTERANCES = [
-    ("de cat sat", "the cat sat", 2),  # d→t, +h
-    ("dis is a big dog", "this is a big dog", 2),  # d→t, +h
-    ("dey hab tree cars", "they have three cars", 5),  # d→t, +h, b→v, +e, +h
-    ("she reads a book", "she reads a book", 0),
-]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EXPECTED_BINS = ["1-3", "1-3", "4-10", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine, 2 threads can be many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """4 English utterances spoken from their surface text; valid = the first one."""
-    folder = tmp_path_factory.mktemp("corpus")
-    rows = []
-    for i, (surface, meaning, _) in enumerate(UTTERANCES):
-        wavfile.write(folder / f"u{i}.wav", 16000, speak(surface, Voice("en-us", 170, 50)))
-        rows.append(
-            {
-                "id": f"u{i}",
-                "audio": f"u{i}.wav",
-                "surface": surface,
-                "meaning": meaning,
-                "language": "en",
-                "speaker": "s0",
-            }
-        )
-    return {
-        "train": write_manifest(folder / "train.jsonl", rows),
-        "valid": write_manifest(folder / "valid.jsonl", rows[:1]),
-        "rows": rows,
-        "folder": folder,
-    }
-
-
-def small_config(**train):
-    config = load_config("tiny")
-    config["encoder"].update(subsampling_channels=16, n_layers=2, ffn_dim=256, dropout=0.0)
-    config["decoder"].update(n_layers=2, ffn_dim=256, dropout=0.0)
-    config["loss"]["label_smoothing"] = 0.0
-    config["train"].update(lr=2e-3, warmup_steps=10, epochs=100, batch_size=4, spec_augment=None)
-    config["train"].update(train)
-    return config
-
-
-def read_log(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def so_run(corpus, tmp_path_factory):
+def so_run(speech_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("so")
     torch.set_num_threads(1)
     train(
         arch="so",
         task="surface",
-        train_manifest=corpus["train"],
-        valid_manifest=corpus["valid"],
+        train_manifest=speech_corpus["train"],
+        valid_manifest=speech_corpus["valid"],
         config=small_config(),
         out_dir=out,
     )
@@ -104,24 +46,24 @@ def assert_overfits(out, train_manifest, tasks):
     table = evaluate(out / "last.pt", train_manifest, out / "cer.csv")
     for task in tasks:
         rows = table[table["task"] == task]
-        assert len(rows) == len(UTTERANCES)
+        assert len(rows) == len(SPEECH_UTTERANCES)
         assert rows["errors"].sum() / rows["ref_len"].sum() <= 0.05, rows[["ref", "hyp"]].to_string()
 
 
-def test_so_model_memorises_four_utterances(so_run, corpus):
-    assert_overfits(so_run, corpus["train"], ("surface",))
+def test_so_model_memorises_four_utterances(so_run, speech_corpus):
+    assert_overfits(so_run, speech_corpus["train"], ("surface",))
     assert (so_run / "best.pt").is_file()
 
 
-def test_do_model_memorises_four_utterances(corpus, tmp_path):
+def test_do_model_memorises_four_utterances(speech_corpus, tmp_path):
     train(
         arch="do",
-        train_manifest=corpus["train"],
-        valid_manifest=corpus["valid"],
+        train_manifest=speech_corpus["train"],
+        valid_manifest=speech_corpus["valid"],
         config=small_config(),
         out_dir=tmp_path,
     )
-    assert_overfits(tmp_path, corpus["train"], ("surface", "meaning"))
+    assert_overfits(tmp_path, speech_corpus["train"], ("surface", "meaning"))
 
 
 def interrupt_in_epoch(epoch, monkeypatch):
@@ -136,7 +78,7 @@ def interrupt_in_epoch(epoch, monkeypatch):
     monkeypatch.setattr(Run, "train_epoch", train_epoch)
 
 
-def test_resume_continues_bitwise(corpus, tmp_path, monkeypatch):
+def test_resume_continues_bitwise(speech_corpus, tmp_path, monkeypatch):
     # dropout and SpecAugment on, so that the saved RNG state matters
     config = small_config(
         epochs=4,
@@ -150,7 +92,7 @@ def test_resume_continues_bitwise(corpus, tmp_path, monkeypatch):
         },
     )
     config["encoder"]["dropout"] = config["decoder"]["dropout"] = 0.1
-    common = dict(arch="do", train_manifest=corpus["train"], valid_manifest=corpus["valid"])
+    common = dict(arch="do", train_manifest=speech_corpus["train"], valid_manifest=speech_corpus["valid"])
     train(**common, config=config, out_dir=tmp_path / "straight")
     interrupt_in_epoch(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
@@ -170,12 +112,12 @@ def test_resume_continues_bitwise(corpus, tmp_path, monkeypatch):
     assert without_time[:4] == without_time[4:]
 
 
-def test_time_budget_cuts_the_planned_epochs(corpus, tmp_path):
+def test_time_budget_cuts_the_planned_epochs(speech_corpus, tmp_path):
     train(
         arch="so",
         task="meaning",
-        train_manifest=corpus["train"],
-        valid_manifest=corpus["valid"],
+        train_manifest=speech_corpus["train"],
+        valid_manifest=speech_corpus["valid"],
         config=small_config(epochs=50),
         max_minutes=1e-6,
         out_dir=tmp_path,
@@ -184,7 +126,7 @@ def test_time_budget_cuts_the_planned_epochs(corpus, tmp_path):
     assert torch.load(tmp_path / "last.pt", weights_only=True)["config"]["train"]["epochs"] == 1
 
 
-def test_validation_decodes_only_the_first_valid_decode_utterances(corpus, monkeypatch):
+def test_validation_decodes_only_the_first_valid_decode_utterances(speech_corpus, monkeypatch):
     from cka_probe.asr import train as train_module
 
     decoded, transcribe = [], train_module.transcribe
@@ -194,7 +136,7 @@ def test_validation_decodes_only_the_first_valid_decode_utterances(corpus, monke
         return transcribe(model, tokenizers, feats, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "transcribe", counting)
-    manifest = corpus["train"]
+    manifest = speech_corpus["train"]
     for limit, want in ((None, 4), (2, 2), (3, 4)):  # whole batches of 2, until `limit` are decoded
         decoded.clear()
         run = Run.prepare(
@@ -210,9 +152,9 @@ def test_validation_decodes_only_the_first_valid_decode_utterances(corpus, monke
         assert sum(decoded) == want and math.isfinite(metrics["loss"]) and metrics["cer_surface"] >= 0
 
 
-def test_evaluate_writes_the_interface_columns_and_a_consistent_summary(so_run, corpus, tmp_path):
+def test_evaluate_writes_the_interface_columns_and_a_consistent_summary(so_run, speech_corpus, tmp_path):
     out = tmp_path / "cer.csv"
-    evaluate(so_run / "best.pt", corpus["train"], out, decoding="attention", beam=3)
+    evaluate(so_run / "best.pt", speech_corpus["train"], out, decoding="attention", beam=3)
     table = pd.read_csv(out, dtype={"ed_bin": str})
     assert list(table.columns) == [
         "id",
@@ -227,25 +169,25 @@ def test_evaluate_writes_the_interface_columns_and_a_consistent_summary(so_run, 
         "surface_meaning_ed",
         "ed_bin",
     ]
-    assert table["surface_meaning_ed"].tolist() == [ed for _, _, ed in UTTERANCES]
+    assert table["surface_meaning_ed"].tolist() == [ed for _, _, ed in SPEECH_UTTERANCES]
     assert table["ed_bin"].tolist() == EXPECTED_BINS
-    assert (table["ref_len"] == [len(s) for s, _, _ in UTTERANCES]).all()
+    assert (table["ref_len"] == [len(s) for s, _, _ in SPEECH_UTTERANCES]).all()
     summary = json.loads(summary_path_for(out).read_text())
     surface = summary["tasks"]["surface"]
     assert surface["cer"] == pytest.approx(100 * table["errors"].sum() / table["ref_len"].sum())
     assert sum(b["ref_len"] for b in surface["by_ed_bin"].values()) == table["ref_len"].sum()
-    assert summary["beam"] == 3 and summary["n_utterances"] == len(UTTERANCES)
+    assert summary["beam"] == 3 and summary["n_utterances"] == len(SPEECH_UTTERANCES)
 
 
-def test_ctc_decoding_scores_the_ctc_task_only(so_run, corpus, tmp_path):
-    table = evaluate(so_run / "best.pt", corpus["train"], tmp_path / "ctc.csv", decoding="ctc")
+def test_ctc_decoding_scores_the_ctc_task_only(so_run, speech_corpus, tmp_path):
+    table = evaluate(so_run / "best.pt", speech_corpus["train"], tmp_path / "ctc.csv", decoding="ctc")
     assert set(table["task"]) == {"surface"} and set(table["decoding"]) == {"ctc"}
     assert table["errors"].sum() / table["ref_len"].sum() <= 0.10
 
 
-def test_evaluate_rejects_unknown_decoding_before_writing(so_run, corpus, tmp_path):
+def test_evaluate_rejects_unknown_decoding_before_writing(so_run, speech_corpus, tmp_path):
     with pytest.raises(CKAProbeError, match="decoding"):
-        evaluate(so_run / "best.pt", corpus["train"], tmp_path / "x.csv", decoding="prefix")
+        evaluate(so_run / "best.pt", speech_corpus["train"], tmp_path / "x.csv", decoding="prefix")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -258,7 +200,7 @@ def test_korean_rows_carry_jamo_cer():
     assert (row["surface_meaning_ed"], row["ed_bin"]) == (1, "1-3")
 
 
-def test_cli_trains_and_evaluates(corpus, tmp_path, capsys):
+def test_cli_trains_and_evaluates(speech_corpus, tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(small_config(epochs=1)))
     out = tmp_path / "run"
@@ -271,9 +213,9 @@ def test_cli_trains_and_evaluates(corpus, tmp_path, capsys):
                 "--task",
                 "meaning",
                 "--data",
-                str(corpus["train"]),
+                str(speech_corpus["train"]),
                 "--valid",
-                str(corpus["valid"]),
+                str(speech_corpus["valid"]),
                 "--config",
                 str(config),
                 "--out",
@@ -291,7 +233,7 @@ def test_cli_trains_and_evaluates(corpus, tmp_path, capsys):
                 "evaluate",
                 str(out / "best.pt"),
                 "--data",
-                str(corpus["train"]),
+                str(speech_corpus["train"]),
                 "--out",
                 str(tmp_path / "cer.csv"),
                 "--decoding",
@@ -304,8 +246,8 @@ def test_cli_trains_and_evaluates(corpus, tmp_path, capsys):
     assert set(pd.read_csv(tmp_path / "cer.csv")["task"]) == {"meaning"}
 
 
-def test_manifest_without_a_transcript_names_file_and_line(corpus, tmp_path, capsys):
-    broken = [dict(r, audio=str(corpus["folder"] / r["audio"])) for r in corpus["rows"]]
+def test_manifest_without_a_transcript_names_file_and_line(speech_corpus, tmp_path, capsys):
+    broken = [dict(r, audio=str(speech_corpus["folder"] / r["audio"])) for r in speech_corpus["rows"]]
     del broken[1]["meaning"]
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in broken))
@@ -313,7 +255,7 @@ def test_manifest_without_a_transcript_names_file_and_line(corpus, tmp_path, cap
         train(
             arch="do",
             train_manifest=path,
-            valid_manifest=corpus["valid"],
+            valid_manifest=speech_corpus["valid"],
             config=small_config(),
             out_dir=tmp_path / "out",
         )
@@ -327,7 +269,7 @@ def test_manifest_without_a_transcript_names_file_and_line(corpus, tmp_path, cap
                 "--data",
                 str(path),
                 "--valid",
-                str(corpus["valid"]),
+                str(speech_corpus["valid"]),
                 "--out",
                 str(tmp_path / "out"),
             ]
@@ -337,24 +279,24 @@ def test_manifest_without_a_transcript_names_file_and_line(corpus, tmp_path, cap
     assert "train.jsonl:2" in capsys.readouterr().err
 
 
-def test_resume_needs_a_last_checkpoint(corpus, tmp_path):
+def test_resume_needs_a_last_checkpoint(speech_corpus, tmp_path):
     with pytest.raises(CKAProbeError, match="last.pt"):
         train(
             arch="do",
-            train_manifest=corpus["train"],
-            valid_manifest=corpus["valid"],
+            train_manifest=speech_corpus["train"],
+            valid_manifest=speech_corpus["valid"],
             config=small_config(),
             out_dir=tmp_path,
             resume=True,
         )
 
 
-def test_a_rerun_resumes_its_own_training_and_refuses_another(corpus, tmp_path, capsys):
+def test_a_rerun_resumes_its_own_training_and_refuses_another(speech_corpus, tmp_path, capsys):
     common = dict(
         arch="so",
         task="surface",
-        train_manifest=corpus["train"],
-        valid_manifest=corpus["valid"],
+        train_manifest=speech_corpus["train"],
+        valid_manifest=speech_corpus["valid"],
         out_dir=tmp_path,
     )
     train(**common, config=small_config(epochs=1))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import outputs, read_log, small_config, small_parts
 
 from cka_probe.asr import build_model, load_checkpoint, save_checkpoint
 from cka_probe.asr.train import log_columns, train, with_meaning_weight
@@ -26,10 +26,7 @@ from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_asr_checkpoint import outputs, small_parts  # noqa: E402
-from test_asr_train import corpus, one_thread, read_log, small_config  # noqa: E402,F401
-from test_extract_asr import corpus as noise_corpus  # noqa: E402,F401
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DATA = Path(__file__).resolve().parent / "data"
 VARIANTS = ["split-1", "shared-private", "sparse-shared"]
@@ -57,7 +54,7 @@ STREAMS = {
 
 
 def noise_model_streams(variant):
-    """The default layers of the ``test_extract_asr`` model's variant (2 blocks, 2 decoder layers), and their
+    """The default layers of the ``noise_checkpoint`` model's variant (2 blocks, 2 decoder layers), and their
     streams."""
     decoders = {f"decoder/{t}": [f"decoders.{t}.layers.0", f"decoders.{t}.layers.1"] for t in TASKS}
     return STREAMS[variant] | decoders
@@ -71,14 +68,14 @@ def variant_parts(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_variant_memorises_four_utterances(variant, corpus, tmp_path):
+def test_variant_memorises_four_utterances(variant, speech_corpus, tmp_path):
     from cka_probe.asr.evaluate import evaluate
 
     train(
         arch="do",
         variant=variant,
-        train_manifest=corpus["train"],
-        valid_manifest=corpus["valid"],
+        train_manifest=speech_corpus["train"],
+        valid_manifest=speech_corpus["valid"],
         config=small_config(epochs=60),
         out_dir=tmp_path,
     )
@@ -87,8 +84,9 @@ def test_variant_memorises_four_utterances(variant, corpus, tmp_path):
     assert float(log[-1]["train_loss"]) <= 0.1 * float(log[0]["train_loss"])
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["variant"] == variant and ckpt["format_version"] == 2
-    table = evaluate(tmp_path / "last.pt", corpus["train"], tmp_path / "cer.csv")
-    assert sorted(set(table["task"])) == ["meaning", "surface"] and len(table) == 2 * len(corpus["rows"])
+    table = evaluate(tmp_path / "last.pt", speech_corpus["train"], tmp_path / "cer.csv")
+    assert sorted(set(table["task"])) == ["meaning", "surface"]
+    assert len(table) == 2 * len(speech_corpus["rows"])
 
 
 @pytest.mark.parametrize("variant", ["shared", *VARIANTS])
@@ -207,10 +205,10 @@ def test_hard_concrete_gates_match_their_distribution():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_extraction_writes_the_variant_streams(variant, noise_corpus, tmp_path, capsys):
+def test_extraction_writes_the_variant_streams(variant, noise_checkpoint, tmp_path, capsys):
     from cka_probe.extract.asr import extract_checkpoint
 
-    ckpt_path, manifest, rows = noise_corpus
+    ckpt_path, manifest, rows = noise_checkpoint
     shared, ckpt = load_checkpoint(ckpt_path)
     torch.manual_seed(0)
     vocab = {t: tok.vocab_size for t, tok in ckpt["tokenizers"].items()}
@@ -259,7 +257,7 @@ def test_meaning_weight_keeps_the_sum_and_rejects_bad_values():
     "variant, message",
     [("split-2", "between 1 and"), ("split-x", "unknown variant"), ("private", "unknown variant")],
 )
-def test_bad_variant_names_are_one_line_errors(variant, message, corpus, tmp_path, capsys):
+def test_bad_variant_names_are_one_line_errors(variant, message, speech_corpus, tmp_path, capsys):
     assert (
         main(
             [
@@ -269,9 +267,9 @@ def test_bad_variant_names_are_one_line_errors(variant, message, corpus, tmp_pat
                 "--variant",
                 variant,
                 "--data",
-                str(corpus["train"]),
+                str(speech_corpus["train"]),
                 "--valid",
-                str(corpus["valid"]),
+                str(speech_corpus["valid"]),
                 "--config",
                 str(write_config(tmp_path)),
                 "--out",
@@ -285,28 +283,28 @@ def test_bad_variant_names_are_one_line_errors(variant, message, corpus, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
-def test_so_model_has_no_structured_variant(corpus, tmp_path):
+def test_so_model_has_no_structured_variant(speech_corpus, tmp_path):
     with pytest.raises(CKAProbeError, match="dual-output structure"):
         train(
             arch="so",
             task="surface",
             variant="split-1",
-            train_manifest=corpus["train"],
-            valid_manifest=corpus["valid"],
+            train_manifest=speech_corpus["train"],
+            valid_manifest=speech_corpus["valid"],
             config=small_config(),
             out_dir=tmp_path,
         )
 
 
-def test_unknown_variant_setting_is_named(corpus, tmp_path):
+def test_unknown_variant_setting_is_named(speech_corpus, tmp_path):
     config = small_config()
     config["variants"] = {"sparse-shared": {"l1": 0.1}}
     with pytest.raises(CKAProbeError, match="variants.sparse-shared has unknown key"):
         train(
             arch="do",
             variant="sparse-shared",
-            train_manifest=corpus["train"],
-            valid_manifest=corpus["valid"],
+            train_manifest=speech_corpus["train"],
+            valid_manifest=speech_corpus["valid"],
             config=config,
             out_dir=tmp_path,
         )
@@ -318,11 +316,11 @@ def write_config(folder):
     return path
 
 
-def test_rerun_of_a_variant_resumes_and_another_variant_is_refused(corpus, tmp_path):
+def test_rerun_of_a_variant_resumes_and_another_variant_is_refused(speech_corpus, tmp_path):
     common = dict(
         arch="do",
-        train_manifest=corpus["train"],
-        valid_manifest=corpus["valid"],
+        train_manifest=speech_corpus["train"],
+        valid_manifest=speech_corpus["valid"],
         out_dir=tmp_path,
         meaning_weight=0.5,
     )

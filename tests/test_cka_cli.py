@@ -11,7 +11,7 @@ from cka_probe.measures import cka_matrix
 
 
 @pytest.fixture
-def npz_pair(tmp_path):
+def npz_files(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((50, 6)).astype(np.float32)
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
@@ -20,8 +20,8 @@ def npz_pair(tmp_path):
     return a, b
 
 
-def test_compare_writes_the_engine_table(npz_pair, tmp_path, capsys):
-    a, b = npz_pair
+def test_compare_writes_the_engine_table(npz_files, tmp_path, capsys):
+    a, b = npz_files
     out = tmp_path / "out" / "table.csv"
     assert main(["compare", str(a), str(b), "--debiased", "--out", str(out)]) == 0
     table = pd.read_csv(out, index_col=0)
@@ -40,8 +40,8 @@ def test_compare_writes_the_engine_table(npz_pair, tmp_path, capsys):
         (lambda p: p.write_bytes(b"not a zip"), "b.npz: not a readable .npz file"),
     ],
 )
-def test_compare_errors_are_one_line(npz_pair, tmp_path, capsys, make_b, message):
-    a, b = npz_pair
+def test_compare_errors_are_one_line(npz_files, tmp_path, capsys, make_b, message):
+    a, b = npz_files
     make_b(b)
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "t.csv")]) == 2
     err = capsys.readouterr().err

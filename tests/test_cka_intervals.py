@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from cka_reference import feature_space_cka
 
 from cka_probe.inference import bootstrap_ci, intervals
 from cka_probe.inference.adjust import benjamini_hochberg
@@ -34,12 +35,6 @@ def test_weighted_resample_matches_the_gram_space_resample_and_the_plain_estimat
     assert weighted(debiased)(x, y, np.ones(30)) == pytest.approx(linear_cka(x, y, debiased=debiased))
     batch = weighted(debiased)(x, y, np.stack([np.bincount(index, minlength=30), np.ones(30)]))
     np.testing.assert_allclose(batch, [gram, linear_cka(x, y, debiased=debiased)], atol=1e-12)
-
-
-def feature_space_cka(x, y):
-    """Kornblith et al. 2019, Eq. 5, on centred columns."""
-    x, y = x - x.mean(0), y - y.mean(0)
-    return np.sum((y.T @ x) ** 2) / np.sqrt(np.sum((x.T @ x) ** 2) * np.sum((y.T @ y) ** 2))
 
 
 def old_percentile_interval(x, y, groups, n_resamples, rng):
@@ -183,7 +178,7 @@ def distinct_group_hsic(x, y, labels, w):
     )
 
 
-def hsic(x, y, labels, w):
+def group_hsic(x, y, labels, w):
     """grouped_hsic of x, y for resamples ``w (B, G)``."""
     from cka_probe.measures.grouped import distinct_sums, group_sums, grouped_hsic
 
@@ -202,12 +197,12 @@ def test_grouped_hsic_is_its_sum_over_distinct_groups_and_song_s_estimator_for_o
     x, y = rng.standard_normal((12, 2)), rng.standard_normal((12, 3))
     y[:, 0] += x[:, 0]
     for w in (np.ones(7), np.array([2.0, 0, 1, 3, 1, 0, 1])):  # the data, and a resample with copies and gaps
-        assert hsic(x, y, labels, w[None])[0] == pytest.approx(
+        assert group_hsic(x, y, labels, w[None])[0] == pytest.approx(
             distinct_group_hsic(x, y, labels, w), rel=1e-10
         )
     x = rng.standard_normal((9, 3))
     y = rng.standard_normal((9, 2)) + x[:, :2]
-    assert hsic(x, y, np.arange(9), np.ones((1, 9)))[0] == pytest.approx(
+    assert group_hsic(x, y, np.arange(9), np.ones((1, 9)))[0] == pytest.approx(
         reference_hsic(x @ x.T, y @ y.T, True)
     )
     assert grouped_linear_cka(x, y, np.arange(9), np.ones(9)) == pytest.approx(
@@ -224,8 +219,8 @@ def test_grouped_hsic_is_unbiased_for_correlated_frames_where_the_row_estimator_
     grouped, rows = [], []
     for _ in range(reps):
         x, (y,), labels = draw(regime, rng)
-        grouped.append(hsic(x, y, labels, np.ones((1, regime.n)))[0])
-        rows.append(hsic(x, y, np.arange(len(x)), np.ones((1, len(x))))[0])  # Song et al. over frames
+        grouped.append(group_hsic(x, y, labels, np.ones((1, regime.n)))[0])
+        rows.append(group_hsic(x, y, np.arange(len(x)), np.ones((1, len(x))))[0])  # Song et al. over frames
     grouped, rows = np.array(grouped), np.array(rows)
     assert abs(grouped.mean() - truth) < 3 * grouped.std() / np.sqrt(reps)
     excess = rows - grouped  # the same data sets: the row estimator's extra is its bias

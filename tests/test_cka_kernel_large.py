@@ -11,7 +11,8 @@ from cka_probe.measures import gram
 from cka_probe.measures.kernels import median_of_distances
 
 
-def related(rng, n, dx=6, dy=5):
+def tanh_related(rng, n, dx=6, dy=5):
+    """x (n, dx) and y = tanh(x W) + noise (n, dy)."""
     x = rng.standard_normal((n, dx))
     return x, np.tanh(x @ rng.standard_normal((dx, dy))) + 0.3 * rng.standard_normal((n, dy))
 
@@ -29,8 +30,8 @@ def test_median_of_symmetric_distances_is_numpys(n):
 def test_blocked_gram_passes_match_the_reference(monkeypatch, budget, debiased):
     monkeypatch.setattr(gram, "BLOCK_BUDGET", budget)
     rng = np.random.default_rng(3)
-    xs = [related(rng, 37)[0] for _ in range(2)]
-    ys = [related(rng, 37)[1], rng.standard_normal((37, 40))]
+    xs = [tanh_related(rng, 37)[0] for _ in range(2)]
+    ys = [tanh_related(rng, 37)[1], rng.standard_normal((37, 40))]
     table = cka_matrix(xs, ys, kernel="rbf", sigma=0.6, debiased=debiased)
     for i, x in enumerate(xs):
         for j, y in enumerate(ys):
@@ -43,7 +44,7 @@ def test_blocked_gram_passes_match_the_reference(monkeypatch, budget, debiased):
 
 def test_float32_rbf_stays_within_1e_6_of_float64():
     rng = np.random.default_rng(4)
-    x, y = related(rng, 500, 32, 24)
+    x, y = tanh_related(rng, 500, 32, 24)
     exact = cka_matrix([x], [y], kernel="rbf").iloc[0, 0]
     assert cka_matrix([x.astype(np.float32) + 100], [y.astype(np.float32)], kernel="rbf").iloc[
         0, 0
@@ -52,7 +53,7 @@ def test_float32_rbf_stays_within_1e_6_of_float64():
 
 def test_subsampled_median_is_recorded_and_close_to_the_exact_one():
     rng = np.random.default_rng(5)
-    x, y = related(rng, 400)
+    x, y = tanh_related(rng, 400)
     exact = cka_matrix([x], [y], kernel="rbf")
     assert exact.attrs["rbf_median"] == "exact"
     assert cka_matrix([x], [y], kernel="rbf", median_rows=400).iloc[0, 0] == pytest.approx(
@@ -71,8 +72,8 @@ def test_subsampled_median_is_recorded_and_close_to_the_exact_one():
 def test_nystrom_converges_to_exact_kernel_cka_as_rank_grows(debiased):
     rng = np.random.default_rng(6)
     n = 240
-    xs = [related(rng, n)[0], rng.standard_normal((n, 3))]
-    ys = [related(rng, n)[1], np.tanh(xs[0][:, :4])]
+    xs = [tanh_related(rng, n)[0], rng.standard_normal((n, 3))]
+    ys = [tanh_related(rng, n)[1], np.tanh(xs[0][:, :4])]
     exact = cka_matrix(xs, ys, kernel="rbf", debiased=debiased).values
     errors = [
         np.abs(nystrom_cka_matrix(xs, ys, rank=m, debiased=debiased).values - exact).max()
@@ -93,7 +94,7 @@ def test_nystrom_converges_to_exact_kernel_cka_as_rank_grows(debiased):
 
 def test_nystrom_of_a_constant_layer_is_nan_with_a_warning_and_bad_rank_is_an_error():
     rng = np.random.default_rng(7)
-    x, y = related(rng, 50)
+    x, y = tanh_related(rng, 50)
     with pytest.warns(RuntimeWarning, match="y layer 1"):
         table = nystrom_cka_matrix([x], [y, np.ones((50, 2))], rank=20)
     assert np.isnan(table.iloc[0, 1]) and not np.isnan(table.iloc[0, 0])

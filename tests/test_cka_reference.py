@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 SHAPES = [(5, 3, 2), (12, 40, 7), (30, 4, 60), (64, 64, 64), (200, 10, 25), (257, 31, 3)]
 
 
-def related(rng, n, dx, dy, offset=0.0):
+def latent_related(rng, n, dx, dy, offset=0.0):
     """x (n, dx) and y (n, dy) sharing a 2-d latent, with an optional mean offset."""
     z = rng.standard_normal((n, 2))
     x = z @ rng.standard_normal((2, dx)) + 0.7 * rng.standard_normal((n, dx)) + offset
@@ -28,7 +28,7 @@ def related(rng, n, dx, dy, offset=0.0):
 @pytest.mark.parametrize("n, dx, dy", SHAPES)
 @pytest.mark.parametrize("debiased", [False, True])
 def test_linear_cka_matches_gram_space_reference(n, dx, dy, debiased):
-    x, y = related(np.random.default_rng(n + dx), n, dx, dy, offset=3.0)
+    x, y = latent_related(np.random.default_rng(n + dx), n, dx, dy, offset=3.0)
     expected = ref.cka(ref.linear_gram(x), ref.linear_gram(y), debiased)
     assert linear_cka(x, y, debiased=debiased) == pytest.approx(expected, abs=1e-6)
 
@@ -37,7 +37,7 @@ def test_linear_cka_matches_gram_space_reference(n, dx, dy, debiased):
 @pytest.mark.parametrize("debiased", [False, True])
 @pytest.mark.parametrize("sigma", [0.8, 1.0])
 def test_rbf_cka_matches_reference_bandwidth(n, dx, dy, debiased, sigma):
-    x, y = related(np.random.default_rng(n * dy), n, dx, dy)
+    x, y = latent_related(np.random.default_rng(n * dy), n, dx, dy)
     expected = ref.cka(ref.rbf_gram(x, sigma), ref.rbf_gram(y, sigma), debiased)
     assert kernel_cka(x, y, sigma=sigma, debiased=debiased) == pytest.approx(expected, abs=1e-6)
 
@@ -50,7 +50,7 @@ def test_median_matches_numpy_for_odd_and_even_counts():
 
 
 def test_polynomial_and_callable_kernels_match_reference():
-    x, y = related(np.random.default_rng(3), 40, 5, 6)
+    x, y = latent_related(np.random.default_rng(3), 40, 5, 6)
     poly = lambda a: (a @ a.T / a.shape[1] + 1.0) ** 3  # noqa: E731
     assert kernel_cka(x, y, kernel="poly") == pytest.approx(ref.cka(poly(x), poly(y)), abs=1e-6)
     cubic = lambda a, c: (a @ c.T) ** 3  # noqa: E731
@@ -62,7 +62,7 @@ def test_polynomial_and_callable_kernels_match_reference():
 def test_matrix_matches_reference_in_both_spaces(debiased):
     rng = np.random.default_rng(7)
     for n in (30, 90):  # n < d: Gram space; n > d: feature space
-        x0, y0 = related(rng, n, 50 if n == 30 else 8, 6, offset=5.0)
+        x0, y0 = latent_related(rng, n, 50 if n == 30 else 8, 6, offset=5.0)
         xs = {"a": x0, "b": x0[:, :3] ** 2}
         ys = [y0, y0 + x0[:, :6]]
         table = cka_matrix(xs, ys, debiased=debiased)
@@ -76,7 +76,7 @@ def test_matrix_matches_reference_in_both_spaces(debiased):
 @pytest.mark.parametrize("debiased", [False, True])
 def test_feature_and_gram_hsic_agree_in_scale(debiased):
     """Minibatch CKA adds HSIC values from either space, so they must agree, not just their ratios."""
-    xs = [torch.from_numpy(a) for a in related(np.random.default_rng(11), 50, 4, 7, offset=2.0)]
+    xs = [torch.from_numpy(a) for a in latent_related(np.random.default_rng(11), 50, 4, 7, offset=2.0)]
     linear = resolve_kernel("linear", 0.8)
     feature = feature_terms(xs[:1], xs[1:], unbiased=debiased, dtype=torch.float64)
     gram = gram_terms(

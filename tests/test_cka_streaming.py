@@ -11,7 +11,8 @@ from cka_probe.measures import MinibatchCKA, StreamingLinearCKA, cka_matrix
 torch.set_num_threads(1)
 
 
-def layers(seed=0, n=240):
+def latent_layers(seed=0, n=240):
+    """Layers x0..x2 (offset by 50) and y0, y1 of n rows, all from one 3-d latent."""
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, 3))
     xs = {
@@ -39,7 +40,7 @@ def stream(xs, ys, sizes, debiased):
 @pytest.mark.parametrize("debiased", [False, True])
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_streaming_equals_in_memory_for_any_chunking(debiased, symmetric):
-    xs, ys = layers()
+    xs, ys = latent_layers()
     ys = None if symmetric else ys
     expected = cka_matrix(xs, ys, debiased=debiased)
     for sizes in ([240], [1] * 10 + [230], [7] * 34 + [2], [100, 3, 137]):
@@ -49,7 +50,7 @@ def test_streaming_equals_in_memory_for_any_chunking(debiased, symmetric):
 
 
 def test_merged_accumulators_equal_one_pass():
-    xs, ys = layers(1)
+    xs, ys = latent_layers(1)
     parts = []
     for rows in (slice(0, 90), slice(90, 240)):
         acc = StreamingLinearCKA(list(xs), list(ys), debiased=True)
@@ -61,7 +62,7 @@ def test_merged_accumulators_equal_one_pass():
 
 
 def test_merge_refuses_different_references():
-    xs, _ = layers(2)
+    xs, _ = latent_layers(2)
     a, b = StreamingLinearCKA(list(xs)), StreamingLinearCKA(list(xs))
     a.update({k: v[:50] for k, v in xs.items()})
     b.update({k: v[50:] for k, v in xs.items()})
@@ -70,7 +71,7 @@ def test_merge_refuses_different_references():
 
 
 def test_streaming_chunk_errors_name_the_layer():
-    xs, _ = layers(3)
+    xs, _ = latent_layers(3)
     acc = StreamingLinearCKA(list(xs))
     acc.update({k: v[:10] for k, v in xs.items()})
     with pytest.raises(CKAProbeError, match="x layer x1: chunk has 3 columns"):
@@ -84,7 +85,7 @@ def test_streaming_chunk_errors_name_the_layer():
 
 
 def test_streaming_flags_a_constant_layer():
-    xs, _ = layers(4)
+    xs, _ = latent_layers(4)
     xs["flat"] = np.full((240, 4), 2.7, dtype=np.float32)
     with pytest.warns(RuntimeWarning, match="x layer flat"):
         table = stream(xs, None, [100, 140], debiased=False)
@@ -94,7 +95,7 @@ def test_streaming_flags_a_constant_layer():
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])
 def test_minibatch_is_the_sum_of_unbiased_hsic_over_batches(kernel):
-    xs, ys = layers(5)
+    xs, ys = latent_layers(5)
     gram = ref.linear_gram if kernel == "linear" else (lambda a: ref.rbf_gram(a, 0.8))
     mb = MinibatchCKA(list(xs), list(ys), kernel=kernel)
     batches = [slice(0, 80), slice(80, 200), slice(200, 240)]  # 120 rows > d: feature space; 40, 80: either
@@ -111,6 +112,6 @@ def test_minibatch_is_the_sum_of_unbiased_hsic_over_batches(kernel):
 
 
 def test_minibatch_rejects_batches_below_four_rows():
-    xs, _ = layers(6)
+    xs, _ = latent_layers(6)
     with pytest.raises(CKAProbeError, match="at least 4 rows"):
         MinibatchCKA(list(xs)).update({k: v[:3] for k, v in xs.items()})

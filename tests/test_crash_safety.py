@@ -25,10 +25,16 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from crash_harness import Harness, hidden_leftovers, reset, spread  # noqa: E402
-from test_asr_train import corpus as speech_corpus  # noqa: E402,F401 -- a fixture
-from test_asr_train import small_config  # noqa: E402
-from test_extract_asr import corpus  # noqa: E402,F401 -- a fixture
-from test_store_resume import assert_same_store, contents  # noqa: E402
+from helpers import (  # noqa: E402
+    NOISE_TEXTS,
+    assert_same_store,
+    contents,
+    random_batches,
+    small_config,
+    write_batches,
+    write_cer,
+    write_store,
+)
 
 from cka_probe.store import partial_path  # noqa: E402
 
@@ -60,9 +66,9 @@ def files(folder: Path, pattern: str = "*") -> dict[str, bytes]:
 # -- the activation store
 # ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def extraction(corpus, tmp_path_factory):  # noqa: F811
+def extraction(noise_checkpoint, tmp_path_factory):
     """``cka-probe extract`` of 8 utterances in batches of 2, each batch its own commit."""
-    ckpt, manifest, _ = corpus
+    ckpt, manifest, _ = noise_checkpoint
     root = tmp_path_factory.mktemp("crash-extract")
     out = root / "acts.h5"
     harness = Harness(
@@ -136,12 +142,10 @@ def merge_small_shards(shards: list[str], out: str) -> None:
 def test_a_merge_of_rank_shards_killed_at_any_crash_point_finishes_bitwise(tmp_path, sweep):
     from functools import partial
 
-    from test_store import random_batches, write_store
-
     batches = random_batches(3, batch=2)
     shards = [
-        str(write_store(tmp_path / "s0.h5", batches[:1])),
-        str(write_store(tmp_path / "s1.h5", batches[1:])),
+        str(write_batches(tmp_path / "s0.h5", batches[:1])),
+        str(write_batches(tmp_path / "s1.h5", batches[1:])),
     ]
     out = tmp_path / "merged.h5"
     harness = Harness(
@@ -191,7 +195,7 @@ def log_without_time(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def training(speech_corpus, tmp_path_factory):  # noqa: F811
+def training(speech_corpus, tmp_path_factory):
     """``cka-probe train`` of a small SO model for 2 epochs of 2 steps; its uninterrupted outputs."""
     root = tmp_path_factory.mktemp("crash-train")
     config = small_config(epochs=2, batch_size=2)
@@ -236,8 +240,8 @@ def test_training_killed_at_any_crash_point_finishes_bitwise(training, sweep):
 # -- evaluation, corpus, comparison tables, figures
 # ----------------------------------------------------------------
 @pytest.mark.parametrize("sweep", SWEEPS)
-def test_evaluation_killed_at_any_crash_point_finishes_bitwise(corpus, tmp_path, sweep):  # noqa: F811
-    ckpt, manifest, _ = corpus
+def test_evaluation_killed_at_any_crash_point_finishes_bitwise(noise_checkpoint, tmp_path, sweep):
+    ckpt, manifest, _ = noise_checkpoint
     harness = Harness(
         ["evaluate", str(ckpt), "--data", str(manifest), "--out", str(tmp_path / "out" / "cer.csv")], tmp_path
     )
@@ -265,9 +269,6 @@ def test_synthesis_killed_at_any_crash_point_finishes_bitwise(tmp_path, sweep):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """Stores of SSO, MSO and DO per language and evaluate CSVs, as ``reproduce`` leaves them."""
-    from test_analyze_cer import write as write_cer
-    from test_analyze_stores import write_store
-
     root = tmp_path_factory.mktemp("crash-tables")
     for language in ("en", "ko"):
         (root / "activations" / language).mkdir(parents=True)
@@ -423,16 +424,15 @@ def test_reproduce_stages_killed_at_any_crash_point_are_redone(tmp_path, sweep):
         assert [row["stage"] for row in last_run] == ["corpus", "evaluate sso", "evaluate do"]
 
 
-def noise_corpus(folder: Path) -> Path:
+def noise_data_folder(folder: Path) -> Path:
     """Train/valid/test manifests of short noise recordings with transcripts (a user's data folder)."""
     from scipy.io import wavfile
-    from test_extract_asr import TEXTS
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 8), ("valid", 4), ("test", 6)):
         rows = []
         for i in range(n):
-            (surface, meaning), uid = TEXTS[i % len(TEXTS)], f"{split}{i}"
+            (surface, meaning), uid = NOISE_TEXTS[i % len(NOISE_TEXTS)], f"{split}{i}"
             audio = rng.normal(size=int(16000 * rng.uniform(0.6, 1.0))) * 3000
             wavfile.write(folder / f"{uid}.wav", 16000, audio.astype(np.int16))
             rows.append(
@@ -476,7 +476,7 @@ def run_outputs(run_dir: Path) -> dict[str, object]:
 def test_a_reproduction_killed_at_crash_points_throughout_finishes_bitwise(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    noise_corpus(data)
+    noise_data_folder(data)
     run_dir = tmp_path / "run"
     harness = Harness(
         [

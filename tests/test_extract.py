@@ -5,60 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    TOY_LAYERS,
+    IntegerLinearStack,
+    ToyEncoderDecoders,
+    assert_store_matches_single_forwards,
+    integer_batches,
+    teacher_forced,
+    toy_asr_batches,
+)
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract import LayerCapture, extract, select_modules
+from cka_probe.extract import extract, select_modules
 from cka_probe.store import ActivationStore
 
 torch.set_num_threads(1)
-
-
-class IntegerLinearStack(nn.Module):
-    """Frame-wise linear maps with small integer weights: float32 arithmetic is exact."""
-
-    def __init__(self, dims: tuple[int, ...] = (3, 4, 5, 2), seed: int = 0):
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.net = nn.Sequential(*[nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])])
-        for layer in self.net:
-            layer.weight.data = torch.randint(-2, 3, layer.weight.shape, generator=gen).float()
-            layer.bias.data = torch.randint(-2, 3, layer.bias.shape, generator=gen).float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def expected(self, x: np.ndarray) -> list[np.ndarray]:
-        """Each layer's output for one utterance ``(T, d0)``, in int64 numpy."""
-        outs, h = [], x.astype(np.int64)
-        for layer in self.net:
-            h = h @ layer.weight.detach().numpy().astype(np.int64).T + layer.bias.detach().numpy().astype(
-                np.int64
-            )
-            outs.append(h)
-        return outs
-
-
-def integer_batches(n_batches: int = 4, batch: int = 3, dim: int = 3, seed: int = 0, pad: float = 1e4):
-    """Padded batches of integer frames; padding rows hold ``pad`` so that a leak would show."""
-    gen = torch.Generator().manual_seed(seed)
-    batches, utterances = [], {}
-    for b in range(n_batches):
-        lengths = torch.randint(1, 7, (batch,), generator=gen)
-        x = torch.full((batch, int(lengths.max()), dim), pad)
-        ids = [f"utt{b:02d}{i}" for i in range(batch)]
-        for i, uid in enumerate(ids):
-            utterances[uid] = torch.randint(-3, 4, (int(lengths[i]), dim), generator=gen).float()
-            x[i, : lengths[i]] = utterances[uid]
-        batches.append(
-            {
-                "ids": ids,
-                "inputs": x,
-                "lengths": lengths,
-                "metadata": {"speaker": [f"s{i}" for i in range(batch)], "n_frames": lengths.tolist()},
-            }
-        )
-    return batches, utterances
 
 
 def test_fixed_linear_maps_round_trip_exactly(tmp_path):
@@ -145,112 +107,6 @@ def test_lengths_longer_than_the_output_name_the_utterance(tmp_path):
     with pytest.raises(CKAProbeError, match="net.0: utterance b has valid length 4"):
         extract(model, batches, layers=["net.0"], out=tmp_path / "a.h5", progress=False)
     assert not (tmp_path / "a.h5").exists()
-
-
-class ToyEncoderDecoders(nn.Module):
-    """Subsampling by 2, masked self-attention layers, and one teacher-forced decoder per task.
-
-    Padding changes every output unless the masks work, so the stored rows
-    equal single-utterance forwards only when padding never leaks.
-    """
-
-    def __init__(self, dim: int = 8, vocab: int = 7, tasks: tuple[str, ...] = ("surface", "meaning")):
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Linear(2 * dim, dim)
-        self.layers = nn.ModuleList([nn.MultiheadAttention(dim, 2, batch_first=True) for _ in range(2)])
-        self.decoders = nn.ModuleDict({t: ToyDecoder(dim, vocab) for t in tasks})
-
-    def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        steps = x.shape[1] // 2
-        h, enc_lens = self.embed(x[:, : 2 * steps].reshape(len(x), steps, -1)), lengths // 2
-        pad = torch.arange(steps)[None, :] >= enc_lens[:, None]
-        for layer in self.layers:
-            h = h + layer(h, h, h, key_padding_mask=pad)[0]
-        return h, enc_lens
-
-
-class ToyDecoder(nn.Module):
-    def __init__(self, dim: int, vocab: int):
-        super().__init__()
-        self.emb = nn.Embedding(vocab, dim)
-        self.layers = nn.ModuleList([nn.MultiheadAttention(dim, 2, batch_first=True) for _ in range(2)])
-
-    def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor) -> torch.Tensor:
-        pad = torch.arange(enc.shape[1])[None, :] >= enc_lens[:, None]
-        h = self.emb(ys_in)
-        for layer in self.layers:
-            h = h + layer(h, enc, enc, key_padding_mask=pad)[0]
-        return h
-
-
-def teacher_forced(model: ToyEncoderDecoders, batch: dict) -> dict[str, torch.Tensor]:
-    """Forward for :func:`extract`: encoder, then one teacher-forced pass per task."""
-    enc, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
-    lengths = {"encoder": enc_lens}
-    for task, decoder in model.decoders.items():
-        decoder(enc, enc_lens, batch["ys_in"][task])
-        lengths[f"decoder/{task}"] = batch["ys_in_lens"][task]
-    return lengths
-
-
-def toy_asr_batches(n_batches: int = 3, batch: int = 3, dim: int = 8, vocab: int = 7, seed: int = 1):
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for b in range(n_batches):
-        feat_lens = torch.randint(2, 12, (batch,), generator=gen)
-        ys_lens = {t: torch.randint(1, 5, (batch,), generator=gen) for t in ("surface", "meaning")}
-        feats = torch.randn(batch, int(feat_lens.max()), dim, generator=gen)
-        feats[torch.arange(feats.shape[1])[None, :] >= feat_lens[:, None]] = 1e3
-        ys_in = {t: torch.randint(0, vocab, (batch, int(n.max())), generator=gen) for t, n in ys_lens.items()}
-        out.append(
-            {
-                "ids": [f"b{b}u{i}" for i in range(batch)],
-                "feats": feats,
-                "feat_lens": feat_lens,
-                "ys_in": ys_in,
-                "ys_in_lens": ys_lens,
-            }
-        )
-    return out
-
-
-TOY_LAYERS = {
-    "encoder": ["embed", "layers.*"],
-    "decoder/surface": ["decoders.surface.layers.*"],
-    "decoder/meaning": ["decoders.meaning.layers.*"],
-}
-
-
-def unpad(batch: dict, i: int) -> dict:
-    """Utterance ``i`` of a padded batch alone, without padding (feats, ys_in per task)."""
-    one = {
-        "feats": batch["feats"][i : i + 1, : int(batch["feat_lens"][i])],
-        "feat_lens": batch["feat_lens"][i : i + 1],
-        "ys_in": {t: y[i : i + 1, : int(batch["ys_in_lens"][t][i])] for t, y in batch["ys_in"].items()},
-        "ys_in_lens": {t: n[i : i + 1] for t, n in batch["ys_in_lens"].items()},
-    }
-    return {**one, "tasks": batch["tasks"]} if "tasks" in batch else one
-
-
-def assert_store_matches_single_forwards(store, model, batches, patterns, forward, rtol, atol) -> None:
-    """Every stored utterance's rows and means equal a forward of that utterance alone."""
-    for batch in batches:
-        for i, uid in enumerate(batch["ids"]):
-            with LayerCapture(model, {"all": patterns}) as capture, torch.no_grad():
-                forward(model, unpad(batch, i))
-                alone = {name: out[0] for name, out in capture.pop()["all"].items()}
-            for stream in store.streams():
-                for layer in store.layers(stream):
-                    np.testing.assert_allclose(
-                        store.frames(stream, layer, [uid])[0], alone[layer].numpy(), rtol=rtol, atol=atol
-                    )
-                    np.testing.assert_allclose(
-                        store.means(stream, layer, [uid])[0],
-                        alone[layer].double().mean(0).numpy(),
-                        rtol=rtol,
-                        atol=atol,
-                    )
 
 
 def test_padding_never_reaches_the_store_encoder_and_decoders(tmp_path):

@@ -2,92 +2,29 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from scipy.io import wavfile
+from helpers import assert_store_matches_single_forwards
 
-from cka_probe.asr import CharTokenizer, build_model, load_checkpoint, load_config, save_checkpoint
-from cka_probe.asr.cmvn import GlobalCMVN
+from cka_probe.asr import load_checkpoint
 from cka_probe.cli import main
 from cka_probe.store import ActivationStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_extract import assert_store_matches_single_forwards  # noqa: E402
-
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-TEXTS = [
-    ("he go park", "he goes to the park"),
-    ("she have cat", "she has a cat"),
-    ("i am here", "i am here"),
-    ("they was late", "they were late"),
-    ("we eat", "we ate"),
-    ("he run", "he ran"),
-    ("it good", "it is good"),
-    ("you is kind", "you are kind"),
-]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A DO checkpoint trained for 0 steps (tiny config, shrunk) and an 8-utterance manifest of noise."""
-    root = tmp_path_factory.mktemp("asr")
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, (surface, meaning) in enumerate(TEXTS):
-        wav = root / f"u{i}.wav"
-        wavfile.write(
-            wav, 16000, (rng.normal(size=int(16000 * rng.uniform(0.2, 0.6))) * 3000).astype(np.int16)
-        )
-        rows.append(
-            {
-                "id": f"u{i}",
-                "audio": wav.name,
-                "surface": surface,
-                "meaning": meaning,
-                "language": "en",
-                "speaker": f"s{i % 3}",
-            }
-        )
-    manifest = root / "test.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = copy.deepcopy(load_config("tiny"))
-    config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=2, ffn_dim=32)
-    config["decoder"].update(n_layers=2, n_heads=2, ffn_dim=32)
-    tokenizers = {
-        t: CharTokenizer.build([r[t] for r in rows], language="en", unit="char")
-        for t in ("surface", "meaning")
-    }
-    torch.manual_seed(0)
-    model = build_model(
-        config, "do", ("surface", "meaning"), {t: k.vocab_size for t, k in tokenizers.items()}
-    )
-    ckpt = save_checkpoint(
-        root / "do.pt",
-        model=model,
-        config=config,
-        tokenizers=tokenizers,
-        cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
-        epoch=0,
-        metrics={},
-    )
-    return ckpt, manifest, rows
-
-
-def test_extract_checkpoint_matches_single_utterance_forwards(corpus, tmp_path):
+def test_extract_checkpoint_matches_single_utterance_forwards(noise_checkpoint, tmp_path):
     from cka_probe.asr.data import ManifestBatches
     from cka_probe.extract.asr import default_layers, extract_checkpoint, teacher_forced
 
-    ckpt_path, manifest, rows = corpus
+    ckpt_path, manifest, rows = noise_checkpoint
     out = extract_checkpoint(ckpt_path, manifest, tmp_path / "do.h5", batch_size=3, limit=7)
     model, ckpt = load_checkpoint(ckpt_path)
     with ActivationStore(out) as store:
@@ -120,8 +57,8 @@ def test_extract_checkpoint_matches_single_utterance_forwards(corpus, tmp_path):
         assert attrs["tokenizer"]["surface"]["symbols"] == tok.symbols
 
 
-def test_layers_and_info_commands(corpus, tmp_path, capsys):
-    ckpt_path, manifest, _ = corpus
+def test_layers_and_info_commands(noise_checkpoint, tmp_path, capsys):
+    ckpt_path, manifest, _ = noise_checkpoint
     assert main(["layers", str(ckpt_path)]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert any(line.split()[:2] == ["*", "encoder.layers.1"] for line in listed)
@@ -172,8 +109,8 @@ def test_layers_and_info_commands(corpus, tmp_path, capsys):
     assert "'decoders.nothing.*' matches no module" in capsys.readouterr().err
 
 
-def test_torchrun_two_ranks_equal_one_process(corpus, tmp_path):
-    ckpt_path, manifest, _ = corpus
+def test_torchrun_two_ranks_equal_one_process(noise_checkpoint, tmp_path):
+    ckpt_path, manifest, _ = noise_checkpoint
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",

@@ -8,42 +8,12 @@ import warnings
 import h5py
 import numpy as np
 import pytest
+from helpers import BATCH_LAYERS, random_batches, write_batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore, StoreWriter, align_ids, describe, merge_stores, partial_path
-
-LAYERS = [("encoder", "enc.1"), ("encoder", "enc.0"), ("decoder/surface", "dec.0")]
-DIMS = {"enc.1": 5, "enc.0": 3, "dec.0": 4}
-
-
-def random_batches(n_batches: int = 3, batch: int = 4, seed: int = 0, prefix: str = "u"):
-    """Batches of ragged random rows: (ids, {(stream, layer): (rows, lengths)}, metadata)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for b in range(n_batches):
-        ids = [f"{prefix}{b}-{i}" for i in range(batch)]
-        acts = {}
-        for stream, layer in LAYERS:
-            lengths = rng.integers(1, 6, batch)
-            acts[(stream, layer)] = (
-                rng.normal(size=(lengths.sum(), DIMS[layer])).astype(np.float32),
-                lengths,
-            )
-        out.append(
-            (ids, acts, {"speaker": [f"spk{i % 2}" for i in range(batch)], "index": list(range(batch))})
-        )
-    return out
-
-
-def write_store(path, batches, **kwargs):
-    with StoreWriter(
-        path, attrs={"arch": "do", "tasks": ["surface", "meaning"], "config": {"d": 3}}, **kwargs
-    ) as writer:
-        for ids, acts, meta in batches:
-            writer.append(ids, acts, metadata=meta)
-        return writer.finish()
 
 
 def utterance_rows(batches) -> dict[tuple[str, str, str], np.ndarray]:
@@ -59,7 +29,7 @@ def utterance_rows(batches) -> dict[tuple[str, str, str], np.ndarray]:
 @pytest.fixture
 def store_path(tmp_path):
     batches = random_batches()
-    return write_store(tmp_path / "acts.h5", batches), batches
+    return write_batches(tmp_path / "acts.h5", batches), batches
 
 
 def test_round_trip_rows_means_layers_metadata(store_path):
@@ -72,7 +42,7 @@ def test_round_trip_rows_means_layers_metadata(store_path):
         assert store.attrs["complete"] is True and store.attrs["n_utterances"] == 12
         assert list(store.metadata.columns) == ["index", "speaker"]
         assert store.metadata.loc["u2-3", "speaker"] == "spk1"
-        for stream, layer in LAYERS:
+        for stream, layer in BATCH_LAYERS:
             data, offsets = store.frames(stream, layer)
             for i, uid in enumerate(store.ids):
                 want = rows[(stream, layer, uid)]
@@ -108,7 +78,7 @@ def test_selected_ids_come_back_in_the_requested_order(store_path):
 def test_iter_frames_equals_frames_for_any_chunk_size(tmp_path_factory, chunk, subset):
     path = tmp_path_factory.getbasetemp() / "iter.h5"
     if not path.exists():
-        write_store(path, random_batches())
+        write_batches(path, random_batches())
     with ActivationStore(path) as store:
         ids = [store.ids[i] for i in subset]
         chunks = list(store.iter_frames("encoder", "enc.1", ids, chunk_rows=chunk))
@@ -117,9 +87,9 @@ def test_iter_frames_equals_frames_for_any_chunk_size(tmp_path_factory, chunk, s
 
 
 def test_align_ids_keeps_a_order_and_warns_with_counts(tmp_path):
-    a = write_store(tmp_path / "a.h5", random_batches(2))
-    b = write_store(tmp_path / "b.h5", random_batches(3, seed=1)[:0:-1])
-    c = write_store(tmp_path / "c.h5", random_batches(1, prefix="other"))
+    a = write_batches(tmp_path / "a.h5", random_batches(2))
+    b = write_batches(tmp_path / "b.h5", random_batches(3, seed=1)[:0:-1])
+    c = write_batches(tmp_path / "c.h5", random_batches(1, prefix="other"))
     with ActivationStore(a) as sa, ActivationStore(b) as sb, ActivationStore(c) as sc:
         with pytest.warns(
             UserWarning, match="4 in common, dropped 4 only in the first and 4 only in the second"
@@ -135,13 +105,13 @@ def test_align_ids_keeps_a_order_and_warns_with_counts(tmp_path):
 
 def test_shards_read_as_one_store_and_merge_to_the_same_arrays(tmp_path):
     batches = random_batches(4)
-    whole = write_store(tmp_path / "whole.h5", batches)
-    shards = [write_store(tmp_path / "s0.h5", batches[:1]), write_store(tmp_path / "s1.h5", batches[1:])]
+    whole = write_batches(tmp_path / "whole.h5", batches)
+    shards = [write_batches(tmp_path / "s0.h5", batches[:1]), write_batches(tmp_path / "s1.h5", batches[1:])]
     merged = merge_stores(shards, tmp_path / "merged.h5")
     with ActivationStore(whole) as w, ActivationStore.open_many(shards) as s, ActivationStore(merged) as m:
         assert w.ids == s.ids == m.ids
         assert w.metadata.equals(s.metadata) and w.metadata.equals(m.metadata)
-        for stream, layer in LAYERS:
+        for stream, layer in BATCH_LAYERS:
             for other in (s, m):
                 np.testing.assert_array_equal(other.frames(stream, layer)[0], w.frames(stream, layer)[0])
                 np.testing.assert_array_equal(other.frames(stream, layer)[1], w.frames(stream, layer)[1])
@@ -152,14 +122,14 @@ def test_shards_read_as_one_store_and_merge_to_the_same_arrays(tmp_path):
 
 
 def test_shards_with_repeated_ids_or_other_layers_are_refused(tmp_path):
-    a = write_store(tmp_path / "a.h5", random_batches(1))
+    a = write_batches(tmp_path / "a.h5", random_batches(1))
     with pytest.raises(CKAProbeError, match="'u0-0' occurs more than once"):
         ActivationStore.open_many([a, a])
     with StoreWriter(
         tmp_path / "b.h5", attrs={"arch": "do", "tasks": ["surface", "meaning"], "config": {"d": 3}}
     ) as writer:
         ids, acts, meta = random_batches(1, prefix="v")[0]
-        writer.append(ids, {LAYERS[0]: acts[LAYERS[0]]}, metadata=meta)
+        writer.append(ids, {BATCH_LAYERS[0]: acts[BATCH_LAYERS[0]]}, metadata=meta)
         b = writer.finish()
     with pytest.raises(CKAProbeError, match="b.h5: streams differ"):
         ActivationStore.open_many([a, b])
@@ -168,8 +138,8 @@ def test_shards_with_repeated_ids_or_other_layers_are_refused(tmp_path):
 def test_existing_store_needs_overwrite(store_path):
     path, batches = store_path
     with pytest.raises(CKAProbeError, match="already exists; pass --overwrite"):
-        write_store(path, batches)
-    write_store(path, batches[:1], overwrite=True)
+        write_batches(path, batches)
+    write_batches(path, batches[:1], overwrite=True)
     with ActivationStore(path) as store:
         assert len(store.ids) == 4
 
@@ -236,9 +206,9 @@ def test_describe_lists_streams_layers_and_provenance(store_path):
 def test_bad_batches_are_refused_before_writing(tmp_path):
     ids, acts, meta = random_batches(1)[0]
     with StoreWriter(tmp_path / "a.h5") as writer:
-        rows, lengths = acts[LAYERS[0]]
+        rows, lengths = acts[BATCH_LAYERS[0]]
         with pytest.raises(CKAProbeError, match="u0-2 has no rows in layer encoder/enc.1"):
-            writer.append(ids, {LAYERS[0]: (rows[: lengths[:2].sum()], np.r_[lengths[:2], 0, 0])})
+            writer.append(ids, {BATCH_LAYERS[0]: (rows[: lengths[:2].sum()], np.r_[lengths[:2], 0, 0])})
         with pytest.raises(CKAProbeError, match="storage dtype must be one of float32, float16"):
             StoreWriter(tmp_path / "b.h5", dtype="int8")
 
@@ -267,10 +237,10 @@ def test_batches_are_committed_in_blocks_and_on_close(tmp_path):
         resumed.finish()
     blocked, single = (
         ActivationStore(path),
-        ActivationStore(write_store(tmp_path / "one.h5", batches, commit_bytes=0)),
+        ActivationStore(write_batches(tmp_path / "one.h5", batches, commit_bytes=0)),
     )
     with blocked, single:
         assert blocked.ids == single.ids
-        for stream, layer in LAYERS:
+        for stream, layer in BATCH_LAYERS:
             assert np.array_equal(blocked.frames(stream, layer)[0], single.frames(stream, layer)[0])
             assert np.array_equal(blocked.means(stream, layer), single.means(stream, layer))

@@ -3,6 +3,7 @@ formulas."""
 
 from __future__ import annotations
 
+import cka_reference as ref
 import numpy as np
 import pytest
 
@@ -16,27 +17,9 @@ def centred_gram(x: np.ndarray) -> np.ndarray:
     return x @ x.T
 
 
-def reference_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Kornblith et al. (2019): ‖YcᵀXc‖²_F / (‖XcᵀXc‖_F ‖YcᵀYc‖_F), float64."""
-    x, y = x - x.mean(0), y - y.mean(0)
-    return np.sum((y.T @ x) ** 2) / np.sqrt(np.sum((x.T @ x) ** 2) * np.sum((y.T @ y) ** 2))
-
-
-def unbiased_hsic(k: np.ndarray, l: np.ndarray) -> float:
-    """Song et al. (2012), Eq. 5, with zeroed diagonals."""
-    n = len(k)
-    k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
-    ones = np.ones(n)
-    return (
-        np.trace(k @ l)
-        + ones @ k @ ones * (ones @ l @ ones) / ((n - 1) * (n - 2))
-        - 2 / (n - 2) * ones @ k @ l @ ones
-    ) / (n * (n - 3))
-
-
 def reference_debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
     k, l = x @ x.T, y @ y.T
-    return unbiased_hsic(k, l) / np.sqrt(unbiased_hsic(k, k) * unbiased_hsic(l, l))
+    return ref.hsic(k, l, True) / np.sqrt(ref.hsic(k, k, True) * ref.hsic(l, l, True))
 
 
 def reference_rbf_cka(x: np.ndarray, y: np.ndarray, frac: float) -> float:
@@ -104,7 +87,7 @@ def test_frames_pool_streams_exact_linear_cka(tmp_path, debiased, dtype, rel):
         table = compare_stores(paths["a"], paths["b"], pool="frames", debiased=debiased, dtype=dtype)
     assert list(table.index) == ["a0", "a1"] and list(table.columns) == ["b0", "b1", "b2"]
     assert table.attrs["n_utterances"] == 24 and table.attrs["pool"] == "frames"
-    reference = reference_debiased_cka if debiased else reference_linear_cka
+    reference = reference_debiased_cka if debiased else ref.feature_space_cka
     for x in table.index:
         for y in table.columns:
             want = reference(frames_of(rows, x, ids), frames_of(rows, y, ids))
@@ -128,7 +111,7 @@ def test_mean_pool_compares_per_utterance_means(tmp_path):
         for y in table.columns:
             mx = np.stack([rows[x][u].astype(np.float64).mean(0) for u in ids])
             my = np.stack([rows[y][u].astype(np.float64).mean(0) for u in ids])
-            assert table.loc[x, y] == pytest.approx(reference_linear_cka(mx, my), rel=1e-6)
+            assert table.loc[x, y] == pytest.approx(ref.feature_space_cka(mx, my), rel=1e-6)
 
 
 def test_rbf_on_frames_loads_rows_aligned_by_id(tmp_path):

@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 import torch
 
@@ -27,7 +26,14 @@ from cka_probe.store.writer import COMMIT_BYTES
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from test_extract import TOY_LAYERS, ToyEncoderDecoders, teacher_forced, toy_asr_batches  # noqa: E402
+from helpers import (  # noqa: E402
+    TOY_LAYERS,
+    ToyEncoderDecoders,
+    assert_same_store,
+    contents,
+    teacher_forced,
+    toy_asr_batches,
+)
 
 N_BATCHES = 6
 CHILD_ENV = {
@@ -81,34 +87,6 @@ def kill_at_write(j: int) -> None:
         grow(ds, at, values)
 
     writer._grow = dying_grow
-
-
-def contents(path: Path) -> dict[str, object]:
-    """Every dataset's bytes and every attribute except the creation time."""
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: (
-                found.__setitem__(name, obj[()].tobytes() if obj.dtype.kind != "O" else list(obj.asstr()[()]))
-                if isinstance(obj, h5py.Dataset)
-                else None
-            )
-        )
-        found["attrs"] = {k: v for k, v in f.attrs.items() if k != "created"}
-    return found
-
-
-def assert_same_store(path: Path, want: dict[str, object]) -> None:
-    """``path`` is a complete store, alone (no partial beside it), bitwise equal to ``want``
-    (:func:`contents`)."""
-    assert path.exists() and not partial_path(path).exists()
-    got = contents(path)
-    assert got.keys() == want.keys()
-    for key in want:
-        assert (
-            np.array_equal(got[key], want[key]) if key != "attrs" else got[key].keys() == want[key].keys()
-        ), key
-    assert all(np.array_equal(got["attrs"][k], v) for k, v in want["attrs"].items())
 
 
 def committed_batches(partial: Path) -> int:

@@ -59,7 +59,7 @@ def checkpoint(
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
+def word_stores(tmp_path_factory):
     """A random-weight DO and a split-1 model extracted over 6 noise utterances of 1.5 s; the DO with word
     spans."""
     root = tmp_path_factory.mktemp("words")
@@ -95,12 +95,12 @@ def stores(tmp_path_factory):
     return {"root": root, "rows": rows, "manifest": manifest, "do": do, "split": split}
 
 
-def test_extraction_writes_monotonic_word_spans_that_fit_the_store(stores):
-    records = read_word_spans(sidecar_path(stores["do"]))
-    assert list(records) == [r["id"] for r in stores["rows"]]
-    with ActivationStore(stores["do"]) as store:
+def test_extraction_writes_monotonic_word_spans_that_fit_the_store(word_stores):
+    records = read_word_spans(sidecar_path(word_stores["do"]))
+    assert list(records) == [r["id"] for r in word_stores["rows"]]
+    with ActivationStore(word_stores["do"]) as store:
         frames = store.row_counts("encoder", "encoder.layers.1")
-    for record, row, n_frames in zip(records.values(), stores["rows"], frames):
+    for record, row, n_frames in zip(records.values(), word_stores["rows"], frames):
         assert record["n_frames"] == n_frames
         words = record["words"]
         assert [w["word"] for w in words] == row["surface"].split() and [w["index"] for w in words] == list(
@@ -136,45 +136,45 @@ def word_means_by_hand(store_path, stream, layer, records, keep):
         ("identical", lambda op: op == "identical"),
     ],
 )
-def test_pool_words_is_cka_of_word_means(stores, words, keep):
+def test_pool_words_is_cka_of_word_means(word_stores, words, keep):
     table = compare_stores(
-        stores["do"], stores["split"], stream="encoder", pool="words", words=words, dtype="float64"
+        word_stores["do"], word_stores["split"], stream="encoder", pool="words", words=words, dtype="float64"
     )
-    records = read_word_spans(sidecar_path(stores["do"]))
+    records = read_word_spans(sidecar_path(word_stores["do"]))
     n_words = sum(keep(w["op"]) for r in records.values() for w in r["words"])
     assert table.attrs["n_words"] == n_words and table.attrs["pool"] == "words"
     for a_layer in ("encoder.embed", "encoder.layers.1"):
-        x = word_means_by_hand(stores["do"], "encoder", a_layer, records, keep)
-        y = word_means_by_hand(stores["split"], "encoder", "encoder.layers.0", records, keep)
+        x = word_means_by_hand(word_stores["do"], "encoder", a_layer, records, keep)
+        y = word_means_by_hand(word_stores["split"], "encoder", "encoder.layers.0", records, keep)
         assert table.loc[a_layer, "encoder.layers.0"] == pytest.approx(
             cka(linear_gram(x), linear_gram(y)), abs=1e-9
         )
 
 
-def test_pool_words_counts_divergent_and_identical_words(stores):
+def test_pool_words_counts_divergent_and_identical_words(word_stores):
     counts = {
-        w: compare_stores(stores["do"], stores["do"], pool="words", words=w).attrs["n_words"]
+        w: compare_stores(word_stores["do"], word_stores["do"], pool="words", words=w).attrs["n_words"]
         for w in ("all", "divergent", "identical")
     }
     assert counts["divergent"] + counts["identical"] == counts["all"] == sum(len(s.split()) for s, _ in TEXTS)
     assert counts["divergent"] == 5  # go, have, dey, was, eat: the surface words without an identical partner
 
 
-def test_pool_words_on_a_decoder_stream_or_without_spans_is_a_clear_error(stores):
+def test_pool_words_on_a_decoder_stream_or_without_spans_is_a_clear_error(word_stores):
     with pytest.raises(CKAProbeError, match="pool=words: utterance u0 has .* rows"):
-        compare_stores(stores["do"], stores["do"], stream="decoder/surface", pool="words")
+        compare_stores(word_stores["do"], word_stores["do"], stream="decoder/surface", pool="words")
     with pytest.raises(CKAProbeError, match="no word-span file"):
-        compare_stores(stores["split"], stores["split"], pool="words")
+        compare_stores(word_stores["split"], word_stores["split"], pool="words")
 
 
-def test_cli_compare_pool_words(stores, tmp_path, capsys):
+def test_cli_compare_pool_words(word_stores, tmp_path, capsys):
     out = tmp_path / "words.csv"
     assert (
         main(
             [
                 "compare",
-                str(stores["split"]),
-                str(stores["do"]),
+                str(word_stores["split"]),
+                str(word_stores["do"]),
                 "--stream-b",
                 "encoder",
                 "--pool",
@@ -191,13 +191,13 @@ def test_cli_compare_pool_words(stores, tmp_path, capsys):
     assert pd.read_csv(out, index_col=0).shape == (2, 3)  # split-1: embed + 1 shared block; DO: embed + 2
 
 
-def test_word_spans_need_a_surface_ctc_head(stores, tmp_path):
+def test_word_spans_need_a_surface_ctc_head(word_stores, tmp_path):
     from cka_probe.asr import load_checkpoint
 
-    path = checkpoint(tmp_path, stores["rows"], "so", ("meaning",), "shared", 0)
+    path = checkpoint(tmp_path, word_stores["rows"], "so", ("meaning",), "shared", 0)
     model, ckpt = load_checkpoint(path)
     with pytest.raises(CKAProbeError, match="CTC head is on 'meaning'"):
-        write_word_spans(model, ckpt, stores["manifest"], tmp_path / "w.jsonl")
+        write_word_spans(model, ckpt, word_stores["manifest"], tmp_path / "w.jsonl")
     assert not (tmp_path / "w.jsonl").exists()
 
 
