@@ -50,7 +50,6 @@ against the SO decoders (``SSO-V/surface``, ``MSO-V/meaning``, ``MSO-V/surface``
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ from tqdm.auto import tqdm
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference.adjust import benjamini_hochberg
 from cka_probe.inference.resample_measures import ResampledMeasure
+from cka_probe.inference.resampling import bootstrap_draws, keyed_rng, permutations
 from cka_probe.inference.seeds import pooled_draws
 from cka_probe.measures.registry import Layers
 from cka_probe.study.load import load_representations
@@ -156,8 +156,8 @@ def resamples(n: int, count: int, *, seed: int, language: str, replace: bool) ->
     The seed mixes ``seed`` and the language, so each language's resamples do
     not depend on which other languages are analysed.
     """
-    rng = np.random.default_rng([seed, zlib.crc32(language.encode()), int(replace)])
-    return [rng.integers(0, n, n) if replace else rng.permutation(n) for _ in range(count)]
+    rng = keyed_rng(seed, language, int(replace))
+    return list(bootstrap_draws(rng, n, count)) if replace else permutations(rng, n, count)
 
 
 def _replicates(reps: Representations, language: str) -> dict[str, list]:

@@ -25,7 +25,6 @@ Seeds: replicate k of each role, pooled as everywhere (:mod:`cka_probe.inference
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -37,6 +36,7 @@ from cka_probe.compare.words import check_frames, selected_spans, word_means
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference import intervals
 from cka_probe.inference.effects import effect_rows
+from cka_probe.inference.resampling import bootstrap_draws, grouped_resamples, keyed_rng
 from cka_probe.measures import gram_resample
 from cka_probe.store import ActivationStore
 from cka_probe.study.load import common_ids, store_paths
@@ -77,15 +77,6 @@ LEAN_COLUMNS = (
 )
 
 
-def grouped_resamples(groups: Sequence[np.ndarray], draws: np.ndarray) -> list[np.ndarray]:
-    """Row index vectors of utterance resamples ``draws (R, N)``: each drawn utterance contributes all its
-    rows.
-
-    ``groups[u]`` (W_u,) are the rows (words) of utterance u; the vectors' lengths vary with the draw.
-    """
-    return [np.concatenate([groups[u] for u in draw]) for draw in draws]
-
-
 def utterance_draws(
     groupings: Sequence[Sequence[np.ndarray]],
     n_boot: int,
@@ -99,12 +90,12 @@ def utterance_draws(
     A resample with fewer (possible only with a handful of utterances) is drawn again: CKA needs 4 rows.
     """
     sizes = np.array([[len(g) for g in groups] for groups in groupings])  # (sets, N)
-    draws = rng.integers(0, sizes.shape[1], (n_boot, sizes.shape[1]))
+    draws = bootstrap_draws(rng, sizes.shape[1], n_boot)
     for _ in range(tries):
         short = (sizes[:, draws].sum(axis=2) < minimum).any(axis=0)
         if not short.any():
             return draws
-        draws[short] = rng.integers(0, sizes.shape[1], (int(short.sum()), sizes.shape[1]))
+        draws[short] = bootstrap_draws(rng, sizes.shape[1], int(short.sum()))
     raise CKAProbeError(
         f"word level: fewer than {minimum} words of a set in most utterance resamples; "
         "too few utterances have words of both kinds"
@@ -201,7 +192,7 @@ def word_cross_task(
         for language, roles in assign_roles({s: st.attrs for s, st in opened.items()}).items():
             sets = _language(opened, roles)
             n_utt, seeds = len(sets["divergent"][1]), min(len(roles[r]) for r in ROLES)
-            rng = np.random.default_rng([seed, zlib.crc32(language.encode()), 2])
+            rng = keyed_rng(seed, language, 2)
             draws = utterance_draws([groups for _, groups, _ in sets.values()], n_boot, rng)
             layers = opened[roles["do"][0]].layers("encoder")
             stats = {}
