@@ -366,11 +366,12 @@ def test_report_killed_at_any_crash_point_finishes_bitwise(small_run, tmp_path, 
     )
     harness = Harness(partial(write_small_report, str(run_dir)), tmp_path / "work")
     points = harness.points()
-    want = (run_dir / "report.md").read_bytes()
+    reports = [run_dir / "report.md", run_dir / "report.html"]
+    want = [path.read_bytes() for path in reports]
     for k in chosen(points, sweep):
-        reset(run_dir / "report.md")
+        reset(*reports)
         harness.kill_and_finish(k)
-        assert (run_dir / "report.md").read_bytes() == want
+        assert [path.read_bytes() for path in reports] == want
         assert not hidden_leftovers(run_dir)
 
 

@@ -13,7 +13,7 @@ from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
 from cka_probe.study.cross_task import cross_task_arrays
 from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
-from cka_probe.study.report import mitigation_section
+from cka_probe.study.report import markdown, mitigation_section
 from cka_probe.study.roles import assign_roles, role_of
 from cka_probe.study.schema import diagonal, pooled
 
@@ -201,7 +201,7 @@ def verdict_tables(tmp_path, change, gap_do, gap_so, agree=True):
     )
     lean.to_csv(tmp_path / "mitigation_lean.csv", index=False)
     cer.to_csv(tmp_path / "mitigation_cer.csv", index=False)
-    return "\n".join(mitigation_section(tmp_path))
+    return markdown(mitigation_section(tmp_path))
 
 
 def test_the_verdict_needs_resolved_intervals_and_agreeing_seeds(tmp_path):

@@ -298,8 +298,7 @@ def test_compare_figures_and_report_from_small_stores(tmp_path):
     assert "en surface (n = 8, 1 seed): SO 11.25 % → DO 21.88 %" in text and "MTL made it **worse**" in text
     assert "**Training variance was not measured**" in text and "needs two SSO seeds" in text
     assert (
-        "the DO encoder is closer to the SSO encoder at layers 0, 1, 2, to the MSO encoder at layers none"
-        in text
+        "the DO encoder is closer to the SSO encoder at every layer, to the MSO encoder at no layer" in text
     )
     for figure in ("heatmap_encoder", "diagonal_decoder", "cer_gap_by_ed"):
         assert f"(figures/{figure}.png)" in text and (tmp_path / "figures" / f"{figure}.png").exists()
@@ -313,7 +312,7 @@ def test_compare_without_inputs_is_a_one_line_error(capsys):
 
 
 def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(tmp_path):
-    from cka_probe.study.report import cer_section
+    from cka_probe.study.report import cer_section, markdown
 
     rows = [  # language, task, so_cer, do_cer, oracle_cer
         ("en", "surface", 79.1, 132.4, 12.3),  # both above the oracle: undertrained
@@ -339,13 +338,14 @@ def test_report_cautions_when_both_models_err_more_than_the_transcripts_differ(t
     )
     table.to_csv(tmp_path / "cer.csv", index=False)
     (tmp_path / "cer.md").write_text("| table |\n")
-    lines = {line.split(" (n =")[0]: line for line in cer_section(tmp_path) if line.startswith("- ")}
+    report = markdown(cer_section(tmp_path)).splitlines()
+    lines = {line.split(" (n =")[0]: line for line in report if line.startswith("- ")}
     assert "**Caution:** both models' CER exceeds the oracle CER (12.3 %)" in lines["- en surface"]
     assert "Caution" not in lines["- en meaning"]
 
 
 def test_report_holds_each_finding_of_the_paper_against_the_intervals(tmp_path):
-    from cka_probe.study.report import paper_section
+    from cka_probe.study.report import markdown, paper_section
 
     # language, task, gap, ci_low, ci_high: overall, then the lowest and highest edit-distance bins
     overall = [("en", "meaning", -2.0, -3.0, -1.0), ("en", "surface", -2.0, -3.0, -1.0)]
@@ -375,7 +375,8 @@ def test_report_holds_each_finding_of_the_paper_against_the_intervals(tmp_path):
             for b, g, lo, hi in rows
         ]
     ).to_csv(tmp_path / "cer_gaps.csv", index=False)
-    rows = [line.split(" | ") for line in paper_section(tmp_path) if line.startswith("| en")]
+    report = markdown(paper_section(tmp_path)).splitlines()
+    rows = [line.split(" | ") for line in report if line.startswith("| en")]
     verdicts = {(r[1], r[-1].rstrip(" |")) for r in rows}
     assert ("MTL helps meaning (DO − SO < 0)", "as in the paper") in verdicts
     assert ("MTL hurts surface (DO − SO > 0)", "**the opposite** of the paper") in verdicts

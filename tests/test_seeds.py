@@ -149,18 +149,18 @@ def write_cer_tables(folder, rows):
 
 
 def test_verdicts_need_the_pooled_interval_and_every_seed():
-    from cka_probe.study.report import _verdict
+    from cka_probe.study.report.recognition import verdict
 
-    assert _verdict(-1, -3.0, -1.0, seeds_agree=True) == "as in the paper"
-    assert _verdict(+1, -3.0, -1.0, seeds_agree=True) == "**the opposite** of the paper"
-    assert _verdict(-1, -3.0, -1.0, seeds_agree=False).startswith(
+    assert verdict(-1, -3.0, -1.0, seeds_agree=True) == "as in the paper"
+    assert verdict(+1, -3.0, -1.0, seeds_agree=True) == "**the opposite** of the paper"
+    assert verdict(-1, -3.0, -1.0, seeds_agree=False).startswith(
         "not resolved (the pooled interval excludes 0 but the seeds disagree"
     )
-    assert _verdict(-1, -3.0, 1.0, seeds_agree=True) == "not resolved (the interval includes 0)"
+    assert verdict(-1, -3.0, 1.0, seeds_agree=True) == "not resolved (the interval includes 0)"
 
 
 def test_the_report_holds_seeds_against_the_paper(tmp_path):
-    from cka_probe.study.report import paper_section, seeds_section
+    from cka_probe.study.report import markdown, paper_section, seeds_section
 
     rows = [
         ("meaning", "0", -2.0, -3.0, -1.0, None),
@@ -171,7 +171,7 @@ def test_the_report_holds_seeds_against_the_paper(tmp_path):
         ("surface", "all", 0.75, 0.1, 2.9, False),
     ]  # pooled interval above 0, seeds disagree
     write_cer_tables(tmp_path, rows)
-    lines = [line for line in paper_section(tmp_path) if line.startswith("| en | MTL")]
+    lines = [line for line in markdown(paper_section(tmp_path)).splitlines() if line.startswith("| en | MTL")]
     meaning, surface = (next(line for line in lines if task in line) for task in ("meaning", "surface"))
     assert (
         meaning.endswith("| as in the paper |")
@@ -180,15 +180,15 @@ def test_the_report_holds_seeds_against_the_paper(tmp_path):
     )
     assert "the seeds disagree in sign" in surface and "(seeds: +2.00, -0.50)" in surface
     pd.DataFrame({"comparison": ["DO-SSO"], "seeds": [2]}).to_csv(tmp_path / "cross_task.csv", index=False)
-    assert "pools 2 training seeds" in seeds_section(tmp_path)[0]
+    assert "pools 2 training seeds" in markdown(seeds_section(tmp_path))
     pd.DataFrame({"comparison": ["DO-SSO", CEILING], "seeds": [1, 1]}).to_csv(
         tmp_path / "cross_task.csv", index=False
     )
-    assert seeds_section(tmp_path)[0].startswith("**Training variance was not measured**")
+    assert "\n\n**Training variance was not measured**" in markdown(seeds_section(tmp_path))
 
 
 def test_the_report_reads_every_cka_against_the_ceiling_and_the_floor(tmp_path):
-    from cka_probe.study.report import decoder_section, encoder_section
+    from cka_probe.study.report import decoder_section, encoder_section, markdown
     from cka_probe.study.summary import decoder_departure
 
     result = cross_task_arrays(
@@ -202,14 +202,11 @@ def test_the_report_reads_every_cka_against_the_ceiling_and_the_floor(tmp_path):
     }
     for name, table in tables.items():
         table.to_csv(tmp_path / f"{name}.csv", index=False)
-    text = "\n".join(encoder_section(tmp_path) + decoder_section(tmp_path))
+    text = markdown(encoder_section(tmp_path) + decoder_section(tmp_path))
     assert "SSO-SSO' (seed-to-seed ceiling SSO~SSO′) by layer: 0:" in text
     assert "SSO-RAND (random-initialisation floor SSO~RAND) by layer: 0:" in text
-    assert (
-        "DO-SSO against the random-initialisation floor SSO~RAND: indistinguishable at layers none, below it "
-        "at layers none, above it at layers 0, 1, 2" in text
-    )
-    assert "DO-SSO against the seed-to-seed ceiling SSO~SSO′: indistinguishable at layers" in text
+    assert "DO-SSO against the random-initialisation floor SSO~RAND: above it at every layer (" in text
+    assert "DO-SSO against the seed-to-seed ceiling SSO~SSO′: " in text
     assert "2 seeds" in text and "needs two SSO seeds" not in text
 
 

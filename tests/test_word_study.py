@@ -11,7 +11,7 @@ import pytest
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures.gram_resample import GramSet, point_estimate
 from cka_probe.store import StoreWriter
-from cka_probe.study.report import word_section
+from cka_probe.study.report import markdown, word_section
 from cka_probe.study.schema import pooled
 from cka_probe.study.tables import write_tables
 from cka_probe.study.word_cer import divergent_words, word_cer_gaps, word_errors
@@ -144,8 +144,8 @@ def test_write_tables_and_the_report_state_where_the_pull_lies(stores, tmp_path)
     root, _, _ = stores
     written = write_tables([root], [], tmp_path, n_boot=60, n_perm=0, word_level=True, progress=False)
     assert {"word_cross_task", "word_lean"} <= set(written)
-    text = "\n".join(word_section(tmp_path))
-    assert "pull toward MSO (away from SSO) is concentrated on divergent words: at layers 0, 1" in text
+    text = markdown(word_section(tmp_path))
+    assert "pull toward MSO (away from SSO) is concentrated on divergent words at every layer" in text
 
 
 def test_word_errors_sum_to_the_character_edit_distance():

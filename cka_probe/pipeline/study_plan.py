@@ -12,7 +12,8 @@ The run directory is laid out by stage::
                                              --word-level, sso.h5 also has the word spans sso.h5.words.jsonl)
     tables/*.csv, tables/cer.md              cross-task, cross-language, summary, CER
     figures/*.png|pdf                        heatmaps, diagonal plots, CER gap
-    report.md                                the findings in numbers, with the figures
+    report.md                                the findings in numbers, key findings first, with the figures
+    report.html                              the same report as one self-contained page (figures embedded)
     stages.csv                               what each stage did and how long it took
 
 With ``models`` (``--model LANG:ROLE=MODEL``) a role of a language is a model
@@ -188,6 +189,7 @@ def figures_action(partial: Path, *, tables: Path) -> None:
 
 
 def report_action(partial: Path, *, run_dir: Path) -> None:
+    """``report.md`` and, beside it (published as its sidecar), ``report.html``."""
     from cka_probe.study.report import write_report
 
     write_report(run_dir, partial / "report.md")
