@@ -20,6 +20,7 @@ from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.study.cross_task import cross_task_arrays
 from cka_probe.study.report import key_findings, write_report
 from cka_probe.study.report.wording import layer_range
+from cka_probe.study.schema import CEILING
 from cka_probe.study.summary import decoder_departure, encoder_entanglement, reference_gaps
 
 INTERVAL = re.compile(r"[-+]?\d+\.\d+ \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]")
@@ -118,6 +119,30 @@ def test_findings_of_the_variants_and_the_word_level_join_the_others(run, tmp_pa
         "+0.200 [+0.100, +0.300]; surface CER − DO -3.00 [-5.00, -1.00] points)" in sentences[-2]
     )
     assert "differ at layers 1–2 in English (concentration -0.30 [-0.40, -0.20] at layer 2)" in sentences[-1]
+
+
+def test_findings_say_whether_seeds_were_pooled_and_caution_against_undertrained_models(tmp_path):
+    from cka_probe.study.report.findings import cer_findings, seeds_finding
+
+    base = {"language": "en", "part": "encoder", "index_a": 2, "index_b": 2, "ci_low": 0.8, "ci_high": 0.9}
+    cross = [{**base, "comparison": "DO-SSO", "seeds": 3}, {**base, "comparison": CEILING, "seeds": 2}]
+    pd.DataFrame(cross).assign(value=0.85).to_csv(tmp_path / "cross_task.csv", index=False)
+    assert seeds_finding(tmp_path) == (
+        "The findings pool 3 seeds per role, so every interval holds the spread between seeds as well as "
+        "the sampling of utterances; two SSO models trained from different seeds reach a CKA of "
+        "0.85 [0.80, 0.90] in English at the top encoder layer (the seed-to-seed ceiling)."
+    )
+    row = {"language": "ko", "unit": "char", "so_cer": 40.0, "do_cer": 45.0, "oracle_cer": 12.3}
+    tasks = [("surface", 5.0, 2.0, 8.0), ("meaning", 5.0, 2.0, 8.0)]
+    pd.DataFrame(
+        [{**row, "task": t, "gap": g, "ci_low": lo, "ci_high": hi} for t, g, lo, hi in tasks]
+    ).to_csv(tmp_path / "cer.csv", index=False)
+    meaning, surface = cer_findings(tmp_path)
+    assert "(DO − SO < 0) is **reversed** in Korean (+5.00 [+2.00, +8.00] points; both models err" in meaning
+    assert (
+        "(DO − SO > 0) holds in Korean" in surface
+        and "oracle CER of 12.3 %, so they are undertrained" in surface
+    )
 
 
 class Page(HTMLParser):

@@ -45,7 +45,7 @@ def _ceiling_levels(tables: Path) -> list[str]:
     if cross is None:
         return []
     rows = diagonal(cross[(cross["part"] == "encoder") & (cross["comparison"] == CEILING)])
-    top = rows.sort_values("index_a").groupby("language", sort=True).tail(1)
+    top = rows.sort_values(["language", "index_a"]).groupby("language").tail(1)
     return [
         f"{r[VALUE]:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] in {language(r.language)}"
         for _, r in top.iterrows()

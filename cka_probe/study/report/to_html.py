@@ -32,7 +32,7 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9rem; color: #555; }
 details { margin: 0.6rem 0; border: 1px solid #ddd; border-radius: 4px; padding: 0.3rem 0.8rem; }
 summary { cursor: pointer; font-weight: 600; }
-section.findings li { margin: 0.4rem 0; }
+section.key-findings li { margin: 0.4rem 0; }
 """.strip()
 
 
