@@ -3,53 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DO_ERR, EDS, REF_LEN, SO_ERR
+from helpers import cer_rows as rows
+from helpers import write_cer as write
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.study.cer import cer_gaps, cer_table
-
-# (surface_meaning_ed, ed_bin) per utterance: two utterances in each bin
-EDS = [(0, "0"), (0, "0"), (2, "1-3"), (3, "1-3"), (5, "4-10"), (9, "4-10"), (12, ">10"), (20, ">10")]
-REF_LEN = [10, 12, 14, 16, 18, 20, 30, 40]
-SO_ERR = {"surface": [0, 1, 1, 2, 2, 3, 4, 5], "meaning": [3, 3, 4, 5, 6, 7, 9, 12]}
-DO_ERR = {"surface": [0, 1, 2, 3, 4, 5, 8, 12], "meaning": [2, 3, 3, 4, 5, 5, 7, 9]}
-
-
-def rows(errors, task, language="en", repeat=1, jamo=False):
-    out = []
-    for r in range(repeat):
-        for i, ((ed, b), length) in enumerate(zip(EDS, REF_LEN)):
-            row = {
-                "id": f"u{r}-{i}",
-                "language": language,
-                "task": task,
-                "decoding": "attention",
-                "ref": "x",
-                "hyp": "y",
-                "errors": errors[task][i],
-                "ref_len": length,
-                "cer": 0.0,
-                "surface_meaning_ed": ed,
-                "ed_bin": b,
-            }
-            if jamo:
-                row |= {"jamo_errors": 2 * errors[task][i], "jamo_ref_len": 3 * length, "jamo_cer": 0.0}
-            out.append(row)
-    return out
-
-
-def write(tmp_path, repeat=1, language="en", jamo=False):
-    paths = []
-    for name, errors, tasks in (
-        ("sso", SO_ERR, ["surface"]),
-        ("mso", SO_ERR, ["meaning"]),
-        ("do", DO_ERR, ["surface", "meaning"]),
-    ):
-        path = tmp_path / f"{language}-{name}.csv"
-        pd.DataFrame([r for t in tasks for r in rows(errors, t, language, repeat, jamo)]).to_csv(
-            path, index=False
-        )
-        paths.append(path)
-    return paths
 
 
 def pooled(table):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_analyze_cross_task import representations
+from helpers import representations
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.study.cross_lang import DIFF_COLUMNS, language_differences

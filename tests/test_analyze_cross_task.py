@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from cka_reference import feature_space_cka
+from helpers import layers, representations
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference import intervals
@@ -12,12 +14,6 @@ from cka_probe.study.roles import assign_roles, role_of
 from cka_probe.study.schema import COLUMNS, diagonal, pooled
 
 
-def feature_space_cka(x, y):
-    """Kornblith et al. 2019, Eq. 5: ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) with centred columns."""
-    x, y = x - x.mean(0), y - y.mean(0)
-    return np.sum((y.T @ x) ** 2) / np.sqrt(np.sum((x.T @ x) ** 2) * np.sum((y.T @ y) ** 2))
-
-
 def unbiased_hsic(x, y):
     """Gram-free unbiased HSIC: m(m−3)·HSIC₁ = ‖XᵀY‖² − m/(m−2)·r_xᵀr_y + s_x·s_y/((m−1)(m−2))."""
     m = len(x)
@@ -25,30 +21,6 @@ def unbiased_hsic(x, y):
     rx, ry = (x**2).sum(1), (y**2).sum(1)
     total = np.sum((x.T @ y) ** 2) - m / (m - 2) * rx @ ry + rx.sum() * ry.sum() / ((m - 1) * (m - 2))
     return total / (m * (m - 3))
-
-
-def layers(rng, prefix, n, count=3, d=5):
-    return {f"{prefix}.{i}": rng.standard_normal((n, d)) for i in range(count)}
-
-
-def representations(rng, n, *, do_encoder=None):
-    """Random models of one language; ``do_encoder`` replaces the DO encoder's layers."""
-    reps = {
-        "sso": {
-            "encoder": layers(rng, "encoder.layers", n),
-            "decoder/surface": layers(rng, "decoders.surface.layers", n, 2),
-        },
-        "mso": {
-            "encoder": layers(rng, "encoder.layers", n),
-            "decoder/meaning": layers(rng, "decoders.meaning.layers", n, 2),
-        },
-        "do": {
-            "encoder": do_encoder if do_encoder is not None else layers(rng, "encoder.layers", n),
-            "decoder/surface": layers(rng, "decoders.surface.layers", n, 2),
-            "decoder/meaning": layers(rng, "decoders.meaning.layers", n, 2),
-        },
-    }
-    return reps
 
 
 def rows(table, part, comparison):

@@ -2,47 +2,12 @@
 
 import numpy as np
 import pytest
+from helpers import N_UTT, write_store
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.store import StoreWriter
 from cka_probe.study.cross_lang import cross_lang
 from cka_probe.study.cross_task import cross_task
 from cka_probe.study.schema import diagonal, pooled
-
-N_UTT, DIM = 24, 6
-ROLE_ATTRS = {"sso": ("so", ["surface"]), "mso": ("so", ["meaning"]), "do": ("do", ["surface", "meaning"])}
-STREAMS = {
-    "sso": ["encoder", "decoder/surface"],
-    "mso": ["encoder", "decoder/meaning"],
-    "do": ["encoder", "decoder/surface", "decoder/meaning"],
-}
-
-
-def frames(seed, n_layers):
-    """Per-utterance frame rows (lengths 2..5) of ``n_layers`` layers, seeded."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(2, 6, N_UTT)
-    return lengths, [rng.standard_normal((lengths.sum(), DIM)) for _ in range(n_layers)]
-
-
-def write_store(path, role, language, *, encoder_seed, order=None, seed=0):
-    """A store of one role; its encoder rows come from ``encoder_seed``, utterances in ``order``."""
-    arch, tasks = ROLE_ATTRS[role]
-    order = np.arange(N_UTT) if order is None else order
-    layers = {}
-    for k, stream in enumerate(STREAMS[role]):
-        n_layers, prefix = (
-            (3, "encoder.layers") if stream == "encoder" else (2, f"decoders.{stream[8:]}.layers")
-        )
-        lengths, rows = frames(encoder_seed if stream == "encoder" else seed * 10 + k, n_layers)
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        for i, x in enumerate(rows):
-            chunks = [x[starts[u] : starts[u + 1]] for u in order]
-            layers[stream, f"{prefix}.{i}"] = (np.concatenate(chunks), lengths[order])
-    with StoreWriter(path, attrs={"arch": arch, "tasks": tasks, "language": language}) as writer:
-        writer.append([f"{language}-{u}" for u in order], layers)
-        writer.finish()
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The entanglement summary: paired differences of the cross-task diagonals."""
 
 import numpy as np
-from test_analyze_cross_task import representations
+from helpers import representations
 
 from cka_probe.study.cross_task import cross_task_arrays
 from cka_probe.study.schema import diagonal, pooled

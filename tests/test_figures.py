@@ -4,7 +4,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-from test_analyze_cross_task import representations
+from helpers import representations
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
