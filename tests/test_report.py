@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import write_cer
-from test_mitigation import verdict_tables
-from test_seeds import replicated
+from helpers import replicated, verdict_tables, write_cer
 
 from cka_probe.figures.write import write_figures
 from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
@@ -91,7 +89,7 @@ def test_layer_ranges_are_compact_and_never_none(run):
     assert layer_range(order, order) == "every layer"
     assert layer_range(["encoder.layers.3"], order) == "layer 3"
     assert layer_range(["encoder.layers.2", "encoder.layers.3"], order) == "layers 2–3"
-    assert layer_range([order[0], order[1], order[2], order[4]], order) == "layers embed, 0–1, 3"
+    assert layer_range([order[0], order[1], order[2], order[4]], order) == "layers embed, 0–1 and 3"
     for name in ("report.md", "report.html"):
         assert "layers none" not in (run / name).read_text()
 

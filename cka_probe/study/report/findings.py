@@ -16,7 +16,14 @@ import pandas as pd
 
 from cka_probe.study.report.layers import REFERENCE_LABELS, RELATIVE, seed_count
 from cka_probe.study.report.reading import agree, cleared, read
-from cka_probe.study.report.recognition import PAPER_EXPECTS, char_rows, outcome, undertrained
+from cka_probe.study.report.recognition import (
+    PAPER_EXPECTS,
+    char_rows,
+    extremes,
+    outcome,
+    separation,
+    undertrained,
+)
 from cka_probe.study.report.studies import mitigation_tables, variant_verdict, variants
 from cka_probe.study.report.wording import (
     grouped,
@@ -27,6 +34,7 @@ from cka_probe.study.report.wording import (
     peak,
     placement,
     quote,
+    short,
 )
 from cka_probe.study.schema import CEILING, FLOOR_NAME, VALUE, diagonal
 
@@ -81,19 +89,34 @@ def _cer_clause(r) -> tuple[str, str]:
     return said, f"in {language(r.language)} ({interval(r.gap, r.ci_low, r.ci_high)} points{caution})"
 
 
+def _growth_clause(gaps: pd.DataFrame, r) -> tuple[str, str]:
+    """How one language's lowest and highest edit-distance bins stand to "more so at larger distance"."""
+    first, last = extremes(gaps, r.language, r.task)
+    said = HOLDS[outcome(PAPER_EXPECTS[r.task], *separation(first, last))]
+    bins = " → ".join(f"ED {b.name} {interval(b.gap, b.ci_low, b.ci_high)}" for b in (first, last))
+    return said, f"in {language(r.language)} ({bins} points)"
+
+
 def cer_findings(tables: Path) -> list[str]:
-    """The paper's CER findings (MTL helps meaning, hurts surface) against this run, one sentence per task."""
-    cer = char_rows(tables)
+    """The paper's CER findings (MTL helps meaning, hurts surface, more so at larger edit distance) against
+    this run, one sentence per task."""
+    cer, gaps = char_rows(tables), read(tables, "cer_gaps")
     if cer is None:
         return []
     sentences = []
     for task, sign in PAPER_EXPECTS.items():
-        clauses = [_cer_clause(r) for r in cer[cer["task"] == task].itertuples(index=False)]
-        if clauses:
-            helps = (
-                f"{'helps' if sign < 0 else 'hurts'} the {task} task (DO − SO {'<' if sign < 0 else '>'} 0)"
-            )
-            sentences.append(f"The paper's finding that multi-task learning {helps} {grouped(clauses)}.")
+        rows = list(cer[cer["task"] == task].itertuples(index=False))
+        if not rows:
+            continue
+        verb = "helps" if sign < 0 else "hurts"
+        sentence = (
+            f"The paper's finding that multi-task learning {verb} the {task} task "
+            f"(DO − SO {'<' if sign < 0 else '>'} 0) {grouped([_cer_clause(r) for r in rows])}"
+        )
+        if gaps is not None:
+            growth = grouped([_growth_clause(gaps, r) for r in rows])
+            sentence += f"; that the effect grows with edit distance {growth}"
+        sentences.append(f"{sentence}.")
     return sentences
 
 
@@ -101,19 +124,17 @@ def _lean_clause(code: str, rows: pd.DataFrame) -> tuple[str, str]:
     """Where one language's DO encoder is closer to the surface or the meaning model, with its lean."""
     resolved, order = cleared(rows), list(rows["layer"])
     to_sso, to_mso = (list(resolved.loc[resolved["lean"] * sign > 0, "layer"]) for sign in (1, -1))
+    lean = f"in {language(code)} (lean {quote(peak(rows, 'lean'), 'lean')})"
     if to_sso and to_mso:
-        where = (
-            f"closer to the surface model at {layer_range(to_sso, order)} and to the meaning model at "
-            f"{layer_range(to_mso, order)}"
-        )
-    elif to_sso or to_mso:
+        where = f"at {layer_range(to_sso, order)} and to the meaning model at {layer_range(to_mso, order)}"
+        return f"closer to the surface model {where}", lean
+    if to_sso or to_mso:
         first, second = ("surface", "meaning") if to_sso else ("meaning", "surface")
-        where = (
-            f"closer to the {first} model than to the {second} model at {layer_range(to_sso + to_mso, order)}"
+        return (
+            f"closer to the {first} model than to the {second} model",
+            f"at {layer_range(to_sso + to_mso, order)} {lean}",
         )
-    else:
-        where = "closer to neither model at any layer"
-    return where, f"in {language(code)} (lean {quote(peak(rows, 'lean'), 'lean')})"
+    return "closer to neither model", f"at any layer {lean}"
 
 
 def encoder_finding(tables: Path) -> str | None:
@@ -126,13 +147,20 @@ def encoder_finding(tables: Path) -> str | None:
 
 
 def _reference_clause(code: str, rows: pd.DataFrame) -> str:
-    """How DO~SSO and DO~MSO sit against one reference in one language, each with its largest difference."""
-    parts = [
-        f"{name.replace('-', '~')} is {placement(own, 'difference', RELATIVE)} "
-        f"({quote(peak(own, 'difference'), 'difference')})"
-        for name, own in rows.groupby("comparison", sort=False)
-    ]
-    return f"in {language(code)}, {join(parts)}"
+    """How DO~SSO and DO~MSO sit against one reference in one language, by layer, with the top layer's
+    difference; written once for both when they sit alike."""
+    sides = []
+    for name, own in rows.groupby("comparison", sort=False):
+        own = own.sort_values("index")
+        sides.append((name.replace("-", "~"), placement(own, "difference", RELATIVE), own.iloc[-1]))
+    top = f"at layer {short(sides[-1][2]['layer'])}"
+    values = lambda group: join([interval(r.difference, r.ci_low, r.ci_high) for _, _, r in group])
+    if len(sides) > 1 and len({where for _, where, _ in sides}) == 1:
+        return (
+            f"in {language(code)}, {join([n for n, _, _ in sides])} are {sides[0][1]} ({values(sides)} {top})"
+        )
+    parts = [f"{name} is {where} ({values([(name, where, r)])} {top})" for name, where, r in sides]
+    return f"in {language(code)}, {', and '.join(parts)}"
 
 
 def reference_findings(tables: Path) -> list[str]:

@@ -132,6 +132,19 @@ def gap_section(tables: Path) -> list[Block]:
     return [Section("The CER gap by surface–meaning edit distance", (Items(tuple(items)),))]
 
 
+def extremes(gaps: pd.DataFrame, language: str, task: str) -> tuple[pd.Series, pd.Series]:
+    """The character-level rows of the lowest and the highest edit-distance bin of one language and task."""
+    rows = gaps[(gaps["unit"] == "char") & (gaps["language"] == language) & (gaps["task"] == task)]
+    bins = by_bin(rows)
+    return bins.iloc[0], bins.iloc[-1]
+
+
+def separation(first: pd.Series, last: pd.Series) -> tuple[float, float]:
+    """Bounds on the highest bin's gap minus the lowest's, read off their two intervals (they exclude 0
+    exactly when the intervals do not overlap)."""
+    return last.ci_low - first.ci_high, last.ci_high - first.ci_low
+
+
 def claim(task: str) -> str:
     """The paper's finding for one task: ``MTL helps meaning (DO − SO < 0)``."""
     sign = PAPER_EXPECTS[task]
@@ -148,15 +161,12 @@ def _paper_rows(tables: Path, r, gaps: pd.DataFrame) -> list[tuple[str, ...]]:
         f"{interval(r.gap, r.ci_low, r.ci_high)}{n}{seed_values(tables, r)}",
         verdict(sign, r.ci_low, r.ci_high, seeds_agree=agree(getattr(r, "seeds_agree", True))),
     )
-    bins = by_bin(
-        gaps[(gaps["unit"] == "char") & (gaps["language"] == r.language) & (gaps["task"] == r.task)]
-    )
-    first, last = bins.iloc[0], bins.iloc[-1]
+    first, last = extremes(gaps, r.language, r.task)
     growth = (
         r.language,
         f"… more so at larger edit distance (ED {last.name} vs ED {first.name})",
         " → ".join(interval(b.gap, b.ci_low, b.ci_high) for b in (first, last)),
-        verdict(sign, last.ci_low - first.ci_high, last.ci_high - first.ci_low, "the intervals overlap"),
+        verdict(sign, *separation(first, last), "the intervals overlap"),
     )
     return [overall, growth]
 

@@ -38,7 +38,7 @@ def by_layer(rows: pd.DataFrame, layer: str = "layer") -> str:
 
 def layer_range(layers: Iterable[str], order: Sequence[str]) -> str:
     """Where ``layers`` lie among all layers ``order``: ``every layer``, ``no layer``, ``layer 3``,
-    ``layers 0–2, 4``; runs of consecutive numbered layers are joined with a dash."""
+    ``layers embed and 0–2``; runs of consecutive numbered layers are joined with a dash."""
     chosen, order = set(layers), list(dict.fromkeys(order))
     if not chosen:
         return "no layer"
@@ -51,13 +51,14 @@ def layer_range(layers: Iterable[str], order: Sequence[str]) -> str:
             runs[-1].append(layer)
         elif layer in chosen:
             runs.append([layer])
-    text = ", ".join(short(r[0]) if len(r) == 1 else f"{short(r[0])}–{short(r[-1])}" for r in runs)
+    text = join([short(r[0]) if len(r) == 1 else f"{short(r[0])}–{short(r[-1])}" for r in runs])
     return f"layer{'s' * (len(chosen) > 1)} {text}"
 
 
 def placement(rows: pd.DataFrame, column: str, words: tuple[str, str, str]) -> str:
     """Where the resolved rows of ``column`` lie, by layer: e.g. ``below it at layers 0–2, indistinguishable
-    at layer 3``, from ``words`` = (below 0, indistinguishable from 0, above 0); empty parts are left out."""
+    from it at layer 3``, from ``words`` = (below 0, indistinguishable from 0, above 0); empty parts are left
+    out."""
     order = list(rows["layer"])
     resolved = cleared(rows)
     below = list(resolved.loc[resolved[column] < 0, "layer"])
