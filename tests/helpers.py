@@ -50,6 +50,79 @@ def representations(rng, n, *, do_encoder=None):
     return reps
 
 
+def replicated(rng, n, seeds, *, shift=0.0):
+    """``seeds`` replicates of every role whose DO encoder is its SSO encoder plus noise, an SSO′ and a
+    floor."""
+    reps = {"sso": [], "mso": [], "do": []}
+    for k in range(seeds):
+        one = representations(rng, n)
+        one["do"]["encoder"] = {
+            name: x + (0.3 + shift * k) * rng.standard_normal(x.shape)
+            for name, x in one["sso"]["encoder"].items()
+        }
+        for role in reps:
+            reps[role].append(one[role])
+    if seeds == 1:  # the tiny run's second SSO, for the ceiling
+        reps["sso"].append(
+            {
+                s: {k: v + 0.5 * rng.standard_normal(v.shape) for k, v in layer.items()}
+                for s, layer in reps["sso"][0].items()
+            }
+        )
+    reps["rand"] = {
+        "encoder": layers(rng, "encoder.layers", n),
+        "decoder/surface": layers(rng, "decoders.surface.layers", n, 2),
+    }
+    return reps
+
+
+def verdict_tables(tmp_path, change, gap_do, gap_so, agree=True):
+    """The report's mitigation section of one split-2 row: the lean ``change`` and the CER gaps against DO
+    and SO, each ``(estimate, ci_low, ci_high)``, written as the mitigation tables into ``tmp_path``."""
+    from cka_probe.study.report import markdown, mitigation_section
+
+    row = {"language": "en", "variant": "split-2", "seed": "all", "seeds": 2, "seeds_agree": agree}
+    lean = pd.DataFrame(
+        [
+            {
+                **row,
+                "task": "surface",
+                "stream": "encoder/branch/surface",
+                "own_variant": 0.3,
+                "own_do": 0.1,
+                "change": change[0],
+                "ci_low": change[1],
+                "ci_high": change[2],
+                "p": 0.01,
+                "p_adj": 0.01,
+                "n": 40,
+            }
+        ]
+    )
+    cer = pd.DataFrame(
+        [
+            {
+                **row,
+                "task": "surface",
+                "unit": "char",
+                "reference": ref,
+                "n": 40,
+                "reference_cer": 20.0,
+                "variant_cer": 20.0 + gap[0],
+                "gap": gap[0],
+                "ci_low": gap[1],
+                "ci_high": gap[2],
+                "p": 0.01,
+                "p_adj": 0.01,
+            }
+            for ref, gap in (("SO", gap_so), ("DO", gap_do))
+        ]
+    )
+    lean.to_csv(tmp_path / "mitigation_lean.csv", index=False)
+    cer.to_csv(tmp_path / "mitigation_cer.csv", index=False)
+    return markdown(mitigation_section(tmp_path))
+
+
 # -- activation stores of the study's roles
 
 N_UTT, _DIM = 24, 6  # utterances and width of the role stores

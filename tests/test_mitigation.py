@@ -6,14 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_analyze_cross_task import layers, representations
+from helpers import layers, representations, verdict_tables
 
 from cka_probe import pipeline
 from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
 from cka_probe.study.cross_task import cross_task_arrays
 from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
-from cka_probe.study.report import markdown, mitigation_section
 from cka_probe.study.roles import assign_roles, role_of
 from cka_probe.study.schema import diagonal, pooled
 
@@ -161,49 +160,6 @@ def test_mitigation_cer_is_the_paired_corpus_gap_against_so_and_do(tmp_path):
     assert len(table) == 4 and set(table.reference) == {"SO", "DO"}
 
 
-def verdict_tables(tmp_path, change, gap_do, gap_so, agree=True):
-    row = {"language": "en", "variant": "split-2", "seed": "all", "seeds": 2, "seeds_agree": agree}
-    lean = pd.DataFrame(
-        [
-            {
-                **row,
-                "task": "surface",
-                "stream": "encoder/branch/surface",
-                "own_variant": 0.3,
-                "own_do": 0.1,
-                "change": change[0],
-                "ci_low": change[1],
-                "ci_high": change[2],
-                "p": 0.01,
-                "p_adj": 0.01,
-                "n": 40,
-            }
-        ]
-    )
-    cer = pd.DataFrame(
-        [
-            {
-                **row,
-                "task": "surface",
-                "unit": "char",
-                "reference": ref,
-                "n": 40,
-                "reference_cer": 20.0,
-                "variant_cer": 20.0 + gap[0],
-                "gap": gap[0],
-                "ci_low": gap[1],
-                "ci_high": gap[2],
-                "p": 0.01,
-                "p_adj": 0.01,
-            }
-            for ref, gap in (("SO", gap_so), ("DO", gap_do))
-        ]
-    )
-    lean.to_csv(tmp_path / "mitigation_lean.csv", index=False)
-    cer.to_csv(tmp_path / "mitigation_cer.csv", index=False)
-    return markdown(mitigation_section(tmp_path))
-
-
 def test_the_verdict_needs_resolved_intervals_and_agreeing_seeds(tmp_path):
     good = verdict_tables(tmp_path, (0.2, 0.1, 0.3), (-3, -5, -1), (0.5, -1, 2))
     assert "split-2 **reduced entanglement and closed the surface gap**" in good
@@ -334,8 +290,8 @@ def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_wor
     import json
 
     import torch
+    from helpers import WORD_TEXTS as TEXTS
     from scipy.io import wavfile
-    from test_word_compare import TEXTS
 
     from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
     from cka_probe.asr.cmvn import GlobalCMVN

@@ -253,8 +253,7 @@ def test_user_manifests_replace_the_synthetic_corpus(tmp_path):
 
 
 def test_compare_figures_and_report_from_small_stores(tmp_path):
-    from test_analyze_cer import write as write_cer
-    from test_analyze_stores import write_store
+    from helpers import write_cer, write_store
 
     from cka_probe.cli import main
     from cka_probe.study.report import write_report
@@ -391,7 +390,7 @@ def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, mo
     from cka_probe.cli import main
 
     planned = []
-    monkeypatch.setattr(pipeline, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages))
+    monkeypatch.setattr(pipeline.study_plan, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages))
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--epochs", "3"]) == 0
     scales = [s.kwargs["scale"] for s in planned if s.name.startswith("train")]
     # with the second SSO

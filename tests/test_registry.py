@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import representations
 from scipy.spatial.distance import pdist
 from scipy.stats import pearsonr, spearmanr
-from test_analyze_cross_task import representations
 
 from cka_probe import similarity, similarity_matrix
 from cka_probe.cli import main

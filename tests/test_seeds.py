@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from test_analyze_cross_task import layers, representations
+from helpers import replicated
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.study.cross_task import cross_task_arrays
@@ -39,32 +39,6 @@ def test_roles_order_seed_replicates_and_find_the_untrained_floor():
         assign_roles({**stores, "again.h5": provenance("so", ["surface"], 0)})
     with pytest.raises(CKAProbeError, match="only with the SSO architecture"):
         assign_roles({**stores, "rand-m.h5": provenance("so", ["meaning"], 7, epoch=0)})
-
-
-def replicated(rng, n, seeds, *, shift=0.0):
-    """``seeds`` replicates of every role whose DO encoder is its SSO encoder plus noise, an SSO′ and a
-    floor."""
-    reps = {"sso": [], "mso": [], "do": []}
-    for k in range(seeds):
-        one = representations(rng, n)
-        one["do"]["encoder"] = {
-            name: x + (0.3 + shift * k) * rng.standard_normal(x.shape)
-            for name, x in one["sso"]["encoder"].items()
-        }
-        for role in reps:
-            reps[role].append(one[role])
-    if seeds == 1:  # the tiny run's second SSO, for the ceiling
-        reps["sso"].append(
-            {
-                s: {k: v + 0.5 * rng.standard_normal(v.shape) for k, v in layer.items()}
-                for s, layer in reps["sso"][0].items()
-            }
-        )
-    reps["rand"] = {
-        "encoder": layers(rng, "encoder.layers", n),
-        "decoder/surface": layers(rng, "decoders.surface.layers", n, 2),
-    }
-    return reps
 
 
 def test_tables_carry_per_seed_and_pooled_rows_with_the_ceiling_and_floor():

@@ -57,7 +57,8 @@ class CountingModel(ToyEncoderDecoders):
         return super().encode(x, lengths)
 
 
-def run(out: Path, model: CountingModel, **kwargs) -> Path:
+def extract_toy(out: Path, model: CountingModel, **kwargs) -> Path:
+    """The toy model's store of ``N_BATCHES`` batches at ``out``; ``kwargs`` go to :func:`extract`."""
     from cka_probe.extract import extract
 
     return extract(
@@ -111,7 +112,7 @@ def committed_batches(partial: Path) -> int:
 )
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, commit_bytes, done):
     torch.set_num_threads(1)
-    reference = run(tmp_path / "reference.h5", CountingModel())
+    reference = extract_toy(tmp_path / "reference.h5", CountingModel())
     out = tmp_path / "acts.h5"
     child = subprocess.run(
         [sys.executable, __file__, str(out), where, str(at), str(commit_bytes)],
@@ -126,7 +127,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, where, at, comm
     model = CountingModel()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unreadable.*starting the extraction again")
-        run(out, model)
+        extract_toy(out, model)
     assert model.calls == N_BATCHES - done
     assert_same_store(out, contents(reference))
 
@@ -147,9 +148,9 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         match="acts.h5.partial: an interrupted extraction with other settings "
         r"\(dtype: 'float32' there, 'float16' now\)",
     ):
-        run(out, CountingModel(), dtype="float16")
+        extract_toy(out, CountingModel(), dtype="float16")
     model = CountingModel()
-    run(out, model, dtype="float16", overwrite=True)
+    extract_toy(out, model, dtype="float16", overwrite=True)
     assert model.calls == N_BATCHES
 
 
@@ -158,4 +159,4 @@ if __name__ == "__main__":
     target, mode, when, commit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if mode == "write":
         kill_at_write(when)
-    run(target, CountingModel(kill_at=when if mode == "forward" else None), commit_bytes=commit)
+    extract_toy(target, CountingModel(kill_at=when if mode == "forward" else None), commit_bytes=commit)

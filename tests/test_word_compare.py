@@ -25,17 +25,9 @@ from cka_probe.text.word_alignment import align_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cka_reference import cka, linear_gram  # noqa: E402
+from helpers import WORD_CHANGED, WORD_TEXTS  # noqa: E402
 
 torch.set_num_threads(1)
-TEXTS = [
-    ("he go park", "he goes to the park"),
-    ("she have a cat", "she has a cat"),
-    ("i am here", "i am here"),
-    ("dey was late", "they were late"),
-    ("we eat rice", "we ate rice"),
-    ("it good", "it is good"),
-]
-CHANGED = [[1, 2, 3], [1], [], [0, 1], [1], [1]]  # meaning words changed, by hand, as the corpus records them
 
 
 def checkpoint(
@@ -65,7 +57,7 @@ def word_stores(tmp_path_factory):
     root = tmp_path_factory.mktemp("words")
     rng = np.random.default_rng(0)
     rows = []
-    for i, ((surface, meaning), changed) in enumerate(zip(TEXTS, CHANGED)):
+    for i, ((surface, meaning), changed) in enumerate(zip(WORD_TEXTS, WORD_CHANGED)):
         wavfile.write(root / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
         rows.append(
             {
@@ -156,7 +148,11 @@ def test_pool_words_counts_divergent_and_identical_words(word_stores):
         w: compare_stores(word_stores["do"], word_stores["do"], pool="words", words=w).attrs["n_words"]
         for w in ("all", "divergent", "identical")
     }
-    assert counts["divergent"] + counts["identical"] == counts["all"] == sum(len(s.split()) for s, _ in TEXTS)
+    assert (
+        counts["divergent"] + counts["identical"]
+        == counts["all"]
+        == sum(len(s.split()) for s, _ in WORD_TEXTS)
+    )
     assert counts["divergent"] == 5  # go, have, dey, was, eat: the surface words without an identical partner
 
 

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from cka_probe.errors import CKAProbeError
+from cka_probe.inference.resampling import grouped_resamples
 from cka_probe.measures.gram_resample import GramSet, point_estimate
 from cka_probe.store import StoreWriter
 from cka_probe.study.report import markdown, word_section
 from cka_probe.study.schema import pooled
 from cka_probe.study.tables import write_tables
 from cka_probe.study.word_cer import divergent_words, word_cer_gaps, word_errors
-from cka_probe.study.word_cross_task import grouped_bootstrap, grouped_resamples, word_cross_task
+from cka_probe.study.word_cross_task import grouped_bootstrap, word_cross_task
 from cka_probe.text.cer import char_errors, normalize_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
