@@ -4,6 +4,9 @@
   (utterances) behind every bootstrap and permutation of the package
 * :mod:`~cka_probe.inference.bootstrap`: ``bootstrap_ci`` and ``permutation_test``
   (whole groups resampled, never frames)
+* :mod:`~cka_probe.inference.resample_measures`: ``ResampledMeasure``, any
+  registered measure's estimate, bootstrap and permutation grids over given
+  row resamples (the cross-task tables' statistics)
 * :mod:`~cka_probe.inference.intervals`: percentile, basic, BCa and Student-t
   intervals, bootstrap and permutation p-values
 * :mod:`~cka_probe.inference.seeds`: pooling training seeds
