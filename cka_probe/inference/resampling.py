@@ -2,7 +2,7 @@
 
 Frames or words of one utterance share speaker, sentence and context, so they
 are never resampled one by one: a bootstrap resample draws whole groups with
-replacement (Efron & Tibshirani 1993, §8.3; Davison & Hinkley 1997, §3.8) and
+replacement (the cluster bootstrap; Davison & Hinkley 1997, §3.8) and
 takes all their rows, a permutation reorders whole groups. A group draw is a
 vector of group indices; :func:`grouped_rows` expands it to row indices,
 :func:`bootstrap_counts` gives it as multiplicities.
