@@ -390,7 +390,9 @@ def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, mo
     from cka_probe.cli import main
 
     planned = []
-    monkeypatch.setattr(pipeline.study_plan, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages))
+    monkeypatch.setattr(
+        pipeline.study_plan, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages)
+    )
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--epochs", "3"]) == 0
     scales = [s.kwargs["scale"] for s in planned if s.name.startswith("train")]
     # with the second SSO
