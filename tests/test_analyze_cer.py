@@ -3,9 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import DO_ERR, EDS, REF_LEN, SO_ERR
-from helpers import cer_rows as rows
-from helpers import write_cer as write
+from helpers import DO_ERR, EDS, REF_LEN, SO_ERR, cer_rows, write_cer
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.study.cer import cer_gaps, cer_table
@@ -17,7 +15,7 @@ def pooled(table):
 
 
 def test_corpus_cers_gap_and_oracle_match_the_definitions(tmp_path):
-    table = pooled(cer_table(write(tmp_path), n_boot=200)).set_index("task")
+    table = pooled(cer_table(write_cer(tmp_path), n_boot=200)).set_index("task")
     for task in ("surface", "meaning"):
         so = 100 * sum(SO_ERR[task]) / sum(REF_LEN)
         do = 100 * sum(DO_ERR[task]) / sum(REF_LEN)
@@ -31,8 +29,8 @@ def test_corpus_cers_gap_and_oracle_match_the_definitions(tmp_path):
 def test_gap_per_bin_and_interval_shrinks_with_n(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    small = pooled(cer_gaps(write(tmp_path / "a"), n_boot=300))
-    large = pooled(cer_gaps(write(tmp_path / "b", repeat=16), n_boot=300))
+    small = pooled(cer_gaps(write_cer(tmp_path / "a"), n_boot=300))
+    large = pooled(cer_gaps(write_cer(tmp_path / "b", repeat=16), n_boot=300))
     surface = small[small.task == "surface"]
     assert list(surface.ed_bin) == ["0", "1-3", "4-10", ">10"]
     for k, b in enumerate(["0", "1-3", "4-10", ">10"]):
@@ -49,14 +47,14 @@ def test_gap_per_bin_and_interval_shrinks_with_n(tmp_path):
 
 
 def test_korean_is_scored_in_jamo_too(tmp_path):
-    table = pooled(cer_table(write(tmp_path, language="ko", jamo=True), n_boot=10))
+    table = pooled(cer_table(write_cer(tmp_path, language="ko", jamo=True), n_boot=10))
     jamo = table[(table.unit == "jamo") & (table.task == "surface")].iloc[0]
     assert jamo.so_cer == pytest.approx(100 * 2 * sum(SO_ERR["surface"]) / (3 * sum(REF_LEN)))
     assert set(table.unit) == {"char", "jamo"}
 
 
 def test_bad_inputs(tmp_path):
-    sso, mso, do = write(tmp_path)
+    sso, mso, do = write_cer(tmp_path)
     (tmp_path / "copy.csv").write_bytes(sso.read_bytes())
     with pytest.raises(CKAProbeError, match="two SO results for en/surface"):
         cer_table([sso, mso, do, tmp_path / "copy.csv"], n_boot=0)
@@ -69,9 +67,9 @@ def test_bad_inputs(tmp_path):
 
 def test_the_ceilings_second_sso_without_a_do_partner_is_left_out_of_the_gap(tmp_path):
     """A run with one seed evaluates a second SSO (sso-s1) for the ceiling; it has no DO of its replicate."""
-    paths = write(tmp_path)
+    paths = write_cer(tmp_path)
     second = tmp_path / "en-sso-s1.csv"
-    pd.DataFrame(rows(DO_ERR, "surface")).to_csv(second, index=False)
+    pd.DataFrame(cer_rows(DO_ERR, "surface")).to_csv(second, index=False)
     with_second = cer_table([*paths, second], n_boot=100)
     assert set(with_second.seed) == {"0", "all"}
     pd.testing.assert_frame_equal(with_second, cer_table(paths, n_boot=100))
@@ -80,7 +78,7 @@ def test_the_ceilings_second_sso_without_a_do_partner_is_left_out_of_the_gap(tmp
 def test_seeds_are_paired_on_the_utterances_they_share_whatever_their_row_order(tmp_path):
     """Seed 1's CSVs list the utterances in reverse and lack one: the pooled row uses the seven common ones,
     index for index, so a seed that repeats seed 0 gives seed 0's interval (no between-seed spread)."""
-    paths = write(tmp_path)
+    paths = write_cer(tmp_path)
     for name in ("sso", "mso", "do"):
         frame = pd.read_csv(tmp_path / f"en-{name}.csv", dtype={"id": str, "ed_bin": str})
         frame[frame.id != "u0-3"].iloc[::-1].to_csv(tmp_path / f"en-{name}-s1.csv", index=False)

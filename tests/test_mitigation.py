@@ -222,7 +222,7 @@ def test_cli_reproduce_refuses_an_unknown_variant_in_one_line(tmp_path, capsys):
     assert not any((tmp_path / "run").glob("*/*"))
 
 
-def write_store(path, attrs, streams, rng, n=24):
+def write_role_store(path, attrs, streams, rng, n=24):
     """A store of per-utterance frames (lengths 2..4) with ``streams[stream] = number of layers``."""
     from cka_probe.store import StoreWriter
 
@@ -246,14 +246,14 @@ def test_a_run_with_a_variant_gets_tables_figures_and_the_mitigation_section(tmp
     do = {"arch": "do", "tasks": ["surface", "meaning"]}
     acts, cer = tmp_path / "activations", tmp_path / "cer"
     acts.mkdir(), cer.mkdir()
-    write_store(
+    write_role_store(
         acts / "sso.h5", {"arch": "so", "tasks": ["surface"]}, {"encoder": 3, "decoder/surface": 2}, rng
     )
-    write_store(
+    write_role_store(
         acts / "mso.h5", {"arch": "so", "tasks": ["meaning"]}, {"encoder": 3, "decoder/meaning": 2}, rng
     )
-    write_store(acts / "do.h5", do, {"encoder": 3, "decoder/surface": 2, "decoder/meaning": 2}, rng)
-    write_store(
+    write_role_store(acts / "do.h5", do, {"encoder": 3, "decoder/surface": 2, "decoder/meaning": 2}, rng)
+    write_role_store(
         acts / "split-2.h5",
         {**do, "variant": "split-2"},
         {
@@ -290,7 +290,7 @@ def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_wor
     import json
 
     import torch
-    from helpers import WORD_TEXTS as TEXTS
+    from helpers import WORD_TEXTS
     from scipy.io import wavfile
 
     from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
@@ -300,7 +300,7 @@ def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_wor
 
     rng = np.random.default_rng(0)
     rows = []
-    for i, (surface, meaning) in enumerate(TEXTS):
+    for i, (surface, meaning) in enumerate(WORD_TEXTS):
         wavfile.write(tmp_path / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
         rows.append(
             {"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en"}
@@ -346,4 +346,4 @@ def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_wor
         cross.comparison
     )
     words = pd.read_csv(out / "word_cross_task.csv", dtype={"seed": str})
-    assert set(words.words) == {"divergent", "identical"} and (words.n_utterances == len(TEXTS)).all()
+    assert set(words.words) == {"divergent", "identical"} and (words.n_utterances == len(WORD_TEXTS)).all()
