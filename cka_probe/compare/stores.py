@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cka_probe.compare.words import compare_words, sidecar_for
+from cka_probe.compare.words import compare_words, row_mismatch, sidecar_for
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures import StreamingLinearCKA
 from cka_probe.measures.similarity import options_of, similarity_matrix
@@ -40,15 +40,13 @@ def check_equal_rows(
     first = a.layers(stream_a)[0]
     counts = a.row_counts(stream_a, first, ids)
     for store, stream in ((a, stream_a), (b, stream_b)):
-        for layer in store.layers(stream):
-            other = store.row_counts(stream, layer, ids)
-            if (other != counts).any():
-                i = int(np.argmax(other != counts))
-                raise CKAProbeError(
-                    f"pool=frames needs equal rows per utterance: utterance {ids[i]} has "
-                    f"{counts[i]} rows in {a.path} {stream_a}/{first} but {other[i]} in "
-                    f"{store.path} {stream}/{layer}; use pool=mean"
-                )
+        if (mismatch := row_mismatch(store, stream, ids, counts)) is not None:
+            layer, i, rows = mismatch
+            raise CKAProbeError(
+                f"pool=frames needs equal rows per utterance: utterance {ids[i]} has "
+                f"{counts[i]} rows in {a.path} {stream_a}/{first} but {rows} in "
+                f"{store.path} {stream}/{layer}; use pool=mean"
+            )
     return counts
 
 

@@ -47,19 +47,30 @@ def selected_spans(
     ]
 
 
+def row_mismatch(
+    store: ActivationStore, stream: str, ids: list[str], want: np.ndarray
+) -> tuple[str, int, int] | None:
+    """``(layer, i, rows)`` of the first layer of ``stream`` whose rows per utterance differ from ``want``
+    ``(N,)``: ``ids[i]`` is the first utterance that differs, with ``rows`` rows; None when all agree."""
+    for layer in store.layers(stream):
+        rows = store.row_counts(stream, layer, ids)
+        if (rows != want).any():
+            i = int(np.argmax(rows != want))
+            return layer, i, int(rows[i])
+    return None
+
+
 def check_frames(
     store: ActivationStore, stream: str, ids: list[str], records: dict[str, dict[str, Any]]
 ) -> None:
     """Every layer of ``stream`` must hold each utterance's ``n_frames`` rows, else an error naming one."""
     want = np.array([records[uid]["n_frames"] for uid in ids])
-    for layer in store.layers(stream):
-        rows = store.row_counts(stream, layer, ids)
-        if (rows != want).any():
-            i = int(np.argmax(rows != want))
-            raise CKAProbeError(
-                f"pool=words: utterance {ids[i]} has {rows[i]} rows in {store.path} {stream}/{layer} "
-                f"but its word spans cover {want[i]} encoder frames (words pool encoder streams)"
-            )
+    if (mismatch := row_mismatch(store, stream, ids, want)) is not None:
+        layer, i, rows = mismatch
+        raise CKAProbeError(
+            f"pool=words: utterance {ids[i]} has {rows} rows in {store.path} {stream}/{layer} "
+            f"but its word spans cover {want[i]} encoder frames (words pool encoder streams)"
+        )
 
 
 def word_means(
