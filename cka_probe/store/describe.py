@@ -6,17 +6,7 @@ import json
 from pathlib import Path
 
 from cka_probe.store.reader import ActivationStore
-
-LAYOUT_KEYS = (
-    "format",
-    "schema_version",
-    "complete",
-    "n_utterances",
-    "n_batches",
-    "streams",
-    "dtype",
-    "compression",
-)
+from cka_probe.store.schema import LAYOUT_ATTRS
 
 
 def _value(value) -> str:
@@ -38,7 +28,7 @@ def describe(path: str | Path) -> str:
         lines.append("metadata: " + (", ".join(store.metadata.columns) or "none"))
         lines.append("provenance:")
         lines += [
-            f"  {key}: {_value(value)}" for key, value in sorted(attrs.items()) if key not in LAYOUT_KEYS
+            f"  {key}: {_value(value)}" for key, value in sorted(attrs.items()) if key not in LAYOUT_ATTRS
         ]
         for stream in store.streams():
             lines.append(f"stream {stream}: {len(store.layers(stream))} layers")

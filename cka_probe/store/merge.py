@@ -6,21 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cka_probe.store.reader import ActivationStore
+from cka_probe.store.schema import LAYOUT_ATTRS
 from cka_probe.store.writer import StoreWriter
 
-WRITER_KEYS = (
-    "format",
-    "schema_version",
-    "complete",
-    "n_utterances",
-    "n_batches",
-    "streams",
-    "created",
-    "dtype",
-    "compression",
-    "shard",
-    "shards",
-)
+WRITER_KEYS = (*LAYOUT_ATTRS, "created", "shard", "shards")
 """Attributes the writer sets itself (or that belong to one shard only)."""
 
 

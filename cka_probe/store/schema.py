@@ -30,6 +30,17 @@ SCHEMA_VERSION = 1
 STORAGE_DTYPES = ("float32", "float16")
 COMPRESSIONS = (None, "gzip", "lzf")
 CHUNK_BYTES = 1 << 20
+LAYOUT_ATTRS = (
+    "format",
+    "schema_version",
+    "complete",
+    "n_utterances",
+    "n_batches",
+    "streams",
+    "dtype",
+    "compression",
+)
+"""Root attributes of the file's format, progress and storage settings; the others are provenance."""
 LIBVER = ("v108", "v108")
 """HDF5 1.8 file format: checksummed metadata, and no superblock status flag
 that would lock a file whose writer was killed (as the 1.10+ formats do)."""
