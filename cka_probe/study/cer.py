@@ -44,6 +44,7 @@ from cka_probe.errors import CKAProbeError
 from cka_probe.inference.adjust import benjamini_hochberg
 from cka_probe.inference.effects import student_rows
 from cka_probe.inference.resampling import bootstrap_draws, keyed_rng
+from cka_probe.study.schema import EFFECT_COLUMNS
 from cka_probe.text.cer import ED_BINS
 
 REQUIRED = ("id", "language", "task", "errors", "ref_len", "surface_meaning_ed", "ed_bin")
@@ -58,11 +59,7 @@ GAP_COLUMNS = (
     "so_cer",
     "do_cer",
     "gap",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_adj",
-    "seeds_agree",
+    *EFFECT_COLUMNS,
     "oracle_cer",
 )
 

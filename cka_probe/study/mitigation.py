@@ -37,6 +37,7 @@ import pandas as pd
 from cka_probe.inference.effects import effect_rows
 from cka_probe.study.cer import gap_table, read_cer_csvs
 from cka_probe.study.cross_task import CrossTaskResult
+from cka_probe.study.schema import EFFECT_COLUMNS
 from cka_probe.study.summary import interval_of
 
 VARIANT_FILE = re.compile(r"(split-\d+|shared-private|sparse-shared)(-s\d+)?")
@@ -54,11 +55,7 @@ CER_COLUMNS = (
     "reference_cer",
     "variant_cer",
     "gap",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_adj",
-    "seeds_agree",
+    *EFFECT_COLUMNS,
 )
 LEAN_COLUMNS = (
     "language",
@@ -70,11 +67,7 @@ LEAN_COLUMNS = (
     "own_variant",
     "own_do",
     "change",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_adj",
-    "seeds_agree",
+    *EFFECT_COLUMNS,
     "n",
 )
 OTHER = {"surface": ("SSO", "MSO"), "meaning": ("MSO", "SSO")}

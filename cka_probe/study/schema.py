@@ -22,6 +22,10 @@ VALUE = "value"
 """The column holding a cell's value: the measure named in the ``measure`` column (linear CKA for
 ``cka``)."""
 
+EFFECT_COLUMNS = ("ci_low", "ci_high", "p", "p_adj", "seeds_agree")
+"""The columns that every table of an effect per seed and pooled carries after the estimate
+(:mod:`cka_probe.inference.effects`): its interval, p, BH-adjusted p and whether the seeds agree in sign."""
+
 TEXT_COLUMNS = {"seed": str, "ed_bin": str}
 """Columns read as text: a seed label (a replicate number or ``all``) and an edit-distance bin."""
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from cka_probe.inference.effects import effect_rows
 from cka_probe.study.cross_task import CrossTaskResult
-from cka_probe.study.schema import CEILING, FLOOR_NAME, VALUE, diagonal, pooled
+from cka_probe.study.schema import CEILING, EFFECT_COLUMNS, FLOOR_NAME, VALUE, diagonal, pooled
 
 
 def interval_of(result: CrossTaskResult, level: float):
@@ -75,11 +75,7 @@ def encoder_entanglement(results: Mapping[str, CrossTaskResult], *, level: float
         "DO-SSO",
         "DO-MSO",
         "lean",
-        "ci_low",
-        "ci_high",
-        "p",
-        "p_adj",
-        "seeds_agree",
+        *EFFECT_COLUMNS,
         "n",
     ]
     return pd.concat(frames, ignore_index=True).rename(columns={"difference": "lean"})[columns]
@@ -106,11 +102,7 @@ def decoder_departure(results: Mapping[str, CrossTaskResult], *, level: float = 
         "cka_own",
         "cka_other",
         "pull",
-        "ci_low",
-        "ci_high",
-        "p",
-        "p_adj",
-        "seeds_agree",
+        *EFFECT_COLUMNS,
         "n",
     ]
     return pd.concat(frames, ignore_index=True)[columns]
