@@ -18,6 +18,7 @@ from torch import nn
 
 from cka_probe.asr import CharTokenizer, build_model, load_config
 from cka_probe.asr.cmvn import GlobalCMVN
+from cka_probe.asr.train import train
 from cka_probe.extract import LayerCapture
 from cka_probe.store import StoreWriter, partial_path
 
@@ -486,6 +487,13 @@ def small_config(**train):
     config["train"].update(lr=2e-3, warmup_steps=10, epochs=100, batch_size=4, spec_augment=None)
     config["train"].update(train)
     return config
+
+
+def train_small(corpus, config=None, **options):
+    """:func:`cka_probe.asr.train.train` on the train and valid manifests of ``corpus`` (the ``speech_corpus``
+    fixture) with ``config``, :func:`small_config` by default; returns the path of ``best.pt``."""
+    config = small_config() if config is None else config
+    return train(train_manifest=corpus["train"], valid_manifest=corpus["valid"], config=config, **options)
 
 
 def read_log(path):

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from helpers import SPEECH_UTTERANCES, read_log, small_config
+from helpers import SPEECH_UTTERANCES, read_log, small_config, train_small
 
 from cka_probe.asr.evaluate import evaluate, score, summary_path_for
 from cka_probe.asr.schedule import warmup_cosine
@@ -28,14 +28,7 @@ EXPECTED_BINS = ["1-3", "1-3", "4-10", "0"]
 def so_run(speech_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("so")
     torch.set_num_threads(1)
-    train(
-        arch="so",
-        task="surface",
-        train_manifest=speech_corpus["train"],
-        valid_manifest=speech_corpus["valid"],
-        config=small_config(),
-        out_dir=out,
-    )
+    train_small(speech_corpus, arch="so", task="surface", out_dir=out)
     return out
 
 
@@ -56,13 +49,7 @@ def test_so_model_memorises_four_utterances(so_run, speech_corpus):
 
 
 def test_do_model_memorises_four_utterances(speech_corpus, tmp_path):
-    train(
-        arch="do",
-        train_manifest=speech_corpus["train"],
-        valid_manifest=speech_corpus["valid"],
-        config=small_config(),
-        out_dir=tmp_path,
-    )
+    train_small(speech_corpus, arch="do", out_dir=tmp_path)
     assert_overfits(tmp_path, speech_corpus["train"], ("surface", "meaning"))
 
 
@@ -92,14 +79,15 @@ def test_resume_continues_bitwise(speech_corpus, tmp_path, monkeypatch):
         },
     )
     config["encoder"]["dropout"] = config["decoder"]["dropout"] = 0.1
-    common = dict(arch="do", train_manifest=speech_corpus["train"], valid_manifest=speech_corpus["valid"])
-    train(**common, config=config, out_dir=tmp_path / "straight")
+    train_small(speech_corpus, arch="do", config=config, out_dir=tmp_path / "straight")
     interrupt_in_epoch(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        train(**common, config=config, out_dir=tmp_path / "halves")
+        train_small(speech_corpus, arch="do", config=config, out_dir=tmp_path / "halves")
     monkeypatch.undo()
     assert len(read_log(tmp_path / "halves" / "log.csv")) == 2
-    train(**common, config="ignored-on-resume", resume=True, out_dir=tmp_path / "halves")
+    train_small(
+        speech_corpus, arch="do", config="ignored-on-resume", resume=True, out_dir=tmp_path / "halves"
+    )
     straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     halves = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
     assert straight["epoch"] == halves["epoch"] == 4
@@ -113,11 +101,10 @@ def test_resume_continues_bitwise(speech_corpus, tmp_path, monkeypatch):
 
 
 def test_time_budget_cuts_the_planned_epochs(speech_corpus, tmp_path):
-    train(
+    train_small(
+        speech_corpus,
         arch="so",
         task="meaning",
-        train_manifest=speech_corpus["train"],
-        valid_manifest=speech_corpus["valid"],
         config=small_config(epochs=50),
         max_minutes=1e-6,
         out_dir=tmp_path,
@@ -281,41 +268,29 @@ def test_manifest_without_a_transcript_names_file_and_line(speech_corpus, tmp_pa
 
 def test_resume_needs_a_last_checkpoint(speech_corpus, tmp_path):
     with pytest.raises(CKAProbeError, match="last.pt"):
-        train(
-            arch="do",
-            train_manifest=speech_corpus["train"],
-            valid_manifest=speech_corpus["valid"],
-            config=small_config(),
-            out_dir=tmp_path,
-            resume=True,
-        )
+        train_small(speech_corpus, arch="do", out_dir=tmp_path, resume=True)
 
 
 def test_a_rerun_resumes_its_own_training_and_refuses_another(speech_corpus, tmp_path, capsys):
-    common = dict(
-        arch="so",
-        task="surface",
-        train_manifest=speech_corpus["train"],
-        valid_manifest=speech_corpus["valid"],
-        out_dir=tmp_path,
-    )
-    train(**common, config=small_config(epochs=1))
+    common = dict(arch="so", task="surface", out_dir=tmp_path)
+    train_small(speech_corpus, **common, config=small_config(epochs=1))
     first = torch.load(tmp_path / "last.pt", weights_only=True)
-    train(**common, config=small_config(epochs=1))  # finished: nothing is trained again
+    train_small(speech_corpus, **common, config=small_config(epochs=1))  # finished: nothing is trained again
     assert "resuming after epoch 1" in capsys.readouterr().out
     assert torch.equal(
         torch.load(tmp_path / "last.pt", weights_only=True)["model_state"]["ctc.proj.weight"],
         first["model_state"]["ctc.proj.weight"],
     )
-    train(**common, config=small_config(epochs=1), epochs=2)  # the same config trained longer
+    # the same config trained longer
+    train_small(speech_corpus, **common, config=small_config(epochs=1), epochs=2)
     assert [int(row["epoch"]) for row in read_log(tmp_path / "log.csv")] == [1, 2]
     with pytest.raises(
         CKAProbeError,
         match="last.pt: an interrupted training with another 'train' config; "
         "pass --resume to continue it or --overwrite to start again",
     ):
-        train(**common, config=small_config(epochs=1, lr=1e-3))
-    train(**common, config=small_config(epochs=1, lr=1e-3), overwrite=True)
+        train_small(speech_corpus, **common, config=small_config(epochs=1, lr=1e-3))
+    train_small(speech_corpus, **common, config=small_config(epochs=1, lr=1e-3), overwrite=True)
     assert [int(row["epoch"]) for row in read_log(tmp_path / "log.csv")] == [1]
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import outputs, read_log, small_config, small_parts
+from helpers import outputs, read_log, small_config, small_parts, train_small
 
 from cka_probe.asr import build_model, load_checkpoint, save_checkpoint
-from cka_probe.asr.train import log_columns, train, with_meaning_weight
+from cka_probe.asr.train import log_columns, with_meaning_weight
 from cka_probe.asr.variants.discriminator import Discriminator
 from cka_probe.asr.variants.gradient_reversal import reverse_gradient
 from cka_probe.asr.variants.hard_concrete import HardConcreteGate
@@ -71,14 +71,7 @@ def variant_parts(variant):
 def test_variant_memorises_four_utterances(variant, speech_corpus, tmp_path):
     from cka_probe.asr.evaluate import evaluate
 
-    train(
-        arch="do",
-        variant=variant,
-        train_manifest=speech_corpus["train"],
-        valid_manifest=speech_corpus["valid"],
-        config=small_config(epochs=60),
-        out_dir=tmp_path,
-    )
+    train_small(speech_corpus, arch="do", variant=variant, config=small_config(epochs=60), out_dir=tmp_path)
     log = read_log(tmp_path / "log.csv")
     assert list(log[0]) == log_columns(TASKS, AUX[variant])
     assert float(log[-1]["train_loss"]) <= 0.1 * float(log[0]["train_loss"])
@@ -285,29 +278,14 @@ def test_bad_variant_names_are_one_line_errors(variant, message, speech_corpus, 
 
 def test_so_model_has_no_structured_variant(speech_corpus, tmp_path):
     with pytest.raises(CKAProbeError, match="dual-output structure"):
-        train(
-            arch="so",
-            task="surface",
-            variant="split-1",
-            train_manifest=speech_corpus["train"],
-            valid_manifest=speech_corpus["valid"],
-            config=small_config(),
-            out_dir=tmp_path,
-        )
+        train_small(speech_corpus, arch="so", task="surface", variant="split-1", out_dir=tmp_path)
 
 
 def test_unknown_variant_setting_is_named(speech_corpus, tmp_path):
     config = small_config()
     config["variants"] = {"sparse-shared": {"l1": 0.1}}
     with pytest.raises(CKAProbeError, match="variants.sparse-shared has unknown key"):
-        train(
-            arch="do",
-            variant="sparse-shared",
-            train_manifest=speech_corpus["train"],
-            valid_manifest=speech_corpus["valid"],
-            config=config,
-            out_dir=tmp_path,
-        )
+        train_small(speech_corpus, arch="do", variant="sparse-shared", config=config, out_dir=tmp_path)
 
 
 def write_config(folder):
@@ -317,21 +295,15 @@ def write_config(folder):
 
 
 def test_rerun_of_a_variant_resumes_and_another_variant_is_refused(speech_corpus, tmp_path):
-    common = dict(
-        arch="do",
-        train_manifest=speech_corpus["train"],
-        valid_manifest=speech_corpus["valid"],
-        out_dir=tmp_path,
-        meaning_weight=0.5,
-    )
+    common = dict(arch="do", out_dir=tmp_path, meaning_weight=0.5)
     config = small_config()
     del config["variants"]  # the defaults are resolved into the saved config, and a rerun must still match it
-    train(variant="shared-private", config=config, epochs=1, **common)
+    train_small(speech_corpus, variant="shared-private", config=config, epochs=1, **common)
     first = read_log(tmp_path / "log.csv")
-    train(variant="shared-private", config=config, epochs=2, **common)
+    train_small(speech_corpus, variant="shared-private", config=config, epochs=2, **common)
     log = read_log(tmp_path / "log.csv")
     assert len(log) == 2 and log[0] == first[0]
     saved = torch.load(tmp_path / "last.pt", weights_only=True)["config"]
     assert saved["loss"]["do"]["meaning"] == 0.5 and "shared-private" in saved["variants"]
     with pytest.raises(CKAProbeError, match=r"holds a do \(shared-private\) model"):
-        train(variant="split-1", config=config, epochs=3, **common)
+        train_small(speech_corpus, variant="split-1", config=config, epochs=3, **common)
