@@ -49,19 +49,10 @@ from cka_probe.text.cer import ED_BINS
 
 REQUIRED = ("id", "language", "task", "errors", "ref_len", "surface_meaning_ed", "ed_bin")
 UNITS = {"char": ("errors", "ref_len"), "jamo": ("jamo_errors", "jamo_ref_len")}
-GAP_COLUMNS = (
-    "language",
-    "task",
-    "unit",
-    "seed",
-    "seeds",
-    "n",
-    "so_cer",
-    "do_cer",
-    "gap",
-    *EFFECT_COLUMNS,
-    "oracle_cer",
-)
+SEED_GAP_COLUMNS = ("seed", "seeds", "n", "so_cer", "do_cer", "gap", *EFFECT_COLUMNS)
+"""The columns after a group's keys (language, task, then unit or word set) of the :func:`_gap_rows` rows,
+with their ``p_adj`` and without the oracle CER."""
+GAP_COLUMNS = ("language", "task", "unit", *SEED_GAP_COLUMNS, "oracle_cer")
 
 
 def _read(path: Path) -> pd.DataFrame:

@@ -22,25 +22,10 @@ import pandas as pd
 
 from cka_probe.inference.adjust import benjamini_hochberg
 from cka_probe.inference.resampling import keyed_rng
-from cka_probe.study.cer import _gap, _gap_rows, paired_seeds, read_cer_csvs
+from cka_probe.study.cer import SEED_GAP_COLUMNS, _gap, _gap_rows, paired_seeds, read_cer_csvs
 from cka_probe.text.word_alignment import align_words
 
-COLUMNS = (
-    "language",
-    "task",
-    "words",
-    "seed",
-    "seeds",
-    "n",
-    "so_cer",
-    "do_cer",
-    "gap",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_adj",
-    "seeds_agree",
-)
+COLUMNS = ("language", "task", "words", *SEED_GAP_COLUMNS)
 
 
 def word_owner(ref: str) -> np.ndarray:
