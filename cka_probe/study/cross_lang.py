@@ -23,15 +23,10 @@ import pandas as pd
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference.effects import effect_rows
 from cka_probe.study.cross_task import CrossTaskResult, cross_task_by_language
-from cka_probe.study.schema import diagonal, pooled
+from cka_probe.study.schema import CELL_COLUMNS, EFFECT_COLUMNS, diagonal, pooled
 
 DIFF_COLUMNS: tuple[str, ...] = (
-    "part",
-    "comparison",
-    "stream",
-    "stream_b",
-    "layer_a",
-    "layer_b",
+    *CELL_COLUMNS,
     "index",
     "language_a",
     "language_b",
@@ -40,11 +35,7 @@ DIFF_COLUMNS: tuple[str, ...] = (
     "cka_a",
     "cka_b",
     "diff",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_adj",
-    "seeds_agree",
+    *EFFECT_COLUMNS,
     "n_a",
     "n_b",
     "measure",

@@ -29,14 +29,13 @@ EFFECT_COLUMNS = ("ci_low", "ci_high", "p", "p_adj", "seeds_agree")
 TEXT_COLUMNS = {"seed": str, "ed_bin": str}
 """Columns read as text: a seed label (a replicate number or ``all``) and an edit-distance bin."""
 
+CELL_COLUMNS = ("part", "comparison", "stream", "stream_b", "layer_a", "layer_b")
+"""What a cell of the cross-task table compares: the part, the comparison, its two streams and its two layers
+by name (tables derived from it carry them over)."""
+
 COLUMNS: tuple[str, ...] = (
     "language",
-    "part",
-    "comparison",
-    "stream",
-    "stream_b",
-    "layer_a",
-    "layer_b",
+    *CELL_COLUMNS,
     "index_a",
     "index_b",
     "seed",
