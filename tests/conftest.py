@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
 import pytest
 import torch
-from helpers import NOISE_TEXTS, SPEECH_UTTERANCES
+from helpers import NOISE_TEXTS, SPEECH_UTTERANCES, manifest_row, shrunk_config, untrained_checkpoint
 from scipy.io import wavfile
 
-from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
-from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.data.espeak import Voice, speak
 from cka_probe.data.manifest import write_manifest
 
@@ -34,16 +31,7 @@ def speech_corpus(tmp_path_factory):
     rows = []
     for i, (surface, meaning, _) in enumerate(SPEECH_UTTERANCES):
         wavfile.write(folder / f"u{i}.wav", 16000, speak(surface, Voice("en-us", 170, 50)))
-        rows.append(
-            {
-                "id": f"u{i}",
-                "audio": f"u{i}.wav",
-                "surface": surface,
-                "meaning": meaning,
-                "language": "en",
-                "speaker": "s0",
-            }
-        )
+        rows.append(manifest_row(i, f"u{i}.wav", surface, meaning, speaker="s0"))
     return {
         "train": write_manifest(folder / "train.jsonl", rows),
         "valid": write_manifest(folder / "valid.jsonl", rows[:1]),
@@ -64,36 +52,8 @@ def noise_checkpoint(tmp_path_factory):
         wavfile.write(
             wav, 16000, (rng.normal(size=int(16000 * rng.uniform(0.2, 0.6))) * 3000).astype(np.int16)
         )
-        rows.append(
-            {
-                "id": f"u{i}",
-                "audio": wav.name,
-                "surface": surface,
-                "meaning": meaning,
-                "language": "en",
-                "speaker": f"s{i % 3}",
-            }
-        )
+        rows.append(manifest_row(i, wav.name, surface, meaning, speaker=f"s{i % 3}"))
     manifest = root / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = copy.deepcopy(load_config("tiny"))
-    config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=2, ffn_dim=32)
-    config["decoder"].update(n_layers=2, n_heads=2, ffn_dim=32)
-    tokenizers = {
-        t: CharTokenizer.build([r[t] for r in rows], language="en", unit="char")
-        for t in ("surface", "meaning")
-    }
-    torch.manual_seed(0)
-    model = build_model(
-        config, "do", ("surface", "meaning"), {t: k.vocab_size for t, k in tokenizers.items()}
-    )
-    ckpt = save_checkpoint(
-        root / "do.pt",
-        model=model,
-        config=config,
-        tokenizers=tokenizers,
-        cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
-        epoch=0,
-        metrics={},
-    )
+    ckpt = untrained_checkpoint(root / "do.pt", shrunk_config(2, 2), rows, "do", ("surface", "meaning"))
     return ckpt, manifest, rows

@@ -8,15 +8,17 @@ implementations of the measures are in ``cka_reference.py`` and
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import torch
+from scipy.io import wavfile
 from torch import nn
 
-from cka_probe.asr import CharTokenizer, build_model, load_config
+from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
 from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.asr.train import train
 from cka_probe.extract import LayerCapture
@@ -468,6 +470,49 @@ def outputs(model, tasks):
         ]
 
 
+def shrunk_config(encoder_layers: int, decoder_layers: int) -> dict:
+    """``tiny`` cut down to random-weight extraction size: d_model 16, 2 heads, FFN 32, 4 subsampling
+    channels."""
+    config = load_config("tiny")
+    config["encoder"].update(
+        subsampling_channels=4, d_model=16, n_heads=2, n_layers=encoder_layers, ffn_dim=32
+    )
+    config["decoder"].update(n_layers=decoder_layers, n_heads=2, ffn_dim=32)
+    return config
+
+
+def untrained_checkpoint(
+    path: Path,
+    config: dict,
+    rows: list[dict],
+    arch: str,
+    tasks: tuple[str, ...],
+    variant: str = "shared",
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+) -> Path:
+    """A random-weight model (torch seeded with ``seed``) with English character tokenizers of ``rows``'
+    ``tasks`` transcripts and identity CMVN, saved to ``path`` as of ``epoch``."""
+    tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en") for t in tasks}
+    torch.manual_seed(seed)
+    model = build_model(config, arch, tasks, {t: k.vocab_size for t, k in tokenizers.items()}, variant)
+    return save_checkpoint(
+        path,
+        model=model,
+        config=config,
+        tokenizers=tokenizers,
+        cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
+        epoch=epoch,
+        metrics={},
+    )
+
+
+def manifest_row(i: int, audio: str, surface: str, meaning: str, **fields) -> dict:
+    """The English manifest row of utterance ``u{i}`` (its transcripts, then ``fields``)."""
+    return {"id": f"u{i}", "audio": audio, "surface": surface, "meaning": meaning, "language": "en", **fields}
+
+
 # (surface, meaning, surface-meaning character edit distance counted by hand)
 SPEECH_UTTERANCES = [
     ("de cat sat", "the cat sat", 2),  # d→t, +h
@@ -526,3 +571,17 @@ WORD_TEXTS = [
 ]
 
 WORD_CHANGED = [[1, 2, 3], [1], [], [0, 1], [1], [1]]
+
+
+def word_manifest(folder: Path, *, changed: bool = False) -> tuple[Path, list[dict]]:
+    """``(manifest, rows)``: 1.5 s of seeded noise per :data:`WORD_TEXTS` utterance in ``folder`` and their
+    manifest ``test.jsonl``, with :data:`WORD_CHANGED` as ``changed_words`` when ``changed``."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (surface, meaning) in enumerate(WORD_TEXTS):
+        wavfile.write(folder / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
+        fields = {"changed_words": WORD_CHANGED[i]} if changed else {}
+        rows.append(manifest_row(i, f"u{i}.wav", surface, meaning, **fields))
+    manifest = folder / "test.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest, rows

@@ -287,29 +287,13 @@ def test_a_run_with_a_variant_gets_tables_figures_and_the_mitigation_section(tmp
 
 def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_word_level(tmp_path):
     """Random-weight bundled models of every variant, extracted over 6 noise utterances: real stream names."""
-    import json
+    from helpers import WORD_TEXTS, shrunk_config, untrained_checkpoint, word_manifest
 
-    import torch
-    from helpers import WORD_TEXTS
-    from scipy.io import wavfile
-
-    from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
-    from cka_probe.asr.cmvn import GlobalCMVN
     from cka_probe.extract.asr import extract_checkpoint
     from cka_probe.study.tables import write_tables
 
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, (surface, meaning) in enumerate(WORD_TEXTS):
-        wavfile.write(tmp_path / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
-        rows.append(
-            {"id": f"u{i}", "audio": f"u{i}.wav", "surface": surface, "meaning": meaning, "language": "en"}
-        )
-    manifest = tmp_path / "test.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = load_config("tiny")
-    config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=3, ffn_dim=32)
-    config["decoder"].update(n_layers=1, n_heads=2, ffn_dim=32)
+    manifest, rows = word_manifest(tmp_path)
+    config = shrunk_config(3, 1)
     acts = tmp_path / "acts"
     models = {
         "sso": ("so", ("surface",), "shared"),
@@ -320,17 +304,8 @@ def test_bundled_variant_stores_go_through_the_comparison_set_mitigation_and_wor
         "sparse-shared": ("do", ("surface", "meaning"), "sparse-shared"),
     }
     for seed, (name, (arch, tasks, variant)) in enumerate(models.items()):
-        tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en") for t in tasks}
-        torch.manual_seed(seed)
-        model = build_model(config, arch, tasks, {t: k.vocab_size for t, k in tokenizers.items()}, variant)
-        ckpt = save_checkpoint(
-            tmp_path / f"{name}.pt",
-            model=model,
-            config=config,
-            tokenizers=tokenizers,
-            cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
-            epoch=1,
-            metrics={},
+        ckpt = untrained_checkpoint(
+            tmp_path / f"{name}.pt", config, rows, arch, tasks, variant, seed=seed, epoch=1
         )
         extract_checkpoint(ckpt, manifest, acts / f"{name}.h5", batch_size=6, word_spans=name == "sso")
     out = tmp_path / "tables"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import sys
 from pathlib import Path
 
@@ -11,10 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.io import wavfile
 
-from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
-from cka_probe.asr.cmvn import GlobalCMVN
 from cka_probe.cli import main
 from cka_probe.compare.stores import compare_stores
 from cka_probe.errors import CKAProbeError
@@ -25,7 +20,7 @@ from cka_probe.text.word_alignment import align_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cka_reference import cka, linear_gram  # noqa: E402
-from helpers import WORD_CHANGED, WORD_TEXTS  # noqa: E402
+from helpers import WORD_TEXTS, shrunk_config, untrained_checkpoint, word_manifest  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -33,21 +28,9 @@ torch.set_num_threads(1)
 def checkpoint(
     root: Path, rows: list[dict], arch: str, tasks: tuple[str, ...], variant: str, seed: int
 ) -> Path:
-    config = copy.deepcopy(load_config("tiny"))
-    config["encoder"].update(subsampling_channels=4, d_model=16, n_heads=2, n_layers=2, ffn_dim=32)
-    config["decoder"].update(n_layers=1, n_heads=2, ffn_dim=32)
-    tokenizers = {t: CharTokenizer.build([r[t] for r in rows], language="en") for t in tasks}
-    torch.manual_seed(seed)
-    model = build_model(config, arch, tasks, {t: k.vocab_size for t, k in tokenizers.items()}, variant)
-    return save_checkpoint(
-        root / f"{arch}-{variant}-{seed}.pt",
-        model=model,
-        config=config,
-        tokenizers=tokenizers,
-        cmvn=GlobalCMVN(torch.zeros(80), torch.ones(80)),
-        epoch=0,
-        metrics={},
-    )
+    """A random-weight model, 2 encoder layers and 1 decoder layer, saved as ``root/ARCH-VARIANT-SEED.pt``."""
+    path = root / f"{arch}-{variant}-{seed}.pt"
+    return untrained_checkpoint(path, shrunk_config(2, 1), rows, arch, tasks, variant, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -55,22 +38,7 @@ def word_stores(tmp_path_factory):
     """A random-weight DO and a split-1 model extracted over 6 noise utterances of 1.5 s; the DO with word
     spans."""
     root = tmp_path_factory.mktemp("words")
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, ((surface, meaning), changed) in enumerate(zip(WORD_TEXTS, WORD_CHANGED)):
-        wavfile.write(root / f"u{i}.wav", 16000, (rng.normal(size=24000) * 3000).astype(np.int16))
-        rows.append(
-            {
-                "id": f"u{i}",
-                "audio": f"u{i}.wav",
-                "surface": surface,
-                "meaning": meaning,
-                "language": "en",
-                "changed_words": changed,
-            }
-        )
-    manifest = root / "test.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest, rows = word_manifest(root, changed=True)
     do = extract_checkpoint(
         checkpoint(root, rows, "do", ("surface", "meaning"), "shared", 0),
         manifest,
