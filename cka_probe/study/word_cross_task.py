@@ -41,7 +41,7 @@ from cka_probe.measures import gram_resample
 from cka_probe.store import ActivationStore
 from cka_probe.study.load import common_ids, store_paths
 from cka_probe.study.roles import ROLES, assign_roles
-from cka_probe.study.schema import VALUE
+from cka_probe.study.schema import EFFECT_COLUMNS, VALUE
 
 SETS = ("divergent", "identical")
 PAIRS = {"SSO-MSO": ("sso", "mso"), "DO-SSO": ("do", "sso"), "DO-MSO": ("do", "mso")}
@@ -68,11 +68,7 @@ LEAN_COLUMNS = (
     "lean_divergent",
     "lean_identical",
     "concentration",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_adj",
-    "seeds_agree",
+    *EFFECT_COLUMNS,
     "n_utterances",
 )
 

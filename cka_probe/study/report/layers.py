@@ -13,7 +13,7 @@ import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Item, Items, Section
 from cka_probe.study.report.reading import ALPHA, cleared, read
-from cka_probe.study.report.wording import by_layer, interval, layer_range, placement, short
+from cka_probe.study.report.wording import by_layer, intervals_by_layer, layer_range, placement, short
 from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal, value_label
 
 REFERENCE_LABELS = {
@@ -35,14 +35,6 @@ def seed_count(tables: Path) -> int:
     return int(cross.loc[~cross["comparison"].isin(list(REFERENCE_LABELS)), "seeds"].min())
 
 
-def _intervals_by_layer(rows: pd.DataFrame, column: str, layer: str = "layer") -> str:
-    """``0: +0.10 [+0.07, +0.12], 1: …``: the signed ``column`` and its interval by layer (``layer``)."""
-    return ", ".join(
-        f"{short(name)}: {interval(value, low, high)}"
-        for name, value, low, high in rows[[layer, column, "ci_low", "ci_high"]].itertuples(index=False)
-    )
-
-
 def reference_rows(tables: Path, language: str, part: str) -> pd.DataFrame | None:
     """The rows of ``reference_gaps.csv`` of one language and part (None without the table)."""
     gaps = read(tables, "reference_gaps")
@@ -56,7 +48,7 @@ def reference_lines(tables: Path, language: str, part: str) -> list[str]:
     if gaps is None:
         return lines
     for (name, reference), rows in gaps.groupby(["comparison", "reference"], sort=False):
-        differs = _intervals_by_layer(rows, "difference")
+        differs = intervals_by_layer(rows, "difference")
         lines.append(
             f"{name} against the {REFERENCE_LABELS[reference]}: {placement(rows, 'difference', RELATIVE)} "
             f"(BH-adjusted p < {ALPHA}); {name} − reference by layer: {differs}"
@@ -78,7 +70,7 @@ def _lean_line(rows: pd.DataFrame, n: int) -> str:
     resolved, order = cleared(rows), list(rows["layer"])
     to_sso = layer_range(resolved.loc[resolved["lean"] > 0, "layer"], order)
     to_mso = layer_range(resolved.loc[resolved["lean"] < 0, "layer"], order)
-    leans = _intervals_by_layer(rows, "lean")
+    leans = intervals_by_layer(rows, "lean")
     return (
         f"the DO encoder is closer to the SSO encoder at {to_sso}, to the MSO encoder at {to_mso} "
         f"(BH-adjusted p < {ALPHA}, every seed agreeing), and not distinguishably closer to either elsewhere "
@@ -104,7 +96,7 @@ def encoder_section(tables: Path) -> list[Block]:
 
 def _departure_item(language: str, decoder: str, rows: pd.DataFrame) -> Item:
     own = ", ".join(f"{short(r.layer)}: {r.cka_own:.2f}" for r in rows.itertuples())
-    pull = _intervals_by_layer(rows, "pull")
+    pull = intervals_by_layer(rows, "pull")
     resolved = cleared(rows)
     moved = layer_range(resolved.loc[resolved["pull"] > 0, "layer"], list(rows["layer"]))
     n = f" (n = {int(rows['n'].iloc[0])})" if "n" in rows else ""
@@ -141,7 +133,7 @@ def cross_lang_section(tables: Path) -> list[Block]:
     for (part, name), rows in diff.groupby(["part", "comparison"], sort=False):
         a, b = rows["language_a"].iloc[0], rows["language_b"].iloc[0]
         clear = layer_range(cleared(rows)["layer_a"], list(rows["layer_a"]))
-        diffs = _intervals_by_layer(rows, "diff", "layer_a")
+        diffs = intervals_by_layer(rows, "diff", "layer_a")
         n = f" (n = {int(rows['n_a'].iloc[0])} and {int(rows['n_b'].iloc[0])})"
         items.append(
             Item(

@@ -8,7 +8,7 @@ import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Item, Items, Paragraph, Section
 from cka_probe.study.report.reading import ALPHA, cleared, read, resolved
-from cka_probe.study.report.wording import by_layer, interval, layer_range, short
+from cka_probe.study.report.wording import by_layer, interval, intervals_by_layer, layer_range
 
 
 def mitigation_verdict(lean, surface_vs_do, surface_vs_so) -> str:
@@ -94,9 +94,7 @@ def _concentration_line(rows: pd.DataFrame) -> str:
         if toward
         else ("is not concentrated on divergent words at any layer")
     )
-    values = ", ".join(
-        f"{short(r.layer)}: {interval(r.concentration, r.ci_low, r.ci_high)}" for r in rows.itertuples()
-    )
+    values = intervals_by_layer(rows, "concentration")
     return (
         f"the DO encoder's pull toward MSO (away from SSO) {where} (BH-adjusted p < {ALPHA}, every seed "
         f"agreeing); the reverse at {away}; concentration by layer: {values}."

@@ -98,3 +98,11 @@ def grouped(clauses: Sequence[tuple[str, str]]) -> str:
 def quote(row: pd.Series, column: str, digits: int = 2) -> str:
     """``+0.10 [+0.07, +0.12] at layer 3``: one row's value, interval and layer."""
     return f"{interval(row[column], row['ci_low'], row['ci_high'], digits)} at layer {short(row['layer'])}"
+
+
+def intervals_by_layer(rows: pd.DataFrame, column: str, layer: str = "layer") -> str:
+    """``0: +0.10 [+0.07, +0.12], 1: …``: the signed ``column`` and its interval by layer (``layer``)."""
+    return ", ".join(
+        f"{short(name)}: {interval(value, low, high)}"
+        for name, value, low, high in rows[[layer, column, "ci_low", "ci_high"]].itertuples(index=False)
+    )
