@@ -17,6 +17,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cka_probe import __version__
 from cka_probe.errors import CKAProbeError
@@ -31,8 +32,15 @@ def _subcommands() -> dict[str, object]:
     return found
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported as one line (``prog: error: ...; see prog --help``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cka-probe",
         description="Representation analysis (CKA) of single- and dual-output speech recognisers.",
     )
@@ -45,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(err: Exception) -> str:
+    """An error's one line: an ``OSError`` as ``FILE: reason`` (``FILE -> OTHER: reason`` for a rename)."""
+    if isinstance(err, OSError) and err.strerror:
+        names = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        return f"{names}: {err.strerror}" if names else err.strerror
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -52,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CKAProbeError, OSError) as err:
         if os.environ.get("CKA_PROBE_DEBUG"):
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
+        message = " ".join(_describe(err).split()) or type(err).__name__
         print(f"cka-probe {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
