@@ -16,7 +16,8 @@ Writing is atomic: a temporary file in the same folder, then ``os.replace``.
 
 from __future__ import annotations
 
-import pickle
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from cka_probe.asr.cmvn import GlobalCMVN
+from cka_probe.asr.config import check_config
 from cka_probe.asr.model import ASRModel, build_model
 from cka_probe.asr.tokenizer import CharTokenizer
 from cka_probe.atomic import atomic_output
@@ -32,6 +34,9 @@ from cka_probe.errors import CKAProbeError
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 REQUIRED = ("arch", "tasks", "config", "model_state", "tokenizers", "cmvn", "epoch", "metrics")
+SAFE_LOAD_REFUSED = (
+    "holds Python objects that a safe load refuses; cka-probe checkpoints hold plain types and tensors"
+)
 
 
 def save_checkpoint(
@@ -74,31 +79,256 @@ def atomic_save(obj: dict[str, Any], path: Path) -> Path:
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """The raw checkpoint dict, loaded with ``weights_only=True`` and checked."""
+    """The raw checkpoint dict, loaded with ``weights_only=True`` and checked against the format.
+
+    Every key, its type, the config's values, the tokenizers, the CMVN shapes and
+    the finiteness of every weight are checked before any tensor is used; a
+    mistake is a :class:`CKAProbeError` naming the file and the key.
+    """
     path = Path(path)
     if not path.is_file():
         raise CKAProbeError(f"{path}: no such checkpoint file")
+    ckpt = _load_safely(path, device)
+    check_format(ckpt, path)
+    ckpt.setdefault("variant", "shared")
+    return ckpt
+
+
+def _load_safely(path: Path, device: str | torch.device) -> object:
+    """``torch.load(weights_only=True)``; any failure is one line that never advises an unsafe load."""
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CKAProbeError(f"{path}: refused, it needs arbitrary code to load ({first})") from None
-    except (RuntimeError, EOFError) as err:
-        raise CKAProbeError(
-            f"{path}: not a readable checkpoint ({str(err).strip().splitlines()[0]})"
-        ) from None
+        return torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # untrusted bytes: the unpickler may fail in any way
+        raise CKAProbeError(f"{path}: not a cka-probe checkpoint ({_load_failure(err)})") from None
+
+
+def _load_failure(err: Exception) -> str:
+    """A short reason for a failed safe load, without torch's advice to load with ``weights_only=False``."""
+    text = str(err)
+    if "Unsupported global" in text:
+        return SAFE_LOAD_REFUSED
+    if isinstance(err, EOFError):
+        return "the file is empty or ends too early"
+    lines = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
+    if lines and "weights_only" not in lines[0]:
+        return lines[0][:160]
+    return f"unreadable data, {type(err).__name__}"
+
+
+def check_format(ckpt: object, path: Path) -> None:
+    """Raise :class:`CKAProbeError` naming ``path`` and the key where ``ckpt`` departs from the format."""
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CKAProbeError(f"{path}: not a cka-probe checkpoint (no format_version)")
-    if ckpt["format_version"] not in READABLE_VERSIONS:
+    version = ckpt["format_version"]
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         readable = ", ".join(map(str, READABLE_VERSIONS))
-        raise CKAProbeError(
-            f"{path}: checkpoint format_version {ckpt['format_version']}, this version reads {readable}"
-        )
+        raise CKAProbeError(f"{path}: checkpoint format_version {version!r}, this version reads {readable}")
     missing = [key for key in REQUIRED if key not in ckpt]
     if missing:
         raise CKAProbeError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    ckpt.setdefault("variant", "shared")
-    return ckpt
+    for key, (test, wanted) in FIELDS.items():
+        if key in ckpt and not test(ckpt[key]):
+            raise CKAProbeError(f"{path}: checkpoint key {key!r} must be {wanted}, not {_shown(ckpt[key])}")
+    check_config_values(ckpt["config"], f"{path}: config")
+    check_config(ckpt["config"], f"{path}: config")
+    _check_tokenizers(ckpt["tokenizers"], ckpt["tasks"], path)
+    _check_cmvn(ckpt["cmvn"], ckpt["config"]["features"]["n_mels"], path)
+    _check_finite(ckpt["model_state"], path)
+
+
+def _shown(value: object) -> str:
+    """A value as an error shows it: its repr, cut short, and its type."""
+    text = repr(value)
+    return (
+        f"{text[:40]}... ({type(value).__name__})" if len(text) > 40 else f"{text} ({type(value).__name__})"
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "arch": (lambda v: v in ("so", "do"), "'so' or 'do'"),
+    "variant": (lambda v: isinstance(v, str), "a variant name (a string)"),
+    "tasks": (lambda v: _strings(v) and len(v) > 0, "a non-empty list of task names"),
+    "config": (lambda v: isinstance(v, dict), "a dict (the JSON config)"),
+    "model_state": (
+        lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()),
+        "a dict of tensors",
+    ),
+    "tokenizers": (lambda v: isinstance(v, dict), "a dict {task: tokenizer}"),
+    "cmvn": (lambda v: isinstance(v, dict), "a dict with 'mean' and 'istd'"),
+    "epoch": (_is_int, "an integer"),
+    "metrics": (lambda v: isinstance(v, dict), "a dict"),
+}
+
+POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer")
+NONNEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+ODD_INT = (lambda v: _is_int(v) and v > 0 and v % 2 == 1, "a positive odd integer")
+POSITIVE = (lambda v: _is_number(v) and v > 0, "a finite number > 0")
+NONNEGATIVE = (lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
+FRACTION = (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+NUMBER = (_is_number, "a finite number")
+TEXT = (lambda v: isinstance(v, str), "a string")
+BETAS = (
+    lambda v: isinstance(v, list) and len(v) == 2 and all(FRACTION[0](b) for b in v),
+    "two numbers in [0, 1)",
+)
+OPTIONAL_DICT = (lambda v: v is None or isinstance(v, dict), "null or an object")
+OPTIONAL_COUNT = (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0")
+
+CONFIG_VALUES: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
+    "features": {
+        "sample_rate": POSITIVE_INT,
+        "n_mels": POSITIVE_INT,
+        "frame_length_ms": POSITIVE,
+        "frame_shift_ms": POSITIVE,
+    },
+    "tokenizer": {"korean_unit": TEXT},
+    "encoder": {
+        "subsampling_channels": POSITIVE_INT,
+        "d_model": POSITIVE_INT,
+        "n_heads": POSITIVE_INT,
+        "n_layers": POSITIVE_INT,
+        "ffn_dim": POSITIVE_INT,
+        "conv_kernel": ODD_INT,
+        "conv_norm": TEXT,
+        "pos_enc": TEXT,
+        "dropout": FRACTION,
+        "attention_dropout": FRACTION,
+    },
+    "decoder": {
+        "n_layers": POSITIVE_INT,
+        "n_heads": POSITIVE_INT,
+        "ffn_dim": POSITIVE_INT,
+        "dropout": FRACTION,
+        "attention_dropout": FRACTION,
+    },
+    "loss": {"label_smoothing": FRACTION},
+    "train": {
+        "lr": POSITIVE,
+        "warmup_steps": NONNEGATIVE_INT,
+        "epochs": POSITIVE_INT,
+        "batch_size": POSITIVE_INT,
+        "clip": POSITIVE,
+        "weight_decay": NONNEGATIVE,
+        "betas": BETAS,
+        "seed": NONNEGATIVE_INT,
+        "spec_augment": OPTIONAL_DICT,
+        "valid_decode": OPTIONAL_COUNT,
+    },
+}
+"""The type of every value of a config that the model and the trainer read, by section."""
+
+VARIANT_VALUES = {"private_layers": POSITIVE_INT, "discriminator_dim": POSITIVE_INT}
+"""Variant settings that count something; every other variant setting is a finite number."""
+
+
+def check_config_values(config: object, source: str) -> None:
+    """Raise :class:`CKAProbeError` naming ``source`` and the key for a config value of a wrong type."""
+    if not isinstance(config, dict):
+        raise CKAProbeError(f"{source}: a config is a JSON object")
+    for section, values in CONFIG_VALUES.items():
+        given = config.get(section)
+        if not isinstance(given, dict):
+            raise CKAProbeError(f"{source}: missing section '{section}'")
+        for key, (test, wanted) in values.items():
+            _check_value(given, key, test, wanted, f"{section}.{key}", source)
+    for arch in ("so", "do"):
+        weights = config["loss"].get(arch)
+        if not isinstance(weights, dict):
+            raise CKAProbeError(f"{source}: loss.{arch} must be an object of loss weights")
+        for key in weights:
+            _check_value(weights, key, *NONNEGATIVE, f"loss.{arch}.{key}", source)
+    for kind, settings in _variant_sections(config, source).items():
+        for key in settings:
+            _check_value(settings, key, *VARIANT_VALUES.get(key, NUMBER), f"variants.{kind}.{key}", source)
+
+
+def _check_value(
+    section: dict, key: str, test: Callable[[object], bool], wanted: str, name: str, source: str
+) -> None:
+    if key not in section:
+        raise CKAProbeError(f"{source}: missing key {name}")
+    if not test(section[key]):
+        raise CKAProbeError(f"{source}: {name} must be {wanted}, not {_shown(section[key])}")
+
+
+def _variant_sections(config: dict, source: str) -> dict[str, dict]:
+    """The optional ``variants`` section: an object of objects."""
+    variants = config.get("variants", {})
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise CKAProbeError(f"{source}: variants must be an object of objects, one per variant")
+    return variants
+
+
+def _check_tokenizers(tokenizers: dict, tasks: list[str], path: Path) -> None:
+    """One tokenizer per task: ``symbols`` a list of strings, ``language`` and ``unit`` strings."""
+    for task in tasks:
+        state = tokenizers.get(task)
+        if not isinstance(state, dict):
+            raise CKAProbeError(f"{path}: checkpoint key 'tokenizers' has no tokenizer for task {task!r}")
+        for key, (test, wanted) in (
+            ("symbols", (_strings, "a list of strings")),
+            ("language", TEXT),
+            ("unit", TEXT),
+        ):
+            _check_value(state, key, test, wanted, f"tokenizers.{task}.{key}", f"{path}: checkpoint")
+
+
+def _check_cmvn(cmvn: dict, n_mels: int, path: Path) -> None:
+    """``mean`` and ``istd``: finite tensors of shape ``(n_mels,)``."""
+    for key in ("mean", "istd"):
+        value = cmvn.get(key)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (n_mels,):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else _shown(value)
+            raise CKAProbeError(
+                f"{path}: checkpoint key 'cmvn.{key}' must be a tensor of shape ({n_mels},) "
+                f"(config features.n_mels), not {shape}"
+            )
+        if not torch.isfinite(value).all():
+            raise CKAProbeError(f"{path}: checkpoint key 'cmvn.{key}' has non-finite values")
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Every floating-point weight is finite (no NaN, no Inf)."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CKAProbeError(f"{path}: weight {key} has non-finite values")
+
+
+def usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device` that this machine has; otherwise a one-line error naming it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CKAProbeError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N or mps)") from None
+    if parsed.type == "cuda" and (parsed.index or 0) >= (
+        torch.cuda.device_count() if torch.cuda.is_available() else 0
+    ):
+        raise CKAProbeError(f"device {device}: no such CUDA device on this machine")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise CKAProbeError(f"device {device}: no MPS device on this machine")
+    return parsed
+
+
+def check_count(value: object, name: str, *, optional: bool = False) -> None:
+    """Raise :class:`CKAProbeError` unless ``value`` is an integer >= 1 (or None, when ``optional``)."""
+    if optional and value is None:
+        return
+    if not _is_int(value) or value < 1:
+        raise CKAProbeError(f"{name} must be an integer >= 1, not {value!r}")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ASRModel, dict[str, Any]]:
@@ -106,20 +336,49 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 
     ``ckpt["tokenizers"]`` becomes ``{task: CharTokenizer}`` and ``ckpt["cmvn"]`` a :class:`GlobalCMVN`.
     """
+    device = usable_device(device)
     ckpt = read_checkpoint(path, device)
-    ckpt["tokenizers"] = {task: CharTokenizer.from_dict(state) for task, state in ckpt["tokenizers"].items()}
-    ckpt["cmvn"] = GlobalCMVN.from_dict(ckpt["cmvn"])
-    vocab_sizes = {task: tok.vocab_size for task, tok in ckpt["tokenizers"].items()}
-    model = build_model(ckpt["config"], ckpt["arch"], tuple(ckpt["tasks"]), vocab_sizes, ckpt["variant"])
+    try:
+        ckpt["tokenizers"] = {
+            task: CharTokenizer.from_dict(ckpt["tokenizers"][task]) for task in ckpt["tasks"]
+        }
+        ckpt["cmvn"] = GlobalCMVN.from_dict(ckpt["cmvn"])
+        vocab_sizes = {task: tok.vocab_size for task, tok in ckpt["tokenizers"].items()}
+        model = build_model(ckpt["config"], ckpt["arch"], tuple(ckpt["tasks"]), vocab_sizes, ckpt["variant"])
+    except CKAProbeError as err:
+        raise CKAProbeError(f"{path}: {err}") from None
     load_state(model, ckpt["model_state"], path)
     return model.to(device).eval(), ckpt
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """``load_state_dict`` whose mismatch error names the file."""
+    """``load_state_dict`` (strict); a mismatch is one line naming the file and the first differing keys."""
+    mismatch = state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CKAProbeError(f"{path}: weights do not fit the configured model ({mismatch})")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CKAProbeError(
-            f"{path}: weights do not fit the configured model ({str(err).splitlines()[0]})"
-        ) from None
+        raise CKAProbeError(f"{path}: weights do not fit the configured model ({_first_line(err)})") from None
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """The missing, unexpected and reshaped keys of ``given`` (the first ``shown`` of each), or ""."""
+    missing = [key for key in expected if key not in given]
+    unexpected = [key for key in given if key not in expected]
+    reshaped = [
+        f"{key} {tuple(given[key].shape)} instead of {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in given and given[key].shape != value.shape
+    ]
+    parts = [
+        f"{label} {', '.join(keys[:shown])}{f' and {len(keys) - shown} more' if len(keys) > shown else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape of", reshaped))
+        if keys
+    ]
+    return "; ".join(parts)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
