@@ -394,16 +394,14 @@ def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, mo
         pipeline.study_plan, "run_stages", lambda stages, run_dir, jobs: planned.extend(stages)
     )
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--epochs", "3"]) == 0
-    scales = [s.kwargs["scale"] for s in planned if s.name.startswith("train")]
+    trainings = [s.kwargs for s in planned if s.name.startswith("train")]
     # with the second SSO
-    assert len(scales) == 4 and {(s.epochs, s.train_minutes) for s in scales} == {(3, None)}
+    assert len(trainings) == 4 and {(t["epochs"], t["max_minutes"]) for t in trainings} == {(3, None)}
     planned.clear()
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--train-minutes", "2.5"]) == 0
-    assert {
-        (s.kwargs["scale"].epochs, s.kwargs["scale"].train_minutes)
-        for s in planned
-        if s.name.startswith("train")
-    } == {(None, 2.5)}
+    assert {(s.kwargs["epochs"], s.kwargs["max_minutes"]) for s in planned if s.name.startswith("train")} == {
+        (None, 2.5)
+    }
     planned.clear()
     assert main(["reproduce", "--lang", "en", "--out", str(tmp_path), "--seeds", "2", "--no-ceiling"]) == 0
     assert sorted(s.name for s in planned if s.name.startswith("train")) == [

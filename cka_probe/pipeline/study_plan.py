@@ -14,7 +14,8 @@ The run directory is laid out by stage::
     figures/*.png|pdf                        heatmaps, diagonal plots, CER gap
     report.md                                the findings in numbers, key findings first, with the figures
     report.html                              the same report as one self-contained page (figures embedded)
-    stages.csv                               what each stage did and how long it took
+    stages.csv                               what each stage did, how long it took, its recipe's fingerprint
+    stages.json                              what each output was made from (its recipe)
 
 With ``models`` (``--model LANG:ROLE=MODEL``) a role of a language is a model
 the user brings (a Hugging Face folder, a ``.pt`` or ``FILE.py:FUNCTION``):
@@ -23,12 +24,20 @@ with its role recorded in the store (only ``test.jsonl`` is then needed
 when every role of that language is brought).
 
 Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
-output and renames it on success, so an output that exists is complete and its
-stage is skipped; an interrupted stage leaves only the partial path, which the
-next run removes and starts again (training resumes its ``last.pt`` and
-extraction its store's last commit). A partial path left beside a finished
-output (a kill while it was being moved into place) is removed. Each move is a
-crash point (:mod:`cka_probe.faults`) of the crash-safety tests.
+output and renames it on success, so an output that exists is complete; an
+interrupted stage leaves only the partial path, which the next run removes and
+starts again (training resumes its ``last.pt`` and extraction its store's last
+commit). A partial path left beside a finished output (a kill while it was
+being moved into place) is removed. Each move is a crash point
+(:mod:`cka_probe.faults`) of the crash-safety tests.
+
+A rerun answers the question it is asked: ``stages.json`` records each output's
+recipe (its stage's options and its inputs' fingerprints, see
+:mod:`~cka_probe.pipeline.runner`), an output whose recipe is the new plan's is
+skipped, and one whose recipe changed (``--variants``, ``--seeds``,
+``--word-level``, ``--epochs``, a brought model or data folder rewritten, ...)
+is redone with everything downstream of it, with a ``[   redo]`` line saying
+why. One ``reproduce`` at a time writes a run directory.
 """
 
 from __future__ import annotations
@@ -109,7 +118,10 @@ def train_action(
     arch: str,
     task: str | None,
     data: Path,
-    scale: Scale,
+    config: str,
+    epochs: int | None,
+    max_minutes: float | None,
+    device: str,
     seed: int,
     variant: str = "shared",
 ) -> None:
@@ -120,13 +132,13 @@ def train_action(
         task=task,
         train_manifest=data / "train.jsonl",
         valid_manifest=data / "valid.jsonl",
-        config=scale.config,
+        config=config,
         out_dir=partial,
         resume=(partial / "last.pt").exists(),
         seed=seed,
-        epochs=scale.epochs,
-        max_minutes=scale.train_minutes,
-        device=scale.device,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        device=device,
         variant=variant,
     )
 
@@ -137,7 +149,7 @@ def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, dev
     evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
 
 
-def untrained_action(partial: Path, *, data: Path, scale: Scale, seed: int) -> None:
+def untrained_action(partial: Path, *, data: Path, config: str, device: str, seed: int) -> None:
     from cka_probe.asr.train import untrained
 
     untrained(
@@ -145,10 +157,10 @@ def untrained_action(partial: Path, *, data: Path, scale: Scale, seed: int) -> N
         task="surface",
         train_manifest=data / "train.jsonl",
         valid_manifest=data / "valid.jsonl",
-        config=scale.config,
+        config=config,
         out_dir=partial,
         seed=seed,
-        device=scale.device,
+        device=device,
     )
 
 
@@ -167,19 +179,20 @@ def extract_action(
     extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role, word_spans=word_spans)
 
 
-def tables_action(partial: Path, *, run_dir: Path, scale: Scale, seed: int, word_level: bool = False) -> None:
+def tables_action(
+    partial: Path,
+    *,
+    stores: list[Path],
+    cer: list[Path],
+    n_boot: int,
+    n_perm: int,
+    seed: int,
+    word_level: bool = False,
+) -> None:
+    """The tables of exactly the plan's stores and CER files (never a store another plan left behind)."""
     from cka_probe.study.tables import write_tables
 
-    cer = sorted((run_dir / "cer").rglob("*.csv"))
-    write_tables(
-        [run_dir / "activations"],
-        cer,
-        partial,
-        n_boot=scale.n_boot,
-        n_perm=scale.n_perm,
-        seed=seed,
-        word_level=word_level,
-    )
+    write_tables(stores, cer, partial, n_boot=n_boot, n_perm=n_perm, seed=seed, word_level=word_level)
 
 
 def figures_action(partial: Path, *, tables: Path) -> None:
@@ -260,6 +273,17 @@ def trainings(seeds: int, ceiling: bool, variants: Sequence[str] = ()) -> list[t
     return runs + [("sso", 1)] * (seeds == 1 and ceiling)
 
 
+def _training_length(scale: Scale) -> dict[str, Any]:
+    """The options of a training that ``scale`` sets (not its resampling counts: those are the tables')."""
+    return {"config": scale.config, "epochs": scale.epochs, "max_minutes": scale.train_minutes}
+
+
+def model_file(model: str) -> Path:
+    """The file or folder a brought model is read from (``FILE.py`` of ``FILE.py:FUNCTION``)."""
+    file, colon, _ = model.rpartition(":")
+    return Path(file) if colon and file.endswith(".py") else Path(model)
+
+
 def _training(m: str) -> dict[str, Any]:
     """``arch``, ``task`` (and a variant's ``variant``) of the training of model ``m``."""
     if m in MODELS:
@@ -338,6 +362,7 @@ def plan(
                     corpus[lang, k],
                     synth_action,
                     {"lang": lang, "seed": seed + k, "exclude": dirs[lang] / "test.jsonl", **size},
+                    inputs=(dirs[lang] / "test.jsonl",),
                 )
             )
     runs = trainings(seeds, scale.ceiling, variants)
@@ -349,7 +374,8 @@ def plan(
             kwargs = {
                 **_training(m),
                 "data": corpus.get((lang, k), dirs[lang]),
-                "scale": scale,
+                **_training_length(scale),
+                "device": scale.device,
                 "seed": seed + 3 * k + list(MODELS).index(m if m in MODELS else "do"),
             }
             stages.append(
@@ -361,6 +387,7 @@ def plan(
                     parallel="train",
                     resumable=True,
                     cost=training_audio,
+                    inputs=(kwargs["data"],),
                 )
             )
     for lang in (lang for lang in langs if (lang, "sso") not in models):
@@ -370,8 +397,14 @@ def plan(
                 f"init {lang} {FLOOR}",
                 ckpt[lang, FLOOR],
                 untrained_action,
-                {"data": dirs[lang], "scale": scale, "seed": seed + 3 * max(seeds, 2)},
+                {
+                    "data": dirs[lang],
+                    "config": scale.config,
+                    "device": scale.device,
+                    "seed": seed + 3 * max(seeds, 2),
+                },
                 parallel="train",
+                inputs=(dirs[lang],),
             )
         )
     for (lang, name), folder in ckpt.items():
@@ -389,6 +422,7 @@ def plan(
                     evaluate_action,
                     common,
                     parallel="score",
+                    inputs=(common["ckpt"], dirs[lang]),
                 )
             )
         spans = {"word_spans": True} if word_level and name == "sso" else {}
@@ -400,6 +434,7 @@ def plan(
                 common | spans,
                 parallel="score",
                 resumable=True,
+                inputs=(common["ckpt"], dirs[lang]),
             )
         )
     for (lang, m), model in models.items():
@@ -418,17 +453,35 @@ def plan(
                 brought,
                 parallel="score",
                 resumable=True,
+                inputs=(model_file(model), dirs[lang]),
             )
         )
-    return stages + [
+    return stages + _study_stages(run_dir, stages, scale, seed, word_level)
+
+
+def _study_stages(
+    run_dir: Path, scoring: Sequence[Stage], scale: Scale, seed: int, word_level: bool
+) -> list[Stage]:
+    """Tables of the stores and CER files that the ``scoring`` stages write, then the figures and the
+    report."""
+    made = {kind: [s.output for s in scoring if s.name.startswith(kind)] for kind in ("extract", "evaluate")}
+    tables, figures = run_dir / "tables", run_dir / "figures"
+    options = {
+        "stores": made["extract"],
+        "cer": made["evaluate"],
+        "n_boot": scale.n_boot,
+        "n_perm": scale.n_perm,
+    }
+    return [
         Stage(
             "tables",
-            run_dir / "tables",
+            tables,
             tables_action,
-            {"run_dir": run_dir, "scale": scale, "seed": seed} | ({"word_level": True} if word_level else {}),
+            options | {"seed": seed} | ({"word_level": True} if word_level else {}),
+            inputs=(*made["extract"], *made["evaluate"]),
         ),
-        Stage("figures", run_dir / "figures", figures_action, {"tables": run_dir / "tables"}),
-        Stage("report", run_dir / "report.md", report_action, {"run_dir": run_dir}),
+        Stage("figures", figures, figures_action, {"tables": tables}, inputs=(tables,)),
+        Stage("report", run_dir / "report.md", report_action, {"run_dir": run_dir}, inputs=(tables, figures)),
     ]
 
 
@@ -452,6 +505,11 @@ def reproduce(
 ) -> Path:
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
+    A rerun on a run directory skips each stage whose output was made from the
+    recipe the new options give, and redoes (with a note why) each one whose
+    recipe changed and everything downstream of it; a second ``reproduce`` on
+    the same directory while one runs is refused.
+
     ``scale``: ``tiny`` (2-core CPU, about 20 minutes) or ``paper`` (the paper's
     configuration, for a GPU). ``data`` maps a language to a folder with the
     user's ``train.jsonl``, ``valid.jsonl`` and ``test.jsonl``. ``jobs``
@@ -468,7 +526,6 @@ def reproduce(
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
     run_dir = Path(out)
-    run_dir.mkdir(parents=True, exist_ok=True)
     chosen = replace(
         SCALES[scale],
         ceiling=ceiling,
@@ -487,5 +544,6 @@ def reproduce(
         variants=variants,
         word_level=word_level,
     )
+    run_dir.mkdir(parents=True, exist_ok=True)
     run_stages(stages, run_dir, jobs=jobs)
     return run_dir / "report.md"
