@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import pandas as pd
 import torch
 
+from cka_probe.errors import CKAProbeError
 from cka_probe.measures.hsic import HSICTerms, cka_from_hsic
 
 
-def undefined_message(labels: Sequence[str]) -> str:
-    """One line naming the layers whose CKA is undefined."""
+def undefined_message(labels: Sequence[str], n: int) -> str:
+    """One line naming the layers whose self-HSIC is not positive (CKA undefined) and what to do."""
     return (
-        f"CKA is undefined for {', '.join(labels)}: constant representation "
-        "(every row identical) or non-positive self-HSIC"
+        f"{', '.join(labels)}: self-HSIC is not positive at n={n} rows, so CKA is undefined; "
+        "use more rows or the biased estimator"
     )
+
+
+def defined_cka(terms: HSICTerms, labels_x: Sequence[str], labels_y: Sequence[str]) -> torch.Tensor:
+    """CKA ``(Lx, Ly)`` of ``terms`` (``cka_from_hsic``); a ``CKAProbeError`` naming the layers where it is
+    undefined."""
+    cka, bad_x, bad_y = cka_from_hsic(terms.cross, terms.self_x, terms.self_y)
+    bad = [label for label, b in zip([*labels_x, *labels_y], bad_x.tolist() + bad_y.tolist()) if b]
+    if bad:
+        raise CKAProbeError(undefined_message(bad, terms.n))
+    return cka
 
 
 def result_frame(
@@ -34,16 +44,10 @@ def result_frame(
 ) -> pd.DataFrame:
     """CKA ``(Lx, Ly)`` as a DataFrame (rows = ``names_x``, columns = ``names_y``).
 
-    Undefined cells are NaN and one ``RuntimeWarning`` names their layers.
-    ``attrs`` records how the numbers were computed.
+    A layer whose self-HSIC is not positive is a ``CKAProbeError`` naming it, so
+    no cell is NaN. ``attrs`` records how the numbers were computed.
     """
-    cka, bad_x, bad_y = cka_from_hsic(
-        terms.cross, terms.self_x, terms.self_y, terms.constant_x, terms.constant_y
-    )
-    bad = [f"x layer {name}" for name, b in zip(names_x, bad_x.tolist()) if b]
-    bad += [f"y layer {name}" for name, b in zip(names_y, bad_y.tolist()) if b]
-    if bad:
-        warnings.warn(undefined_message(bad) + "; its cells are NaN", RuntimeWarning, stacklevel=3)
+    cka = defined_cka(terms, [f"x layer {name}" for name in names_x], [f"y layer {name}" for name in names_y])
     frame = pd.DataFrame(cka.cpu().numpy(), index=list(names_x), columns=list(names_y))
     frame.attrs = {
         "estimator": estimator,

@@ -17,6 +17,7 @@ returned numbers are float64. See ``docs/engine.md`` for the measured error.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -90,9 +91,93 @@ def common_rows(tensors: Mapping[str, torch.Tensor]) -> int:
     return n
 
 
+CONSTANT_ULPS = 4  # rows that differ by at most this many units in the last place of max |x| are identical
+UNSCALED_EXPONENTS = 16  # max |x| within 2^-16 .. 2^16: every product of the engine is in range, no copy
+
+
+class Extent:
+    """The column-wise minimum and maximum ``(d,)`` of the rows of one layer seen so far.
+
+    They give the layer's magnitude ``top`` = max |x| and ``spread`` = the largest
+    column range max_i x_ij - min_i x_ij, in one pass over the rows and without an
+    ``(n, d)`` temporary; ``add`` takes further rows (chunks of a stream).
+    """
+
+    def __init__(self, x: torch.Tensor | None = None) -> None:
+        self.low: torch.Tensor | None = None
+        self.high: torch.Tensor | None = None
+        self.eps = 0.0
+        if x is not None:
+            self.add(x)
+
+    def add(self, x: torch.Tensor) -> Extent:
+        """Widen the extent by the rows of ``x (m, d)``."""
+        low, high = torch.aminmax(x, dim=0)
+        self.low = low if self.low is None else torch.minimum(self.low, low)
+        self.high = high if self.high is None else torch.maximum(self.high, high)
+        self.eps = torch.finfo(x.dtype).eps
+        return self
+
+    @property
+    def top(self) -> float:
+        """max |x| over all rows and columns."""
+        return float(torch.maximum(self.high, -self.low).max())
+
+    def constant(self) -> bool:
+        """True when every row equals every other to within ``CONSTANT_ULPS`` units in the last place of
+        max |x|: a representation without variance, whatever its scale (0 for all-zero rows)."""
+        spread = float((self.high - self.low).max())  # inf when the range overflows: not constant
+        return spread <= CONSTANT_ULPS * self.eps * self.top
+
+
+def unit_scale(top: float, dtype: torch.dtype) -> float:
+    """The power of 2 that brings ``top`` = max |x| into [0.5, 1), 1 for 0; within the dtype's exponent range.
+
+    Multiplying by a power of 2 only changes exponents, so it is exact for every
+    normal number, and scale-invariant measures (CKA, CCA, Procrustes, RSA) are
+    unchanged by it; it keeps squares of 1e200 or 1e-200 from overflowing or
+    underflowing in any product.
+    """
+    if top == 0:
+        return 1.0
+    limit = math.frexp(torch.finfo(dtype).max)[1] - 2  # 126 (float32), 1022 (float64)
+    return math.ldexp(1.0, max(-limit, min(limit, -math.frexp(top)[1])))
+
+
+def unit_scaled(x: torch.Tensor, top: float) -> torch.Tensor:
+    """``x`` multiplied by ``unit_scale(top)``; ``x`` itself (no copy) when max |x| lies within
+    2^-UNSCALED_EXPONENTS .. 2^UNSCALED_EXPONENTS."""
+    scale = unit_scale(top, x.dtype)
+    return x if abs(math.log2(scale)) <= UNSCALED_EXPONENTS else x * scale
+
+
+def unit_scaled_array(x: np.ndarray) -> np.ndarray:
+    """A copy of the array ``x (n, d)`` in float64, unit-scaled as by ``unit_scaled`` (for the numpy
+    estimators of resamples)."""
+    t = torch.tensor(x, dtype=torch.float64)
+    return unit_scaled(t, Extent(t).top).numpy()
+
+
+def constant_message(label: str, what: str = "CKA") -> str:
+    """The one line for a constant layer: what is undefined and why."""
+    return (
+        f"{label}: {what} is undefined for a constant representation (every row identical); "
+        "drop this layer or check how it was extracted"
+    )
+
+
+def checked_layer(x: torch.Tensor, label: str, what: str = "CKA", *, scale: bool = True) -> torch.Tensor:
+    """``x (n, d)`` refused when constant (``constant_message``), else unit-scaled (``scale``: for
+    scale-invariant measures)."""
+    extent = Extent(x)
+    if extent.constant():
+        raise CKAProbeError(constant_message(label, what))
+    return unit_scaled(x, extent.top) if scale else x
+
+
 def is_constant(x: torch.Tensor) -> bool:
-    """True when every row of ``x (n, d)`` equals the first: a zero-variance representation."""
-    return bool((x == x[:1]).all())
+    """True when every row of ``x (n, d)`` is the same, relative to its magnitude (``Extent.constant``)."""
+    return Extent(x).constant()
 
 
 def working_dtype(dtype, tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.dtype, bool]:

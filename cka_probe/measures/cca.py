@@ -44,9 +44,7 @@ class Whitened:
 
     def __init__(self, x: torch.Tensor, label: str, ridge: float):
         self.cov = x.T @ x
-        scale = self.cov.diagonal().sqrt()
-        if float(scale.max()) == 0:
-            raise CKAProbeError(f"{label}: CCA is undefined for a constant representation")
+        scale = self.cov.diagonal().sqrt()  # not all 0: constant layers are refused before
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         evals, evecs = torch.linalg.eigh(self.cov / scale[:, None] / scale[None, :])
         top = float(evals[-1])
@@ -78,7 +76,7 @@ def pwcca_weights(side: Whitened, directions: torch.Tensor) -> torch.Tensor:
     return weights / weights.sum()
 
 
-def reduced(x: torch.Tensor, label: str, variance: float) -> torch.Tensor:
+def reduced(x: torch.Tensor, variance: float) -> torch.Tensor:
     """U_k ``(n, k)``: the top left singular vectors of centred ``x`` keeping ``variance`` of its variance.
 
     From the eigenvectors of X^T X = V S^2 V^T: U_k = X V_k S_k^{-1} (O(n d^2), one d x d eigh).
@@ -86,9 +84,7 @@ def reduced(x: torch.Tensor, label: str, variance: float) -> torch.Tensor:
     with one_thread():
         evals, evecs = torch.linalg.eigh(x.T @ x)
     evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
-    energy = evals.cumsum(0)
-    if float(energy[-1]) <= 0:
-        raise CKAProbeError(f"{label}: SVCCA is undefined for a constant representation")
+    energy = evals.cumsum(0)  # positive: constant layers are refused before
     k = min(int((energy < variance * energy[-1]).sum()) + 1, int((evals > RANK_TOL * evals[0]).sum()))
     return x @ (evecs[:, :k] * evals[:k].rsqrt())
 
@@ -109,8 +105,7 @@ def cca_grid(
     if not 0 < variance <= 1:
         raise CKAProbeError(f"variance must be in (0, 1], got {variance}")
     if measure == "svcca":
-        bx = [reduced(x, label, variance) for x, label in zip(xs, labels_x)]
-        by = [reduced(y, label, variance) for y, label in zip(ys, labels_y)]
+        bx, by = [reduced(x, variance) for x in xs], [reduced(y, variance) for y in ys]
         cross = torch.cat(bx, 1).T @ torch.cat(by, 1)
         return block_apply(cross, bx, by, lambda a, b, block: torch.linalg.svdvals(block).mean())
     with one_thread():

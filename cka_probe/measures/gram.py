@@ -137,7 +137,6 @@ def gram_terms(
     own = hsic.diagonal()
     lx = len(xs)
     cross = hsic if ys is None else hsic[:lx, lx:]
-    constant = torch.tensor([is_constant(x) for x in layers], device=xs[0].device)
     bandwidths = [g.bandwidth for g in grams]
     return HSICTerms(
         cross.clone(),
@@ -145,8 +144,6 @@ def gram_terms(
         own[:lx].clone() if ys is None else own[lx:].clone(),
         n,
         "gram",
-        constant[:lx],
-        constant[:lx] if ys is None else constant[lx:],
         bandwidths[:lx],
         bandwidths[:lx] if ys is None else bandwidths[lx:],
     )

@@ -28,8 +28,9 @@ of :mod:`cka_probe.measures.weighted`, at the level of groups). The sums over
 distinct indices are power sums less their coincidences (inclusion–exclusion).
 
 Shapes: x (N, d_x), y (N, d_y) frames, labels (N,) group numbers 0..G−1,
-weights (B, G). Everything is float64, on rows centred on their mean (the
-estimator is unbiased for every offset, but the sums of products are then small).
+weights (B, G). Everything is float64, on rows unit-scaled (a power of 2; CKA is
+scale invariant) and centred on their mean (the estimator is unbiased for every
+offset, but the sums of products are then small).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from cka_probe.measures._tensor import unit_scaled_array
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ class GroupedCKA:
     """
 
     def __init__(self, x, y, labels) -> None:
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        x, y = unit_scaled_array(x), unit_scaled_array(y)  # exact; no product overflows at any scale
         x, y = x - x.mean(0), y - y.mean(0)
         labels = np.asarray(labels)
         self.groups = int(labels.max()) + 1

@@ -74,20 +74,16 @@ def feature_hsic(
 
 
 def cka_from_hsic(
-    cross: torch.Tensor,
-    self_x: torch.Tensor,
-    self_y: torch.Tensor,
-    constant_x: torch.Tensor,
-    constant_y: torch.Tensor,
+    cross: torch.Tensor, self_x: torch.Tensor, self_y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CKA matrix ``(Lx, Ly)`` = cross / sqrt(self_x self_y^T), never clamped.
 
-    A layer that is constant (``constant_x``/``constant_y``, bool) or whose
-    self-HSIC is not positive (a negative unbiased estimate at tiny n) has
-    undefined CKA: its cells are NaN.
+    A layer whose self-HSIC is not positive (a negative unbiased estimate at few
+    rows) has undefined CKA: its cells are NaN (constant layers are refused
+    before any HSIC is computed).
     Returns ``(cka, undefined_x (Lx,) bool, undefined_y (Ly,) bool)``.
     """
-    bad_x, bad_y = constant_x | (self_x <= 0), constant_y | (self_y <= 0)
+    bad_x, bad_y = self_x <= 0, self_y <= 0
     denominator = torch.sqrt(self_x.clamp_min(0)[:, None] * self_y.clamp_min(0)[None, :])
     cka = cross / denominator
     cka[bad_x, :] = float("nan")
@@ -104,7 +100,5 @@ class HSICTerms:
     self_y: torch.Tensor  # (Ly,) float64
     n: int
     space: str  # "feature" or "gram"
-    constant_x: torch.Tensor  # (Lx,) bool: every row identical
-    constant_y: torch.Tensor  # (Ly,) bool
     bandwidth_x: list[float | None] = field(default_factory=list)  # RBF s^2 per layer
     bandwidth_y: list[float | None] = field(default_factory=list)

@@ -101,6 +101,12 @@ class Kernel:
     user: CrossGram | None = None
     median_rows: int | None = None  # RBF: rows of the subsampled median (None: exact, all n^2 distances)
 
+    @property
+    def scale_free(self) -> bool:
+        """True when CKA with this kernel is unchanged by scaling a layer (linear; RBF, whose bandwidth is a
+        fraction of the median distance), so the engine may unit-scale the inputs."""
+        return self.name in ("linear", "rbf")
+
     def for_layer(self, x: torch.Tensor) -> tuple[CrossGram, float | None]:
         """The cross-Gram function for the layer ``x (n, d)`` and its RBF bandwidth s^2 (None otherwise)."""
         if self.name == "rbf":

@@ -17,7 +17,14 @@ from tqdm import tqdm
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import result_frame
-from cka_probe.measures._tensor import as_matrix, common_rows, matmul_precision, named_layers, working_dtype
+from cka_probe.measures._tensor import (
+    as_matrix,
+    checked_layer,
+    common_rows,
+    matmul_precision,
+    named_layers,
+    working_dtype,
+)
 from cka_probe.measures.gram import gram_terms
 from cka_probe.measures.hsic import HSICTerms
 from cka_probe.measures.kernels import CrossGram, Kernel, resolve_kernel
@@ -40,13 +47,16 @@ def default_device(device, layers: Mapping | Sequence) -> torch.device:
     return first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
 
 
-def check_rows(labelled: Mapping[str, torch.Tensor], unbiased: bool, what: str = "CKA") -> int:
-    """The common n, checked against the estimator's minimum (2 rows, 4 for the unbiased one)."""
+MIN_ROWS = 4  # unbiased HSIC needs n >= 4; with fewer rows every measure is degenerate (2 rows: CKA = 1)
+
+
+def check_rows(labelled: Mapping[str, torch.Tensor], what: str = "CKA") -> int:
+    """The common n of the ``labelled`` layers, at least ``MIN_ROWS``."""
     n = common_rows(labelled)
-    minimum = 4 if unbiased else 2
-    if n < minimum:
-        kind = "debiased (unbiased HSIC)" if unbiased else what
-        raise CKAProbeError(f"{kind} needs at least {minimum} rows, got n={n}")
+    if n < MIN_ROWS:
+        raise CKAProbeError(
+            f"{what} needs at least {MIN_ROWS} rows, got n={n}; give at least {MIN_ROWS} samples (rows)"
+        )
     return n
 
 
@@ -64,13 +74,21 @@ class Inputs:
     device: torch.device
 
 
-def load_inputs(xs, ys, device, *, unbiased: bool = False, what: str = "CKA") -> Inputs:
-    """``xs`` and ``ys`` (dicts or sequences of ``(n, d)``) validated on ``device`` (default: xs's)."""
+def load_inputs(xs, ys, device, *, what: str = "CKA", scale: bool = True) -> Inputs:
+    """``xs`` and ``ys`` (dicts or sequences of ``(n, d)``) validated on ``device`` (default: xs's).
+
+    Every layer is finite, has the same n >= ``MIN_ROWS`` rows and is not constant
+    (``CKAProbeError`` naming it otherwise); with ``scale`` (scale-invariant
+    measures) each is unit-scaled (``_tensor.unit_scaled``), once, so that no
+    product overflows or underflows whatever its magnitude.
+    """
     device = default_device(device, xs)
     names_x, tx = load_layers(xs, "x", device)
     names_y, ty = (names_x, None) if ys is None else load_layers(ys, "y", device)
     labels_x, labels_y = [f"x layer {k}" for k in names_x], [f"y layer {k}" for k in names_y]
-    n = check_rows(dict(zip(labels_x, tx)) | ({} if ty is None else dict(zip(labels_y, ty))), unbiased, what)
+    n = check_rows(dict(zip(labels_x, tx)) | ({} if ty is None else dict(zip(labels_y, ty))), what)
+    checked = lambda ts, labels: [checked_layer(t, label, what, scale=scale) for t, label in zip(ts, labels)]
+    tx, ty = checked(tx, labels_x), None if ty is None else checked(ty, labels_y)
     return Inputs(names_x, tx, names_y, ty, labels_x, labels_y, n, device)
 
 
@@ -133,11 +151,13 @@ def cka_matrix(
 
     Returns a DataFrame ``(Lx, Ly)``, float64, never clamped; ``attrs`` records
     estimator, kernel, sigma, n, dims, space (feature or gram), dtype, device.
-    Raises ``CKAProbeError`` (a ``ValueError``) for mismatched n, NaN/Inf or too
-    few rows; a constant layer gets NaN cells and one warning naming it.
+    Raises ``CKAProbeError`` (a ``ValueError``) naming the layer for mismatched n,
+    NaN/Inf, fewer than 4 rows, a constant layer or (debiased, few rows) a
+    non-positive self-HSIC. Linear and RBF CKA are scale invariant, so each
+    layer is unit-scaled first (the same value for a layer times 1e-300 or 1e300).
     """
     spec = resolve_kernel(kernel, sigma, median_rows)
-    v = load_inputs(xs, ys, device, unbiased=debiased)
+    v = load_inputs(xs, ys, device, scale=spec.scale_free)
     work, tf32 = working_dtype(dtype, v.tx + (v.ty or []), v.device)
     with matmul_precision(v.device, tf32):
         terms = hsic_terms(

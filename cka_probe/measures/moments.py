@@ -73,11 +73,7 @@ class Side:
         self.square_rows: torch.Tensor | None = None
 
     def set_reference(self, rows: Sequence[torch.Tensor]) -> None:
-        """Shift by the mean of ``rows`` (one ``(m, d)`` per layer), taken in float64, in the rows' dtype.
-
-        The float64 mean of identical values is exact, so a constant layer has
-        X~ = 0 exactly and self-HSIC exactly 0: that is how it is detected.
-        """
+        """Shift by the mean of ``rows`` (one ``(m, d)`` per layer), taken in float64, in the rows' dtype."""
         self.shift = [r.to(self.device).mean(0, dtype=torch.float64).to(r.dtype) for r in rows]
 
     def shifted(self, chunk: Sequence[torch.Tensor]) -> Chunk:
@@ -267,7 +263,7 @@ class FeatureAccumulator:
         ]
 
     def terms(self) -> HSICTerms:
-        """HSIC of all pairs and self-terms; a layer with self-HSIC exactly 0 is constant."""
+        """HSIC of all pairs and self-terms."""
         n = self.n
         cross = self.cross.hsic(n)
         if self.symmetric:
@@ -275,4 +271,4 @@ class FeatureAccumulator:
         else:
             self_x = torch.cat([m.hsic(n).flatten() for m in self.own_x])
             self_y = torch.cat([m.hsic(n).flatten() for m in self.own_y])
-        return HSICTerms(cross, self_x, self_y, n, "feature", self_x == 0, self_y == 0)
+        return HSICTerms(cross, self_x, self_y, n, "feature")

@@ -38,7 +38,7 @@ class NystromLayer:
     def __init__(self, x: torch.Tensor, label: str, kernel: Kernel, landmarks: torch.Tensor):
         self.x, self.landmarks = x, x[landmarks]
         self.gram, self.bandwidth = kernel.for_layer(x)
-        if self.bandwidth == 0 and not bool((x == 0).all()):
+        if self.bandwidth == 0:  # constant layers are refused before, so this layer has distinct rows
             raise CKAProbeError(
                 f"{label}: RBF bandwidth is 0 (over half of the sampled row pairs are identical rows)"
             )
@@ -46,7 +46,7 @@ class NystromLayer:
         with one_thread():
             evals, evecs = torch.linalg.eigh((w + w.T) / 2)
         keep = evals > RANK_TOL * float(evals[-1].clamp_min(0))
-        if not bool(keep.any()):  # a constant layer: one zero feature, self-HSIC 0
+        if not bool(keep.any()):  # landmarks without variance: one zero feature, self-HSIC 0 (an error)
             self.map = torch.zeros(len(landmarks), 1, dtype=x.dtype, device=x.device)
         else:
             self.map = (evecs[:, keep] * evals[keep].rsqrt()).to(x.dtype)
@@ -79,7 +79,7 @@ def nystrom_cka_matrix(
     if rank < 1:
         raise CKAProbeError(f"rank must be >= 1, got {rank}")
     spec = resolve_kernel(kernel, sigma, median_rows if kernel == "rbf" else None)
-    v = load_inputs(xs, ys, device, unbiased=debiased)
+    v = load_inputs(xs, ys, device, scale=spec.scale_free)
     n, device = v.n, v.device
     work, tf32 = working_dtype(dtype, v.tx + (v.ty or []), device)
     landmarks = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(rank, n)].to(device)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from cka_probe.errors import CKAProbeError
-from cka_probe.measures._frame import undefined_message
-from cka_probe.measures._tensor import as_matrix, matmul_precision, working_dtype
-from cka_probe.measures.hsic import cka_from_hsic
+from cka_probe.measures._frame import defined_cka
+from cka_probe.measures._tensor import as_matrix, checked_layer, matmul_precision, working_dtype
 from cka_probe.measures.kernels import CrossGram, resolve_kernel
 from cka_probe.measures.matrix import check_rows, hsic_terms
 
@@ -13,22 +11,19 @@ from cka_probe.measures.matrix import check_rows, hsic_terms
 def pair_cka(
     x, y, *, kernel: str | CrossGram, sigma: float, debiased: bool, median_rows: int | None = None
 ) -> float:
-    """CKA of ``x (n, dx)`` and ``y (n, dy)``; raises ``CKAProbeError`` where it is undefined."""
+    """CKA of ``x (n, dx)`` and ``y (n, dy)``; raises ``CKAProbeError`` where it is undefined.
+
+    Both are validated and unit-scaled (linear and RBF kernels) as by ``cka_matrix``.
+    """
     spec = resolve_kernel(kernel, sigma, median_rows)
     tx = as_matrix(x, "x")
     ty = as_matrix(y, "y", tx.device)
-    check_rows({"x": tx, "y": ty}, debiased)
+    check_rows({"x": tx, "y": ty})
+    tx, ty = (checked_layer(t, label, scale=spec.scale_free) for t, label in ((tx, "x"), (ty, "y")))
     work, tf32 = working_dtype(None, [tx, ty], tx.device)
     with matmul_precision(tx.device, tf32):
         terms = hsic_terms([tx], [ty], spec, unbiased=debiased, dtype=work, labels_x=["x"], labels_y=["y"])
-    cka, bad_x, bad_y = cka_from_hsic(
-        terms.cross, terms.self_x, terms.self_y, terms.constant_x, terms.constant_y
-    )
-    if bool(bad_x[0]) or bool(bad_y[0]):
-        raise CKAProbeError(
-            undefined_message([side for side, bad in (("x", bad_x[0]), ("y", bad_y[0])) if bad])
-        )
-    return float(cka[0, 0])
+    return float(defined_cka(terms, ["x"], ["y"])[0, 0])
 
 
 def linear_cka(x, y, *, debiased: bool = False) -> float:
@@ -36,8 +31,8 @@ def linear_cka(x, y, *, debiased: bool = False) -> float:
 
     ``x (n, dx)``, ``y (n, dy)``: numpy arrays or tensors, rows = the same samples.
     ``debiased=True`` uses unbiased HSIC (Song et al. 2012; Nguyen et al. 2021),
-    which needs n >= 4 and may be negative. Raises ``ValueError``
-    (``CKAProbeError``) for mismatched n, NaN/Inf or a constant representation.
+    which may be negative. Raises ``ValueError`` (``CKAProbeError``) for
+    mismatched n, fewer than 4 rows, NaN/Inf or a constant representation.
     """
     return pair_cka(x, y, kernel="linear", sigma=0.0, debiased=debiased)
 

@@ -12,7 +12,7 @@ With ||.||_* the nuclear norm (sum of singular values):
   with alpha = 1), in radians, in [0, pi/2]; a metric on shapes.
 
 Both are distances (0 = identical up to rotation, reflection, translation and
-isotropic scaling), float64. A constant layer is a ``CKAProbeError``.
+isotropic scaling), float64; constant layers are refused by the registry's input check.
 """
 
 from __future__ import annotations
@@ -21,16 +21,12 @@ from collections.abc import Sequence
 
 import torch
 
-from cka_probe.errors import CKAProbeError
 from cka_probe.measures.cca import block_apply
 
 
-def normalised(x: torch.Tensor, label: str) -> torch.Tensor:
-    """Centred float64 ``x (n, d)`` divided by its Frobenius norm."""
-    norm = float(x.square().sum().sqrt())
-    if norm == 0:
-        raise CKAProbeError(f"{label}: Procrustes distance is undefined for a constant representation")
-    return x / norm
+def normalised(x: torch.Tensor) -> torch.Tensor:
+    """Centred float64 ``x (n, d)`` divided by its Frobenius norm (not 0: constant layers are refused)."""
+    return x / x.square().sum().sqrt()
 
 
 def procrustes_grid(
@@ -42,8 +38,7 @@ def procrustes_grid(
     measure: str,
 ) -> torch.Tensor:
     """``(Lx, Ly)`` float64 "procrustes" distance or "procrustes_angle" for centred float64 layers."""
-    nx = [normalised(x, label) for x, label in zip(xs, labels_x)]
-    ny = [normalised(y, label) for y, label in zip(ys, labels_y)]
+    nx, ny = [normalised(x) for x in xs], [normalised(y) for y in ys]
     cross = torch.cat(nx, 1).T @ torch.cat(ny, 1)
     nuclear = block_apply(cross, nx, ny, lambda a, b, block: torch.linalg.svdvals(block).sum())
     if measure == "procrustes":

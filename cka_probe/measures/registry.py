@@ -141,12 +141,13 @@ def recomputed(grid: Grid, options: tuple[str, ...]) -> Resampling:
     )
 
 
-def on_layers(name: str, layer_grid: LayerGrid) -> Grid:
-    """The :data:`Grid` of ``layer_grid``: inputs validated (same n rows, finite values), a DataFrame with
-    ``attrs`` n, dims_x, dims_y."""
+def on_layers(title: str, layer_grid: LayerGrid) -> Grid:
+    """The :data:`Grid` of ``layer_grid``: inputs validated (same n >= 4 rows, finite, not constant) and
+    unit-scaled, as for ``cka_matrix`` (every measure registered here is scale invariant), a DataFrame with
+    ``attrs`` n, dims_x, dims_y; ``title`` names the measure in error messages."""
 
     def grid(xs: Mapping | Sequence, ys: Mapping | Sequence | None = None, **options) -> pd.DataFrame:
-        v = load_inputs(xs, ys, None, what=name)
+        v = load_inputs(xs, ys, None, what=title)
         values = layer_grid(v.tx, v.ty, v.labels_x, v.labels_y, **options)
         table = pd.DataFrame(values.cpu().numpy(), index=list(v.names_x), columns=list(v.names_y))
         table.attrs = {
@@ -181,10 +182,17 @@ class Measure:
 
     @classmethod
     def on_layers(
-        cls, name: str, kind: str, options: tuple[str, ...], layer_grid: LayerGrid, about: str
+        cls,
+        name: str,
+        kind: str,
+        options: tuple[str, ...],
+        layer_grid: LayerGrid,
+        about: str,
+        title: str | None = None,
     ) -> Measure:
-        """A measure computed on validated layers by ``layer_grid`` (:data:`LayerGrid`)."""
-        return cls(name, kind, options, on_layers(name, layer_grid), about)
+        """A measure computed on validated layers by ``layer_grid`` (:data:`LayerGrid`); ``title``: its name
+        in error messages (default ``name``)."""
+        return cls(name, kind, options, on_layers(title or name, layer_grid), about)
 
     def check_options(self, options: Mapping, takes: Sequence[str] | None = None) -> None:
         """A ``CKAProbeError`` for any of ``options`` outside ``takes`` (default: the grid's options)."""
@@ -267,6 +275,7 @@ BUILT_IN: tuple[Measure, ...] = (
         ("ridge",),
         partial(_cca, measure="cca"),
         "mean canonical correlation rho-bar (Hotelling 1936; Raghu et al. 2017)",
+        title="CCA",
     ),
     Measure.on_layers(
         "svcca",
@@ -274,6 +283,7 @@ BUILT_IN: tuple[Measure, ...] = (
         ("variance",),
         partial(_cca, measure="svcca"),
         "rho-bar of the layers reduced to the directions keeping `variance` of it (Raghu et al. 2017)",
+        title="SVCCA",
     ),
     Measure.on_layers(
         "pwcca",
@@ -281,6 +291,7 @@ BUILT_IN: tuple[Measure, ...] = (
         ("ridge",),
         partial(_cca, measure="pwcca"),
         "projection-weighted canonical correlation (Morcos et al. 2018, Eq. 2)",
+        title="PWCCA",
     ),
     Measure.on_layers(
         "procrustes",
@@ -289,6 +300,7 @@ BUILT_IN: tuple[Measure, ...] = (
         partial(_procrustes, measure="procrustes"),
         "orthogonal Procrustes distance 2 - 2 ||X^T Y||_* of unit-norm layers "
         "(Schönemann 1966; Ding et al. 2021)",
+        title="Procrustes distance",
     ),
     Measure.on_layers(
         "procrustes_angle",
@@ -296,6 +308,7 @@ BUILT_IN: tuple[Measure, ...] = (
         (),
         partial(_procrustes, measure="procrustes_angle"),
         "angular shape metric arccos ||X^T Y||_* in radians (Williams et al. 2021, Eq. 3)",
+        title="Procrustes angle",
     ),
     Measure.on_layers(
         "rsa",
@@ -305,6 +318,7 @@ BUILT_IN: tuple[Measure, ...] = (
         "correlation of two RDMs' upper triangles (Kriegeskorte et al. 2008); rdm='euclidean' is "
         "||x_i - x_j||, rsatoolbox's 'euclidean' ||x_i - x_j||^2 / d: the same RSA under "
         "compare='spearman' only",
+        title="RSA",
     ),
 )
 """The measures registered on import."""

@@ -16,8 +16,9 @@ dtype (float32 for float32 inputs: 4 L n(n-1)/2 bytes, 24 layers at n = 4,096:
 0.8 GiB); above ``MEMORY_BUDGET`` that is a ``CKAProbeError`` stating the need.
 RDM rows are built in blocks in the working dtype; ranks, standardisation and
 the sums of the blockwise products are float64.
-Undefined cases (clear errors): fewer than 3 rows, a row without variance
-across its features for the correlation RDM, an RDM whose entries are all equal.
+Undefined cases (clear errors): a row without variance across its features for
+the correlation RDM, an RDM whose entries are all equal (fewer than 4 rows and
+constant layers are refused by the registry's input check).
 """
 
 from __future__ import annotations
@@ -108,8 +109,6 @@ def rsa_grid(
             f"rdm must be one of {RDMS} and compare one of {COMPARES}, got {rdm!r}, {compare!r}"
         )
     n = xs[0].shape[0]
-    if n < 3:
-        raise CKAProbeError(f"RSA needs at least 3 rows (3 pairs of samples), got n={n}")
     layers = len(xs) + (0 if ys is None else len(ys))
     need = torch.finfo(dtype).bits // 8 * layers * n * (n - 1) // 2
     if need > MEMORY_BUDGET:

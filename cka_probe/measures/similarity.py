@@ -8,7 +8,9 @@ measure registered since.
 
 ``attrs["kind"]`` says whether larger means more similar ("similarity") or
 less ("distance"); ``attrs["measure"]`` and ``attrs["options"]`` say what was
-computed. Inputs are validated as for ``cka_matrix`` (same n, finite values).
+computed. Inputs are validated as for ``cka_matrix`` (same n >= 4 rows, finite
+values, no constant layer) and unit-scaled, so every built-in measure gives the
+same value for a layer multiplied by any constant from 1e-300 to 1e300.
 """
 
 from __future__ import annotations
@@ -56,6 +58,6 @@ def similarity(x, y, *, measure: str = "cka", **options) -> float:
     """``measure`` of one pair ``x (n, dx)``, ``y (n, dy)``; usable as ``statistic=`` of ``bootstrap_ci``."""
     table = similarity_matrix({"x": x}, {"y": y}, measure=measure, **options)
     value = float(table.iloc[0, 0])
-    if value != value:  # NaN: CKA of a constant layer
-        raise CKAProbeError(f"{measure} is undefined for this pair: a representation is constant")
+    if value != value:  # NaN from a measure registered beside the built-in ones, which never give one
+        raise CKAProbeError(f"{measure} is undefined for this pair (the measure gave NaN)")
     return value

@@ -6,6 +6,13 @@ working dtype, sums in float64), so the result equals ``cka_matrix`` on all
 rows at once, whatever the chunk sizes. The sums add across processes: give
 every process the same reference rows (``set_reference``), then all-reduce
 ``sums()`` (or ``merge`` accumulators in one process).
+
+Each layer is multiplied by the power of 2 that brings the first rows' largest
+|value| into [0.5, 1) (``_tensor.unit_scale``; exact, and CKA is scale
+invariant), so layers of any magnitude (1e-300 to 1e300) give the same CKA.
+``result`` refuses a layer whose rows were all identical (``constant_message``),
+judged on the rows this accumulator saw (``merge`` joins them; an all-reduce of
+``sums()`` does not).
 """
 
 from __future__ import annotations
@@ -17,7 +24,15 @@ import torch
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import result_frame
-from cka_probe.measures._tensor import common_rows, layers_in_order, matmul_precision, working_dtype
+from cka_probe.measures._tensor import (
+    Extent,
+    common_rows,
+    constant_message,
+    layers_in_order,
+    matmul_precision,
+    unit_scaled,
+    working_dtype,
+)
 from cka_probe.measures.matrix import check_rows
 from cka_probe.measures.moments import FeatureAccumulator
 
@@ -54,9 +69,12 @@ class StreamingLinearCKA:
         self._acc: FeatureAccumulator | None = None
         self._dims_x: list[int] = []
         self._dims_y: list[int] = []
+        self._extents: list[Extent] = []  # every layer's rows so far, x layers then y layers
+        self._tops: list[float] = []  # every layer's max |x| in the first rows: fixes its unit scale
 
-    def _chunk(self, xs_chunk: Mapping, ys_chunk: Mapping | None) -> tuple[list, list | None]:
-        """Validated tensors of one call; rows equal across layers, widths equal across calls."""
+    def _chunk(self, xs_chunk: Mapping, ys_chunk: Mapping | None) -> dict[str, torch.Tensor]:
+        """Validated tensors of one call by label ("x layer NAME", "y layer NAME"); rows equal across layers,
+        widths equal across calls."""
         tx = layers_in_order(xs_chunk, self.names_x, "x", self._device)
         if (self.names_y is None) != (ys_chunk is None):
             raise CKAProbeError("give ys_chunk exactly when the accumulator was built with names_y")
@@ -68,41 +86,54 @@ class StreamingLinearCKA:
             for label, t, d in zip(labelled, labelled.values(), self._dims_x + self._dims_y):
                 if t.shape[1] != d:
                     raise CKAProbeError(f"{label}: chunk has {t.shape[1]} columns, earlier chunks had {d}")
-        return tx, ty
+        return labelled
 
-    def _start(self, tx: list[torch.Tensor], ty: list[torch.Tensor] | None) -> None:
-        """Fix layout, device and working dtype from the first rows seen."""
-        self._device = self._device or tx[0].device
-        self._dtype, self._tf32 = working_dtype(self._dtype_request, tx + (ty or []), self._device)
-        self._dims_x = [t.shape[1] for t in tx]
-        self._dims_y = [] if ty is None else [t.shape[1] for t in ty]
+    def _scaled(self, labelled: dict[str, torch.Tensor]) -> tuple[list, list | None]:
+        """``(xs, ys)`` of one chunk, each layer times its unit scale (fixed by the first rows)."""
+        scaled = [unit_scaled(t, top) for t, top in zip(labelled.values(), self._tops)]
+        lx = len(self.names_x)
+        return scaled[:lx], None if self.names_y is None else scaled[lx:]
+
+    def _start(self, labelled: dict[str, torch.Tensor]) -> None:
+        """Fix layout, device, working dtype and unit scales from the first rows seen."""
+        tensors = list(labelled.values())
+        lx = len(self.names_x)
+        self._device = self._device or tensors[0].device
+        self._dtype, self._tf32 = working_dtype(self._dtype_request, tensors, self._device)
+        self._dims_x = [t.shape[1] for t in tensors[:lx]]
+        self._dims_y = [t.shape[1] for t in tensors[lx:]]
+        self._extents = [Extent() for _ in tensors]
+        self._tops = [Extent(t).top for t in tensors]
         self._acc = FeatureAccumulator(
             self._dims_x,
-            None if ty is None else self._dims_y,
+            None if self.names_y is None else self._dims_y,
             unbiased=self.debiased,
             dtype=self._dtype,
             device=self._device,
         )
 
     def set_reference(self, xs_rows: Mapping, ys_rows: Mapping | None = None) -> None:
-        """Shift every layer by the mean of these rows (default: the first chunk).
+        """Shift every layer by the mean of these rows, and scale it by their magnitude (default: the first
+        chunk's).
 
         Call it before any ``update`` with the same rows in every process whose
         sums will be added; the rows themselves are not counted.
         """
         if self._acc is not None and self._acc.count > 0:
             raise CKAProbeError("set_reference must come before the first update")
-        tx, ty = self._chunk(xs_rows, ys_rows)
-        self._start(tx, ty)
-        self._acc.set_reference(tx, ty)
+        labelled = self._chunk(xs_rows, ys_rows)
+        self._start(labelled)
+        self._acc.set_reference(*self._scaled(labelled))
 
     def update(self, xs_chunk: Mapping, ys_chunk: Mapping | None = None) -> None:
         """Add the same rows of every layer: ``xs_chunk[name] (rows, d_name)`` (and ``ys_chunk``)."""
-        tx, ty = self._chunk(xs_chunk, ys_chunk)
+        labelled = self._chunk(xs_chunk, ys_chunk)
         if self._acc is None:
-            self._start(tx, ty)
+            self._start(labelled)
+        for extent, t in zip(self._extents, labelled.values()):
+            extent.add(t)
         with matmul_precision(self._device, self._tf32):
-            self._acc.add(tx, ty)
+            self._acc.add(*self._scaled(labelled))
 
     def sums(self) -> list[torch.Tensor]:
         """The additive float64 state, in a fixed order; all-reduce (sum) it in place to combine processes."""
@@ -113,13 +144,14 @@ class StreamingLinearCKA:
     def merge(self, other: StreamingLinearCKA) -> None:
         """Add ``other``'s rows to this accumulator (same layers and the same reference rows)."""
         mine, theirs = self.sums(), other.sums()
-        same_layout = (self.names_x, self.names_y, self._dims_x, self._dims_y, self.debiased) == (
-            other.names_x,
-            other.names_y,
-            other._dims_x,
-            other._dims_y,
-            other.debiased,
-        )
+        same_layout = (
+            self.names_x,
+            self.names_y,
+            self._dims_x,
+            self._dims_y,
+            self.debiased,
+            self._tops,
+        ) == (other.names_x, other.names_y, other._dims_x, other._dims_y, other.debiased, other._tops)
         shifts = [(a.x, b.x), (a.y, b.y)] if (a := self._acc) and (b := other._acc) else []
         same_shift = all(torch.equal(s, t.to(s)) for p, q in shifts for s, t in zip(p.shift, q.shift))
         if not (same_layout and same_shift):
@@ -129,13 +161,19 @@ class StreamingLinearCKA:
             )
         for total, part in zip(mine, theirs):
             total += part.to(total)
+        for extent, seen in zip(self._extents, other._extents):
+            if seen.low is not None:
+                extent.add(torch.stack([seen.low, seen.high]))
 
     def result(self) -> pd.DataFrame:
         """CKA ``(Lx, Ly)`` of all rows so far, as ``cka_matrix`` returns it."""
         if self._acc is None:
             raise CKAProbeError("no rows yet: call update first")
-        n = self._acc.n
-        check_rows({"the streamed rows": torch.empty(n, 0)}, self.debiased)
+        check_rows({"the streamed rows": torch.empty(self._acc.n, 0)})
+        labels = [f"x layer {k}" for k in self.names_x] + [f"y layer {k}" for k in self.names_y or []]
+        for label, extent in zip(labels, self._extents):
+            if extent.constant():
+                raise CKAProbeError(constant_message(label))
         names_y = self.names_x if self.names_y is None else self.names_y
         return result_frame(
             self._acc.terms(),

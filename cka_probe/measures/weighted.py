@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cka_probe.measures._tensor import unit_scaled_array
 from cka_probe.measures.gram_resample import masked_gram_hsic
 
 WeightedHSIC = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -62,12 +63,13 @@ def weighted_hsic(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def weighted_cka(hsic: WeightedHSIC, x, y, weights):
     """CKA = HSIC(x, y) / √(HSIC(x, x) HSIC(y, y)) of resamples given as row multiplicities, for the HSIC
-    estimator ``hsic(x, y, w (B, N)) -> (B,)``, on rows centred on the original rows' mean.
+    estimator ``hsic(x, y, w (B, N)) -> (B,)``, on rows unit-scaled (``_tensor.unit_scaled``) and centred on
+    the original rows' mean.
 
     ``weights (N,)`` gives a float, ``weights (B, N)`` the (B,) values of B resamples at once;
     NaN where a side has no variance in the resample.
     """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    x, y = unit_scaled_array(x), unit_scaled_array(y)  # exact; no product overflows at any scale
     x, y = x - x.mean(0), y - y.mean(0)
     w = np.asarray(weights, dtype=np.float64)
     batch = np.atleast_2d(w)
