@@ -11,6 +11,13 @@
     /<stream>/<layer>/mean     (N, D) float32 per-utterance mean over valid rows
     /<stream>/<layer>/tokens   (rows,) int64, decoder streams: the input token id of each row
 
+Integrity: a finished store records the sha256 of its ids (root attribute
+``ids_sha256``) and of each layer's offsets (the layer group's attribute
+``offsets_sha256``), which the reader checks when it opens the store; a
+store written before these were recorded has neither and is read without
+them. Every dataset's rows live in the file itself: the reader refuses
+virtual datasets, external links and external raw storage.
+
 Dtype policy: ``data`` is float32 (default) or float16; ``mean`` is always
 computed in float64 from the full-precision rows, before any float16 cast,
 and stored as float32. Lists and dicts among the root attributes are stored
@@ -20,7 +27,9 @@ that a plain h5py reader can decode them.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +48,13 @@ LAYOUT_ATTRS = (
     "streams",
     "dtype",
     "compression",
+    "ids_sha256",
 )
 """Root attributes of the file's format, progress and storage settings; the others are provenance."""
+IDS_DIGEST = "ids_sha256"
+"""Root attribute of a finished store: :func:`ids_digest` of its utterance ids."""
+OFFSETS_DIGEST = "offsets_sha256"
+"""Attribute of each layer group of a finished store: :func:`offsets_digest` of its offsets."""
 LIBVER = ("v108", "v108")
 """HDF5 1.8 file format: checksummed metadata, and no superblock status flag
 that would lock a file whose writer was killed (as the 1.10+ formats do)."""
@@ -55,6 +69,16 @@ def partial_path(path: str | Path) -> Path:
 def layer_group(stream: str, layer: str) -> str:
     """HDF5 path of one layer, e.g. ``decoder/surface/decoders.surface.layers.0``."""
     return f"{stream}/{layer}"
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """The sha256 (hex) of the utterance ids, in order."""
+    return hashlib.sha256(json.dumps(list(ids)).encode("utf-8")).hexdigest()
+
+
+def offsets_digest(offsets: np.ndarray) -> str:
+    """The sha256 (hex) of a layer's ``(N+1,)`` offsets as little-endian int64."""
+    return hashlib.sha256(np.asarray(offsets, dtype="<i8").tobytes()).hexdigest()
 
 
 def chunk_rows(dim: int, itemsize: int) -> int:
@@ -86,9 +110,22 @@ def encode_attrs(attrs: dict) -> dict:
     return encoded
 
 
+def _json(key: str, value) -> object:
+    """The JSON attribute ``key`` decoded; ValueError naming it when it is not JSON."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"attribute {key!r} is not valid JSON ({str(value)[:40]!r})") from None
+
+
 def decode_attrs(raw) -> dict:
-    """Inverse of :func:`encode_attrs` over an h5py ``AttributeManager``."""
-    json_keys = set(json.loads(raw.get("json_attrs", "[]")))
+    """Inverse of :func:`encode_attrs` over an h5py ``AttributeManager``.
+
+    Raises ValueError naming the attribute when ``json_attrs`` or an attribute it lists is not JSON.
+    """
+    json_keys = _json("json_attrs", raw.get("json_attrs", "[]"))
+    if not isinstance(json_keys, list) or not all(isinstance(k, str) for k in json_keys):
+        raise ValueError(f"attribute 'json_attrs' is not a JSON list of names ({str(json_keys)[:40]!r})")
     decoded = {}
     for key, value in raw.items():
         if key == "json_attrs":
@@ -97,5 +134,5 @@ def decode_attrs(raw) -> dict:
             value = value.decode("utf-8")
         elif isinstance(value, np.generic):
             value = value.item()
-        decoded[key] = json.loads(value) if key in json_keys else value
+        decoded[key] = _json(key, value) if key in json_keys else value
     return decoded

@@ -23,7 +23,22 @@ last committed batch and ends with the same arrays as an uninterrupted run):
    nothing, so rerunning a command after any kill finishes it.
 
 Each write, flush and rename is a crash point (:mod:`cka_probe.faults`) at
-which the crash-safety tests kill the process.
+which the crash-safety tests kill the process (or make the write fail).
+
+One writer per store: the writer holds :func:`cka_probe.locks.output_lock` on
+``<out>`` from before it looks at a partial file until it is closed, so a
+second run on the same ``--out`` is refused with one line naming the first,
+and a partial file another run is writing is never read, resumed or deleted.
+
+A failed write (a full disk, a quota, an I/O error) is one line naming the
+partial file and, on a full disk, about the space the block being written
+needs (:func:`cka_probe.errors.write_error`). The HDF5 file is then closed
+without being written to again (its chunk cache is off, so a failed write
+fails in the call that makes it, not later in a flush or a close), the
+committed blocks stay in ``<out>.partial`` and nothing is published at
+``<out>``; rerunning the same command after freeing space resumes from the
+last commit. At finish the sha256 of the ids and of each layer's offsets are
+recorded (:mod:`cka_probe.store.schema`) for the reader to check.
 
 Committing in blocks keeps the HDF5 calls per batch (a resize and a write per
 dataset, two flushes) from costing as much as a small model's forward pass;
@@ -33,10 +48,13 @@ computes again.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -45,18 +63,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cka_probe.errors import CKAProbeError
+from cka_probe.atomic import make_folder
+from cka_probe.errors import CKAProbeError, write_error
 from cka_probe.faults import crash_point
+from cka_probe.locks import output_lock
 from cka_probe.store.schema import (
     COMPRESSIONS,
     FORMAT,
+    IDS_DIGEST,
     LIBVER,
+    OFFSETS_DIGEST,
     SCHEMA_VERSION,
     check_dtype,
     chunk_rows,
     decode_attrs,
     encode_attrs,
+    ids_digest,
     layer_group,
+    offsets_digest,
     partial_path,
 )
 
@@ -103,21 +127,72 @@ def _column_dtype(values: Sequence):
     return h5py.string_dtype("utf-8")
 
 
+class _WriteFailed(Exception):
+    """A write to a store file failed; ``error`` is the ``OSError`` behind it."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _os_error(err: BaseException) -> OSError:
+    """``err`` as an ``OSError`` with an errno: its own, the one HDF5 names in its message, or EIO."""
+    if isinstance(err, _WriteFailed):
+        return err.error
+    if isinstance(err, OSError) and err.errno:
+        return err
+    found = re.search(r"errno = (\d+)", str(err))
+    code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, os.strerror(code))
+
+
+@contextlib.contextmanager
+def _write_step() -> Iterator[None]:
+    """Raise :class:`_WriteFailed` for whatever h5py (or a crash point) raises in the block."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        raise _WriteFailed(_os_error(err)) from None
+
+
+def _new_file(path: Path) -> h5py.File:
+    """A new HDF5 file at ``path`` with no chunk cache, so that a failed write fails in its own call."""
+    with _write_step():
+        return h5py.File(path, "w", libver=LIBVER, rdcc_nbytes=0)
+
+
 def _grow(ds: h5py.Dataset, at: int, values: np.ndarray) -> None:
     """Write ``values`` at row ``at`` and make it the dataset's end (half, then the rest: a torn-write
     point)."""
-    crash_point("store:write")
-    ds.resize(at + len(values), axis=0)
-    half = len(values) // 2
-    ds[at : at + half] = values[:half]
-    crash_point("store:write:torn")
-    ds[at + half :] = values[half:]
+    with _write_step():
+        crash_point("store:write")
+        ds.resize(at + len(values), axis=0)
+        half = len(values) // 2
+        ds[at : at + half] = values[:half]
+        crash_point("store:write:torn")
+        ds[at + half :] = values[half:]
 
 
 def _flush(f: h5py.File) -> None:
-    crash_point("store:flush")
-    f.flush()
-    crash_point("store:flushed")
+    with _write_step():
+        crash_point("store:flush")
+        f.flush()
+        crash_point("store:flushed")
+
+
+def _size(path: Path) -> int | None:
+    """The bytes of ``path``, None when it is not there."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _quietly_close(f: h5py.File | None) -> None:
+    """Close ``f`` after a failed write; what HDF5 says about it then is the same failure again."""
+    with contextlib.suppress(Exception):
+        if f is not None and f.id.valid:
+            f.close()
 
 
 class _Invalid(Exception):
@@ -212,12 +287,44 @@ class StoreWriter:
         self.compression = compression
         run_attrs = {**(attrs or {}), "dtype": self.dtype.name, "compression": compression or ""}
         self._run_attrs = decode_attrs(encode_attrs(run_attrs))
-        if overwrite:
-            self.partial.unlink(missing_ok=True)
-            self.path.unlink(missing_ok=True)
-        self._file = self._open()
+        self._file: h5py.File | None = None
         self._token_layers: set[LayerKey] = set()  # the decoder layers whose rows carry token ids
-        self._layers = self._stored_layers() if self._file is not None else {}
+        self._lock = self._take_lock()
+        try:
+            if overwrite:
+                self._remove(self.partial)
+                self._remove(self.path)
+            self._file = self._open()
+            self._layers = self._stored_layers() if self._file is not None else {}
+        except _WriteFailed as failed:
+            self._give_up()
+            raise write_error(failed.error, self.partial, needed=_size(self.partial)) from None
+        except BaseException:
+            self._give_up()
+            raise
+
+    def _take_lock(self) -> contextlib.ExitStack:
+        """Hold the output lock of ``path`` (refused with one line while another run writes it)."""
+        make_folder(self.path.parent)
+        lock = contextlib.ExitStack()
+        try:
+            lock.enter_context(output_lock(self.path))
+        except OSError as err:
+            raise write_error(err, self.path) from None
+        return lock
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            raise CKAProbeError(f"{path}: cannot remove it ({os.strerror(err.errno)})") from None
+
+    def _give_up(self) -> None:
+        """Close the file without writing to it again, and release the output lock."""
+        f, self._file, self._pending = self._file, None, []
+        _quietly_close(f)
+        self._lock.close()
 
     @property
     def done(self) -> bool:
@@ -237,7 +344,7 @@ class StoreWriter:
         why = self._changed_setting(stored) or (None if complete else "it is not marked complete")
         if why:
             raise CKAProbeError(f"{self.path}: already exists ({why}); pass --overwrite to replace it")
-        self.partial.unlink(missing_ok=True)
+        self._remove(self.partial)
 
     def _changed_setting(self, stored: dict) -> str | None:
         """``"key: 'old' there, 'new' now"`` for the first run setting that ``stored`` holds otherwise."""
@@ -258,8 +365,7 @@ class StoreWriter:
         return None if self.path.exists() else resumed or self._create()
 
     def _create(self) -> h5py.File:
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(self.partial, "w", libver=LIBVER)
+        f = _new_file(self.partial)
         f.attrs.update(
             encode_attrs(
                 {
@@ -304,25 +410,41 @@ class StoreWriter:
                     bool(old.attrs["complete"]),
                 )
                 fresh = self._rebuild(old, n) if batches and not complete else None
-        except CKAProbeError:
+        except (CKAProbeError, _WriteFailed):
+            self._remove(self._rebuild_path)
             raise
         except Exception as err:  # noqa: BLE001 -- h5py raises OSError, KeyError, ValueError, RuntimeError
-            self._rebuild_path.unlink(missing_ok=True)
+            self._remove(self._rebuild_path)
             return self._discard(f"unreadable ({type(err).__name__}: {' '.join(str(err).split())})")
         if not batches:
             return self._discard(None)
         if complete:
             self._publish()
             return None
-        crash_point("store:rebuilt")
-        os.replace(self._rebuild_path, self.partial)
+        try:
+            with _write_step():
+                crash_point("store:rebuilt")
+                os.replace(self._rebuild_path, self.partial)
+        except _WriteFailed:
+            _quietly_close(fresh)
+            self._remove(self._rebuild_path)
+            raise
         return fresh
 
     def _rebuild(self, old: h5py.File, n: int) -> h5py.File:
         """A new file at :attr:`_rebuild_path` holding the attributes and first ``n`` utterances of
-        ``old``."""
-        fresh = h5py.File(self._rebuild_path, "w", libver=LIBVER)
-        fresh.attrs.update(dict(old.attrs))
+        ``old`` (the ids' sha256 aside: it is recorded again at finish)."""
+        fresh = _new_file(self._rebuild_path)
+        try:
+            self._copy_committed(old, fresh, n)
+        except BaseException:
+            _quietly_close(fresh)
+            raise
+        return fresh
+
+    def _copy_committed(self, old: h5py.File, fresh: h5py.File, n: int) -> None:
+        """Copy the attributes, columns and layers of the first ``n`` utterances of ``old`` into ``fresh``."""
+        fresh.attrs.update({key: value for key, value in old.attrs.items() if key != IDS_DIGEST})
         for name, column in old["utterances"].items():
             fresh.create_dataset(
                 f"utterances/{name}", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=column.dtype
@@ -345,7 +467,6 @@ class StoreWriter:
                     _grow(target["tokens"], 0, source["tokens"][:rows])
             fresh[stream].attrs.update(dict(old[stream].attrs))
         _flush(fresh)
-        return fresh
 
     def _check_settings(self, stored: dict) -> None:
         why = self._changed_setting(stored)
@@ -359,7 +480,7 @@ class StoreWriter:
         """Delete the partial file (warning ``why``), so that the run starts again."""
         if why:
             warnings.warn(f"{self.partial}: {why}; starting the extraction again", stacklevel=5)
-        self.partial.unlink()
+        self._remove(self.partial)
         return None
 
     def _stored_layers(self) -> dict[LayerKey, int]:
@@ -495,6 +616,21 @@ class StoreWriter:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        with self._writing(needed=sum(b.nbytes for b in pending)):
+            self._write_block(pending)
+
+    @contextlib.contextmanager
+    def _writing(self, needed: int | None) -> Iterator[None]:
+        """Turn a failed write in the block into the one line naming the partial file (``needed``: the
+        bytes the block writes); the file is then closed and the lock released, nothing is written again."""
+        try:
+            yield
+        except (_WriteFailed, OSError, RuntimeError) as err:
+            self._give_up()
+            raise write_error(_os_error(err), self.partial, needed=needed) from None
+
+    def _write_block(self, pending: list[_Batch]) -> None:
+        """Write the held batches' rows, flush, then record their counts and flush again (the commit)."""
         n0 = self.n_utterances
         if not self._layers:
             self._create_layers(pending[0].widths, set(pending[0].tokens))
@@ -580,33 +716,52 @@ class StoreWriter:
 
     # -- ending ------------------------------------------------------------
     def finish(self) -> Path:
-        """Commit what is held, mark the store complete and move it to its final path."""
+        """Commit what is held, record the checksums, mark the store complete and move it to its final path;
+        the output lock is released."""
         if self.done:
+            self.close()
             return self.path
         self.commit()
         if self.n_utterances == 0:
             self.close()
             raise CKAProbeError(f"{self.path}: no utterances were written")
-        crash_point("store:complete")
-        self._file.attrs["complete"] = True
-        _flush(self._file)
-        self.close()
-        self._publish()
+        with self._writing(needed=None):
+            self._record_digests()
+            crash_point("store:complete")
+            self._file.attrs["complete"] = True
+            _flush(self._file)
+            self._file.close()
+            self._file = None
+        try:
+            self._publish()
+        finally:
+            self._lock.close()
         return self.path
+
+    def _record_digests(self) -> None:
+        """The sha256 of the ids (root) and of each layer's offsets (its group), for the reader to check."""
+        self._file.attrs[IDS_DIGEST] = ids_digest(self.ids)
+        for key in self._layers:
+            g = self._file[layer_group(*key)]
+            g.attrs[OFFSETS_DIGEST] = offsets_digest(g["offsets"][:])
 
     def _publish(self) -> None:
         """Rename the complete partial file to ``path``."""
-        crash_point("store:rename")
-        os.replace(self.partial, self.path)
-        crash_point("store:renamed")
+        try:
+            crash_point("store:rename")
+            os.replace(self.partial, self.path)
+            crash_point("store:renamed")
+        except OSError as err:
+            raise write_error(err, self.path) from None
 
     def close(self) -> None:
-        """Commit what is held and close without finishing: the ``.partial`` file stays for a resume."""
-        if self._file is not None and self._file.id.valid:
-            try:
+        """Commit what is held and close without finishing: the ``.partial`` file stays for a resume; the
+        output lock is released."""
+        try:
+            if self._file is not None and self._file.id.valid:
                 self.commit()
-            finally:
-                self._file.close()
+        finally:
+            self._give_up()
 
     def __enter__(self) -> StoreWriter:
         return self
