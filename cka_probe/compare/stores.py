@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cka_probe.compare.words import compare_words, row_mismatch, sidecar_for
+from cka_probe.compare.provenance import check_same_utterances
+from cka_probe.compare.words import MIN_SAMPLES, compare_words, row_mismatch, sidecar_for
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures import StreamingLinearCKA
 from cka_probe.measures.similarity import options_of, similarity_matrix
@@ -31,6 +32,15 @@ CHUNK_ELEMENTS = 1 << 25
 
 def _open(store: str | Path | ActivationStore, stack: ExitStack) -> ActivationStore:
     return store if isinstance(store, ActivationStore) else stack.enter_context(ActivationStore(store))
+
+
+def check_enough_utterances(a: ActivationStore, b: ActivationStore, ids: list[str]) -> None:
+    """Per-utterance means need at least :data:`MIN_SAMPLES` shared utterances, else an error naming both."""
+    if len(ids) < MIN_SAMPLES:
+        raise CKAProbeError(
+            f"{a.path} and {b.path} share {len(ids)} utterance id(s) ({', '.join(ids)}); comparing "
+            f"per-utterance means needs at least {MIN_SAMPLES}: compare stores of the same utterances"
+        )
 
 
 def check_equal_rows(
@@ -93,6 +103,7 @@ def compare_stores(
     words: str = "all",
     word_spans: str | Path | None = None,
     measure: str = "cka",
+    allow_different_manifests: bool = False,
     **measure_options,
 ) -> pd.DataFrame:
     """CKA (or the registered ``measure``, see ``similarity_matrix``; pool mean or frames) of every layer
@@ -108,6 +119,11 @@ def compare_stores(
     ``pool="words"`` reads the word spans from ``word_spans`` (default: the
     ``.words.jsonl`` sidecar of ``a``, else of ``b``) and keeps ``words``
     (``divergent`` | ``identical`` | ``all``).
+
+    The stores must hold the same utterances under their shared ids
+    (:mod:`cka_probe.compare.provenance`); ``allow_different_manifests``
+    compares stores whose provenance cannot show it, with a warning, and
+    ``attrs["alignment"]`` records the verdict.
     """
     stream_b = stream_b or stream
     if pool not in ("mean", "frames", "words"):
@@ -117,7 +133,10 @@ def compare_stores(
     with ExitStack() as stack:
         sa, sb = _open(a, stack), _open(b, stack)
         ids = align_ids(sa, sb)
+        alignment = check_same_utterances(sa, sb, ids, allow_different_manifests=allow_different_manifests)
         layers_a, layers_b = sa.layers(stream), sb.layers(stream_b)
+        if pool == "mean":
+            check_enough_utterances(sa, sb, ids)
         if pool == "words":
             from cka_probe.extract.word_spans import read_word_spans
 
@@ -165,5 +184,7 @@ def compare_stores(
             stream_b=stream_b,
             pool=pool,
             n_utterances=len(ids),
+            alignment=alignment,
+            allow_different_manifests=allow_different_manifests,
         )
     return table

@@ -24,6 +24,8 @@ from cka_probe.measures import cka_matrix
 from cka_probe.store import ActivationStore
 
 WORD_SETS = ("divergent", "identical", "all")
+MIN_SAMPLES = 4
+"""The fewest samples (utterances or words) a comparison accepts: fewer make any CKA a foregone number."""
 
 
 def selected_spans(
@@ -94,9 +96,9 @@ def compare_words(
     """CKA of word means, rows = layers of ``sa``, columns = layers of ``sb``; ``attrs`` add ``words``,
     ``n_words``."""
     spans = selected_spans(records, ids, words)
-    if len(spans) < 2:
+    if len(spans) < MIN_SAMPLES:
         raise CKAProbeError(
-            f"pool=words with words={words}: {len(spans)} word(s) selected, CKA needs at least 2"
+            f"pool=words with words={words}: {len(spans)} word(s) selected, CKA needs at least {MIN_SAMPLES}"
         )
     for store, stream in ((sa, stream_a), (sb, stream_b)):
         check_frames(store, stream, ids, records)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cka_probe.compare.provenance import check_same_utterances
 from cka_probe.errors import CKAProbeError
 from cka_probe.store import ActivationStore, align_ids
 from cka_probe.study.roles import ROLE_STREAMS, assign_roles, is_variant
@@ -33,14 +34,21 @@ def store_paths(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def common_ids(stores: Sequence[ActivationStore]) -> list[str]:
-    """Utterance ids present in every store, in the first store's order."""
+def common_ids(stores: Sequence[ActivationStore], *, allow_different_manifests: bool = False) -> list[str]:
+    """Utterance ids present in every store, in the first store's order.
+
+    Each store must hold the same utterances under those ids as the first
+    (:func:`~cka_probe.compare.provenance.check_same_utterances`), unless
+    ``allow_different_manifests``.
+    """
     ids = stores[0].ids
     for other in stores[1:]:
         shared = set(align_ids(stores[0], other))
         ids = [uid for uid in ids if uid in shared]
     if not ids:
         raise CKAProbeError(f"the stores {[str(s.path) for s in stores]} share no utterance ids")
+    for other in stores[1:]:
+        check_same_utterances(stores[0], other, ids, allow_different_manifests=allow_different_manifests)
     return ids
 
 
@@ -57,12 +65,15 @@ def streams_of(role: str, store: ActivationStore) -> tuple[str, ...]:
     return tuple(store.streams()) if is_variant(role) else ROLE_STREAMS[role]
 
 
-def load_representations(paths: Sequence[str | Path]) -> dict[str, dict]:
+def load_representations(
+    paths: Sequence[str | Path], *, allow_different_manifests: bool = False
+) -> dict[str, dict]:
     """``{language: {role: [{stream: {layer: (N, D)}} per seed replicate]}}`` from stores (or folders of
     stores).
 
     Roles as :func:`~cka_probe.study.roles.assign_roles` gives them; every
-    store of a language is read on the utterances that all of them share.
+    store of a language is read on the utterances that all of them share,
+    which must be the same utterances in each (:func:`common_ids`).
     """
     files = store_paths(paths)
     out = {}
@@ -70,7 +81,8 @@ def load_representations(paths: Sequence[str | Path]) -> dict[str, dict]:
         stores = {str(p): stack.enter_context(ActivationStore(p)) for p in files}
         by_language = assign_roles({source: store.attrs for source, store in stores.items()})
         for language, roles in by_language.items():
-            ids = common_ids([stores[source] for sources in roles.values() for source in sources])
+            language_stores = [stores[source] for sources in roles.values() for source in sources]
+            ids = common_ids(language_stores, allow_different_manifests=allow_different_manifests)
             out[language] = {
                 role: [
                     {

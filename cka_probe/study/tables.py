@@ -11,23 +11,65 @@
 * ``word_cross_task.csv``, ``word_lean.csv``, ``word_cer.csv``: with ``word_level``, encoder CKA on
   divergent vs identical words, the lean per word set, the CER gap per word set
   (:mod:`~cka_probe.study.word_cross_task`)
+* ``manifests.json``: with ``allow_different_manifests``, each store's manifest and its sha256, the record
+  that stores of different manifests were compared by utterance id
 
+No table may replace an input (a store or an evaluate CSV): that is refused before anything is computed.
 Each file is written to a temporary name and renamed, so a table that exists is complete.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from cka_probe.atomic import atomic_write_text
+from cka_probe.compare.provenance import manifest_record
+from cka_probe.paths import refuse_input_as_output
+from cka_probe.store import ActivationStore
 from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.study.cross_lang import language_differences
-from cka_probe.study.cross_task import cross_task_by_language
+from cka_probe.study.cross_task import cross_task_arrays
+from cka_probe.study.load import load_representations, store_paths
 from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
 from cka_probe.study.summary import decoder_departure, encoder_entanglement, reference_gaps
+
+OUTPUTS = (
+    "cross_task.csv",
+    "cross_lang.csv",
+    "encoder_entanglement.csv",
+    "decoder_departure.csv",
+    "reference_gaps.csv",
+    "mitigation_lean.csv",
+    "cer.csv",
+    "cer.md",
+    "cer_gaps.csv",
+    "mitigation_cer.csv",
+    "word_cross_task.csv",
+    "word_lean.csv",
+    "word_cer.csv",
+    "manifests.json",
+)
+"""Every file :func:`write_tables` may write into its folder."""
+
+
+def refuse_inputs_as_tables(out: Path, stores: Sequence[str | Path], cer_csvs: Sequence[str | Path]) -> None:
+    """Raise if any file ``write_tables`` may write into ``out`` is one of its input stores or CSVs."""
+    inputs = [*store_paths(stores), *cer_csvs]
+    for name in OUTPUTS:
+        refuse_input_as_output(out / name, inputs, option="--tables")
+
+
+def manifests_json(stores: Sequence[str | Path]) -> str:
+    """The record of a run that compared stores of different manifests: each store's manifest and sha256."""
+    records = {}
+    for path in store_paths(stores):
+        with ActivationStore(path) as store:
+            records[str(path)] = manifest_record(store)
+    return json.dumps({"allow_different_manifests": True, "stores": records}, indent=2) + "\n"
 
 
 def _write(text: str, path: Path) -> Path:
@@ -53,6 +95,7 @@ def write_tables(
     progress: bool = True,
     word_level: bool = False,
     measure: str = "cka",
+    allow_different_manifests: bool = False,
 ) -> dict[str, Path]:
     """Run the cross-task, cross-language, summary and CER analyses and write their tables.
 
@@ -61,19 +104,18 @@ def write_tables(
     stores hold two or more; True requires them; False leaves them out.
     Stores and evaluate CSVs of structured variants add the mitigation tables;
     ``word_level`` adds the word-level ones (the stores need a word-span sidecar).
+    ``allow_different_manifests`` compares stores whose provenance does not show that their shared ids
+    name the same utterances (:mod:`cka_probe.compare.provenance`), and writes ``manifests.json``.
     """
     out = Path(out_dir)
+    refuse_inputs_as_tables(out, stores, cer_csvs)
+    reps = load_representations(stores, allow_different_manifests=allow_different_manifests)
     out.mkdir(parents=True, exist_ok=True)
-    results = cross_task_by_language(
-        stores,
-        n_boot=n_boot,
-        n_perm=n_perm,
-        level=level,
-        debiased=debiased,
-        seed=seed,
-        progress=progress,
-        measure=measure,
-    )
+    options = dict(n_boot=n_boot, n_perm=n_perm, level=level, debiased=debiased, seed=seed, measure=measure)
+    results = {
+        language: cross_task_arrays(r, language=language, progress=progress, **options)
+        for language, r in reps.items()
+    }
     tables = {
         "cross_task": pd.concat([r.table for r in results.values()], ignore_index=True),
         "encoder_entanglement": encoder_entanglement(results, level=level),
@@ -97,4 +139,6 @@ def write_tables(
     written = {name: write_csv(table, out / f"{name}.csv") for name, table in tables.items()}
     if "cer" in tables:
         written["cer_md"] = _write(cer_markdown(tables["cer"]), out / "cer.md")
+    if allow_different_manifests:
+        written["manifests"] = _write(manifests_json(stores), out / "manifests.json")
     return written
