@@ -1,9 +1,28 @@
-"""The ``--cross-task`` / ``--cross-lang`` options of ``cka-probe compare`` (the paper's comparison set)."""
+"""The ``--cross-task`` / ``--cross-lang`` options of ``cka-probe compare`` (the paper's comparison set), and
+the one-line report of the warnings a command met."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from cka_probe.cli._options import nonnegative_int, positive_int
+
+
+@contextmanager
+def warnings_on_stderr(command: str, rename: Callable[[str], str] = str) -> Iterator[None]:
+    """Collect the warnings of the block; when it succeeds, print each on stderr as one line
+    ``cka-probe COMMAND: warning: ...`` (``rename`` rewrites the message first)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        message = " ".join(rename(str(warning.message)).split())
+        print(f"cka-probe {command}: warning: {message}", file=sys.stderr)
 
 
 def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +51,15 @@ def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
         "--tables", type=Path, default=Path("tables"), help="folder for the tables (default: tables)"
     )
     group.add_argument(
-        "--n-boot", type=int, default=200, help="bootstrap resamples of utterances (default 200)"
+        "--n-boot", type=positive_int, default=200, help="bootstrap resamples of utterances (default 200)"
     )
-    group.add_argument("--n-perm", type=int, default=200, help="permutations for the p-values (default 200)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    group.add_argument(
+        "--n-perm",
+        type=nonnegative_int,
+        default=200,
+        help="permutations for the p-values (default 200; 0 leaves the p-values out)",
+    )
+    group.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the resampling (default 0)")
     group.add_argument(
         "--biased",
         action="store_true",
@@ -47,17 +71,19 @@ def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cross(args: argparse.Namespace) -> int:
     from cka_probe.study.tables import write_tables
 
-    written = write_tables(
-        args.cross_task,
-        args.cer,
-        args.tables,
-        n_boot=args.n_boot,
-        n_perm=args.n_perm,
-        debiased=not args.biased,
-        seed=args.seed,
-        cross_lang=args.cross_lang or None,
-        measure=args.measure,
-    )
+    with warnings_on_stderr("compare"):
+        written = write_tables(
+            args.cross_task,
+            args.cer,
+            args.tables,
+            n_boot=args.n_boot,
+            n_perm=args.n_perm,
+            debiased=not args.biased,
+            seed=args.seed,
+            cross_lang=args.cross_lang or None,
+            measure=args.measure,
+            allow_different_manifests=args.allow_different_manifests,
+        )
     for path in written.values():
         print(f"wrote {path}")
     return 0

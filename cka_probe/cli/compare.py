@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cka_probe.cli._cross import add_cross_arguments, run_cross
+from cka_probe.cli._cross import add_cross_arguments, run_cross, warnings_on_stderr
+from cka_probe.cli._options import nonnegative_float, positive_float, torch_device
 from cka_probe.measures import registry
 
 HELP = (
@@ -32,11 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--kernel", choices=["linear", "rbf"], default="linear")
     parser.add_argument(
-        "--sigma", type=float, default=0.8, help="RBF bandwidth as a fraction of the median distance"
+        "--sigma", type=positive_float, default=0.8, help="RBF bandwidth as a fraction of the median distance"
     )
     parser.add_argument("--debiased", action="store_true", help="unbiased HSIC (debiased CKA)")
     parser.add_argument(
-        "--ridge", type=float, default=0.0, help="cca/pwcca: ridge (fraction of the mean variance)"
+        "--ridge",
+        type=nonnegative_float,
+        default=0.0,
+        help="cca/pwcca: ridge (fraction of the mean variance)",
     )
     parser.add_argument("--rdm", choices=["correlation", "euclidean"], default="correlation", help="rsa: RDM")
     parser.add_argument(
@@ -45,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="spearman",
         help="rsa: correlation of the RDMs",
     )
-    parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    parser.add_argument(
+        "--device", type=torch_device, default=None, help="torch device, e.g. cuda (default: cpu)"
+    )
     parser.add_argument("--out", type=Path, default=Path("cka.csv"), help="CSV to write (default: cka.csv)")
     parser.add_argument("--stream", default="encoder", help=".h5: stream of A, encoder or decoder/<task>")
     parser.add_argument("--stream-b", help=".h5: stream of B (default: --stream)")
@@ -69,10 +75,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=".h5 with --pool words: the word-span file (default: A.h5.words.jsonl, else B's)",
     )
+    parser.add_argument(
+        "--allow-different-manifests",
+        action="store_true",
+        help=".h5 and --cross-task: compare stores by utterance id although their provenance does not show "
+        "that the ids name the same audio (recorded in the output)",
+    )
     add_cross_arguments(parser)
 
 
-STORE_OPTIONS = ("stream", "stream_b", "pool", "words", "word_spans")
+STORE_OPTIONS = ("stream", "stream_b", "pool", "words", "word_spans", "allow_different_manifests")
 
 
 def takers(*options: str) -> list[str]:
@@ -102,9 +114,16 @@ def measure_arguments(args: argparse.Namespace) -> dict:
     return options_of(args.measure, available)
 
 
-def run(args: argparse.Namespace) -> int:
-    import warnings
+def refuse_inputs_as_out(args: argparse.Namespace) -> None:
+    """Raise if ``--out`` or its ``.json`` sidecar is one of the inputs (A, B or the word-span file)."""
+    from cka_probe.paths import refuse_input_as_output
 
+    inputs = (args.a, args.b, args.word_spans)
+    refuse_input_as_output(args.out, inputs)
+    refuse_input_as_output(Path(f"{args.out}.json"), inputs, option="--out's sidecar")
+
+
+def run(args: argparse.Namespace) -> int:
     from cka_probe.compare.npz import compare_npz, name_files, write_table
     from cka_probe.compare.stores import compare_stores
     from cka_probe.errors import CKAProbeError
@@ -117,13 +136,11 @@ def run(args: argparse.Namespace) -> int:
         raise CKAProbeError("give two inputs A B, or --cross-task STORE ...")
     if args.a.suffix not in comparers or args.b.suffix != args.a.suffix:
         raise CKAProbeError(f"{args.a}, {args.b}: both inputs must be one of {', '.join(comparers)}")
+    refuse_inputs_as_out(args)
     compare = comparers[args.a.suffix]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        store_options = {k: getattr(args, k) for k in STORE_OPTIONS} if args.a.suffix == ".h5" else {}
+    store_options = {k: getattr(args, k) for k in STORE_OPTIONS} if args.a.suffix == ".h5" else {}
+    with warnings_on_stderr("compare", lambda message: name_files(message, args.a, args.b)):
         table = compare(args.a, args.b, measure=args.measure, **measure_arguments(args), **store_options)
-    for warning in caught:
-        print(f"cka-probe compare: warning: {name_files(str(warning.message), args.a, args.b)}")
     attrs = table.attrs
     if "estimator" in attrs:  # the CKA engine's account of how it computed
         print(

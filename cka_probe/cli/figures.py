@@ -18,8 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cka_probe.cli._cross import warnings_on_stderr
     from cka_probe.figures.write import write_figures
 
-    for path in write_figures(args.tables, args.out):
+    with warnings_on_stderr("figures"):
+        written = write_figures(args.tables, args.out)
+    for path in written:
         print(f"wrote {path}")
     return 0
