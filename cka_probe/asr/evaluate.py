@@ -27,6 +27,7 @@ from tqdm import tqdm
 from cka_probe.asr.decode import transcribe
 from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError
+from cka_probe.paths import refuse_input_as_output
 from cka_probe.text.cer import ED_BINS, char_errors, ed_bin, jamo, jamo_errors, normalize_text, percent
 
 
@@ -49,10 +50,9 @@ def evaluate(
     """
     from cka_probe.asr.checkpoint import load_checkpoint
 
-    if decoding not in ("attention", "ctc") or beam < 1:
-        raise CKAProbeError(
-            f"decoding must be 'attention' or 'ctc' with beam >= 1, got '{decoding}', beam {beam}"
-        )
+    check_arguments(
+        ckpt_path, manifest, out_csv, decoding=decoding, beam=beam, batch_size=batch_size, limit=limit
+    )
     model, ckpt = load_checkpoint(ckpt_path, device=device)
     tasks = (model.ctc_task,) if decoding == "ctc" else tuple(model.tasks)
     references = read_references(manifest)
@@ -77,6 +77,28 @@ def evaluate(
     }
     write_results(table, summary, Path(out_csv))
     return table
+
+
+def check_arguments(
+    ckpt_path: str | Path,
+    manifest: str | Path,
+    out_csv: str | Path,
+    *,
+    decoding: str,
+    beam: int,
+    batch_size: int,
+    limit: int | None,
+) -> None:
+    """Refuse a bad decoding, beam, batch size or limit, and an output (CSV or summary) that is an input."""
+    from cka_probe.asr.checkpoint import check_count
+
+    if decoding not in ("attention", "ctc"):
+        raise CKAProbeError(f"decoding must be 'attention' or 'ctc', not {decoding!r}")
+    check_count(beam, "beam")
+    check_count(batch_size, "batch_size")
+    check_count(limit, "limit", optional=True)
+    for out in (out_csv, summary_path_for(out_csv)):
+        refuse_input_as_output(out, [ckpt_path, manifest])
 
 
 def read_references(manifest: str | Path) -> dict[str, dict[str, Any]]:

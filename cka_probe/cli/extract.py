@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cka_probe.cli._options import positive_int, torch_device
+
 HELP = (
     "Extract per-layer activations of a model (.pt, Hugging Face folder or FILE.py:FUNCTION) "
     "into an HDF5 store"
@@ -42,13 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip comparing the first batch with its utterances run alone",
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--device", type=torch_device, default="cpu", help="torch device, e.g. cpu, cuda, cuda:1"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=16, help="utterances per batch (default 16)"
+    )
     parser.add_argument(
         "--dtype", choices=("float32", "float16"), default="float32", help="storage dtype of rows"
     )
     parser.add_argument("--compression", choices=("gzip", "lzf"), help="HDF5 compression of rows")
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N utterances")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N utterances")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
     parser.add_argument(
         "--word-spans",

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from cka_probe.cli._options import nonnegative_int, positive_int
+
 HELP = "synthesise an L2 corpus: meaning and learner-style surface transcripts with espeak-ng audio"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", required=True, choices=("en", "ko"), help="language of the corpus")
     parser.add_argument(
-        "--n", required=True, type=int, help="number of utterances (80/10/10 train/valid/test)"
+        "--n", required=True, type=positive_int, help="number of utterances (80/10/10 train/valid/test)"
     )
     parser.add_argument(
         "--out", required=True, help="output folder: wav/, train/valid/test.jsonl, summary.json"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed; the same seed gives the same corpus"
+        "--seed", type=nonnegative_int, default=0, help="random seed; the same seed gives the same corpus"
     )
-    parser.add_argument("--workers", type=int, default=None, help="processes for audio (default: all CPUs)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="processes for audio (default: all CPUs)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from cka_probe.cli._options import (
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    torch_device,
+)
+
 HELP = "Train a bundled SO (one task) or DO (surface + meaning) Conformer CTC-attention model from manifests."
 
 
@@ -39,27 +47,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="start again, deleting OUT's checkpoints and log"
     )
-    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    parser.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
+    parser.add_argument("--seed", type=nonnegative_int, default=None, help="override the config's seed")
     parser.add_argument(
-        "--lr", type=float, default=None, help="override the config's peak learning rate (e.g. 1e-4, 1e-5)"
+        "--epochs", type=positive_int, default=None, help="override the config's number of epochs"
+    )
+    parser.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="override the config's peak learning rate (e.g. 1e-4, 1e-5)",
     )
     parser.add_argument(
         "--meaning-weight",
-        type=float,
+        type=nonnegative_float,
         default=None,
         metavar="W",
         help="DO loss weight of the meaning decoder; the surface weight becomes 1 - ctc - W",
     )
     parser.add_argument(
         "--max-minutes",
-        type=float,
+        type=positive_float,
         default=None,
         help="wall-time budget: the epochs are cut to what fits after the first one",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", type=torch_device, default="cpu", help="torch device (default cpu)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
     )
 
 

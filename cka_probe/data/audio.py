@@ -38,9 +38,18 @@ def segment_bounds(
 
 
 def load_audio(
-    path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None
+    path: str | Path,
+    sample_rate: int,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    utterance: str | None = None,
 ) -> np.ndarray:
-    """Mono float32 samples ``(S,)`` of ``path`` (or of its segment ``[start, end)`` s) at ``sample_rate``."""
+    """Mono float32 samples ``(S,)`` of ``path`` (or of its segment ``[start, end)`` s) at ``sample_rate``.
+
+    A file with NaN or infinite samples (float WAV, FLAC never) is an error naming
+    ``path`` and, when given, the ``utterance`` id.
+    """
     try:
         with soundfile.SoundFile(str(path)) as f:
             rate = f.samplerate
@@ -49,6 +58,9 @@ def load_audio(
             data = f.read(stop - first, dtype="float64", always_2d=True)  # (S, channels)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:
         raise CKAProbeError(f"{path}: not a readable audio file ({' '.join(str(err).split())})") from None
+    if not np.isfinite(data).all():
+        culprit = f"{path} (utterance {utterance})" if utterance else f"{path}"
+        raise CKAProbeError(f"{culprit}: has non-finite samples (NaN or Inf); re-export the recording")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if rate != sample_rate:
         g = math.gcd(rate, sample_rate)

@@ -19,6 +19,7 @@ one folder. Every mistake is reported as ``FILE:LINE: what is wrong``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,8 @@ def read_manifest(
     bad ``start``/``end``, a duplicate id, or (with ``check_audio``) a missing audio file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CKAProbeError(f"{path}: is a folder, not a manifest; give the manifest file (.jsonl)")
     if not path.is_file():
         raise CKAProbeError(f"{path}: manifest not found")
     rows, seen = [], {}
@@ -87,6 +90,8 @@ def _parse_row(line: str, where: str, required: Sequence[str]) -> dict[str, Any]
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise CKAProbeError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise CKAProbeError(f"{where}: invalid JSON (nested too deeply)") from None
     if not isinstance(row, dict):
         raise CKAProbeError(f"{where}: expected a JSON object, got {type(row).__name__}")
     for field in required:
@@ -100,10 +105,10 @@ def _parse_row(line: str, where: str, required: Sequence[str]) -> dict[str, Any]
 
 
 def _check_segment(row: Mapping[str, Any], where: str) -> None:
-    """Optional ``start``/``end`` are numbers of seconds with ``0 <= start < end``."""
+    """Optional ``start``/``end`` are finite numbers of seconds (not booleans) with ``0 <= start < end``."""
     bounds = {k: row[k] for k in ("start", "end") if row.get(k) is not None}
     for key, value in bounds.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if not _is_seconds(value):
             raise CKAProbeError(
                 f"{where}: field {key!r} must be a non-negative number of seconds, not {value!r}"
             )
@@ -111,6 +116,16 @@ def _check_segment(row: Mapping[str, Any], where: str) -> None:
         raise CKAProbeError(
             f"{where}: segment start {bounds['start']} s is not before its end {bounds['end']} s"
         )
+
+
+def _is_seconds(value: object) -> bool:
+    """Whether ``value`` is a finite number >= 0 (JSON's ``NaN`` and ``Infinity`` are not)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _check_unique(utt_id: str, seen: dict[str, int], number: int, where: str) -> None:

@@ -126,6 +126,34 @@ def limited(batches: Iterable[Batch], limit: int | None) -> Iterator[Batch]:
         left = None if left is None else left - n
 
 
+def _storable(rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Per value of ``rows``, whether it is finite and, in a narrower ``dtype``, stays finite."""
+    ok = np.isfinite(rows)
+    if np.finfo(dtype).max < np.finfo(rows.dtype).max:
+        ok &= np.abs(rows) <= np.finfo(dtype).max
+    return ok
+
+
+def check_finite(
+    acts: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], ids: Sequence[str], dtype: str
+) -> None:
+    """Raise naming the layer and the utterances whose rows hold NaN, Inf or a value ``dtype`` overflows.
+
+    ``acts[(stream, layer)] = (rows (sum L, D), lengths (B,))`` as :func:`valid_rows` returns them.
+    """
+    for (stream, name), (rows, lengths) in acts.items():
+        bad_rows = ~_storable(rows, np.dtype(dtype)).all(axis=1)
+        if bad_rows.any():
+            owners = np.unique(np.repeat(np.arange(len(ids)), lengths)[bad_rows])
+            named = ", ".join(ids[i] for i in owners[:3]) + (
+                f" and {len(owners) - 3} more" if len(owners) > 3 else ""
+            )
+            raise CKAProbeError(
+                f"layer {name} ({stream}): non-finite activations (NaN, Inf or beyond {dtype}) for utterance "
+                f"{named}; no store was published; check the model's weights and these utterances' audio"
+            )
+
+
 def _check_resumed(done: list[str], seen: int, ids: list[str], out: Path) -> None:
     if done[seen : seen + len(ids)] != ids:
         raise CKAProbeError(
@@ -202,6 +230,7 @@ def extract_activations(
                         for stream, outputs in capture.pop().items()
                         for name, output in outputs.items()
                     }
+                    check_finite(acts, ids, dtype)
                     writer.append(
                         ids,
                         acts,

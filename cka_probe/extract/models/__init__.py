@@ -20,11 +20,13 @@ from cka_probe.extract.hooks import select_modules
 from cka_probe.extract.models.base import Adapter, file_sha256
 from cka_probe.extract.models.padding import check_padding
 from cka_probe.extract.models.resolve import resolve
+from cka_probe.paths import refuse_input_as_output
 
 __all__ = ["Adapter", "resolve", "extract_model", "hookable_layers", "layer_streams"]
 
 METADATA_FIELDS = ("surface", "meaning", "language", "speaker")
 ROLES = ("sso", "mso", "do")
+DTYPES = ("float32", "float16")
 
 
 def layer_streams(
@@ -43,12 +45,47 @@ def layer_streams(
     return {stream: names for stream, names in streams.items() if names}
 
 
+def source(row: dict) -> str:
+    """Where an utterance's audio comes from: the absolute audio path, plus ``#START-END`` for a segment."""
+    start, end = row.get("start"), row.get("end")
+    if start is None and end is None:
+        return str(row["audio"])
+    return f"{row['audio']}#{'' if start is None else start}-{'' if end is None else end}"
+
+
 def _with_metadata(batches, rows: Sequence[dict]) -> Iterator[dict]:
-    """Each batch plus the manifest's text fields of its utterances in ``metadata``."""
+    """Each batch plus the manifest's text fields and the ``source`` of its utterances in ``metadata``."""
     by_id = {row["id"]: row for row in rows}
     for batch in batches:
         meta = {f: [str(by_id[i].get(f) or "") for i in batch["ids"]] for f in METADATA_FIELDS}
+        meta["source"] = [source(by_id[i]) for i in batch["ids"]]
         yield {**batch, "metadata": {**meta, **batch.get("metadata", {})}}
+
+
+def _model_files(model: str | Path) -> list[Path]:
+    """The paths a MODEL argument reads: itself, and the file of a ``FILE.py:FUNCTION``."""
+    spec = str(model)
+    return [Path(spec), *([Path(spec.rpartition(":")[0])] if ":" in spec else [])]
+
+
+def _check_arguments(
+    model: str | Path, manifest: str | Path, out: str | Path, options: dict[str, object], word_spans: bool
+) -> None:
+    """Refuse a bad count, dtype, role or device, and an output (or its word-spans file) that is an input."""
+    from cka_probe.asr.checkpoint import check_count, usable_device
+    from cka_probe.extract.word_spans import sidecar_path
+
+    check_count(options["batch_size"], "batch_size")
+    check_count(options["limit"], "limit", optional=True)
+    if options["dtype"] not in DTYPES:
+        raise CKAProbeError(f"dtype must be one of {', '.join(DTYPES)}, not {options['dtype']!r}")
+    if options["role"] is not None and options["role"] not in ROLES:
+        raise CKAProbeError(f"--role must be one of {', '.join(ROLES)}, not {options['role']!r}")
+    usable_device(options["device"])
+    inputs = [manifest, *_model_files(model)]
+    refuse_input_as_output(out, inputs)
+    if word_spans:
+        refuse_input_as_output(sidecar_path(out), inputs, option="--out's word-spans file")
 
 
 def _tasks(adapter: Adapter, tasks: Sequence[str] | None) -> list[str]:
@@ -82,6 +119,9 @@ def extract_model(
     """Extract ``model``'s layers (a ``.pt``, an HF folder or ``FILE.py:FUNCTION``) over ``manifest`` into
     ``out``.
 
+    Every utterance's ``source`` (its absolute audio path, plus ``#START-END`` for a
+    segment) is stored with its metadata. Bad options, and an ``out`` that is one of
+    the inputs, are refused before anything is read or written.
     ``role`` (``sso`` | ``mso`` | ``do``) is recorded for ``compare --cross-task``
     when the provenance cannot tell it (any model other than a bundled one).
     ``word_spans`` also writes the surface words' CTC spans to ``<out>.words.jsonl``
@@ -91,9 +131,10 @@ def extract_model(
     """
     from cka_probe.data.manifest import read_manifest
 
-    if role is not None and role not in ROLES:
-        raise CKAProbeError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
-    adapter, device = resolve(model), rank_device(device)
+    device = rank_device(device)
+    options = {"batch_size": batch_size, "limit": limit, "dtype": dtype, "role": role, "device": device}
+    _check_arguments(model, manifest, out, options, word_spans)
+    adapter = resolve(model)
     if word_spans and not hasattr(adapter, "word_spans"):
         raise CKAProbeError(
             f"{adapter.name}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)"

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.activations import _stream_lengths, _to_device, valid_rows
+from cka_probe.extract.activations import _stream_lengths, _to_device, check_finite, valid_rows
 from cka_probe.extract.hooks import LayerCapture
 from cka_probe.extract.models.base import Adapter
 
@@ -29,14 +29,17 @@ from cka_probe.extract.models.base import Adapter
 def _rows(
     adapter: Adapter, model: nn.Module, capture: LayerCapture, batch: dict, device: torch.device
 ) -> dict[tuple[str, str], list[np.ndarray]]:
-    """Per (stream, layer), the valid rows of each utterance of ``batch``."""
+    """Per (stream, layer), the valid rows of each utterance of ``batch``; NaN or Inf is an error."""
     lengths = adapter.forward(model, _to_device(batch, device))
-    rows = {}
-    for stream, outputs in capture.pop().items():
-        for name, output in outputs.items():
-            flat, counts = valid_rows(name, output, _stream_lengths(lengths, stream), batch["ids"])
-            rows[(stream, name)] = np.split(flat.astype(np.float64), np.cumsum(counts)[:-1])
-    return rows
+    acts = {
+        (stream, name): valid_rows(name, output, _stream_lengths(lengths, stream), batch["ids"])
+        for stream, outputs in capture.pop().items()
+        for name, output in outputs.items()
+    }
+    check_finite(acts, batch["ids"], "float64")
+    return {
+        key: np.split(flat.astype(np.float64), np.cumsum(counts)[:-1]) for key, (flat, counts) in acts.items()
+    }
 
 
 def check_padding(
