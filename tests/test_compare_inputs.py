@@ -327,3 +327,16 @@ def test_bad_numeric_options_and_devices_are_one_usage_line(tmp_path, capsys, op
     line = one_error_line(capsys)
     assert line.startswith(f"cka-probe compare: error: argument {option[0]}: ")
     assert not (tmp_path / "t.csv").exists()
+
+
+@pytest.mark.parametrize("start, end", [(0.5, 2), (0, 2.5), (False, True)])
+def test_word_spans_that_are_not_frame_indices_name_the_file_and_utterance(tmp_path, capsys, start, end):
+    a = make_store(tmp_path / "a.h5")
+    spans = tmp_path / "spans.jsonl"
+    words = [{"start": start, "end": end, "op": "x"}]
+    records = [{"id": f"utt{i:04d}", "n_frames": 3, "words": words} for i in range(8)]
+    spans.write_text("".join(json.dumps(record) + "\n" for record in records))
+    args = ["compare", str(a), str(a), "--pool", "words", "--word-spans", str(spans)]
+    assert main([*args, "--out", str(tmp_path / "t.csv")]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"cka-probe compare: error: {spans}") and "utt0000" in line

@@ -20,7 +20,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from cka_probe.compare.provenance import check_same_utterances
-from cka_probe.compare.words import MIN_SAMPLES, compare_words, row_mismatch, sidecar_for
+from cka_probe.compare.words import (
+    MIN_SAMPLES,
+    check_frame_indices,
+    compare_words,
+    row_mismatch,
+    sidecar_for,
+)
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures import StreamingLinearCKA
 from cka_probe.measures.similarity import options_of, similarity_matrix
@@ -142,7 +148,9 @@ def compare_stores(
 
             if measure != "cka":
                 raise CKAProbeError(f"pool=words supports measure cka only, not {measure}")
-            records = read_word_spans(sidecar_for(sa, sb, word_spans))
+            sidecar = sidecar_for(sa, sb, word_spans)
+            records = read_word_spans(sidecar)
+            check_frame_indices(records, sidecar)
             table = compare_words(
                 sa,
                 stream,
