@@ -104,9 +104,12 @@ def _open_part(path: str | Path, allow_incomplete: bool = False) -> _Part:
         ) from None
     try:
         return _checked_part(path, f, allow_incomplete)
-    except BaseException:
+    except CKAProbeError:
         f.close()
         raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:  # h5py on a damaged file
+        f.close()
+        raise _damaged(path, f"its layout cannot be read ({' '.join(str(err).split())})") from None
 
 
 def _checked_part(path: Path, f: h5py.File, allow_incomplete: bool) -> _Part:

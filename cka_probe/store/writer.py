@@ -188,6 +188,18 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def _cut_off(f: h5py.File | None) -> None:
+    """Point ``f``'s file descriptor at a read-only ``/dev/null``, so that HDF5 writes nothing more to it:
+    closing it then leaves the file as its last flush did, as a kill would (the resume starts from there)."""
+    if f is None or not f.id.valid:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(null, f.id.get_vfd_handle())
+    finally:
+        os.close(null)
+
+
 def _quietly_close(f: h5py.File | None) -> None:
     """Close ``f`` after a failed write; what HDF5 says about it then is the same failure again."""
     with contextlib.suppress(Exception):
@@ -320,9 +332,11 @@ class StoreWriter:
         except OSError as err:
             raise CKAProbeError(f"{path}: cannot remove it ({os.strerror(err.errno)})") from None
 
-    def _give_up(self) -> None:
-        """Close the file without writing to it again, and release the output lock."""
+    def _give_up(self, *, failed: bool = False) -> None:
+        """Close the file (after a ``failed`` write, without writing to it again) and release the lock."""
         f, self._file, self._pending = self._file, None, []
+        if failed:
+            _cut_off(f)
         _quietly_close(f)
         self._lock.close()
 
@@ -626,7 +640,7 @@ class StoreWriter:
         try:
             yield
         except (_WriteFailed, OSError, RuntimeError) as err:
-            self._give_up()
+            self._give_up(failed=True)
             raise write_error(_os_error(err), self.partial, needed=needed) from None
 
     def _write_block(self, pending: list[_Batch]) -> None:
