@@ -57,10 +57,10 @@ OUTPUTS = (
 
 
 def refuse_inputs_as_tables(out: Path, stores: Sequence[str | Path], cer_csvs: Sequence[str | Path]) -> None:
-    """Raise if any file ``write_tables`` may write into ``out`` is one of its input stores or CSVs."""
+    """Raise if ``out`` or any file ``write_tables`` may write into it is one of its input stores or CSVs."""
     inputs = [*store_paths(stores), *cer_csvs]
-    for name in OUTPUTS:
-        refuse_input_as_output(out / name, inputs, option="--tables")
+    for target in (out, *(out / name for name in OUTPUTS)):
+        refuse_input_as_output(target, inputs, option="--tables")
 
 
 def manifests_json(stores: Sequence[str | Path]) -> str:
