@@ -133,26 +133,21 @@ def _damaged(path: Path, what: str) -> CKAProbeError:
 
 def _refuse_foreign_rows(path: Path, f: h5py.File) -> None:
     """Refuse external links, virtual datasets and external raw storage anywhere in the file."""
+    found = f.visititems_links(lambda name, link: _foreign(f, name, link))  # the first one stops the visit
+    if found:
+        raise CKAProbeError(f"{path}: {found}; cka-probe reads self-contained stores only")
 
-    def visit(name: str, link) -> None:
-        if isinstance(link, h5py.ExternalLink):
-            raise CKAProbeError(
-                f"{path}: /{name} is an external link (to {link.filename}:{link.path}); "
-                "cka-probe reads self-contained stores only"
-            )
-        obj = f.get(name) if isinstance(link, h5py.HardLink) else None
-        if isinstance(obj, h5py.Dataset) and obj.is_virtual:
-            raise CKAProbeError(
-                f"{path}: /{name} is a virtual dataset (its rows live in other files); "
-                "cka-probe reads self-contained stores only"
-            )
-        if isinstance(obj, h5py.Dataset) and obj.external:
-            raise CKAProbeError(
-                f"{path}: /{name} keeps its rows in external raw files ({obj.external[0][0]!s}); "
-                "cka-probe reads self-contained stores only"
-            )
 
-    f.visititems_links(visit)
+def _foreign(f: h5py.File, name: str, link) -> str | None:
+    """What makes the link ``name`` point outside the file, None when it does not."""
+    if isinstance(link, h5py.ExternalLink):
+        return f"/{name} is an external link (to {link.filename}:{link.path})"
+    obj = f.get(name) if isinstance(link, h5py.HardLink) else None
+    if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+        return f"/{name} is a virtual dataset (its rows live in other files)"
+    if isinstance(obj, h5py.Dataset) and obj.external:
+        return f"/{name} keeps its rows in external raw files ({obj.external[0][0]!s})"
+    return None
 
 
 def _decoded(path: Path, raw, where: str) -> dict:
