@@ -35,6 +35,8 @@ from cka_probe.extract.models.hf import (
     architecture,
     base_prefix,
     feature_extractor,
+    hf_config,
+    load_model,
     plain_settings,
     provenance,
     require_transformers,
@@ -43,6 +45,8 @@ from cka_probe.extract.models.hf import (
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 UNPADDED = ("data2vec-audio",)
 """Model types batched without padding whatever their feature-encoder norm (see the module docstring)."""
+TRAINING_ONLY = ("masked_spec_embed",)
+"""Parameters used only in training (SpecAugment's mask vector), which a folder's weights may lack."""
 
 
 def equal_length_buckets(
@@ -60,8 +64,9 @@ class Wav2Vec2Adapter(Adapter):
     """A local HF folder of the wav2vec2 family."""
 
     def __init__(self, folder: str | Path, config: dict):
-        transformers = require_transformers(folder)
+        self.transformers = transformers = require_transformers(folder)
         self.folder, self.config, self.name = Path(folder), config, str(folder)
+        self.hf_config = hf_config(folder, transformers)
         self.padded = (
             config.get("feat_extract_norm", "layer") == "layer" and config["model_type"] not in UNPADDED
         )
@@ -80,7 +85,10 @@ class Wav2Vec2Adapter(Adapter):
         self.prefix = ""
 
     def build(self, device: str) -> nn.Module:
-        model = self.model_class.from_pretrained(str(self.folder)).to(device).eval()
+        """The model with the folder's weights, refused unless they agree with ``config.json``."""
+        model = load_model(
+            self.folder, self.model_class, self.hf_config, self.transformers, unused=TRAINING_ONLY
+        ).to(device)
         self.prefix = base_prefix(model)
         self.output_lengths = model.base_model._get_feat_extract_output_lengths
         return model

@@ -34,14 +34,26 @@ from cka_probe.extract.models.hf import (
     architecture,
     base_prefix,
     feature_extractor,
+    hf_config,
+    library_errors,
+    load_model,
+    one_line,
     plain_settings,
     provenance,
+    quiet,
     require_transformers,
 )
 
 TASKS = ("surface", "meaning")
 MULTILINGUAL_VOCAB = 51865
 """OpenAI's rule when the generation config does not say: multilingual vocabularies have >= 51,865 tokens."""
+TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+"""Either set of files is a Whisper tokenizer."""
+PROMPT_TOKENS = {
+    False: ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"),
+    True: ("<|endoftext|>", "<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"),
+}
+"""The special tokens of the prompt and padding, by ``multilingual``."""
 
 
 class WhisperAdapter(Adapter):
@@ -52,8 +64,10 @@ class WhisperAdapter(Adapter):
     def __init__(self, folder: str | Path, config: dict):
         self.transformers = require_transformers(folder)
         self.folder, self.config, self.name = Path(folder), config, str(folder)
+        self.hf_config = hf_config(folder, self.transformers)
+        mel_bins = {"feature_size": self.hf_config.num_mel_bins}
         self.features = feature_extractor(
-            folder, self.transformers.WhisperFeatureExtractor, feature_size=config.get("num_mel_bins", 80)
+            folder, self.transformers.WhisperFeatureExtractor, require=mel_bins, **mel_bins
         )
         self.conditional = architecture(config) != "WhisperModel"
         self.prefix = "model." if self.conditional else ""
@@ -63,34 +77,61 @@ class WhisperAdapter(Adapter):
     def _multilingual(self) -> bool:
         generation = self.folder / "generation_config.json"
         if generation.is_file():
-            found = (
-                self.transformers.GenerationConfig.from_pretrained(str(self.folder))
-                .to_dict()
-                .get("is_multilingual")
-            )
-            if found is not None:
-                return bool(found)
-        return int(self.config.get("vocab_size", 0)) >= MULTILINGUAL_VOCAB
+            try:
+                with quiet(self.transformers):
+                    found = self.transformers.GenerationConfig.from_pretrained(str(self.folder)).to_dict()
+            except library_errors() as err:
+                raise CKAProbeError(f"{generation}: {one_line(err)}") from None
+            if found.get("is_multilingual") is not None:
+                return bool(found["is_multilingual"])
+        return self.hf_config.vocab_size >= MULTILINGUAL_VOCAB
 
     @property
     def tokenizer(self):
+        """The folder's Whisper tokenizer (see :meth:`load_tokenizer`), loaded once."""
         if self._tokenizer is None:
-            try:
-                self._tokenizer = self.transformers.WhisperTokenizer.from_pretrained(str(self.folder))
-            except (OSError, ValueError, TypeError) as err:
-                raise CKAProbeError(
-                    f"{self.folder}: no Whisper tokenizer to teacher-force the decoder "
-                    f"({' '.join(str(err).split())[:200]}); select encoder layers only"
-                ) from None
+            self._tokenizer = self.load_tokenizer()
         return self._tokenizer
 
+    def load_tokenizer(self):
+        """The folder's Whisper tokenizer, refused unless its files exist, it has the prompt's tokens and its
+        ids fit the model's vocabulary."""
+        if not any(all((self.folder / f).is_file() for f in files) for files in TOKENIZER_FILES):
+            raise CKAProbeError(
+                f"{self.folder}: no tokenizer files (tokenizer.json, or vocab.json and merges.txt): the "
+                "decoder needs them to teacher-force the transcripts; extract the encoder only with --tasks"
+            )
+        try:
+            with quiet(self.transformers):
+                tok = self.transformers.WhisperTokenizer.from_pretrained(str(self.folder))
+        except library_errors() as err:
+            raise CKAProbeError(
+                f"{self.folder}: the tokenizer files cannot be read ({one_line(err)}); the decoder needs "
+                "them to teacher-force the transcripts; extract the encoder only with --tasks"
+            ) from None
+        vocab = tok.get_vocab()
+        lacking = [t for t in PROMPT_TOKENS[self.multilingual] if t not in vocab]
+        if lacking:
+            raise CKAProbeError(
+                f"{self.folder}: the tokenizer lacks {', '.join(lacking)} of Whisper's decoder prompt; "
+                "use the tokenizer saved with this model"
+            )
+        top = max(vocab.values())
+        if top >= self.hf_config.vocab_size:
+            raise CKAProbeError(
+                f"{self.folder}: the tokenizer has token ids up to {top}, but config.json's "
+                f"vocab_size is {self.hf_config.vocab_size}; use the tokenizer saved with this model"
+            )
+        return tok
+
     def build(self, device: str) -> nn.Module:
+        """The model with the folder's weights, refused unless they agree with ``config.json``."""
         cls = (
             self.transformers.WhisperForConditionalGeneration
             if self.conditional
             else self.transformers.WhisperModel
         )
-        model = cls.from_pretrained(str(self.folder)).to(device).eval()
+        model = load_model(self.folder, cls, self.hf_config, self.transformers).to(device)
         self.prefix = base_prefix(model)
         return model
 
@@ -108,6 +149,10 @@ class WhisperAdapter(Adapter):
         return [f"decoder/{task}" for task in tasks]
 
     def required_fields(self, tasks: Sequence[str]) -> tuple[str, ...]:
+        """The manifest fields the batches read; with ``tasks`` the tokenizer is loaded (and checked) too, as
+        the decoder cannot run without it."""
+        if tasks and self._tokenizer is None:
+            self._tokenizer = self.load_tokenizer()
         return ("id", "audio", *tasks, *(("language",) if tasks and self.multilingual else ()))
 
     def prompt(self, language: str | None) -> list[int]:
@@ -174,7 +219,7 @@ class WhisperAdapter(Adapter):
 
     def decoder_inputs(self, rows: Sequence[dict], task: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt + transcript ids ``(B, U)`` padded with end-of-text, and their lengths ``(B,)``."""
-        limit = int(self.config.get("max_target_positions", 448))
+        limit = self.hf_config.max_target_positions
         seqs = [
             self.prompt(r.get("language")) + self.tokenizer(r[task], add_special_tokens=False).input_ids
             for r in rows
@@ -209,8 +254,8 @@ class WhisperAdapter(Adapter):
             "preprocessor": plain_settings(self.features),
             "encoder_frames": "ceil(samples / (2 * hop_length)) of the 30-second window",
         }
-        if (self.folder / "tokenizer_config.json").is_file() or (self.folder / "vocab.json").is_file():
-            tok = self.tokenizer
+        if self._tokenizer is not None:
+            tok = self._tokenizer
             attrs["tokenizer"] = {
                 "class": type(tok).__name__,
                 "vocab_size": len(tok),
