@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.measures._tensor import checked_layer
+from cka_probe.measures._tensor import Extent, constant_message, unit_scaled_array
 from cka_probe.measures.hsic import gram_hsic
 
 
@@ -69,7 +69,11 @@ class GramSet:
 
     def __init__(self, layers: Mapping[str, np.ndarray], *, source: str = "") -> None:
         self.names: list[str] = list(layers)
+        self.source = source
         arrays = [_checked(np.asarray(x, dtype=np.float64), f"{source}{name}") for name, x in layers.items()]
+        # a constant layer keeps an all-zero Gram (NaN in every grid); point_estimate names it
+        self.constant = [Extent(torch.from_numpy(x)).constant() for x in arrays]
+        arrays = [x * 0 if flat else x for x, flat in zip(arrays, self.constant)]
         if len({x.shape[0] for x in arrays}) > 1:
             raise CKAProbeError(
                 f"{source}: layers have different numbers of rows {[x.shape[0] for x in arrays]}"
@@ -98,15 +102,15 @@ class GramSet:
 
 
 def _checked(x: np.ndarray, name: str) -> np.ndarray:
-    """x (n, d) with finite values, n ≥ 4 (the debiased estimator's minimum) and rows that are not all
-    identical, unit-scaled (:func:`~cka_probe.measures._tensor.unit_scaled`)."""
+    """x (n, d) with finite values and n ≥ 4 (the debiased estimator's minimum), unit-scaled
+    (:func:`~cka_probe.measures._tensor.unit_scaled_array`)."""
     if x.ndim != 2:
         raise CKAProbeError(f"{name}: expected a (n, d) array, got shape {x.shape}")
     if x.shape[0] < 4:
         raise CKAProbeError(f"{name}: {x.shape[0]} utterances; CKA statistics need at least 4")
     if not np.isfinite(x).all():
         raise CKAProbeError(f"{name}: contains NaN or Inf")
-    return checked_layer(torch.tensor(x), name).numpy()
+    return unit_scaled_array(x)
 
 
 def hsic(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarray:
@@ -145,8 +149,12 @@ def cka_grid(a: HSICTerms, b: HSICTerms, n: int, *, debiased: bool) -> np.ndarra
 
 
 def point_estimate(a: GramSet, b: GramSet, *, debiased: bool = False) -> np.ndarray:
-    """CKA (L_a, L_b) on all n utterances; an undefined cell (a self-HSIC not positive) is an error naming
-    its layers."""
+    """CKA (L_a, L_b) on all n utterances; a constant layer or another undefined cell (a self-HSIC not
+    positive) is an error naming the layer."""
+    for side in (a, b):
+        for name, flat in zip(side.names, side.constant):
+            if flat:
+                raise CKAProbeError(constant_message(f"{side.source}{name}"))
     identity = np.arange(a.n)
     grid = cka_grid(
         a.terms(identity, debiased=debiased), b.terms(identity, debiased=debiased), a.n, debiased=debiased
