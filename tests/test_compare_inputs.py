@@ -291,7 +291,7 @@ def test_pool_words_without_spans_or_with_a_malformed_line_names_the_file(tmp_pa
     assert f"{spans}:2: not a word-span record" in one_error_line(capsys)
 
 
-def test_word_spans_with_too_few_words_are_one_line(tmp_path, capsys):
+def test_word_spans_missing_an_utterance_are_one_line(tmp_path, capsys):
     a = make_store(tmp_path / "a.h5")
     spans = tmp_path / "spans.jsonl"
     words = [{"start": 0, "end": 2, "op": "identical"}]
@@ -340,3 +340,14 @@ def test_word_spans_that_are_not_frame_indices_name_the_file_and_utterance(tmp_p
     assert main([*args, "--out", str(tmp_path / "t.csv")]) == 2
     line = one_error_line(capsys)
     assert line.startswith(f"cka-probe compare: error: {spans}") and "utt0000" in line
+
+
+def test_fewer_than_four_words_are_refused(tmp_path, capsys):
+    a = make_store(tmp_path / "a.h5")
+    spans = tmp_path / "spans.jsonl"
+    word = {"start": 0, "end": 2, "op": "identical"}
+    records = [{"id": f"utt{i:04d}", "n_frames": 3, "words": [word] if i < 3 else []} for i in range(8)]
+    spans.write_text("".join(json.dumps(record) + "\n" for record in records))
+    args = ["compare", str(a), str(a), "--pool", "words", "--word-spans", str(spans)]
+    assert main([*args, "--out", str(tmp_path / "t.csv")]) == 2
+    assert "3 word(s) selected, CKA needs at least 4" in one_error_line(capsys)
