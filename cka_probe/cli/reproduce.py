@@ -1,5 +1,5 @@
 """``cka-probe reproduce``: synth -> train -> evaluate -> extract -> compare -> figures -> report,
-resumable."""
+resumable; a rerun with other options redoes the stages whose recipe changed and everything after them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from pathlib import Path
 
 from cka_probe.errors import CKAProbeError
 
-HELP = "Run the whole study (synthetic corpus or your manifests) into a run directory; rerun to resume."
+HELP = (
+    "Run the whole study (synthetic corpus or your manifests) into a run directory; rerun to resume "
+    "(a stage whose recipe changed is redone, with everything after it)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="tiny",
         help="tiny: 2-core CPU in about 20 minutes; paper: the paper's configuration on a GPU",
     )
-    parser.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="run directory (created; an existing one is resumed: each output made from other options or "
+        "inputs is redone with everything after it, the rest is kept; one reproduce at a time per directory)",
+    )
     parser.add_argument(
         "--data",
         action="append",
