@@ -71,7 +71,7 @@ def conflict(a: ActivationStore, b: ActivationStore, ids: list[str]) -> tuple[st
     manifests = f"{a.path} and {b.path} come from different manifests ({shas})"
     if sources_a is None or sources_b is None:
         lacking = [store.path for store, sources in ((a, sources_a), (b, sources_b)) if sources is None]
-        who = f"{lacking[0]} records" if len(lacking) == 1 else "neither records"
+        who = f"{lacking[0]} does not record" if len(lacking) == 1 else "neither records"
         return "", (
             f"{manifests} and {who} the audio of each utterance (extracted by an older cka-probe), "
             f"so what id {ids[0]} names cannot be checked"
