@@ -1,6 +1,8 @@
 """From nothing (or the user's manifests and models) to the study's tables, figures and report.
 
-:mod:`~cka_probe.pipeline.runner` is a generic resumable stage runner;
+:mod:`~cka_probe.pipeline.runner` is a generic resumable stage runner that
+records what each output was made from and redoes the outputs whose recipe
+changed;
 :mod:`~cka_probe.pipeline.study_plan` is the study's plan on top of it (the
 stages of ``cka-probe reproduce``).
 """
