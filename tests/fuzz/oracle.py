@@ -176,16 +176,24 @@ def _read_file(path: Path) -> dict[str, object]:
     return _read_store(path) if path.suffix == ".h5" else {}
 
 
+def _relative(value: object, cwd: Path) -> object:
+    """``value`` with the case folder's absolute path, in any string of it, written as ``.``."""
+    if isinstance(value, str):
+        return value.replace(str(cwd), ".")
+    return [_relative(v, cwd) for v in value] if isinstance(value, list) else value
+
+
 def read_output(cwd: Path, argv: Sequence[str], run: Run) -> dict[str, object]:
-    """Everything a finished command produced: ``info``'s stdout, or its output files' contents."""
+    """Everything a finished command produced: ``info``'s stdout, or its output files' contents, with
+    the case folder's path written as ``.``."""
     if argv[0] == "info":
-        return {"stdout": run.stdout}
+        return {"stdout": _relative(run.stdout, cwd)}
     found = {}
     for name in _out_paths(argv):
         path = cwd / name
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            found |= {f"{file.relative_to(cwd)}|{k}": v for k, v in _read_file(file).items()}
+            found |= {f"{file.relative_to(cwd)}|{k}": _relative(v, cwd) for k, v in _read_file(file).items()}
     return found
 
 
@@ -260,8 +268,11 @@ def _accepted(cwd: Path, argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def _refusal(run: Run, culprits: Sequence[str], left: list[str], expect: str) -> str:
     """Why an exit 2 breaks the promise ('' when it keeps it)."""
     lines = run.stderr.strip("\n").split("\n")
-    if "Traceback" in run.stderr or len(lines) != 1 or not lines[0].strip():
-        return f"exit 2 with {len(lines)} stderr lines"
+    if "Traceback" in run.stderr:
+        return "exit 2 with a traceback"
+    if len(lines) != 1 or not lines[0].strip():
+        bar = any("%|" in line or "\r" in line for line in lines[:-1])
+        return f"exit 2 with {len(lines)} stderr lines" + (" (progress bar lines first)" if bar else "")
     if not any(c in lines[0] for c in culprits):
         return f"exit 2 without naming {' or '.join(culprits)}"
     if left:
