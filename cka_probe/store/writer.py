@@ -35,10 +35,11 @@ partial file and, on a full disk, about the space the block being written
 needs (:func:`cka_probe.errors.write_error`). The HDF5 file is then closed
 without being written to again (its chunk cache is off, so a failed write
 fails in the call that makes it, not later in a flush or a close), the
-committed blocks stay in ``<out>.partial`` and nothing is published at
-``<out>``; rerunning the same command after freeing space resumes from the
-last commit. At finish the sha256 of the ids and of each layer's offsets are
-recorded (:mod:`cka_probe.store.schema`) for the reader to check.
+committed blocks stay in ``<out>.partial`` (a partial file that holds no
+commit yet is removed) and nothing is published at ``<out>``; rerunning the
+same command after freeing space resumes from the last commit. At finish the
+sha256 of the ids and of each layer's offsets are recorded
+(:mod:`cka_probe.store.schema`) for the reader to check.
 
 Committing in blocks keeps the HDF5 calls per batch (a resize and a write per
 dataset, two flushes) from costing as much as a small model's forward pass;
@@ -300,6 +301,7 @@ class StoreWriter:
         run_attrs = {**(attrs or {}), "dtype": self.dtype.name, "compression": compression or ""}
         self._run_attrs = decode_attrs(encode_attrs(run_attrs))
         self._file: h5py.File | None = None
+        self._durable = False  # whether the partial file on disk holds a commit that a rerun resumes
         self._token_layers: set[LayerKey] = set()  # the decoder layers whose rows carry token ids
         self._lock = self._take_lock()
         try:
@@ -379,6 +381,7 @@ class StoreWriter:
         return None if self.path.exists() else resumed or self._create()
 
     def _create(self) -> h5py.File:
+        self._durable = False
         f = _new_file(self.partial)
         f.attrs.update(
             encode_attrs(
@@ -443,6 +446,7 @@ class StoreWriter:
             _quietly_close(fresh)
             self._remove(self._rebuild_path)
             raise
+        self._durable = True
         return fresh
 
     def _rebuild(self, old: h5py.File, n: int) -> h5py.File:
@@ -641,6 +645,8 @@ class StoreWriter:
             yield
         except (_WriteFailed, OSError, RuntimeError) as err:
             self._give_up(failed=True)
+            if not self._durable:  # nothing committed: a file that was never flushed is no use to a rerun
+                self._remove(self.partial)
             raise write_error(_os_error(err), self.partial, needed=needed) from None
 
     def _write_block(self, pending: list[_Batch]) -> None:
@@ -660,6 +666,7 @@ class StoreWriter:
         self._file.attrs["n_utterances"] = n0 + sum(len(b.columns["ids"]) for b in pending)
         self._file.attrs["n_batches"] = self.n_batches + len(pending)
         _flush(self._file)
+        self._durable = True
 
     def _create_layers(self, widths: Mapping[LayerKey, int], token_layers: set[LayerKey]) -> None:
         streams: dict[str, list[str]] = {}
