@@ -19,6 +19,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import sys
 import traceback
@@ -60,12 +61,15 @@ PRELOAD = [
     *(f"transformers.models.{m}" for m in _HF),
 ]
 ENV = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-TIMEOUT_S = 180
+TIMEOUT_S = 120
+MEMORY_LIMIT = 6 << 30  # address space of a child: a runaway case must not starve the machine
 SCALED_TOLERANCE = 1e-6
 
 
 def _child(argv: Sequence[str], cwd: str, out: str, err: str) -> None:
-    """Run ``cka-probe argv`` in ``cwd`` with stdout and stderr to files; exit with its status."""
+    """Run ``cka-probe argv`` in ``cwd`` with stdout and stderr to files and at most ``MEMORY_LIMIT`` of
+    address space; exit with its status."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     for fd, name in ((1, out), (2, err)):
         os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     os.environ.update(ENV)
