@@ -33,7 +33,7 @@ def assert_kept(outcomes: list[Outcome], fuzzer: Fuzzer) -> None:
 def sampled(names: list[str], k: int, key: str) -> list[str]:
     """``k`` of ``names``, drawn with a generator seeded by ``key``."""
     rng = np.random.default_rng(sum(key.encode()))
-    return sorted(rng.choice(sorted(names), min(k, len(names)), replace=False))
+    return sorted(str(n) for n in rng.choice(sorted(names), min(k, len(names)), replace=False))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
