@@ -6,9 +6,11 @@ A run that writes ``OUT`` (a store, a table, a run folder) first takes
 second run on the same output is refused at once with one line naming the
 other process (or, with ``wait=True``, waits for it). The lock is released
 when the run ends, however it ends (the kernel drops it with the process, a
-SIGKILL included), so a stale lock file never blocks anyone; the file itself
-is left in place, since deleting it while another process waits on it would
-let two writers in.
+SIGKILL included), so a stale lock file never blocks anyone. A run that ends
+normally deletes the lock file while it still holds it; a process that took
+the lock on a file that was deleted meanwhile finds that the path no longer
+names its file and takes the lock again on the new one, so deleting never
+lets two writers in.
 
 ``flock`` locks are advisory and local: they hold between processes of one
 machine and, on most network file systems, not between machines.
@@ -42,6 +44,33 @@ def _holder(lock: Path) -> str:
     return text or "another process"
 
 
+def _take(lock: Path, path: Path, wait: bool) -> int:
+    """A descriptor of ``lock`` holding its flock, the file still at ``lock`` (retried if it was deleted)."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise CKAProbeError(
+                f"{path}: another cka-probe run ({_holder(lock)}) is writing it; "
+                "wait for it to finish or stop it, then run again"
+            ) from None
+        if _names(lock, fd):
+            return fd
+        os.close(fd)  # the holder deleted it as we waited: lock the file now at that path
+
+
+def _names(lock: Path, fd: int) -> bool:
+    """Whether the path ``lock`` still names the open file ``fd``."""
+    try:
+        return os.stat(lock).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def output_lock(path: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]:
     """Hold the exclusive lock of ``path`` for the ``with`` block; refuse (or ``wait``) if it is held.
@@ -52,19 +81,11 @@ def output_lock(path: str | os.PathLike, *, wait: bool = False) -> Iterator[Path
     path = Path(path)
     lock = lock_file(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _take(lock, path, wait)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except OSError as err:
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            raise CKAProbeError(
-                f"{path}: another cka-probe run ({_holder(lock)}) is writing it; "
-                "wait for it to finish or stop it, then run again"
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield lock
     finally:
+        lock.unlink(missing_ok=True)  # still held: a waiter that took the old file retries
         os.close(fd)  # closing the descriptor releases the flock
