@@ -1,4 +1,4 @@
-"""Every undefined case raises a clear error or, in a matrix, gives NaN cells and one warning."""
+"""Every undefined case raises a clear one-line error naming the layer; no NaN cell is ever returned."""
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ def test_single_pair_errors(fn):
         fn(np.where(X > 1.5, np.nan, X), Y)
     with pytest.raises(ValueError, match="y: contains NaN or Inf"):
         fn(X, np.where(Y > 1.5, -np.inf, Y))
-    with pytest.raises(ValueError, match="undefined for y: constant"):
+    with pytest.raises(ValueError, match="y: CKA is undefined for a constant representation"):
         fn(X, np.full((20, 3), 1e6 + 0.1))
     with pytest.raises(ValueError, match="2-D array"):
         fn(X[:, 0], Y)
@@ -48,13 +48,12 @@ def test_matrix_nan_inf_and_bad_arguments():
 
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])
-@pytest.mark.parametrize("n", [20, 3])  # feature space and Gram space (n <= d)
-def test_constant_layer_gives_nan_cells_and_one_warning_naming_it(kernel, n):
+@pytest.mark.parametrize("n", [20, 4])  # feature space and Gram space (n <= d)
+def test_constant_layer_is_an_error_naming_it(kernel, n):
     xs = {"ok": X[:n], "flat": np.full((n, 4), 3.3)}
-    with pytest.warns(RuntimeWarning) as caught:
-        table = cka_matrix(xs, {"y": Y[:n]}, kernel=kernel)
-    assert len(caught) == 1 and "x layer flat" in str(caught[0].message)
-    assert np.isnan(table.loc["flat", "y"]) and np.isfinite(table.loc["ok", "y"])
+    with pytest.raises(CKAProbeError, match="^x layer flat: CKA is undefined for a constant") as info:
+        cka_matrix(xs, {"y": Y[:n]}, kernel=kernel)
+    assert "\n" not in str(info.value)
 
 
 def test_rbf_with_zero_median_distance_raises():

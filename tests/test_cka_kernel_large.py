@@ -92,11 +92,10 @@ def test_nystrom_converges_to_exact_kernel_cka_as_rank_grows(debiased):
     )
 
 
-def test_nystrom_of_a_constant_layer_is_nan_with_a_warning_and_bad_rank_is_an_error():
+def test_nystrom_of_a_constant_layer_and_bad_rank_are_errors():
     rng = np.random.default_rng(7)
     x, y = tanh_related(rng, 50)
-    with pytest.warns(RuntimeWarning, match="y layer 1"):
-        table = nystrom_cka_matrix([x], [y, np.ones((50, 2))], rank=20)
-    assert np.isnan(table.iloc[0, 1]) and not np.isnan(table.iloc[0, 0])
+    with pytest.raises(CKAProbeError, match="y layer 1: CKA is undefined for a constant"):
+        nystrom_cka_matrix([x], [y, np.ones((50, 2))], rank=20)
     with pytest.raises(CKAProbeError, match="rank must be >= 1"):
         nystrom_cka_matrix([x], [y], rank=0)

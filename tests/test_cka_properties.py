@@ -46,7 +46,7 @@ def test_self_similarity_is_one_and_cka_is_symmetric(n, d, seed, debiased):
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(2, 30), dx=st.integers(1, 40), dy=st.integers(1, 40), seed=st.integers(0, 2**16))
+@given(n=st.integers(4, 30), dx=st.integers(1, 40), dy=st.integers(1, 40), seed=st.integers(0, 2**16))
 def test_biased_cka_lies_in_unit_interval(n, dx, dy, seed):
     rng = np.random.default_rng(seed)
     x, y = rng.standard_normal((n, dx)), rng.standard_normal((n, dy))

@@ -84,13 +84,11 @@ def test_streaming_chunk_errors_name_the_layer():
         acc.update(bad)
 
 
-def test_streaming_flags_a_constant_layer():
+def test_streaming_refuses_a_constant_layer_naming_it():
     xs, _ = latent_layers(4)
     xs["flat"] = np.full((240, 4), 2.7, dtype=np.float32)
-    with pytest.warns(RuntimeWarning, match="x layer flat"):
-        table = stream(xs, None, [100, 140], debiased=False)
-    assert table.loc["flat"].isna().all() and table["flat"].isna().all()
-    assert not table.drop(index="flat", columns="flat").isna().any().any()
+    with pytest.raises(CKAProbeError, match="x layer flat: CKA is undefined for a constant"):
+        stream(xs, None, [100, 140], debiased=False)
 
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])

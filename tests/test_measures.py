@@ -123,7 +123,7 @@ def test_spearman_rsa_is_invariant_to_monotone_transforms_of_the_rdm():
             lambda x, y: similarity(x, np.ones((80, 3)), measure="procrustes"),
             "y: Procrustes distance is undefined",
         ),
-        (lambda x, y: similarity(x[:2], y[:2], measure="rsa"), "RSA needs at least 3 rows"),
+        (lambda x, y: similarity(x[:2], y[:2], measure="rsa"), "RSA needs at least 4 rows, got n=2"),
         (lambda x, y: similarity(np.c_[x[:, :1], x[:, :1]], y, measure="rsa"), "x: row 0 is constant"),
         (lambda x, y: similarity(x, y[:79], measure="cca"), "has 79 rows"),
         (lambda x, y: similarity(x, y, measure="svd"), "measure must be one of"),
