@@ -1,6 +1,7 @@
 """Argument types that validate an option when it is parsed: a bad value is argparse's one-line error, exit 2.
 
-Use as ``parser.add_argument("--batch-size", type=positive_int, ...)``. Each
+Use as ``parser.add_argument("--batch-size", type=positive_int, ...)``, or
+``type=integer(1, 1000)`` for a bounded count. Each
 type raises :class:`argparse.ArgumentTypeError`, which argparse prints as
 ``cka-probe CMD: error: argument --batch-size: ...`` before anything runs.
 """
@@ -10,6 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
+
+INT_MAX = 2**31 - 1
+"""The largest count any option takes unless it says less (beyond it, numbers overflow native integers)."""
 
 
 def _number(text: str, kind: type) -> int | float:
@@ -23,36 +28,42 @@ def _number(text: str, kind: type) -> int | float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (batch sizes, limits, counts)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def integer(minimum: int, maximum: int = INT_MAX) -> Callable[[str], int]:
+    """The type of an integer option in ``[minimum, maximum]``."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text} must be from {minimum} to {maximum}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """An integer >= 0."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 0")
-    return value
+def number(minimum: float, maximum: float = math.inf, *, above: bool = False) -> Callable[[str], float]:
+    """The type of a finite number option: at least ``minimum`` (greater than it if ``above``), at most
+    ``maximum``."""
+
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        if value < minimum or (above and value == minimum):
+            bound = "greater than" if above else "at least"
+            raise argparse.ArgumentTypeError(f"{text} must be {bound} {minimum:g}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{text} must be at most {maximum:g}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0 (bandwidths, learning rates)."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """A finite number >= 0 (ridges, weights)."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 0")
-    return value
+positive_int = integer(1)
+"""An integer from 1 to :data:`INT_MAX` (batch sizes, limits, counts)."""
+nonnegative_int = integer(0)
+"""An integer from 0 to :data:`INT_MAX` (seeds, counts that may be 0)."""
+positive_float = number(0, above=True)
+"""A finite number > 0 (learning rates, time limits)."""
+nonnegative_float = number(0)
+"""A finite number >= 0 (ridges, weights)."""
 
 
 _DEVICE = re.compile(r"^(cpu|cuda|mps)(:\d+)?$")

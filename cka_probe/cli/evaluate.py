@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cka_probe.cli._options import positive_int, torch_device
+from cka_probe.cli._options import integer, positive_int, torch_device
 
 HELP = "Decode a manifest with a bundled checkpoint and write per-utterance CER (CSV) and corpus CER (JSON)."
 
@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="attention decoder(s) for every task, or the CTC head for its task (default attention)",
     )
     parser.add_argument(
-        "--beam", type=positive_int, default=1, help="beam size of attention decoding; 1 = greedy (default 1)"
+        "--beam",
+        type=integer(1, 1000),
+        default=1,
+        help="beam size of attention decoding; 1 = greedy (default 1)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=16, help="utterances per batch (default 16)"
@@ -30,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=None, help="decode only the first N utterances")
     parser.add_argument("--device", type=torch_device, default="cpu", help="torch device (default cpu)")
     parser.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads", type=integer(1, 1024), default=None, help="torch CPU threads (default: torch's choice)"
     )
 
 

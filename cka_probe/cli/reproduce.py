@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cka_probe.cli._options import integer, nonnegative_int, positive_float, positive_int
 from cka_probe.errors import CKAProbeError
 
 HELP = (
@@ -44,14 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of training it; needs --data LANG=DIR",
     )
     parser.add_argument(
-        "--n", type=int, default=None, help="synthetic utterances per language (default: the scale's)"
+        "--n",
+        type=positive_int,
+        default=None,
+        help="synthetic utterances per language (default: the scale's)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed for data, training and resampling (default 0)"
+        "--seed", type=nonnegative_int, default=0, help="seed for data, training and resampling (default 0)"
     )
     parser.add_argument(
         "--seeds",
-        type=int,
+        type=integer(1, 100),
         default=1,
         metavar="K",
         help="seed replicates of every role (default 1); findings pool them and need every seed "
@@ -68,18 +72,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --seeds 1, skip the second SSO training behind the seed-to-seed ceiling",
     )
     parser.add_argument(
-        "--jobs", type=int, default=2, help="trainings side by side, one thread each (default 2)"
+        "--jobs", type=integer(1, 256), default=2, help="trainings side by side, one thread each (default 2)"
     )
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="E",
         help="epochs of every training, replacing the config's (tiny: 10, paper: 50)",
     )
     parser.add_argument(
         "--train-minutes",
-        type=float,
+        type=positive_float,
         default=None,
         metavar="M",
         help="cap on each training's wall time (default: none; results then depend on the machine)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cka_probe.cli._options import (
+    integer,
     nonnegative_float,
     nonnegative_int,
     positive_float,
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", type=torch_device, default="cpu", help="torch device (default cpu)")
     parser.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads", type=integer(1, 1024), default=None, help="torch CPU threads (default: torch's choice)"
     )
 
 
