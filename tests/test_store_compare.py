@@ -145,7 +145,8 @@ def test_compare_command_reads_stores(tmp_path, capsys):
     paths, _, _ = make_stores(tmp_path)
     out = tmp_path / "cka.csv"
     assert main(["compare", str(paths["a"]), str(paths["b"]), "--pool", "frames", "--out", str(out)]) == 0
-    assert "2 only in the second" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "2 only in the second" in captured.err and "2 only in the second" not in captured.out
     with pytest.warns(UserWarning):
         want = compare_stores(paths["a"], paths["b"], pool="frames")
     pd.testing.assert_frame_equal(pd.read_csv(out, index_col=0), want, check_names=False)

@@ -1,28 +1,12 @@
-"""The ``--cross-task`` / ``--cross-lang`` options of ``cka-probe compare`` (the paper's comparison set), and
-the one-line report of the warnings a command met."""
+"""The ``--cross-task`` / ``--cross-lang`` options of ``cka-probe compare`` (the paper's comparison set)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from cka_probe.cli._options import nonnegative_int, positive_int
-
-
-@contextmanager
-def warnings_on_stderr(command: str, rename: Callable[[str], str] = str) -> Iterator[None]:
-    """Collect the warnings of the block; when it succeeds, print each on stderr as one line
-    ``cka-probe COMMAND: warning: ...`` (``rename`` rewrites the message first)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for warning in caught:
-        message = " ".join(rename(str(warning.message)).split())
-        print(f"cka-probe {command}: warning: {message}", file=sys.stderr)
+from cka_probe.cli._warnings import warnings_on_stderr
 
 
 def add_cross_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cka_probe.cli._cross import add_cross_arguments, run_cross, warnings_on_stderr
+from cka_probe.cli._cross import add_cross_arguments, run_cross
 from cka_probe.cli._options import nonnegative_float, positive_float, torch_device
+from cka_probe.cli._warnings import warnings_on_stderr
 from cka_probe.measures import registry
 
 HELP = (

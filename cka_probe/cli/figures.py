@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cka_probe.cli._cross import warnings_on_stderr
+    from cka_probe.cli._warnings import warnings_on_stderr
     from cka_probe.figures.write import write_figures
 
     with warnings_on_stderr("figures"):
