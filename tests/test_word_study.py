@@ -49,7 +49,8 @@ def sidecar(rng):
     return records
 
 
-def write(path, role, frames, records):
+def write(path, role, frames, records, *, sha=None, folder=None):
+    """A store of ``role``; ``sha`` records a manifest sha256, ``folder`` each utterance's audio there."""
     arch, tasks = ATTRS[role]
     lengths = np.array([r["n_frames"] for r in records])
     layers = {("encoder", f"encoder.layers.{i}"): (frames[i], lengths) for i in range(LAYERS)}
@@ -59,8 +60,10 @@ def write(path, role, frames, records):
         for t in tasks
         for i in range(LAYERS)
     }
-    with StoreWriter(path, attrs={"arch": arch, "tasks": tasks, "language": "en"}) as writer:
-        writer.append([r["id"] for r in records], layers)
+    attrs = {"arch": arch, "tasks": tasks, "language": "en"} | ({"manifest_sha256": sha} if sha else {})
+    sources = {"source": [f"/{folder}/{r['id']}.wav" for r in records]} if folder else None
+    with StoreWriter(path, attrs=attrs) as writer:
+        writer.append([r["id"] for r in records], layers, metadata=sources)
         writer.finish()
 
 
@@ -147,6 +150,36 @@ def test_write_tables_and_the_report_state_where_the_pull_lies(stores, tmp_path)
     assert {"word_cross_task", "word_lean"} <= set(written)
     text = markdown(word_section(tmp_path))
     assert "pull toward MSO (away from SSO) is concentrated on divergent words at every layer" in text
+
+
+def manifest_stores(root, stores, do_folder):
+    """The fixture's stores, SSO and MSO of one manifest, DO of another whose audio lies in ``do_folder``."""
+    _, records, frames = stores
+    root.mkdir()
+    for role in ATTRS:
+        sha, folder = ("b" if role == "do" else "a") * 64, do_folder if role == "do" else "wav"
+        write(root / f"{role}.h5", role, frames[role], records, sha=sha, folder=folder)
+    (root / "sso.h5.words.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root
+
+
+def test_word_tables_compare_stores_of_two_manifests_only_where_the_ids_name_the_same_audio(stores, tmp_path):
+    options = dict(n_boot=5, n_perm=0, word_level=True, progress=False)
+    same = manifest_stores(tmp_path / "same", stores, "wav")
+    written = write_tables([same], [], tmp_path / "t1", **options)
+    assert "word_cross_task" in written and "manifests" not in written
+    different = manifest_stores(tmp_path / "different", stores, "other")
+    with pytest.raises(CKAProbeError, match=r"do\.h5 come from different manifests .* names different audio"):
+        word_cross_task([different], n_boot=5)
+    with pytest.raises(CKAProbeError, match="names different audio"):
+        write_tables([different], [], tmp_path / "t2", **options)
+    assert not (tmp_path / "t2").exists()
+    with pytest.warns(UserWarning, match="compared anyway"):
+        written = write_tables([different], [], tmp_path / "t3", allow_different_manifests=True, **options)
+    assert {"word_cross_task", "word_lean", "manifests"} <= set(written)
+    record = json.loads(written["manifests"].read_text())
+    assert record["allow_different_manifests"] is True
+    assert record["stores"][str(different / "do.h5")]["manifest_sha256"] == "b" * 64
 
 
 def test_word_errors_sum_to_the_character_edit_distance():

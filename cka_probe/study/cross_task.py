@@ -323,12 +323,16 @@ def cross_task_arrays(
     return result
 
 
-def cross_task_by_language(stores: Sequence[str | Path], **options) -> dict[str, CrossTaskResult]:
+def cross_task_by_language(
+    stores: Sequence[str | Path], *, allow_different_manifests: bool = False, **options
+) -> dict[str, CrossTaskResult]:
     """:func:`cross_task_arrays` for every language found in ``stores`` (files or folders of ``.h5``).
 
-    ``options`` are those of :func:`cross_task_arrays` except ``language``.
+    ``options`` are those of :func:`cross_task_arrays` except ``language``; ``allow_different_manifests``
+    compares stores whose provenance does not show that their shared ids name the same utterances
+    (:func:`~cka_probe.study.load.load_representations`).
     """
-    reps = load_representations(stores)
+    reps = load_representations(stores, allow_different_manifests=allow_different_manifests)
     return {language: cross_task_arrays(r, language=language, **options) for language, r in reps.items()}
 
 

@@ -32,8 +32,8 @@ from cka_probe.paths import refuse_input_as_output
 from cka_probe.store import ActivationStore
 from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.study.cross_lang import language_differences
-from cka_probe.study.cross_task import cross_task_arrays
-from cka_probe.study.load import load_representations, store_paths
+from cka_probe.study.cross_task import cross_task_by_language
+from cka_probe.study.load import store_paths
 from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
 from cka_probe.study.summary import decoder_departure, encoder_entanglement, reference_gaps
 
@@ -109,13 +109,17 @@ def write_tables(
     """
     out = Path(out_dir)
     refuse_inputs_as_tables(out, stores, cer_csvs)
-    reps = load_representations(stores, allow_different_manifests=allow_different_manifests)
-    out.mkdir(parents=True, exist_ok=True)
-    options = dict(n_boot=n_boot, n_perm=n_perm, level=level, debiased=debiased, seed=seed, measure=measure)
-    results = {
-        language: cross_task_arrays(r, language=language, progress=progress, **options)
-        for language, r in reps.items()
-    }
+    results = cross_task_by_language(
+        stores,
+        n_boot=n_boot,
+        n_perm=n_perm,
+        level=level,
+        debiased=debiased,
+        seed=seed,
+        progress=progress,
+        measure=measure,
+        allow_different_manifests=allow_different_manifests,
+    )
     tables = {
         "cross_task": pd.concat([r.table for r in results.values()], ignore_index=True),
         "encoder_entanglement": encoder_entanglement(results, level=level),
@@ -135,7 +139,16 @@ def write_tables(
     if word_level:
         from cka_probe.study.word_cross_task import word_tables
 
-        tables |= word_tables(stores, cer_csvs, n_boot=n_boot, level=level, debiased=debiased, seed=seed)
+        tables |= word_tables(
+            stores,
+            cer_csvs,
+            n_boot=n_boot,
+            level=level,
+            debiased=debiased,
+            seed=seed,
+            allow_different_manifests=allow_different_manifests,
+        )
+    out.mkdir(parents=True, exist_ok=True)
     written = {name: write_csv(table, out / f"{name}.csv") for name, table in tables.items()}
     if "cer" in tables:
         written["cer_md"] = _write(cer_markdown(tables["cer"]), out / "cer.md")

@@ -130,10 +130,13 @@ def _sidecar(paths: list[Path]) -> dict:
     return read_word_spans(found[0])
 
 
-def _language(stores: dict[str, ActivationStore], roles: dict[str, list[str]]) -> dict:
-    """``{set: (grams {(role, k): GramSet}, groups, n_words)}`` of one language's encoders."""
+def _language(
+    stores: dict[str, ActivationStore], roles: dict[str, list[str]], *, allow_different_manifests: bool
+) -> dict:
+    """``{set: (grams {(role, k): GramSet}, groups, n_words)}`` of one language's encoders, on the ids
+    they share (:func:`~cka_probe.study.load.common_ids`)."""
     sources = [s for role in ROLES for s in roles[role]]
-    ids = common_ids([stores[s] for s in sources])
+    ids = common_ids([stores[s] for s in sources], allow_different_manifests=allow_different_manifests)
     records = _sidecar([Path(s) for s in sources])
     out = {}
     for words in SETS:
@@ -178,15 +181,20 @@ def word_cross_task(
     level: float = 0.95,
     debiased: bool = True,
     seed: int = 0,
+    allow_different_manifests: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The word-level CKA table (:data:`CKA_COLUMNS`) and the lean per word set (:data:`LEAN_COLUMNS`)."""
+    """The word-level CKA table (:data:`CKA_COLUMNS`) and the lean per word set (:data:`LEAN_COLUMNS`).
+
+    ``allow_different_manifests`` compares stores whose provenance does not show that their shared ids
+    name the same utterances (:mod:`cka_probe.compare.provenance`), with a warning.
+    """
     interval = lambda draws, estimate: intervals.cka_interval(draws, estimate, level, debiased=debiased)
     cka_frames, lean_frames = [], []
     with ExitStack() as stack:
         files = store_paths(stores)
         opened = {str(p): stack.enter_context(ActivationStore(p)) for p in files}
         for language, roles in assign_roles({s: st.attrs for s, st in opened.items()}).items():
-            sets = _language(opened, roles)
+            sets = _language(opened, roles, allow_different_manifests=allow_different_manifests)
             n_utt, seeds = len(sets["divergent"][1]), min(len(roles[r]) for r in ROLES)
             rng = keyed_rng(seed, language, 2)
             draws = utterance_draws([groups for _, groups, _ in sets.values()], n_boot, rng)
@@ -236,12 +244,19 @@ def word_cross_task(
 
 
 def word_tables(
-    stores: Sequence[str | Path], cer_csvs: Sequence[str | Path], **options
+    stores: Sequence[str | Path],
+    cer_csvs: Sequence[str | Path],
+    *,
+    allow_different_manifests: bool = False,
+    **options,
 ) -> dict[str, pd.DataFrame]:
-    """``word_cross_task``, ``word_lean`` and (with evaluate CSVs) ``word_cer`` for :func:`write_tables`."""
+    """``word_cross_task``, ``word_lean`` and (with evaluate CSVs) ``word_cer`` for :func:`write_tables`.
+
+    ``options`` are those of :func:`word_cross_task`; ``allow_different_manifests`` is passed on to it.
+    """
     from cka_probe.study.word_cer import word_cer_gaps
 
-    cka, lean = word_cross_task(stores, **options)
+    cka, lean = word_cross_task(stores, allow_different_manifests=allow_different_manifests, **options)
     tables = {"word_cross_task": cka, "word_lean": lean}
     if cer_csvs:
         tables["word_cer"] = word_cer_gaps(
