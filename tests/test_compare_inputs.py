@@ -329,8 +329,10 @@ def test_bad_numeric_options_and_devices_are_one_usage_line(tmp_path, capsys, op
     assert not (tmp_path / "t.csv").exists()
 
 
-@pytest.mark.parametrize("start, end", [(0.5, 2), (0, 2.5), (False, True)])
-def test_word_spans_that_are_not_frame_indices_name_the_file_and_utterance(tmp_path, capsys, start, end):
+@pytest.mark.parametrize(
+    "start, end, bad", [(0.5, 2, "start 0.5"), (0, 2.5, "end 2.5"), (False, True, "start False")]
+)
+def test_word_spans_that_are_not_frame_indices_name_the_file_and_utterance(tmp_path, capsys, start, end, bad):
     a = make_store(tmp_path / "a.h5")
     spans = tmp_path / "spans.jsonl"
     words = [{"start": start, "end": end, "op": "x"}]
@@ -338,8 +340,11 @@ def test_word_spans_that_are_not_frame_indices_name_the_file_and_utterance(tmp_p
     spans.write_text("".join(json.dumps(record) + "\n" for record in records))
     args = ["compare", str(a), str(a), "--pool", "words", "--word-spans", str(spans)]
     assert main([*args, "--out", str(tmp_path / "t.csv")]) == 2
-    line = one_error_line(capsys)
-    assert line.startswith(f"cka-probe compare: error: {spans}") and "utt0000" in line
+    key, value = bad.split()
+    assert one_error_line(capsys) == (
+        f"cka-probe compare: error: {spans}:1: utterance utt0000, word 0: {key} must be a whole frame index, "
+        f"not {value}"
+    )
 
 
 def test_fewer_than_four_words_are_refused(tmp_path, capsys):

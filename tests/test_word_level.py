@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from cka_probe.asr.tokenizer import CharTokenizer
 from cka_probe.compare.word_pooling import pool_words
 from cka_probe.data import rules_en, rules_ko, sentences, synth
 from cka_probe.errors import CKAProbeError
+from cka_probe.extract.word_spans import read_word_spans
 from cka_probe.text.word_alignment import WordPair, align_words, divergent_surface_words
 
 
@@ -187,3 +190,80 @@ def test_word_correspondence_agrees_with_the_changed_words_the_corpus_records(la
         ], utt
         changed_total += len(utt["changed_words"])
     assert changed_total > 200
+
+
+# -- the word-span sidecar as read back
+
+OUTSIDE = "a word span lies outside the utterance's frames"
+WORD = {"index": 0, "word": "he", "start": 0, "end": 2, "op": "identical", "meaning_index": 0}
+
+
+def sidecar_lines(tmp_path, *lines: str):
+    path = tmp_path / "a.h5.words.jsonl"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def record(uid: str = "utt0000", n_frames=5, **word) -> str:
+    return json.dumps({"id": uid, "n_frames": n_frames, "words": [WORD | word]})
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (record(start=0.5), "utterance utt0000, word 0: start must be a whole frame index, not 0.5"),
+        (record(end=2.0), "utterance utt0000, word 0: end must be a whole frame index, not 2.0"),
+        (record(start=False), "utterance utt0000, word 0: start must be a whole frame index, not False"),
+        (record(end="2"), "utterance utt0000, word 0: end must be a whole frame index, not '2'"),
+        (record(start=None), "utterance utt0000, word 0: start must be a whole frame index, not None"),
+        (record(start=-1), f"{OUTSIDE}: utterance utt0000, word 0 covers [-1, 2) of 5"),
+        (record(start=2, end=2), f"{OUTSIDE}: utterance utt0000, word 0 covers [2, 2) of 5"),
+        (record(end=6), "utterance utt0000, word 0 covers [0, 6) of 5"),
+        (record(n_frames=5.0), "utterance utt0000: n_frames must be a positive whole number, not 5.0"),
+        (record(n_frames=True), "utterance utt0000: n_frames must be a positive whole number, not True"),
+        (record(op=3), "word 0: op must be one of identical, substituted, inserted, not 3"),
+        (record(op="same"), "op must be one of identical, substituted, inserted, not 'same'"),
+        (record(word=["he"]), "utterance utt0000, word 0: word must be a string, not ['he']"),
+        (json.dumps({"id": "utt0000", "n_frames": 5, "words": [7]}), "word 0: must be a JSON object, not 7"),
+        (json.dumps({"id": "utt0000", "n_frames": 5, "words": {}}), "utt0000: words must be a list, not {}"),
+        (json.dumps({"id": 7, "n_frames": 5, "words": []}), "id must be a non-empty string, not 7"),
+        (json.dumps({"id": "utt0000", "words": []}), "not a word-span record (no 'n_frames')"),
+        ("[1, 2]", "not a word-span record (a JSON object per line)"),
+        ("[" * 100000, "not a word-span record (maximum recursion depth"),
+        ('{"id": "u", "n_frames": ' + "9" * 5000 + ', "words": []}', "not a word-span record (Exceeds"),
+    ],
+)
+def test_a_word_span_record_of_wrong_types_is_one_line_naming_file_and_line(tmp_path, line, message):
+    path = sidecar_lines(tmp_path, record("utt0009"), line)
+    with pytest.raises(CKAProbeError) as err:
+        read_word_spans(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}:2: ") and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("n_frames", [0, -3, 2.5, None])
+def test_n_frames_must_be_a_positive_integer_even_without_words(tmp_path, n_frames):
+    path = sidecar_lines(tmp_path, json.dumps({"id": "utt0000", "n_frames": n_frames, "words": []}))
+    with pytest.raises(CKAProbeError, match=r"^.*:1: utterance utt0000: n_frames must be a positive whole"):
+        read_word_spans(path)
+
+
+def test_a_repeated_utterance_in_word_spans_names_both_lines(tmp_path):
+    path = sidecar_lines(tmp_path, record("utt0000"), record("utt0001"), record("utt0000", end=3))
+    with pytest.raises(CKAProbeError) as err:
+        read_word_spans(path)
+    assert str(err.value) == f"{path}:3: utterance utt0000 again, first on line 1"
+
+
+def test_word_spans_that_are_valid_read_back_whole_skipping_blank_lines(tmp_path):
+    empty = json.dumps({"id": "utt0001", "n_frames": 3, "words": []})
+    path = sidecar_lines(tmp_path, record("utt0000", end=5), "", empty)
+    records = read_word_spans(path)
+    assert list(records) == ["utt0000", "utt0001"] and records["utt0000"]["words"] == [WORD | {"end": 5}]
+
+
+def test_word_spans_that_are_not_utf8_name_the_line(tmp_path):
+    path = tmp_path / "a.h5.words.jsonl"
+    path.write_bytes(record().encode() + b"\n" + b'{"id": "\xff"}\n')
+    with pytest.raises(CKAProbeError, match=rf"^{re.escape(str(path))}:2: not UTF-8 text"):
+        read_word_spans(path)

@@ -19,7 +19,10 @@ no meaning word; ``meaning_index`` null). When the manifest row records
 corpus does), each word also gets ``corpus_changed``: whether its meaning
 word is one of them (or it has none), the corpus's own account of the
 divergence that ``op`` infers from the text. The file is written
-atomically (:mod:`cka_probe.atomic`).
+atomically (:mod:`cka_probe.atomic`). Reading it (:func:`read_word_spans`)
+checks every record: ``start`` and ``end`` JSON integers with
+``0 <= start < end <= n_frames``, ``n_frames`` a positive integer, ``op``
+one of :data:`SPAN_OPS`, ``word`` a string, and one record per utterance.
 """
 
 from __future__ import annotations
@@ -106,22 +109,79 @@ def write_word_spans(model, ckpt: dict[str, Any], manifest: str | Path, out: str
     return atomic_write_text(out, "".join(lines), point="word-spans")
 
 
+SPAN_OPS = ("identical", "substituted", "inserted")
+"""The ``op`` of a surface word in a sidecar."""
+
+
+def _is_index(value: Any) -> bool:
+    """Whether ``value`` is a JSON integer (a float such as 2.0 or a bool is not)."""
+    return type(value) is int
+
+
+def _parse(raw: bytes, where: str) -> dict[str, Any]:
+    """One line (UTF-8 bytes) as a record with an id, a positive frame count and a list of words, else an
+    error at ``where`` (FILE:LINE)."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CKAProbeError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (ValueError, RecursionError) as err:  # bad JSON, an integer of too many digits, deep nesting
+        raise CKAProbeError(f"{where}: not a word-span record ({err})") from None
+    if not isinstance(record, dict):
+        raise CKAProbeError(f"{where}: not a word-span record (a JSON object per line)")
+    missing = [key for key in ("id", "n_frames", "words") if key not in record]
+    if missing:
+        raise CKAProbeError(f"{where}: not a word-span record (no {missing[0]!r})")
+    uid, n_frames = record["id"], record["n_frames"]
+    if not isinstance(uid, str) or not uid:
+        raise CKAProbeError(f"{where}: id must be a non-empty string, not {uid!r}")
+    if not _is_index(n_frames) or n_frames < 1:
+        raise CKAProbeError(
+            f"{where}: utterance {uid}: n_frames must be a positive whole number, not {n_frames!r}"
+        )
+    if not isinstance(record["words"], list):
+        raise CKAProbeError(f"{where}: utterance {uid}: words must be a list, not {record['words']!r}")
+    return record
+
+
+def _check_word(word: Any, k: int, record: dict[str, Any], where: str) -> None:
+    """Raise unless word ``k`` of ``record`` spans whole frames ``0 <= start < end <= n_frames`` and has
+    string text fields; the error names ``where`` (FILE:LINE), the utterance and the word."""
+    at = f"{where}: utterance {record['id']}, word {k}"
+    if not isinstance(word, dict):
+        raise CKAProbeError(f"{at}: must be a JSON object, not {word!r}")
+    for key in ("start", "end"):
+        if not _is_index(word.get(key)):
+            raise CKAProbeError(f"{at}: {key} must be a whole frame index, not {word.get(key)!r}")
+    start, end, n_frames = word["start"], word["end"], record["n_frames"]
+    if not 0 <= start < end <= n_frames:
+        raise CKAProbeError(
+            f"{where}: a word span lies outside the utterance's frames: utterance {record['id']}, word {k} "
+            f"covers [{start}, {end}) of {n_frames}"
+        )
+    if word.get("op") not in SPAN_OPS:
+        raise CKAProbeError(f"{at}: op must be one of {', '.join(SPAN_OPS)}, not {word.get('op')!r}")
+    if not isinstance(word.get("word", ""), str):
+        raise CKAProbeError(f"{at}: word must be a string, not {word['word']!r}")
+
+
 def read_word_spans(path: str | Path) -> dict[str, dict[str, Any]]:
-    """``{utterance id: record}`` of a sidecar; a missing file or bad line is a one-line error naming it."""
+    """``{utterance id: record}`` of a sidecar, every record checked (blank lines skipped); a missing file,
+    a bad record or a repeated utterance is a one-line error naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise CKAProbeError(f"{path}: no word-span file (write one with `cka-probe extract --word-spans`)")
-    records = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            try:
-                record = json.loads(line)
-                records[record["id"]] = record
-                inside = all(
-                    0 <= w["start"] < w["end"] <= record["n_frames"] and w["op"] for w in record["words"]
-                )
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise CKAProbeError(f"{path}:{line_no}: not a word-span record ({err})") from None
-            if not inside:
-                raise CKAProbeError(f"{path}:{line_no}: a word span lies outside the utterance's frames")
+    records, lines = {}, {}
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            where = f"{path}:{line_no}"
+            if not raw.strip():
+                continue
+            record = _parse(raw, where)
+            for k, word in enumerate(record["words"]):
+                _check_word(word, k, record, where)
+            uid = record["id"]
+            if uid in lines:
+                raise CKAProbeError(f"{where}: utterance {uid} again, first on line {lines[uid]}")
+            records[uid], lines[uid] = record, line_no
     return records
