@@ -22,7 +22,6 @@ from tqdm import tqdm
 from cka_probe.compare.provenance import check_same_utterances
 from cka_probe.compare.words import (
     MIN_SAMPLES,
-    check_frame_indices,
     compare_words,
     row_mismatch,
     sidecar_for,
@@ -150,7 +149,6 @@ def compare_stores(
                 raise CKAProbeError(f"pool=words supports measure cka only, not {measure}")
             sidecar = sidecar_for(sa, sb, word_spans)
             records = read_word_spans(sidecar)
-            check_frame_indices(records, sidecar)
             table = compare_words(
                 sa,
                 stream,

@@ -49,18 +49,6 @@ def selected_spans(
     ]
 
 
-def check_frame_indices(records: dict[str, dict[str, Any]], path: str | Path) -> None:
-    """Every word span of ``records`` (read from ``path``) must be whole frame indices, else an error naming
-    the file, the utterance and the word."""
-    for uid, record in records.items():
-        for k, word in enumerate(record["words"]):
-            if not all(type(word[end]) is int for end in ("start", "end")):  # JSON integers, not bools
-                raise CKAProbeError(
-                    f"{path}: utterance {uid}, word {k}: frames [{word['start']!r}, {word['end']!r}) "
-                    "are not whole frame indices; rewrite the file with `cka-probe extract --word-spans`"
-                )
-
-
 def row_mismatch(
     store: ActivationStore, stream: str, ids: list[str], want: np.ndarray
 ) -> tuple[str, int, int] | None:
