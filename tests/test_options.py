@@ -20,6 +20,9 @@ BAD = [
     (["reproduce", "--out", "run", "--jobs"], "-2", "--jobs"),
     (["reproduce", "--out", "run", "--train-minutes"], "inf", "--train-minutes"),
     (["compare", "a.npz", "b.npz", "--sigma"], "0", "--sigma"),
+    (["compare", "a.npz", "b.npz", "--sigma"], "1e23", "--sigma"),
+    (["compare", "--cross-task", "s.h5", "--n-boot"], "1e23", "--n-boot"),
+    (["compare", "--cross-task", "s.h5", "--n-perm"], "99999999999999999999999", "--n-perm"),
 ]
 
 

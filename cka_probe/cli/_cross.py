@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cka_probe.cli._options import nonnegative_int, positive_int
+from cka_probe.cli._options import integer, nonnegative_int
 from cka_probe.cli._warnings import warnings_on_stderr
+
+MAX_RESAMPLES = 100_000
+"""The most bootstrap or permutation resamples a command takes (their draws are held in memory)."""
 
 
 def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +38,14 @@ def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
         "--tables", type=Path, default=Path("tables"), help="folder for the tables (default: tables)"
     )
     group.add_argument(
-        "--n-boot", type=positive_int, default=200, help="bootstrap resamples of utterances (default 200)"
+        "--n-boot",
+        type=integer(1, MAX_RESAMPLES),
+        default=200,
+        help="bootstrap resamples of utterances (default 200)",
     )
     group.add_argument(
         "--n-perm",
-        type=nonnegative_int,
+        type=integer(0, MAX_RESAMPLES),
         default=200,
         help="permutations for the p-values (default 200; 0 leaves the p-values out)",
     )

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from cka_probe.cli._cross import add_cross_arguments, run_cross
-from cka_probe.cli._options import nonnegative_float, positive_float, torch_device
+from cka_probe.cli._options import nonnegative_float, number, torch_device
 from cka_probe.cli._warnings import warnings_on_stderr
 from cka_probe.measures import registry
 
@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--kernel", choices=["linear", "rbf"], default="linear")
     parser.add_argument(
-        "--sigma", type=positive_float, default=0.8, help="RBF bandwidth as a fraction of the median distance"
+        "--sigma",
+        type=number(0, 1e3, above=True),
+        default=0.8,
+        help="RBF bandwidth as a fraction of the median distance",
     )
     parser.add_argument("--debiased", action="store_true", help="unbiased HSIC (debiased CKA)")
     parser.add_argument(
