@@ -312,3 +312,74 @@ def test_warmup_cosine_schedule():
     assert lrs[warmup + 50] == pytest.approx(peak * (0.1 + 0.9 * 0.5))  # ... cos(π/2) = 0 halfway ...
     assert lrs[warmup + 25] == pytest.approx(peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))))
     assert lrs[total:] == pytest.approx([0.1 * peak] * 5)  # ... and stays at the floor after the end
+
+
+def train_cli(corpus, out, *options):
+    """The exit code of ``cka-probe train --arch so --task surface`` on ``corpus`` into ``out``."""
+    data = ["--data", str(corpus["train"]), "--valid", str(corpus["valid"])]
+    return main(["train", "--arch", "so", "--task", "surface", *data, "--out", str(out), *options])
+
+
+def test_a_config_value_of_a_wrong_type_names_the_config_file(speech_corpus, tmp_path, capsys):
+    config = small_config()
+    config["encoder"]["d_model"] = "96"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert train_cli(speech_corpus, tmp_path / "out", "--config", str(path)) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert f"{path}: encoder.d_model must be a positive integer, not '96' (str)" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_dict_of_a_wrong_type_is_refused_by_the_api(speech_corpus, tmp_path):
+    config = small_config()
+    config["train"]["batch_size"] = 2.5
+    with pytest.raises(CKAProbeError, match=r"config: train.batch_size must be a positive integer, not 2.5"):
+        train_small(speech_corpus, arch="so", task="surface", config=config, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("which", ["train", "valid"])
+def test_training_never_writes_over_its_manifests(speech_corpus, tmp_path, which, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "log.csv").symlink_to(speech_corpus[which])
+    before = speech_corpus[which].read_bytes()
+    assert train_cli(speech_corpus, out, "--config", "tiny") == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "is an input of this command" in err and str(out / "log.csv") in err
+    assert speech_corpus[which].read_bytes() == before
+
+
+def test_training_never_writes_over_its_config(speech_corpus, tmp_path):
+    config = tmp_path / "best.pt"
+    config.write_text(json.dumps(small_config()))
+    with pytest.raises(CKAProbeError, match="best.pt is an input of this command"):
+        train_small(speech_corpus, arch="so", task="surface", config=config, out_dir=tmp_path, overwrite=True)
+    assert json.loads(config.read_text()) == small_config()
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1, not 0"),
+        ({"epochs": 2.0}, "epochs must be an integer >= 1, not 2.0"),
+        ({"seed": -1}, "seed must be an integer >= 0, not -1"),
+        ({"lr": math.inf}, "lr must be a finite number > 0, not inf"),
+        ({"device": "gpu"}, "device 'gpu' is not a torch device"),
+    ],
+)
+def test_the_api_checks_its_overrides(speech_corpus, tmp_path, option, message):
+    with pytest.raises(CKAProbeError, match=message):
+        train_small(speech_corpus, arch="so", task="surface", out_dir=tmp_path / "out", **option)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_diverging_learning_rate_is_named_with_what_to_do(speech_corpus, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(small_config(epochs=3)))
+    assert train_cli(speech_corpus, tmp_path / "out", "--config", str(config), "--lr", "1e23") == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "non-finite loss at epoch " in err
+    assert err.rstrip().endswith("(learning rate 1e+23); lower --lr or check the data")

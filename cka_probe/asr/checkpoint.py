@@ -16,7 +16,6 @@ Writing is atomic: a temporary file in the same folder, then ``os.replace``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from cka_probe.asr.cmvn import GlobalCMVN
-from cka_probe.asr.config import check_config
+from cka_probe.asr.config import TEXT, check_config, check_value, is_int, is_string_list, shown
 from cka_probe.asr.model import ASRModel, build_model
 from cka_probe.asr.tokenizer import CharTokenizer
 from cka_probe.atomic import atomic_output
@@ -130,38 +129,17 @@ def check_format(ckpt: object, path: Path) -> None:
         raise CKAProbeError(f"{path}: checkpoint lacks {', '.join(missing)}")
     for key, (test, wanted) in FIELDS.items():
         if key in ckpt and not test(ckpt[key]):
-            raise CKAProbeError(f"{path}: checkpoint key {key!r} must be {wanted}, not {_shown(ckpt[key])}")
-    check_config_values(ckpt["config"], f"{path}: config")
+            raise CKAProbeError(f"{path}: checkpoint key {key!r} must be {wanted}, not {shown(ckpt[key])}")
     check_config(ckpt["config"], f"{path}: config")
     _check_tokenizers(ckpt["tokenizers"], ckpt["tasks"], path)
     _check_cmvn(ckpt["cmvn"], ckpt["config"]["features"]["n_mels"], path)
     _check_finite(ckpt["model_state"], path)
 
 
-def _shown(value: object) -> str:
-    """A value as an error shows it: its repr, cut short, and its type."""
-    text = repr(value)
-    return (
-        f"{text[:40]}... ({type(value).__name__})" if len(text) > 40 else f"{text} ({type(value).__name__})"
-    )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _strings(value: object) -> bool:
-    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-
-
 FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "arch": (lambda v: v in ("so", "do"), "'so' or 'do'"),
     "variant": (lambda v: isinstance(v, str), "a variant name (a string)"),
-    "tasks": (lambda v: _strings(v) and len(v) > 0, "a non-empty list of task names"),
+    "tasks": (lambda v: is_string_list(v) and len(v) > 0, "a non-empty list of task names"),
     "config": (lambda v: isinstance(v, dict), "a dict (the JSON config)"),
     "model_state": (
         lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()),
@@ -169,108 +147,9 @@ FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     ),
     "tokenizers": (lambda v: isinstance(v, dict), "a dict {task: tokenizer}"),
     "cmvn": (lambda v: isinstance(v, dict), "a dict with 'mean' and 'istd'"),
-    "epoch": (_is_int, "an integer"),
+    "epoch": (is_int, "an integer"),
     "metrics": (lambda v: isinstance(v, dict), "a dict"),
 }
-
-POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer")
-NONNEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
-ODD_INT = (lambda v: _is_int(v) and v > 0 and v % 2 == 1, "a positive odd integer")
-POSITIVE = (lambda v: _is_number(v) and v > 0, "a finite number > 0")
-NONNEGATIVE = (lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
-FRACTION = (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
-NUMBER = (_is_number, "a finite number")
-TEXT = (lambda v: isinstance(v, str), "a string")
-BETAS = (
-    lambda v: isinstance(v, list) and len(v) == 2 and all(FRACTION[0](b) for b in v),
-    "two numbers in [0, 1)",
-)
-OPTIONAL_DICT = (lambda v: v is None or isinstance(v, dict), "null or an object")
-OPTIONAL_COUNT = (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0")
-
-CONFIG_VALUES: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
-    "features": {
-        "sample_rate": POSITIVE_INT,
-        "n_mels": POSITIVE_INT,
-        "frame_length_ms": POSITIVE,
-        "frame_shift_ms": POSITIVE,
-    },
-    "tokenizer": {"korean_unit": TEXT},
-    "encoder": {
-        "subsampling_channels": POSITIVE_INT,
-        "d_model": POSITIVE_INT,
-        "n_heads": POSITIVE_INT,
-        "n_layers": POSITIVE_INT,
-        "ffn_dim": POSITIVE_INT,
-        "conv_kernel": ODD_INT,
-        "conv_norm": TEXT,
-        "pos_enc": TEXT,
-        "dropout": FRACTION,
-        "attention_dropout": FRACTION,
-    },
-    "decoder": {
-        "n_layers": POSITIVE_INT,
-        "n_heads": POSITIVE_INT,
-        "ffn_dim": POSITIVE_INT,
-        "dropout": FRACTION,
-        "attention_dropout": FRACTION,
-    },
-    "loss": {"label_smoothing": FRACTION},
-    "train": {
-        "lr": POSITIVE,
-        "warmup_steps": NONNEGATIVE_INT,
-        "epochs": POSITIVE_INT,
-        "batch_size": POSITIVE_INT,
-        "clip": POSITIVE,
-        "weight_decay": NONNEGATIVE,
-        "betas": BETAS,
-        "seed": NONNEGATIVE_INT,
-        "spec_augment": OPTIONAL_DICT,
-        "valid_decode": OPTIONAL_COUNT,
-    },
-}
-"""The type of every value of a config that the model and the trainer read, by section."""
-
-VARIANT_VALUES = {"private_layers": POSITIVE_INT, "discriminator_dim": POSITIVE_INT}
-"""Variant settings that count something; every other variant setting is a finite number."""
-
-
-def check_config_values(config: object, source: str) -> None:
-    """Raise :class:`CKAProbeError` naming ``source`` and the key for a config value of a wrong type."""
-    if not isinstance(config, dict):
-        raise CKAProbeError(f"{source}: a config is a JSON object")
-    for section, values in CONFIG_VALUES.items():
-        given = config.get(section)
-        if not isinstance(given, dict):
-            raise CKAProbeError(f"{source}: missing section '{section}'")
-        for key, (test, wanted) in values.items():
-            _check_value(given, key, test, wanted, f"{section}.{key}", source)
-    for arch in ("so", "do"):
-        weights = config["loss"].get(arch)
-        if not isinstance(weights, dict):
-            raise CKAProbeError(f"{source}: loss.{arch} must be an object of loss weights")
-        for key in weights:
-            _check_value(weights, key, *NONNEGATIVE, f"loss.{arch}.{key}", source)
-    for kind, settings in _variant_sections(config, source).items():
-        for key in settings:
-            _check_value(settings, key, *VARIANT_VALUES.get(key, NUMBER), f"variants.{kind}.{key}", source)
-
-
-def _check_value(
-    section: dict, key: str, test: Callable[[object], bool], wanted: str, name: str, source: str
-) -> None:
-    if key not in section:
-        raise CKAProbeError(f"{source}: missing key {name}")
-    if not test(section[key]):
-        raise CKAProbeError(f"{source}: {name} must be {wanted}, not {_shown(section[key])}")
-
-
-def _variant_sections(config: dict, source: str) -> dict[str, dict]:
-    """The optional ``variants`` section: an object of objects."""
-    variants = config.get("variants", {})
-    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
-        raise CKAProbeError(f"{source}: variants must be an object of objects, one per variant")
-    return variants
 
 
 def _check_tokenizers(tokenizers: dict, tasks: list[str], path: Path) -> None:
@@ -280,11 +159,11 @@ def _check_tokenizers(tokenizers: dict, tasks: list[str], path: Path) -> None:
         if not isinstance(state, dict):
             raise CKAProbeError(f"{path}: checkpoint key 'tokenizers' has no tokenizer for task {task!r}")
         for key, (test, wanted) in (
-            ("symbols", (_strings, "a list of strings")),
+            ("symbols", (is_string_list, "a list of strings")),
             ("language", TEXT),
             ("unit", TEXT),
         ):
-            _check_value(state, key, test, wanted, f"tokenizers.{task}.{key}", f"{path}: checkpoint")
+            check_value(state, key, test, wanted, f"tokenizers.{task}.{key}", f"{path}: checkpoint")
 
 
 def _check_cmvn(cmvn: dict, n_mels: int, path: Path) -> None:
@@ -292,7 +171,7 @@ def _check_cmvn(cmvn: dict, n_mels: int, path: Path) -> None:
     for key in ("mean", "istd"):
         value = cmvn.get(key)
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != (n_mels,):
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else _shown(value)
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else shown(value)
             raise CKAProbeError(
                 f"{path}: checkpoint key 'cmvn.{key}' must be a tensor of shape ({n_mels},) "
                 f"(config features.n_mels), not {shape}"
@@ -323,12 +202,12 @@ def usable_device(device: str | torch.device) -> torch.device:
     return parsed
 
 
-def check_count(value: object, name: str, *, optional: bool = False) -> None:
-    """Raise :class:`CKAProbeError` unless ``value`` is an integer >= 1 (or None, when ``optional``)."""
+def check_count(value: object, name: str, *, optional: bool = False, minimum: int = 1) -> None:
+    """Raise :class:`CKAProbeError` unless ``value`` is an integer >= ``minimum`` (None if ``optional``)."""
     if optional and value is None:
         return
-    if not _is_int(value) or value < 1:
-        raise CKAProbeError(f"{name} must be an integer >= 1, not {value!r}")
+    if not is_int(value) or value < minimum:
+        raise CKAProbeError(f"{name} must be an integer >= {minimum}, not {value!r}")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ASRModel, dict[str, Any]]:

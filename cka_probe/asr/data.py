@@ -36,9 +36,10 @@ MIN_FRAMES = 7  # ((7 - 1) // 2 - 1) // 2 = 1 encoder frame after 4x subsampling
 
 def utterance_features(row: dict[str, Any], features: dict[str, Any]) -> torch.Tensor:
     """Raw (unnormalised) fbank ``(T, 80)`` of one manifest row; too short is an error naming it."""
-    feats = fbank(
-        load_wav(row["audio"], features["sample_rate"], row.get("start"), row.get("end")), **features
+    wave = load_wav(
+        row["audio"], features["sample_rate"], row.get("start"), row.get("end"), utterance=row["id"]
     )
+    feats = fbank(wave, **features)
     if feats.shape[0] < MIN_FRAMES:
         raise CKAProbeError(
             f"{row['audio']}: utterance '{row['id']}' has {feats.shape[0]} frames, the encoder needs at "
@@ -50,8 +51,9 @@ def utterance_features(row: dict[str, Any], features: dict[str, Any]) -> torch.T
 def load_features(
     rows: Sequence[dict[str, Any]], features: dict[str, Any], desc: str = "fbank"
 ) -> list[torch.Tensor]:
-    """Fbank ``(T_i, 80)`` of every row, computed once with a progress bar."""
-    return [utterance_features(row, features) for row in tqdm(rows, desc=desc, unit="utt", leave=False)]
+    """Fbank ``(T_i, 80)`` of every row, computed once, with a progress bar on a terminal."""
+    bar = tqdm(rows, desc=desc, unit="utt", leave=False, disable=None)
+    return [utterance_features(row, features) for row in bar]
 
 
 def build_tokenizers(

@@ -120,12 +120,12 @@ def decode_manifest(
     batch_size: int,
     limit: int | None,
 ) -> dict[str, dict[str, str]]:
-    """task -> utterance id -> hypothesis text, batch by batch with a progress bar."""
+    """task -> utterance id -> hypothesis text, batch by batch with a progress bar on a terminal."""
     from cka_probe.asr.data import ManifestBatches
 
     hyps: dict[str, dict[str, str]] = {task: {} for task in tasks}
     for batch in tqdm(
-        ManifestBatches(manifest, ckpt, batch_size, limit=limit), desc="decoding", unit="batch"
+        ManifestBatches(manifest, ckpt, batch_size, limit=limit), desc="decoding", unit="batch", disable=None
     ):
         texts = transcribe(
             model,

@@ -34,11 +34,17 @@ LOW_FREQ = 20.0
 
 
 def load_wav(
-    path: str | Path, sample_rate: int = SAMPLE_RATE, start: float | None = None, end: float | None = None
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    utterance: str | None = None,
 ) -> np.ndarray:
     """Mono float32 in [−1, 1] at ``sample_rate``, ``(S,)``: any format soundfile reads (see
-    :func:`cka_probe.data.audio.load_audio`), optionally the segment ``[start, end)`` seconds."""
-    return load_audio(path, sample_rate, start, end)
+    :func:`cka_probe.data.audio.load_audio`), optionally the segment ``[start, end)`` seconds; an error
+    names ``path`` and, when given, the ``utterance`` id."""
+    return load_audio(path, sample_rate, start, end, utterance=utterance)
 
 
 def mel(freq: torch.Tensor) -> torch.Tensor:

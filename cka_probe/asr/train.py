@@ -46,9 +46,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from cka_probe.asr.checkpoint import load_state, read_checkpoint, save_checkpoint
+from cka_probe.asr.checkpoint import check_count, load_state, read_checkpoint, save_checkpoint, usable_device
 from cka_probe.asr.cmvn import GlobalCMVN
-from cka_probe.asr.config import load_config
+from cka_probe.asr.config import POSITIVE, check_config, load_config
 from cka_probe.asr.data import TrainBatches, build_tokenizers, load_features
 from cka_probe.asr.decode import transcribe
 from cka_probe.asr.model import ASRModel, build_model, check_variant
@@ -58,7 +58,11 @@ from cka_probe.asr.variants.spec import DEFAULTS, variant_settings
 from cka_probe.atomic import atomic_write_text
 from cka_probe.data.manifest import read_manifest
 from cka_probe.errors import CKAProbeError
+from cka_probe.paths import refuse_input_as_output
 from cka_probe.text.cer import char_errors, normalize_text, percent
+
+OUTPUTS = ("best.pt", "last.pt", "log.csv")
+"""The files a training run writes into its output folder."""
 
 
 def train(
@@ -96,8 +100,11 @@ def train(
     """
     out_dir = Path(out_dir)
     tasks = tasks_for(arch, task)
+    check_overrides(seed=seed, epochs=epochs, lr=lr)
+    device = usable_device(device)
+    refuse_inputs_as_outputs(out_dir, train_manifest, valid_manifest, config)
     if overwrite:
-        for name in ("last.pt", "best.pt", "log.csv"):
+        for name in OUTPUTS:
             (out_dir / name).unlink(missing_ok=True)
     last = read_checkpoint(out_dir / "last.pt") if resume or (out_dir / "last.pt").is_file() else None
     if last is not None:
@@ -132,6 +139,9 @@ def untrained(
     is extracted the same way as a trained model: the random-initialisation
     floor of CKA (its store's ``checkpoint_epoch`` is 0).
     """
+    check_overrides(seed=seed, epochs=None, lr=None)
+    device = usable_device(device)
+    refuse_inputs_as_outputs(Path(out_dir), train_manifest, valid_manifest, config)
     config = fresh_config(config, arch, "shared", None, seed=seed, epochs=None, lr=None)
     torch.manual_seed(config["train"]["seed"])
     run = Run.prepare(
@@ -162,11 +172,33 @@ def tasks_for(arch: str, task: str | None) -> tuple[str, ...]:
     raise CKAProbeError(f"arch must be 'so' or 'do', got '{arch}'")
 
 
+def check_overrides(*, seed: object, epochs: object, lr: object) -> None:
+    """Raise :class:`CKAProbeError` naming the argument for a seed, number of epochs or lr out of range."""
+    check_count(seed, "seed", optional=True, minimum=0)
+    check_count(epochs, "epochs", optional=True)
+    test, wanted = POSITIVE
+    if lr is not None and not test(lr):
+        raise CKAProbeError(f"lr must be {wanted}, not {lr!r}")
+
+
+def refuse_inputs_as_outputs(
+    out_dir: Path, train_manifest: str | Path, valid_manifest: str | Path, config: str | Path | dict[str, Any]
+) -> None:
+    """Raise :class:`CKAProbeError` if ``best.pt``, ``last.pt`` or ``log.csv`` in ``out_dir`` is an input."""
+    inputs = [train_manifest, valid_manifest, None if isinstance(config, dict) else config]
+    for name in OUTPUTS:
+        refuse_input_as_output(out_dir / name, inputs)
+
+
 def resolved_config(
     config: str | Path | dict[str, Any], *, seed: int | None, epochs: int | None, lr: float | None
 ) -> dict[str, Any]:
     """A copy of the config with the given overrides written into its ``train`` section."""
-    config = copy.deepcopy(config) if isinstance(config, dict) else load_config(config)
+    if isinstance(config, dict):
+        check_config(config)
+        config = copy.deepcopy(config)
+    else:
+        config = load_config(config)
     overrides = {"seed": seed, "epochs": epochs, "lr": lr}
     config["train"].update({k: v for k, v in overrides.items() if v is not None})
     return config
@@ -379,6 +411,7 @@ class Run:
             desc=f"epoch {self.epoch}",
             unit="batch",
             leave=False,
+            disable=None,
         )
         for batch in batches:
             losses = self.train_step(batch)
@@ -395,7 +428,8 @@ class Run:
         if not torch.isfinite(losses["loss"]):
             raise CKAProbeError(
                 f"non-finite loss at epoch {self.epoch}, step {self.step}, "
-                f"utterances {', '.join(batch['ids'])}"
+                f"utterances {', '.join(batch['ids'])} (learning rate {self.config['train']['lr']:g}); "
+                "lower --lr or check the data"
             )
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -475,7 +509,7 @@ def vocabularies_and_cmvn(
     return build_tokenizers(rows, tasks, config["tokenizer"]["korean_unit"]), GlobalCMVN.from_features(feats)
 
 
-def model_inputs(batch: dict[str, Any], device: str) -> tuple:
+def model_inputs(batch: dict[str, Any], device: torch.device) -> tuple:
     """``(feats (B, T, 80), feat_lens (B,), targets {task: (B, L)}, target_lens {task: (B,)}, diverges (B,))``
     on ``device``."""
     return (

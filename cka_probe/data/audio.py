@@ -47,19 +47,19 @@ def load_audio(
 ) -> np.ndarray:
     """Mono float32 samples ``(S,)`` of ``path`` (or of its segment ``[start, end)`` s) at ``sample_rate``.
 
-    A file with NaN or infinite samples (float WAV, FLAC never) is an error naming
-    ``path`` and, when given, the ``utterance`` id.
+    An unreadable file, a segment outside the recording and NaN or infinite samples
+    (float WAV, FLAC never) are errors naming ``path`` and, when given, the ``utterance`` id.
     """
+    culprit = f"{path} (utterance {utterance})" if utterance else f"{path}"
     try:
         with soundfile.SoundFile(str(path)) as f:
             rate = f.samplerate
-            first, stop = segment_bounds(start, end, rate, f.frames, path)
+            first, stop = segment_bounds(start, end, rate, f.frames, culprit)
             f.seek(first)
             data = f.read(stop - first, dtype="float64", always_2d=True)  # (S, channels)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:
-        raise CKAProbeError(f"{path}: not a readable audio file ({' '.join(str(err).split())})") from None
+        raise CKAProbeError(f"{culprit}: not a readable audio file ({' '.join(str(err).split())})") from None
     if not np.isfinite(data).all():
-        culprit = f"{path} (utterance {utterance})" if utterance else f"{path}"
         raise CKAProbeError(f"{culprit}: has non-finite samples (NaN or Inf); re-export the recording")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if rate != sample_rate:

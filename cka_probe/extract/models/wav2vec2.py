@@ -107,7 +107,7 @@ class Wav2Vec2Adapter(Adapter):
 
     def waves(self, rows: Sequence[dict]) -> list:
         rate = self.features.sampling_rate
-        return [load_audio(r["audio"], rate, r.get("start"), r.get("end")) for r in rows]
+        return [load_audio(r["audio"], rate, r.get("start"), r.get("end"), utterance=r["id"]) for r in rows]
 
     def batches(self, rows: Sequence[dict], batch_size: int, tasks: Sequence[str]) -> Iterator[Batch]:
         blocks = (

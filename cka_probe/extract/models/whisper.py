@@ -190,7 +190,7 @@ class WhisperAdapter(Adapter):
 
     def collate(self, rows: Sequence[dict], tasks: Sequence[str]) -> Batch:
         rate, window = self.features.sampling_rate, self.features.n_samples
-        waves = [load_audio(r["audio"], rate, r.get("start"), r.get("end")) for r in rows]
+        waves = [load_audio(r["audio"], rate, r.get("start"), r.get("end"), utterance=r["id"]) for r in rows]
         for row, wave in zip(rows, waves):
             if len(wave) > window:
                 raise CKAProbeError(
