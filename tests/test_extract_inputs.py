@@ -344,3 +344,28 @@ def test_store_records_each_utterance_source_with_its_segment(noise_checkpoint, 
         str((manifest.parent / rows[0]["audio"]).resolve()),
         f"{(tmp_path / rows[1]['audio']).resolve()}#0.05-0.15",
     ]
+
+
+@pytest.mark.parametrize("cut", ["10", "half", "size-100", "size-22"])
+@pytest.mark.parametrize("command", ["evaluate", "extract"])
+def test_a_truncated_checkpoint_is_named_as_cut_short(noise_checkpoint, tmp_path, capsys, cut, command):
+    ckpt, manifest, _ = noise_checkpoint
+    data = ckpt.read_bytes()
+    keep = {"10": 10, "half": len(data) // 2, "size-100": len(data) - 100, "size-22": len(data) - 22}[cut]
+    short = tmp_path / "short.pt"
+    short.write_bytes(data[:keep])
+    out = tmp_path / ("cer.csv" if command == "evaluate" else "a.h5")
+    assert main([command, str(short), "--data", str(manifest), "--out", str(out)]) == 2
+    line = one_error_line(capsys, f"{short}: not a cka-probe checkpoint")
+    if cut != "10":  # 10 bytes hold no zip header at all
+        assert line.endswith("(the file is empty or ends too early)")
+    assert not list(tmp_path.glob(f"{out.name}*"))
+
+
+def test_unreadable_audio_on_the_bundled_path_names_the_utterance(noise_checkpoint, tmp_path, capsys):
+    ckpt, _, _ = noise_checkpoint
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all" * 100)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "u5", "audio": "junk.wav"}) + "\n")
+    argv = ["extract", str(ckpt), "--data", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "a.h5")]
+    assert main([*argv, "--tasks"]) == 2
+    one_error_line(capsys, "junk.wav (utterance u5): not a readable audio file")

@@ -16,6 +16,7 @@ Writing is atomic: a temporary file in the same folder, then ``os.replace``.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from cka_probe.errors import CKAProbeError
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 REQUIRED = ("arch", "tasks", "config", "model_state", "tokenizers", "cmvn", "epoch", "metrics")
+TRUNCATED = "the file is empty or ends too early"
 SAFE_LOAD_REFUSED = (
     "holds Python objects that a safe load refuses; cka-probe checkpoints hold plain types and tensors"
 )
@@ -97,8 +99,11 @@ def _load_safely(path: Path, device: str | torch.device) -> object:
     """``torch.load(weights_only=True)``; any failure is one line that never advises an unsafe load."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except OSError:
-        raise
+    except OSError as err:
+        if err.errno != errno.EINVAL:  # a failed read of the disk, not of the bytes
+            raise
+        # torch's zip reader seeks before the start of a file cut short inside its zip directory
+        raise CKAProbeError(f"{path}: not a cka-probe checkpoint ({TRUNCATED})") from None
     except Exception as err:  # untrusted bytes: the unpickler may fail in any way
         raise CKAProbeError(f"{path}: not a cka-probe checkpoint ({_load_failure(err)})") from None
 
@@ -108,8 +113,8 @@ def _load_failure(err: Exception) -> str:
     text = str(err)
     if "Unsupported global" in text:
         return SAFE_LOAD_REFUSED
-    if isinstance(err, EOFError):
-        return "the file is empty or ends too early"
+    if isinstance(err, EOFError) or "failed finding central directory" in text:
+        return TRUNCATED
     lines = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
     if lines and "weights_only" not in lines[0]:
         return lines[0][:160]
