@@ -369,3 +369,18 @@ def test_unreadable_audio_on_the_bundled_path_names_the_utterance(noise_checkpoi
     argv = ["extract", str(ckpt), "--data", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "a.h5")]
     assert main([*argv, "--tasks"]) == 2
     one_error_line(capsys, "junk.wav (utterance u5): not a readable audio file")
+
+
+def test_a_failing_extract_off_a_terminal_prints_one_line_and_no_bar(noise_checkpoint, tmp_path, capsys):
+    ckpt, _, _ = noise_checkpoint
+    wave = np.zeros(8000, dtype=np.float32)
+    soundfile.write(tmp_path / "ok.wav", wave + 0.1, 16000, subtype="FLOAT")
+    wave[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", wave, 16000, subtype="FLOAT")
+    rows = [{"id": "u0", "audio": "ok.wav"}, {"id": "u1", "audio": "nan.wav"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["extract", str(ckpt), "--data", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "a.h5")]
+    assert main([*argv, "--tasks", "--batch-size", "1", "--no-padding-check"]) == 2
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 1, err
+    assert "nan.wav (utterance u1): has non-finite samples" in err

@@ -430,3 +430,65 @@ def test_python_adapter_with_tasks_that_are_not_names_is_refused(built, tmp_path
     spec = adapter_file(tmp_path, "class Tiny:\n", "class Tiny:\n    tasks = 'surface'\n")
     line = refused(capsys, spec, built["manifest"], tmp_path / "a.h5")
     assert line.endswith(f"{spec}: the adapter's tasks is 'surface', not a list of task names")
+
+
+@pytest.mark.parametrize(
+    ("lengths", "expected"),
+    [
+        pytest.param(
+            "torch.full((len(batch['ids']),), 4)", "has valid length 4 but the output has 3", id="long"
+        ),
+        pytest.param("torch.zeros(len(batch['ids']), dtype=torch.long)", "has valid length 0", id="zero"),
+    ],
+)
+def test_python_adapter_lengths_that_do_not_fit_the_output_name_the_adapter(
+    built, tmp_path, capsys, lengths, expected
+):
+    spec = adapter_file(tmp_path, 'torch.full((len(batch["ids"]),), 3)', lengths)
+    line = refused(capsys, spec, built["manifest"], tmp_path / "a.h5")
+    assert f"{spec}: layer 0: utterance " in line and expected in line
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            'return {"encoder": torch.full((len(batch["ids"]),), 3)}',
+            "return torch.ones(3)",
+            "forward returned Tensor",
+            id="forward-tensor",
+        ),
+        pytest.param(
+            '{"ids": [r["id"] for r in block], ', "{", "batch 0 of batches is dict without", id="no-ids"
+        ),
+    ],
+)
+def test_python_adapter_errors_name_the_file_not_the_adapters_name(
+    built, tmp_path, capsys, old, new, expected
+):
+    spec = adapter_file(tmp_path, old, new)
+    path = tmp_path / "adapter.py"
+    path.write_text(path.read_text().replace("class Tiny:\n", "class Tiny:\n    name = 'my tiny model'\n"))
+    line = refused(capsys, spec, built["manifest"], tmp_path / "a.h5")
+    assert f"{spec}: {expected}" in line and "my tiny model" not in line
+
+
+def test_python_adapter_nan_activations_name_the_adapter(built, tmp_path, capsys):
+    spec = adapter_file(
+        tmp_path, "torch.ones(len(block), 3, 4)}", 'torch.full((len(block), 3, 4), float("nan"))}'
+    )
+    line = refused(capsys, spec, built["manifest"], tmp_path / "a.h5")
+    assert line.startswith(f"cka-probe extract: error: {spec}: layer 0 (encoder): non-finite activations")
+    assert line.endswith("check the model's weights and these utterances' audio")
+
+
+def test_whisper_nan_weight_names_the_folder(built, copy, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    folder = copy("whisper")
+    weights = load_file(folder / "model.safetensors")
+    name = next(k for k in weights if k.endswith("encoder.layers.0.fc1.weight"))
+    weights[name][0, 0] = float("nan")
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    line = refused(capsys, folder, built["manifest"], tmp_path / "a.h5")
+    assert f"{folder}: layer " in line and "non-finite activations" in line

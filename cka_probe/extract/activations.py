@@ -30,6 +30,10 @@ Batch = Mapping[str, object]
 Lengths = torch.Tensor | Mapping[str, torch.Tensor] | None
 
 
+class ModelOutputError(CKAProbeError):
+    """Model outputs or valid lengths that cannot be stored (``extract_model`` puts the model in front)."""
+
+
 def default_forward(model: nn.Module, batch: Batch) -> Lengths:
     """``model(*batch["inputs"])`` (or ``model(batch["inputs"])``); lengths from ``batch["lengths"]``."""
     inputs = batch["inputs"]
@@ -49,7 +53,7 @@ def valid_rows(
     model is float64, else become float32 (the full precision the store keeps).
     """
     if output.ndim not in (2, 3) or output.shape[0] != len(ids):
-        raise CKAProbeError(
+        raise ModelOutputError(
             f"layer {name} output has shape {tuple(output.shape)}; expected "
             f"({len(ids)}, T, D) or ({len(ids)}, D), batch first"
         )
@@ -62,7 +66,7 @@ def valid_rows(
         )
         bad = torch.nonzero((lengths < 1) | (lengths > steps)).flatten()
         if len(bad):
-            raise CKAProbeError(
+            raise ModelOutputError(
                 f"layer {name}: utterance {ids[int(bad[0])]} has valid length "
                 f"{int(lengths[bad[0]])} but the output has {steps} rows"
             )
@@ -74,7 +78,7 @@ def valid_rows(
 def _stream_lengths(lengths: Lengths, stream: str) -> torch.Tensor | None:
     if isinstance(lengths, Mapping):
         if stream not in lengths:
-            raise CKAProbeError(
+            raise ModelOutputError(
                 f"forward returned valid lengths for {sorted(lengths)}, not for stream {stream}"
             )
         return lengths[stream]
@@ -148,7 +152,7 @@ def check_finite(
             named = ", ".join(ids[i] for i in owners[:3]) + (
                 f" and {len(owners) - 3} more" if len(owners) > 3 else ""
             )
-            raise CKAProbeError(
+            raise ModelOutputError(
                 f"layer {name} ({stream}): non-finite activations (NaN, Inf or beyond {dtype}) for utterance "
                 f"{named}; no store was published; check the model's weights and these utterances' audio"
             )
@@ -188,7 +192,8 @@ def extract_activations(
     written and committed in blocks of ``commit_bytes``; see ``StoreWriter``); returns the path
     of the complete store. A complete store of the same settings already at ``out`` is kept as
     it is (the model does not run).
-    The model runs in eval mode under ``torch.inference_mode``; ``total`` sizes the progress bar.
+    The model runs in eval mode under ``torch.inference_mode``; ``total`` sizes the progress bar, drawn
+    when ``progress`` is set and stderr is a terminal.
     """
     streams = dict(layers) if isinstance(layers, Mapping) else {"encoder": list(layers)}
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -212,7 +217,7 @@ def extract_activations(
                 total=min(filter(None, (total, limit)), default=None),
                 unit="utt",
                 desc=f"extract {Path(out).name}",
-                disable=not progress,
+                disable=None if progress else True,
             ) as bar,
         ):
             if writer.done:

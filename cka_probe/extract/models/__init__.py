@@ -9,12 +9,13 @@ self-check (:mod:`.padding`) and hands the adapter's batches to the generic
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.activations import extract_activations
+from cka_probe.extract.activations import ModelOutputError, extract_activations
 from cka_probe.extract.distributed import rank_device, run_sharded, world
 from cka_probe.extract.hooks import select_modules
 from cka_probe.extract.models.base import Adapter, file_sha256
@@ -88,13 +89,22 @@ def _check_arguments(
         refuse_input_as_output(sidecar_path(out), inputs, option="--out's word-spans file")
 
 
-def _tasks(adapter: Adapter, tasks: Sequence[str] | None) -> list[str]:
+@contextmanager
+def _naming(model: str | Path) -> Iterator[None]:
+    """Errors about the model's outputs (:class:`ModelOutputError`) with ``model`` in front."""
+    try:
+        yield
+    except ModelOutputError as err:
+        raise CKAProbeError(f"{model}: {err}") from None
+
+
+def _tasks(adapter: Adapter, tasks: Sequence[str] | None, model: str | Path) -> list[str]:
+    """The tasks to teacher-force: ``tasks`` (all of the adapter's when None), each one the model has."""
     tasks = list(adapter.tasks if tasks is None else tasks)
     unknown = [t for t in tasks if t not in adapter.tasks]
     if unknown:
         raise CKAProbeError(
-            f"{adapter.name}: the model has no {unknown[0]} decoder "
-            f"(tasks: {', '.join(adapter.tasks) or 'none'})"
+            f"{model}: the model has no {unknown[0]} decoder (tasks: {', '.join(adapter.tasks) or 'none'})"
         )
     return tasks
 
@@ -137,10 +147,10 @@ def extract_model(
     adapter = resolve(model)
     if word_spans and not hasattr(adapter, "word_spans"):
         raise CKAProbeError(
-            f"{adapter.name}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)"
+            f"{model}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)"
         )
     net = adapter.build(device)
-    tasks = _tasks(adapter, tasks)
+    tasks = _tasks(adapter, tasks, model)
     streams = layer_streams(
         adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks, adapter.stream_order(tasks)
     )
@@ -156,8 +166,6 @@ def extract_model(
         "batch_size": batch_size,
         **({"role": role} if role else {}),
     }
-    if padding_check:
-        check_padding(adapter, net, rows, batch_size, streams, tasks, device)
 
     def extract_shard(start: int, stop: int, path: Path, progress: bool) -> Path:
         batches = _with_metadata(adapter.batches(rows[start:stop], batch_size, tasks), rows)
@@ -177,7 +185,10 @@ def extract_model(
             progress=progress,
         )
 
-    stored = run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
+    with _naming(model):
+        if padding_check:
+            check_padding(adapter, net, rows, batch_size, streams, tasks, device)
+        stored = run_sharded(len(rows), out, extract_shard, overwrite=overwrite)
     if word_spans and world()[0] == 0:
         adapter.word_spans(net, manifest, stored, batch_size=batch_size, limit=limit, device=device)
     return stored

@@ -121,7 +121,7 @@ class PythonAdapter(Adapter):
                 f"{spec}: the adapter {type(inner).__name__} lacks {', '.join(missing)} "
                 f"(the protocol: {', '.join(DUTIES)})"
             )
-        self.inner, self.name, self.path = inner, spec, path
+        self.inner, self.name, self.spec, self.path = inner, spec, spec, path
         for name in OPTIONAL_VALUES:
             if hasattr(inner, name):
                 setattr(self, name, self.value(name))
@@ -135,35 +135,35 @@ class PythonAdapter(Adapter):
         kind, what = OPTIONAL_VALUES[name]
         strings = name != "tasks" or all(isinstance(t, str) for t in found or ())
         if not isinstance(found, kind) or isinstance(found, bool) or not strings:
-            raise CKAProbeError(f"{self.name}: the adapter's {name} is {found!r}, not a {what}")
+            raise CKAProbeError(f"{self.spec}: the adapter's {name} is {found!r}, not a {what}")
         return tuple(found) if name == "tasks" else found
 
     def duty(self, name: str) -> Callable:
         """The adapter's method ``name``, its exceptions turned into one line naming the adapter."""
-        return guarded(self.name, self.path, getattr(self.inner, name), f"in {name}")
+        return guarded(self.spec, self.path, getattr(self.inner, name), f"in {name}")
 
     def build(self, device: str) -> nn.Module:
         model = self.duty("build")(device)
         if not isinstance(model, nn.Module):
-            raise CKAProbeError(f"{self.name}: build returned {type(model).__name__}, not a torch.nn.Module")
+            raise CKAProbeError(f"{self.spec}: build returned {type(model).__name__}, not a torch.nn.Module")
         return model
 
     def default_layers(self, tasks: Sequence[str]) -> list[str]:
         layers = self.duty("default_layers")(tasks)
         if isinstance(layers, str) or not all(isinstance(g, str) for g in layers or [None]):
             raise CKAProbeError(
-                f"{self.name}: default_layers returned {layers!r}, not a list of layer-name globs"
+                f"{self.spec}: default_layers returned {layers!r}, not a list of layer-name globs"
             )
         return list(layers)
 
     def batches(self, rows: Sequence[dict], batch_size: int, tasks: Sequence[str]) -> Iterator[Batch]:
         """The adapter's batches, each checked to be a dict with a non-empty list of ``ids``."""
         made = self.duty("batches")(rows, batch_size, tasks)
-        for k, batch in enumerate(guarded_iter(self.name, self.path, made, "in batches")):
+        for k, batch in enumerate(guarded_iter(self.spec, self.path, made, "in batches")):
             ids = batch.get("ids") if isinstance(batch, Mapping) else None
             if not isinstance(ids, (list, tuple)) or not ids:
                 raise CKAProbeError(
-                    f"{self.name}: batch {k} of batches is {type(batch).__name__} without a list of ids; "
+                    f"{self.spec}: batch {k} of batches is {type(batch).__name__} without a list of ids; "
                     "each batch is a dict with ids and the model's inputs"
                 )
             yield batch
@@ -173,7 +173,7 @@ class PythonAdapter(Adapter):
         lengths = self.duty("forward")(model, batch)
         if not isinstance(lengths, Mapping):
             raise CKAProbeError(
-                f"{self.name}: forward returned {type(lengths).__name__}, not {{stream: (B,) valid lengths}}"
+                f"{self.spec}: forward returned {type(lengths).__name__}, not {{stream: (B,) valid lengths}}"
             )
         return {
             stream: self.checked_lengths(stream, value, len(batch["ids"]))
@@ -192,7 +192,7 @@ class PythonAdapter(Adapter):
         if not integers or lengths.shape != (size,) or bool((lengths < 0).any()):
             shown = tuple(lengths.shape) if lengths is not None else type(value).__name__
             raise CKAProbeError(
-                f"{self.name}: forward returned lengths {shown} for stream {stream!r} in a batch of {size} "
+                f"{self.spec}: forward returned lengths {shown} for stream {stream!r} in a batch of {size} "
                 f"utterances; it must return ({size},) integer valid lengths per stream"
             )
         return lengths.to(torch.int64)
@@ -200,7 +200,7 @@ class PythonAdapter(Adapter):
     def attrs(self) -> dict:
         own = self.duty("attrs")() if callable(getattr(self.inner, "attrs", None)) else {}
         if not isinstance(own, Mapping):
-            raise CKAProbeError(f"{self.name}: attrs returned {type(own).__name__}, not a dict")
+            raise CKAProbeError(f"{self.spec}: attrs returned {type(own).__name__}, not a dict")
         return {
             "adapter": self.name,
             "adapter_file": str(self.path.resolve()),
