@@ -492,3 +492,24 @@ def test_whisper_nan_weight_names_the_folder(built, copy, tmp_path, capsys):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     line = refused(capsys, folder, built["manifest"], tmp_path / "a.h5")
     assert f"{folder}: layer " in line and "non-finite activations" in line
+
+
+def drop_template(folder: Path) -> None:
+    """``tokenizer.json`` with its post-processor's ``single`` template dropped (the tokenizers library then
+    raises a bare ``Exception``)."""
+    data = json.loads((folder / "tokenizer.json").read_text())
+    del data["post_processor"]["single"]
+    (folder / "tokenizer.json").write_text(json.dumps(data))
+
+
+def retype_max_length(folder: Path) -> None:
+    """``tokenizer_config.json`` with ``model_max_length`` a list (a ``TypeError`` when it encodes)."""
+    edit_json(folder / "tokenizer_config.json", model_max_length=[1])
+
+
+@pytest.mark.parametrize("damage", [drop_template, retype_max_length])
+def test_malformed_tokenizer_files_are_refused_naming_the_folder(built, copy, tmp_path, capsys, damage):
+    folder = copy("whisper")
+    damage(folder)
+    line = refused(capsys, folder, built["manifest"], tmp_path / "a.h5")
+    assert f"{folder}: the tokenizer files cannot be read (" in line

@@ -94,8 +94,8 @@ class WhisperAdapter(Adapter):
         return self._tokenizer
 
     def load_tokenizer(self):
-        """The folder's Whisper tokenizer, refused unless its files exist, it has the prompt's tokens and its
-        ids fit the model's vocabulary."""
+        """The folder's Whisper tokenizer, refused unless its files exist and read, it encodes a text, it has
+        the prompt's tokens and its ids fit the model's vocabulary."""
         if not any(all((self.folder / f).is_file() for f in files) for files in TOKENIZER_FILES):
             raise CKAProbeError(
                 f"{self.folder}: no tokenizer files (tokenizer.json, or vocab.json and merges.txt): the "
@@ -104,7 +104,8 @@ class WhisperAdapter(Adapter):
         try:
             with quiet(self.transformers):
                 tok = self.transformers.WhisperTokenizer.from_pretrained(str(self.folder))
-        except library_errors() as err:
+                tok("a", add_special_tokens=False)  # a bad tokenizer_config.json value fails only when used
+        except Exception as err:  # the tokenizers library raises a bare Exception for a malformed file
             raise CKAProbeError(
                 f"{self.folder}: the tokenizer files cannot be read ({one_line(err)}); the decoder needs "
                 "them to teacher-force the transcripts; extract the encoder only with --tasks"
