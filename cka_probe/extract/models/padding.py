@@ -20,8 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from cka_probe.errors import CKAProbeError
-from cka_probe.extract.activations import _stream_lengths, _to_device, check_finite, valid_rows
+from cka_probe.extract.activations import (
+    ModelOutputError,
+    _stream_lengths,
+    _to_device,
+    check_finite,
+    valid_rows,
+)
 from cka_probe.extract.hooks import LayerCapture
 from cka_probe.extract.models.base import Adapter
 
@@ -71,14 +76,14 @@ def _compare(
     adapter: Adapter, stream: str, layer: str, uid: str, batched: np.ndarray, alone: np.ndarray
 ) -> None:
     if batched.shape != alone.shape:
-        raise CKAProbeError(
-            f"{adapter.name}: padding changes the valid rows of layer {layer} ({stream}) for "
+        raise ModelOutputError(
+            f"padding changes the valid rows of layer {layer} ({stream}) for "
             f"utterance {uid!r}: {batched.shape[0]} in the batch, {alone.shape[0]} alone"
         )
     diff, scale = float(np.max(np.abs(batched - alone))), max(float(np.max(np.abs(alone))), 1e-6)
     if diff > adapter.padding_tolerance * scale:
-        raise CKAProbeError(
-            f"{adapter.name}: padding changes layer {layer} ({stream}) of utterance {uid!r}: "
+        raise ModelOutputError(
+            f"padding changes layer {layer} ({stream}) of utterance {uid!r}: "
             f"max |batched - alone| = {diff:.3g} > {adapter.padding_tolerance:g} x {scale:.3g}; "
             "this model must be batched without padding (see docs/your-own-model.md)"
         )
