@@ -169,24 +169,233 @@ def point_estimate(a: GramSet, b: GramSet, *, debiased: bool = False) -> np.ndar
     return grid
 
 
-def bootstrap(a: GramSet, b: GramSet, indices: Sequence[np.ndarray], *, debiased: bool = False) -> np.ndarray:
-    """CKA (R, L_a, L_b) of each resample in ``indices``: the same rows of both sides."""
-    grids = [
-        cka_grid(a.terms(i, debiased=debiased), b.terms(i, debiased=debiased), a.n, debiased=debiased)
-        for i in indices
-    ]
-    return _stacked(grids, a, b)
+def bootstrap(
+    a: GramSet, b: GramSet, indices: Sequence[np.ndarray], *, debiased: bool = False, device: str = "cpu"
+) -> np.ndarray:
+    """CKA (R, L_a, L_b) of each resample in ``indices``: the same rows of both sides
+    (:func:`bootstrap_grids` of the one pair)."""
+    return bootstrap_grids([(a, b)], indices, debiased=debiased, device=device)[0]
 
 
 def permuted(
-    a: GramSet, b: GramSet, permutations: Sequence[np.ndarray], *, debiased: bool = False
+    a: GramSet, b: GramSet, permutations: Sequence[np.ndarray], *, debiased: bool = False, device: str = "cpu"
 ) -> np.ndarray:
-    """CKA (R, L_a, L_b) with the rows of ``b`` shuffled by each permutation: the null of no association."""
-    fixed = a.terms(np.arange(a.n), debiased=debiased)
-    grids = [cka_grid(fixed, b.terms(p, debiased=debiased), a.n, debiased=debiased) for p in permutations]
-    return _stacked(grids, a, b)
+    """CKA (R, L_a, L_b) with the rows of ``b`` shuffled by each permutation: the null of no association
+    (:func:`permuted_grids` of the one pair)."""
+    return permuted_grids([(a, b)], permutations, debiased=debiased, device=device)[0]
 
 
-def _stacked(grids: list[np.ndarray], a: GramSet, b: GramSet) -> np.ndarray:
-    """(R, L_a, L_b) from R grids, also for R = 0."""
-    return np.stack(grids) if grids else np.empty((0, len(a.names), len(b.names)))
+# -- batched over resamples: count weights (bootstrap) and permuted Grams (permutations)
+
+Pair = tuple[GramSet, GramSet]
+BOOTSTRAP_TILE = 256
+"""Resamples per bootstrap tile: the Hadamard products K_a∘L_b are formed once per tile."""
+PERMUTATION_BYTES = 2**28
+"""Bytes of permuted Grams (and their flat index) held per permutation tile."""
+
+
+@dataclass(frozen=True)
+class Sums:
+    """One side's vector sums for R resamples of weights c (R, n) (module docstring, "Batched").
+
+    g (R, L, n): K c; d (R or 1, L, n): diag K as the resample meets it; s (R or 1, L): cᵀ K c.
+    """
+
+    g: torch.Tensor
+    d: torch.Tensor
+    s: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """How two sides' (R, L, n) sums meet: every layer pair (R, L_a, L_b) or each layer itself (R, L)."""
+
+    diagonal: bool
+
+    def dot(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Σ_u x_u y_u of x (R, L_a, n) and y (R, L_b, n)."""
+        return (x * y).sum(-1) if self.diagonal else x @ y.transpose(-1, -2)
+
+    def outer(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """s_a · t_b of s (R, L_a) and t (R, L_b)."""
+        return s * t if self.diagonal else s[..., :, None] * t[..., None, :]
+
+    def scalar(self, n: torch.Tensor) -> torch.Tensor:
+        """n (R,) shaped to broadcast over the pairing's (R, ...) result."""
+        return n[:, None] if self.diagonal else n[:, None, None]
+
+
+PAIRS, LAYERS = Pairing(diagonal=False), Pairing(diagonal=True)
+
+
+def weighted_sums(k: torch.Tensor, c: torch.Tensor) -> Sums:
+    """Sums of the Grams k (L, n, n) for count weights c (R, n): g = K c is one (R × n)·(n × n) GEMM per
+    layer."""
+    g = (c @ k).transpose(0, 1)  # (R, L, n)
+    return Sums(g, torch.diagonal(k, dim1=1, dim2=2)[None], (g * c[:, None]).sum(-1))
+
+
+def permuted_sums(k: torch.Tensor, perms: torch.Tensor) -> Sums:
+    """Sums of the Grams k (L, n, n) with rows and columns taken in the order of each permutation
+    perms (R, n), weights 1: g = (K1)[π], d = (diag K)[π], s = 1ᵀK1."""
+    rowsum = k.sum(-1)  # (L, n)
+    diagonal = torch.diagonal(k, dim1=1, dim2=2)
+    return Sums(rowsum[:, perms].transpose(0, 1), diagonal[:, perms].transpose(0, 1), rowsum.sum(-1)[None])
+
+
+def quadratic(c: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """cᵀ M_l c (R, L) of weights c (R, n) and matrices m (L, n, n): one (R × n)·(n × n) GEMM per matrix."""
+    return ((c @ m) * c).sum(-1).T
+
+
+def hadamard(k: torch.Tensor, l: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """cᵀ(K_a∘L_b)c (R, L_a, L_b) of every layer pair of k (L_a, n, n) and l (L_b, n, n)."""
+    return torch.stack([quadratic(c, k_a * l) for k_a in k], dim=1)
+
+
+def permuted_grams(l: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+    """(R, L, n²): each Gram of l (L, n, n) with rows and columns in the order π of perms (R, n), flattened:
+    (P L Pᵀ)_uv = L_π(u)π(v), one gather of the flat index π(u)·n + π(v)."""
+    n = l.shape[-1]
+    flat = (perms[:, :, None] * n + perms[:, None, :]).reshape(-1)
+    return (
+        torch.index_select(l.reshape(len(l), n * n), 1, flat).view(len(l), len(perms), n * n).transpose(0, 1)
+    )
+
+
+def permuted_inner(k: torch.Tensor, gathered: torch.Tensor) -> torch.Tensor:
+    """⟨K_a, P L_b Pᵀ⟩_F (R, L_a, L_b) of k (L_a, n, n) and the permuted Grams gathered (R, L_b, n²): one
+    (L_a × n²)·(n² × R·L_b) GEMM."""
+    r, lb, _ = gathered.shape
+    return (k.reshape(len(k), -1) @ gathered.reshape(r * lb, -1).T).view(len(k), r, lb).transpose(0, 1)
+
+
+def debiased_hsic(h: torch.Tensor, a: Sums, b: Sums, c: torch.Tensor, pairing: Pairing) -> torch.Tensor:
+    """HSIC₁ (Song et al. 2012, Eq. 5) of the resample of weights c (R, n), tie pairs and the diagonal left
+    out (K₀ = K with zero diagonal, h = cᵀ(K∘L)c; module docstring, Eq. D):
+    tr(K̃L̃) = h − Σ c² dk dl, 1ᵀK̃1 = s − Σ c² dk, 1ᵀK̃L̃1 = Σ_u c_u (K₀c)_u (L₀c)_u."""
+    w, n = c[:, None], pairing.scalar(c.sum(-1))  # (R, 1, n)
+    trace = h - pairing.dot(w**2 * a.d, b.d)
+    total_a, total_b = a.s - (w**2 * a.d).sum(-1), b.s - (w**2 * b.d).sum(-1)
+    rows = pairing.dot(w * (a.g - w * a.d), b.g - w * b.d)
+    ones = pairing.outer(total_a, total_b) / ((n - 1) * (n - 2))
+    return (trace + ones - 2 * rows / (n - 2)) / (n * (n - 3))
+
+
+def centring(side: Sums, n: torch.Tensor) -> torch.Tensor:
+    """x (R, L, n) with K_uv − m_u − m_v + μ = K_uv + x_u + x_v: x = μ/2 − m, m = Kc/n, μ = cᵀKc/n²
+    (the resample's row means and grand mean); n (R, 1, 1)."""
+    return side.s[..., None] / (2 * n**2) - side.g / n
+
+
+def biased_hsic(h: torch.Tensor, a: Sums, b: Sums, c: torch.Tensor, pairing: Pairing) -> torch.Tensor:
+    """HSIC₀ = Σ_uv W_uv K̄_uv L̄_uv / (n − 1)² of the resample's double-centred Grams K̄ = K + x1ᵀ + 1xᵀ
+    (:func:`centring`) with tie pairs left out: W = ccᵀ − diag(e), e = c² − c (module docstring, Eq. B)."""
+    n = c.sum(-1)[:, None, None]
+    w, e = c[:, None], (c**2 - c)[:, None]  # (R, 1, n)
+    x, y = centring(a, n), centring(b, n)
+    inner = (
+        h
+        - pairing.dot(e * a.d, b.d)
+        + 2 * pairing.dot(w * a.g - e * a.d, y)
+        + 2 * pairing.dot(x, w * b.g - e * b.d)
+        + 2 * pairing.dot(x * (n * w - 2 * e), y)
+        + 2 * pairing.outer((x * w).sum(-1), (y * w).sum(-1))
+    )
+    return inner / (pairing.scalar(c.sum(-1)) - 1) ** 2
+
+
+def cka(hsic_ab: torch.Tensor, self_a: torch.Tensor, self_b: torch.Tensor) -> np.ndarray:
+    """CKA (R, L_a, L_b) from HSIC (R, L_a, L_b) and self-HSIC (R, L_a), (R, L_b); NaN where a self-HSIC is
+    not positive."""
+    norms = torch.sqrt(torch.clamp(PAIRS.outer(self_a, self_b), min=0))
+    return torch.where(norms > 0, hsic_ab / norms, torch.nan).cpu().numpy()
+
+
+def grams(side: GramSet, device: str) -> torch.Tensor:
+    """The side's Grams (L, n, n), float64, on ``device`` (shared memory on the CPU)."""
+    return torch.from_numpy(side.grams).to(device)
+
+
+def sides(pairs: Sequence[Pair], position: int | None = None) -> list[GramSet]:
+    """The distinct sides of ``pairs`` in order of appearance: all, or those at ``position`` (0 or 1)."""
+    found = [s for pair in pairs for i, s in enumerate(pair) if position in (None, i)]
+    return list(dict.fromkeys(found))
+
+
+def empty_grids(pairs: Sequence[Pair], count: int) -> list[np.ndarray]:
+    """One (count, L_a, L_b) array per pair."""
+    return [np.empty((count, len(a.names), len(b.names))) for a, b in pairs]
+
+
+def bootstrap_grids(
+    pairs: Sequence[Pair],
+    indices: Sequence[np.ndarray],
+    *,
+    debiased: bool = False,
+    device: str = "cpu",
+    tile: int = BOOTSTRAP_TILE,
+) -> list[np.ndarray]:
+    """CKA (R, L_a, L_b) of each pair on each resample of ``indices`` (R vectors of row numbers, copies
+    allowed), as count weights c_r = bincount(indices[r]) (module docstring, "Batched").
+
+    Per tile of resamples each side's sums and self-HSIC are computed once and shared by every pair
+    using that side; each pair adds its Hadamard terms. Peak memory besides the Grams:
+    8·tile·n·ΣL bytes of sums and 8·L_b·n² for one K_a∘L_b block.
+    """
+    hsic = debiased_hsic if debiased else biased_hsic
+    out = empty_grids(pairs, len(indices))
+    if not (pairs and len(indices)):
+        return out
+    counts = np.stack([np.bincount(i, minlength=pairs[0][0].n) for i in indices])
+    held = {side: grams(side, device) for side in sides(pairs)}
+    for start in range(0, len(indices), tile):
+        c = torch.from_numpy(counts[start : start + tile]).to(device, torch.float64)
+        sums = {side: weighted_sums(k, c) for side, k in held.items()}
+        own = {side: hsic(quadratic(c, k * k), sums[side], sums[side], c, LAYERS) for side, k in held.items()}
+        for (a, b), grid in zip(pairs, out):
+            h = hadamard(held[a], held[b], c)
+            grid[start : start + len(c)] = cka(hsic(h, sums[a], sums[b], c, PAIRS), own[a], own[b])
+    return out
+
+
+def permuted_grids(
+    pairs: Sequence[Pair],
+    permutations: Sequence[np.ndarray],
+    *,
+    debiased: bool = False,
+    device: str = "cpu",
+    max_bytes: int = PERMUTATION_BYTES,
+) -> list[np.ndarray]:
+    """CKA (R, L_a, L_b) of each pair with the rows of its second side shuffled by each permutation.
+
+    Per tile of permutations each second side's permuted Grams P L Pᵀ are gathered once and shared by
+    every pair with that second side; each pair adds one GEMM of its first side's flat Grams with them.
+    Peak memory besides the Grams: about ``max_bytes`` (at least one permutation of the largest side).
+    """
+    hsic = debiased_hsic if debiased else biased_hsic
+    out = empty_grids(pairs, len(permutations))
+    if not (pairs and len(permutations)):
+        return out
+    held = {side: grams(side, device) for side in sides(pairs)}
+    ones = torch.ones(1, pairs[0][0].n, dtype=torch.float64, device=device)
+    fixed = {side: weighted_sums(k, ones) for side, k in held.items()}
+    own = {
+        side: hsic(quadratic(ones, k * k), fixed[side], fixed[side], ones, LAYERS) for side, k in held.items()
+    }
+    perms = torch.as_tensor(
+        np.asarray(permutations, dtype=np.int64).reshape(len(permutations), -1), device=device
+    )
+    per_permutation = 8 * pairs[0][0].n ** 2 * (1 + max(len(b.names) for _, b in pairs))
+    tile = max(1, max_bytes // per_permutation)
+    for start in range(0, len(permutations), tile):
+        p = perms[start : start + tile]
+        for b in sides(pairs, 1):
+            gathered, shuffled = permuted_grams(held[b], p), permuted_sums(held[b], p)
+            for (a, second), grid in zip(pairs, out):
+                if second is b:
+                    h = permuted_inner(held[a], gathered)
+                    grid[start : start + len(p)] = cka(
+                        hsic(h, fixed[a], shuffled, ones, PAIRS), own[a], own[b]
+                    )
+    return out

@@ -63,7 +63,8 @@ from cka_probe.inference.adjust import benjamini_hochberg
 from cka_probe.inference.resample_measures import ResampledMeasure
 from cka_probe.inference.resampling import bootstrap_draws, keyed_rng, permutations
 from cka_probe.inference.seeds import pooled_draws
-from cka_probe.measures.registry import Layers
+from cka_probe.measures import gram_resample
+from cka_probe.measures.registry import GRAM_SPACE, Layers
 from cka_probe.study.load import load_representations
 from cka_probe.study.roles import FLOOR, ROLE_STREAMS, ROLES, is_variant
 from cka_probe.study.schema import CEILING, COLUMNS, FLOOR_NAME, POOLED, VALUE
@@ -247,24 +248,40 @@ def _cell_stats(
 def _comparison(
     comp: Comparison,
     pairs: list,
-    boots: list,
-    perms: list,
+    grids: list[tuple[np.ndarray, np.ndarray]],
     level: float,
     key: str,
     stats: ResampledMeasure,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-seed and pooled rows of one comparison; the pooled draws, per-seed draws and estimates."""
+    """Per-seed and pooled rows of one comparison from each pair's bootstrap and permutation grids
+    ((R, L_a, L_b) each); the pooled draws, per-seed draws and estimates."""
     values = np.stack([stats.point_estimate(a, b) for a, b in pairs])
-    draws = np.stack([stats.bootstrap(a, b, boots) for a, b in pairs])
-    nulls = np.stack([stats.permuted(a, b, perms) for a, b in pairs])
+    draws, nulls = np.stack([d for d, _ in grids]), np.stack([z for _, z in grids])
     frames = [
         _rows(comp, *pairs[0], {"seed": str(k), "seeds": 1, **_cell_stats(v, d, z, level, stats)})
         for k, (v, d, z) in enumerate(zip(values, draws, nulls))
     ]
-    pooled = pooled_draws(draws, values, key=key) if len(boots) else draws[0]
+    pooled = pooled_draws(draws, values, key=key) if draws.shape[1] else draws[0]
     cells = _cell_stats(values.mean(axis=0), pooled, nulls.mean(axis=0), level, stats)
     frames.append(_rows(comp, *pairs[0], {"seed": POOLED, "seeds": len(pairs), **cells}))
     return pd.concat(frames, ignore_index=True), pooled, draws, values
+
+
+def _resampled(
+    pairs: list[tuple[Layers, Layers]], boots: list, perms: list, stats: ResampledMeasure
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Bootstrap and permutation grids (R, L_a, L_b) of every pair of a language. Linear CKA's Gram sets go
+    through :func:`~cka_probe.measures.gram_resample.bootstrap_grids` and
+    :func:`~cka_probe.measures.gram_resample.permuted_grids` together, so that each side's terms are
+    computed once and shared by every comparison using it; any other measure is recomputed per pair."""
+    if stats.resampling is not GRAM_SPACE:
+        return [stats.bootstrap(a, b, boots) for a, b in pairs], [
+            stats.permuted(a, b, perms) for a, b in pairs
+        ]
+    return (
+        gram_resample.bootstrap_grids(pairs, boots, **stats.options),
+        gram_resample.permuted_grids(pairs, perms, **stats.options),
+    )
 
 
 def cross_task_arrays(
@@ -300,14 +317,14 @@ def cross_task_arrays(
     perms = resamples(n, n_perm, seed=seed, language=language, replace=False)
     result, frames = CrossTaskResult(pd.DataFrame(), stats), []
     variants = variant_comparisons(list(reps), {role: _replicates(reps, language)[role][0] for role in reps})
-    for comp in tqdm(
-        COMPARISONS + REFERENCES + variants, desc=f"cross-task {language}", disable=not progress
-    ):
-        pairs = _pairs(comp, sets)
-        if not pairs:
-            continue
+    compared = [
+        (comp, pairs) for comp in COMPARISONS + REFERENCES + variants if (pairs := _pairs(comp, sets))
+    ]
+    grids = iter(zip(*_resampled([pair for _, pairs in compared for pair in pairs], boots, perms, stats)))
+    for comp, pairs in tqdm(compared, desc=f"cross-task {language}", disable=not progress):
         key = f"{language}/{comp.part}/{comp.name}"
-        rows, pooled, draws, values = _comparison(comp, pairs, boots, perms, level, key, stats)
+        own = [next(grids) for _ in pairs]
+        rows, pooled, draws, values = _comparison(comp, pairs, own, level, key, stats)
         frames.append(rows)
         result.draws[comp.part, comp.name] = pooled
         result.seed_draws[comp.part, comp.name], result.seed_estimates[comp.part, comp.name] = draws, values
