@@ -5,9 +5,11 @@ The cross-task statistics (bootstrap intervals over utterances, permutation
 p-values) recompute a whole L_a × L_b CKA matrix hundreds of times. With one
 row per utterance (per-utterance mean representations, n a few hundred to a
 few thousand), every resample is an index vector into the same n utterances,
-so each layer's linear Gram matrix ``K = X Xᵀ`` (n, n) is built once and a
-resample only gathers its rows and columns; the HSIC terms of all layer pairs
-are then one matrix product of the flattened Gram matrices.
+so each layer's linear Gram matrix ``K = X Xᵀ`` (n, n) is built once.
+:meth:`GramSet.terms` gathers one resample's rows and columns (the word tables' resamples);
+:func:`bootstrap` and :func:`permuted` (and the tables, for all comparisons of a language at
+once) never gather a resample's Grams: they are sums over count weights and permuted Grams,
+batched over resamples as GEMMs ("Batched" below).
 
 Estimators (Kornblith et al. 2019, Eq. 2–4; Song et al. 2012, Eq. 5):
 
@@ -29,10 +31,35 @@ CKA is translation invariant, but leaving tie pairs out of an uncentred Gram
 is not, and a layer with a large mean offset then had its debiased resamples
 pulled far below or above its estimate.
 
+Batched (:func:`bootstrap_grids`, :func:`permuted_grids`; docs/resampled-statistics.md).
+A bootstrap resample is its count weights c (n,), Σc = m (c_u = how often row u was drawn);
+K is a layer's centred Gram, dk = diag K, K₀ = K − diag(dk), h = cᵀ(K∘L)c. The pairs the
+resample's sums run over are those of distinct positions holding different rows, so
+(Eq. D, debiased, the HSIC₁ terms of the resample):
+
+    tr(K̃L̃) = Σ_{u≠v} c_u c_v K_uv L_uv = h − Σ_u c_u² dk_u dl_u
+    1ᵀK̃1   = cᵀK₀c = cᵀKc − Σ_u c_u² dk_u
+    1ᵀK̃L̃1 = Σ_u c_u (K₀c)_u (L₀c)_u,   K₀c = Kc − c∘dk
+
+(Eq. B, biased) the resample's double-centred Gram is K_uv + x_u + x_v with x = μ/2 − Kc/m,
+μ = cᵀKc/m², and the kept pairs weigh W = ccᵀ − diag(e), e = c² − c (a row's copies meet
+themselves only on the diagonal); expanding Σ_uv W_uv (K_uv + x_u + x_v)(L_uv + y_u + y_v):
+
+    (m − 1)² HSIC₀ = h − Σ e dk dl + 2 Σ (c∘Kc − e∘dk) y + 2 Σ x (c∘Lc − e∘dl)
+                     + 2 Σ x y (m c − 2e) + 2 (xᵀc)(yᵀc)
+
+Everything but h comes from g = Kc (R × n)·(n × n), one GEMM per layer per side, shared by
+every comparison using the side; h is one (R × n)·(n × n) GEMM of the Hadamard product
+K_a∘L_b per layer pair, formed once per tile of resamples. A permutation π of the second side
+has c = 1 and L replaced by P L Pᵀ: h = ⟨K_a, P L_b Pᵀ⟩ is one GEMM of the first side's flat
+Grams with the permuted Grams, which are gathered once per (side, permutation) and shared by
+every pair with that second side; g, dl are (L1)[π], (diag L)[π].
+
 Precision: Gram matrices and all sums are float64; each layer is first
 multiplied by the power of 2 that brings its largest |value| into [0.5, 1)
 (exact; CKA is scale invariant), so that no Gram entry overflows or underflows. Memory: 8·L·n² bytes per
-model side (12 layers, n = 2,000: 384 MB).
+model side (12 layers, n = 2,000: 384 MB), plus per bootstrap tile 8·tile·n·ΣL bytes of sums and one
+K_a∘L_b block (8·L_b·n²), per permutation tile about ``max_bytes`` of permuted Grams.
 """
 
 from __future__ import annotations
