@@ -68,6 +68,25 @@ def whisper_folder(folder: Path, *, conditional: bool = True, seed: int = 0) -> 
     return folder
 
 
+def whisper_task_folder(folder: Path, tokens: tuple[str, ...] = ("<|surface|>", "<|meaning|>")) -> Path:
+    """:func:`whisper_folder` with ``tokens`` added to its tokenizer as special tokens and random
+    embeddings (tied output projection) for them: a dual-output Whisper selecting its task by a token."""
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperTokenizer
+
+    whisper_folder(folder)
+    tokenizer = WhisperTokenizer.from_pretrained(folder)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(tokens)})
+    model = WhisperForConditionalGeneration.from_pretrained(folder)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        model.get_input_embeddings().weight[-len(tokens) :] = torch.randn(len(tokens), model.config.d_model)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def wav2vec2_folder(
     folder: Path,
     *,

@@ -8,7 +8,7 @@ self-check (:mod:`.padding`) and hands the adapter's batches to the generic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -125,6 +125,7 @@ def extract_model(
     padding_check: bool = True,
     role: str | None = None,
     word_spans: bool = False,
+    prompts: Mapping[str, str] | None = None,
 ) -> Path:
     """Extract ``model``'s layers (a ``.pt``, an HF folder or ``FILE.py:FUNCTION``) over ``manifest`` into
     ``out``.
@@ -135,7 +136,9 @@ def extract_model(
     ``role`` (``sso`` | ``mso`` | ``do``) is recorded for ``compare --cross-task``
     when the provenance cannot tell it (any model other than a bundled one).
     ``word_spans`` also writes the surface words' CTC spans to ``<out>.words.jsonl``
-    (bundled checkpoints: :mod:`cka_probe.extract.word_spans`). Under ``torchrun``
+    (bundled checkpoints: :mod:`cka_probe.extract.word_spans`). ``prompts`` (task -> a task token or
+    text) teacher-forces each task after its prompt, for a model whose one decoder selects its output by a
+    prompt (an adapter with ``use_prompts``: Whisper folders). Under ``torchrun``
     each rank extracts its block of the manifest and rank 0 merges the shards
     (:mod:`cka_probe.extract.distributed`).
     """
@@ -149,12 +152,16 @@ def extract_model(
         raise CKAProbeError(
             f"{model}: --word-spans needs a bundled checkpoint (its CTC head aligns the words)"
         )
+    if prompts and not hasattr(adapter, "use_prompts"):
+        raise CKAProbeError(f"{model}: --prompt needs a decoder that takes a task prompt (a Whisper folder)")
     net = adapter.build(device)
     tasks = _tasks(adapter, tasks, model)
     streams = layer_streams(
         adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks, adapter.stream_order(tasks)
     )
     tasks = [t for t in tasks if f"decoder/{t}" in streams]
+    if prompts:
+        adapter.use_prompts(prompts, tasks)
     rows = read_manifest(manifest, require=adapter.required_fields(tasks))[:limit]
     attrs = {
         **adapter.attrs(),

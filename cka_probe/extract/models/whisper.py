@@ -10,17 +10,29 @@ that cover the audio are stored: ``⌈S / 320⌉`` of them for ``S`` samples
 window is an error.
 
 Decoder: teacher-forced once per task on the manifest's transcript after the
-model's standard prompt: ``<|startoftranscript|>`` [+ ``<|lang|>`` +
+model's standard prefix: ``<|startoftranscript|>`` [+ ``<|lang|>`` +
 ``<|transcribe|>`` for a multilingual model] + ``<|notimestamps|>``, then the
+task's prompt if one is given (:meth:`WhisperAdapter.use_prompts`), then the
 transcript tokenised by the folder's tokenizer. Stored rows, as in the
-bundled decoders: the prompt's last position (which predicts the first
+bundled decoders: the decoder prompt's last position (which predicts the first
 transcript token) and every transcript token; each row keeps its input token
 id. The decoder is causal, so right padding needs no mask.
+
+Task prompts (a dual-output model that is one decoder selecting its output by
+a prompt) go after ``<|notimestamps|>``, not in place of ``<|transcribe|>``:
+transformers accepts only ``transcribe`` and ``translate`` as Whisper's task
+token (``TASK_IDS``), so a model fine-tuned with its tokenizer learns the
+prefix tokens followed by the label text, and a task token written at the
+start of the labels stands right after ``<|notimestamps|>``
+(``generate(decoder_input_ids=prefix + prompt)`` decodes the same way).
+Transformers' ``prompt_ids`` (previous text before ``<|startofprev|>``) are
+context, not a task selector.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -54,6 +66,28 @@ PROMPT_TOKENS = {
     True: ("<|endoftext|>", "<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"),
 }
 """The special tokens of the prompt and padding, by ``multilingual``."""
+SPECIAL = re.compile(r"<\|[^|<>]*\|>")
+"""A special token's spelling, as Whisper's are written (``<|notimestamps|>``)."""
+
+
+def encode_prompt(tokenizer, text: str, vocab_size: int, where: str = "prompt") -> list[int]:
+    """The token ids of a decoder prompt ``text`` (a task token such as ``<|surface|>`` or a text),
+    tokenised as given by ``tokenizer``; refused with one line naming ``where`` when it is empty, spells a
+    special token the tokenizer lacks (a byte-level tokenizer would split it into bytes) or has ids beyond
+    the model's ``vocab_size``."""
+    vocab = tokenizer.get_vocab()
+    unknown = [t for t in SPECIAL.findall(text) if t not in vocab]
+    if unknown:
+        raise CKAProbeError(f"{where} {text!r}: {unknown[0]} is not a token of the tokenizer")
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    if not ids:
+        raise CKAProbeError(f"{where} {text!r}: the prompt has no tokens")
+    if max(ids) >= vocab_size:
+        raise CKAProbeError(
+            f"{where} {text!r}: token id {max(ids)} is beyond the model's vocab_size {vocab_size}; "
+            "resize its embeddings (resize_token_embeddings) when adding tokens"
+        )
+    return ids
 
 
 class WhisperAdapter(Adapter):
@@ -73,6 +107,10 @@ class WhisperAdapter(Adapter):
         self.prefix = "model." if self.conditional else ""
         self.multilingual = self._multilingual()
         self._tokenizer = None
+        self.prompts: dict[str, str] = {}
+        self.prompt_ids: dict[str, list[int]] = {}
+        self._task: str | None = None
+        """The task the decoder runs now: :meth:`forward` sets it, :meth:`select` reads it."""
 
     def _multilingual(self) -> bool:
         generation = self.folder / "generation_config.json"
@@ -156,8 +194,34 @@ class WhisperAdapter(Adapter):
             self._tokenizer = self.load_tokenizer()
         return ("id", "audio", *tasks, *(("language",) if tasks and self.multilingual else ()))
 
-    def prompt(self, language: str | None) -> list[int]:
-        """The standard prompt's token ids for an utterance in ``language`` (ignored by English-only
+    def use_prompts(self, prompts: Mapping[str, str], tasks: Sequence[str]) -> None:
+        """Teacher-force each of ``tasks`` after its prompt in ``prompts`` (task -> text); refused unless
+        every prompt names a task of the model, every task has one and each prompt encodes
+        (:func:`encode_prompt`)."""
+        unknown = [t for t in prompts if t not in TASKS]
+        if unknown:
+            raise CKAProbeError(f"prompt for {unknown[0]!r}: not a task (tasks: {', '.join(TASKS)})")
+        lacking = [t for t in tasks if t not in prompts]
+        if lacking:
+            raise CKAProbeError(
+                f"{self.folder}: no prompt for task {lacking[0]} (give one per extracted task, or --tasks)"
+            )
+        self.prompt_ids = {
+            task: encode_prompt(self.tokenizer, text, self.hf_config.vocab_size, f"prompt for {task}")
+            for task, text in prompts.items()
+        }
+        self.prompts = dict(prompts)
+
+    def decoder_prompt(self, language: str | None, task: str) -> list[int]:
+        """The decoder's prompt ids for ``task``: the standard prefix, then the task's prompt if any."""
+        return self.prefix_ids(language) + self.prompt_ids.get(task, [])
+
+    def first_row(self, task: str) -> int:
+        """Position of the decoder prompt's last token for ``task``: the first stored row."""
+        return self.prefix_length + len(self.prompt_ids.get(task, [])) - 1
+
+    def prefix_ids(self, language: str | None) -> list[int]:
+        """The standard prefix's token ids for an utterance in ``language`` (ignored by English-only
         models)."""
         tok = self.tokenizer
         if self.multilingual:
@@ -167,22 +231,23 @@ class WhisperAdapter(Adapter):
                 raise CKAProbeError(f"{self.folder}: language {language!r}: {err}") from None
         else:
             tok.set_prefix_tokens(language=None, task=None, predict_timestamps=False)
-        prompt = list(tok.prefix_tokens)
-        if len(prompt) != self.prompt_length:
+        prefix = list(tok.prefix_tokens)
+        if len(prefix) != self.prefix_length:
             raise CKAProbeError(
-                f"{self.folder}: the tokenizer's prompt {tok.convert_ids_to_tokens(prompt)} is not the "
-                f"{self.prompt_length} tokens of a {'multi' if self.multilingual else 'mono'}lingual Whisper"
+                f"{self.folder}: the tokenizer's prompt {tok.convert_ids_to_tokens(prefix)} is not the "
+                f"{self.prefix_length} tokens of a {'multi' if self.multilingual else 'mono'}lingual Whisper"
             )
-        return prompt
+        return prefix
 
     def select(self, name: str, output: object) -> torch.Tensor:
-        """Decoder outputs from the prompt's last position on (see the module docstring)."""
+        """Decoder outputs ``(B, U, D)`` from the running task's :meth:`first_row` on (see the module
+        docstring); encoder outputs whole."""
         tensor = super().select(name, output)
-        return tensor[:, self.prompt_length - 1 :] if self.is_decoder(name) else tensor
+        return tensor[:, self.first_row(self._task) :] if self.is_decoder(name) else tensor
 
     @property
-    def prompt_length(self) -> int:
-        """Tokens of the prompt: 4 (multilingual) or 2; the language token is one token."""
+    def prefix_length(self) -> int:
+        """Tokens of the standard prefix: 4 (multilingual) or 2; the language token is one token."""
         return 4 if self.multilingual else 2
 
     def batches(self, rows: Sequence[dict], batch_size: int, tasks: Sequence[str]) -> Iterator[Batch]:
@@ -214,15 +279,16 @@ class WhisperAdapter(Adapter):
         for task in tasks:
             ids, lens = self.decoder_inputs(rows, task)
             batch["decoder_ids"][task] = ids
-            batch["dec_lens"][task] = lens - (self.prompt_length - 1)
-            batch["tokens"][f"decoder/{task}"] = ids[:, self.prompt_length - 1 :]
+            batch["dec_lens"][task] = lens - self.first_row(task)
+            batch["tokens"][f"decoder/{task}"] = ids[:, self.first_row(task) :]
         return batch
 
     def decoder_inputs(self, rows: Sequence[dict], task: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt + transcript ids ``(B, U)`` padded with end-of-text, and their lengths ``(B,)``."""
+        """Decoder prompt + transcript ids ``(B, U)`` padded with end-of-text, and their lengths ``(B,)``."""
         limit = self.hf_config.max_target_positions
         seqs = [
-            self.prompt(r.get("language")) + self.tokenizer(r[task], add_special_tokens=False).input_ids
+            self.decoder_prompt(r.get("language"), task)
+            + self.tokenizer(r[task], add_special_tokens=False).input_ids
             for r in rows
         ]
         for row, seq in zip(rows, seqs):
@@ -237,6 +303,7 @@ class WhisperAdapter(Adapter):
         whisper = model.model if self.conditional else model
         encoded = whisper.encoder(batch["input_features"]).last_hidden_state
         for task in batch["tasks"]:
+            self._task = task
             whisper.decoder(
                 input_ids=batch["decoder_ids"][task], encoder_hidden_states=encoded, use_cache=False
             )
@@ -266,5 +333,8 @@ class WhisperAdapter(Adapter):
                 "<|startoftranscript|> "
                 + ("<|LANG|> <|transcribe|> " if self.multilingual else "")
                 + "<|notimestamps|>"
+                + (" PROMPT" if self.prompts else "")
             )
+        if self.prompts:
+            attrs["prompts"], attrs["prompt_ids"] = self.prompts, self.prompt_ids
         return attrs
