@@ -40,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         action="append",
         default=[],
-        metavar="LANG:ROLE=MODEL",
-        help="bring a model (HF folder, .pt or FILE.py:FUNCTION) for role sso, mso or do of LANG "
-        "instead of training it; needs --data LANG=DIR",
+        metavar="LANG:ROLE[#K]=MODEL",
+        help="bring a model (HF folder, .pt or FILE.py:FUNCTION) as seed replicate K (default 0) of role "
+        "sso, mso or do of LANG instead of training it; needs --data LANG=DIR",
     )
     parser.add_argument(
         "--n",
@@ -115,17 +115,21 @@ def parse_data(items: list[str]) -> dict[str, Path]:
 
 
 def parse_models(items: list[str]) -> dict[tuple[str, str], str]:
-    """``["en:sso=DIR", ...]`` -> ``{("en", "sso"): "DIR"}``."""
+    """``["en:sso=DIR", "en:sso#1=DIR2"]`` -> ``{("en", "sso"): "DIR", ("en", "sso#1"): "DIR2"}`` (roles and
+    replicates are checked by :func:`cka_probe.pipeline.study_plan.brought_models`)."""
     from cka_probe.pipeline import MODELS
 
-    pairs = {}
+    pairs: dict[tuple[str, str], str] = {}
     for item in items:
         key, sep, model = item.partition("=")
         lang, colon, role = key.partition(":")
-        if not sep or not colon or not lang or not model or role not in MODELS:
+        if not sep or not colon or not lang or not model or not role:
             raise CKAProbeError(
-                f"--model {item}: expected LANG:ROLE=MODEL with ROLE one of {', '.join(MODELS)}"
+                f"--model {item}: expected LANG:ROLE=MODEL or LANG:ROLE#K=MODEL with ROLE one of "
+                f"{', '.join(MODELS)}"
             )
+        if (lang, role) in pairs:
+            raise CKAProbeError(f"--model {item}: {key} is brought twice")
         pairs[(lang, role)] = model
     return pairs
 

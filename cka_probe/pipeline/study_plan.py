@@ -17,11 +17,15 @@ The run directory is laid out by stage::
     stages.csv                               what each stage did, how long it took, its recipe's fingerprint
     stages.json                              what each output was made from (its recipe)
 
-With ``models`` (``--model LANG:ROLE=MODEL``) a role of a language is a model
-the user brings (a Hugging Face folder, a ``.pt`` or ``FILE.py:FUNCTION``):
-it is not trained, has no CER stage, and is extracted over ``test.jsonl``
-with its role recorded in the store (only ``test.jsonl`` is then needed
-when every role of that language is brought).
+With ``models`` (``--model LANG:ROLE#K=MODEL``) replicate K of a role of a
+language is a model the user brings (a Hugging Face folder, a ``.pt`` or
+``FILE.py:FUNCTION``; ``ROLE=`` is ``ROLE#0=``): it is not trained, is
+evaluated (a model that cannot transcribe leaves a record saying so and the
+study goes on without its CER) and extracted over ``test.jsonl`` with its role
+and replicate recorded in the store, named like a trained replicate (only
+``test.jsonl`` is then needed when every role of that language is brought).
+The random-initialisation floor of a brought Hugging Face SSO folder is its
+architecture with fresh weights, saved as ``checkpoints/<lang>/rand/``.
 
 Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
 output and renames it on success, so an output that exists is complete; an
@@ -42,6 +46,7 @@ why. One ``reproduce`` at a time writes a run directory.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -91,6 +96,62 @@ SCALES: dict[str, Scale] = {
 }
 FLOOR = "rand"
 """The untrained model (the SSO architecture) of the random-initialisation floor."""
+BROUGHT = "brought.json"
+"""What the tables stage writes beside the tables: each brought model, and whether its CER was measured."""
+
+
+@dataclass(frozen=True)
+class Brought:
+    """Replicate ``k`` of role ``role`` of language ``lang``: a model the user brings (``--model``)."""
+
+    lang: str
+    role: str
+    k: int
+    model: str
+
+    @property
+    def name(self) -> str:
+        """Its stores' and files' name, as a trained replicate's (:func:`replicate_name`)."""
+        return replicate_name(self.role, self.k)
+
+    @property
+    def option(self) -> str:
+        return f"--model {self.lang}:{self.role}#{self.k}={self.model}"
+
+
+def brought_models(models: dict[tuple[str, str], str]) -> list[Brought]:
+    """``{(lang, "sso#1"): MODEL, (lang, "do"): MODEL}`` as :class:`Brought` models (``ROLE`` is ``ROLE#0``),
+    ordered by language, role and replicate; a role not of :data:`MODELS`, a replicate not a count, one
+    brought twice, or replicates not numbered 0..K−1 is one line naming the option."""
+    found: dict[tuple[str, str, int], Brought] = {}
+    for (lang, key), model in models.items():
+        role, hash_, k = key.partition("#")
+        if role not in MODELS or (hash_ and not k.isdigit()):
+            raise CKAProbeError(
+                f"--model {lang}:{key}={model}: expected LANG:ROLE=MODEL or LANG:ROLE#K=MODEL with ROLE "
+                f"one of {', '.join(MODELS)} and K a replicate number 0, 1, ..."
+            )
+        one = Brought(lang, role, int(k or 0), model)
+        if (lang, role, one.k) in found:
+            raise CKAProbeError(f"{one.option}: replicate {one.k} of {lang}:{role} is brought twice")
+        found[lang, role, one.k] = one
+    for lang, role, k in found:
+        if k and (lang, role, k - 1) not in found:
+            raise CKAProbeError(
+                f"{found[lang, role, k].option}: replicates of {lang}:{role} are numbered 0, 1, ... "
+                f"without gaps; bring {lang}:{role}#{k - 1} too"
+            )
+    return [found[key] for key in sorted(found)]
+
+
+def cer_csv(cer: Path, model: Brought) -> Path:
+    """Where a brought model's CER file is (when it transcribes): ``cer/<lang>/<name>.csv``."""
+    return cer / model.lang / f"{model.name}.csv"
+
+
+def is_hf_folder(model: str) -> bool:
+    """Whether ``model`` is a Hugging Face folder (its floor can be drawn: :func:`random_init_action`)."""
+    return (Path(model) / "config.json").is_file()
 
 
 # -- the stage actions
@@ -149,6 +210,29 @@ def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, dev
     evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
 
 
+def evaluate_brought_action(partial: Path, *, model: str, manifest: Path, name: str, device: str) -> None:
+    """``<name>.json``, the record of a brought model's CER, beside ``<name>.csv`` and its summary when the
+    model transcribes; for one that cannot, the record says why and a line says the study goes on without
+    it."""
+    from cka_probe.extract.models.transcribe import CannotTranscribe, evaluate_model
+
+    record: dict[str, Any] = {"model": model, "cer": f"{name}.csv"}
+    try:
+        evaluate_model(model, manifest, partial / f"{name}.csv", device=device)
+    except CannotTranscribe as err:
+        print(f"{model} cannot transcribe: {err}; the study goes on without its CER", flush=True)
+        record |= {"cer": None, "why": str(err)}
+    (partial / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def random_init_action(partial: Path, *, model: str, seed: int) -> None:
+    """The architecture of the Hugging Face folder ``model`` with fresh weights (seeded), saved in
+    ``partial``."""
+    from cka_probe.extract.models.hf import random_copy
+
+    random_copy(model, partial, seed)
+
+
 def untrained_action(partial: Path, *, data: Path, config: str, device: str, seed: int) -> None:
     from cka_probe.asr.train import untrained
 
@@ -173,10 +257,28 @@ def extract_action(
     device: str,
     role: str | None = None,
     word_spans: bool = False,
+    replicate: int | None = None,
 ) -> None:
+    """The store ``<name>.h5``; a brought model's (``replicate`` given) records its ``role`` and
+    ``replicate``, which the floor's role ``rand`` is recorded as after the extraction."""
     from cka_probe.extract.models import extract_model
 
-    extract_model(ckpt, manifest, partial / f"{name}.h5", device=device, role=role, word_spans=word_spans)
+    out = partial / f"{name}.h5"
+    if not out.exists():  # a finished store, left by a kill before its attributes were recorded, is kept
+        known = role if role in MODELS else None
+        extract_model(ckpt, manifest, out, device=device, role=known, word_spans=word_spans)
+    if replicate is not None:
+        record_attrs(out, {"role": role, "replicate": replicate})
+
+
+def record_attrs(store: Path, attrs: dict[str, Any]) -> None:
+    """Add plain ``attrs`` to a finished store's root attributes (its provenance)."""
+    import h5py
+
+    from cka_probe.store.schema import LIBVER
+
+    with h5py.File(store, "r+", libver=LIBVER) as f:
+        f.attrs.update(attrs)
 
 
 def tables_action(
@@ -188,11 +290,25 @@ def tables_action(
     n_perm: int,
     seed: int,
     word_level: bool = False,
+    brought: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """The tables of exactly the plan's stores and CER files (never a store another plan left behind)."""
+    """The tables of exactly the plan's stores and the CER files of its languages with every role's
+    (never a file another plan left behind), and :data:`BROUGHT`: each ``brought`` model (language, role,
+    replicate, model, its CER file) and whether its CER is in the tables."""
     from cka_probe.study.tables import write_tables
 
-    write_tables(stores, cer, partial, n_boot=n_boot, n_perm=n_perm, seed=seed, word_level=word_level)
+    measured = measured_cer(cer)
+    write_tables(stores, measured, partial, n_boot=n_boot, n_perm=n_perm, seed=seed, word_level=word_level)
+    records = [model | {"cer": Path(model["cer"]) in measured} for model in brought]
+    (partial / BROUGHT).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+
+
+def measured_cer(cer: Sequence[Path]) -> list[Path]:
+    """The CER files of ``cer`` that exist, of the languages (folders) where SSO, MSO and DO each have one
+    (the gaps pair SO with DO)."""
+    present = [path for path in map(Path, cer) if path.exists()]
+    names = {(path.parent, path.stem) for path in present}
+    return [path for path in present if all((path.parent, m) in names for m in MODELS)]
 
 
 def figures_action(partial: Path, *, tables: Path) -> None:
@@ -236,19 +352,19 @@ def training_audio(stage: Stage) -> float:
 # -- the plan
 # -----------------------------------------------------------------------------------------------------
 def _data_dirs(
-    run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None, models: dict[tuple[str, str], str]
+    run_dir: Path, langs: Sequence[str], data: dict[str, Path] | None, models: Sequence[Brought]
 ) -> dict[str, Path]:
     """Where each language's train/valid/test manifests are: the user's folders or ``data/<lang>``."""
     dirs = {lang: (data or {}).get(lang, run_dir / "data" / lang) for lang in langs}
-    for (lang, role), model in models.items():
-        if lang not in (data or {}):
+    for model in models:
+        if model.lang not in (data or {}):
             raise CKAProbeError(
-                f"--model {lang}:{role}={model}: give the manifests of {lang} with --data {lang}=DIR"
+                f"{model.option}: give the manifests of {model.lang} with --data {model.lang}=DIR"
             )
     for lang, folder in (data or {}).items():
         if lang not in langs:
             raise CKAProbeError(f"--data {lang}={folder}: {lang} is not among --lang {' '.join(langs)}")
-        brought = all((lang, m) in models for m in MODELS)
+        brought = {m.role for m in models if m.lang == lang} == set(MODELS)
         for split in ("test",) if brought else ("train", "valid", "test"):
             if not (folder / f"{split}.jsonl").exists():
                 raise CKAProbeError(f"--data {lang}={folder}: no {split}.jsonl in that folder")
@@ -327,15 +443,19 @@ def plan(
     replicate unless ``resample_corpus`` (replicate k then trains on a corpus drawn with seed ``seed + k``,
     from which replicate 0's test sentences are removed, and every model is scored on replicate 0's test
     split).
-    ``models`` maps (language, role) to a model the user brings: that role is not trained (no replicates, no
-    CER stage), and a language whose SSO is brought gets neither the ceiling's second SSO nor the floor.
+    ``models`` maps (language, ``role`` or ``role#k``) to a model the user brings (:func:`brought_models`):
+    that role is not trained; its replicates are those brought, each evaluated and extracted; a language
+    whose SSO is brought gets no trained second SSO for the ceiling (bring ``sso#1``) and, when SSO
+    replicate 0 is a Hugging Face folder, its floor is that architecture with fresh weights (seeded as the
+    trained floor); other brought SSO models have no floor.
     ``variants`` (structured DO variants, :mod:`cka_probe.asr.variants.spec`) train beside DO with DO's seed
     of
     their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
     and extend the comparison set and the report (its "Mitigation" section). ``word_level`` (implied by
     ``variants``) writes the word spans of each language's SSO store and adds the word-level tables.
     """
-    models = models or {}
+    brought = brought_models(models or {})
+    roles = {(m.lang, m.role) for m in brought}
     check_variants(variants, scale.config)
     word_level = word_level or bool(variants)
     if seeds < 1:
@@ -344,7 +464,7 @@ def plan(
         raise CKAProbeError(
             "--resample-corpus draws new synthetic corpora; it cannot be combined with --data"
         )
-    dirs = _data_dirs(run_dir, langs, data, models)
+    dirs = _data_dirs(run_dir, langs, data, brought)
     scale = _on_available_device(scale)
     size = {"n": n or scale.n, "test_n": scale.test_n if n is None else None}
     stages = [
@@ -368,7 +488,7 @@ def plan(
     runs = trainings(seeds, scale.ceiling, variants)
     ckpt = {}
     for m, k in runs:
-        for lang in (lang for lang in langs if (lang, m) not in models):
+        for lang in (lang for lang in langs if (lang, m) not in roles):
             name = replicate_name(m, k)
             ckpt[lang, name] = run_dir / "checkpoints" / lang / name
             kwargs = {
@@ -390,7 +510,8 @@ def plan(
                     inputs=(kwargs["data"],),
                 )
             )
-    for lang in (lang for lang in langs if (lang, "sso") not in models):
+    floor_seed = seed + 3 * max(seeds, 2)
+    for lang in (lang for lang in langs if (lang, "sso") not in roles):
         ckpt[lang, FLOOR] = run_dir / "checkpoints" / lang / FLOOR
         stages.append(
             Stage(
@@ -401,12 +522,18 @@ def plan(
                     "data": dirs[lang],
                     "config": scale.config,
                     "device": scale.device,
-                    "seed": seed + 3 * max(seeds, 2),
+                    "seed": floor_seed,
                 },
                 parallel="train",
                 inputs=(dirs[lang],),
             )
         )
+    floors = [
+        _hf_floor_stages(run_dir, model, dirs[model.lang], scale.device, floor_seed)
+        for model in brought
+        if model.role == "sso" and model.k == 0 and is_hf_folder(model.model)
+    ]
+    stages += [floor[0] for floor in floors]
     for (lang, name), folder in ckpt.items():
         common = {
             "ckpt": folder / "best.pt",
@@ -437,38 +564,82 @@ def plan(
                 inputs=(common["ckpt"], dirs[lang]),
             )
         )
-    for (lang, m), model in models.items():
-        brought = {
-            "ckpt": model,
-            "manifest": dirs[lang] / "test.jsonl",
-            "name": m,
-            "device": scale.device,
-            "role": m,
-        }
-        stages.append(
-            Stage(
-                f"extract {lang} {m}",
-                run_dir / "activations" / lang / f"{m}.h5",
-                extract_action,
-                brought,
-                parallel="score",
-                resumable=True,
-                inputs=(model_file(model), dirs[lang]),
-            )
-        )
-    return stages + _study_stages(run_dir, stages, scale, seed, word_level)
+    for model in brought:
+        stages += _brought_stages(run_dir, model, dirs[model.lang], scale.device)
+    stages += [floor[1] for floor in floors]
+    return stages + _study_stages(run_dir, stages, scale, seed, word_level, brought)
+
+
+def _brought_stages(run_dir: Path, model: Brought, data: Path, device: str) -> list[Stage]:
+    """The evaluation and the extraction of a brought model."""
+    common = {"manifest": data / "test.jsonl", "name": model.name, "device": device}
+    inputs = (model_file(model.model), data)
+    return [
+        Stage(
+            f"evaluate {model.lang} {model.name}",
+            run_dir / "cer" / model.lang / f"{model.name}.json",
+            evaluate_brought_action,
+            common | {"model": model.model},
+            parallel="score",
+            inputs=inputs,
+        ),
+        Stage(
+            f"extract {model.lang} {model.name}",
+            run_dir / "activations" / model.lang / f"{model.name}.h5",
+            extract_action,
+            common | {"ckpt": model.model, "role": model.role, "replicate": model.k},
+            parallel="score",
+            resumable=True,
+            inputs=inputs,
+        ),
+    ]
+
+
+def _hf_floor_stages(run_dir: Path, sso: Brought, data: Path, device: str, seed: int) -> tuple[Stage, Stage]:
+    """The random-initialisation floor of a brought Hugging Face SSO folder: its architecture with fresh
+    weights, and its store (role ``rand``)."""
+    folder = run_dir / "checkpoints" / sso.lang / FLOOR
+    extract = {"ckpt": folder, "manifest": data / "test.jsonl", "name": FLOOR, "device": device}
+    return (
+        Stage(
+            f"init {sso.lang} {FLOOR}",
+            folder,
+            random_init_action,
+            {"model": sso.model, "seed": seed},
+            inputs=(model_file(sso.model),),
+        ),
+        Stage(
+            f"extract {sso.lang} {FLOOR}",
+            run_dir / "activations" / sso.lang / f"{FLOOR}.h5",
+            extract_action,
+            extract | {"role": FLOOR, "replicate": 0},
+            parallel="score",
+            resumable=True,
+            inputs=(folder, data),
+        ),
+    )
 
 
 def _study_stages(
-    run_dir: Path, scoring: Sequence[Stage], scale: Scale, seed: int, word_level: bool
+    run_dir: Path,
+    scoring: Sequence[Stage],
+    scale: Scale,
+    seed: int,
+    word_level: bool,
+    brought: Sequence[Brought] = (),
 ) -> list[Stage]:
-    """Tables of the stores and CER files that the ``scoring`` stages write, then the figures and the
-    report."""
+    """Tables of the stores and CER files that the ``scoring`` stages write (a brought model's evaluation
+    writes its record, and its CER file when it transcribes), then the figures and the report."""
     made = {kind: [s.output for s in scoring if s.name.startswith(kind)] for kind in ("extract", "evaluate")}
+    cer = run_dir / "cer"
+    records = [
+        {"language": m.lang, "role": m.role, "replicate": m.k, "model": m.model, "cer": cer_csv(cer, m)}
+        for m in brought
+    ]
     tables, figures = run_dir / "tables", run_dir / "figures"
     options = {
         "stores": made["extract"],
-        "cer": made["evaluate"],
+        "cer": [path.with_suffix(".csv") for path in made["evaluate"]],
         "n_boot": scale.n_boot,
         "n_perm": scale.n_perm,
     }
@@ -477,7 +648,10 @@ def _study_stages(
             "tables",
             tables,
             tables_action,
-            options | {"seed": seed} | ({"word_level": True} if word_level else {}),
+            options
+            | {"seed": seed}
+            | ({"word_level": True} if word_level else {})
+            | ({"brought": records} if records else {}),
             inputs=(*made["extract"], *made["evaluate"]),
         ),
         Stage("figures", figures, figures_action, {"tables": tables}, inputs=(tables,)),
@@ -518,10 +692,11 @@ def reproduce(
     training's wall time. ``seeds`` trains that many seed replicates of every
     role (with one, ``tiny`` still trains a second SSO for the seed-to-seed
     ceiling, unless ``ceiling`` is False); ``resample_corpus`` gives each
-    replicate its own training corpus. ``models`` maps ``(language, role)`` to
-    a model the user brings instead of training one (see the module docstring). ``variants`` also trains,
-    evaluates, extracts and compares those structured DO variants (``split-2``, ``shared-private``,
-    ``sparse-shared``); ``word_level`` (implied by ``variants``) adds the word-level analysis.
+    replicate its own training corpus. ``models`` maps ``(language, role)`` or
+    ``(language, "role#k")`` to a model the user brings instead of training one (see the module
+    docstring). ``variants`` also trains, evaluates, extracts and compares those structured DO variants
+    (``split-2``, ``shared-private``, ``sparse-shared``); ``word_level`` (implied by ``variants``) adds
+    the word-level analysis.
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")

@@ -13,9 +13,13 @@ has at least one model of each role.
 Seed replicates: several models of one role (trained with different seeds,
 ``config.train.seed`` in the provenance) are that role's replicates, in
 order of seed; replicate k of SSO, MSO and DO form the k-th comparison set.
+A store of a brought model records its replicate as ``replicate`` (``cka-probe
+reproduce --model LANG:ROLE#K=MODEL``), which then orders that role's replicates
+in place of the seed.
 Reference: a store extracted from an untrained checkpoint
 (``checkpoint_epoch == 0``) of the SSO architecture is the random-initialisation
-floor, role ``rand``.
+floor, role ``rand``, as is a store that records that role (the floor of a
+brought Hugging Face SSO model, :func:`cka_probe.extract.models.hf.random_copy`).
 
 Structured variants: a DO store whose provenance records a ``variant`` other
 than ``shared`` (``split-2``, ``shared-private``, ``sparse-shared``;
@@ -60,8 +64,8 @@ def role_of(attrs: Mapping[str, Any], source: str) -> str:
     """
     role = str(attrs.get("role") or "")
     if role:
-        if role not in ROLES:
-            raise CKAProbeError(f"{source}: role {role!r} is none of {', '.join(ROLES)}")
+        if role not in (*ROLES, FLOOR):
+            raise CKAProbeError(f"{source}: role {role!r} is none of {', '.join((*ROLES, FLOOR))}")
         return role
     arch, tasks = str(attrs.get("arch", "")), _tasks(attrs)
     if arch == "do" and set(tasks) == {"surface", "meaning"}:
@@ -110,37 +114,43 @@ def seed_of(attrs: Mapping[str, Any]) -> int | None:
     return None if seed is None else int(seed)
 
 
+def replicate_key(attrs: Mapping[str, Any]) -> tuple[str, int | None]:
+    """What tells a role's replicates apart and orders them: ``("replicate", k)`` for a brought model that
+    records its replicate, else ``("seed", the training seed)`` (None when not recorded)."""
+    replicate = attrs.get("replicate")
+    return ("replicate", int(replicate)) if replicate is not None else ("seed", seed_of(attrs))
+
+
 def assign_roles(attrs_by_source: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, list[str]]]:
     """Group sources by language and role: ``{language: {role: [source of each seed replicate]}}``.
 
     Every language needs at least one source of each role in :data:`ROLES`
     (and at most one ``rand``); two sources of one role need different
-    recorded seeds. Errors are :class:`CKAProbeError` naming the files.
+    recorded seeds or replicates (:func:`replicate_key`), by which they are
+    ordered. Errors are :class:`CKAProbeError` naming the files.
     """
-    found: dict[str, dict[str, dict[str, int | None]]] = {}
+    found: dict[str, dict[str, dict[str, tuple[str, int | None]]]] = {}
     for source, attrs in attrs_by_source.items():
-        language, role, seed = language_of(attrs, source), role_of(attrs, source), seed_of(attrs)
+        language, role, key = language_of(attrs, source), role_of(attrs, source), replicate_key(attrs)
         same = found.setdefault(language, {}).setdefault(role, {})
-        previous = next(
-            (s for s, other in same.items() if other == seed or seed is None or other is None), None
-        )
+        previous = next((s for s, other in same.items() if other == key or None in (key[1], other[1])), None)
         if previous is not None or (role == FLOOR and same):
             raise CKAProbeError(
                 f"two {role.upper()} models for language {language!r}"
-                f"{'' if seed is None else f' with seed {seed}'}: {previous or next(iter(same))} "
+                f"{'' if key[1] is None else f' with {key[0]} {key[1]}'}: {previous or next(iter(same))} "
                 f"and {source}"
             )
-        same[source] = seed
+        same[source] = key
     for language, roles in found.items():
         missing = [r.upper() for r in ROLES if r not in roles]
         if missing:
-            sources = sorted(s for by_seed in roles.values() for s in by_seed)
+            sources = sorted(s for by_key in roles.values() for s in by_key)
             raise CKAProbeError(f"language {language!r}: no {', '.join(missing)} model among {sources}")
     if not found:
         raise CKAProbeError("no stores given for the cross-task comparison")
     return {
         language: {
-            role: sorted(by_seed, key=lambda s: (by_seed[s], s)) for role, by_seed in found[language].items()
+            role: sorted(by_key, key=lambda s: (by_key[s], s)) for role, by_key in found[language].items()
         }
         for language in sorted(found)
     }

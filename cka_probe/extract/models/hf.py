@@ -3,10 +3,12 @@
 ``transformers`` is an optional extra (``pip install 'cka-probe[hf]'``) and is
 imported only here, when an HF folder is read. Each file of a folder is read
 by transformers' own classes, and anything they refuse is one line naming the
-file: ``config.json`` (:func:`hf_config`), ``preprocessor_config.json``
-(:func:`feature_extractor`), the weights (:func:`load_model`). The weights
-must agree with ``config.json`` key for key and shape for shape, so no
-randomly initialised layer reaches a store. Provenance of a folder: its path,
+file: ``config.json`` (:func:`hf_config`), ``preprocessor_config.json`` or
+``processor_config.json`` (:func:`feature_extractor`), the weights
+(:func:`load_model`). The weights must agree with ``config.json`` key for key
+and shape for shape, so no randomly initialised layer reaches a store unless
+asked for: :func:`random_copy` saves the folder's architecture with fresh
+weights (the random-initialisation floor). Provenance of a folder: its path,
 the sha256 of ``config.json`` and of each weights file, the config's
 ``_name_or_path``, and the transformers version.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pickle
+import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -221,17 +224,24 @@ def provenance(folder: str | Path, config: dict) -> dict:
     }
 
 
+PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+"""Where transformers finds a folder's feature-extractor settings: its own file, or the ``feature_extractor``
+entry of the processor's file (what a processor's ``save_pretrained`` writes in transformers 5)."""
+
+
 def feature_extractor(folder: str | Path, cls: type, *, require: Mapping[str, object] = {}, **defaults):
-    """The folder's ``preprocessor_config.json`` as ``cls``, or ``cls(**defaults)`` with one warning.
+    """The folder's feature extractor as ``cls.from_pretrained`` reads it (from ``preprocessor_config.json``
+    or ``processor_config.json``), or ``cls(**defaults)`` with one warning when the folder has neither file.
 
     A file transformers cannot read, a setting other than ``require`` says (what
     the model's config.json needs), or settings that cannot turn a tenth of a
     second of silence into features, is one line naming the file.
     """
-    path = Path(folder) / "preprocessor_config.json"
-    if not path.is_file():
+    files = [Path(folder) / name for name in PREPROCESSOR_FILES if (Path(folder) / name).is_file()]
+    if not files:
         warnings.warn(
-            f"{folder}: no preprocessor_config.json; using the {cls.__name__} defaults {defaults}",
+            f"{folder}: no preprocessor_config.json or processor_config.json; using the {cls.__name__} "
+            f"defaults {defaults}",
             stacklevel=3,
         )
         return cls(**defaults)
@@ -243,7 +253,8 @@ def feature_extractor(folder: str | Path, cls: type, *, require: Mapping[str, ob
             rate = features.sampling_rate
             features([np.zeros(rate // 10, np.float32)], sampling_rate=rate, return_tensors="pt")
     except (*library_errors(), MemoryError) as err:
-        raise CKAProbeError(f"{path}: {one_line(err)}; use the preprocessor saved with this model") from None
+        names = " or ".join(map(str, files))
+        raise CKAProbeError(f"{names}: {one_line(err)}; use the preprocessor saved with this model") from None
     return features
 
 
@@ -273,3 +284,38 @@ def plain_settings(features) -> dict:
     return {
         k: v for k, v in features.to_dict().items() if isinstance(v, (str, int, float, bool)) or v is None
     }
+
+
+RANDOM_INIT = "random_init.json"
+"""The record beside a :func:`random_copy` folder's weights: the folder it copies and the seed."""
+
+
+def _is_weights(path: Path) -> bool:
+    """Whether ``path`` is a weights file or a sharded weights index (``model.safetensors.index.json``)."""
+    return path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
+
+
+def random_copy(folder: str | Path, out: str | Path, seed: int) -> Path:
+    """Save into ``out`` the model of ``folder``'s ``config.json`` with fresh weights, drawn after
+    ``torch.manual_seed(seed)`` by the model class's own initialisation, with copies of the folder's other
+    files (``config.json``, tokenizer, processor, generation settings) and :data:`RANDOM_INIT`; returns
+    ``out``.
+
+    The class is the config's first architecture (the bare ``AutoModel`` class when it names none), so the
+    copy is read exactly as the folder is, weights aside.
+    """
+    transformers = require_transformers(folder)
+    folder, out = Path(folder), Path(out)
+    config = hf_config(folder, transformers)
+    cls = getattr(transformers, architecture(read_config(folder)), None) or transformers.AutoModel
+    check_buildable(folder, cls, config, transformers)
+    torch.manual_seed(seed)
+    with quiet(transformers):
+        model = cls.from_config(config) if cls is transformers.AutoModel else cls._from_config(config)
+        model.save_pretrained(out)
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not _is_weights(path):
+            shutil.copy2(path, out / path.name)
+    record = {"random_init_of": str(folder.resolve()), "seed": seed}
+    (out / RANDOM_INIT).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return out
