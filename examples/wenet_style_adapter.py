@@ -4,7 +4,9 @@ Use it as ``cka-probe extract examples/wenet_style_adapter.py:adapter --data m.j
 For your own ESPnet or WeNet model, replace ``TinyEncoder`` by your model
 class and load its weights in ``build`` (here: ``$WENET_STYLE_WEIGHTS`` if
 set, else seeded random weights); the rest is the protocol of
-``cka_probe.extract.models.base``: build, default_layers, batches, forward.
+``cka_probe.extract.models.base``: build, default_layers, batches, forward,
+and the optional transcribe (greedy CTC), which ``cka-probe evaluate
+examples/wenet_style_adapter.py:adapter --data m.jsonl --out cer.csv`` scores.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from torch import nn
 
 from cka_probe.asr.features import fbank, load_wav
 
+ALPHABET = "_ abcdefghijklmnopqrstuvwxyz'"
+"""The CTC head's output symbols; index 0 (``_``) is the blank."""
+
 
 class TinyEncoder(nn.Module):
     """80-dim fbank ``(B, T, 80)`` -> 4x subsampling (two stride-2 convs) -> Transformer layers ``(B, T',
-    D)``."""
+    D)``, and a CTC head ``ctc`` (``D`` -> ``len(ALPHABET)``) for transcripts."""
 
     def __init__(self, d_model: int = 32, n_layers: int = 2):
         super().__init__()
@@ -28,6 +33,7 @@ class TinyEncoder(nn.Module):
         self.encoders = nn.ModuleList(
             nn.TransformerEncoderLayer(d_model, 2, 64, dropout=0.0, batch_first=True) for _ in range(n_layers)
         )
+        self.ctc = nn.Linear(d_model, len(ALPHABET))
 
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
@@ -71,6 +77,15 @@ class WenetStyleAdapter:
     def forward(self, model, batch):
         model(batch["feats"], batch["lengths"])
         return {"encoder": TinyEncoder.output_lengths(batch["lengths"])}
+
+    def transcribe(self, model, batch):
+        """Greedy CTC over each utterance's valid frames: argmax, repeats collapsed, blanks dropped."""
+        best = model.ctc(model(batch["feats"], batch["lengths"])).argmax(-1)  # (B, T')
+        texts = []
+        for ids, n in zip(best, TinyEncoder.output_lengths(batch["lengths"])):
+            symbols = torch.unique_consecutive(ids[:n]).tolist()
+            texts.append("".join(ALPHABET[i] for i in symbols if i != 0))
+        return {"surface": texts}
 
     def attrs(self):
         return {

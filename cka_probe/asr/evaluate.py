@@ -1,5 +1,8 @@
 """Evaluate a bundled checkpoint on a manifest: per-utterance CER and corpus CER per task.
 
+:func:`write_evaluation` scores hypotheses of any origin into the same two files
+(:mod:`cka_probe.extract.models.transcribe` uses it for models that are not bundled).
+
 The per-utterance table is long format, one row per (utterance, task), with the
 columns fixed in docs/interfaces.md:
 
@@ -18,6 +21,7 @@ a temporary name and renamed, so a failed run leaves no half-written output.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +71,26 @@ def evaluate(
         batch_size=batch_size,
         limit=limit,
     )
-    table = score(references, hyps, decoding)
-    summary = summarize(table) | {
-        "checkpoint": str(ckpt_path),
-        "manifest": str(manifest),
-        "decoding": decoding,
-        "beam": beam,
-        "n_utterances": table["id"].nunique(),
-    }
+    info = {"checkpoint": str(ckpt_path), "manifest": str(manifest), "decoding": decoding, "beam": beam}
+    return write_evaluation(references, hyps, out_csv, decoding=decoding, info=info)
+
+
+def write_evaluation(
+    references: dict[str, dict[str, Any]],
+    hyps: dict[str, dict[str, str]],
+    out_csv: str | Path,
+    *,
+    decoding: str,
+    info: dict[str, Any],
+    normalise: Callable[[str], str] = normalize_text,
+) -> pd.DataFrame:
+    """Score ``hyps`` (task -> id -> text) against ``references``, write the CSV and its summary JSON.
+
+    The summary is the corpus CER per task (:func:`summarize`), then ``info`` (how the
+    hypotheses were made), then ``n_utterances``. Returns the per-utterance table.
+    """
+    table = score(references, hyps, decoding, normalise)
+    summary = summarize(table) | info | {"n_utterances": table["id"].nunique()}
     write_results(table, summary, Path(out_csv))
     return table
 
@@ -97,8 +113,13 @@ def check_arguments(
     check_count(beam, "beam")
     check_count(batch_size, "batch_size")
     check_count(limit, "limit", optional=True)
+    refuse_outputs(out_csv, [ckpt_path, manifest])
+
+
+def refuse_outputs(out_csv: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Refuse an ``out_csv`` or summary JSON that is one of ``inputs``."""
     for out in (out_csv, summary_path_for(out_csv)):
-        refuse_input_as_output(out, [ckpt_path, manifest])
+        refuse_input_as_output(out, inputs)
 
 
 def read_references(manifest: str | Path) -> dict[str, dict[str, Any]]:
@@ -142,20 +163,26 @@ def decode_manifest(
 
 
 def score(
-    references: dict[str, dict[str, Any]], hyps: dict[str, dict[str, str]], decoding: str
+    references: dict[str, dict[str, Any]],
+    hyps: dict[str, dict[str, str]],
+    decoding: str,
+    normalise: Callable[[str], str] = normalize_text,
 ) -> pd.DataFrame:
-    """The long per-utterance table (columns in the module docstring)."""
+    """The long per-utterance table (columns in the module docstring); ``normalise`` is applied to every
+    reference and hypothesis before they are compared and written."""
     korean = any(r.get("language") == "ko" for r in references.values())
     rows = [
-        _row(references[uid], task, hyp, decoding, korean)
+        _row(references[uid], task, hyp, decoding, korean, normalise)
         for task, by_id in hyps.items()
         for uid, hyp in by_id.items()
     ]
     return pd.DataFrame(rows)
 
 
-def _row(record: dict[str, Any], task: str, hyp: str, decoding: str, korean: bool) -> dict[str, Any]:
-    ref, hyp = normalize_text(record[task]), normalize_text(hyp)
+def _row(
+    record: dict[str, Any], task: str, hyp: str, decoding: str, korean: bool, normalise: Callable[[str], str]
+) -> dict[str, Any]:
+    ref, hyp = normalise(record[task]), normalise(hyp)
     row = {
         "id": record["id"],
         "language": record.get("language", ""),

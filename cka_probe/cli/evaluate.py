@@ -1,16 +1,25 @@
-"""``cka-probe evaluate``: per-utterance and corpus CER of a bundled checkpoint."""
+"""``cka-probe evaluate``: per-utterance and corpus CER of a bundled checkpoint, a Hugging Face folder or a
+``FILE.py:FUNCTION`` adapter."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cka_probe.cli._options import integer, positive_int, torch_device
+from cka_probe.errors import CKAProbeError
 
-HELP = "Decode a manifest with a bundled checkpoint and write per-utterance CER (CSV) and corpus CER (JSON)."
+HELP = "Transcribe a manifest with a model and write per-utterance CER (CSV) and corpus CER (JSON)."
+BUNDLED_ONLY = ("decoding", "beam")
+BROUGHT_ONLY = ("normalise", "tasks")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint written by 'cka-probe train' (best.pt or last.pt)")
+    parser.add_argument(
+        "model",
+        help="checkpoint written by 'cka-probe train' (best.pt), a Hugging Face folder (Whisper, *ForCTC) "
+        "or FILE.py:FUNCTION (an adapter with transcribe)",
+    )
     parser.add_argument("--data", required=True, help="manifest (JSON Lines) to decode")
     parser.add_argument(
         "--out", required=True, help="per-utterance CSV; the summary goes to OUT.summary.json"
@@ -18,14 +27,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--decoding",
         choices=("attention", "ctc"),
-        default="attention",
-        help="attention decoder(s) for every task, or the CTC head for its task (default attention)",
+        default=None,
+        help="checkpoints: attention decoder(s) for every task, or the CTC head for its task "
+        "(default attention)",
     )
     parser.add_argument(
         "--beam",
         type=integer(1, 1000),
-        default=1,
-        help="beam size of attention decoding; 1 = greedy (default 1)",
+        default=None,
+        help="checkpoints: beam size of attention decoding; 1 = greedy (default 1)",
+    )
+    parser.add_argument(
+        "--normalise",
+        choices=("basic", "none"),
+        default=None,
+        help="other models: 'basic' lower-cases and drops punctuation in references and hypotheses "
+        "(transformers' BasicTextNormalizer), 'none' compares them as written (default basic)",
+    )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=("surface", "meaning"),
+        default=None,
+        help="other models: the references scored (default: both for Whisper and CTC models, what an "
+        "adapter's transcribe returns)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=16, help="utterances per batch (default 16)"
@@ -37,23 +62,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def refuse_options(args: argparse.Namespace, bundled: bool) -> None:
+    """Refuse the options of a bundled checkpoint for another model, and the other way round."""
+    names = BROUGHT_ONLY if bundled else BUNDLED_ONLY
+    given = [f"--{name}" for name in names if getattr(args, name) is not None]
+    if given:
+        kind = "a checkpoint .pt" if bundled else "a model that is not a checkpoint .pt"
+        raise CKAProbeError(f"{given[0]} does not apply to {kind} ({args.model})")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from cka_probe.asr.evaluate import evaluate, format_summary, summarize, summary_path_for
+    from cka_probe.extract.models.transcribe import evaluate_model
 
+    bundled = Path(args.model).suffix == ".pt"
+    refuse_options(args, bundled)
     if args.threads:
         torch.set_num_threads(args.threads)
-    table = evaluate(
-        args.checkpoint,
-        args.data,
-        args.out,
-        decoding=args.decoding,
-        beam=args.beam,
-        device=args.device,
-        batch_size=args.batch_size,
-        limit=args.limit,
-    )
+    common = {"device": args.device, "batch_size": args.batch_size, "limit": args.limit}
+    if bundled:
+        table = evaluate(
+            args.model,
+            args.data,
+            args.out,
+            decoding=args.decoding or "attention",
+            beam=args.beam or 1,
+            **common,
+        )
+    else:
+        table = evaluate_model(
+            args.model, args.data, args.out, tasks=args.tasks, normalise=args.normalise or "basic", **common
+        )
     print(format_summary(summarize(table)))
     print(f"wrote {args.out} and {summary_path_for(args.out)}")
     return 0

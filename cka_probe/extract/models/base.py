@@ -15,7 +15,11 @@ and, with defaults here, ``tasks`` (decoders it can teacher-force),
 ``stream_order(tasks)`` (the order of the store's streams),
 ``required_fields(tasks)`` (manifest fields the batches need), ``select`` (the
 output selector for tuple outputs), ``padding_tolerance`` and ``attrs()``
-(provenance for the store). Everything else (hooks, the store, resume,
+(provenance for the store). One more duty is optional and has no default:
+``transcribe(model, batch) -> {task: list of B texts}``, the model's own
+transcripts of a batch (of ``batches(rows, batch_size, ())``), which
+``cka-probe evaluate`` scores (:mod:`cka_probe.extract.models.transcribe`); a
+model without it has no CER. Everything else (hooks, the store, resume,
 torchrun, progress) is the generic :func:`cka_probe.extract.activations.extract_activations`.
 """
 

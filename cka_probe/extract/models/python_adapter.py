@@ -5,12 +5,15 @@ of :mod:`cka_probe.extract.models.base`: ``build(device)``,
 ``default_layers(tasks)``, ``batches(rows, batch_size, tasks)`` and
 ``forward(model, batch)``; any of ``name``, ``tasks``, ``streams_of``, ``stream_order``,
 ``required_fields``, ``select``, ``padding_tolerance`` and ``attrs`` it also
-has replace the defaults. ``examples/wenet_style_adapter.py`` is a worked example.
+has replace the defaults, and an optional ``transcribe(model, batch)`` (task ->
+the batch's B texts) lets ``cka-probe evaluate`` score it.
+``examples/wenet_style_adapter.py`` is a worked example.
 
 The user's code is held to the protocol: a missing file, a syntax error, an
 exception raised at import or by any duty, and a duty that returns the wrong
 thing (``build`` no ``nn.Module``, ``default_layers`` no list of globs, a
-batch without its ``ids``, ``forward`` no ``(B,)`` integer lengths per stream)
+batch without its ``ids``, ``forward`` no ``(B,)`` integer lengths per stream,
+``transcribe`` no ``{task: B strings}``)
 are one line naming ``FILE.py:FUNCTION`` (and, for an exception, the line of
 the adapter file it came from), e.g.
 ``adapter.py:make raised KeyError in forward: 'feats' (adapter.py:41)``.
@@ -128,6 +131,8 @@ class PythonAdapter(Adapter):
         for name in OPTIONAL_METHODS:
             if callable(getattr(inner, name, None)):
                 setattr(self, name, self.duty(name))
+        if callable(getattr(inner, "transcribe", None)):
+            self.transcribe = self.checked_transcribe
 
     def value(self, name: str) -> object:
         """The adapter's ``name`` attribute, refused unless it has the type :data:`OPTIONAL_VALUES` names."""
@@ -179,6 +184,24 @@ class PythonAdapter(Adapter):
             stream: self.checked_lengths(stream, value, len(batch["ids"]))
             for stream, value in lengths.items()
         }
+
+    def checked_transcribe(self, model: nn.Module, batch: Batch) -> dict[str, list[str]]:
+        """The adapter's transcripts, checked to be ``{task: B strings}`` for the batch's B utterances."""
+        texts = self.duty("transcribe")(model, batch)
+        size = len(batch["ids"])
+        fits = isinstance(texts, Mapping) and all(
+            isinstance(t, str)
+            and isinstance(v, (list, tuple))
+            and len(v) == size
+            and all(isinstance(x, str) for x in v)
+            for t, v in texts.items()
+        )
+        if not fits:
+            raise CKAProbeError(
+                f"{self.spec}: transcribe returned {type(texts).__name__}, not {{task: {size} strings}} "
+                f"for a batch of {size} utterances"
+            )
+        return {task: list(v) for task, v in texts.items()}
 
     def checked_lengths(self, stream: str, value: object, size: int) -> torch.Tensor:
         """``value`` as a ``(size,)`` int64 tensor, refused unless it holds ``size`` integers >= 0."""
