@@ -96,8 +96,6 @@ SCALES: dict[str, Scale] = {
 }
 FLOOR = "rand"
 """The untrained model (the SSO architecture) of the random-initialisation floor."""
-BROUGHT = "brought.json"
-"""What the tables stage writes beside the tables: each brought model, and whether its CER was measured."""
 
 
 @dataclass(frozen=True)
@@ -293,14 +291,17 @@ def tables_action(
     brought: Sequence[dict[str, Any]] = (),
 ) -> None:
     """The tables of exactly the plan's stores and the CER files of its languages with every role's
-    (never a file another plan left behind), and :data:`BROUGHT`: each ``brought`` model (language, role,
-    replicate, model, its CER file) and whether its CER is in the tables."""
+    (never a file another plan left behind); with ``brought`` models (language, role, replicate, model, its
+    CER file), ``brought.json`` beside them, which says for each whether its CER is in the tables
+    (:mod:`cka_probe.study.report.brought`)."""
+    from cka_probe.study.report.brought import BROUGHT
     from cka_probe.study.tables import write_tables
 
     measured = measured_cer(cer)
     write_tables(stores, measured, partial, n_boot=n_boot, n_perm=n_perm, seed=seed, word_level=word_level)
-    records = [model | {"cer": Path(model["cer"]) in measured} for model in brought]
-    (partial / BROUGHT).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    if brought:
+        records = [model | {"cer": Path(model["cer"]) in measured} for model in brought]
+        (partial / BROUGHT).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
 
 
 def measured_cer(cer: Sequence[Path]) -> list[Path]:

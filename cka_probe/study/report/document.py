@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Figure, Item, Items, Paragraph, Section, Table
+from cka_probe.study.report.brought import all_brought, brought_section, replicates_advice
 from cka_probe.study.report.findings import key_findings
 from cka_probe.study.report.layers import cross_lang_section, decoder_section, encoder_section, seed_count
 from cka_probe.study.report.recognition import cer_section, gap_section, paper_section
@@ -65,10 +66,11 @@ def seeds_section(tables: Path) -> list[Block]:
             "is in the tables' `seed` column."
         )
     else:
+        how = "one model per role was brought" if all_brought(tables) else "each role had one seed"
         text = (
-            "**Training variance was not measured**: each role was trained with one seed, so the intervals "
-            "cover the sampling of utterances only, and a rerun with other seeds (or on another machine) can "
-            "move a finding across zero. Run `cka-probe reproduce --seeds 3` for findings that pool seeds."
+            f"**Training variance was not measured**: {how}, so the intervals cover the sampling of "
+            "utterances only, and other seeds (or another machine) can move a finding across zero. For "
+            f"findings that pool seeds, {replicates_advice(tables)}."
         )
     return [Section("Seeds", (Paragraph(text),))]
 
@@ -111,6 +113,7 @@ def document(run_dir: Path) -> Section:
         (
             intro(run_dir),
             findings_section(tables),
+            *brought_section(tables),
             *paper_section(tables),
             *cer_section(tables),
             *figures_section(run_dir),

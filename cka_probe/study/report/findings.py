@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cka_probe.study.report.brought import all_brought, ceiling_advice, languages
 from cka_probe.study.report.layers import REFERENCE_LABELS, RELATIVE, seed_count
 from cka_probe.study.report.reading import agree, cleared, read
 from cka_probe.study.report.recognition import (
@@ -63,15 +64,17 @@ def _ceiling_levels(tables: Path) -> list[str]:
 def seeds_finding(tables: Path) -> str:
     """Whether seeds were pooled, and how similar two SSO models of different seeds are."""
     k = seed_count(tables)
+    one = "One model per role was brought" if all_brought(tables) else "One seed"
     head = (
-        "One seed: training variance not measured, so every interval covers the sampling of utterances only"
+        f"{one}: training variance not measured, so every interval covers the sampling of utterances only"
         if k == 1
         else f"The findings pool {k} seeds per role, so every interval holds the spread between seeds "
         "as well as the sampling of utterances"
     )
     levels = _ceiling_levels(tables)
     if not levels:
-        return f"{head}; no seed-to-seed ceiling was measured (it needs two SSO seeds)."
+        needs = join([f"{ceiling_advice(tables, code)} in {language(code)}" for code in languages(tables)])
+        return f"{head}; no seed-to-seed ceiling was measured (it {needs})."
     return (
         f"{head}; two SSO models trained from different seeds reach a CKA of {join(levels)} at the top "
         "encoder layer (the seed-to-seed ceiling)."

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Item, Items, Section
+from cka_probe.study.report.brought import ceiling_advice
 from cka_probe.study.report.reading import ALPHA, cleared, read
 from cka_probe.study.report.wording import by_layer, intervals_by_layer, layer_range, placement, short
 from cka_probe.study.schema import CEILING, FLOOR_NAME, diagonal, value_label
@@ -20,8 +21,6 @@ REFERENCE_LABELS = {
     CEILING: "seed-to-seed ceiling SSO~SSO′",
     FLOOR_NAME: "random-initialisation floor SSO~RAND",
 }
-
-NO_CEILING = "the seed-to-seed ceiling (SSO~SSO′) needs two SSO seeds: run with `--seeds 2` or more"
 
 RELATIVE = ("below it", "indistinguishable from it", "above it")
 """How a comparison sits against a reference, for :func:`~cka_probe.study.report.wording.placement`."""
@@ -44,7 +43,8 @@ def reference_rows(tables: Path, language: str, part: str) -> pd.DataFrame | Non
 def reference_lines(tables: Path, language: str, part: str) -> list[str]:
     """Where the part's comparisons sit between the ceiling and the floor (pooled, BH-adjusted), per layer."""
     gaps = reference_rows(tables, language, part)
-    lines = [NO_CEILING] if gaps is None or (gaps["reference"] != CEILING).all() else []
+    no_ceiling = f"the seed-to-seed ceiling (SSO~SSO′) {ceiling_advice(tables, language)}"
+    lines = [no_ceiling] if gaps is None or (gaps["reference"] != CEILING).all() else []
     if gaps is None:
         return lines
     for (name, reference), rows in gaps.groupby(["comparison", "reference"], sort=False):

@@ -1,0 +1,219 @@
+"""The whole study on brought models: replicates, the random floor, CER stages, the report, HF folders as
+transformers 5 saves them.
+
+The models are tiny random-weight Whisper folders saved with ``save_pretrained``; nothing is downloaded.
+Transcription is replaced by a fake ``cka_probe.extract.models.transcribe`` module, so no real
+recognition runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from cka_probe.cli import main  # noqa: E402
+from cka_probe.errors import CKAProbeError  # noqa: E402
+from cka_probe.extract.models import extract_model  # noqa: E402
+from cka_probe.extract.models.hf import RANDOM_INIT, feature_extractor  # noqa: E402
+from cka_probe.pipeline import plan, reproduce  # noqa: E402
+from cka_probe.pipeline.study_plan import SCALES, measured_cer  # noqa: E402
+from cka_probe.store import ActivationStore  # noqa: E402
+from cka_probe.study.report.brought import ceiling_advice, replicates_advice  # noqa: E402
+from cka_probe.study.schema import CEILING, FLOOR_NAME  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hf_models import noise_corpus, whisper_folder  # noqa: E402
+
+torch.set_num_threads(1)
+TEXTS = ["hello there", "a cat", "hi", "go home now", "yes"]
+SECONDS = [0.5, 0.7, 0.5, 0.3, 0.9]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Four Whisper "fine-tunes" (SSO replicates 0 and 1, MSO, DO) and a test manifest."""
+    root = tmp_path_factory.mktemp("brought")
+    data = root / "data"
+    noise_corpus(data, SECONDS * 2, texts=TEXTS * 2).rename(data / "test.jsonl")
+    names = ("sso", "sso-1", "mso", "do")
+    return {name: whisper_folder(root / name, seed=k) for k, name in enumerate(names)}, data
+
+
+def models_of(folders: dict[str, Path]) -> dict[tuple[str, str], str]:
+    keys = {"sso": "sso", "sso-1": "sso#1", "mso": "mso", "do": "do"}
+    return {("en", keys[name]): str(folder) for name, folder in folders.items()}
+
+
+@pytest.fixture
+def transcribe(monkeypatch):
+    """A fake transcribe module: DO cannot transcribe, the others write a CSV (its content is never read
+    here); returns the models it was asked to evaluate."""
+    asked: list[str] = []
+    module = types.ModuleType("cka_probe.extract.models.transcribe")
+
+    class CannotTranscribe(CKAProbeError):
+        pass
+
+    def evaluate_model(model, manifest, out_csv, *, device="cpu", **_):
+        asked.append(Path(model).name)
+        if Path(model).name == "do":
+            raise CannotTranscribe(f"{model}: no language-model head")
+        Path(out_csv).write_text("id\n")
+
+    module.CannotTranscribe, module.evaluate_model = CannotTranscribe, evaluate_model
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return asked
+
+
+def test_replicates_and_the_floor_of_brought_models_reach_the_tables_and_the_report(
+    folders, transcribe, tmp_path, capsys
+):
+    models, data = folders
+    run = tmp_path / "run"
+    report = reproduce(["en"], "tiny", run, data={"en": data}, models=models_of(models), jobs=1)
+    assert sorted(transcribe) == ["do", "mso", "sso", "sso-1"]
+    assert f"{models['do']} cannot transcribe:" in capsys.readouterr().out
+    for name, role, replicate in (("sso-s1", "sso", 1), ("rand", "rand", 0)):
+        with ActivationStore(run / "activations" / "en" / f"{name}.h5") as store:
+            assert (store.attrs["role"], store.attrs["replicate"]) == (role, replicate)
+    assert {CEILING, FLOOR_NAME} <= set(pd.read_csv(run / "tables" / "cross_task.csv")["comparison"])
+    assert not (run / "tables" / "cer.csv").exists()  # DO has no CER, so no SO-DO gap can be read
+    assert json.loads((run / "cer" / "en" / "do.json").read_text())["cer"] is None
+    assert all(not record["cer"] for record in json.loads((run / "tables" / "brought.json").read_text()))
+    text = report.read_text()
+    assert "## Brought models" in text and "`--model en:mso#1=…`" in text and "`--model en:do#1=…`" in text
+    assert "--seeds 3" not in text and "needs two SSO" not in text  # the ceiling was measured
+    assert "One model per role was brought" in text
+    assert "SSO replicate 0's architecture with fresh weights" in text
+
+
+def test_brought_models_train_nothing_and_their_floor_is_drawn_first(folders, tmp_path):
+    models, data = folders
+    brought = {key: value for key, value in models_of(models).items() if key[1] != "sso#1"}
+    stages = plan(tmp_path / "run", ["en"], SCALES["tiny"], data={"en": data}, models=brought)
+    names = [stage.name for stage in stages]
+    assert not any(name.startswith("train") for name in names)
+    assert names.index("init en rand") < names.index("extract en rand")
+    floor = next(stage for stage in stages if stage.name == "init en rand")
+    assert floor.kwargs["model"] == str(models["sso"])
+    tables = next(stage for stage in stages if stage.name == "tables")
+    cer = tmp_path / "run" / "cer" / "en"
+    assert tables.kwargs["cer"] == [cer / f"{m}.csv" for m in ("do", "mso", "sso")]
+
+
+def test_the_floor_is_the_same_config_with_fresh_seeded_weights(folders, tmp_path):
+    from transformers import WhisperForConditionalGeneration
+
+    from cka_probe.pipeline.study_plan import random_init_action
+
+    models, data = folders
+    for out in ("a", "b"):
+        (tmp_path / out).mkdir()
+        random_init_action(tmp_path / out, model=str(models["sso"]), seed=7)
+    source = WhisperForConditionalGeneration.from_pretrained(models["sso"])
+    a, b = (WhisperForConditionalGeneration.from_pretrained(tmp_path / out) for out in ("a", "b"))
+    assert (tmp_path / "a" / "config.json").read_bytes() == (models["sso"] / "config.json").read_bytes()
+    key = "model.encoder.layers.0.fc1.weight"
+    weights = [m.state_dict()[key] for m in (source, a, b)]
+    assert torch.equal(weights[1], weights[2]) and not torch.equal(weights[0], weights[1])
+    assert json.loads((tmp_path / "a" / RANDOM_INIT).read_text())["seed"] == 7
+    assert (tmp_path / "a" / "tokenizer_config.json").exists()
+    with ActivationStore(extract_model(tmp_path / "a", data / "test.jsonl", tmp_path / "a.h5")) as store:
+        assert store.layers("encoder") == ["model.encoder.layers.0", "model.encoder.layers.1"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("en:sso#2=M", "--model en:sso#2=M: replicates of en:sso are numbered 0, 1, ... without gaps"),
+        ("en:sso#x=M", "--model en:sso#x=M: expected LANG:ROLE=MODEL or LANG:ROLE#K=MODEL"),
+        ("en:sso#0=M", "--model en:sso#0=M: replicate 0 of en:sso is brought twice"),
+        ("en:rand=M", "--model en:rand=M: expected LANG:ROLE=MODEL or LANG:ROLE#K=MODEL"),
+    ],
+)
+def test_bad_replicates_are_one_line_naming_the_option(tmp_path, capsys, option, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "test.jsonl").write_text("")
+    options = ["--data", f"en={data}", "--model", "en:sso=M", "--model", option]
+    assert main(["reproduce", "--lang", "en", "--out", str(tmp_path / "run"), *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_cer_is_read_only_for_languages_where_every_role_has_one(tmp_path):
+    names = ("sso", "mso", "do", "sso-s1")
+    files = {lang: [tmp_path / lang / f"{m}.csv" for m in names] for lang in ("en", "ko")}
+    for path in [*files["en"], *files["ko"][:2]]:  # ko's DO could not transcribe
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("id\n")
+    assert measured_cer(files["en"] + files["ko"]) == files["en"]
+
+
+def test_report_advice_names_the_option_that_brings_what_is_missing(tmp_path):
+    records = [
+        {"language": "en", "role": "sso", "replicate": 0, "model": "m", "cer": True},
+        {"language": "en", "role": "do", "replicate": 0, "model": "d", "cer": True},
+        {"language": "en", "role": "do", "replicate": 1, "model": "d1", "cer": True},
+    ]
+    (tmp_path / "brought.json").write_text(json.dumps(records))
+    assert replicates_advice(tmp_path) == (
+        "bring replicates with `--model en:sso#1=…` and run `cka-probe reproduce --seeds 3` for the "
+        "trained roles"
+    )
+    assert ceiling_advice(tmp_path, "en") == "needs two SSO models: bring a second with `--model en:sso#1=…`"
+    assert ceiling_advice(tmp_path, "ko") == "needs two SSO seeds: run with `--seeds 2` or more"
+
+
+def processor_folder(folders: dict[str, Path], out: Path, mel_bins: int) -> Path:
+    """A Whisper folder as transformers 5 saves a model and its processor: the feature extractor inside
+    ``processor_config.json``, no ``preprocessor_config.json``; ``mel_bins`` in the model and the features."""
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+
+    source = folders["sso"]
+    config = WhisperConfig.from_pretrained(source)
+    config.num_mel_bins = mel_bins
+    WhisperForConditionalGeneration(config).save_pretrained(out)
+    features = WhisperFeatureExtractor(feature_size=mel_bins, hop_length=160, chunk_length=30)
+    tokenizer = WhisperTokenizer.from_pretrained(source)
+    WhisperProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(out)
+    (out / "generation_config.json").write_text((source / "generation_config.json").read_text())
+    return out
+
+
+def test_processor_config_is_read_as_transformers_reads_it_without_a_warning(folders, tmp_path):
+    from transformers import WhisperFeatureExtractor
+
+    models, data = folders
+    folder = processor_folder(models, tmp_path / "p", mel_bins=128)
+    assert not (folder / "preprocessor_config.json").exists()
+    audio = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = feature_extractor(
+            folder, WhisperFeatureExtractor, require={"feature_size": 128}, feature_size=128
+        )
+    theirs = WhisperFeatureExtractor.from_pretrained(folder)
+    got, want = (f([audio], sampling_rate=16000, return_tensors="np").input_features for f in (ours, theirs))
+    assert got.shape[1] == 128
+    np.testing.assert_array_equal(got, want)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        extract_model(folder, data / "test.jsonl", tmp_path / "p.h5", tasks=[])
+    assert not [w for w in caught if "preprocessor" in str(w.message)]
