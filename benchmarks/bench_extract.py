@@ -7,21 +7,31 @@
    512, 6 encoder + 6 decoder layers, built from a config: nothing is
    downloaded) through its adapter: 30-second windows, 2-5 s of audio each,
    both tasks teacher-forced on 20-60 tokens. Target <= 1.25x.
+   ``--whisper-throughput``: utterances per second of ``extract_model`` end to
+   end (audio, log-mel, encoder, both decoders teacher-forced, HDF5) for
+   Whisper-tiny- and base-sized random models (d_model 384, 4 + 4 layers;
+   512, 6 + 6; 80 mels) over 20 utterances of 2-3 s, at batch sizes 1, 4, 8
+   and 16, padding self-check off (the steady state) and, at 16 (the default),
+   on; it checks that the adapter's forward runs under ``torch.inference_mode``.
 2. ``compare_stores`` (alignment by id, chunked streaming into the exact
    linear accumulator) against reading the same layers whole with plain h5py
    and calling ``cka_matrix``. Target <= 1.5x.
 
 Usage: ``python benchmarks/bench_extract.py [--utterances 256] [--hf-utterances 8] [--rows 40000] [--repeats
 7]
-[--dtype float32|float16] [--device cpu|cuda]``.
+[--dtype float32|float16] [--device cpu|cuda] [--whisper-throughput]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
+import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -242,6 +252,69 @@ def bench_hf_extraction(n: int, tmp: Path, repeats: int, dtype: str, device: str
     return t_extract / t_plain
 
 
+WHISPER_SIZES = {"tiny": (384, 4, 6), "base": (512, 6, 8)}
+"""Whisper sizes: d_model, layers of the encoder and of the decoder, attention heads."""
+TEXTS = ["he go to de park yesterday", "she have two cat at home", "we was there all the day long"]
+
+
+def cpu_model() -> str:
+    """``model name`` of /proc/cpuinfo, else ``platform.processor()``."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
+
+
+@contextmanager
+def inference_mode_seen(adapter_class) -> Iterator[list[bool]]:
+    """Records, for each call of ``adapter_class.forward``, whether ``torch.inference_mode`` was on."""
+    seen: list[bool] = []
+    original = adapter_class.forward
+
+    def forward(self, model, batch):
+        seen.append(torch.is_inference_mode_enabled())
+        return original(self, model, batch)
+
+    adapter_class.forward = forward
+    try:
+        yield seen
+    finally:
+        adapter_class.forward = original
+
+
+def bench_whisper_throughput(tmp: Path, n: int, batch_sizes: list[int]) -> None:
+    """Utterances per second of ``extract_model`` on Whisper-tiny- and base-sized random models."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from hf_models import noise_corpus, whisper_sized_folder
+
+    from cka_probe.extract.models import extract_model
+    from cka_probe.extract.models.whisper import WhisperAdapter
+
+    seconds = list(np.random.default_rng(0).uniform(2, 3, n))
+    manifest = noise_corpus(tmp / "corpus", seconds, texts=[TEXTS[i % len(TEXTS)] for i in range(n)])
+    runs = [(b, False) for b in batch_sizes] + [(batch_sizes[-1], True)]
+    print(f"Whisper extraction throughput: {n} utterances of 2-3 s, both tasks teacher-forced")
+    print("| model | batch | padding check | seconds | utterances/s |")
+    print("|---|---|---|---|---|")
+    for size, (d_model, layers, heads) in WHISPER_SIZES.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            folder = whisper_sized_folder(tmp / size, d_model, layers, heads)
+        for batch, check in runs:
+            with inference_mode_seen(WhisperAdapter) as seen:
+                start = time.perf_counter()
+                extract_model(
+                    folder, manifest, tmp / "t.h5", batch_size=batch, overwrite=True, padding_check=check
+                )
+                took = time.perf_counter() - start
+            assert seen and all(seen), "the adapter's forward ran outside torch.inference_mode"
+            print(
+                f"| {size} ({d_model}, {layers}+{layers}) | {batch} | {'on' if check else 'off'} | "
+                f"{took:.1f} | {n / took:.2f} |"
+            )
+
+
 def write_store(path: Path, layers: int, rows: int, dim: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(rows, dim)).astype(np.float32)
@@ -304,10 +377,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage dtype")
+    parser.add_argument(
+        "--whisper-throughput", action="store_true", help="only the Whisper throughput case (utterances/s)"
+    )
+    parser.add_argument("--whisper-utterances", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.whisper_throughput:
+            bench_whisper_throughput(Path(tmp), args.whisper_utterances, [1, 4, 8, 16])
+            return
         if args.utterances:
             bench_extraction(args.utterances, Path(tmp), args.repeats, args.dtype)
         if args.hf_utterances:

@@ -68,6 +68,31 @@ def whisper_folder(folder: Path, *, conditional: bool = True, seed: int = 0) -> 
     return folder
 
 
+def whisper_sized_folder(folder: Path, d_model: int, layers: int, heads: int, seed: int = 0) -> Path:
+    """:func:`whisper_folder` (its tokenizer, feature extractor and generation config) with a random
+    ``layers`` + ``layers``-layer model of width ``d_model`` (feed-forward 4 x ``d_model``), 80 mel bins."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    whisper_folder(folder)
+    config = WhisperConfig.from_pretrained(folder)
+    config.update(
+        {
+            "d_model": d_model,
+            "encoder_layers": layers,
+            "decoder_layers": layers,
+            "encoder_attention_heads": heads,
+            "decoder_attention_heads": heads,
+            "encoder_ffn_dim": 4 * d_model,
+            "decoder_ffn_dim": 4 * d_model,
+            "max_target_positions": 448,
+        }
+    )
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
 def whisper_task_folder(folder: Path, tokens: tuple[str, ...] = ("<|surface|>", "<|meaning|>")) -> Path:
     """:func:`whisper_folder` with ``tokens`` added to its tokenizer as special tokens and random
     embeddings (tied output projection) for them: a dual-output Whisper selecting its task by a token."""
