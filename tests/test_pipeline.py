@@ -417,15 +417,17 @@ def test_reproduce_cli_passes_epochs_and_time_cap_to_every_training(tmp_path, mo
 @pytest.mark.parametrize(
     "option, value, message",
     [
-        ("--epochs", "0", "--epochs must be at least 1, got 0"),
-        ("--seeds", "0", "--seeds must be at least 1, got 0"),
-        ("--train-minutes", "-1", "--train-minutes must be positive"),
+        ("--epochs", "0", "argument --epochs: 0 must be from 1 to"),
+        ("--seeds", "0", "argument --seeds: 0 must be from 1 to 100"),
+        ("--train-minutes", "-1", "argument --train-minutes: -1 must be greater than 0"),
     ],
 )
 def test_reproduce_refuses_a_bad_training_length(tmp_path, capsys, option, value, message):
     from cka_probe.cli import main
 
-    assert main(["reproduce", "--lang", "en", "--out", str(tmp_path / "run"), option, value]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "--lang", "en", "--out", str(tmp_path / "run"), option, value])
+    assert exit_.value.code == 2
     assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 

@@ -137,12 +137,6 @@ def parse_models(items: list[str]) -> dict[tuple[str, str], str]:
 def run(args: argparse.Namespace) -> int:
     from cka_probe.pipeline import reproduce
 
-    if args.epochs is not None and args.epochs < 1:
-        raise CKAProbeError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.seeds < 1:
-        raise CKAProbeError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.train_minutes is not None and args.train_minutes <= 0:
-        raise CKAProbeError(f"--train-minutes must be positive, got {args.train_minutes}")
     report = reproduce(
         args.lang,
         args.scale,
