@@ -63,7 +63,7 @@ def _with_metadata(batches, rows: Sequence[dict]) -> Iterator[dict]:
         yield {**batch, "metadata": {**meta, **batch.get("metadata", {})}}
 
 
-def _model_files(model: str | Path) -> list[Path]:
+def model_files(model: str | Path) -> list[Path]:
     """The paths a MODEL argument reads: itself, and the file of a ``FILE.py:FUNCTION``."""
     spec = str(model)
     return [Path(spec), *([Path(spec.rpartition(":")[0])] if ":" in spec else [])]
@@ -83,7 +83,7 @@ def _check_arguments(
     if options["role"] is not None and options["role"] not in ROLES:
         raise CKAProbeError(f"--role must be one of {', '.join(ROLES)}, not {options['role']!r}")
     usable_device(options["device"])
-    inputs = [manifest, *_model_files(model)]
+    inputs = [manifest, *model_files(model)]
     refuse_input_as_output(out, inputs)
     if word_spans:
         refuse_input_as_output(sidecar_path(out), inputs, option="--out's word-spans file")

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from cka_probe.asr.evaluate import read_references, refuse_outputs, write_evaluation
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.models import _model_files
+from cka_probe.extract.models import model_files
 from cka_probe.extract.models.base import Adapter, Batch
 from cka_probe.extract.models.resolve import resolve
 from cka_probe.extract.models.wav2vec2 import Wav2Vec2Adapter
@@ -81,7 +81,7 @@ def evaluate_model(
     check_count(limit, "limit", optional=True)
     usable_device(device)
     normaliser = text_normaliser(normalise)
-    refuse_outputs(out_csv, [manifest, *_model_files(model)])
+    refuse_outputs(out_csv, [manifest, *model_files(model)])
     if Path(str(model)).suffix == ".pt":
         raise CKAProbeError(f"{model}: a bundled checkpoint is evaluated by cka_probe.asr.evaluate.evaluate")
     adapter = resolve(model)
