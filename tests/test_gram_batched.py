@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from helpers import replicated
 
 from cka_probe.inference.resampling import bootstrap_counts, bootstrap_draws
@@ -134,10 +135,10 @@ def test_shared_sides_and_tiles_give_every_pair_its_own_grids(debiased):
     pairs = [(0, 1), (2, 1), (0, 2), (1, 0)]
     indices, perms = list(bootstrap_draws(rng, n, 7)), [rng.permutation(n) for _ in range(5)]
     boots = gram_resample.bootstrap_grids(
-        [(sets[i], sets[j]) for i, j in pairs], indices, debiased=debiased, tile=3
+        [(sets[i], sets[j]) for i, j in pairs], indices, debiased=debiased, tile=3, max_bytes=1
     )
     nulls = gram_resample.permuted_grids(
-        [(sets[i], sets[j]) for i, j in pairs], perms, debiased=debiased, max_bytes=1
+        [(sets[i], sets[j]) for i, j in pairs], perms, debiased=debiased, tile=2, max_bytes=1
     )
     for (i, j), boot, null in zip(pairs, boots, nulls):
         np.testing.assert_allclose(
@@ -146,6 +147,33 @@ def test_shared_sides_and_tiles_give_every_pair_its_own_grids(debiased):
         np.testing.assert_allclose(
             null, reference_permuted(grams(xs[i]), grams(xs[j]), perms, debiased), atol=1e-10
         )
+
+
+def test_pairs_stacked_on_a_shared_second_side_equal_each_pair_alone():
+    rng = np.random.default_rng(10)
+    sets = [gram_set(x) for x in sides(rng, 20, (3, 2, 4))]
+    pairs = [(sets[0], sets[2]), (sets[1], sets[2]), (sets[2], sets[2])]
+    perms = [rng.permutation(20) for _ in range(6)]
+    stacked = gram_resample.permuted_grids(pairs, perms, debiased=True)
+    for pair, grid in zip(pairs, stacked):
+        np.testing.assert_allclose(
+            grid, gram_resample.permuted(*pair, perms, debiased=True), rtol=0, atol=1e-10
+        )
+
+
+@pytest.mark.parametrize("debiased", [True, False])
+def test_float32_products_stay_within_1e_6_of_float64(debiased):
+    rng = np.random.default_rng(11)
+    n = 300
+    sets = [gram_set([x * 100 for x in xs]) for xs in sides(rng, n, (3, 2))]
+    pairs = [(sets[0], sets[1]), (sets[1], sets[0])]
+    indices, perms = list(bootstrap_draws(rng, n, 6)), [rng.permutation(n) for _ in range(6)]
+    for grids in (gram_resample.bootstrap_grids, gram_resample.permuted_grids):
+        resamples = indices if grids is gram_resample.bootstrap_grids else perms
+        exact = grids(pairs, resamples, debiased=debiased)
+        single = grids(pairs, resamples, debiased=debiased, dtype=torch.float32)
+        for x, y in zip(single, exact):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
 
 
 def per_pair_reference(reference):
@@ -182,8 +210,8 @@ sets = [gram_resample.GramSet({f"l{i}": rng.standard_normal((n, 32)) for i in ra
 draws = list(rng.integers(0, n, (count, n)))
 perms = [rng.permutation(n) for _ in range(count // 8)]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-gram_resample.bootstrap_grids([tuple(sets)], draws, tile=32)
-gram_resample.permuted_grids([tuple(sets)], perms, max_bytes=2**25)
+gram_resample.bootstrap_grids([tuple(sets)], draws, tile=32, max_bytes=2**20)
+gram_resample.permuted_grids([tuple(sets)], perms, tile=32, max_bytes=2**20)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 """
 

@@ -49,17 +49,26 @@ themselves only on the diagonal); expanding Σ_uv W_uv (K_uv + x_u + x_v)(L_uv +
                      + 2 Σ x y (m c − 2e) + 2 (xᵀc)(yᵀc)
 
 Everything but h comes from g = Kc (R × n)·(n × n), one GEMM per layer per side, shared by
-every comparison using the side; h is one (R × n)·(n × n) GEMM of the Hadamard product
-K_a∘L_b per layer pair, formed once per tile of resamples. A permutation π of the second side
-has c = 1 and L replaced by P L Pᵀ: h = ⟨K_a, P L_b Pᵀ⟩ is one GEMM of the first side's flat
-Grams with the permuted Grams, which are gathered once per (side, permutation) and shared by
-every pair with that second side; g, dl are (L1)[π], (diag L)[π].
+every comparison using the side. h runs over the upper triangle t = (u ≤ v) of the symmetric
+products, T = n(n + 1)/2 entries with weights w_t = 2 − δ_uv (half the multiply-adds of n²):
+
+    cᵀ(K∘L)c = Σ_t w_t c_u c_v K_uv L_uv      (bootstrap: (R × T)·(T × ΣL_a·L_b) per chunk of t)
+    ⟨K, P L Pᵀ⟩ = Σ_t w_t K_uv L_π(u)π(v)       (permutations: (ΣL_a × T)·(T × R·L_b) per chunk of t)
+
+The bootstrap stacks the Hadamard products of every layer pair of every comparison (and K∘K of
+every layer, for the self-HSICs) as the columns of one GEMM, each formed once; the permutations
+stack every first side sharing a second side as the rows, the second side's permuted entries
+gathered once per permutation. A resample holding a single distinct row has no pair to sum over:
+NaN. g, dl of a permutation are (L1)[π], (diag L)[π].
 
 Precision: Gram matrices and all sums are float64; each layer is first
 multiplied by the power of 2 that brings its largest |value| into [0.5, 1)
-(exact; CKA is scale invariant), so that no Gram entry overflows or underflows. Memory: 8·L·n² bytes per
-model side (12 layers, n = 2,000: 384 MB), plus per bootstrap tile 8·tile·n·ΣL bytes of sums and one
-K_a∘L_b block (8·L_b·n²), per permutation tile about ``max_bytes`` of permuted Grams.
+(exact; CKA is scale invariant), so that no Gram entry overflows or underflows. ``dtype=torch.float32``
+computes the triangle GEMMs' operands and products in float32 (each chunk's result summed in float64;
+within 1e-6 of float64 in tests/test_gram_batched.py, up to 7e-7 at n = 1,000, d = 768); float64 is the
+default. Memory: 8·L·n² bytes per model side (12 layers, n = 2,000: 384 MB), plus about ``max_bytes`` of
+chunk operands, 8·tile·n·ΣL bytes of per-tile sums, a copy of one second side's Grams (4 or 8·L_b·n²)
+and 8·R·(ΣL_a·L_b + ΣL) of cross terms (the size of the grids).
 """
 
 from __future__ import annotations
@@ -216,9 +225,9 @@ def permuted(
 
 Pair = tuple[GramSet, GramSet]
 BOOTSTRAP_TILE = 256
-"""Resamples per bootstrap tile: the Hadamard products K_a∘L_b are formed once per tile."""
-PERMUTATION_BYTES = 2**28
-"""Bytes of permuted Grams (and their flat index) held per permutation tile."""
+"""Resamples per tile of the per-side sums (count weights or permuted row sums and diagonals)."""
+CHUNK_BYTES = 2**28
+"""Bytes of chunk operands (weights, Hadamard products, gathered permuted Grams) of the triangle GEMMs."""
 
 
 @dataclass(frozen=True)
@@ -270,31 +279,75 @@ def permuted_sums(k: torch.Tensor, perms: torch.Tensor) -> Sums:
     return Sums(rowsum[:, perms].transpose(0, 1), diagonal[:, perms].transpose(0, 1), rowsum.sum(-1)[None])
 
 
-def quadratic(c: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """cᵀ M_l c (R, L) of weights c (R, n) and matrices m (L, n, n): one (R × n)·(n × n) GEMM per matrix."""
-    return ((c @ m) * c).sum(-1).T
+def triangle(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The upper triangle u ≤ v of an n × n symmetric matrix M: rows u (T,), columns v (T,) and weights
+    w (T,) = 2 off the diagonal, 1 on it, so that Σ_uv M_uv = Σ_t w_t M_{u_t v_t}; T = n(n + 1)/2."""
+    u, v = torch.triu_indices(n, n, device=device)
+    return u, v, 2.0 - (u == v).double()
 
 
-def hadamard(k: torch.Tensor, l: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """cᵀ(K_a∘L_b)c (R, L_a, L_b) of every layer pair of k (L_a, n, n) and l (L_b, n, n)."""
-    return torch.stack([quadratic(c, k_a * l) for k_a in k], dim=1)
+def spans(total: int, size: int) -> list[slice]:
+    """Consecutive slices of at most ``size`` (at least 1) covering range(total)."""
+    size = max(1, size)
+    return [slice(start, start + size) for start in range(0, total, size)]
 
 
-def permuted_grams(l: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
-    """(R, L, n²): each Gram of l (L, n, n) with rows and columns in the order π of perms (R, n), flattened:
-    (P L Pᵀ)_uv = L_π(u)π(v), one gather of the flat index π(u)·n + π(v)."""
-    n = l.shape[-1]
-    flat = (perms[:, :, None] * n + perms[:, None, :]).reshape(-1)
-    return (
-        torch.index_select(l.reshape(len(l), n * n), 1, flat).view(len(l), len(perms), n * n).transpose(0, 1)
-    )
+def products(
+    held: Mapping[GramSet, torch.Tensor], pairs: Sequence[Pair], flat: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """(N, T_c) in ``dtype``: K_a∘L_b at the flat entries u·n + v (T_c,) of every layer pair of every pair
+    (L_a·L_b rows each, a-major), then K_l∘K_l of every layer of every held side, N = ΣL_a·L_b + ΣL."""
+    entries = {side: k.flatten(1).index_select(1, flat).to(dtype) for side, k in held.items()}
+    factors = [(entries[a][:, None], entries[b][None]) for a, b in pairs] + [(e, e) for e in entries.values()]
+    shapes = [torch.broadcast_shapes(x.shape, y.shape) for x, y in factors]
+    sizes = [shape[:-1].numel() for shape in shapes]
+    out = torch.empty(sum(sizes), len(flat), dtype=dtype, device=flat.device)
+    for (x, y), shape, rows in zip(factors, shapes, out.split(sizes)):
+        torch.mul(x, y, out=rows.view(shape))
+    return out
 
 
-def permuted_inner(k: torch.Tensor, gathered: torch.Tensor) -> torch.Tensor:
-    """⟨K_a, P L_b Pᵀ⟩_F (R, L_a, L_b) of k (L_a, n, n) and the permuted Grams gathered (R, L_b, n²): one
-    (L_a × n²)·(n² × R·L_b) GEMM."""
-    r, lb, _ = gathered.shape
-    return (k.reshape(len(k), -1) @ gathered.reshape(r * lb, -1).T).view(len(k), r, lb).transpose(0, 1)
+def bootstrap_cross(
+    held: Mapping[GramSet, torch.Tensor],
+    pairs: Sequence[Pair],
+    c: torch.Tensor,
+    dtype: torch.dtype,
+    max_bytes: int,
+) -> torch.Tensor:
+    """h = cᵀ(K∘L)c = Σ_t w_t c_{u_t} c_{v_t} (K∘L)_{u_t v_t} (R, N) of the weights c (R, n) and the
+    :func:`products`: per chunk of the triangle one (R × T_c)·(T_c × N) GEMM in ``dtype``, summed in
+    float64; each Hadamard product is formed once. Chunk operands: about ``max_bytes``."""
+    u, v, w = triangle(c.shape[1], c.device)
+    width = sum(len(a.names) * len(b.names) for a, b in pairs) + sum(len(s.names) for s in held)
+    h = torch.zeros(len(c), width, dtype=torch.float64, device=c.device)
+    for span in spans(len(u), max_bytes // (8 * (3 * len(c) + 2 * width))):
+        i, j = u[span], v[span]
+        weights = (c.index_select(1, i) * c.index_select(1, j)).mul_(w[span]).to(dtype)
+        h += (weights @ products(held, pairs, i * c.shape[1] + j, dtype).T).double()
+    return h
+
+
+def permuted_cross(
+    firsts: Sequence[torch.Tensor], l: torch.Tensor, perms: torch.Tensor, dtype: torch.dtype, max_bytes: int
+) -> torch.Tensor:
+    """h = ⟨K_a, P L_b Pᵀ⟩ = Σ_t w_t K_a[u_t, v_t] L_b[π(u_t), π(v_t)] (R, ΣL_a, L_b) of every layer of the
+    first sides' Grams ``firsts`` (L_a, n, n) with every layer of l (L_b, n, n) under every permutation of
+    perms (R, n): per chunk of the triangle one (ΣL_a × T_c)·(T_c × R·L_b) GEMM in ``dtype`` of the
+    weighted first-side entries and the gathered permuted entries, summed in float64. Chunk operands:
+    about ``max_bytes``."""
+    (r, n), depth = perms.shape, sum(len(k) for k in firsts)
+    u, v, w = triangle(n, l.device)
+    table = l.flatten(1).to(dtype).T.contiguous()  # (n², L_b): row π(u)·n + π(v) holds every layer's entry
+    order = perms.T  # (n, R)
+    per_entry = r * (table.element_size() * len(l) + 24) + 16 * depth
+    h = torch.zeros(depth, r * len(l), dtype=torch.float64, device=l.device)
+    for span in spans(len(u), max_bytes // per_entry):
+        i, j = u[span], v[span]
+        index = order.index_select(0, i).mul_(n).add_(order.index_select(0, j))  # (T_c, R): π(u)·n + π(v)
+        gathered = table.index_select(0, index.flatten()).view(len(i), -1)  # (T_c, R·L_b)
+        first = torch.cat([k.flatten(1).index_select(1, i * n + j) for k in firsts]) * w[span]
+        h += (first.to(dtype) @ gathered).double()
+    return h.view(depth, r, len(l)).transpose(0, 1)
 
 
 def debiased_hsic(h: torch.Tensor, a: Sums, b: Sums, c: torch.Tensor, pairing: Pairing) -> torch.Tensor:
@@ -362,27 +415,37 @@ def bootstrap_grids(
     debiased: bool = False,
     device: str = "cpu",
     tile: int = BOOTSTRAP_TILE,
+    max_bytes: int = CHUNK_BYTES,
+    dtype: torch.dtype = torch.float64,
 ) -> list[np.ndarray]:
     """CKA (R, L_a, L_b) of each pair on each resample of ``indices`` (R vectors of row numbers, copies
     allowed), as count weights c_r = bincount(indices[r]) (module docstring, "Batched").
 
-    Per tile of resamples each side's sums and self-HSIC are computed once and shared by every pair
-    using that side; each pair adds its Hadamard terms. Peak memory besides the Grams:
-    8·tile·n·ΣL bytes of sums and 8·L_b·n² for one K_a∘L_b block.
+    The cross terms h of every pair and side (:func:`bootstrap_cross`, Hadamard products and GEMMs in
+    ``dtype``) come first for all resamples; then per tile of resamples each side's sums are computed once
+    and shared by every pair using that side. Peak memory besides the Grams: about ``max_bytes``, or
+    8·tile·n·ΣL bytes of sums, and 8·R·(ΣL_a·L_b + ΣL) of cross terms (the size of the grids).
     """
     hsic = debiased_hsic if debiased else biased_hsic
     out = empty_grids(pairs, len(indices))
     if not (pairs and len(indices)):
         return out
-    counts = np.stack([np.bincount(i, minlength=pairs[0][0].n) for i in indices])
+    counts = np.stack([np.bincount(i, minlength=pairs[0][0].n) for i in indices], dtype=np.float64)
     held = {side: grams(side, device) for side in sides(pairs)}
+    c_all = torch.from_numpy(counts).to(device)
+    sizes = [len(a.names) * len(b.names) for a, b in pairs] + [len(s.names) for s in held]
+    (*cross,) = torch.split(bootstrap_cross(held, pairs, c_all, dtype, max_bytes), sizes, dim=1)
+    own_h = dict(zip(held, cross[len(pairs) :]))
     for start in range(0, len(indices), tile):
-        c = torch.from_numpy(counts[start : start + tile]).to(device, torch.float64)
+        rows = slice(start, start + tile)
+        c = c_all[rows]
+        single = (c > 0).sum(-1).cpu().numpy() < 2  # no pair of positions holding different rows: NaN
         sums = {side: weighted_sums(k, c) for side, k in held.items()}
-        own = {side: hsic(quadratic(c, k * k), sums[side], sums[side], c, LAYERS) for side, k in held.items()}
-        for (a, b), grid in zip(pairs, out):
-            h = hadamard(held[a], held[b], c)
-            grid[start : start + len(c)] = cka(hsic(h, sums[a], sums[b], c, PAIRS), own[a], own[b])
+        own = {side: hsic(own_h[side][rows], sums[side], sums[side], c, LAYERS) for side in held}
+        for (a, b), h, grid in zip(pairs, cross, out):
+            h = h[rows].view(len(c), len(a.names), len(b.names))
+            grid[rows] = cka(hsic(h, sums[a], sums[b], c, PAIRS), own[a], own[b])
+            grid[rows][single] = np.nan
     return out
 
 
@@ -392,13 +455,16 @@ def permuted_grids(
     *,
     debiased: bool = False,
     device: str = "cpu",
-    max_bytes: int = PERMUTATION_BYTES,
+    tile: int = BOOTSTRAP_TILE,
+    max_bytes: int = CHUNK_BYTES,
+    dtype: torch.dtype = torch.float64,
 ) -> list[np.ndarray]:
     """CKA (R, L_a, L_b) of each pair with the rows of its second side shuffled by each permutation.
 
-    Per tile of permutations each second side's permuted Grams P L Pᵀ are gathered once and shared by
-    every pair with that second side; each pair adds one GEMM of its first side's flat Grams with them.
-    Peak memory besides the Grams: about ``max_bytes`` (at least one permutation of the largest side).
+    The pairs sharing a second side are stacked: one :func:`permuted_cross` per second side gathers its
+    permuted Grams once for all of them; then per tile of permutations the HSICs are assembled. Peak
+    memory besides the Grams: about ``max_bytes``, or 8·tile·n·L_b bytes of permuted sums, 4 or 8·n²·L_b
+    of the second side's Grams in ``dtype``, and 8·R·ΣL_a·L_b of cross terms (the size of the grids).
     """
     hsic = debiased_hsic if debiased else biased_hsic
     out = empty_grids(pairs, len(permutations))
@@ -408,21 +474,21 @@ def permuted_grids(
     ones = torch.ones(1, pairs[0][0].n, dtype=torch.float64, device=device)
     fixed = {side: weighted_sums(k, ones) for side, k in held.items()}
     own = {
-        side: hsic(quadratic(ones, k * k), fixed[side], fixed[side], ones, LAYERS) for side, k in held.items()
+        side: hsic((k * k).sum((-2, -1))[None], fixed[side], fixed[side], ones, LAYERS)
+        for side, k in held.items()
     }
     perms = torch.as_tensor(
         np.asarray(permutations, dtype=np.int64).reshape(len(permutations), -1), device=device
     )
-    per_permutation = 8 * pairs[0][0].n ** 2 * (1 + max(len(b.names) for _, b in pairs))
-    tile = max(1, max_bytes // per_permutation)
-    for start in range(0, len(permutations), tile):
-        p = perms[start : start + tile]
-        for b in sides(pairs, 1):
-            gathered, shuffled = permuted_grams(held[b], p), permuted_sums(held[b], p)
-            for (a, second), grid in zip(pairs, out):
-                if second is b:
-                    h = permuted_inner(held[a], gathered)
-                    grid[start : start + len(p)] = cka(
-                        hsic(h, fixed[a], shuffled, ones, PAIRS), own[a], own[b]
-                    )
+    for b in sides(pairs, 1):
+        group = [(pair, grid) for pair, grid in zip(pairs, out) if pair[1] is b]
+        firsts = [held[a] for (a, _), _ in group]
+        cross = torch.split(
+            permuted_cross(firsts, held[b], perms, dtype, max_bytes), [len(k) for k in firsts], 1
+        )
+        for start in range(0, len(permutations), tile):
+            rows = slice(start, start + tile)
+            shuffled = permuted_sums(held[b], perms[rows])
+            for ((a, _), grid), h in zip(group, cross):
+                grid[rows] = cka(hsic(h[rows], fixed[a], shuffled, ones, PAIRS), own[a], own[b])
     return out
