@@ -86,7 +86,7 @@ def streamed_linear_cka(
     readers = [a.iter_frames(stream_a, x, ids, chunk_rows) for x in layers_a] + [
         b.iter_frames(stream_b, y, ids, chunk_rows) for y in layers_b
     ]
-    with tqdm(total=total, unit="row", desc="linear CKA", leave=False) as bar:
+    with tqdm(total=total, unit="row", desc="linear CKA", leave=False, disable=None) as bar:
         for chunks in zip(*readers):
             acc.update(dict(zip(layers_a, chunks)), dict(zip(layers_b, chunks[len(layers_a) :])))
             bar.update(len(chunks[0]))

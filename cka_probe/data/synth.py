@@ -237,7 +237,7 @@ def synthesize(
     voices = speakers(spec, seed)
     seen: set[str] = set()
     rows, jobs = [], []
-    for i in tqdm(range(n), desc=f"{lang} text", unit="utt", leave=False):
+    for i in tqdm(range(n), desc=f"{lang} text", unit="utt", leave=False, disable=None):
         rng = np.random.default_rng([seed, LANG_CODES[lang], i + 1])
         utt = draw_utterance(rng, spec, seen)
         speaker, voice = voices[int(rng.integers(len(voices)))]

@@ -321,7 +321,7 @@ def cross_task_arrays(
         (comp, pairs) for comp in COMPARISONS + REFERENCES + variants if (pairs := _pairs(comp, sets))
     ]
     grids = iter(zip(*_resampled([pair for _, pairs in compared for pair in pairs], boots, perms, stats)))
-    for comp, pairs in tqdm(compared, desc=f"cross-task {language}", disable=not progress):
+    for comp, pairs in tqdm(compared, desc=f"cross-task {language}", disable=None if progress else True):
         key = f"{language}/{comp.part}/{comp.name}"
         own = [next(grids) for _ in pairs]
         rows, pooled, draws, values = _comparison(comp, pairs, own, level, key, stats)
