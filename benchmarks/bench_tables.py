@@ -6,8 +6,9 @@ DO/surface, DO/meaning), debiased linear CKA. The reference is the per-resample 
 n × n Grams (``GramSet.terms`` and ``cka_grid``, the formulation the tables used before), run at a few
 resamples and extrapolated per resample; the batched one is ``bootstrap_grids`` and ``permuted_grids``
 over all 9 pairs. The floor is dense float32 (1,000 × 1,000)·(1,000 × 1,000) torch GEMMs with as many
-multiply-adds as the batched formulation's GEMMs (per bootstrap resample: K c and (K∘K) c per layer of
-every side, (K_a∘L_b) c per layer pair; per permutation: ⟨K_a, P L_b Pᵀ⟩ per layer pair, n² each).
+multiply-adds as the full-square formulation's GEMMs (per bootstrap resample: K c and (K∘K) c per layer of
+every side, (K_a∘L_b) c per layer pair; per permutation: ⟨K_a, P L_b Pᵀ⟩ per layer pair, n² each); the
+batched one sums the symmetric products over their upper triangle, about half of those.
 Peak memory is the growth of the resident set over each phase (sampled every 10 ms).
 Usage: python benchmarks/bench_tables.py [--resamples 100] [--reference 5] [--large]
 """
@@ -67,7 +68,7 @@ def batched(pairs: list, indices: list, perms: list) -> None:
 
 
 def gemm_macs(pairs: list, n: int, boots: int, perms: int) -> int:
-    """Multiply-adds of the batched formulation's GEMMs (module docstring)."""
+    """Multiply-adds of the full-square formulation's GEMMs (module docstring)."""
     layers = sum(len(s.names) for s in gram_resample.sides(pairs))
     pair_layers = sum(len(a.names) * len(b.names) for a, b in pairs)
     return n * n * (boots * (2 * layers + pair_layers) + perms * pair_layers)
