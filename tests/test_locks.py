@@ -90,3 +90,19 @@ def test_an_output_that_is_an_input_is_refused_through_any_spelling(tmp_path):
         with pytest.raises(CKAProbeError, match=r"--out .* is an input of this command"):
             refuse_input_as_output(spelling, [manifest, None])
     refuse_input_as_output(tmp_path / "other.jsonl", [manifest])
+
+
+def test_a_second_training_into_one_folder_is_refused_before_it_reads_anything(tmp_path):
+    from cka_probe.asr.train import train
+
+    out = tmp_path / "sso"
+    with output_lock(out):  # another run holds it (a flock conflicts between descriptors of one process too)
+        with pytest.raises(CKAProbeError, match=r"sso: another cka-probe run \(pid \d+ on "):
+            train(
+                arch="so",
+                task="surface",
+                train_manifest=tmp_path / "missing-train.jsonl",
+                valid_manifest=tmp_path / "missing-valid.jsonl",
+                config="tiny",
+                out_dir=out,
+            )

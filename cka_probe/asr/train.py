@@ -58,6 +58,7 @@ from cka_probe.asr.variants.spec import DEFAULTS, variant_settings
 from cka_probe.atomic import atomic_write_text
 from cka_probe.data.manifest import read_manifest
 from cka_probe.errors import CKAProbeError
+from cka_probe.locks import output_lock
 from cka_probe.paths import refuse_input_as_output
 from cka_probe.text.cer import char_errors, normalize_text, percent
 
@@ -91,6 +92,8 @@ def train(
     ``loss.do.surface = 1 − ctc − meaning_weight``, so the weights still sum to 1.
     ``variant`` (DO only) is the encoder's structure (:mod:`cka_probe.asr.variants.spec`);
     its settings are written into the saved config.
+    A second training into the same ``out_dir`` is refused while one runs
+    (:func:`cka_probe.locks.output_lock`).
     ``max_minutes`` bounds the wall time: after the first epoch the number of
     epochs is cut to what fits, so that the lr decay still completes.
     With ``resume=True`` training continues from ``out_dir/last.pt`` with its
@@ -103,23 +106,25 @@ def train(
     check_overrides(seed=seed, epochs=epochs, lr=lr)
     device = usable_device(device)
     refuse_inputs_as_outputs(out_dir, train_manifest, valid_manifest, config)
-    if overwrite:
-        for name in OUTPUTS:
-            (out_dir / name).unlink(missing_ok=True)
-    last = read_checkpoint(out_dir / "last.pt") if resume or (out_dir / "last.pt").is_file() else None
-    if last is not None:
-        check_resumable(last, arch, tasks, variant, out_dir / "last.pt")
-    if last is not None and not resume:
-        fresh = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
-        check_same_settings(last, fresh, out_dir / "last.pt")
-        print(f"{out_dir / 'last.pt'}: resuming after epoch {last['epoch']}", flush=True)
-    if last is not None:
-        config = resolved_config(last["config"], seed=seed, epochs=epochs, lr=lr)
-    else:
-        config = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
-    torch.manual_seed(config["train"]["seed"])
-    run = Run.prepare(arch, tasks, config, Path(train_manifest), Path(valid_manifest), last, device, variant)
-    return run.fit(out_dir, max_minutes)
+    with output_lock(out_dir):  # one training per folder: two would resume one last.pt
+        if overwrite:
+            for name in OUTPUTS:
+                (out_dir / name).unlink(missing_ok=True)
+        last = read_checkpoint(out_dir / "last.pt") if resume or (out_dir / "last.pt").is_file() else None
+        if last is not None:
+            check_resumable(last, arch, tasks, variant, out_dir / "last.pt")
+        if last is not None and not resume:
+            fresh = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
+            check_same_settings(last, fresh, out_dir / "last.pt")
+            print(f"{out_dir / 'last.pt'}: resuming after epoch {last['epoch']}", flush=True)
+        if last is not None:
+            config = resolved_config(last["config"], seed=seed, epochs=epochs, lr=lr)
+        else:
+            config = fresh_config(config, arch, variant, meaning_weight, seed=seed, epochs=epochs, lr=lr)
+        torch.manual_seed(config["train"]["seed"])
+        manifests = Path(train_manifest), Path(valid_manifest)
+        run = Run.prepare(arch, tasks, config, *manifests, last, device, variant)
+        return run.fit(out_dir, max_minutes)
 
 
 def untrained(
