@@ -217,3 +217,51 @@ def test_processor_config_is_read_as_transformers_reads_it_without_a_warning(fol
         warnings.simplefilter("always")
         extract_model(folder, data / "test.jsonl", tmp_path / "p.h5", tasks=[])
     assert not [w for w in caught if "preprocessor" in str(w.message)]
+
+
+def test_prompts_reach_brought_whisper_stages_and_a_change_redoes_them(folders, tmp_path, monkeypatch):
+    """The heavy actions are fakes that record their options."""
+    from cka_probe.pipeline import study_plan
+
+    calls: dict[str, dict] = {}
+
+    def fake(partial: Path, **options) -> None:
+        output = partial.name[1 : -len(".partial")]
+        calls[f"{partial.parent.name}/{output}"] = options
+        (partial / ("made.json" if "." not in output else output)).write_text(
+            json.dumps(options, default=str)
+        )
+
+    for name in ("evaluate_brought_action", "random_init_action", "extract_action", "tables_action"):
+        monkeypatch.setattr(study_plan, name, fake)
+    for name in ("figures_action", "report_action"):
+        monkeypatch.setattr(study_plan, name, fake)
+    models, data = folders
+    pt = tmp_path / "mso.pt"
+    pt.write_bytes(b"weights")
+    brought = [f"en:sso={models['sso']}", f"en:mso={pt}", f"en:do={models['do']}"]
+    args = [
+        "reproduce",
+        "--lang",
+        "en",
+        "--jobs",
+        "1",
+        "--data",
+        f"en={data}",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    args += [a for model in brought for a in ("--model", model)]
+    prompts = {"surface": "<|surface|>", "meaning": "<|meaning|>"}
+    assert main([*args, *(a for t, p in prompts.items() for a in ("--prompt", f"{t}={p}"))]) == 0
+    for role in ("sso", "do"):
+        assert calls[f"en/{role}.h5"]["prompts"] == calls[f"en/{role}.json"]["prompts"] == prompts
+    assert "prompts" not in calls["en/mso.h5"] and "prompts" not in calls["en/mso.json"]
+    assert "prompts" not in calls["en/rand.h5"]
+    calls.clear()
+    file = tmp_path / "prompts.json"
+    file.write_text(json.dumps({"surface": "<|surface|>", "meaning": "mean"}))
+    assert main([*args, "--prompts", str(file)]) == 0
+    redone = {key for key in calls if key.startswith("en/")}
+    assert redone == {"en/sso.h5", "en/sso.json", "en/do.h5", "en/do.json"}
+    assert calls["en/do.json"]["prompts"]["meaning"] == "mean"

@@ -28,7 +28,7 @@ from cka_probe.cli import main  # noqa: E402
 from cka_probe.extract.models.transcribe import CannotTranscribe, evaluate_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_models import noise_corpus, wav2vec2_folder, whisper_folder  # noqa: E402
+from hf_models import noise_corpus, wav2vec2_folder, whisper_folder, whisper_task_folder  # noqa: E402
 
 torch.set_num_threads(1)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wenet_style_adapter.py"
@@ -74,9 +74,13 @@ def assert_scored(table: pd.DataFrame, manifest: Path, hyps: dict[str, str], tas
 
 def whisper_with_prompt_tokens(folder: Path) -> Path:
     """:func:`whisper_folder` with the generation config a released Whisper has for its prompt."""
+    return with_generation_prompt(whisper_folder(folder))
+
+
+def with_generation_prompt(folder: Path) -> Path:
+    """The Whisper ``folder`` with the generation config a released Whisper has for its prompt."""
     from transformers import GenerationConfig, WhisperTokenizer
 
-    whisper_folder(folder)
     vocab = WhisperTokenizer.from_pretrained(folder).get_vocab()
     generation = GenerationConfig.from_pretrained(folder)
     generation.task_to_id = {"transcribe": vocab["<|transcribe|>"], "translate": vocab["<|translate|>"]}
@@ -133,6 +137,60 @@ def test_whisper_hypotheses_are_its_own_greedy_generate(whisper, corpus, tmp_pat
     assert summary["tasks"]["surface"]["cer"] == pytest.approx(
         100 * surface["errors"].sum() / surface["ref_len"].sum()
     )
+
+
+PROMPTS = {"surface": "<|surface|>", "meaning": "<|meaning|>"}
+
+
+def test_a_prompted_whisper_generates_each_task_after_its_own_prompt(tmp_path, corpus, monkeypatch):
+    from transformers import (
+        GenerationMixin,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
+
+    folder = with_generation_prompt(whisper_task_folder(tmp_path / "do"))
+    generate, passed = GenerationMixin.generate, []
+
+    def spy(self, *args, **kwargs):
+        passed.append(kwargs["decoder_input_ids"].tolist())
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", spy)
+    out = tmp_path / "do.csv"
+    table = evaluate_model(folder, corpus, out, batch_size=5, normalise="none", prompts=PROMPTS)
+    model = WhisperForConditionalGeneration.from_pretrained(folder).eval()
+    features, tok = WhisperFeatureExtractor.from_pretrained(folder), WhisperTokenizer.from_pretrained(folder)
+    prefix = tok.convert_tokens_to_ids(
+        ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    )
+    prompt_ids = {task: prefix + [tok.convert_tokens_to_ids(p)] for task, p in PROMPTS.items()}
+    assert passed == [[prompt_ids[task]] * 5 for task in PROMPTS]
+    with torch.no_grad():
+        for task, ids in prompt_ids.items():
+            hyps = {}
+            for row in manifest_rows(corpus):
+                feats = features(wave(corpus, row), sampling_rate=16000, return_tensors="pt").input_features
+                options = {"num_beams": 1, "do_sample": False, "max_length": 64}
+                made = generate(model, input_features=feats, decoder_input_ids=torch.tensor([ids]), **options)
+                hyps[row["id"]] = tok.batch_decode(made[:, len(ids) :], skip_special_tokens=True)[0]
+            assert_scored(table[table["task"] == task], corpus, hyps, (task,))
+    assert json.loads(out.with_name("do.csv.summary.json").read_text())["prompts"] == PROMPTS
+
+
+def test_cli_prompts_file_reaches_the_summary_and_other_models_refuse_prompts(tmp_path, corpus, capsys):
+    folder = with_generation_prompt(whisper_task_folder(tmp_path / "do"))
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(PROMPTS))
+    out = tmp_path / "do.csv"
+    args = ["evaluate", str(folder), "--data", str(corpus), "--out", str(out), "--limit", "1"]
+    assert main([*args, "--prompts", str(prompts)]) == 0
+    assert json.loads(out.with_name("do.csv.summary.json").read_text())["prompts"] == PROMPTS
+    ctc = ctc_folder(tmp_path / "ctc", "group")
+    args = ["evaluate", str(ctc), "--data", str(corpus), "--out", str(tmp_path / "c.csv")]
+    assert main([*args, "--prompt", "surface=<|surface|>"]) != 0
+    assert "--prompt needs a decoder that takes a task prompt" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("norm", ["layer", "group"])

@@ -7,11 +7,12 @@ import argparse
 from pathlib import Path
 
 from cka_probe.cli._options import integer, positive_int, torch_device
+from cka_probe.cli._prompts import add_prompt_arguments, prompts_of
 from cka_probe.errors import CKAProbeError
 
 HELP = "Transcribe a manifest with a model and write per-utterance CER (CSV) and corpus CER (JSON)."
 BUNDLED_ONLY = ("decoding", "beam")
-BROUGHT_ONLY = ("normalise", "tasks")
+BROUGHT_ONLY = ("normalise", "tasks", "prompt", "prompts")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="other models: the references scored (default: both for Whisper and CTC models, what an "
         "adapter's transcribe returns)",
     )
+    add_prompt_arguments(parser, "other models: generate TASK's hypotheses after PROMPT")
     parser.add_argument(
         "--batch-size", type=positive_int, default=16, help="utterances per batch (default 16)"
     )
@@ -93,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         table = evaluate_model(
-            args.model, args.data, args.out, tasks=args.tasks, normalise=args.normalise or "basic", **common
+            args.model,
+            args.data,
+            args.out,
+            tasks=args.tasks,
+            normalise=args.normalise or "basic",
+            prompts=prompts_of(args.prompt, args.prompts),
+            **common,
         )
     print(format_summary(summarize(table)))
     print(f"wrote {args.out} and {summary_path_for(args.out)}")

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from cka_probe.cli._options import integer, nonnegative_int, positive_float, positive_int
+from cka_probe.cli._prompts import add_prompt_arguments, prompts_of
 from cka_probe.errors import CKAProbeError
 
 HELP = (
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bring a model (HF folder, .pt or FILE.py:FUNCTION) as seed replicate K (default 0) of role "
         "sso, mso or do of LANG instead of training it; needs --data LANG=DIR",
     )
+    add_prompt_arguments(parser, "evaluate and extract TASK of every brought Whisper folder after PROMPT")
     parser.add_argument(
         "--n",
         type=positive_int,
@@ -153,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         models=parse_models(args.model),
         variants=args.variants,
         word_level=args.word_level,
+        prompts=prompts_of(args.prompt, args.prompts),
     )
     print(f"report: {report}")
     return 0

@@ -147,6 +147,15 @@ def cer_csv(cer: Path, model: Brought) -> Path:
     return cer / model.lang / f"{model.name}.csv"
 
 
+def is_whisper_folder(model: str) -> bool:
+    """Whether ``model`` is a Hugging Face Whisper folder (``model_type`` whisper in its ``config.json``)."""
+    try:
+        config = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "whisper"
+
+
 def is_hf_folder(model: str) -> bool:
     """Whether ``model`` is a Hugging Face folder (its floor can be drawn: :func:`random_init_action`)."""
     return (Path(model) / "config.json").is_file()
@@ -208,15 +217,23 @@ def evaluate_action(partial: Path, *, ckpt: Path, manifest: Path, name: str, dev
     evaluate(ckpt, manifest, partial / f"{name}.csv", device=device)
 
 
-def evaluate_brought_action(partial: Path, *, model: str, manifest: Path, name: str, device: str) -> None:
+def evaluate_brought_action(
+    partial: Path,
+    *,
+    model: str,
+    manifest: Path,
+    name: str,
+    device: str,
+    prompts: dict[str, str] | None = None,
+) -> None:
     """``<name>.json``, the record of a brought model's CER, beside ``<name>.csv`` and its summary when the
-    model transcribes; for one that cannot, the record says why and a line says the study goes on without
-    it."""
+    model transcribes (each task after its prompt with ``prompts``); for one that cannot, the record says why
+    and a line says the study goes on without it."""
     from cka_probe.extract.models.transcribe import CannotTranscribe, evaluate_model
 
     record: dict[str, Any] = {"model": model, "cer": f"{name}.csv"}
     try:
-        evaluate_model(model, manifest, partial / f"{name}.csv", device=device)
+        evaluate_model(model, manifest, partial / f"{name}.csv", device=device, prompts=prompts)
     except CannotTranscribe as err:
         print(f"{model} cannot transcribe: {err}; the study goes on without its CER", flush=True)
         record |= {"cer": None, "why": str(err)}
@@ -256,15 +273,17 @@ def extract_action(
     role: str | None = None,
     word_spans: bool = False,
     replicate: int | None = None,
+    prompts: dict[str, str] | None = None,
 ) -> None:
-    """The store ``<name>.h5``; a brought model's (``replicate`` given) records its ``role`` and
-    ``replicate``, which the floor's role ``rand`` is recorded as after the extraction."""
+    """The store ``<name>.h5`` (each task teacher-forced after its prompt with ``prompts``); a brought
+    model's (``replicate`` given) records its ``role`` and ``replicate``, which the floor's role ``rand`` is
+    recorded as after the extraction."""
     from cka_probe.extract.models import extract_model
 
     out = partial / f"{name}.h5"
     if not out.exists():  # a finished store, left by a kill before its attributes were recorded, is kept
         known = role if role in MODELS else None
-        extract_model(ckpt, manifest, out, device=device, role=known, word_spans=word_spans)
+        extract_model(ckpt, manifest, out, device=device, role=known, word_spans=word_spans, prompts=prompts)
     if replicate is not None:
         record_attrs(out, {"role": role, "replicate": replicate})
 
@@ -435,6 +454,7 @@ def plan(
     models: dict[tuple[str, str], str] | None = None,
     variants: Sequence[str] = (),
     word_level: bool = False,
+    prompts: dict[str, str] | None = None,
 ) -> list[Stage]:
     """The stages of a reproduction, in order.
 
@@ -449,6 +469,8 @@ def plan(
     whose SSO is brought gets no trained second SSO for the ceiling (bring ``sso#1``) and, when SSO
     replicate 0 is a Hugging Face folder, its floor is that architecture with fresh weights (seeded as the
     trained floor); other brought SSO models have no floor.
+    ``prompts`` (task -> prompt) are given to the evaluation and the extraction of every brought Whisper
+    folder.
     ``variants`` (structured DO variants, :mod:`cka_probe.asr.variants.spec`) train beside DO with DO's seed
     of
     their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
@@ -566,14 +588,18 @@ def plan(
             )
         )
     for model in brought:
-        stages += _brought_stages(run_dir, model, dirs[model.lang], scale.device)
+        stages += _brought_stages(run_dir, model, dirs[model.lang], scale.device, prompts)
     stages += [floor[1] for floor in floors]
     return stages + _study_stages(run_dir, stages, scale, seed, word_level, brought)
 
 
-def _brought_stages(run_dir: Path, model: Brought, data: Path, device: str) -> list[Stage]:
-    """The evaluation and the extraction of a brought model."""
+def _brought_stages(
+    run_dir: Path, model: Brought, data: Path, device: str, prompts: dict[str, str] | None
+) -> list[Stage]:
+    """The evaluation and the extraction of a brought model, with ``prompts`` when it is a Whisper folder."""
     common = {"manifest": data / "test.jsonl", "name": model.name, "device": device}
+    if prompts and is_whisper_folder(model.model):
+        common["prompts"] = dict(prompts)
     inputs = (model_file(model.model), data)
     return [
         Stage(
@@ -677,6 +703,7 @@ def reproduce(
     models: dict[tuple[str, str], str] | None = None,
     variants: Sequence[str] = (),
     word_level: bool = False,
+    prompts: dict[str, str] | None = None,
 ) -> Path:
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
@@ -697,7 +724,8 @@ def reproduce(
     ``(language, "role#k")`` to a model the user brings instead of training one (see the module
     docstring). ``variants`` also trains, evaluates, extracts and compares those structured DO variants
     (``split-2``, ``shared-private``, ``sparse-shared``); ``word_level`` (implied by ``variants``) adds
-    the word-level analysis.
+    the word-level analysis. ``prompts`` (task -> prompt) select the output of each brought Whisper folder
+    whose one decoder takes a task prompt, in its evaluation and extraction.
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -719,6 +747,7 @@ def reproduce(
         models=models,
         variants=variants,
         word_level=word_level,
+        prompts=prompts,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     run_stages(stages, run_dir, jobs=jobs)

@@ -10,7 +10,12 @@ and transcribes with the decoding the model itself offers:
   the manifest's ``language`` + ``<|transcribe|>``] + ``<|notimestamps|>``), at
   most ``max_target_positions`` decoder tokens (prompt included: the model's own
   limit, which also caps the long output of an untrained model), decoded by the
-  folder's tokenizer without special tokens; ``decoding`` = ``greedy``;
+  folder's tokenizer without special tokens; ``decoding`` = ``greedy``. With
+  ``prompts`` (task -> a task token or text, a dual-output Whisper selecting its
+  output by a prompt), each task is generated greedily (transformers' plain
+  ``GenerationMixin.generate``) after its own decoder prompt
+  (:meth:`WhisperAdapter.decoder_prompt`: that prefix, then the task's prompt),
+  and decoded from the first token after it;
 - a wav2vec2-family ``*ForCTC`` folder with its CTC tokenizer (``vocab.json``):
   the argmax of the logits over each utterance's valid frames, decoded by the
   tokenizer's ``batch_decode`` (repeats collapsed, blanks dropped); ``decoding`` =
@@ -18,7 +23,7 @@ and transcribes with the decoding the model itself offers:
 - a ``FILE.py:FUNCTION`` adapter with the optional ``transcribe(model, batch)``
   duty (task -> B texts); ``decoding`` = ``adapter``.
 
-Whisper and CTC models have one output; it is scored against the reference of
+Whisper models without prompts and CTC models have one output; it is scored against the reference of
 every task asked for. A model that cannot transcribe (no language-model or CTC
 head, no tokenizer, a generation config without Whisper's prompt tokens, an
 adapter without ``transcribe``) raises :class:`CannotTranscribe` before any
@@ -32,7 +37,7 @@ space folded), into the same per-utterance CSV and summary JSON
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -68,12 +73,15 @@ def evaluate_model(
     batch_size: int = 16,
     limit: int | None = None,
     normalise: str = "basic",
+    prompts: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Transcribe ``manifest`` with ``model`` (an HF folder or ``FILE.py:FUNCTION``), write the per-utterance
     CER CSV and its summary JSON; returns the per-utterance table.
 
     ``tasks`` are the references scored (default: both for a one-output model, every task an adapter's
-    ``transcribe`` returns). Raises :class:`CannotTranscribe` for a model that cannot transcribe.
+    ``transcribe`` returns). ``prompts`` (task -> prompt, one for each task scored; Whisper folders) gives
+    each task its own hypotheses, generated after its prompt; the summary records them. Raises
+    :class:`CannotTranscribe` for a model that cannot transcribe.
     """
     from cka_probe.asr.checkpoint import check_count, usable_device
 
@@ -88,12 +96,17 @@ def evaluate_model(
     unknown = [t for t in tasks or () if t not in TASKS]
     if unknown:
         raise CKAProbeError(f"task {unknown[0]!r}: not a task (tasks: {', '.join(TASKS)})")
+    if prompts and not isinstance(adapter, WhisperAdapter):
+        raise CKAProbeError(f"{model}: --prompt needs a decoder that takes a task prompt (a Whisper folder)")
     make, decoding = transcriber_for(adapter, model, tasks)
+    if prompts:
+        adapter.use_prompts(prompts, tuple(tasks or TASKS))
     references = read_references(manifest)
     rows = list(references.values())[:limit]
     net = adapter.build(device)
     hyps = transcribe_rows(adapter, net, make(net), rows, batch_size, device)
     info = {"model": str(model), "manifest": str(manifest), "decoding": decoding, "normalise": normalise}
+    info |= {"prompts": dict(prompts)} if prompts else {}
     return write_evaluation(references, hyps, out_csv, decoding=decoding, info=info, normalise=normaliser)
 
 
@@ -148,17 +161,33 @@ def whisper_transcriber(
         check_generation_config(net.generation_config, adapter.multilingual, model)
         options = {"num_beams": 1, "do_sample": False, "max_length": adapter.hf_config.max_target_positions}
 
+        def generated(net: nn.Module, batch: Batch, rows: Sequence[dict]) -> list[str]:
+            language = (
+                {"language": [r["language"] for r in rows], "task": "transcribe"}
+                if adapter.multilingual
+                else {}
+            )
+            ids = net.generate(batch["input_features"], **options, **language)
+            return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+        def prompted(net: nn.Module, batch: Batch, rows: Sequence[dict], task: str) -> list[str]:
+            features = batch["input_features"]
+            prompt = torch.tensor(
+                [adapter.decoder_prompt(r.get("language"), task) for r in rows], device=features.device
+            )
+            # the plain generate: Whisper's own override does not stop when given decoder_input_ids
+            generate = adapter.transformers.GenerationMixin.generate
+            ids = generate(net, input_features=features, decoder_input_ids=prompt, **options)
+            return tokenizer.batch_decode(ids[:, prompt.shape[1] :], skip_special_tokens=True)
+
         def transcribe(net: nn.Module, batch: Batch, rows: Sequence[dict]) -> dict[str, list[str]]:
-            language = {"language": [r["language"] for r in rows], "task": "transcribe"}
             try:
                 with quiet(adapter.transformers):
-                    ids = net.generate(
-                        batch["input_features"], **options, **(language if adapter.multilingual else {})
-                    )
+                    if not adapter.prompts:
+                        return dict.fromkeys(tasks, generated(net, batch, rows))
+                    return {task: prompted(net, batch, rows, task) for task in tasks}
             except library_errors() as err:
                 raise CKAProbeError(f"{model}: generate failed: {one_line(err)}") from None
-            texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-            return {task: texts for task in tasks}
 
         return transcribe
 
