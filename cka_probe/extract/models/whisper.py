@@ -25,7 +25,7 @@ transformers accepts only ``transcribe`` and ``translate`` as Whisper's task
 token (``TASK_IDS``), so a model fine-tuned with its tokenizer learns the
 prefix tokens followed by the label text, and a task token written at the
 start of the labels stands right after ``<|notimestamps|>``
-(``generate(decoder_input_ids=prefix + prompt)`` decodes the same way).
+(evaluation decodes greedily from prefix + prompt the same way).
 Transformers' ``prompt_ids`` (previous text before ``<|startofprev|>``) are
 context, not a task selector.
 """
