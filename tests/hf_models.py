@@ -22,6 +22,12 @@ SPECIALS = [
 ]
 
 
+TEXTS = ["hello there", "a cat", "hi", "go home now", "yes"]
+"""Transcripts of the test corpora (:func:`noise_corpus`)."""
+SECONDS = [0.5, 0.7, 0.5, 0.3, 0.9]
+"""Durations of their noise recordings."""
+
+
 def whisper_folder(folder: Path, *, conditional: bool = True, seed: int = 0) -> Path:
     """A 2+2-layer Whisper (d 32) with a byte-level tokenizer, multilingual prompt, and its feature
     extractor."""

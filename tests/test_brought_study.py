@@ -32,11 +32,9 @@ from cka_probe.study.report.brought import ceiling_advice, replicates_advice  # 
 from cka_probe.study.schema import CEILING, FLOOR_NAME  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_models import noise_corpus, whisper_folder  # noqa: E402
+from hf_models import SECONDS, TEXTS, noise_corpus, whisper_folder  # noqa: E402
 
 torch.set_num_threads(1)
-TEXTS = ["hello there", "a cat", "hi", "go home now", "yes"]
-SECONDS = [0.5, 0.7, 0.5, 0.3, 0.9]
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,9 @@ from cka_probe.extract.models import extract_model  # noqa: E402
 from cka_probe.store import ActivationStore  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_models import noise_corpus, wav2vec2_folder, whisper_folder  # noqa: E402
+from hf_models import SECONDS, TEXTS, noise_corpus, wav2vec2_folder, whisper_folder  # noqa: E402
 
 torch.set_num_threads(1)
-TEXTS = ["hello there", "a cat", "hi", "go home now", "yes"]
-SECONDS = [0.5, 0.7, 0.5, 0.3, 0.9]
 
 
 @pytest.fixture(scope="module")
