@@ -17,6 +17,7 @@ Writing is atomic: a temporary file in the same folder, then ``os.replace``.
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -192,12 +193,16 @@ def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
             raise CKAProbeError(f"{path}: weight {key} has non-finite values")
 
 
+DEVICE = re.compile(r"^(cpu|cuda|mps)(:\d+)?$")
+"""The devices cka-probe runs on."""
+
+
 def usable_device(device: str | torch.device) -> torch.device:
-    """``device`` as a :class:`torch.device` that this machine has; otherwise a one-line error naming it."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise CKAProbeError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N or mps)") from None
+    """``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``mps``) as a :class:`torch.device` that this machine has;
+    otherwise a one-line error naming it."""
+    if not DEVICE.match(str(device)):
+        raise CKAProbeError(f"device {str(device)!r} is not a torch device (cpu, cuda, cuda:N or mps)")
+    parsed = torch.device(device)
     if parsed.type == "cuda" and (parsed.index or 0) >= (
         torch.cuda.device_count() if torch.cuda.is_available() else 0
     ):

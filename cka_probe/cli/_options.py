@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from collections.abc import Callable
+
+from cka_probe.errors import CKAProbeError
 
 INT_MAX = 2**31 - 1
 """The largest count any option takes unless it says less (beyond it, numbers overflow native integers)."""
@@ -66,20 +67,12 @@ nonnegative_float = number(0)
 """A finite number >= 0 (ridges, weights)."""
 
 
-_DEVICE = re.compile(r"^(cpu|cuda|mps)(:\d+)?$")
-
-
 def torch_device(text: str) -> str:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``mps``, refused when this machine lacks it (``"no CUDA here"``)."""
-    import torch
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps``, refused where this machine lacks it (``usable_device``)."""
+    from cka_probe.asr.checkpoint import usable_device
 
-    if not _DEVICE.match(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:N or mps)")
-    kind, _, index = text.partition(":")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: no CUDA device on this machine")
-    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA devices")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: no MPS device on this machine")
+    try:
+        usable_device(text)
+    except CKAProbeError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
