@@ -6,43 +6,31 @@ rank r extracts the r-th contiguous block of the utterances into
 shards in rank order into ``<out>`` (the order of a one-process run) and
 removes them. Ranks synchronise over the gloo backend, which needs no GPU.
 A rank that is killed leaves its ``.partial`` shard; rerunning resumes it and
-reuses the shards that finished.
+reuses the shards that finished. The rank helpers (``world``, ``shard_bounds``,
+``rank_device``) live in :mod:`cka_probe.ranks` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch.distributed as dist
 
 from cka_probe.errors import CKAProbeError
+from cka_probe.ranks import process_group, rank_device, shard_bounds, world
 from cka_probe.store import merge_stores
+
+__all__ = ["ShardFn", "rank_device", "run_sharded", "shard_bounds", "shard_path", "world"]
 
 ShardFn = Callable[[int, int, Path, bool], Path]
 """``extract_shard(start, stop, path, progress)`` writes utterances ``[start, stop)`` to ``path``."""
-
-
-def world() -> tuple[int, int]:
-    """``(rank, world size)`` from the environment ``torchrun`` sets; ``(0, 1)`` otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
-    """Contiguous, balanced block ``[start, stop)`` of ``n`` items for ``rank`` of ``size``."""
-    return n * rank // size, n * (rank + 1) // size
 
 
 def shard_path(out: str | Path, rank: int, size: int) -> Path:
     """``acts.h5`` -> ``acts.rank0-of-2.h5``."""
     out = Path(out)
     return out.with_name(f"{out.stem}.rank{rank}-of-{size}{out.suffix}")
-
-
-def rank_device(device: str) -> str:
-    """Under ``torchrun``, a bare ``cuda`` means this process's GPU (``cuda:LOCAL_RANK``)."""
-    return f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if device == "cuda" and world()[1] > 1 else device
 
 
 def run_sharded(n: int, out: str | Path, extract_shard: ShardFn, *, overwrite: bool = False) -> Path:
@@ -55,10 +43,7 @@ def run_sharded(n: int, out: str | Path, extract_shard: ShardFn, *, overwrite: b
         raise CKAProbeError(f"{n} utterances cannot be shared among {size} ranks")
     if out.exists() and not overwrite:
         raise CKAProbeError(f"{out}: already exists; pass --overwrite to replace it")
-    owns_group = not dist.is_initialized()
-    if owns_group:
-        dist.init_process_group("gloo", rank=rank, world_size=size)
-    try:
+    with process_group("gloo"):
         mine = shard_path(out, rank, size)
         if overwrite or not mine.exists():
             extract_shard(*shard_bounds(n, rank, size), mine, rank == 0)
@@ -69,7 +54,4 @@ def run_sharded(n: int, out: str | Path, extract_shard: ShardFn, *, overwrite: b
             for shard in shards:
                 shard.unlink()
         dist.barrier()
-    finally:
-        if owns_group:
-            dist.destroy_process_group()
     return out
