@@ -57,6 +57,17 @@ def test_compare_rejects_cka_options_for_another_measure(npz_pair, tmp_path, cap
     assert "--debiased and --kernel apply to --measure cka" in err and err.count("\n") == 1
 
 
+def test_compare_dtype_sets_the_working_dtype_of_the_measures_that_take_it(npz_pair, tmp_path, capsys):
+    a, b = npz_pair  # float64 arrays: float64 products unless --dtype says otherwise
+    out = tmp_path / "t.csv"
+    assert main(["compare", str(a), str(b), "--dtype", "float32", "--out", str(out)]) == 0
+    assert json.loads((tmp_path / "t.csv.json").read_text())["dtype"] == "float32"
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--measure", "cca", "--dtype", "float64", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--dtype applies to --measure cka or rsa, not cca" in err and err.count("\n") == 1
+
+
 def model(rng, n, names, d=4):
     return {name: rng.standard_normal((n, d)) for name in names}
 

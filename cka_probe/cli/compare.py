@@ -5,6 +5,8 @@ rows in both files, in the same order; :mod:`cka_probe.compare.npz`),
 or two activation stores aligned by utterance id
 (:mod:`cka_probe.compare.stores`). The table is printed and written as
 CSV, with a JSON sidecar ``<out>.json`` recording how it was computed.
+Under ``torchrun`` the ranks split linear CKA of two stores and rank 0 alone
+prints and writes the table (:mod:`cka_probe.compare.stores`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", type=torch_device, default=None, help="torch device, e.g. cuda (default: cpu)"
     )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float64", "tf32"],
+        help="cka, rsa: working dtype of the products (default: float32 for float32 inputs such as "
+        "stores, float64 for float64 ones; float64 for the last digits)",
+    )
     parser.add_argument("--out", type=Path, default=Path("cka.csv"), help="CSV to write (default: cka.csv)")
     parser.add_argument("--stream", default="encoder", help=".h5: stream of A, encoder or decoder/<task>")
     parser.add_argument("--stream-b", help=".h5: stream of B (default: --stream)")
@@ -106,6 +114,8 @@ def measure_arguments(args: argparse.Namespace) -> dict:
         raise CKAProbeError(
             f"--debiased and --kernel apply to --measure {' or '.join(kernel_measures)}, not {args.measure}"
         )
+    if args.dtype and args.measure not in (dtype_measures := takers("dtype")):
+        raise CKAProbeError(f"--dtype applies to --measure {' or '.join(dtype_measures)}, not {args.measure}")
     available = {
         "kernel": args.kernel,
         "sigma": args.sigma,
@@ -114,7 +124,7 @@ def measure_arguments(args: argparse.Namespace) -> dict:
         "ridge": args.ridge,
         "rdm": args.rdm,
         "compare": args.rsa_compare,
-    }
+    } | ({"dtype": args.dtype} if args.dtype else {})  # given only when asked: the measure's default stays
     return options_of(args.measure, available)
 
 
@@ -128,9 +138,12 @@ def refuse_inputs_as_out(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     from cka_probe.compare.npz import compare_npz, name_files, write_table
     from cka_probe.compare.stores import compare_stores
     from cka_probe.errors import CKAProbeError
+    from cka_probe.ranks import world
 
     comparers = {".npz": compare_npz, ".h5": compare_stores}
 
@@ -143,8 +156,12 @@ def run(args: argparse.Namespace) -> int:
     refuse_inputs_as_out(args)
     compare = comparers[args.a.suffix]
     store_options = {k: getattr(args, k) for k in STORE_OPTIONS} if args.a.suffix == ".h5" else {}
-    with warnings_on_stderr("compare", lambda message: name_files(message, args.a, args.b)):
+    first = world()[0] == 0  # under torchrun, rank 0 alone reports and writes
+    report = warnings_on_stderr("compare", lambda message: name_files(message, args.a, args.b))
+    with report if first else warnings.catch_warnings(record=True):
         table = compare(args.a, args.b, measure=args.measure, **measure_arguments(args), **store_options)
+    if not first:
+        return 0
     attrs = table.attrs
     if "estimator" in attrs:  # the CKA engine's account of how it computed
         print(

@@ -17,6 +17,7 @@ import pandas as pd
 from cka_probe.atomic import atomic_write_text
 from cka_probe.errors import CKAProbeError, write_error
 from cka_probe.measures.similarity import similarity_matrix
+from cka_probe.ranks import world
 
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError)
 """What reading a member of a zip archive with ``np.load`` raises: bad CRC, truncated data, a pickle."""
@@ -78,7 +79,13 @@ def name_files(message: str, a: Path, b: Path) -> str:
 
 
 def compare_npz(a: Path, b: Path, *, measure: str = "cka", **options) -> pd.DataFrame:
-    """``measure`` (default CKA) of the layers of ``a`` (rows) against those of ``b`` (columns)."""
+    """``measure`` (default CKA) of the layers of ``a`` (rows) against those of ``b`` (columns); refused
+    under ``torchrun``, whose ranks split stores only."""
+    if world()[1] > 1:
+        raise CKAProbeError(
+            f"{a}, {b}: under torchrun compare splits two activation stores (.h5) only; "
+            "compare .npz files without torchrun"
+        )
     xs, ys = load_npz(a), load_npz(b)
     try:
         return similarity_matrix(xs, ys, measure=measure, **options)

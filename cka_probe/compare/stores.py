@@ -8,10 +8,20 @@ divergent or identical ones; :mod:`cka_probe.compare.words`). Linear CKA on
 frames streams both stores from disk chunk by chunk into the engine's exact
 accumulator (sums of XᵀX, YᵀY, XᵀY in float64; Kornblith et al. 2019, Eq. 3),
 so that no layer has to fit in memory; other kernels load the frames.
+
+Under ``torchrun`` (several ranks, :mod:`cka_probe.ranks`) linear CKA with
+``pool="frames"`` is split: rank r streams the r-th contiguous block of the
+shared utterances into its own accumulator, the ranks all-reduce the float64
+sums, and every rank returns the table of all rows. So is ``pool="mean"`` where
+one process also sums in feature space (more utterances than the widest
+layer); with fewer, every rank computes the one-process table of the means.
+Every other measure, kernel or pooling needs all rows in one process and is
+refused there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,7 +38,10 @@ from cka_probe.compare.words import (
 )
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures import StreamingLinearCKA
-from cka_probe.measures.similarity import options_of, similarity_matrix
+from cka_probe.measures.matrix import in_feature_space
+from cka_probe.measures.moments import REFERENCE_ROWS
+from cka_probe.measures.similarity import options_of, record_measure, similarity_matrix
+from cka_probe.ranks import backend, process_group, rank_device, shard_bounds, world
 from cka_probe.store import ActivationStore, align_ids
 
 CHUNK_ELEMENTS = 1 << 25
@@ -65,6 +78,25 @@ def check_equal_rows(
     return counts
 
 
+def layer_rows(
+    store: ActivationStore, stream: str, ids: list[str], pool: str, chunk_rows: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every layer's rows of ``ids`` in lockstep chunks ``{layer: (c, d_layer)}``: the frames, ``chunk_rows``
+    a chunk, or with ``pool="mean"`` the per-utterance means ``(len(ids), d_layer)`` in one chunk."""
+    layers = store.layers(stream)
+    if pool == "mean":
+        yield {x: store.means(stream, x, ids) for x in layers}
+        return
+    for chunks in zip(*(store.iter_frames(stream, x, ids, chunk_rows) for x in layers)):
+        yield dict(zip(layers, chunks))
+
+
+def first_rows(store: ActivationStore, stream: str, ids: list[str], pool: str) -> dict[str, np.ndarray]:
+    """The first ``REFERENCE_ROWS`` rows (at most) of every layer of ``ids``: the reference the streamed sums
+    are shifted by, the same on every rank."""
+    return next(layer_rows(store, stream, ids[:REFERENCE_ROWS], pool, REFERENCE_ROWS))
+
+
 def streamed_linear_cka(
     a: ActivationStore,
     stream_a: str,
@@ -72,25 +104,67 @@ def streamed_linear_cka(
     stream_b: str,
     ids: list[str],
     *,
+    pool: str = "frames",
     debiased: bool = False,
     device=None,
     dtype=None,
     chunk_rows: int | None = None,
 ) -> pd.DataFrame:
-    """Exact linear CKA over all rows, read from both stores in lockstep chunks."""
+    """Exact linear CKA over all rows of ``ids`` (``pool``: frames, or per-utterance means), read from both
+    stores in lockstep chunks.
+
+    Every layer is shifted by the mean of its first rows (``first_rows``).
+    Under ``torchrun`` this rank reads only its block of ``ids``
+    (``shard_bounds``) and the ranks all-reduce their sums (gloo, or NCCL on a
+    CUDA ``device``), so every rank returns the table of all rows.
+    """
+    rank, size = world()
+    if len(ids) < size:
+        raise CKAProbeError(
+            f"{a.path} and {b.path} share {len(ids)} utterance id(s), too few to split among {size} ranks"
+        )
     layers_a, layers_b = a.layers(stream_a), b.layers(stream_b)
     width = sum(a.dim(stream_a, x) for x in layers_a) + sum(b.dim(stream_b, y) for y in layers_b)
     chunk_rows = chunk_rows or max(1024, CHUNK_ELEMENTS // width)
-    total = int(a.row_counts(stream_a, layers_a[0], ids).sum())
+    mine = ids[slice(*shard_bounds(len(ids), rank, size))]
+    total = len(mine) if pool == "mean" else int(a.row_counts(stream_a, layers_a[0], mine).sum())
     acc = StreamingLinearCKA(layers_a, layers_b, debiased=debiased, device=device, dtype=dtype)
-    readers = [a.iter_frames(stream_a, x, ids, chunk_rows) for x in layers_a] + [
-        b.iter_frames(stream_b, y, ids, chunk_rows) for y in layers_b
-    ]
-    with tqdm(total=total, unit="row", desc="linear CKA", leave=False, disable=None) as bar:
-        for chunks in zip(*readers):
-            acc.update(dict(zip(layers_a, chunks)), dict(zip(layers_b, chunks[len(layers_a) :])))
-            bar.update(len(chunks[0]))
+    acc.set_reference(first_rows(a, stream_a, ids, pool), first_rows(b, stream_b, ids, pool))
+    chunks = zip(
+        layer_rows(a, stream_a, mine, pool, chunk_rows), layer_rows(b, stream_b, mine, pool, chunk_rows)
+    )
+    with tqdm(
+        total=total, unit="row", desc="linear CKA", leave=False, disable=None if rank == 0 else True
+    ) as bar:
+        for xs, ys in chunks:
+            acc.update(xs, ys)
+            bar.update(len(xs[layers_a[0]]))
+    if size > 1:
+        with process_group(backend(device)):
+            acc.all_reduce()
     return acc.result()
+
+
+def split_means(a: ActivationStore, stream_a: str, b: ActivationStore, stream_b: str, ids: list[str]) -> bool:
+    """Whether the ranks split the means of ``ids``: where one process, too, sums them in feature space
+    (``in_feature_space``), so that both give the same table."""
+    widths = [a.dim(stream_a, x) for x in a.layers(stream_a)] + [
+        b.dim(stream_b, y) for y in b.layers(stream_b)
+    ]
+    return in_feature_space(len(ids), widths)
+
+
+def check_splittable(pool: str, kernel: str, measure: str) -> None:
+    """Under ``torchrun``, refuse what the ranks cannot split: only linear CKA's sums add across processes."""
+    size = world()[1]
+    if size == 1 or (measure == "cka" and kernel == "linear" and pool in ("mean", "frames")):
+        return
+    needs = ((f"--measure {measure}", measure == "cka"), (f"--kernel {kernel}", kernel == "linear"))
+    unsplit = next((flag for flag, splittable in needs if not splittable), f"--pool {pool}")
+    raise CKAProbeError(
+        f"under torchrun ({size} ranks) compare splits linear CKA with --pool mean or frames only; "
+        f"{unsplit} needs all rows in one process: run it without torchrun"
+    )
 
 
 def compare_stores(
@@ -129,10 +203,19 @@ def compare_stores(
     (:mod:`cka_probe.compare.provenance`); ``allow_different_manifests``
     compares stores whose provenance cannot show it, with a warning, and
     ``attrs["alignment"]`` records the verdict.
+
+    Under ``torchrun`` linear CKA (``pool`` frames, or mean with more
+    utterances than the widest layer) is split among the ranks
+    (``streamed_linear_cka``; a bare ``device="cuda"`` is each rank's own GPU)
+    and every rank returns the same table; the means of fewer utterances are
+    compared whole on every rank, and anything else is refused
+    (``check_splittable``).
     """
     stream_b = stream_b or stream
     if pool not in ("mean", "frames", "words"):
         raise CKAProbeError(f"pool must be mean, frames or words, not {pool!r}")
+    check_splittable(pool, kernel, measure)
+    split, device = world()[1] > 1, rank_device(device)
     shared = dict(kernel=kernel, sigma=sigma, debiased=debiased, device=device, dtype=dtype)
     options = options_of(measure, shared) | measure_options
     with ExitStack() as stack:
@@ -163,7 +246,7 @@ def compare_stores(
                 device=device,
                 dtype=dtype,
             )
-        elif pool == "mean":
+        elif pool == "mean" and not (split and split_means(sa, stream, sb, stream_b, ids)):
             table = similarity_matrix(
                 {x: sa.means(stream, x, ids) for x in layers_a},
                 {y: sb.means(stream_b, y, ids) for y in layers_b},
@@ -171,10 +254,13 @@ def compare_stores(
                 **options,
             )
         elif kernel == "linear" and measure == "cka":
-            check_equal_rows(sa, stream, sb, stream_b, ids)
+            if pool == "frames":
+                check_equal_rows(sa, stream, sb, stream_b, ids)
             table = streamed_linear_cka(
-                sa, stream, sb, stream_b, ids, debiased=debiased, device=device, dtype=dtype
+                sa, stream, sb, stream_b, ids, pool=pool, debiased=debiased, device=device, dtype=dtype
             )
+            if pool == "mean":  # split among ranks: recorded as one process's similarity_matrix records it
+                record_measure(table, measure, options)
         else:
             check_equal_rows(sa, stream, sb, stream_b, ids)
             table = similarity_matrix(

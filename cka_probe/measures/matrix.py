@@ -110,6 +110,12 @@ def feature_terms(
     return acc.terms()
 
 
+def in_feature_space(n: int, widths: Sequence[int]) -> bool:
+    """Whether linear CKA of ``n`` rows of layers of these ``widths`` is computed in feature space (from the
+    streamed sums): when ``n`` exceeds every width."""
+    return n > max(widths)
+
+
 def hsic_terms(
     xs: Sequence[torch.Tensor],
     ys: Sequence[torch.Tensor] | None,
@@ -122,7 +128,7 @@ def hsic_terms(
 ) -> HSICTerms:
     """HSIC of all layer pairs: feature space for the linear kernel when n > every width, else Gram space."""
     widths = [x.shape[1] for x in xs] + ([] if ys is None else [y.shape[1] for y in ys])
-    if kernel.name == "linear" and xs[0].shape[0] > max(widths):
+    if kernel.name == "linear" and in_feature_space(xs[0].shape[0], widths):
         return feature_terms(xs, ys, unbiased=unbiased, dtype=dtype)
     return gram_terms(xs, ys, kernel, unbiased=unbiased, dtype=dtype, labels_x=labels_x, labels_y=labels_y)
 

@@ -42,8 +42,14 @@ def similarity_matrix(
     """
     entry = lookup(measure)
     entry.check_options(options)
-    table = entry.grid(xs, ys, **options)
-    table.attrs.update(measure=measure, kind=entry.kind, options={k: str(v) for k, v in options.items()})
+    return record_measure(entry.grid(xs, ys, **options), measure, options)
+
+
+def record_measure(table: pd.DataFrame, measure: str, options: Mapping) -> pd.DataFrame:
+    """``table`` with the ``attrs`` that ``similarity_matrix`` adds: measure, kind and options (as text)."""
+    table.attrs.update(
+        measure=measure, kind=lookup(measure).kind, options={k: str(v) for k, v in options.items()}
+    )
     return table
 
 

@@ -4,15 +4,16 @@ Rows arrive in chunks (the same rows of every layer in each call); the
 accumulator keeps the feature-space sums of ``moments`` (chunk GEMMs in the
 working dtype, sums in float64), so the result equals ``cka_matrix`` on all
 rows at once, whatever the chunk sizes. The sums add across processes: give
-every process the same reference rows (``set_reference``), then all-reduce
-``sums()`` (or ``merge`` accumulators in one process).
+every process the same reference rows (``set_reference``), then ``all_reduce``
+(the sums and the extents of the rows over a ``torch.distributed`` group), or
+``merge`` accumulators in one process.
 
 Each layer is multiplied by the power of 2 that brings the first rows' largest
 |value| into [0.5, 1) (``_tensor.unit_scale``; exact, and CKA is scale
 invariant), so layers of any magnitude (1e-300 to 1e300) give the same CKA.
 ``result`` refuses a layer whose rows were all identical (``constant_message``),
-judged on the rows this accumulator saw (``merge`` joins them; an all-reduce of
-``sums()`` does not).
+judged on the rows this accumulator saw (``merge`` and ``all_reduce`` join them;
+an all-reduce of ``sums()`` alone does not).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures._frame import result_frame
@@ -165,6 +167,22 @@ class StreamingLinearCKA:
             if seen.low is not None:
                 extent.add(torch.stack([seen.low, seen.high]))
 
+    def all_reduce(self) -> None:
+        """Make this accumulator hold the rows of every process of the default ``torch.distributed`` group.
+
+        Sums the float64 state (``sums``) and joins the column-wise extents of
+        the rows (minimum and maximum, which ``result`` judges constancy on), in
+        place, on every process: each process must have called ``set_reference``
+        with the same rows and added at least one row of its own.
+        """
+        if any(extent.low is None for extent in self._extents):
+            raise CKAProbeError("all_reduce needs rows in every process: call update first")
+        for total in self.sums():
+            dist.all_reduce(total)
+        for extent in self._extents:
+            extent.low = _all_reduced(extent.low, dist.ReduceOp.MIN)
+            extent.high = _all_reduced(extent.high, dist.ReduceOp.MAX)
+
     def result(self) -> pd.DataFrame:
         """CKA ``(Lx, Ly)`` of all rows so far, as ``cka_matrix`` returns it."""
         if self._acc is None:
@@ -187,3 +205,11 @@ class StreamingLinearCKA:
             dtype=self._dtype,
             device=self._device,
         )
+
+
+def _all_reduced(values: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+    """``values (d,)`` reduced with ``op`` over the default group, taken in float64 (exact for the float16
+    and float32 rows of the stores; not every backend reduces float16), returned in their dtype."""
+    wide = values.to(torch.float64)
+    dist.all_reduce(wide, op=op)
+    return wide.to(values.dtype)
