@@ -5,8 +5,11 @@ For your own ESPnet or WeNet model, replace ``TinyEncoder`` by your model
 class and load its weights in ``build`` (here: ``$WENET_STYLE_WEIGHTS`` if
 set, else seeded random weights); the rest is the protocol of
 ``cka_probe.extract.models.base``: build, default_layers, batches, forward,
-and the optional transcribe (greedy CTC), which ``cka-probe evaluate
-examples/wenet_style_adapter.py:adapter --data m.jsonl --out cer.csv`` scores.
+the optional transcribe (greedy CTC), which ``cka-probe evaluate
+examples/wenet_style_adapter.py:adapter --data m.jsonl --out cer.csv`` scores,
+and the optional build_random (the architecture with fresh weights), which
+``cka-probe extract ... --random-init SEED --role rand`` and ``reproduce --model
+en:sso=examples/wenet_style_adapter.py:adapter`` extract as the random-initialisation floor.
 """
 
 from __future__ import annotations
@@ -53,12 +56,16 @@ class WenetStyleAdapter:
     name = "wenet-style example"
 
     def build(self, device: str) -> nn.Module:
-        torch.manual_seed(0)
-        model = TinyEncoder()
+        model = self.build_random("cpu", 0)
         weights = os.environ.get("WENET_STYLE_WEIGHTS")
         if weights:
             model.load_state_dict(torch.load(weights, map_location="cpu"))
         return model.to(device).eval()
+
+    def build_random(self, device: str, seed: int) -> nn.Module:
+        """The same architecture with fresh weights drawn after ``torch.manual_seed(seed)``."""
+        torch.manual_seed(seed)
+        return TinyEncoder().to(device).eval()
 
     def default_layers(self, tasks):
         return ["project", "encoders.*"]

@@ -78,9 +78,10 @@ def whisper_sized_folder(folder: Path, d_model: int, layers: int, heads: int, se
     """:func:`whisper_folder` (its tokenizer, feature extractor and generation config) with a random
     ``layers`` + ``layers``-layer model of width ``d_model`` (feed-forward 4 x ``d_model``), 80 mel bins."""
     import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
     whisper_folder(folder)
+    generation = GenerationConfig.from_pretrained(folder)
     config = WhisperConfig.from_pretrained(folder)
     config.update(
         {
@@ -96,6 +97,7 @@ def whisper_sized_folder(folder: Path, d_model: int, layers: int, heads: int, se
     )
     torch.manual_seed(seed)
     WhisperForConditionalGeneration(config).save_pretrained(folder)
+    generation.save_pretrained(folder)  # the model's save wrote one made from its config
     return folder
 
 

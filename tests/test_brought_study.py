@@ -24,7 +24,7 @@ pytest.importorskip("transformers")
 from cka_probe.cli import main  # noqa: E402
 from cka_probe.errors import CKAProbeError  # noqa: E402
 from cka_probe.extract.models import extract_model  # noqa: E402
-from cka_probe.extract.models.hf import RANDOM_INIT, feature_extractor  # noqa: E402
+from cka_probe.extract.models.hf import feature_extractor  # noqa: E402
 from cka_probe.pipeline import plan, reproduce  # noqa: E402
 from cka_probe.pipeline.study_plan import SCALES, measured_cer  # noqa: E402
 from cka_probe.store import ActivationStore  # noqa: E402
@@ -95,39 +95,17 @@ def test_replicates_and_the_floor_of_brought_models_reach_the_tables_and_the_rep
     assert "SSO replicate 0's architecture with fresh weights" in text
 
 
-def test_brought_models_train_nothing_and_their_floor_is_drawn_first(folders, tmp_path):
+def test_brought_models_train_nothing_and_their_floor_is_sso_drawn_afresh(folders, tmp_path):
     models, data = folders
     brought = {key: value for key, value in models_of(models).items() if key[1] != "sso#1"}
     stages = plan(tmp_path / "run", ["en"], SCALES["tiny"], data={"en": data}, models=brought)
     names = [stage.name for stage in stages]
-    assert not any(name.startswith("train") for name in names)
-    assert names.index("init en rand") < names.index("extract en rand")
-    floor = next(stage for stage in stages if stage.name == "init en rand")
-    assert floor.kwargs["model"] == str(models["sso"])
+    assert not any(name.startswith(("train", "init")) for name in names)
+    floor = next(stage for stage in stages if stage.name == "extract en rand")
+    assert (floor.kwargs["ckpt"], floor.kwargs["random_init"]) == (str(models["sso"]), 6)
     tables = next(stage for stage in stages if stage.name == "tables")
     cer = tmp_path / "run" / "cer" / "en"
     assert tables.kwargs["cer"] == [cer / f"{m}.csv" for m in ("do", "mso", "sso")]
-
-
-def test_the_floor_is_the_same_config_with_fresh_seeded_weights(folders, tmp_path):
-    from transformers import WhisperForConditionalGeneration
-
-    from cka_probe.pipeline.study_plan import random_init_action
-
-    models, data = folders
-    for out in ("a", "b"):
-        (tmp_path / out).mkdir()
-        random_init_action(tmp_path / out, model=str(models["sso"]), seed=7)
-    source = WhisperForConditionalGeneration.from_pretrained(models["sso"])
-    a, b = (WhisperForConditionalGeneration.from_pretrained(tmp_path / out) for out in ("a", "b"))
-    assert (tmp_path / "a" / "config.json").read_bytes() == (models["sso"] / "config.json").read_bytes()
-    key = "model.encoder.layers.0.fc1.weight"
-    weights = [m.state_dict()[key] for m in (source, a, b)]
-    assert torch.equal(weights[1], weights[2]) and not torch.equal(weights[0], weights[1])
-    assert json.loads((tmp_path / "a" / RANDOM_INIT).read_text())["seed"] == 7
-    assert (tmp_path / "a" / "tokenizer_config.json").exists()
-    with ActivationStore(extract_model(tmp_path / "a", data / "test.jsonl", tmp_path / "a.h5")) as store:
-        assert store.layers("encoder") == ["model.encoder.layers.0", "model.encoder.layers.1"]
 
 
 @pytest.mark.parametrize(
@@ -230,7 +208,7 @@ def test_prompts_reach_brought_whisper_stages_and_a_change_redoes_them(folders, 
             json.dumps(options, default=str)
         )
 
-    for name in ("evaluate_brought_action", "random_init_action", "extract_action", "tables_action"):
+    for name in ("evaluate_brought_action", "extract_action", "tables_action"):
         monkeypatch.setattr(study_plan, name, fake)
     for name in ("figures_action", "report_action"):
         monkeypatch.setattr(study_plan, name, fake)
@@ -255,11 +233,48 @@ def test_prompts_reach_brought_whisper_stages_and_a_change_redoes_them(folders, 
     for role in ("sso", "do"):
         assert calls[f"en/{role}.h5"]["prompts"] == calls[f"en/{role}.json"]["prompts"] == prompts
     assert "prompts" not in calls["en/mso.h5"] and "prompts" not in calls["en/mso.json"]
-    assert "prompts" not in calls["en/rand.h5"]
+    assert calls["en/rand.h5"]["prompts"] == prompts  # SSO's architecture and tokenizer, so its prompts
     calls.clear()
     file = tmp_path / "prompts.json"
     file.write_text(json.dumps({"surface": "<|surface|>", "meaning": "mean"}))
     assert main([*args, "--prompts", str(file)]) == 0
     redone = {key for key in calls if key.startswith("en/")}
-    assert redone == {"en/sso.h5", "en/sso.json", "en/do.h5", "en/do.json"}
+    assert redone == {"en/sso.h5", "en/sso.json", "en/do.h5", "en/do.json", "en/rand.h5"}
     assert calls["en/do.json"]["prompts"]["meaning"] == "mean"
+    calls.clear()
+    scoped = ["--prompt", "do:surface=<|surface|>", "--prompt", "do:meaning=<|meaning|>"]
+    assert main([*args, *scoped]) == 0  # only DO selects its output by a prompt
+    assert calls["en/do.h5"]["prompts"] == calls["en/do.json"]["prompts"] == prompts
+    assert all("prompts" not in calls[f"en/{name}"] for name in ("sso.h5", "sso.json", "rand.h5"))
+
+
+def test_prompts_of_a_model_are_the_common_ones_updated_by_its_role_and_replicate(folders):
+    from cka_probe.pipeline.study_plan import Brought, prompts_of_model
+
+    models, _ = folders
+    prompts = {"surface": "<|s|>", "sso": {"meaning": "<|m|>"}, "sso#1": {"surface": "<|s1|>"}}
+    of = {k: prompts_of_model(prompts, Brought("en", "sso", k, str(models["sso"]))) for k in (0, 1)}
+    assert of == {0: {"surface": "<|s|>", "meaning": "<|m|>"}, 1: {"surface": "<|s1|>", "meaning": "<|m|>"}}
+    assert prompts_of_model(prompts, Brought("en", "do", 0, str(models["do"]))) == {"surface": "<|s|>"}
+    assert prompts_of_model(prompts, Brought("en", "mso", 0, "mso.pt")) is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ("mso:surface=x", "--prompt mso:...: no Whisper folder is brought as mso"),
+        (":surface=x", "is not [ROLE:]TASK=PROMPT"),
+    ],
+)
+def test_a_prompt_for_a_role_without_a_whisper_folder_is_one_line(folders, tmp_path, capsys, prompt, message):
+    models, data = folders
+    brought = [f"en:sso={models['sso']}", "en:mso=m.pt", f"en:do={models['do']}"]
+    options = ["--data", f"en={data}", *(a for model in brought for a in ("--model", model))]
+    args = ["reproduce", "--lang", "en", "--out", str(tmp_path / "run"), *options, "--prompt", prompt]
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # a usage error
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

@@ -279,8 +279,8 @@ def test_reproduce_runs_the_study_on_three_brought_whisper_models(tmp_path):
         for k, role in enumerate(("sso", "mso", "do"))
     }
     report = reproduce(["en"], "tiny", tmp_path / "run", data={"en": data}, models=models, jobs=1)
-    assert report.exists()  # nothing trained: the only model made is the random floor of the brought SSO
-    assert [p.name for p in (tmp_path / "run" / "checkpoints" / "en").iterdir()] == ["rand"]
+    assert report.exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained; the floor is drawn in memory
     with ActivationStore(tmp_path / "run" / "activations" / "en" / "mso.h5") as store:
         assert store.attrs["role"] == "mso" and store.attrs["adapter"] == "whisper"
     table = (tmp_path / "run" / "tables" / "cross_task.csv").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cka_probe.cli._options import positive_int, torch_device
+from cka_probe.cli._options import nonnegative_int, positive_int, torch_device
 from cka_probe.cli._prompts import add_prompt_arguments, prompts_of
 
 HELP = (
@@ -36,9 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--role",
-        choices=("sso", "mso", "do"),
+        choices=("sso", "mso", "do", "rand"),
         help="the model's role in compare --cross-task, recorded in the store "
-        "(needed for models other than the bundled ones)",
+        "(needed for models other than the bundled ones; rand: the random-initialisation floor)",
+    )
+    parser.add_argument(
+        "--replicate",
+        type=nonnegative_int,
+        metavar="K",
+        help="the model's seed replicate of its role, recorded in the store (orders the replicates)",
+    )
+    parser.add_argument(
+        "--random-init",
+        type=nonnegative_int,
+        metavar="SEED",
+        help="extract the model's architecture with fresh weights drawn with SEED instead of its own "
+        "(the random-initialisation floor; bundled checkpoints, HF folders, adapters with build_random)",
     )
     add_prompt_arguments(parser, "teacher-force TASK after PROMPT")
     parser.add_argument(
@@ -83,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         compression=args.compression,
         padding_check=not args.no_padding_check,
         role=args.role,
+        replicate=args.replicate,
+        random_init=args.random_init,
         word_spans=args.word_spans,
         prompts=prompts_of(args.prompt, args.prompts),
     )

@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bring a model (HF folder, .pt or FILE.py:FUNCTION) as seed replicate K (default 0) of role "
         "sso, mso or do of LANG instead of training it; needs --data LANG=DIR",
     )
-    add_prompt_arguments(parser, "evaluate and extract TASK of every brought Whisper folder after PROMPT")
+    add_prompt_arguments(
+        parser, "evaluate and extract TASK of every brought Whisper folder after PROMPT", scoped=True
+    )
     parser.add_argument(
         "--n",
         type=positive_int,
@@ -155,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         models=parse_models(args.model),
         variants=args.variants,
         word_level=args.word_level,
-        prompts=prompts_of(args.prompt, args.prompts),
+        prompts=prompts_of(args.prompt, args.prompts, scoped=True),
     )
     print(f"report: {report}")
     return 0

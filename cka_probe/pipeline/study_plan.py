@@ -24,8 +24,9 @@ evaluated (a model that cannot transcribe leaves a record saying so and the
 study goes on without its CER) and extracted over ``test.jsonl`` with its role
 and replicate recorded in the store, named like a trained replicate (only
 ``test.jsonl`` is then needed when every role of that language is brought).
-The random-initialisation floor of a brought Hugging Face SSO folder is its
-architecture with fresh weights, saved as ``checkpoints/<lang>/rand/``.
+The random-initialisation floor of a brought SSO is SSO replicate 0's
+architecture with fresh weights (``extract --random-init SEED``: bundled
+checkpoints, Hugging Face folders, Python adapters with ``build_random``).
 
 Resumable: a stage writes into a hidden ``.<name>.partial`` path next to its
 output and renames it on success, so an output that exists is complete; an
@@ -47,7 +48,7 @@ why. One ``reproduce`` at a time writes a run directory.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -156,9 +157,38 @@ def is_whisper_folder(model: str) -> bool:
     return isinstance(config, dict) and config.get("model_type") == "whisper"
 
 
-def is_hf_folder(model: str) -> bool:
-    """Whether ``model`` is a Hugging Face folder (its floor can be drawn: :func:`random_init_action`)."""
-    return (Path(model) / "config.json").is_file()
+def has_floor(model: str) -> bool:
+    """Whether a brought model's random-initialisation floor can be drawn: its adapter builds it with fresh
+    weights (bundled checkpoints and Hugging Face folders; a Python adapter with ``build_random``)."""
+    from cka_probe.extract.models.python_adapter import is_python_adapter, load_python_adapter
+
+    return not is_python_adapter(model) or hasattr(load_python_adapter(model), "build_random")
+
+
+def prompts_of_model(prompts: Mapping[str, Any] | None, model: Brought) -> dict[str, str] | None:
+    """The task prompts of a brought Whisper folder: the unscoped ones, updated by its role's
+    (``{"do": {...}}``) and then its replicate's (``{"sso#1": {...}}``); None for other models."""
+    if not prompts or not is_whisper_folder(model.model):
+        return None
+    scopes = (
+        {k: v for k, v in prompts.items() if isinstance(v, str)},
+        prompts.get(model.role),
+        prompts.get(f"{model.role}#{model.k}"),
+    )
+    found = {task: prompt for scope in scopes for task, prompt in (scope or {}).items()}
+    return found or None
+
+
+def check_prompt_scopes(prompts: Mapping[str, Any] | None, brought: Sequence[Brought]) -> None:
+    """Refuse (one line) prompts scoped to a role or replicate that no brought Whisper folder has."""
+    whisper = {m for m in brought if is_whisper_folder(m.model)}
+    names = {m.role for m in whisper} | {f"{m.role}#{m.k}" for m in whisper}
+    for scope, value in (prompts or {}).items():
+        if not isinstance(value, str) and scope not in names:
+            raise CKAProbeError(
+                f"--prompt {scope}:...: no Whisper folder is brought as {scope} "
+                f"(brought Whisper folders: {', '.join(sorted(names)) or 'none'})"
+            )
 
 
 # -- the stage actions
@@ -240,14 +270,6 @@ def evaluate_brought_action(
     (partial / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def random_init_action(partial: Path, *, model: str, seed: int) -> None:
-    """The architecture of the Hugging Face folder ``model`` with fresh weights (seeded), saved in
-    ``partial``."""
-    from cka_probe.extract.models.hf import random_copy
-
-    random_copy(model, partial, seed)
-
-
 def untrained_action(partial: Path, *, data: Path, config: str, device: str, seed: int) -> None:
     from cka_probe.asr.train import untrained
 
@@ -273,29 +295,27 @@ def extract_action(
     role: str | None = None,
     word_spans: bool = False,
     replicate: int | None = None,
+    random_init: int | None = None,
     prompts: dict[str, str] | None = None,
 ) -> None:
     """The store ``<name>.h5`` (each task teacher-forced after its prompt with ``prompts``); a brought
-    model's (``replicate`` given) records its ``role`` and ``replicate``, which the floor's role ``rand`` is
-    recorded as after the extraction."""
+    model's records its ``role`` and ``replicate``, and the floor of a brought SSO is its architecture with
+    fresh weights drawn with the seed ``random_init`` (role ``rand``)."""
     from cka_probe.extract.models import extract_model
 
     out = partial / f"{name}.h5"
-    if not out.exists():  # a finished store, left by a kill before its attributes were recorded, is kept
-        known = role if role in MODELS else None
-        extract_model(ckpt, manifest, out, device=device, role=known, word_spans=word_spans, prompts=prompts)
-    if replicate is not None:
-        record_attrs(out, {"role": role, "replicate": replicate})
-
-
-def record_attrs(store: Path, attrs: dict[str, Any]) -> None:
-    """Add plain ``attrs`` to a finished store's root attributes (its provenance)."""
-    import h5py
-
-    from cka_probe.store.schema import LIBVER
-
-    with h5py.File(store, "r+", libver=LIBVER) as f:
-        f.attrs.update(attrs)
+    if not out.exists():  # a finished store, left by a kill before the stage was recorded, is kept
+        extract_model(
+            ckpt,
+            manifest,
+            out,
+            device=device,
+            role=role,
+            replicate=replicate,
+            random_init=random_init,
+            word_spans=word_spans,
+            prompts=prompts,
+        )
 
 
 def tables_action(
@@ -454,7 +474,7 @@ def plan(
     models: dict[tuple[str, str], str] | None = None,
     variants: Sequence[str] = (),
     word_level: bool = False,
-    prompts: dict[str, str] | None = None,
+    prompts: Mapping[str, Any] | None = None,
 ) -> list[Stage]:
     """The stages of a reproduction, in order.
 
@@ -466,11 +486,12 @@ def plan(
     split).
     ``models`` maps (language, ``role`` or ``role#k``) to a model the user brings (:func:`brought_models`):
     that role is not trained; its replicates are those brought, each evaluated and extracted; a language
-    whose SSO is brought gets no trained second SSO for the ceiling (bring ``sso#1``) and, when SSO
-    replicate 0 is a Hugging Face folder, its floor is that architecture with fresh weights (seeded as the
-    trained floor); other brought SSO models have no floor.
-    ``prompts`` (task -> prompt) are given to the evaluation and the extraction of every brought Whisper
-    folder.
+    whose SSO is brought gets no trained second SSO for the ceiling (bring ``sso#1``), and its floor is SSO
+    replicate 0's architecture with fresh weights (seeded as the trained floor) when its adapter can build
+    one (:func:`has_floor`).
+    ``prompts`` (task -> prompt, and ``ROLE`` or ``ROLE#K`` -> task -> prompt for the models of one role
+    or replicate: :func:`prompts_of_model`) are given to the evaluation and the extraction of the brought
+    Whisper folders.
     ``variants`` (structured DO variants, :mod:`cka_probe.asr.variants.spec`) train beside DO with DO's seed
     of
     their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
@@ -551,12 +572,6 @@ def plan(
                 inputs=(dirs[lang],),
             )
         )
-    floors = [
-        _hf_floor_stages(run_dir, model, dirs[model.lang], scale.device, floor_seed)
-        for model in brought
-        if model.role == "sso" and model.k == 0 and is_hf_folder(model.model)
-    ]
-    stages += [floor[0] for floor in floors]
     for (lang, name), folder in ckpt.items():
         common = {
             "ckpt": folder / "best.pt",
@@ -587,19 +602,28 @@ def plan(
                 inputs=(common["ckpt"], dirs[lang]),
             )
         )
+    check_prompt_scopes(prompts, brought)
     for model in brought:
-        stages += _brought_stages(run_dir, model, dirs[model.lang], scale.device, prompts)
-    stages += [floor[1] for floor in floors]
+        stages += _brought_stages(
+            run_dir, model, dirs[model.lang], scale.device, prompts_of_model(prompts, model)
+        )
+    stages += [
+        _floor_stage(
+            run_dir, model, dirs[model.lang], scale.device, floor_seed, prompts_of_model(prompts, model)
+        )
+        for model in brought
+        if model.role == "sso" and model.k == 0 and has_floor(model.model)
+    ]
     return stages + _study_stages(run_dir, stages, scale, seed, word_level, brought)
 
 
 def _brought_stages(
     run_dir: Path, model: Brought, data: Path, device: str, prompts: dict[str, str] | None
 ) -> list[Stage]:
-    """The evaluation and the extraction of a brought model, with ``prompts`` when it is a Whisper folder."""
+    """The evaluation and the extraction of a brought model, with its task ``prompts``."""
     common = {"manifest": data / "test.jsonl", "name": model.name, "device": device}
-    if prompts and is_whisper_folder(model.model):
-        common["prompts"] = dict(prompts)
+    if prompts:
+        common["prompts"] = prompts
     inputs = (model_file(model.model), data)
     return [
         Stage(
@@ -622,28 +646,22 @@ def _brought_stages(
     ]
 
 
-def _hf_floor_stages(run_dir: Path, sso: Brought, data: Path, device: str, seed: int) -> tuple[Stage, Stage]:
-    """The random-initialisation floor of a brought Hugging Face SSO folder: its architecture with fresh
-    weights, and its store (role ``rand``)."""
-    folder = run_dir / "checkpoints" / sso.lang / FLOOR
-    extract = {"ckpt": folder, "manifest": data / "test.jsonl", "name": FLOOR, "device": device}
-    return (
-        Stage(
-            f"init {sso.lang} {FLOOR}",
-            folder,
-            random_init_action,
-            {"model": sso.model, "seed": seed},
-            inputs=(model_file(sso.model),),
-        ),
-        Stage(
-            f"extract {sso.lang} {FLOOR}",
-            run_dir / "activations" / sso.lang / f"{FLOOR}.h5",
-            extract_action,
-            extract | {"role": FLOOR, "replicate": 0},
-            parallel="score",
-            resumable=True,
-            inputs=(folder, data),
-        ),
+def _floor_stage(
+    run_dir: Path, sso: Brought, data: Path, device: str, seed: int, prompts: dict[str, str] | None
+) -> Stage:
+    """The random-initialisation floor of a brought SSO: the store (role ``rand``) of its architecture with
+    fresh weights drawn with ``seed``, extracted as it is (with its ``prompts``)."""
+    extract = {"ckpt": sso.model, "manifest": data / "test.jsonl", "name": FLOOR, "device": device}
+    return Stage(
+        f"extract {sso.lang} {FLOOR}",
+        run_dir / "activations" / sso.lang / f"{FLOOR}.h5",
+        extract_action,
+        extract
+        | {"role": FLOOR, "replicate": 0, "random_init": seed}
+        | ({"prompts": prompts} if prompts else {}),
+        parallel="score",
+        resumable=True,
+        inputs=(model_file(sso.model), data),
     )
 
 
@@ -703,7 +721,7 @@ def reproduce(
     models: dict[tuple[str, str], str] | None = None,
     variants: Sequence[str] = (),
     word_level: bool = False,
-    prompts: dict[str, str] | None = None,
+    prompts: Mapping[str, Any] | None = None,
 ) -> Path:
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
@@ -724,8 +742,9 @@ def reproduce(
     ``(language, "role#k")`` to a model the user brings instead of training one (see the module
     docstring). ``variants`` also trains, evaluates, extracts and compares those structured DO variants
     (``split-2``, ``shared-private``, ``sparse-shared``); ``word_level`` (implied by ``variants``) adds
-    the word-level analysis. ``prompts`` (task -> prompt) select the output of each brought Whisper folder
-    whose one decoder takes a task prompt, in its evaluation and extraction.
+    the word-level analysis. ``prompts`` (task -> prompt, or scoped to a role: :func:`plan`) select the
+    output of each brought Whisper folder whose one decoder takes a task prompt, in its evaluation and
+    extraction.
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")

@@ -19,7 +19,7 @@ in place of the seed.
 Reference: a store extracted from an untrained checkpoint
 (``checkpoint_epoch == 0``) of the SSO architecture is the random-initialisation
 floor, role ``rand``, as is a store that records that role (the floor of a
-brought Hugging Face SSO model, :func:`cka_probe.extract.models.hf.random_copy`).
+brought SSO model: its architecture with fresh weights, ``extract --random-init``).
 
 Structured variants: a DO store whose provenance records a ``variant`` other
 than ``shared`` (``split-2``, ``shared-private``, ``sparse-shared``;

@@ -26,7 +26,7 @@ from cka_probe.paths import refuse_input_as_output
 __all__ = ["Adapter", "resolve", "extract_model", "hookable_layers", "layer_streams"]
 
 METADATA_FIELDS = ("surface", "meaning", "language", "speaker")
-ROLES = ("sso", "mso", "do")
+ROLES = ("sso", "mso", "do", "rand")
 DTYPES = ("float32", "float16")
 
 
@@ -78,6 +78,8 @@ def _check_arguments(
 
     check_count(options["batch_size"], "batch_size")
     check_count(options["limit"], "limit", optional=True)
+    check_count(options["replicate"], "replicate", optional=True, minimum=0)
+    check_count(options["random_init"], "random_init", optional=True, minimum=0)
     if options["dtype"] not in DTYPES:
         raise CKAProbeError(f"dtype must be one of {', '.join(DTYPES)}, not {options['dtype']!r}")
     if options["role"] is not None and options["role"] not in ROLES:
@@ -109,6 +111,19 @@ def _tasks(adapter: Adapter, tasks: Sequence[str] | None, model: str | Path) -> 
     return tasks
 
 
+def _built(adapter: Adapter, model: str | Path, device: str, random_init: int | None) -> nn.Module:
+    """The adapter's model with its own weights, or (``random_init`` a seed) its architecture with fresh
+    weights from the adapter's ``build_random`` duty."""
+    if random_init is None:
+        return adapter.build(device)
+    if not callable(getattr(adapter, "build_random", None)):
+        raise CKAProbeError(
+            f"{model}: cannot build the model with fresh weights (an adapter needs a "
+            "build_random(device, seed) duty)"
+        )
+    return adapter.build_random(device, random_init)
+
+
 def extract_model(
     model: str | Path,
     manifest: str | Path,
@@ -124,6 +139,8 @@ def extract_model(
     compression: str | None = None,
     padding_check: bool = True,
     role: str | None = None,
+    replicate: int | None = None,
+    random_init: int | None = None,
     word_spans: bool = False,
     prompts: Mapping[str, str] | None = None,
 ) -> Path:
@@ -133,8 +150,12 @@ def extract_model(
     Every utterance's ``source`` (its absolute audio path, plus ``#START-END`` for a
     segment) is stored with its metadata. Bad options, and an ``out`` that is one of
     the inputs, are refused before anything is read or written.
-    ``role`` (``sso`` | ``mso`` | ``do``) is recorded for ``compare --cross-task``
-    when the provenance cannot tell it (any model other than a bundled one).
+    ``role`` (``sso`` | ``mso`` | ``do`` | ``rand``, the random-initialisation floor) is recorded for
+    ``compare --cross-task`` when the provenance cannot tell it (any model other than a bundled one), and
+    ``replicate`` (K of ``reproduce --model LANG:ROLE#K=MODEL``) orders a role's seed replicates.
+    ``random_init`` (a seed) extracts the model's architecture with fresh weights drawn after
+    ``torch.manual_seed(random_init)`` instead of its own weights (the adapter's ``build_random``; the
+    store records ``random_init_seed``).
     ``word_spans`` also writes the surface words' CTC spans to ``<out>.words.jsonl``
     (bundled checkpoints: :mod:`cka_probe.extract.word_spans`). ``prompts`` (task -> a task token or
     text) teacher-forces each task after its prompt, for a model whose one decoder selects its output by a
@@ -146,6 +167,7 @@ def extract_model(
 
     device = rank_device(device)
     options = {"batch_size": batch_size, "limit": limit, "dtype": dtype, "role": role, "device": device}
+    options |= {"replicate": replicate, "random_init": random_init}
     _check_arguments(model, manifest, out, options, word_spans)
     adapter = resolve(model)
     if word_spans and not hasattr(adapter, "word_spans"):
@@ -154,7 +176,7 @@ def extract_model(
         )
     if prompts and not hasattr(adapter, "use_prompts"):
         raise CKAProbeError(f"{model}: --prompt needs a decoder that takes a task prompt (a Whisper folder)")
-    net = adapter.build(device)
+    net = _built(adapter, model, device, random_init)
     tasks = _tasks(adapter, tasks, model)
     streams = layer_streams(
         adapter.streams_of, net, layers or adapter.default_layers(tasks), tasks, adapter.stream_order(tasks)
@@ -172,6 +194,8 @@ def extract_model(
         "limit": limit or 0,
         "batch_size": batch_size,
         **({"role": role} if role else {}),
+        **({"replicate": replicate} if replicate is not None else {}),
+        **({"random_init_seed": random_init} if random_init is not None else {}),
     }
 
     def extract_shard(start: int, stop: int, path: Path, progress: bool) -> Path:

@@ -15,12 +15,16 @@ and, with defaults here, ``tasks`` (decoders it can teacher-force),
 ``stream_order(tasks)`` (the order of the store's streams),
 ``required_fields(tasks)`` (manifest fields the batches need), ``select`` (the
 output selector for tuple outputs), ``padding_tolerance`` and ``attrs()``
-(provenance for the store). One more duty is optional and has no default:
+(provenance for the store). Two more duties are optional and have no default:
 ``transcribe(model, batch) -> {task: list of B texts}``, the model's own
 transcripts of a batch (of ``batches(rows, batch_size, ())``), which
 ``cka-probe evaluate`` scores (:mod:`cka_probe.extract.models.transcribe`); a
-model without it has no CER. Everything else (hooks, the store, resume,
-torchrun, progress) is the generic :func:`cka_probe.extract.activations.extract_activations`.
+model without it has no CER; and ``build_random(device, seed) -> nn.Module``,
+the same architecture with fresh weights drawn after ``torch.manual_seed(seed)``,
+which ``extract_model(..., random_init=seed)`` extracts as the
+random-initialisation floor (the bundled and Hugging Face adapters have it).
+Everything else (hooks, the store, resume, torchrun, progress) is the generic
+:func:`cka_probe.extract.activations.extract_activations`.
 """
 
 from __future__ import annotations

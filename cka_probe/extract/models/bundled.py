@@ -70,6 +70,17 @@ class BundledAdapter(Adapter):
     def build(self, device: str) -> nn.Module:
         return self.model.to(device).eval()
 
+    def build_random(self, device: str, seed: int) -> nn.Module:
+        """The checkpoint's architecture (config, arch, variant, tasks, vocabularies) with fresh weights
+        drawn after ``torch.manual_seed(seed)``, in eval mode."""
+        from cka_probe.asr.model import build_model
+
+        ckpt = self.ckpt
+        vocab_sizes = {task: tok.vocab_size for task, tok in ckpt["tokenizers"].items()}
+        torch.manual_seed(seed)
+        model = build_model(ckpt["config"], ckpt["arch"], tuple(ckpt["tasks"]), vocab_sizes, ckpt["variant"])
+        return model.to(device).eval()
+
     def default_layers(self, tasks: Sequence[str]) -> list[str]:
         return default_layers(tasks, self.model)
 

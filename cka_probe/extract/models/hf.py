@@ -7,8 +7,8 @@ file: ``config.json`` (:func:`hf_config`), ``preprocessor_config.json`` or
 ``processor_config.json`` (:func:`feature_extractor`), the weights
 (:func:`load_model`). The weights must agree with ``config.json`` key for key
 and shape for shape, so no randomly initialised layer reaches a store unless
-asked for: :func:`random_copy` saves the folder's architecture with fresh
-weights (the random-initialisation floor). Provenance of a folder: its path,
+asked for: :meth:`HFAdapter.build_random` builds the folder's architecture
+with fresh weights (the random-initialisation floor). Provenance of a folder: its path,
 the sha256 of ``config.json`` and of each weights file, the config's
 ``_name_or_path``, and the transformers version.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import pickle
-import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.models.base import file_sha256
+from cka_probe.extract.models.base import Adapter, file_sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 READ_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError, EOFError)
@@ -286,36 +285,38 @@ def plain_settings(features) -> dict:
     }
 
 
-RANDOM_INIT = "random_init.json"
-"""The record beside a :func:`random_copy` folder's weights: the folder it copies and the seed."""
-
-
-def _is_weights(path: Path) -> bool:
-    """Whether ``path`` is a weights file or a sharded weights index (``model.safetensors.index.json``)."""
-    return path.suffix in WEIGHT_SUFFIXES or path.name.endswith(".index.json")
-
-
-def random_copy(folder: str | Path, out: str | Path, seed: int) -> Path:
-    """Save into ``out`` the model of ``folder``'s ``config.json`` with fresh weights, drawn after
-    ``torch.manual_seed(seed)`` by the model class's own initialisation, with copies of the folder's other
-    files (``config.json``, tokenizer, processor, generation settings) and :data:`RANDOM_INIT`; returns
-    ``out``.
-
-    The class is the config's first architecture (the bare ``AutoModel`` class when it names none), so the
-    copy is read exactly as the folder is, weights aside.
-    """
-    transformers = require_transformers(folder)
-    folder, out = Path(folder), Path(out)
-    config = hf_config(folder, transformers)
-    cls = getattr(transformers, architecture(read_config(folder)), None) or transformers.AutoModel
+def fresh_model(folder: str | Path, cls: type, config, transformers: ModuleType, seed: int) -> nn.Module:
+    """``cls`` built from ``config`` with fresh weights drawn after ``torch.manual_seed(seed)`` by the
+    class's own initialisation, in eval mode (the random-initialisation floor of ``folder``)."""
     check_buildable(folder, cls, config, transformers)
     torch.manual_seed(seed)
     with quiet(transformers):
-        model = cls.from_config(config) if cls is transformers.AutoModel else cls._from_config(config)
-        model.save_pretrained(out)
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not _is_weights(path):
-            shutil.copy2(path, out / path.name)
-    record = {"random_init_of": str(folder.resolve()), "seed": seed}
-    (out / RANDOM_INIT).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    return out
+        model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)
+    return model.eval()
+
+
+class HFAdapter(Adapter):
+    """What the Hugging Face families share: their ``model_class`` read from the folder (:meth:`build`) or
+    built with fresh weights (:meth:`build_random`), then made ready by the family (:meth:`ready`)."""
+
+    folder: Path
+    transformers: ModuleType
+    model_class: type
+    unused: Sequence[str] = ()
+    """Parameters the model never uses at inference, which the weights may lack (:func:`load_model`)."""
+
+    def build(self, device: str) -> nn.Module:
+        """The model with the folder's weights, refused unless they agree with ``config.json``."""
+        model = load_model(
+            self.folder, self.model_class, self.hf_config, self.transformers, unused=self.unused
+        )
+        return self.ready(model.to(device))
+
+    def build_random(self, device: str, seed: int) -> nn.Module:
+        """The folder's architecture with fresh weights (:func:`fresh_model`), the weights files unread."""
+        model = fresh_model(self.folder, self.model_class, self.hf_config, self.transformers, seed)
+        return self.ready(model.to(device))
+
+    def ready(self, model: nn.Module) -> nn.Module:
+        """What the family learns from the built ``model`` before extracting with it; returns it."""
+        return model

@@ -5,13 +5,15 @@ of :mod:`cka_probe.extract.models.base`: ``build(device)``,
 ``default_layers(tasks)``, ``batches(rows, batch_size, tasks)`` and
 ``forward(model, batch)``; any of ``name``, ``tasks``, ``streams_of``, ``stream_order``,
 ``required_fields``, ``select``, ``padding_tolerance`` and ``attrs`` it also
-has replace the defaults, and an optional ``transcribe(model, batch)`` (task ->
-the batch's B texts) lets ``cka-probe evaluate`` score it.
+has replace the defaults, an optional ``transcribe(model, batch)`` (task ->
+the batch's B texts) lets ``cka-probe evaluate`` score it, and an optional
+``build_random(device, seed)`` (the architecture with fresh weights drawn
+after ``torch.manual_seed(seed)``) gives it a random-initialisation floor.
 ``examples/wenet_style_adapter.py`` is a worked example.
 
 The user's code is held to the protocol: a missing file, a syntax error, an
 exception raised at import or by any duty, and a duty that returns the wrong
-thing (``build`` no ``nn.Module``, ``default_layers`` no list of globs, a
+thing (``build`` or ``build_random`` no ``nn.Module``, ``default_layers`` no list of globs, a
 batch without its ``ids``, ``forward`` no ``(B,)`` integer lengths per stream,
 ``transcribe`` no ``{task: B strings}``)
 are one line naming ``FILE.py:FUNCTION`` (and, for an exception, the line of
@@ -133,6 +135,8 @@ class PythonAdapter(Adapter):
                 setattr(self, name, self.duty(name))
         if callable(getattr(inner, "transcribe", None)):
             self.transcribe = self.checked_transcribe
+        if callable(getattr(inner, "build_random", None)):
+            self.build_random = self.checked_build_random
 
     def value(self, name: str) -> object:
         """The adapter's ``name`` attribute, refused unless it has the type :data:`OPTIONAL_VALUES` names."""
@@ -148,9 +152,16 @@ class PythonAdapter(Adapter):
         return guarded(self.spec, self.path, getattr(self.inner, name), f"in {name}")
 
     def build(self, device: str) -> nn.Module:
-        model = self.duty("build")(device)
+        return self.module("build", device)
+
+    def checked_build_random(self, device: str, seed: int) -> nn.Module:
+        return self.module("build_random", device, seed)
+
+    def module(self, duty: str, *args: object) -> nn.Module:
+        """What the adapter's ``duty`` (``build`` or ``build_random``) returns, checked to be a module."""
+        model = self.duty(duty)(*args)
         if not isinstance(model, nn.Module):
-            raise CKAProbeError(f"{self.spec}: build returned {type(model).__name__}, not a torch.nn.Module")
+            raise CKAProbeError(f"{self.spec}: {duty} returned {type(model).__name__}, not a torch.nn.Module")
         return model
 
     def default_layers(self, tasks: Sequence[str]) -> list[str]:

@@ -30,13 +30,13 @@ import torch
 from torch import nn
 
 from cka_probe.data.audio import audio_length, load_audio
-from cka_probe.extract.models.base import Adapter, Batch, in_order
+from cka_probe.extract.models.base import Batch, in_order
 from cka_probe.extract.models.hf import (
+    HFAdapter,
     architecture,
     base_prefix,
     feature_extractor,
     hf_config,
-    load_model,
     plain_settings,
     provenance,
     require_transformers,
@@ -60,8 +60,10 @@ def equal_length_buckets(
         yield from in_order(bucket, batch_size)
 
 
-class Wav2Vec2Adapter(Adapter):
+class Wav2Vec2Adapter(HFAdapter):
     """A local HF folder of the wav2vec2 family."""
+
+    unused = TRAINING_ONLY
 
     def __init__(self, folder: str | Path, config: dict):
         self.transformers = transformers = require_transformers(folder)
@@ -84,11 +86,7 @@ class Wav2Vec2Adapter(Adapter):
         )
         self.prefix = ""
 
-    def build(self, device: str) -> nn.Module:
-        """The model with the folder's weights, refused unless they agree with ``config.json``."""
-        model = load_model(
-            self.folder, self.model_class, self.hf_config, self.transformers, unused=TRAINING_ONLY
-        ).to(device)
+    def ready(self, model: nn.Module) -> nn.Module:
         self.prefix = base_prefix(model)
         self.output_lengths = model.base_model._get_feat_extract_output_lengths
         return model

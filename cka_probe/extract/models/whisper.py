@@ -42,14 +42,14 @@ from torch import nn
 from cka_probe.asr.data import pad_ids
 from cka_probe.data.audio import load_audio
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.models.base import Adapter, Batch, in_order
+from cka_probe.extract.models.base import Batch, in_order
 from cka_probe.extract.models.hf import (
+    HFAdapter,
     architecture,
     base_prefix,
     feature_extractor,
     hf_config,
     library_errors,
-    load_model,
     one_line,
     plain_settings,
     provenance,
@@ -91,7 +91,7 @@ def encode_prompt(tokenizer, text: str, vocab_size: int, where: str = "prompt") 
     return ids
 
 
-class WhisperAdapter(Adapter):
+class WhisperAdapter(HFAdapter):
     """A local HF Whisper folder."""
 
     tasks = TASKS
@@ -105,6 +105,11 @@ class WhisperAdapter(Adapter):
             folder, self.transformers.WhisperFeatureExtractor, require=mel_bins, **mel_bins
         )
         self.conditional = architecture(config) != "WhisperModel"
+        self.model_class = (
+            self.transformers.WhisperForConditionalGeneration
+            if self.conditional
+            else self.transformers.WhisperModel
+        )
         self.prefix = "model." if self.conditional else ""
         self.multilingual = self._multilingual()
         self._tokenizer = None
@@ -164,14 +169,7 @@ class WhisperAdapter(Adapter):
             )
         return tok
 
-    def build(self, device: str) -> nn.Module:
-        """The model with the folder's weights, refused unless they agree with ``config.json``."""
-        cls = (
-            self.transformers.WhisperForConditionalGeneration
-            if self.conditional
-            else self.transformers.WhisperModel
-        )
-        model = load_model(self.folder, cls, self.hf_config, self.transformers).to(device)
+    def ready(self, model: nn.Module) -> nn.Module:
         self.prefix = base_prefix(model)
         return model
 

@@ -5,7 +5,7 @@ model (language, role, replicate, model) and whether its CER is in the tables.
 The report then says, in the brought models' terms, how to measure what is
 missing: replicates are brought (``--model en:sso#1=…``), never trained with
 ``--seeds``; a model that cannot transcribe leaves its language's CER out;
-the random floor exists only for a Hugging Face folder brought as SSO.
+the random floor exists for an SSO whose adapter builds it with fresh weights.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def _floor_line(tables: Path, language: str) -> str:
     if cross is not None and ((cross["language"] == language) & (cross["comparison"] == FLOOR_NAME)).any():
         return "The random-initialisation floor SSO~RAND: SSO replicate 0's architecture with fresh weights."
     return (
-        "The random-initialisation floor SSO~RAND was not measured: it is drawn only for a Hugging Face "
-        "folder brought as SSO (`.pt` files and Python adapters have none)."
+        "The random-initialisation floor SSO~RAND was not measured: SSO replicate 0 is a Python adapter "
+        "without a `build_random(device, seed)` duty (add one to draw its architecture with fresh weights)."
     )
 
 
