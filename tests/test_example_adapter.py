@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import soundfile
@@ -85,3 +86,25 @@ def make():
     err = capsys.readouterr().err
     assert f"{sensitive}:make: padding changes layer project" in err and "utterance 'u0'" in err
     assert not (tmp_path / "a.h5").exists()
+
+
+def test_the_self_check_runs_alone_only_the_most_padded_utterance_of_each_stream(tmp_path):
+    """A batch of four: the encoder's most padded utterance is the shortest recording (u2), which is the one
+    utterance run alone; extraction's own batches are the other calls of ``batches``."""
+    from cka_probe.extract.models import extract_model
+    from cka_probe.extract.models.python_adapter import load_python_adapter
+
+    adapter = load_python_adapter(f"{EXAMPLE}:adapter")
+    alone: list[str] = []
+    batches = adapter.batches
+
+    def counted(rows, batch_size, tasks):
+        if len(rows) == 1:
+            alone.append(rows[0]["id"])
+        return batches(rows, batch_size, tasks)
+
+    adapter.batches = counted
+    manifest = noise_corpus(tmp_path / "data", [0.6, 0.9, 0.3, 0.5])
+    with mock.patch("cka_probe.extract.models.resolve", lambda model: adapter):
+        extract_model(f"{EXAMPLE}:adapter", manifest, tmp_path / "a.h5", batch_size=4)
+    assert alone == ["u2"]
