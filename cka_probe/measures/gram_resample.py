@@ -53,28 +53,35 @@ every comparison using the side. h runs over the upper triangle t = (u ≤ v) of
 products, T = n(n + 1)/2 entries with weights w_t = 2 − δ_uv (half the multiply-adds of n²):
 
     cᵀ(K∘L)c = Σ_t w_t c_u c_v K_uv L_uv      (bootstrap: (R × T)·(T × ΣL_a·L_b) per chunk of t)
-    ⟨K, P L Pᵀ⟩ = Σ_t w_t K_uv L_π(u)π(v)       (permutations: (ΣL_a × T)·(T × R·L_b) per chunk of t)
+    ⟨K, P L Pᵀ⟩ = Σ_t w_t K_uv L_π(u)π(v)       (permutations: R × (ΣL_a × T)·(T × L_b) per chunk of t)
 
 The bootstrap stacks the Hadamard products of every layer pair of every comparison (and K∘K of
 every layer, for the self-HSICs) as the columns of one GEMM, each formed once; the permutations
 stack every first side sharing a second side as the rows, the second side's permuted entries
-gathered once per permutation. A resample holding a single distinct row has no pair to sum over:
-NaN. g, dl of a permutation are (L1)[π], (diag L)[π].
+gathered once per permutation, permutation by permutation, from a layer-last copy of its Grams.
+A resample holding a single distinct row has no pair to sum over: NaN. g, dl of a permutation are
+(L1)[π], (diag L)[π].
 
-Precision: Gram matrices and all sums are float64; each layer is first
-multiplied by the power of 2 that brings its largest |value| into [0.5, 1)
-(exact; CKA is scale invariant), so that no Gram entry overflows or underflows. ``dtype=torch.float32``
-computes the triangle GEMMs' operands and products in float32 (each chunk's result summed in float64;
-within 1e-6 of float64 in tests/test_gram_batched.py, up to 7e-7 at n = 1,000, d = 768); float64 is the
-default. Memory: 8·L·n² bytes per model side (12 layers, n = 2,000: 384 MB), plus about ``max_bytes`` of
-chunk operands, 8·tile·n·ΣL bytes of per-tile sums, a copy of one second side's Grams (4 or 8·L_b·n²)
-and 8·R·(ΣL_a·L_b + ΣL) of cross terms (the size of the grids).
+Precision (the dtype policy): each layer is first multiplied by the power of 2 that brings its largest
+|value| into [0.5, 1) (exact; CKA is scale invariant), so that no Gram entry overflows or underflows, and
+its Gram is computed in float64. ``dtype`` (float64 here by default; the tables: float32 from 500 rows) is the
+dtype the batched calls hold the Grams in (each entry rounded once) and compute the triangle GEMMs'
+operands and products in; every chunk's GEMM result is summed in float64, and the vector sums (g, dk,
+s) and the HSIC assembly are float64 whatever ``dtype``. Point estimates and :meth:`GramSet.terms` are
+float64 throughout. float32 is within 1e-6 of float64 for values, interval ends and p-values
+(tests/test_gram_batched.py; docs/resampled-statistics.md gives the errors measured at n = 1,000).
+
+Memory (docs/resampled-statistics.md, "Memory"): a :class:`GramSet` holds its input layers as given and
+no Gram; a batched call holds the Grams of its sides (4 or 8·n²·ΣL bytes, :func:`held_grams`), one
+layer-last copy of one second side's Grams (4 or 8·n²·L_b), about ``max_bytes`` of chunk operands,
+8·tile·n·ΣL bytes of per-tile sums and 8·R·(ΣL_a·L_b + ΣL) of cross terms (the size of the grids).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -100,41 +107,72 @@ class HSICTerms:
 class GramSet:
     """Linear Gram matrices ``K_l = X_l X_lᵀ`` of one model's layers over the same n utterances.
 
-    ``layers`` maps layer name -> (n, d_l) array, in model order.
+    ``layers`` maps layer name -> (n, d_l) array, in model order. The arrays are held as given (not
+    copied; an array-like, such as a store's dataset, is read by ``np.asarray`` each time a layer is
+    used) and each layer's Gram is computed from them when needed (:meth:`gram_tensor`): a side holds no
+    (L, n, n) structure between the calls that use it, except :attr:`grams`, built on first use by
+    :meth:`terms` (the word tables' per-resample gathers).
     """
 
     def __init__(self, layers: Mapping[str, np.ndarray], *, source: str = "") -> None:
         self.names: list[str] = list(layers)
         self.source = source
-        arrays = [_checked(np.asarray(x, dtype=np.float64), f"{source}{name}") for name, x in layers.items()]
-        # a constant layer keeps an all-zero Gram (NaN in every grid); point_estimate names it
-        self.constant = [Extent(torch.from_numpy(x)).constant() for x in arrays]
-        arrays = [x * 0 if flat else x for x, flat in zip(arrays, self.constant)]
-        if len({x.shape[0] for x in arrays}) > 1:
-            raise CKAProbeError(
-                f"{source}: layers have different numbers of rows {[x.shape[0] for x in arrays]}"
-            )
-        self.n: int = arrays[0].shape[0]
-        # centred first: CKA is unchanged, and a left-out tie pair (a zero of K̃) then stands at the
-        # value an independent pair has on average, not at a similarity far below every other
-        centred = [x - x.mean(0) for x in arrays]
-        self.grams = np.stack([c @ c.T for c in centred])  # (L, n, n)
+        self.layers = list(layers.values())  # as given: arrays, or array-likes read (np.asarray) when used
+        rows, self.constant = [], []
+        for name, x in layers.items():  # one layer's float64 copy at a time
+            checked = _checked(np.asarray(x, dtype=np.float64), f"{source}{name}")
+            rows.append(len(checked))
+            # a constant layer keeps an all-zero Gram (NaN in every grid); point_estimate names it
+            self.constant.append(Extent(torch.from_numpy(checked)).constant())
+        if len(set(rows)) > 1:
+            raise CKAProbeError(f"{source}: layers have different numbers of rows {rows}")
+        self.n: int = rows[0]
+
+    def centred(self, layer: int) -> np.ndarray:
+        """(n, d) float64: the layer unit-scaled and centred, x − x̄ (zero for a constant layer). Centred
+        first: CKA is unchanged, and a left-out tie pair (a zero of K̃) then stands at the value an
+        independent pair has on average, not at a similarity far below every other."""
+        x = unit_scaled_array(np.asarray(self.layers[layer], dtype=np.float64))
+        x = x * 0 if self.constant[layer] else x
+        return x - x.mean(0)
+
+    def gram_tensor(self, dtype: torch.dtype = torch.float64, device: str = "cpu") -> torch.Tensor:
+        """(L, n, n) in ``dtype`` on ``device``: each layer's centred Gram computed in float64 and rounded
+        once to ``dtype``; besides the result, one layer's float64 Gram is held at a time."""
+        out = torch.empty(len(self.names), self.n, self.n, dtype=dtype, device=device)
+        for layer, gram in enumerate(out):
+            c = self.centred(layer)
+            gram.copy_(torch.from_numpy(c @ c.T))
+        return out
+
+    @cached_property
+    def grams(self) -> np.ndarray:
+        """(L, n, n) float64, built on first use and kept (for :meth:`terms`)."""
+        return self.gram_tensor().numpy()
 
     def terms(self, index: np.ndarray, *, debiased: bool) -> HSICTerms:
         """HSIC terms of the resample ``index`` (n,) of row numbers (copies allowed)."""
-        k = self.grams[:, index][:, :, index]  # (L, n, n)
         keep = (index[:, None] != index[None, :]) | np.eye(len(index), dtype=bool)
-        if debiased:
-            k = k * (keep & ~np.eye(len(index), dtype=bool))
-            rowsum = k.sum(axis=2)
-            return HSICTerms(k.reshape(len(k), -1), rowsum.sum(axis=1), rowsum)
-        k = (
-            k
-            - k.mean(axis=1, keepdims=True)
-            - k.mean(axis=2, keepdims=True)
-            + k.mean(axis=(1, 2), keepdims=True)
-        )
-        return HSICTerms((k * keep).reshape(len(k), -1), np.empty(0), np.empty(0))
+        return masked_terms(self.grams[:, index][:, :, index], keep, debiased=debiased)
+
+
+def masked_terms(k: np.ndarray, keep: np.ndarray, *, debiased: bool) -> HSICTerms:
+    """HSIC terms of the gathered Grams k (L, m, m), overwritten: the pairs where ``keep`` (m, m) is False
+    (tie pairs) left out; debiased, the diagonal too (K̃), else k double-centred first."""
+    if debiased:
+        k *= keep & ~np.eye(len(keep), dtype=bool)
+        rowsum = k.sum(axis=2)
+        return HSICTerms(k.reshape(len(k), -1), rowsum.sum(axis=1), rowsum)
+    row, column, grand = (
+        k.mean(axis=1, keepdims=True),
+        k.mean(axis=2, keepdims=True),
+        k.mean((1, 2), keepdims=True),
+    )
+    k -= row
+    k -= column
+    k += grand
+    k *= keep
+    return HSICTerms(k.reshape(len(k), -1), np.empty(0), np.empty(0))
 
 
 def _checked(x: np.ndarray, name: str) -> np.ndarray:
@@ -191,10 +229,9 @@ def point_estimate(a: GramSet, b: GramSet, *, debiased: bool = False) -> np.ndar
         for name, flat in zip(side.names, side.constant):
             if flat:
                 raise CKAProbeError(constant_message(f"{side.source}{name}"))
-    identity = np.arange(a.n)
-    grid = cka_grid(
-        a.terms(identity, debiased=debiased), b.terms(identity, debiased=debiased), a.n, debiased=debiased
-    )
+    every = np.ones((a.n, a.n), dtype=bool)  # all n utterances once: no tie pair
+    a_terms, b_terms = (masked_terms(s.gram_tensor().numpy(), every, debiased=debiased) for s in (a, b))
+    grid = cka_grid(a_terms, b_terms, a.n, debiased=debiased)
     bad = np.argwhere(np.isnan(grid))
     if len(bad):
         i, j = bad[0]
@@ -224,7 +261,7 @@ def permuted(
 # -- batched over resamples: count weights (bootstrap) and permuted Grams (permutations)
 
 Pair = tuple[GramSet, GramSet]
-BOOTSTRAP_TILE = 256
+BOOTSTRAP_TILE = 64
 """Resamples per tile of the per-side sums (count weights or permuted row sums and diagonals)."""
 CHUNK_BYTES = 2**28
 """Bytes of chunk operands (weights, Hadamard products, gathered permuted Grams) of the triangle GEMMs."""
@@ -265,18 +302,23 @@ PAIRS, LAYERS = Pairing(diagonal=False), Pairing(diagonal=True)
 
 
 def weighted_sums(k: torch.Tensor, c: torch.Tensor) -> Sums:
-    """Sums of the Grams k (L, n, n) for count weights c (R, n): g = K c is one (R × n)·(n × n) GEMM per
-    layer."""
-    g = (c @ k).transpose(0, 1)  # (R, L, n)
-    return Sums(g, torch.diagonal(k, dim1=1, dim2=2)[None], (g * c[:, None]).sum(-1))
+    """Float64 sums of the Grams k (L, n, n) for count weights c (R, n): g = K c is one (R × n)·(n × n)
+    GEMM per layer, in float64 (a float32 layer is widened one at a time)."""
+    g = torch.stack([c @ layer.double() for layer in k], 1)  # (R, L, n)
+    return Sums(g, torch.diagonal(k, dim1=1, dim2=2).double()[None], (g * c[:, None]).sum(-1))
 
 
 def permuted_sums(k: torch.Tensor, perms: torch.Tensor) -> Sums:
-    """Sums of the Grams k (L, n, n) with rows and columns taken in the order of each permutation
+    """Float64 sums of the Grams k (L, n, n) with rows and columns taken in the order of each permutation
     perms (R, n), weights 1: g = (K1)[π], d = (diag K)[π], s = 1ᵀK1."""
-    rowsum = k.sum(-1)  # (L, n)
-    diagonal = torch.diagonal(k, dim1=1, dim2=2)
+    rowsum = torch.stack([layer.sum(-1, dtype=torch.float64) for layer in k])  # (L, n)
+    diagonal = torch.diagonal(k, dim1=1, dim2=2).double()
     return Sums(rowsum[:, perms].transpose(0, 1), diagonal[:, perms].transpose(0, 1), rowsum.sum(-1)[None])
+
+
+def squares(k: torch.Tensor) -> torch.Tensor:
+    """(L,) float64: ⟨K_l, K_l⟩ of the Grams k (L, n, n), one layer widened at a time."""
+    return torch.stack([layer.double().square().sum() for layer in k])
 
 
 def triangle(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -332,22 +374,29 @@ def permuted_cross(
 ) -> torch.Tensor:
     """h = ⟨K_a, P L_b Pᵀ⟩ = Σ_t w_t K_a[u_t, v_t] L_b[π(u_t), π(v_t)] (R, ΣL_a, L_b) of every layer of the
     first sides' Grams ``firsts`` (L_a, n, n) with every layer of l (L_b, n, n) under every permutation of
-    perms (R, n): per chunk of the triangle one (ΣL_a × T_c)·(T_c × R·L_b) GEMM in ``dtype`` of the
-    weighted first-side entries and the gathered permuted entries, summed in float64. Chunk operands:
-    about ``max_bytes``."""
+    perms (R, n): per chunk of the triangle the permuted entries are gathered permutation by permutation,
+    (R, T_c, L_b) (one permutation's entries of a row u all lie in row π(u) of the layer-last copy of l,
+    so the gather stays in cache), and multiplied by the weighted first-side entries (ΣL_a × T_c) in one
+    batched GEMM in ``dtype``, summed in float64. Chunk operands: about ``max_bytes``."""
     (r, n), depth = perms.shape, sum(len(k) for k in firsts)
     u, v, w = triangle(n, l.device)
     table = l.flatten(1).to(dtype).T.contiguous()  # (n², L_b): row π(u)·n + π(v) holds every layer's entry
-    order = perms.T  # (n, R)
-    per_entry = r * (table.element_size() * len(l) + 24) + 16 * depth
-    h = torch.zeros(depth, r * len(l), dtype=torch.float64, device=l.device)
+    per_entry = r * (table.element_size() * len(l) + 8) + 16 * depth
+    h = torch.zeros(r, depth, len(l), dtype=torch.float64, device=l.device)
     for span in spans(len(u), max_bytes // per_entry):
         i, j = u[span], v[span]
-        index = order.index_select(0, i).mul_(n).add_(order.index_select(0, j))  # (T_c, R): π(u)·n + π(v)
-        gathered = table.index_select(0, index.flatten()).view(len(i), -1)  # (T_c, R·L_b)
+        index = perms.index_select(1, i).mul_(n).add_(perms.index_select(1, j))  # (R, T_c): π(u)·n + π(v)
         first = torch.cat([k.flatten(1).index_select(1, i * n + j) for k in firsts]) * w[span]
-        h += (first.to(dtype) @ gathered).double()
-    return h.view(depth, r, len(l)).transpose(0, 1)
+        h += (first.to(dtype) @ gathered_rows(table, index)).double()
+    return h
+
+
+def gathered_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] (*index.shape, width) of a (rows, width) table; on the CPU by numpy's take, which
+    copies a row about twice as fast as torch's index_select."""
+    if table.device.type != "cpu":
+        return table[index]
+    return torch.from_numpy(np.take(table.numpy(), index.numpy(), axis=0))
 
 
 def debiased_hsic(h: torch.Tensor, a: Sums, b: Sums, c: torch.Tensor, pairing: Pairing) -> torch.Tensor:
@@ -392,9 +441,10 @@ def cka(hsic_ab: torch.Tensor, self_a: torch.Tensor, self_b: torch.Tensor) -> np
     return torch.where(norms > 0, hsic_ab / norms, torch.nan).cpu().numpy()
 
 
-def grams(side: GramSet, device: str) -> torch.Tensor:
-    """The side's Grams (L, n, n), float64, on ``device`` (shared memory on the CPU)."""
-    return torch.from_numpy(side.grams).to(device)
+def held_grams(pairs: Sequence[Pair], dtype: torch.dtype, device: str = "cpu") -> dict[GramSet, torch.Tensor]:
+    """Every side's Grams (L, n, n) in ``dtype`` (:meth:`GramSet.gram_tensor`): all a batched call holds,
+    about 4 or 8·n²·ΣL bytes."""
+    return {side: side.gram_tensor(dtype, device) for side in sides(pairs)}
 
 
 def sides(pairs: Sequence[Pair], position: int | None = None) -> list[GramSet]:
@@ -417,13 +467,15 @@ def bootstrap_grids(
     tile: int = BOOTSTRAP_TILE,
     max_bytes: int = CHUNK_BYTES,
     dtype: torch.dtype = torch.float64,
+    held: Mapping[GramSet, torch.Tensor] | None = None,
 ) -> list[np.ndarray]:
     """CKA (R, L_a, L_b) of each pair on each resample of ``indices`` (R vectors of row numbers, copies
     allowed), as count weights c_r = bincount(indices[r]) (module docstring, "Batched").
 
     The cross terms h of every pair and side (:func:`bootstrap_cross`, Hadamard products and GEMMs in
     ``dtype``) come first for all resamples; then per tile of resamples each side's sums are computed once
-    and shared by every pair using that side. Peak memory besides the Grams: about ``max_bytes``, or
+    and shared by every pair using that side. ``held``: the sides' Grams in ``dtype`` if already computed
+    (:func:`held_grams`), else computed here. Peak memory besides the Grams: about ``max_bytes``, or
     8·tile·n·ΣL bytes of sums, and 8·R·(ΣL_a·L_b + ΣL) of cross terms (the size of the grids).
     """
     hsic = debiased_hsic if debiased else biased_hsic
@@ -431,7 +483,7 @@ def bootstrap_grids(
     if not (pairs and len(indices)):
         return out
     counts = np.stack([np.bincount(i, minlength=pairs[0][0].n) for i in indices], dtype=np.float64)
-    held = {side: grams(side, device) for side in sides(pairs)}
+    held = held or held_grams(pairs, dtype, device)
     c_all = torch.from_numpy(counts).to(device)
     sizes = [len(a.names) * len(b.names) for a, b in pairs] + [len(s.names) for s in held]
     (*cross,) = torch.split(bootstrap_cross(held, pairs, c_all, dtype, max_bytes), sizes, dim=1)
@@ -458,11 +510,13 @@ def permuted_grids(
     tile: int = BOOTSTRAP_TILE,
     max_bytes: int = CHUNK_BYTES,
     dtype: torch.dtype = torch.float64,
+    held: Mapping[GramSet, torch.Tensor] | None = None,
 ) -> list[np.ndarray]:
     """CKA (R, L_a, L_b) of each pair with the rows of its second side shuffled by each permutation.
 
     The pairs sharing a second side are stacked: one :func:`permuted_cross` per second side gathers its
-    permuted Grams once for all of them; then per tile of permutations the HSICs are assembled. Peak
+    permuted Grams once for all of them; then per tile of permutations the HSICs are assembled. ``held``:
+    as for :func:`bootstrap_grids`. Peak
     memory besides the Grams: about ``max_bytes``, or 8·tile·n·L_b bytes of permuted sums, 4 or 8·n²·L_b
     of the second side's Grams in ``dtype``, and 8·R·ΣL_a·L_b of cross terms (the size of the grids).
     """
@@ -470,13 +524,10 @@ def permuted_grids(
     out = empty_grids(pairs, len(permutations))
     if not (pairs and len(permutations)):
         return out
-    held = {side: grams(side, device) for side in sides(pairs)}
+    held = held or held_grams(pairs, dtype, device)
     ones = torch.ones(1, pairs[0][0].n, dtype=torch.float64, device=device)
     fixed = {side: weighted_sums(k, ones) for side, k in held.items()}
-    own = {
-        side: hsic((k * k).sum((-2, -1))[None], fixed[side], fixed[side], ones, LAYERS)
-        for side, k in held.items()
-    }
+    own = {side: hsic(squares(k)[None], fixed[side], fixed[side], ones, LAYERS) for side, k in held.items()}
     perms = torch.as_tensor(
         np.asarray(permutations, dtype=np.int64).reshape(len(permutations), -1), device=device
     )
