@@ -179,7 +179,7 @@ def test_float32_products_stay_within_1e_6_of_float64(debiased):
 def per_pair_reference(reference):
     """A stand-in for ``bootstrap_grids``/``permuted_grids``: the gather on each pair's stored Grams."""
 
-    def grids(pairs, resamples, *, debiased):
+    def grids(pairs, resamples, *, debiased, **precision):  # dtype, held: float64 Grams here
         return [reference(list(a.grams), list(b.grams), resamples, debiased) for a, b in pairs]
 
     return grids
@@ -188,7 +188,9 @@ def per_pair_reference(reference):
 @pytest.mark.parametrize("debiased", [True, False])
 def test_cross_task_table_equals_the_per_pair_gather(monkeypatch, debiased):
     reps = replicated(np.random.default_rng(9), 40, 2)
-    options = dict(language="en", n_boot=12, n_perm=15, debiased=debiased, progress=False)
+    options = dict(
+        language="en", n_boot=12, n_perm=15, debiased=debiased, progress=False, dtype=torch.float64
+    )
     got = cross_task_arrays(reps, **options)
     monkeypatch.setattr(gram_resample, "bootstrap_grids", per_pair_reference(reference_bootstrap))
     monkeypatch.setattr(gram_resample, "permuted_grids", per_pair_reference(reference_permuted))
@@ -198,6 +200,42 @@ def test_cross_task_table_equals_the_per_pair_gather(monkeypatch, debiased):
     np.testing.assert_allclose(got.table[numeric], expected.table[numeric], rtol=0, atol=1e-10)
     for key, draws in expected.draws.items():
         np.testing.assert_allclose(got.draws[key], draws, rtol=0, atol=1e-10)
+
+
+def study(rng, n: int, seeds: int, depth: int, width: int) -> dict:
+    """Every role's streams for ``seeds`` replicates: layers sharing a signal of rank 8 plus their own noise
+    (decoders more of it), so that the cells range from near the floor to near 1."""
+    signal = rng.standard_normal((n, 8))
+    streams = {"sso": ("encoder", "decoder/surface"), "mso": ("encoder", "decoder/meaning")}
+    streams["do"] = ("encoder", "decoder/surface", "decoder/meaning")
+    return {
+        role: [
+            {
+                stream: {
+                    f"l{i}": signal @ rng.standard_normal((8, width))
+                    + (1 + i + 3 * stream.startswith("decoder")) * rng.standard_normal((n, width))
+                    for i in range(depth)
+                }
+                for stream in names
+            }
+            for _ in range(seeds)
+        ]
+        for role, names in streams.items()
+    }
+
+
+@pytest.mark.parametrize("debiased", [True, False])
+def test_float32_tables_stay_within_1e_6_of_float64(debiased):
+    """The tables' default from 500 utterances (float32 Grams and products, float64 sums and accumulation)
+    against float64: every value, interval end, p-value and chance level of a two-seed study at n = 400,
+    d = 96."""
+    reps = study(np.random.default_rng(12), 400, 2, 3, 96)
+    options = dict(language="en", n_boot=40, n_perm=40, debiased=debiased, progress=False)
+    single = cross_task_arrays(reps, **options, dtype=torch.float32).table
+    exact = cross_task_arrays(reps, **options, dtype=torch.float64).table
+    assert single["ci_low"].notna().all() and single["p"].notna().all()
+    numeric = ["value", "ci_low", "ci_high", "p", "p_adj", "null_mean"]
+    np.testing.assert_allclose(single[numeric], exact[numeric], rtol=0, atol=1e-6)
 
 
 PEAK = """

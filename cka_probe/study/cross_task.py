@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from cka_probe.errors import CKAProbeError
@@ -267,21 +268,48 @@ def _comparison(
     return pd.concat(frames, ignore_index=True), pooled, draws, values
 
 
+FLOAT32_FROM = 500
+"""Utterances from which the tables hold linear CKA's Grams and compute its resampled products in float32
+by default: there the products are most of a study's time and float32 halves it and the memory, within 1e-6
+of float64; below, float64 costs seconds and keeps exact invariances (a model against a rotated copy of
+itself has intervals of exactly 1, not within 1e-6 of 1)."""
+
+
 def _resampled(
-    pairs: list[tuple[Layers, Layers]], boots: list, perms: list, stats: ResampledMeasure
+    pairs: list[tuple[Layers, Layers]], boots: list, perms: list, stats: ResampledMeasure, dtype: torch.dtype
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Bootstrap and permutation grids (R, L_a, L_b) of every pair of a language. Linear CKA's Gram sets go
+    """Bootstrap and permutation grids (R, L_a, L_b) of the pairs of one batch. Linear CKA's Gram sets go
     through :func:`~cka_probe.measures.gram_resample.bootstrap_grids` and
-    :func:`~cka_probe.measures.gram_resample.permuted_grids` together, so that each side's terms are
-    computed once and shared by every comparison using it; any other measure is recomputed per pair."""
+    :func:`~cka_probe.measures.gram_resample.permuted_grids` together (their Grams and products in
+    ``dtype``), so that each side's Grams and terms are computed once and shared by every pair of the
+    batch using it;
+    any other measure is recomputed per pair."""
     if stats.resampling is not GRAM_SPACE:
         return [stats.bootstrap(a, b, boots) for a, b in pairs], [
             stats.permuted(a, b, perms) for a, b in pairs
         ]
+    held = gram_resample.held_grams(pairs, dtype)
     return (
-        gram_resample.bootstrap_grids(pairs, boots, **stats.options),
-        gram_resample.permuted_grids(pairs, perms, **stats.options),
+        gram_resample.bootstrap_grids(pairs, boots, dtype=dtype, held=held, **stats.options),
+        gram_resample.permuted_grids(pairs, perms, dtype=dtype, held=held, **stats.options),
     )
+
+
+def _batched(
+    compared: list[tuple[Comparison, list]], boots: list, perms: list, stats: ResampledMeasure, dtype
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(bootstrap, permutation) grids of every pair of ``compared``, in order, computed one batch at a time:
+    the k-th pair of every comparison of one part (encoder or decoder), so that only one seed
+    replicate's Grams of one part are held at once (docs/resampled-statistics.md, "Memory")."""
+    keys = [(k, comp.part) for comp, pairs in compared for k in range(len(pairs))]
+    flat = [pair for _, pairs in compared for pair in pairs]
+    out: list = [None] * len(flat)
+    for key in dict.fromkeys(keys):
+        members = [i for i, k in enumerate(keys) if k == key]
+        grids = _resampled([flat[i] for i in members], boots, perms, stats, dtype)
+        for i, pair_grids in zip(members, zip(*grids)):
+            out[i] = pair_grids
+    return out
 
 
 def cross_task_arrays(
@@ -295,6 +323,7 @@ def cross_task_arrays(
     seed: int = 0,
     progress: bool = True,
     measure: str = "cka",
+    dtype: torch.dtype | None = None,
 ) -> CrossTaskResult:
     """The comparison set of one language from per-utterance representations.
 
@@ -309,10 +338,15 @@ def cross_task_arrays(
     ``estimator`` is "debiased"/"biased" for CKA and the measure's name otherwise;
     intervals and p-values are those of
     :class:`~cka_probe.inference.resample_measures.ResampledMeasure`.
+    ``dtype``: the dtype of linear CKA's held Grams and resampled products (the triangle GEMMs; sums and
+    accumulation are float64, docs/resampled-statistics.md, "Precision"); by default float32 from
+    :data:`FLOAT32_FROM` utterances (within 1e-6 of float64), float64 below. Point estimates are float64
+    either way.
     """
     stats = ResampledMeasure(measure, debiased=debiased)
     sets = _layer_sets(reps, language, stats)
     n = next(iter(sets.values()))[0].n
+    dtype = dtype or (torch.float32 if n >= FLOAT32_FROM else torch.float64)
     boots = resamples(n, n_boot, seed=seed, language=language, replace=True)
     perms = resamples(n, n_perm, seed=seed, language=language, replace=False)
     result, frames = CrossTaskResult(pd.DataFrame(), stats), []
@@ -320,7 +354,7 @@ def cross_task_arrays(
     compared = [
         (comp, pairs) for comp in COMPARISONS + REFERENCES + variants if (pairs := _pairs(comp, sets))
     ]
-    grids = iter(zip(*_resampled([pair for _, pairs in compared for pair in pairs], boots, perms, stats)))
+    grids = iter(_batched(compared, boots, perms, stats, dtype))
     for comp, pairs in tqdm(compared, desc=f"cross-task {language}", disable=None if progress else True):
         key = f"{language}/{comp.part}/{comp.name}"
         own = [next(grids) for _ in pairs]
