@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["mean", "frames", "words"],
         default="mean",
         help=".h5: per-utterance means, every row (equal rows per utterance needed), "
-        "or word means of an encoder stream (word spans from extract --word-spans)",
+        "or word means of an encoder stream (word spans from extract --word-spans, or --spans)",
     )
     parser.add_argument(
         "--words",
@@ -82,10 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "those that do not, or all (default)",
     )
     parser.add_argument(
+        "--spans",
         "--word-spans",
+        dest="word_spans",
         type=Path,
         metavar="FILE",
-        help=".h5 with --pool words: the word-span file (default: A.h5.words.jsonl, else B's)",
+        help=".h5 with --pool words: the word spans, a TextGrid folder (a 'words' tier, e.g. from Montreal "
+        "Forced Aligner), a .ctm file or a word-span .jsonl, mapped to each store's frames "
+        "(default: A.h5.words.jsonl, else B's; docs/word-spans.md)",
     )
     parser.add_argument(
         "--allow-different-manifests",

@@ -195,8 +195,9 @@ def compare_stores(
     float32 stores; ``"float64"`` for the last digits).
     Rows = layers of ``a``, columns = layers of ``b`` (as ``cka_matrix``);
     ``attrs`` add the stores, streams, pooling and the number of utterances.
-    ``pool="words"`` reads the word spans from ``word_spans`` (default: the
-    ``.words.jsonl`` sidecar of ``a``, else of ``b``) and keeps ``words``
+    ``pool="words"`` reads the word spans from ``word_spans`` (a TextGrid
+    folder, a CTM file or a word-span ``.jsonl``, matched to ``a``'s manifest;
+    default: the ``.words.jsonl`` sidecar of ``a``, else of ``b``) and keeps ``words``
     (``divergent`` | ``identical`` | ``all``).
 
     The stores must hold the same utterances under their shared ids
@@ -226,12 +227,12 @@ def compare_stores(
         if pool == "mean":
             check_enough_utterances(sa, sb, ids)
         if pool == "words":
-            from cka_probe.extract.word_spans import read_word_spans
+            from cka_probe.spans import read_spans
 
             if measure != "cka":
                 raise CKAProbeError(f"pool=words supports measure cka only, not {measure}")
             sidecar = sidecar_for(sa, sb, word_spans)
-            records = read_word_spans(sidecar)
+            records = read_spans(sidecar, sa.attrs.get("manifest"))
             table = compare_words(
                 sa,
                 stream,

@@ -1,12 +1,16 @@
 """Layer-by-layer CKA of two stores on word-level means (``compare --pool words``).
 
-Each surface word of the word-span sidecar (:mod:`cka_probe.extract.word_spans`)
-becomes one sample: the mean of its encoder frames in every layer
-(:mod:`cka_probe.compare.word_pooling`), in both stores, so that n = words.
-``words`` selects them: ``divergent`` (aligned to no identical meaning word:
-substituted or inserted), ``identical``, or ``all``. The bundled models share
-one front end, so one sidecar fits the encoder streams of every model
-extracted from the same manifest; the frame count of every utterance is
+Each surface word of the word spans (the CTC sidecar,
+:mod:`cka_probe.extract.word_spans`, or a TextGrid folder, a CTM file or a
+JSON Lines file of times: :mod:`cka_probe.spans`) becomes one sample: the mean
+of its encoder frames in every layer (:mod:`cka_probe.compare.word_pooling`;
+Pasad et al. 2023), in both stores, so that n = words. Each store takes the
+words' frames by its own frame arithmetic (:func:`cka_probe.spans.frame_records`;
+spans of frames alone, from a sidecar written before the times, are used as
+they are), so a Whisper or wav2vec2 store pools by the words the bundled
+SSO's CTC aligner found in the same audio. ``words`` selects them:
+``divergent`` (aligned to no identical meaning word: substituted or
+inserted), ``identical``, or ``all``. The frame count of every utterance is
 checked against each stream.
 """
 
@@ -21,6 +25,7 @@ import pandas as pd
 from cka_probe.compare.word_pooling import pool_words
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures import cka_matrix
+from cka_probe.spans.sources import frame_records
 from cka_probe.store import ActivationStore
 
 WORD_SETS = ("divergent", "identical", "all")
@@ -38,6 +43,12 @@ def selected_spans(
     if missing:
         raise CKAProbeError(
             f"utterance {missing[0]} has no word spans ({len(missing)} of {len(ids)} missing)"
+        )
+    unpaired = next((uid for uid in ids for w in records[uid]["words"] if w["op"] is None), None)
+    if words != "all" and unpaired is not None:
+        raise CKAProbeError(
+            f"utterance {unpaired}: its words are not paired with a meaning transcript (the manifest has "
+            f"none), so they are neither divergent nor identical; use words=all"
         )
     keep = {
         "all": lambda op: True,
@@ -93,17 +104,21 @@ def compare_words(
     words: str = "all",
     **cka: Any,
 ) -> pd.DataFrame:
-    """CKA of word means, rows = layers of ``sa``, columns = layers of ``sb``; ``attrs`` add ``words``,
-    ``n_words``."""
-    spans = selected_spans(records, ids, words)
-    if len(spans) < MIN_SAMPLES:
+    """CKA of word means, rows = layers of ``sa``, columns = layers of ``sb``, each store taking the frames
+    of the words of ``records`` by its own arithmetic; ``attrs`` add ``words``, ``n_words``."""
+    framed = [frame_records(s, records, ids, stream) for s, stream in ((sa, stream_a), (sb, stream_b))]
+    spans = [selected_spans(r, ids, words) for r in framed]
+    if len(spans[0]) < MIN_SAMPLES:
         raise CKAProbeError(
-            f"pool=words with words={words}: {len(spans)} word(s) selected, CKA needs at least {MIN_SAMPLES}"
+            f"pool=words with words={words}: {len(spans[0])} word(s) selected, "
+            f"CKA needs at least {MIN_SAMPLES}"
         )
-    for store, stream in ((sa, stream_a), (sb, stream_b)):
-        check_frames(store, stream, ids, records)
-    table = cka_matrix(word_means(sa, stream_a, ids, spans), word_means(sb, stream_b, ids, spans), **cka)
-    table.attrs.update(words=words, n_words=len(spans))
+    for store, stream, r in ((sa, stream_a, framed[0]), (sb, stream_b, framed[1])):
+        check_frames(store, stream, ids, r)
+    table = cka_matrix(
+        word_means(sa, stream_a, ids, spans[0]), word_means(sb, stream_b, ids, spans[1]), **cka
+    )
+    table.attrs.update(words=words, n_words=len(spans[0]))
     return table
 
 
