@@ -188,3 +188,23 @@ def test_hf_stores_pool_by_the_words_of_the_bundled_ssos_ctc_aligner(ctc_stores,
     assert table.loc["encoder.layers.1", layer] == pytest.approx(
         cka(linear_gram(x), linear_gram(y)), abs=1e-9
     )
+
+
+def test_words_without_a_meaning_transcript_pool_only_as_all():
+    from cka_probe.compare.words import selected_spans
+
+    records = {
+        "u0": {
+            "id": "u0",
+            "n_frames": 9,
+            "words": [{"start": 0, "end": 3, "op": None, "meaning_index": None}],
+        },
+        "u1": {
+            "id": "u1",
+            "n_frames": 9,
+            "words": [{"start": 2, "end": 5, "op": "identical", "meaning_index": 0}],
+        },
+    }
+    assert selected_spans(records, ["u0", "u1"], "all") == [(0, 0, 3), (1, 2, 5)]
+    with pytest.raises(CKAProbeError, match=r"utterance u0: its words are not paired .* use words=all"):
+        selected_spans(records, ["u0", "u1"], "divergent")

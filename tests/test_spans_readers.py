@@ -282,3 +282,42 @@ def test_a_timed_jsonl_file_reads_back_its_times(tmp_path):
     path.write_text(timed_line("a0") + "\n")
     assert read_word_spans(path)["a0"]["words"][0]["start_s"] == 0.1
     assert read_spans(path) == read_word_spans(path)
+
+
+SHORT = """File type = "ooTextFile"
+Object class = "TextGrid"
+
+0
+{xmax}
+<exists>
+1
+"IntervalTier"
+"words"
+0
+{xmax}
+3
+0
+0.1
+""
+0.1
+0.3
+"he"
+0.3
+{xmax}
+"go"
+"""
+"""A short-format TextGrid (Praat's "save as short text file"): he [0.1, 0.3), go [0.3, xmax)."""
+
+
+def test_a_short_format_textgrid_reads_and_its_errors_name_the_interval(corpus):
+    root, manifest = corpus
+    (root / "tg" / "a1.TextGrid").write_text(SHORT.format(xmax=1))
+    assert words(read_spans(root / "tg", manifest)["a1"]) == [
+        ("he", 0.1, 0.3, "identical", 0),
+        ("go", 0.3, 1.0, "substituted", 1),
+    ]
+    (root / "tg" / "a1.TextGrid").write_text(SHORT.format(xmax=1.2))
+    with pytest.raises(
+        CKAProbeError, match=r"a1\.TextGrid: interval 3 of tier words: word 'go' ends at 1\.2 s"
+    ):
+        read_spans(root / "tg", manifest)
