@@ -1,6 +1,7 @@
 """Synthesis speed, corpus statistics and audio faithfulness of ``cka-probe synth``.
 
     python benchmarks/bench_synth.py [--n 1000] [--workers 2] [--faithful 200]
+                                     [--levels 0,0.5,1,1.5,2] [--dial-only]
 
 For each language: wall time of ``synthesize`` against a baseline measured in
 the same run (one plain ``espeak-ng`` call per meaning sentence, sequential,
@@ -12,6 +13,13 @@ stress marks removed); the spoken phonemes should sit much closer to the
 surface spelling. For Korean, spoken from the surface Hangul itself, it
 checks that the errors are audible: espeak-ng's readings of the surface and
 the meaning transcripts should differ.
+
+The divergence dial: for each level of ``--levels``, the transcripts of the
+same ``--n`` utterances (seed 0, no audio: ``synth.transcripts``), their
+surface–meaning edit-distance distribution (share per bin, mean, quartiles,
+maximum) and the oracle CER, the CER of the meaning transcript scored against
+the surface one (what a model that outputs exactly the meaning scores on the
+surface task). ``--dial-only`` prints only this table.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from cka_probe.data import espeak
+from cka_probe.data import espeak, synth
 from cka_probe.data.manifest import read_manifest
 from cka_probe.data.synth import synthesize
+from cka_probe.text.cer import ED_BINS, char_errors, corpus_cer, ed_bin
 
 
 def phonemes_of(texts: list[str], voice: str) -> list[list[str]]:
@@ -79,6 +89,27 @@ def baseline_seconds(texts: list[str], voice: str) -> float:
     return time.perf_counter() - start
 
 
+def dial(lang: str, n: int, levels: list[float]) -> None:
+    """Edit-distance distribution and oracle CER of the same ``n`` utterances at each level of the dial."""
+    spec = synth.language(lang)
+    print(f"{lang}: divergence dial, {n} utterances, seed 0")
+    print(
+        f"{'level':>6} " + " ".join(f"{b:>6}" for b in ED_BINS) + "   mean ED  q25 q50 q75  max  oracle CER"
+    )
+    for level in levels:
+        rows = synth.transcripts(spec, n, 0, level)
+        distances = np.array([char_errors(r["meaning"], r["surface"]) for r in rows])
+        shares = [100 * np.mean([ed_bin(d) == b for d in distances]) for b in ED_BINS]
+        q25, q50, q75 = np.percentile(distances, [25, 50, 75])
+        oracle = corpus_cer((r["surface"], r["meaning"]) for r in rows)
+        print(
+            f"{level:>6g} "
+            + " ".join(f"{s:>5.1f}%" for s in shares)
+            + f" {distances.mean():>9.2f} {q25:>4.0f} {q50:>3.0f} {q75:>3.0f} {distances.max():>4d}"
+            + f" {oracle:>10.1f}%"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,8 +119,16 @@ def main() -> None:
     parser.add_argument(
         "--faithful", type=int, default=200, help="utterances with errors checked for faithfulness"
     )
+    parser.add_argument(
+        "--levels", default="0,0.5,1,1.5,2", help="levels of the divergence dial, comma-separated"
+    )
+    parser.add_argument("--dial-only", action="store_true", help="only the divergence-dial table")
     args = parser.parse_args()
     espeak.espeak_binary()
+    for lang in ("en", "ko"):
+        dial(lang, args.n, [float(level) for level in args.levels.split(",")])
+    if args.dial_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for lang, voice in (("en", "en-us"), ("ko", "ko")):
             start = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cka_probe.cli._options import nonnegative_int, positive_int
+from cka_probe.cli._options import nonnegative_int, number, positive_int
 
 HELP = "synthesise an L2 corpus: meaning and learner-style surface transcripts with espeak-ng audio"
 
@@ -21,6 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=nonnegative_int, default=0, help="random seed; the same seed gives the same corpus"
     )
     parser.add_argument(
+        "--divergence",
+        type=number(0, 2),  # cka_probe.data.synth.MAX_DIVERGENCE, not imported here: it loads numpy and scipy
+        default=1.0,
+        metavar="LEVEL",
+        help="level of the divergence dial, 0 (surface = meaning) to 2 (every utterance over 10 edits); "
+        "1, the default, is the standard corpus (docs/corpus.md)",
+    )
+    parser.add_argument(
         "--workers", type=positive_int, default=None, help="processes for audio (default: all CPUs)"
     )
 
@@ -28,7 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cka_probe.data.synth import synthesize
 
-    paths = synthesize(lang=args.lang, n=args.n, out_dir=args.out, seed=args.seed, workers=args.workers)
+    paths = synthesize(
+        lang=args.lang,
+        n=args.n,
+        out_dir=args.out,
+        seed=args.seed,
+        workers=args.workers,
+        divergence=args.divergence,
+    )
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0

@@ -1,15 +1,17 @@
 """The synthetic L2 corpus: meaning sentences, learner-style surface forms, espeak-ng audio.
 
-For each utterance ``i`` (its own generator, seeded with ``(seed, language, i)``):
+For each utterance ``i`` (its own generator, seeded with ``(seed, language, i + 1)``):
 
 1. draw a target surface–meaning edit-distance bin with probabilities
    :data:`BIN_WEIGHTS` over the paper's bins 0, 1–3, 4–10, >10;
 2. draw a new meaning sentence from the template grammar (``sentences``);
-3. draw the speaker's active error rules (none for bin 0, a few for 1–3, more
-   for 4–10, many for >10), apply them (``rules_en``/``rules_ko``) and keep the
-   result if the character Levenshtein distance between surface and meaning
-   falls in the target bin (``cka_probe.text.cer``, the distance that
-   ``evaluate`` bins by); otherwise draw again;
+3. draw the speaker's active error rules (a few for 1–3, more for 4–10, many
+   for >10; for bin 0 any number, since :data:`RULE_COUNTS`' upper bound 0
+   reads as "all rules", kept only if none changes the text), apply them
+   (``rules_en``/``rules_ko``) and keep the result if the character
+   Levenshtein distance between surface and meaning falls in the target bin
+   (``cka_probe.text.cer``, the distance that ``evaluate`` bins by); otherwise
+   draw again;
 4. speak the surface form (English: its rewritten phonemes; Korean: its
    Hangul) with the utterance's speaker, a voice variant with its own rate and
    pitch, as 16 kHz mono 16-bit PCM.
@@ -19,16 +21,24 @@ every speaker occurs in every split; the test sentences never occur in
 training. Audio is rendered in a process pool; files are written to temporary
 names and renamed, and the manifests and ``summary.json`` are written last, so
 an interrupted run never leaves a manifest that names missing audio.
+
+The divergence dial (``divergence``, :func:`bin_weights`) moves the target-bin
+probabilities from all 0 (level 0: surface = meaning) through
+:data:`BIN_WEIGHTS` (level 1, the default: steps 1–4 above, unchanged) to all
+>10 (level 2). Away from level 1 the sentences and speakers are still those of
+level 1 and only the surface is redrawn from a second generator
+(:func:`transcripts`), so every level of one seed has the same utterances.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import unicodedata
 import wave
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -56,6 +66,14 @@ VARIANTS: tuple[str, ...] = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2
 N_SPEAKERS = 12
 MIN_FRAMES_PER_CHAR = 1.1  # encoder frames (100 Hz / 4) per character, NFD for Korean
 MAX_SENTENCES, MAX_RULE_DRAWS = 200, 30
+BIN_BOUNDS: dict[str, tuple[float, float]] = {
+    "0": (0, 0),
+    "1-3": (1, 3),
+    "4-10": (4, 10),
+    ">10": (11, math.inf),
+}
+DEFAULT_DIVERGENCE, MAX_DIVERGENCE = 1.0, 2.0  # levels of the divergence dial (bin_weights)
+DIAL_STREAM = 1  # fourth seed word of the generator that draws surfaces away from the default level
 LANG_CODES = {"en": 1, "ko": 2}
 
 
@@ -136,27 +154,97 @@ def effective_rules(spec: Language, words: list, active: frozenset[str]) -> list
     return sorted(r for r in active if spec.surface(words, active - {r})[0] != text)
 
 
+def rule_draws(
+    rng: np.random.Generator, spec: Language, words: list, target: str
+) -> Iterator[dict[str, Any]]:
+    """Up to :data:`MAX_RULE_DRAWS` utterances of ``words`` under rule sets drawn for bin ``target``."""
+    for _ in range(MAX_RULE_DRAWS):
+        yield spoken(spec, words, draw_rules(rng, spec, target))
+
+
+def spoken(spec: Language, words: list, active: frozenset[str]) -> dict[str, Any]:
+    """``words`` under the ``active`` rules: meaning, surface, speech input, their character edit distance."""
+    meaning = " ".join(w.text for w in words)
+    surface, speech = spec.surface(words, active)
+    return {
+        "words": words,
+        "meaning": meaning,
+        "surface": surface,
+        "speech": speech,
+        "active": active,
+        "distance": char_errors(meaning, surface),
+    }
+
+
 def draw_utterance(rng: np.random.Generator, spec: Language, seen: set[str]) -> dict[str, Any]:
-    """Meaning, surface, speech input and rules of one utterance whose edit distance hits a drawn bin."""
+    """Meaning, surface, speech input and rules of one utterance whose edit distance hits a drawn bin.
+
+    The default level of the dial: the bin is drawn with :data:`BIN_WEIGHTS`, and a
+    sentence whose rule draws all miss it is replaced by a new sentence.
+    """
     target = ED_BINS[int(rng.choice(len(ED_BINS), p=BIN_WEIGHTS))]
     for _ in range(MAX_SENTENCES):
         words = spec.sentence(rng)
-        meaning = " ".join(w.text for w in words)
-        if meaning in seen:
+        if " ".join(w.text for w in words) in seen:
             continue
-        for _ in range(MAX_RULE_DRAWS):
-            active = draw_rules(rng, spec, target)
-            surface, speech = spec.surface(words, active)
-            if ed_bin(char_errors(meaning, surface)) == target:
-                seen.add(meaning)
-                return {
-                    "meaning": meaning,
-                    "surface": surface,
-                    "speech": speech,
-                    "rules": effective_rules(spec, words, active),
-                    "changed_words": spec.changed(words, active),
-                }
+        for draw in rule_draws(rng, spec, words, target):
+            if ed_bin(draw["distance"]) == target:
+                seen.add(draw["meaning"])
+                return with_rules(spec, draw)
     raise CKAProbeError(f"could not draw a new {spec.code} sentence in edit-distance bin {target}")
+
+
+def bin_weights(divergence: float) -> np.ndarray:
+    """P(target bin) over :data:`ED_BINS` at level ``divergence`` of the dial (0 to :data:`MAX_DIVERGENCE`).
+
+    Piecewise linear in the level: ``(1 − d)·[bin 0] + d·BIN_WEIGHTS`` for ``d ≤ 1``
+    and ``(2 − d)·BIN_WEIGHTS + (d − 1)·[bin >10]`` for ``1 < d ≤ 2``. Level 0 gives
+    no errors, level 1 today's corpus (:data:`BIN_WEIGHTS`), level 2 every
+    utterance in bin >10. Each step up moves probability to higher bins only, so
+    the bin distribution rises in the usual stochastic order with the level.
+    """
+    if not 0 <= divergence <= MAX_DIVERGENCE:
+        raise CKAProbeError(f"--divergence must be from 0 to {MAX_DIVERGENCE:g}, got {divergence:g}")
+    none, most, today = np.eye(len(ED_BINS))[0], np.eye(len(ED_BINS))[-1], np.array(BIN_WEIGHTS)
+    if divergence <= 1:
+        return (1 - divergence) * none + divergence * today
+    return (2 - divergence) * today + (divergence - 1) * most
+
+
+def draw_surface(
+    rng: np.random.Generator, spec: Language, words: list, weights: np.ndarray
+) -> dict[str, Any]:
+    """A surface form of the fixed sentence ``words`` aiming at an edit-distance bin drawn with ``weights``.
+
+    The bin is the inverse CDF of one uniform draw, so with the same ``rng`` seed
+    a higher level never draws a lower bin. Bin 0 is the sentence without rules.
+    The sentence cannot be replaced (it is shared across levels), so when all
+    :data:`MAX_RULE_DRAWS` rule draws miss another bin the draw nearest to it is
+    kept (first of equals).
+    """
+    cdf = np.cumsum(weights) / np.sum(weights)
+    target = ED_BINS[int(np.searchsorted(cdf, rng.random(), side="right"))]
+    if target == "0":
+        return with_rules(spec, spoken(spec, words, frozenset()))
+    low, high = BIN_BOUNDS[target]
+    nearest: dict[str, Any] | None = None
+    for draw in rule_draws(rng, spec, words, target):
+        draw["miss"] = max(low - draw["distance"], draw["distance"] - high, 0)
+        if draw["miss"] == 0:
+            return with_rules(spec, draw)
+        if nearest is None or draw["miss"] < nearest["miss"]:
+            nearest = draw
+    return with_rules(spec, nearest)
+
+
+def with_rules(spec: Language, draw: dict[str, Any]) -> dict[str, Any]:
+    """``draw`` with its effective ``rules`` and ``changed_words`` (meaning-word indices), as the manifest
+    records them."""
+    words, active = draw["words"], draw["active"]
+    return draw | {
+        "rules": effective_rules(spec, words, active),
+        "changed_words": spec.changed(words, active),
+    }
 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
@@ -212,6 +300,50 @@ def _map(function: Callable, jobs: Sequence, workers: int, desc: str) -> list:
         return list(bar(pool.map(function, jobs, chunksize=8)))
 
 
+def transcripts(
+    spec: Language, n: int, seed: int = 0, divergence: float = DEFAULT_DIVERGENCE
+) -> list[dict[str, Any]]:
+    """The manifest rows of ``n`` utterances before their audio (no ``duration``): :func:`synthesize`'s text.
+
+    Utterance ``i``'s sentence and speaker come from the generator seeded with
+    ``(seed, language, i + 1)`` exactly as at the default level, whatever the
+    level; away from it the surface is redrawn (:func:`draw_surface`) from a
+    second generator seeded with ``(seed, language, i + 1, DIAL_STREAM)``. So all
+    levels of one seed share sentences, speakers and meaning transcripts, and
+    differ only in surface forms.
+    """
+    weights = bin_weights(divergence)
+    voices = speakers(spec, seed)
+    seen: set[str] = set()
+    rows = []
+    for i in tqdm(range(n), desc=f"{spec.code} text", unit="utt", leave=False, disable=None):
+        rng = np.random.default_rng([seed, LANG_CODES[spec.code], i + 1])
+        utt = draw_utterance(rng, spec, seen)
+        speaker = voices[int(rng.integers(len(voices)))][0]
+        if divergence != DEFAULT_DIVERGENCE:
+            dial = np.random.default_rng([seed, LANG_CODES[spec.code], i + 1, DIAL_STREAM])
+            utt = draw_surface(dial, spec, utt["words"], weights)
+        rows.append(_row(spec, f"{spec.code}-{i:06d}", utt, speaker))
+    return rows
+
+
+def _row(spec: Language, utt_id: str, utt: dict[str, Any], speaker: str) -> dict[str, Any]:
+    """One manifest row (before its duration): transcripts, speaker, the rules that changed the surface."""
+    row = {
+        "id": utt_id,
+        "audio": f"wav/{utt_id}.wav",
+        "surface": utt["surface"],
+        "meaning": utt["meaning"],
+        "language": spec.code,
+        "speaker": speaker,
+        "rules": utt["rules"],
+        "changed_words": utt["changed_words"],
+    }
+    if utt["speech"] != utt["surface"]:
+        row["phonemes"] = utt["speech"]
+    return row
+
+
 def synthesize(
     *,
     lang: str,
@@ -220,47 +352,34 @@ def synthesize(
     seed: int = 0,
     workers: int | None = None,
     test_n: int | None = None,
+    divergence: float = DEFAULT_DIVERGENCE,
 ) -> dict[str, Path]:
     """Write a synthetic L2 corpus of ``n`` utterances to ``out_dir``; the manifest paths by split.
 
     Layout: ``wav/<id>.wav``, ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``,
     ``summary.json``. The same ``seed`` gives identical manifests and
     bitwise-identical audio. ``workers`` defaults to the number of CPUs;
-    ``test_n`` sets the size of the test split (default 10 %).
+    ``test_n`` sets the size of the test split (default 10 %). ``divergence``
+    is the level of the dial (:func:`bin_weights`); the default level 1 is the
+    corpus this function wrote before the dial existed.
     """
     splits = assign_splits(n, seed, test_n)
+    bin_weights(divergence)  # a bad level fails before any output
     spec = language(lang)
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     for stale in (*(out / f"{s}.jsonl" for s in ("train", "valid", "test")), out / "summary.json"):
         stale.unlink(missing_ok=True)
     voices = speakers(spec, seed)
-    seen: set[str] = set()
-    rows, jobs = [], []
-    for i in tqdm(range(n), desc=f"{lang} text", unit="utt", leave=False, disable=None):
-        rng = np.random.default_rng([seed, LANG_CODES[lang], i + 1])
-        utt = draw_utterance(rng, spec, seen)
-        speaker, voice = voices[int(rng.integers(len(voices)))]
-        utt_id = f"{lang}-{i:06d}"
-        rows.append(
-            {
-                "id": utt_id,
-                "audio": f"wav/{utt_id}.wav",
-                "surface": utt["surface"],
-                "meaning": utt["meaning"],
-                "language": lang,
-                "speaker": speaker,
-                "rules": utt["rules"],
-                "changed_words": utt["changed_words"],
-            }
-        )
-        if utt["speech"] != utt["surface"]:
-            rows[-1]["phonemes"] = utt["speech"]
-        jobs.append((utt["surface"], utt["speech"], voice, out / "wav" / f"{utt_id}.wav"))
+    rows = transcripts(spec, n, seed, divergence)
+    by_id = dict(voices)
+    jobs = [
+        (r["surface"], r.get("phonemes", r["surface"]), by_id[r["speaker"]], out / r["audio"]) for r in rows
+    ]
     durations = _map(render, jobs, workers or os.cpu_count() or 1, f"{lang} audio")
     for row, duration in zip(rows, durations):
         row["duration"] = round(duration, 4)
-    return _write_outputs(out, rows, splits, spec, voices, seed)
+    return _write_outputs(out, rows, splits, spec, voices, seed, divergence)
 
 
 def _write_outputs(
@@ -270,12 +389,13 @@ def _write_outputs(
     spec: Language,
     voices: list[tuple[str, espeak.Voice]],
     seed: int,
+    divergence: float,
 ) -> dict[str, Path]:
     """The three manifests, then ``summary.json``; prints the bin table."""
     paths = {}
     for split in ("train", "valid", "test"):
         paths[split] = write_manifest(out / f"{split}.jsonl", [r for r, s in zip(rows, splits) if s == split])
-    summary = summarize(rows, splits, spec, voices, seed)
+    summary = summarize(rows, splits, spec, voices, seed, divergence)
     atomic_write_text(
         out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n", point="synth:summary"
     )
@@ -284,9 +404,14 @@ def _write_outputs(
 
 
 def summarize(
-    rows: list[dict], splits: list[str], spec: Language, voices: list[tuple[str, espeak.Voice]], seed: int
+    rows: list[dict],
+    splits: list[str],
+    spec: Language,
+    voices: list[tuple[str, espeak.Voice]],
+    seed: int,
+    divergence: float,
 ) -> dict[str, Any]:
-    """Counts per edit-distance bin and split, rule usage, oracle CER, durations, speakers."""
+    """Counts per edit-distance bin and split, rules, oracle CER, durations, speakers, the dial's level."""
     bins = {s: Counter() for s in ("train", "valid", "test")}
     distances: dict[str, list[int]] = {b: [] for b in ED_BINS}
     for row, split in zip(rows, splits):
@@ -298,6 +423,7 @@ def summarize(
         "language": spec.code,
         "n": len(rows),
         "seed": seed,
+        "divergence": divergence,
         "bins": {s: {b: bins[s][b] for b in ED_BINS} for s in bins},
         "mean_distance": {b: float(np.mean(d)) if d else None for b, d in distances.items()},
         "oracle_cer": corpus_cer((r["meaning"], r["surface"]) for r in rows),
