@@ -16,15 +16,22 @@ decoding per task. ``out_dir`` receives
   order and the SpecAugment masks are functions of ``(seed, epoch)``);
 - ``best.pt``: the epoch with the lowest validation loss (the weighted sum,
   the quantity training minimises; less noisy than the CER of a small set);
-- ``log.csv``: one row per epoch (:func:`log_columns`).
+- ``log.csv``: one row per epoch (:func:`log_columns`);
+- with ``save_every=E``, ``epoch-0000.pt`` (the initial weights, before any
+  step) and ``epoch-EEEE.pt`` after every E-th epoch (:func:`snapshot_name`):
+  the weights of that epoch in ``best.pt``'s format, without the optimizer,
+  so ``load_checkpoint`` and ``extract`` read them; they trace the model over
+  training.
 
 Crash safety: each file is written atomically (``cka_probe.atomic``), and
 ``last.pt`` is written last in each epoch, so it is the commit: a run killed
 at any moment resumes from the last epoch whose ``last.pt`` was renamed into
-place, trains the lost epoch again and rewrites ``best.pt`` and ``log.csv``
-as an uninterrupted run would have. Rerunning the same command over a folder
-that holds a ``last.pt`` of the same settings resumes it (``overwrite=True``
-starts again); over a finished run it only returns ``best.pt``.
+place, trains the lost epoch again and rewrites ``best.pt``, ``log.csv`` and
+its ``epoch-EEEE.pt`` as an uninterrupted run would have (each is written
+before ``last.pt``; a resumed run keeps the snapshots already written).
+Rerunning the same command over a folder that holds a ``last.pt`` of the same
+settings resumes it (``overwrite=True`` starts again, deleting the
+snapshots too); over a finished run it only returns ``best.pt``.
 
 Determinism: a fixed seed fixes initialisation, data order, SpecAugment and
 dropout; results are bitwise repeatable for the same thread count on CPU.
@@ -63,7 +70,9 @@ from cka_probe.paths import refuse_input_as_output
 from cka_probe.text.cer import char_errors, normalize_text, percent
 
 OUTPUTS = ("best.pt", "last.pt", "log.csv")
-"""The files a training run writes into its output folder."""
+"""The files a training run writes into its output folder (and with ``save_every`` its snapshots)."""
+SNAPSHOTS = "epoch-*.pt"
+"""The names of the snapshots that ``save_every`` keeps (:func:`snapshot_name`)."""
 
 
 def train(
@@ -83,6 +92,7 @@ def train(
     max_minutes: float | None = None,
     device: str = "cpu",
     overwrite: bool = False,
+    save_every: int | None = None,
 ) -> Path:
     """Train an SO (``task`` surface|meaning) or DO model; returns the path of ``best.pt``.
 
@@ -100,16 +110,20 @@ def train(
     config (``epochs`` may be raised to train longer); without it, an existing
     ``last.pt`` is resumed if it was trained with the same config (all but its
     number of epochs), refused otherwise, and ignored with ``overwrite=True``.
+    ``save_every=E`` keeps the weights at epoch 0 and after every E-th epoch
+    (``epoch-EEEE.pt``); it is an output choice, not a setting, so a resumed run
+    may change it.
     """
     out_dir = Path(out_dir)
     tasks = tasks_for(arch, task)
     check_overrides(seed=seed, epochs=epochs, lr=lr)
+    check_count(save_every, "save_every", optional=True)
     device = usable_device(device)
     refuse_inputs_as_outputs(out_dir, train_manifest, valid_manifest, config)
     with output_lock(out_dir):  # one training per folder: two would resume one last.pt
         if overwrite:
-            for name in OUTPUTS:
-                (out_dir / name).unlink(missing_ok=True)
+            for path in (*(out_dir / name for name in OUTPUTS), *out_dir.glob(SNAPSHOTS)):
+                path.unlink(missing_ok=True)
         last = read_checkpoint(out_dir / "last.pt") if resume or (out_dir / "last.pt").is_file() else None
         if last is not None:
             check_resumable(last, arch, tasks, variant, out_dir / "last.pt")
@@ -124,7 +138,7 @@ def train(
         torch.manual_seed(config["train"]["seed"])
         manifests = Path(train_manifest), Path(valid_manifest)
         run = Run.prepare(arch, tasks, config, *manifests, last, device, variant)
-        return run.fit(out_dir, max_minutes)
+        return run.fit(out_dir, max_minutes, save_every)
 
 
 def untrained(
@@ -372,9 +386,15 @@ class Run:
         total = tc["epochs"] * len(self.train_set)
         return warmup_cosine(step, peak=tc["lr"], warmup=min(tc["warmup_steps"], total // 4), total=total)
 
-    def fit(self, out_dir: Path, max_minutes: float | None) -> Path:
-        """Train until ``config.train.epochs`` (or the time budget); returns ``best.pt``."""
+    def fit(self, out_dir: Path, max_minutes: float | None, save_every: int | None = None) -> Path:
+        """Train until ``config.train.epochs`` (or the time budget); returns ``best.pt``.
+
+        ``save_every=E``: ``epoch-0000.pt`` before the first step of a new run,
+        ``epoch-EEEE.pt`` after every E-th epoch.
+        """
         out_dir.mkdir(parents=True, exist_ok=True)
+        if save_every and self.epoch == 0:
+            save_checkpoint(out_dir / snapshot_name(0), **self.weights({}))
         started, first_epoch = time.perf_counter(), self.epoch
         while self.epoch < self.config["train"]["epochs"]:
             epoch_start = time.perf_counter()
@@ -392,7 +412,7 @@ class Run:
             self.log_rows.append(row)
             if max_minutes is not None:
                 self.fit_budget(max_minutes * 60, time.perf_counter() - started, self.epoch - first_epoch)
-            self.save(out_dir, row)
+            self.save(out_dir, row, snapshot=bool(save_every) and self.epoch % save_every == 0)
         if not (out_dir / "best.pt").is_file():
             raise CKAProbeError(
                 f"{out_dir}: no epoch was trained (epochs = {self.config['train']['epochs']})"
@@ -474,9 +494,20 @@ class Run:
             f"cer_{t}": percent(sums[f"errors_{t}"], sums[f"chars_{t}"]) for t in self.model.tasks
         }
 
-    def save(self, out_dir: Path, row: dict[str, Any]) -> None:
-        """``best.pt`` if the validation loss improved, ``log.csv``, then ``last.pt`` (the commit, see the
-        module docstring)."""
+    def weights(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """What :func:`save_checkpoint` needs for a checkpoint of the model as it is now."""
+        return dict(
+            model=self.model,
+            config=self.config,
+            tokenizers=self.tokenizers,
+            cmvn=self.cmvn,
+            epoch=self.epoch,
+            metrics=metrics,
+        )
+
+    def save(self, out_dir: Path, row: dict[str, Any], snapshot: bool = False) -> None:
+        """``best.pt`` if the validation loss improved, ``epoch-EEEE.pt`` if ``snapshot``, ``log.csv``, then
+        ``last.pt`` (the commit, see the module docstring)."""
         improved = row["valid_loss"] < self.best_loss
         self.best_loss = min(self.best_loss, row["valid_loss"])
         state = {
@@ -485,18 +516,18 @@ class Run:
             "log": self.log_rows,
             "rng": torch.get_rng_state(),
         }
-        common = dict(
-            model=self.model,
-            config=self.config,
-            tokenizers=self.tokenizers,
-            cmvn=self.cmvn,
-            epoch=self.epoch,
-            metrics=row,
-        )
+        common = self.weights(row)
         if improved:
             save_checkpoint(out_dir / "best.pt", **common)
+        if snapshot:
+            save_checkpoint(out_dir / snapshot_name(self.epoch), **common)
         write_log(out_dir / "log.csv", self.log_rows, log_columns(self.model.tasks, aux_names(self.model)))
         save_checkpoint(out_dir / "last.pt", **common, optimizer=self.optimizer, extra={"train_state": state})
+
+
+def snapshot_name(epoch: int) -> str:
+    """``epoch-0005.pt``: the file a ``save_every`` run keeps for ``epoch`` (zero-padded, so names sort)."""
+    return f"epoch-{epoch:04d}.pt"
 
 
 def vocabularies_and_cmvn(

@@ -71,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="wall-time budget: the epochs are cut to what fits after the first one",
     )
+    parser.add_argument(
+        "--save-every",
+        type=positive_int,
+        default=None,
+        metavar="E",
+        help="also keep OUT/epoch-0000.pt (the initial weights) and OUT/epoch-EEEE.pt after every E-th epoch",
+    )
     parser.add_argument("--device", type=torch_device, default="cpu", help="torch device (default cpu)")
     parser.add_argument(
         "--threads", type=integer(1, 1024), default=None, help="torch CPU threads (default: torch's choice)"
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         device=args.device,
         overwrite=args.overwrite,
+        save_every=args.save_every,
     )
     print(f"best checkpoint: {best}")
     return 0
