@@ -145,7 +145,12 @@ def test_wav2vec2_receptive_field_is_the_samples_that_move_a_cnn_frame(adapters)
 
 
 def test_a_wav2vec2_store_whose_config_changed_cannot_map_times(adapters, tmp_path):
+    """A store that records its CNN maps times by it; one that does not (written before it did) reads the
+    folder's config.json, refused when it is not the one extracted with."""
     attrs = adapters["wav2vec2"].attrs()
+    recorded = store_grid(attrs, "s.h5")
+    attrs = {k: v for k, v in attrs.items() if k not in ("conv_kernel", "conv_stride")}
+    assert store_grid(attrs, "s.h5") == recorded
     folder = Path(attrs["hf_folder"])
     config = json.loads((folder / "config.json").read_text())
     attrs["hf_folder"] = str(tmp_path)

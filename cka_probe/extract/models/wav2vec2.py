@@ -155,4 +155,6 @@ class Wav2Vec2Adapter(HFAdapter):
             "tasks": [],
             "padding": "attention mask" if self.padded else "equal-length buckets (group norm)",
             "preprocessor": plain_settings(self.features),
+            "conv_kernel": list(self.hf_config.conv_kernel),
+            "conv_stride": list(self.hf_config.conv_stride),
         }
