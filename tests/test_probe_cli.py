@@ -97,6 +97,7 @@ def test_probe_writes_a_table_of_each_layer_with_its_sidecar(tmp_path, capsys):
     assert planted["surface_selectivity_lo"] > 0.5 and planted["n_surface_selectivity"] > 50
     info = json.loads((tmp_path / "probe.csv.json").read_text())
     assert info["words"] == "divergent" and info["n_splits"] == 3 and "scikit-learn" in info["versions"]
+    assert info["spans"] == f"{store}.words.jsonl" and info["n_groups"] == 30  # 30 sentences said twice
     assert len(info["regularisers"]["encoder.layers.0"]["ridge_alpha"]) == 3
     assert "wrote" in capsys.readouterr().out
 

@@ -194,14 +194,20 @@ def select_layers(available: Sequence[str], patterns: Sequence[str] | None, wher
     return [layer for layer in available if any(fnmatch.fnmatchcase(layer, p) for p in patterns)]
 
 
-def _manifest_rows(store: ActivationStore, manifest: str | Path | None) -> dict[str, dict]:
-    from cka_probe.data.manifest import read_manifest
-
+def _manifest_path(store: ActivationStore, manifest: str | Path | None) -> Path:
+    """``manifest``, else the one the store records; an error if neither."""
     manifest = manifest or store.attrs.get("manifest")
     if not manifest:
         raise CKAProbeError(
             f"{store.path} records no manifest; give the manifest (--data) for the meaning words"
         )
+    return Path(manifest)
+
+
+def _manifest_rows(manifest: Path) -> dict[str, dict]:
+    """The manifest's rows by id (transcripts needed, audio not)."""
+    from cka_probe.data.manifest import read_manifest
+
     rows = read_manifest(manifest, check_audio=False, require=("surface", "meaning"))
     return {row["id"]: row for row in rows}
 
@@ -230,9 +236,10 @@ def probe_outcomes(
                 f"{store.path} has no stream {stream!r} (streams: {', '.join(store.streams())})"
             )
         chosen = select_layers(store.layers(stream), layers, f"{store.path} {stream}")
-        records = read_word_spans(spans or sidecar_path(store.path))
+        spans, manifest = Path(spans or sidecar_path(store.path)), _manifest_path(store, manifest)
+        records = read_word_spans(spans)
         ids = store.ids
-        table = word_table(records, ids, _manifest_rows(store, manifest))
+        table = word_table(records, ids, _manifest_rows(manifest))
         check_frames(store, stream, ids, records)
         plan = plan_probes(table, words=words, seed=seed, n_splits=n_splits, min_groups=min_groups)
         means = (
@@ -240,9 +247,10 @@ def probe_outcomes(
             for layer in tqdm(chosen, desc="probe layers", unit="layer", leave=False, disable=None)
         )
         probes, info = probe_layers(means, plan)
-        return StoreProbe(
-            str(store.path), stream, probes, _info(plan, info, words, seed, n_splits, min_groups)
+        info = {"spans": str(spans), "manifest": str(manifest)} | _info(
+            plan, info, words, seed, n_splits, min_groups
         )
+        return StoreProbe(str(store.path), stream, probes, info)
 
 
 def _info(plan: Plan, regularisers: dict, words: str, seed: int, n_splits: int, min_groups: int) -> dict:
@@ -296,8 +304,6 @@ def probe_store(
     out.attrs = {
         "store": result.store,
         "stream": stream,
-        "spans": str(spans) if spans else None,
-        "manifest": str(manifest) if manifest else None,
         "n_boot": n_boot,
         **result.info,
         "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "pandas": pd.__version__},
