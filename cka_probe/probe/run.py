@@ -49,7 +49,8 @@ TASKS = ("surface", "meaning")
 
 @dataclass(frozen=True)
 class Task:
-    """One decoding task: its words ``rows (n,)``, labels, control labels and folds over the rows."""
+    """One decoding task: its words ``rows (n,)``, labels and control labels ``(n,)``, and folds of positions
+    within ``rows``."""
 
     rows: np.ndarray
     labels: np.ndarray
@@ -87,7 +88,7 @@ def _task(
     if len(np.unique(labels[rows].astype(str))) < 2:
         return None
     ours = labels[rows].astype(str)
-    return Task(rows, ours, control_labels(ours, seed), _subset_folds(rows, groups, n_splits, seed))
+    return Task(rows, ours, control_labels(ours, seed), grouped_folds(groups[rows], n_splits, seed))
 
 
 def plan_probes(
@@ -153,10 +154,9 @@ def probe_layer(x: np.ndarray, plan: Plan) -> tuple[dict[str, Outcome], dict]:
             correct = control = empty.astype(np.float64)
             rows = empty
         else:
-            decoded = held_out_accuracy(x[task.rows], task.labels, plan.groups[task.rows], _local(task))
-            control = held_out_accuracy(
-                x[task.rows], task.control, plan.groups[task.rows], _local(task)
-            ).correct
+            x_task, groups = x[task.rows], plan.groups[task.rows]
+            decoded = held_out_accuracy(x_task, task.labels, groups, task.folds)
+            control = held_out_accuracy(x_task, task.control, groups, task.folds).correct
             correct, rows = decoded.correct, task.rows
             info[f"{name}_C"] = decoded.cs
         probes |= {
@@ -165,12 +165,6 @@ def probe_layer(x: np.ndarray, plan: Plan) -> tuple[dict[str, Outcome], dict]:
             f"{name}_selectivity": _outcome(plan, rows, correct - control),
         }
     return probes, info
-
-
-def _local(task: Task) -> list[Split]:
-    """The task's folds as positions within its rows."""
-    where = {row: i for i, row in enumerate(task.rows)}
-    return [(np.array([where[r] for r in tr]), np.array([where[r] for r in te])) for tr, te in task.folds]
 
 
 def probe_layers(
