@@ -282,8 +282,7 @@ def _resampled(
     through :func:`~cka_probe.measures.gram_resample.bootstrap_grids` and
     :func:`~cka_probe.measures.gram_resample.permuted_grids` together (their Grams and products in
     ``dtype``), so that each side's Grams and terms are computed once and shared by every pair of the
-    batch using it;
-    any other measure is recomputed per pair."""
+    batch using it; any other measure is recomputed per pair."""
     if stats.resampling is not GRAM_SPACE:
         return [stats.bootstrap(a, b, boots) for a, b in pairs], [
             stats.permuted(a, b, perms) for a, b in pairs
@@ -296,7 +295,11 @@ def _resampled(
 
 
 def _batched(
-    compared: list[tuple[Comparison, list]], boots: list, perms: list, stats: ResampledMeasure, dtype
+    compared: list[tuple[Comparison, list]],
+    boots: list,
+    perms: list,
+    stats: ResampledMeasure,
+    dtype: torch.dtype,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(bootstrap, permutation) grids of every pair of ``compared``, in order, computed one batch at a time:
     the k-th pair of every comparison of one part (encoder or decoder), so that only one seed
