@@ -42,19 +42,26 @@ def preference(seed: int, planted: float | None, **options) -> tuple[float, floa
     return outcome.estimate, float(low), float(high)
 
 
-@pytest.mark.parametrize("in_vocabulary", [True, False])
-def test_planted_surface_meaning_and_mixture_are_recovered(in_vocabulary):
-    surface, _, _ = preference(0, 1.0, in_vocabulary=in_vocabulary)
-    meaning, _, _ = preference(0, 0.0, in_vocabulary=in_vocabulary)
-    mixed, low, high = preference(0, 0.5, in_vocabulary=in_vocabulary)
-    assert surface > 0.9 and meaning < 0.05
+def test_planted_surface_meaning_and_mixture_are_recovered():
+    surface, _, _ = preference(0, 1.0, in_vocabulary=True)
+    meaning, _, _ = preference(0, 0.0, in_vocabulary=True)
+    mixed, low, high = preference(0, 0.5, in_vocabulary=True)
+    assert surface > 0.95 and meaning < 0.05
     assert meaning < low <= 0.5 <= high < surface and 0.35 < mixed < 0.65
 
 
-@pytest.mark.slow
+def test_surface_words_no_identical_word_spells_keep_the_order_but_pull_toward_meaning():
+    # docs/probes.md: part of such a form is out of the map's reach (0.89 on average for planted 1)
+    surface, low, _ = preference(1, 1.0)
+    mixed, _, _ = preference(1, 0.5)
+    meaning, _, _ = preference(1, 0.0)
+    assert meaning < 0.05 < mixed < low and 0.75 < surface < 1
+
+
 def test_intervals_cover_the_planted_preference_in_a_small_simulation():
     planted = 0.3
-    covered = [low <= planted <= high for low, high in (preference(s, planted)[1:] for s in range(100, 110))]
+    intervals = (preference(s, planted, in_vocabulary=True)[1:] for s in range(100, 110))
+    covered = [low <= planted <= high for low, high in intervals]
     assert sum(covered) >= 8  # 95 % intervals: 8 or more of 10 with probability 0.99
 
 
