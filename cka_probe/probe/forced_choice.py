@@ -21,8 +21,8 @@ said correctly: compared in the full form space, the surface candidate would
 lose the norm of its unreachable part and every layer would lean toward
 meaning. In simulation (``cka_probe.probe.simulate``) a representation of the
 surface form alone still scores below 1 where surface words are out of that
-vocabulary (0.92–0.95; ``docs/probes.md``): the unreachable part of its
-representation is mapped to noise.
+vocabulary (0.89 on average; ``docs/probes.md``): the unreachable part of
+its representation is mapped to noise.
 
 and the layer's surface preference is the mean of c_w over the held-out
 words, in [0, 1]: 1 when the layer encodes what was said, 0 when it encodes
