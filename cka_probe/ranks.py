@@ -8,11 +8,15 @@ process is rank 0 of 1 and nothing here starts a process group.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+Item = TypeVar("Item")
 
 
 def world() -> tuple[int, int]:
@@ -52,3 +56,22 @@ def process_group(backend: str = "gloo") -> Iterator[None]:
 def backend(device: torch.device | str | None) -> str:
     """The ``torch.distributed`` backend for tensors on ``device``: ``nccl`` for CUDA, else ``gloo``."""
     return "nccl" if device is not None and torch.device(device).type == "cuda" else "gloo"
+
+
+def split_over_ranks(
+    items: Sequence[Item], compute: Callable[[Sequence[Item]], list[np.ndarray]]
+) -> list[np.ndarray]:
+    """``compute(items)``, each of whose outputs is an array with one row per item ``(len(items), ...)``,
+    with the items split over the ``torchrun`` ranks: each rank computes its contiguous block
+    (:func:`shard_bounds`) and every rank gets the blocks of all, concatenated in rank order, so that the
+    result is the one-process result (row i is computed from item i alone either way). With one rank, or
+    fewer items than ranks, every rank computes all of them.
+    """
+    rank, size = world()
+    if size == 1 or len(items) < size:
+        return compute(items)
+    start, stop = shard_bounds(len(items), rank, size)
+    with process_group():
+        blocks: list = [None] * size
+        dist.all_gather_object(blocks, compute(items[start:stop]))
+    return [np.concatenate([block[k] for block in blocks]) for k in range(len(blocks[0]))]

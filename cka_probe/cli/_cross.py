@@ -59,9 +59,12 @@ def add_cross_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cross(args: argparse.Namespace) -> int:
+    """The tables; under ``torchrun`` every rank computes its block of the resamples and rank 0 alone writes
+    and reports."""
+    from cka_probe.ranks import process_group, world
     from cka_probe.study.tables import write_tables
 
-    with warnings_on_stderr("compare"):
+    with process_group(), warnings_on_stderr("compare"):
         written = write_tables(
             args.cross_task,
             args.cer,
@@ -73,6 +76,7 @@ def run_cross(args: argparse.Namespace) -> int:
             cross_lang=args.cross_lang or None,
             measure=args.measure,
             allow_different_manifests=args.allow_different_manifests,
+            progress=world()[0] == 0,
         )
     for path in written.values():
         print(f"wrote {path}")

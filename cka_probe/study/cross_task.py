@@ -66,6 +66,7 @@ from cka_probe.inference.resampling import bootstrap_draws, keyed_rng, permutati
 from cka_probe.inference.seeds import pooled_draws
 from cka_probe.measures import gram_resample
 from cka_probe.measures.registry import GRAM_SPACE, Layers
+from cka_probe.ranks import split_over_ranks
 from cka_probe.study.load import load_representations
 from cka_probe.study.roles import FLOOR, ROLE_STREAMS, ROLES, is_variant
 from cka_probe.study.schema import CEILING, COLUMNS, FLOOR_NAME, POOLED, VALUE
@@ -282,16 +283,16 @@ def _resampled(
     through :func:`~cka_probe.measures.gram_resample.bootstrap_grids` and
     :func:`~cka_probe.measures.gram_resample.permuted_grids` together (their Grams and products in
     ``dtype``), so that each side's Grams and terms are computed once and shared by every pair of the
-    batch using it; any other measure is recomputed per pair."""
+    batch using it; any other measure is recomputed per pair. Under ``torchrun`` each rank computes its
+    block of the resamples and every rank gets all of them (:func:`~cka_probe.ranks.split_over_ranks`)."""
     if stats.resampling is not GRAM_SPACE:
-        return [stats.bootstrap(a, b, boots) for a, b in pairs], [
-            stats.permuted(a, b, perms) for a, b in pairs
-        ]
-    held = gram_resample.held_grams(pairs, dtype)
-    return (
-        gram_resample.bootstrap_grids(pairs, boots, dtype=dtype, held=held, **stats.options),
-        gram_resample.permuted_grids(pairs, perms, dtype=dtype, held=held, **stats.options),
-    )
+        boot = lambda block: [stats.bootstrap(a, b, block) for a, b in pairs]
+        perm = lambda block: [stats.permuted(a, b, block) for a, b in pairs]
+    else:
+        options = {"dtype": dtype, "held": gram_resample.held_grams(pairs, dtype), **stats.options}
+        boot = lambda block: gram_resample.bootstrap_grids(pairs, block, **options)
+        perm = lambda block: gram_resample.permuted_grids(pairs, block, **options)
+    return split_over_ranks(boots, boot), split_over_ranks(perms, perm)
 
 
 def _batched(

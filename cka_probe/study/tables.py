@@ -29,6 +29,7 @@ import pandas as pd
 from cka_probe.atomic import atomic_write_text
 from cka_probe.compare.provenance import manifest_record
 from cka_probe.paths import refuse_input_as_output
+from cka_probe.ranks import world
 from cka_probe.store import ActivationStore
 from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.study.cross_lang import language_differences
@@ -106,6 +107,8 @@ def write_tables(
     ``word_level`` adds the word-level ones (the stores need a word-span sidecar).
     ``allow_different_manifests`` compares stores whose provenance does not show that their shared ids
     name the same utterances (:mod:`cka_probe.compare.provenance`), and writes ``manifests.json``.
+    Under ``torchrun`` the ranks split the cross-task resamples and rank 0 alone writes (the others return
+    no paths).
     """
     out = Path(out_dir)
     refuse_inputs_as_tables(out, stores, cer_csvs)
@@ -148,6 +151,8 @@ def write_tables(
             seed=seed,
             allow_different_manifests=allow_different_manifests,
         )
+    if world()[0] != 0:  # under torchrun, rank 0 alone writes
+        return {}
     out.mkdir(parents=True, exist_ok=True)
     written = {name: write_csv(table, out / f"{name}.csv") for name, table in tables.items()}
     if "cer" in tables:
