@@ -4,10 +4,12 @@
 anything, with every file it reads (models, manifests, stores, tables): an
 ``--out`` that resolves to one of them (through ``..``, symbolic links or a
 hard link) is a one-line error, so a slip of the shell never destroys an input.
+:func:`file_sha256` is the content digest provenance records for each input file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,3 +38,12 @@ def refuse_input_as_output(
         source = Path(given)
         if _same_file(out, source):
             raise CKAProbeError(f"{option} {out} is an input of this command ({source}); choose another path")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

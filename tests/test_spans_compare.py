@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from cka_probe.cli import main
+from cka_probe.compare.span_sources import spans_for_store
 from cka_probe.compare.stores import compare_stores
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.asr import extract_checkpoint
 from cka_probe.extract.models import extract_model
 from cka_probe.extract.word_spans import read_word_spans, sidecar_path
-from cka_probe.spans import spans_for_store
 from cka_probe.store import ActivationStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from cka_probe.compare.span_sources import read_spans
 from cka_probe.errors import CKAProbeError
 from cka_probe.extract.word_spans import read_word_spans
-from cka_probe.spans import read_spans
 
 HEADER = 14
 """Lines of a one-tier long-format TextGrid before its first interval (see :func:`textgrid`)."""

@@ -227,7 +227,7 @@ def compare_stores(
         if pool == "mean":
             check_enough_utterances(sa, sb, ids)
         if pool == "words":
-            from cka_probe.spans import read_spans
+            from cka_probe.compare.span_sources import read_spans
 
             if measure != "cka":
                 raise CKAProbeError(f"pool=words supports measure cka only, not {measure}")

@@ -5,7 +5,7 @@ Each surface word of the word spans (the CTC sidecar,
 JSON Lines file of times: :mod:`cka_probe.spans`) becomes one sample: the mean
 of its encoder frames in every layer (:mod:`cka_probe.compare.word_pooling`;
 Pasad et al. 2023), in both stores, so that n = words. Each store takes the
-words' frames by its own frame arithmetic (:func:`cka_probe.spans.frame_records`;
+words' frames by its own frame arithmetic (:func:`cka_probe.compare.span_sources.frame_records`;
 spans of frames alone, from a sidecar written before the times, are used as
 they are), so a Whisper or wav2vec2 store pools by the words the bundled
 SSO's CTC aligner found in the same audio. ``words`` selects them:
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cka_probe.compare.span_sources import frame_records
 from cka_probe.compare.word_pooling import pool_words
 from cka_probe.errors import CKAProbeError
 from cka_probe.measures import cka_matrix
-from cka_probe.spans.sources import frame_records
 from cka_probe.store import ActivationStore
 
 WORD_SETS = ("divergent", "identical", "all")

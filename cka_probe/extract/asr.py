@@ -11,7 +11,6 @@ from torch import nn
 
 from cka_probe.extract.models import extract_model, hookable_layers
 from cka_probe.extract.models import layer_streams as _layer_streams
-from cka_probe.extract.models.base import file_sha256
 from cka_probe.extract.models.bundled import (
     ENCODER_LAYERS,
     default_layers,
@@ -19,6 +18,7 @@ from cka_probe.extract.models.bundled import (
     streams_of,
     teacher_forced,
 )
+from cka_probe.paths import file_sha256
 
 __all__ = [
     "ENCODER_LAYERS",

@@ -12,19 +12,14 @@ sidecar's format. Each store maps the times to its own encoder frames
 and wav2vec2-family stores of the same audio by word (Pasad et al. 2023 pool
 a word's frames the same way).
 
-Python API:
-
-- ``read_spans(source, manifest) -> {utterance id: record}``;
-- ``frame_records(store, records, ids, stream) -> {utterance id: record}``:
-  the records in the frames of one store (``start``, ``end``, ``n_frames``),
-  what :func:`cka_probe.compare.words.selected_spans`,
-  :func:`~cka_probe.compare.words.check_frames` and
-  :func:`~cka_probe.compare.words.word_means` take;
-- ``spans_for_store(store, source) -> {utterance id: [(start_frame, end_frame, word)]}``;
-- ``store_grid(store.attrs)``: a store's :class:`~cka_probe.spans.frames.FrameGrid`.
+This package reads the sources and knows each model family's frames; reading
+any source as records and mapping them to one store's frames
+(``read_spans``, ``frame_records``, ``spans_for_store``) is
+:mod:`cka_probe.compare.span_sources`, above the sidecar's reader in
+``extract``. ``store_grid(store.attrs)`` gives a store's
+:class:`~cka_probe.spans.frames.FrameGrid`.
 """
 
 from cka_probe.spans.frames import FrameGrid, store_grid
-from cka_probe.spans.sources import frame_records, read_spans, spans_for_store
 
-__all__ = ["FrameGrid", "frame_records", "read_spans", "spans_for_store", "store_grid"]
+__all__ = ["FrameGrid", "store_grid"]

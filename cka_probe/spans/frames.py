@@ -117,7 +117,7 @@ def wav2vec2_convs(attrs: dict[str, Any], path: Path) -> tuple[tuple[int, int], 
     them, else the model folder's ``config.json`` when its sha256 is still the one the store recorded."""
     config = attrs
     if "conv_kernel" not in attrs:
-        from cka_probe.extract.models.base import file_sha256
+        from cka_probe.paths import file_sha256
 
         file = Path(attrs.get("hf_folder", "")) / "config.json"
         if not file.is_file() or file_sha256(file) != attrs.get("config_sha256"):

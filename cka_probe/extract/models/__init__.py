@@ -18,10 +18,10 @@ from cka_probe.errors import CKAProbeError
 from cka_probe.extract.activations import ModelOutputError, extract_activations
 from cka_probe.extract.distributed import rank_device, run_sharded, world
 from cka_probe.extract.hooks import select_modules
-from cka_probe.extract.models.base import Adapter, file_sha256
+from cka_probe.extract.models.base import Adapter
 from cka_probe.extract.models.padding import check_padding
 from cka_probe.extract.models.resolve import resolve
-from cka_probe.paths import refuse_input_as_output
+from cka_probe.paths import file_sha256, refuse_input_as_output
 
 __all__ = ["Adapter", "resolve", "extract_model", "hookable_layers", "layer_streams"]
 

@@ -29,9 +29,7 @@ Everything else (hooks, the store, resume, torchrun, progress) is the generic
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,14 +37,6 @@ from torch import nn
 from cka_probe.extract.hooks import first_tensor
 
 Batch = dict
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def in_order(rows: Sequence[dict], batch_size: int) -> Iterator[list[dict]]:

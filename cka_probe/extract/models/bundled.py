@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.models.base import Adapter, Batch, file_sha256, in_order
+from cka_probe.extract.models.base import Adapter, Batch, in_order
+from cka_probe.paths import file_sha256
 
 ENCODER_LAYERS = ("encoder.embed", "encoder.layers.*")
 

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.models.base import Adapter, file_sha256
+from cka_probe.extract.models.base import Adapter
+from cka_probe.paths import file_sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 READ_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError, EOFError)

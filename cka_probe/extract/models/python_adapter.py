@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from cka_probe.errors import CKAProbeError
-from cka_probe.extract.models.base import Adapter, Batch, file_sha256
+from cka_probe.extract.models.base import Adapter, Batch
+from cka_probe.paths import file_sha256
 
 SPEC = re.compile(r"(?P<file>.+\.py):(?P<function>[A-Za-z_]\w*)\Z")
 DUTIES = ("build", "default_layers", "batches", "forward")
