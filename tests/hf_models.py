@@ -120,6 +120,19 @@ def whisper_task_folder(folder: Path, tokens: tuple[str, ...] = ("<|surface|>", 
     return folder
 
 
+def with_generation_prompt(folder: Path) -> Path:
+    """The Whisper ``folder`` with the generation config a released Whisper has for its prompt."""
+    from transformers import GenerationConfig, WhisperTokenizer
+
+    vocab = WhisperTokenizer.from_pretrained(folder).get_vocab()
+    generation = GenerationConfig.from_pretrained(folder)
+    generation.task_to_id = {"transcribe": vocab["<|transcribe|>"], "translate": vocab["<|translate|>"]}
+    generation.no_timestamps_token_id = vocab["<|notimestamps|>"]
+    generation.eos_token_id = generation.pad_token_id = vocab["<|endoftext|>"]
+    generation.save_pretrained(folder)
+    return folder
+
+
 def wav2vec2_folder(
     folder: Path,
     *,

@@ -28,7 +28,13 @@ from cka_probe.cli import main  # noqa: E402
 from cka_probe.extract.models.transcribe import CannotTranscribe, evaluate_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_models import noise_corpus, wav2vec2_folder, whisper_folder, whisper_task_folder  # noqa: E402
+from hf_models import (  # noqa: E402
+    noise_corpus,
+    wav2vec2_folder,
+    whisper_folder,
+    whisper_task_folder,
+    with_generation_prompt,
+)
 
 torch.set_num_threads(1)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "wenet_style_adapter.py"
@@ -75,19 +81,6 @@ def assert_scored(table: pd.DataFrame, manifest: Path, hyps: dict[str, str], tas
 def whisper_with_prompt_tokens(folder: Path) -> Path:
     """:func:`whisper_folder` with the generation config a released Whisper has for its prompt."""
     return with_generation_prompt(whisper_folder(folder))
-
-
-def with_generation_prompt(folder: Path) -> Path:
-    """The Whisper ``folder`` with the generation config a released Whisper has for its prompt."""
-    from transformers import GenerationConfig, WhisperTokenizer
-
-    vocab = WhisperTokenizer.from_pretrained(folder).get_vocab()
-    generation = GenerationConfig.from_pretrained(folder)
-    generation.task_to_id = {"transcribe": vocab["<|transcribe|>"], "translate": vocab["<|translate|>"]}
-    generation.no_timestamps_token_id = vocab["<|notimestamps|>"]
-    generation.eos_token_id = generation.pad_token_id = vocab["<|endoftext|>"]
-    generation.save_pretrained(folder)
-    return folder
 
 
 def ctc_folder(folder: Path, norm: str) -> Path:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile
 import torch
@@ -23,7 +24,14 @@ from cka_probe.extract.models import extract_model  # noqa: E402
 from cka_probe.store import ActivationStore  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_models import SECONDS, TEXTS, noise_corpus, wav2vec2_folder, whisper_folder  # noqa: E402
+from hf_models import (  # noqa: E402
+    SECONDS,
+    TEXTS,
+    noise_corpus,
+    wav2vec2_folder,
+    whisper_folder,
+    with_generation_prompt,
+)
 
 torch.set_num_threads(1)
 
@@ -268,14 +276,15 @@ def test_layers_prints_the_model_own_names(whisper, capsys):
 
 
 def test_reproduce_runs_the_study_on_three_brought_whisper_models(tmp_path):
-    """Three Whisper "fine-tunes" (random seeds) as SSO, MSO and DO: extraction with roles, tables, report."""
+    """Three Whisper "fine-tunes" (random seeds) as SSO, MSO and DO: evaluation on each role's tasks (so the
+    CER tables tell SO from DO), extraction with roles, tables, report."""
     from cka_probe.pipeline import reproduce
 
     data = tmp_path / "data"
     manifest = noise_corpus(data, SECONDS * 2, texts=TEXTS * 2)
     manifest.rename(data / "test.jsonl")
     models = {
-        ("en", role): str(whisper_folder(tmp_path / role, seed=k))
+        ("en", role): str(with_generation_prompt(whisper_folder(tmp_path / role, seed=k)))
         for k, role in enumerate(("sso", "mso", "do"))
     }
     report = reproduce(["en"], "tiny", tmp_path / "run", data={"en": data}, models=models, jobs=1)
@@ -285,6 +294,11 @@ def test_reproduce_runs_the_study_on_three_brought_whisper_models(tmp_path):
         assert store.attrs["role"] == "mso" and store.attrs["adapter"] == "whisper"
     table = (tmp_path / "run" / "tables" / "cross_task.csv").read_text()
     assert "model.encoder.layers.1" in table and "model.decoder.layers.1" in table
+    cer = pd.read_csv(tmp_path / "run" / "tables" / "cer.csv")  # SSO and MSO are SO, DO is DO
+    assert set(cer["task"]) == {"surface", "meaning"} and cer[["so_cer", "do_cer"]].notna().all(axis=None)
+    text = report.read_text()
+    assert "## Recognition: single-output (SO) vs dual-output (DO)" in text
+    assert "train longer" not in text  # nothing was trained: advice in terms of what was brought
 
 
 def test_bare_whisper_model_and_audio_longer_than_the_window(tmp_path):

@@ -254,16 +254,20 @@ def evaluate_brought_action(
     manifest: Path,
     name: str,
     device: str,
+    tasks: Sequence[str] = ("surface", "meaning"),
     prompts: dict[str, str] | None = None,
 ) -> None:
     """``<name>.json``, the record of a brought model's CER, beside ``<name>.csv`` and its summary when the
-    model transcribes (each task after its prompt with ``prompts``); for one that cannot, the record says why
+    model transcribes: scored on its role's ``tasks`` (an SO model on its one task, so that the CER tables
+    tell it from DO; each task after its prompt with ``prompts``); for one that cannot, the record says why
     and a line says the study goes on without it."""
     from cka_probe.extract.models.transcribe import CannotTranscribe, evaluate_model
 
     record: dict[str, Any] = {"model": model, "cer": f"{name}.csv"}
     try:
-        evaluate_model(model, manifest, partial / f"{name}.csv", device=device, prompts=prompts)
+        evaluate_model(
+            model, manifest, partial / f"{name}.csv", tasks=list(tasks), device=device, prompts=prompts
+        )
     except CannotTranscribe as err:
         print(f"{model} cannot transcribe: {err}; the study goes on without its CER", flush=True)
         record |= {"cer": None, "why": str(err)}
@@ -432,6 +436,12 @@ def trainings(seeds: int, ceiling: bool, variants: Sequence[str] = ()) -> list[t
 def _training_length(scale: Scale) -> dict[str, Any]:
     """The options of a training that ``scale`` sets (not its resampling counts: those are the tables')."""
     return {"config": scale.config, "epochs": scale.epochs, "max_minutes": scale.train_minutes}
+
+
+def role_tasks(role: str) -> tuple[str, ...]:
+    """The tasks a model of ``role`` is scored on: an SO model's one task, both for DO."""
+    task = MODELS[role][1]
+    return (task,) if task else ("surface", "meaning")
 
 
 def model_file(model: str) -> Path:
@@ -630,7 +640,7 @@ def _brought_stages(
             f"evaluate {model.lang} {model.name}",
             run_dir / "cer" / model.lang / f"{model.name}.json",
             evaluate_brought_action,
-            common | {"model": model.model},
+            common | {"model": model.model, "tasks": role_tasks(model.role)},
             parallel="score",
             inputs=inputs,
         ),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Item, Items, Paragraph, Section, Table
+from cka_probe.study.report.brought import brought_roles
 from cka_probe.study.report.reading import agree, per_seed, read
 from cka_probe.study.report.wording import interval
 from cka_probe.text.cer import ED_BINS
@@ -73,13 +74,15 @@ def _change(row) -> str:
     return "MTL made it **worse**" if row.ci_low > 0 else "MTL made it **better**"
 
 
-def _caution(row) -> str:
+def _caution(row, brought: bool) -> str:
+    """The warning for undertrained models, with the remedy that applies: train longer, or (models the user
+    brought) models that transcribe this data."""
     if not undertrained(row.so_cer, row.do_cer, row.oracle_cer):
         return ""
+    remedy = "bring models that transcribe this data" if brought else "train longer"
     return (
         f" **Caution:** both models' CER exceeds the oracle CER ({row.oracle_cer:.1f} %): they do not yet "
-        "separate the two transcripts, so this difference says nothing about multi-task learning "
-        "(train longer)."
+        f"separate the two transcripts, so this difference says nothing about multi-task learning ({remedy})."
     )
 
 
@@ -96,7 +99,8 @@ def cer_section(tables: Path) -> list[Block]:
             Item(
                 f"{r.language} {r.task} (n = {r.n}, {count} seed{'s' * (count > 1)}): SO {r.so_cer:.2f} % "
                 f"→ DO {r.do_cer:.2f} %, DO − SO = {interval(r.gap, r.ci_low, r.ci_high)} points"
-                f"{seed_values(tables, r)}: {_change(r)} (oracle {r.oracle_cer:.1f} %).{_caution(r)}"
+                f"{seed_values(tables, r)}: {_change(r)} (oracle {r.oracle_cer:.1f} %)."
+                f"{_caution(r, bool(brought_roles(tables, r.language)))}"
             )
         )
     table = Table.from_markdown((tables / "cer.md").read_text())
