@@ -20,7 +20,7 @@ from torch import nn
 
 from cka_probe.asr import CharTokenizer, build_model, load_config, save_checkpoint
 from cka_probe.asr.cmvn import GlobalCMVN
-from cka_probe.asr.train import train
+from cka_probe.asr.train import Run, train
 from cka_probe.extract import LayerCapture
 from cka_probe.store import StoreWriter, partial_path
 
@@ -585,3 +585,15 @@ def word_manifest(folder: Path, *, changed: bool = False) -> tuple[Path, list[di
     manifest = folder / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest, rows
+
+
+def interrupt_in_epoch(epoch: int, monkeypatch) -> None:
+    """Make training stop with Ctrl-C at the start of ``epoch``."""
+    original = Run.train_epoch
+
+    def train_epoch(self):
+        if self.epoch == epoch:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Run, "train_epoch", train_epoch)

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from helpers import SPEECH_UTTERANCES, read_log, small_config, train_small
+from helpers import SPEECH_UTTERANCES, interrupt_in_epoch, read_log, small_config, train_small
 
 from cka_probe.asr.evaluate import evaluate, score, summary_path_for
 from cka_probe.asr.schedule import warmup_cosine
@@ -51,18 +51,6 @@ def test_so_model_memorises_four_utterances(so_run, speech_corpus):
 def test_do_model_memorises_four_utterances(speech_corpus, tmp_path):
     train_small(speech_corpus, arch="do", out_dir=tmp_path)
     assert_overfits(tmp_path, speech_corpus["train"], ("surface", "meaning"))
-
-
-def interrupt_in_epoch(epoch, monkeypatch):
-    """Make training stop with Ctrl-C at the start of ``epoch``."""
-    original = Run.train_epoch
-
-    def train_epoch(self):
-        if self.epoch == epoch:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Run, "train_epoch", train_epoch)
 
 
 def test_resume_continues_bitwise(speech_corpus, tmp_path, monkeypatch):

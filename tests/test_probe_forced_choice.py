@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from cka_probe.inference.intervals import percentile_interval
-from cka_probe.probe.forced_choice import ALPHAS, forced_choice
+from cka_probe.probe.forced_choice import ALPHAS
 from cka_probe.probe.intervals import Outcome, grouped_draws
 from cka_probe.probe.run import plan_probes
 from cka_probe.probe.simulate import planted_words
@@ -28,15 +28,7 @@ def preference(seed: int, planted: float | None, **options) -> tuple[float, floa
     """The forced choice's surface preference of planted words, with its 95 % grouped bootstrap interval."""
     table, x = planted_words(seed, planted, **options)
     plan = plan_probes(table, seed=seed, n_splits=3)
-    choice = forced_choice(
-        x,
-        plan.surface_forms,
-        plan.meaning_forms,
-        plan.identical,
-        plan.substituted,
-        plan.groups,
-        plan.choice_folds,
-    )
+    choice = plan.forced_choice(x)
     outcome = Outcome(choice.choices, table.keys[choice.rows], plan.groups[choice.rows])
     low, high = percentile_interval(grouped_draws(outcome, 1000, seed))
     return outcome.estimate, float(low), float(high)
@@ -73,15 +65,7 @@ def test_a_random_representation_has_no_preference():
 def test_the_fold_agrees_with_a_direct_scikit_learn_fit():
     table, x = planted_words(4, 0.5)
     plan = plan_probes(table, seed=4, n_splits=3)
-    choice = forced_choice(
-        x,
-        plan.surface_forms,
-        plan.meaning_forms,
-        plan.identical,
-        plan.substituted,
-        plan.groups,
-        plan.choice_folds,
-    )
+    choice = plan.forced_choice(x)
     train, test = plan.choice_folds[0]
     fit, scored = train[plan.identical[train]], test[plan.substituted[test]]
     y, groups = plan.surface_forms[fit], plan.groups[fit]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import read_log, small_config, train_small
+from helpers import interrupt_in_epoch, read_log, small_config, train_small
 
 from cka_probe.asr.checkpoint import load_checkpoint
-from cka_probe.asr.train import Run, untrained
+from cka_probe.asr.train import untrained
 from cka_probe.cli import main
 from cka_probe.errors import CKAProbeError
 
@@ -25,18 +25,6 @@ def state(path) -> dict[str, torch.Tensor]:
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def interrupt_at(epoch: int, monkeypatch) -> None:
-    """Make training stop with Ctrl-C at the start of ``epoch``."""
-    original = Run.train_epoch
-
-    def train_epoch(self):
-        if self.epoch == epoch:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Run, "train_epoch", train_epoch)
 
 
 def test_snapshots_hold_the_initial_weights_and_every_second_epoch(speech_corpus, tmp_path):
@@ -65,7 +53,7 @@ def test_snapshots_hold_the_initial_weights_and_every_second_epoch(speech_corpus
 def test_a_resumed_run_keeps_its_snapshots_and_writes_the_rest(speech_corpus, tmp_path, monkeypatch):
     common = dict(arch="so", task="surface", config=small_config(epochs=3), save_every=1)
     train_small(speech_corpus, **common, out_dir=tmp_path / "straight")
-    interrupt_at(3, monkeypatch)
+    interrupt_in_epoch(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_small(speech_corpus, **common, out_dir=tmp_path / "halves")
     monkeypatch.undo()

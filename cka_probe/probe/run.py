@@ -33,7 +33,7 @@ from cka_probe.compare.word_pooling import pool_words
 from cka_probe.compare.words import WORD_SETS, check_frames
 from cka_probe.errors import CKAProbeError
 from cka_probe.probe.decode import MIN_GROUPS, control_labels, decodable, held_out_accuracy
-from cka_probe.probe.forced_choice import MIN_FIT_WORDS, forced_choice
+from cka_probe.probe.forced_choice import MIN_FIT_WORDS, ForcedChoice, forced_choice
 from cka_probe.probe.forms import WordForms
 from cka_probe.probe.groups import Split, cv_groups, grouped_folds
 from cka_probe.probe.intervals import Outcome, StoreProbe, summarise
@@ -70,6 +70,18 @@ class Plan:
     substituted: np.ndarray
     choice_folds: list[Split]
     tasks: dict[str, Task | None]
+
+    def forced_choice(self, x: np.ndarray) -> ForcedChoice:
+        """The forced choice of word representations ``x (W, D)`` on these words, forms and folds."""
+        return forced_choice(
+            x,
+            self.surface_forms,
+            self.meaning_forms,
+            self.identical,
+            self.substituted,
+            self.groups,
+            self.choice_folds,
+        )
 
 
 def _subset_folds(rows: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> list[Split]:
@@ -137,15 +149,7 @@ def _outcome(plan: Plan, rows: np.ndarray, values: np.ndarray) -> Outcome:
 
 def probe_layer(x: np.ndarray, plan: Plan) -> tuple[dict[str, Outcome], dict]:
     """Every probe of one layer's word representations ``x (W, D)``, and the regularisers chosen per fold."""
-    choice = forced_choice(
-        x,
-        plan.surface_forms,
-        plan.meaning_forms,
-        plan.identical,
-        plan.substituted,
-        plan.groups,
-        plan.choice_folds,
-    )
+    choice = plan.forced_choice(x)
     probes = {"surface_preference": _outcome(plan, choice.rows, choice.choices)}
     info: dict = {"ridge_alpha": choice.alphas}
     empty = np.array([], dtype=np.int64)
