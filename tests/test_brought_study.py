@@ -234,6 +234,11 @@ def test_prompts_reach_brought_whisper_stages_and_a_change_redoes_them(folders, 
         assert calls[f"en/{role}.h5"]["prompts"] == calls[f"en/{role}.json"]["prompts"] == prompts
     assert "prompts" not in calls["en/mso.h5"] and "prompts" not in calls["en/mso.json"]
     assert calls["en/rand.h5"]["prompts"] == prompts  # SSO's architecture and tokenizer, so its prompts
+    assert [list(calls[f"en/{m}.json"]["tasks"]) for m in ("sso", "do")] == [
+        ["surface"],
+        ["surface", "meaning"],
+    ]
+    assert calls["en/sso.json"]["normalise"] == "basic"
     calls.clear()
     file = tmp_path / "prompts.json"
     file.write_text(json.dumps({"surface": "<|surface|>", "meaning": "mean"}))
@@ -241,6 +246,10 @@ def test_prompts_reach_brought_whisper_stages_and_a_change_redoes_them(folders, 
     redone = {key for key in calls if key.startswith("en/")}
     assert redone == {"en/sso.h5", "en/sso.json", "en/do.h5", "en/do.json", "en/rand.h5"}
     assert calls["en/do.json"]["prompts"]["meaning"] == "mean"
+    calls.clear()
+    assert main([*args, "--prompts", str(file), "--normalise", "none"]) == 0  # redoes the evaluations only
+    assert {k for k in calls if k.startswith("en/")} == {f"en/{m}.json" for m in ("sso", "mso", "do")}
+    assert calls["en/do.json"]["normalise"] == "none"
     calls.clear()
     scoped = ["--prompt", "do:surface=<|surface|>", "--prompt", "do:meaning=<|meaning|>"]
     assert main([*args, *scoped]) == 0  # only DO selects its output by a prompt

@@ -299,6 +299,7 @@ def test_reproduce_runs_the_study_on_three_brought_whisper_models(tmp_path):
     text = report.read_text()
     assert "## Recognition: single-output (SO) vs dual-output (DO)" in text
     assert "train longer" not in text  # nothing was trained: advice in terms of what was brought
+    assert text.count("scored after transformers' Whisper BasicTextNormalizer") == 3  # the default, stated
 
 
 def test_bare_whisper_model_and_audio_longer_than_the_window(tmp_path):

@@ -49,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "evaluate and extract TASK of every brought Whisper folder after PROMPT", scoped=True
     )
     parser.add_argument(
+        "--normalise",
+        choices=("basic", "none"),
+        default="basic",
+        help="text normalisation of the brought models' CER: 'basic' lower-cases and drops punctuation in "
+        "references and hypotheses (transformers' BasicTextNormalizer), 'none' compares them as written "
+        "(default basic; the report states it)",
+    )
+    parser.add_argument(
         "--n",
         type=positive_int,
         default=None,
@@ -158,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         variants=args.variants,
         word_level=args.word_level,
         prompts=prompts_of(args.prompt, args.prompts, scoped=True),
+        normalise=args.normalise,
     )
     print(f"report: {report}")
     return 0

@@ -255,18 +255,26 @@ def evaluate_brought_action(
     name: str,
     device: str,
     tasks: Sequence[str] = ("surface", "meaning"),
+    normalise: str = "basic",
     prompts: dict[str, str] | None = None,
 ) -> None:
     """``<name>.json``, the record of a brought model's CER, beside ``<name>.csv`` and its summary when the
     model transcribes: scored on its role's ``tasks`` (an SO model on its one task, so that the CER tables
-    tell it from DO; each task after its prompt with ``prompts``); for one that cannot, the record says why
+    tell it from DO; references and hypotheses normalised by ``normalise``; each task after its prompt with
+    ``prompts``); for one that cannot, the record says why
     and a line says the study goes on without it."""
     from cka_probe.extract.models.transcribe import CannotTranscribe, evaluate_model
 
     record: dict[str, Any] = {"model": model, "cer": f"{name}.csv"}
     try:
         evaluate_model(
-            model, manifest, partial / f"{name}.csv", tasks=list(tasks), device=device, prompts=prompts
+            model,
+            manifest,
+            partial / f"{name}.csv",
+            tasks=list(tasks),
+            device=device,
+            normalise=normalise,
+            prompts=prompts,
         )
     except CannotTranscribe as err:
         print(f"{model} cannot transcribe: {err}; the study goes on without its CER", flush=True)
@@ -335,8 +343,8 @@ def tables_action(
 ) -> None:
     """The tables of exactly the plan's stores and the CER files of its languages with every role's
     (never a file another plan left behind); with ``brought`` models (language, role, replicate, model, its
-    CER file), ``brought.json`` beside them, which says for each whether its CER is in the tables
-    (:mod:`cka_probe.study.report.brought`)."""
+    CER file), ``brought.json`` beside them, which says for each whether its CER is in the tables and after
+    which text normalisation (:mod:`cka_probe.study.report.brought`)."""
     from cka_probe.study.report.brought import BROUGHT
     from cka_probe.study.tables import write_tables
 
@@ -344,7 +352,19 @@ def tables_action(
     write_tables(stores, measured, partial, n_boot=n_boot, n_perm=n_perm, seed=seed, word_level=word_level)
     if brought:
         records = [model | {"cer": Path(model["cer"]) in measured} for model in brought]
+        records = [
+            r | {"normalise": normalisation(Path(m["cer"])) if r["cer"] else None}
+            for r, m in zip(records, brought)
+        ]
         (partial / BROUGHT).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+
+
+def normalisation(cer_csv: Path) -> str | None:
+    """The text normalisation a CER file's summary records (``basic`` or ``none``)."""
+    from cka_probe.asr.evaluate import summary_path_for
+
+    summary = summary_path_for(cer_csv)
+    return json.loads(summary.read_text(encoding="utf-8")).get("normalise") if summary.exists() else None
 
 
 def measured_cer(cer: Sequence[Path]) -> list[Path]:
@@ -485,6 +505,7 @@ def plan(
     variants: Sequence[str] = (),
     word_level: bool = False,
     prompts: Mapping[str, Any] | None = None,
+    normalise: str = "basic",
 ) -> list[Stage]:
     """The stages of a reproduction, in order.
 
@@ -501,7 +522,8 @@ def plan(
     one (:func:`has_floor`).
     ``prompts`` (task -> prompt, and ``ROLE`` or ``ROLE#K`` -> task -> prompt for the models of one role
     or replicate: :func:`prompts_of_model`) are given to the evaluation and the extraction of the brought
-    Whisper folders.
+    Whisper folders. ``normalise`` (``basic`` or ``none``) is the text normalisation of the brought models'
+    CER (:func:`cka_probe.extract.models.transcribe.evaluate_model`), which the report states.
     ``variants`` (structured DO variants, :mod:`cka_probe.asr.variants.spec`) train beside DO with DO's seed
     of
     their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
@@ -615,7 +637,7 @@ def plan(
     check_prompt_scopes(prompts, brought)
     for model in brought:
         stages += _brought_stages(
-            run_dir, model, dirs[model.lang], scale.device, prompts_of_model(prompts, model)
+            run_dir, model, dirs[model.lang], scale.device, prompts_of_model(prompts, model), normalise
         )
     stages += [
         _floor_stage(
@@ -628,9 +650,10 @@ def plan(
 
 
 def _brought_stages(
-    run_dir: Path, model: Brought, data: Path, device: str, prompts: dict[str, str] | None
+    run_dir: Path, model: Brought, data: Path, device: str, prompts: dict[str, str] | None, normalise: str
 ) -> list[Stage]:
-    """The evaluation and the extraction of a brought model, with its task ``prompts``."""
+    """The evaluation (its text ``normalise``-d) and the extraction of a brought model, with its task
+    ``prompts``."""
     common = {"manifest": data / "test.jsonl", "name": model.name, "device": device}
     if prompts:
         common["prompts"] = prompts
@@ -640,7 +663,7 @@ def _brought_stages(
             f"evaluate {model.lang} {model.name}",
             run_dir / "cer" / model.lang / f"{model.name}.json",
             evaluate_brought_action,
-            common | {"model": model.model, "tasks": role_tasks(model.role)},
+            common | {"model": model.model, "tasks": role_tasks(model.role), "normalise": normalise},
             parallel="score",
             inputs=inputs,
         ),
@@ -732,6 +755,7 @@ def reproduce(
     variants: Sequence[str] = (),
     word_level: bool = False,
     prompts: Mapping[str, Any] | None = None,
+    normalise: str = "basic",
 ) -> Path:
     """Run (or resume) the whole pipeline into ``out``; returns the path of ``report.md``.
 
@@ -754,7 +778,7 @@ def reproduce(
     (``split-2``, ``shared-private``, ``sparse-shared``); ``word_level`` (implied by ``variants``) adds
     the word-level analysis. ``prompts`` (task -> prompt, or scoped to a role: :func:`plan`) select the
     output of each brought Whisper folder whose one decoder takes a task prompt, in its evaluation and
-    extraction.
+    extraction; ``normalise`` the text normalisation of the brought models' CER.
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -777,6 +801,7 @@ def reproduce(
         variants=variants,
         word_level=word_level,
         prompts=prompts,
+        normalise=normalise,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     run_stages(stages, run_dir, jobs=jobs)

@@ -22,7 +22,12 @@ from cka_probe.study.roles import ROLES
 from cka_probe.study.schema import FLOOR_NAME
 
 BROUGHT = "brought.json"
-COLUMNS = ["language", "role", "replicate", "model", "cer"]
+COLUMNS = ["language", "role", "replicate", "model", "cer", "normalise"]
+NORMALISED = {
+    "basic": "after transformers' Whisper BasicTextNormalizer (lower case, punctuation and symbols removed) "
+    "of references and hypotheses",
+    "none": "with references and hypotheses compared as written (no normalisation)",
+}
 
 
 def brought(tables: Path) -> pd.DataFrame:
@@ -78,8 +83,9 @@ def ceiling_advice(tables: Path, language: str) -> str:
 
 def _model_line(r) -> str:
     """One brought model and whether its CER was measured."""
+    normalised = f", scored {NORMALISED[r.normalise]}" if r.normalise in NORMALISED else ""
     cer = (
-        "its CER is in the tables"
+        f"its CER is in the tables{normalised}"
         if r.cer
         else "no CER in the tables (it cannot transcribe, or another model of its language cannot)"
     )
