@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 from threadpoolctl import threadpool_limits
 
 from cka_probe.cli import main
+from cka_probe.probe import probe_store
 from cka_probe.probe.simulate import planted_words
 from cka_probe.store.writer import StoreWriter
 
@@ -23,9 +25,16 @@ def one_thread():
         yield
 
 
-def write_inputs(folder, *, preference=1.0, n_frames_extra=0, all_identical=False, diverge=0.3):
+WHISPER = {"adapter": "whisper", "preprocessor": {"sampling_rate": 16000, "hop_length": 160}}
+"""Store attributes that give the encoder Whisper's grid: one frame per 320 samples (20 ms)."""
+
+
+def write_inputs(
+    folder, *, preference=1.0, n_frames_extra=0, all_identical=False, diverge=0.3, attrs=None, metadata=None
+):
     """A store whose layer 0 holds planted word representations (2 frames a word) and layer 1 noise, its
-    word-span sidecar and manifest; returns the store's path."""
+    word-span sidecar and manifest; returns the store's path. ``attrs`` are added to the store's; with
+    ``metadata(n_frames) -> dict``, per-utterance metadata of the frame counts are recorded."""
     table, x = planted_words(0, preference, dim=64, diverge=diverge)
     rng = np.random.default_rng(0)
     utterances = list(dict.fromkeys(table.utterance))
@@ -67,8 +76,9 @@ def write_inputs(folder, *, preference=1.0, n_frames_extra=0, all_identical=Fals
         ),
     }
     path = folder / "do.h5"
-    with StoreWriter(path, attrs={"arch": "do", "tasks": ["surface", "meaning"], "language": "en"}) as writer:
-        writer.append(utterances, layers)
+    attrs = {"arch": "do", "tasks": ["surface", "meaning"], "language": "en"} | (attrs or {})
+    with StoreWriter(path, attrs=attrs) as writer:
+        writer.append(utterances, layers, metadata=metadata(lengths) if metadata else None)
         writer.finish()
     (folder / "do.h5.words.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -142,3 +152,24 @@ def test_spans_of_other_utterances_are_one_line(tmp_path, capsys):
     argv = [str(store), "--spans", str(tmp_path / "few.jsonl"), "--data", str(tmp_path / "test.jsonl")]
     assert main(["probe", *argv, "--out", str(tmp_path / "p.csv")]) == 2
     assert "has no word spans" in capsys.readouterr().err
+
+
+def test_a_ctm_of_the_same_words_gives_the_sidecars_table_through_whisper_frames(tmp_path):
+    """Word times in a CTM, mapped by Whisper's 20 ms frames, select the frames the sidecar names: the
+    probes' table is the same."""
+    store = write_inputs(tmp_path, attrs=WHISPER, metadata=lambda n: {"n_samples": (320 * n).tolist()})
+    rows = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "do.h5.words.jsonl").read_text().splitlines()]
+    for row, record in zip(rows, records):
+        sf.write(tmp_path / row["audio"], np.zeros(320 * record["n_frames"]), 16000)
+    ctm = "".join(
+        f"{r['id']} 1 {0.02 * w['start'] - 0.005:.3f} {0.02 * (w['end'] - w['start']):.3f} {w['word']}\n"
+        for r in records
+        for w in r["words"]
+    )
+    (tmp_path / "words.ctm").write_text(ctm)
+    options = {"manifest": tmp_path / "test.jsonl", "layers": ["*.0"], "n_splits": 3, "n_boot": 100}
+    from_sidecar = probe_store(store, **options)
+    from_ctm = probe_store(store, tmp_path / "words.ctm", **options)
+    pd.testing.assert_frame_equal(from_ctm, from_sidecar)
+    assert from_ctm.attrs["spans"] == str(tmp_path / "words.ctm")

@@ -22,7 +22,11 @@ HELP = "said-versus-meant probes (forced choice, decodability with control tasks
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="activation store (.h5) with an encoder stream")
     parser.add_argument(
-        "--spans", type=Path, help="word-span file (default: STORE.words.jsonl, from extract --word-spans)"
+        "--spans",
+        type=Path,
+        help="word spans: a TextGrid folder or file (a 'words' tier), a .ctm or a .jsonl word-span file, "
+        "matched to the manifest by id (default: STORE.words.jsonl, from extract --word-spans; "
+        "docs/word-spans.md)",
     )
     parser.add_argument(
         "--data",

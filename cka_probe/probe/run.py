@@ -2,7 +2,10 @@
 
 For each selected layer of an encoder stream the word means
 (:func:`~cka_probe.compare.word_pooling.pool_words`) of every surface word of
-the word-span sidecar are probed (``docs/probes.md``):
+the word spans are probed (``docs/probes.md``); the spans come from any
+aligner (the store's CTC sidecar, a TextGrid folder, a CTM file) and are
+mapped to the store's frames by its own frame arithmetic
+(:func:`~cka_probe.compare.span_sources.frame_records`):
 
 * ``surface_preference``: the forced choice between surface and meaning form
   (:mod:`cka_probe.probe.forced_choice`), fitted on identical words, scored on
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cka_probe.compare.span_sources import Records, frame_records, read_spans
 from cka_probe.compare.word_pooling import pool_words
 from cka_probe.compare.words import WORD_SETS, check_frames
 from cka_probe.errors import CKAProbeError
@@ -212,7 +216,7 @@ def _manifest_rows(manifest: Path) -> dict[str, dict]:
 
 def probe_outcomes(
     store: str | Path | ActivationStore,
-    spans: str | Path | None = None,
+    spans: str | Path | Records | None = None,
     manifest: str | Path | None = None,
     *,
     stream: str = "encoder",
@@ -222,9 +226,14 @@ def probe_outcomes(
     n_splits: int = N_SPLITS,
     min_groups: int = MIN_GROUPS,
 ) -> StoreProbe:
-    """Held-out per-word outcomes of every probe of the ``layers`` (globs) of ``stream``; ``spans`` defaults
-    to the store's sidecar, ``manifest`` to the one the store records."""
-    from cka_probe.extract.word_spans import read_word_spans, sidecar_path
+    """Held-out per-word outcomes of every probe of the ``layers`` (globs) of ``stream``.
+
+    ``spans``: word spans from any source :func:`~cka_probe.compare.span_sources.read_spans` reads (a
+    TextGrid folder, a CTM file, a word-span JSON Lines file) or records it returned, mapped to this
+    store's frames by its own frame arithmetic; default the store's sidecar. ``manifest``: the meaning
+    transcripts, default the one the store records.
+    """
+    from cka_probe.extract.word_spans import sidecar_path
 
     with ExitStack() as stack:
         if not isinstance(store, ActivationStore):
@@ -234,9 +243,11 @@ def probe_outcomes(
                 f"{store.path} has no stream {stream!r} (streams: {', '.join(store.streams())})"
             )
         chosen = select_layers(store.layers(stream), layers, f"{store.path} {stream}")
-        spans, manifest = Path(spans or sidecar_path(store.path)), _manifest_path(store, manifest)
-        records = read_word_spans(spans)
+        manifest = _manifest_path(store, manifest)
+        spans = spans if isinstance(spans, dict) else Path(spans or sidecar_path(store.path))
+        records = spans if isinstance(spans, dict) else read_spans(spans, manifest)
         ids = store.ids
+        records = frame_records(store, records, ids, stream)
         table = word_table(records, ids, _manifest_rows(manifest))
         check_frames(store, stream, ids, records)
         plan = plan_probes(table, words=words, seed=seed, n_splits=n_splits, min_groups=min_groups)
@@ -245,7 +256,8 @@ def probe_outcomes(
             for layer in tqdm(chosen, desc="probe layers", unit="layer", leave=False, disable=None)
         )
         probes, info = probe_layers(means, plan)
-        info = {"spans": str(spans), "manifest": str(manifest)} | _info(
+        source = "records" if isinstance(spans, dict) else str(spans)
+        info = {"spans": source, "manifest": str(manifest)} | _info(
             plan, info, words, seed, n_splits, min_groups
         )
         return StoreProbe(str(store.path), stream, probes, info)
@@ -272,7 +284,7 @@ def _info(plan: Plan, regularisers: dict, words: str, seed: int, n_splits: int, 
 
 def probe_store(
     store: str | Path | ActivationStore,
-    spans: str | Path | None = None,
+    spans: str | Path | Records | None = None,
     manifest: str | Path | None = None,
     *,
     stream: str = "encoder",
