@@ -83,3 +83,30 @@ def value_label(table: pd.DataFrame) -> str:
     return (
         f"linear CKA ({'/'.join(sorted(set(table['estimator'])))})" if "estimator" in table else "linear CKA"
     )
+
+
+DOSE_DIVERGENCE, DOSE_WEIGHT = "divergence", "meaning_weight"
+"""The dials of a sweep (``cka-probe sweep``): the corpus's divergence level and the DO model's meaning-loss
+weight, as columns of ``dose.csv``, ``dose_slopes.csv`` and ``dynamics.csv``."""
+
+DOSE_SURFACE_GAP, DOSE_MEANING_GAP = "surface CER gap (DO − SSO)", "meaning CER gap (DO − MSO)"
+DOSE_LEAN, DOSE_TOP_LEAN = "encoder lean", "encoder lean, top layer"
+"""The ``quantity`` of a dose row: a task's CER gap in points, the encoder lean CKA(DO, SSO) − CKA(DO, MSO)
+per layer and at the top encoder layer."""
+
+DOSE_QUANTITIES = (DOSE_SURFACE_GAP, DOSE_MEANING_GAP, DOSE_TOP_LEAN, DOSE_LEAN)
+"""Every quantity of ``dose.csv``, in the order the figures draw them."""
+
+DOSE_UNITS = {
+    DOSE_SURFACE_GAP: "CER points",
+    DOSE_MEANING_GAP: "CER points",
+    DOSE_LEAN: "CKA",
+    DOSE_TOP_LEAN: "CKA",
+}
+"""The unit of each dose quantity (a slope is in this unit per divergence level)."""
+
+DOSE_KEYS = ("quantity", "language", DOSE_WEIGHT, "index", "layer")
+"""What one dose–response line is: a quantity of a language at one meaning weight (and encoder layer)."""
+
+DYNAMICS_EPOCH = "epoch"
+"""The training epoch of a ``dynamics.csv`` row (0: the initial weights)."""
