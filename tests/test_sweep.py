@@ -282,6 +282,12 @@ def test_the_paper_scale_is_the_papers_configuration(tmp_path):
 
 # -- killed anywhere, a real sweep finishes with an uninterrupted one's tables
 # ----------------------------------------------------------------------------
+def main_process_points(points: list[str], prefix: str, k: int) -> list[str]:
+    """``k`` kill points ``PREFIX:K`` spread over the points named ``PREFIX...``, which the sweep's own
+    process reaches (its corpus's audio is written by worker processes, each counting its own points)."""
+    return [f"{prefix}:{i}" for i in spread(sum(p.startswith(prefix) for p in points), k)]
+
+
 @pytest.mark.slow
 def test_a_sweep_killed_at_crash_points_finishes_with_the_same_tables(tmp_path):
     root = tmp_path / "root"
@@ -290,8 +296,9 @@ def test_a_sweep_killed_at_crash_points_finishes_with_the_same_tables(tmp_path):
     points = harness.points()
     run_dir = root / "run"
     want = {**files(run_dir / "tables"), **files(run_dir / "cells")}
-    for k in spread(len(points), 4):
+    kills = [*main_process_points(points, "stage", 3), *main_process_points(points, "train", 1)]
+    for point in [*kills, *main_process_points(points, "store", 1)]:
         reset(run_dir)
-        harness.kill_and_finish(k)
-        assert {**files(run_dir / "tables"), **files(run_dir / "cells")} == want, f"after a kill at point {k}"
+        harness.kill_and_finish(point)
+        assert {**files(run_dir / "tables"), **files(run_dir / "cells")} == want, f"after a kill at {point}"
         assert not hidden_leftovers(run_dir)

@@ -119,7 +119,8 @@ def check_grid(grid: Grid, config: str, epochs: int, dynamics: int | None) -> No
         if len({name(v) for v in values}) < len(values):
             raise CKAProbeError(f"{option} {','.join(map(str, values))}: names a value twice")
     if len(grid.levels) < 2:
-        raise CKAProbeError(f"--divergence {grid.levels[0]:g}: a slope over levels needs at least two levels")
+        levels = ",".join(f"{level:g}" for level in grid.levels)
+        raise CKAProbeError(f"--divergence {levels}: a slope over levels needs at least two levels")
     if grid.seeds < 1:
         raise CKAProbeError(f"--seeds must be at least 1, got {grid.seeds}")
     if dynamics is not None and not 1 <= dynamics <= epochs:
