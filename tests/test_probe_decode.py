@@ -6,13 +6,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from cka_probe.probe.decode import CS, control_labels, decodable, held_out_accuracy
+from cka_probe.probe.decode import ALPHAS, control_labels, decodable, held_out_accuracy
 from cka_probe.probe.groups import grouped_folds
 from cka_probe.probe.intervals import StoreProbe, summarise
 from cka_probe.probe.run import plan_probes, probe_layer
@@ -68,9 +68,9 @@ def test_the_fold_agrees_with_a_direct_scikit_learn_fit():
     decoded = held_out_accuracy(x, labels, groups, folds)
     train, test = folds[0]
     inner = list(GroupKFold(3).split(x[train], labels[train], groups[train]))
-    probe = lambda c: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))  # noqa: E731
-    scores = [cross_val_score(probe(c), x[train], labels[train], cv=inner).mean() for c in CS]
-    c = CS[int(np.argmax(scores))]
-    assert decoded.cs[0] == c
+    probe = lambda alpha: make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha))  # noqa: E731
+    scores = [cross_val_score(probe(a), x[train], labels[train], cv=inner).mean() for a in ALPHAS]
+    c = ALPHAS[int(np.argmax(scores))]
+    assert decoded.alphas[0] == c
     want = probe(c).fit(x[train], labels[train]).predict(x[test]) == labels[test]
     assert decoded.correct[test].tolist() == want.astype(float).tolist()

@@ -166,7 +166,7 @@ def probe_layer(x: np.ndarray, plan: Plan) -> tuple[dict[str, Outcome], dict]:
             decoded = held_out_accuracy(x_task, task.labels, groups, task.folds)
             control = held_out_accuracy(x_task, task.control, groups, task.folds).correct
             correct, rows = decoded.correct, task.rows
-            info[f"{name}_C"] = decoded.cs
+            info[f"{name}_alpha"] = decoded.alphas
         probes |= {
             f"{name}_accuracy": _outcome(plan, rows, correct),
             f"{name}_control": _outcome(plan, rows, control),
