@@ -102,5 +102,5 @@ def test_the_check_catches_upward_imports(tmp_path):
     found = violations(layers, copy)
     assert found == [
         "cka_probe/figures/probe.py:1: figures imports cka_probe.study.cross_task, not the table schema",
-        "cka_probe/text/probe.py:2 (text, layer 1) imports cka_probe.study.roles.ROLES (layer 9)",
+        "cka_probe/text/probe.py:2 (text, layer 1) imports cka_probe.study.roles.ROLES (layer 10)",
     ]

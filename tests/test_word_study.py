@@ -146,7 +146,9 @@ def test_grouped_bootstrap_of_a_resample_without_repeats_is_cka_on_those_words(s
 
 def test_write_tables_and_the_report_state_where_the_pull_lies(stores, tmp_path):
     root, _, _ = stores
-    written = write_tables([root], [], tmp_path, n_boot=60, n_perm=0, word_level=True, progress=False)
+    written = write_tables(
+        [root], [], tmp_path, n_boot=60, n_perm=0, word_level=True, probes=False, progress=False
+    )
     assert {"word_cross_task", "word_lean"} <= set(written)
     text = markdown(word_section(tmp_path))
     assert "pull toward MSO (away from SSO) is concentrated on divergent words at every layer" in text
@@ -164,7 +166,7 @@ def manifest_stores(root, stores, do_folder):
 
 
 def test_word_tables_compare_stores_of_two_manifests_only_where_the_ids_name_the_same_audio(stores, tmp_path):
-    options = dict(n_boot=5, n_perm=0, word_level=True, progress=False)
+    options = dict(n_boot=5, n_perm=0, word_level=True, probes=False, progress=False)  # no manifests
     same = manifest_stores(tmp_path / "same", stores, "wav")
     written = write_tables([same], [], tmp_path / "t1", **options)
     assert "word_cross_task" in written and "manifests" not in written
@@ -247,3 +249,32 @@ def test_utterance_draws_redraw_resamples_with_too_few_words_of_a_set():
         utterance_draws(
             [[np.array([0])] + [np.array([], dtype=int)] * 30], 10, np.random.default_rng(0), tries=5
         )
+
+
+def test_word_spans_given_per_language_are_the_ones_used(stores, tmp_path):
+    root, records, _ = stores
+    moved = tmp_path / "spans.jsonl"
+    moved.write_text((root / "sso.h5.words.jsonl").read_text())
+    default = word_cross_task([root], n_boot=50, seed=0)
+    given = word_cross_task([root], n_boot=50, seed=0, spans={"en": moved})
+    for a, b in zip(default, given):
+        pd.testing.assert_frame_equal(a, b)
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("".join(json.dumps(r) + "\n" for r in records[:-1]))
+    with pytest.raises(CKAProbeError, match="has no word spans"):
+        word_cross_task([root], n_boot=50, seed=0, spans={"en": fewer})
+
+
+@pytest.mark.parametrize(
+    "spans, brought, message",
+    [
+        ({"ko": "x.jsonl"}, set(), "ko is not a language of the run"),
+        ({"en": "missing.ctm"}, set(), "no such file or folder"),
+        ({}, {("en", "sso")}, "its SSO is brought, so its words need --spans en=PATH"),
+    ],
+)
+def test_reproduce_spans_are_checked_before_anything_runs(tmp_path, spans, brought, message):
+    from cka_probe.pipeline.study_plan import check_spans
+
+    with pytest.raises(CKAProbeError, match=message):
+        check_spans(["en"], {lang: tmp_path / path for lang, path in spans.items()}, brought)

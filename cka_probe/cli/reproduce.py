@@ -111,17 +111,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--word-level",
         action="store_true",
-        help="word spans for each language's SSO store and the word-level tables (implied by --variants)",
+        help="word spans for each language's SSO store, the word-level tables and the probes of what each "
+        "encoder layer keeps of the said and the meant word (implied by --variants and --spans)",
+    )
+    parser.add_argument(
+        "--spans",
+        action="append",
+        default=[],
+        metavar="LANG=PATH",
+        help="word spans of LANG from any aligner: a TextGrid folder (a 'words' tier), a .ctm or a word-span "
+        ".jsonl, matched to the test manifest by id (implies --word-level; needed where the SSO is brought)",
     )
 
 
-def parse_data(items: list[str]) -> dict[str, Path]:
-    """``["en=DIR", ...]`` -> ``{"en": Path("DIR")}``."""
+def parse_paths(items: list[str], option: str = "--data", what: str = "DIR") -> dict[str, Path]:
+    """``["en=DIR", ...]`` -> ``{"en": Path("DIR")}``; ``option`` and ``what`` name them in errors."""
     pairs = {}
     for item in items:
         lang, sep, folder = item.partition("=")
         if not sep or not lang or not folder:
-            raise CKAProbeError(f"--data {item}: expected LANG=DIR")
+            raise CKAProbeError(f"{option} {item}: expected LANG={what}")
+        if lang in pairs:
+            raise CKAProbeError(f"{option} {item}: {lang} is given twice")
         pairs[lang] = Path(folder)
     return pairs
 
@@ -153,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         args.lang,
         args.scale,
         args.out,
-        data=parse_data(args.data),
+        data=parse_paths(args.data),
         n=args.n,
         seed=args.seed,
         jobs=args.jobs,
@@ -165,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         models=parse_models(args.model),
         variants=args.variants,
         word_level=args.word_level,
+        spans=parse_paths(args.spans, "--spans", "PATH"),
         prompts=prompts_of(args.prompt, args.prompts, scoped=True),
         normalise=args.normalise,
     )

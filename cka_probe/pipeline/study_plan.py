@@ -339,6 +339,7 @@ def tables_action(
     n_perm: int,
     seed: int,
     word_level: bool = False,
+    spans: Mapping[str, str] | None = None,
     brought: Sequence[dict[str, Any]] = (),
 ) -> None:
     """The tables of exactly the plan's stores and the CER files of its languages with every role's
@@ -349,7 +350,9 @@ def tables_action(
     from cka_probe.study.tables import write_tables
 
     measured = measured_cer(cer)
-    write_tables(stores, measured, partial, n_boot=n_boot, n_perm=n_perm, seed=seed, word_level=word_level)
+    write_tables(
+        stores, measured, partial, n_boot=n_boot, n_perm=n_perm, seed=seed, word_level=word_level, spans=spans
+    )
     if brought:
         records = [model | {"cer": Path(model["cer"]) in measured} for model in brought]
         records = [
@@ -491,6 +494,22 @@ def check_variants(variants: Sequence[str], config: str) -> None:
         raise CKAProbeError(f"--variants: {' '.join(variants)} names a variant twice")
 
 
+def check_spans(langs: Sequence[str], spans: Mapping[str, Path], brought: set[tuple[str, str]]) -> None:
+    """Raise unless every language of ``spans`` is studied, each spans file exists, and every language
+    whose SSO is ``brought`` (language, role) at word level has spans (only a trained SSO writes them)."""
+    for lang, path in spans.items():
+        if lang not in langs:
+            raise CKAProbeError(f"--spans {lang}={path}: {lang} is not a language of the run")
+        if not Path(path).exists():
+            raise CKAProbeError(f"--spans {lang}={path}: no such file or folder")
+    missing = sorted(lang for lang, role in brought if role == "sso" and lang not in spans)
+    if missing:
+        raise CKAProbeError(
+            f"word level for {missing[0]}: its SSO is brought, so its words need --spans {missing[0]}=PATH "
+            "(a TextGrid folder, a CTM or a word-span .jsonl, e.g. a bundled SSO's extract --word-spans)"
+        )
+
+
 def plan(
     run_dir: Path,
     langs: Sequence[str],
@@ -504,6 +523,7 @@ def plan(
     models: dict[tuple[str, str], str] | None = None,
     variants: Sequence[str] = (),
     word_level: bool = False,
+    spans: Mapping[str, Path] | None = None,
     prompts: Mapping[str, Any] | None = None,
     normalise: str = "basic",
 ) -> list[Stage]:
@@ -528,12 +548,16 @@ def plan(
     of
     their replicate (the same initialisation stream and data order), are evaluated and extracted like it,
     and extend the comparison set and the report (its "Mitigation" section). ``word_level`` (implied by
-    ``variants``) writes the word spans of each language's SSO store and adds the word-level tables.
+    ``variants``, and by ``spans``) writes the word spans of each language's trained SSO store and adds the
+    word-level tables and probes; ``spans`` maps a language to its word spans from any aligner (a TextGrid
+    folder, a CTM or a JSON Lines file, :func:`cka_probe.compare.span_sources.read_spans`), which a
+    language whose SSO is brought needs.
     """
     brought = brought_models(models or {})
     roles = {(m.lang, m.role) for m in brought}
     check_variants(variants, scale.config)
-    word_level = word_level or bool(variants)
+    word_level = word_level or bool(variants) or bool(spans)
+    check_spans(langs, spans or {}, roles if word_level else set())
     if seeds < 1:
         raise CKAProbeError(f"--seeds must be at least 1, got {seeds}")
     if resample_corpus and data:
@@ -646,7 +670,7 @@ def plan(
         for model in brought
         if model.role == "sso" and model.k == 0 and has_floor(model.model)
     ]
-    return stages + _study_stages(run_dir, stages, scale, seed, word_level, brought)
+    return stages + _study_stages(run_dir, stages, scale, seed, word_level, brought, spans or {})
 
 
 def _brought_stages(
@@ -705,9 +729,11 @@ def _study_stages(
     seed: int,
     word_level: bool,
     brought: Sequence[Brought] = (),
+    spans: Mapping[str, Path] | None = None,
 ) -> list[Stage]:
     """Tables of the stores and CER files that the ``scoring`` stages write (a brought model's evaluation
-    writes its record, and its CER file when it transcribes), then the figures and the report."""
+    writes its record, and its CER file when it transcribes) and of the languages' word ``spans``, then the
+    figures and the report."""
     made = {kind: [s.output for s in scoring if s.name.startswith(kind)] for kind in ("extract", "evaluate")}
     cer = run_dir / "cer"
     records = [
@@ -729,8 +755,9 @@ def _study_stages(
             options
             | {"seed": seed}
             | ({"word_level": True} if word_level else {})
+            | ({"spans": {lang: str(path) for lang, path in spans.items()}} if spans else {})
             | ({"brought": records} if records else {}),
-            inputs=(*made["extract"], *made["evaluate"]),
+            inputs=(*made["extract"], *made["evaluate"], *(spans or {}).values()),
         ),
         Stage("figures", figures, figures_action, {"tables": tables}, inputs=(tables,)),
         Stage("report", run_dir / "report.md", report_action, {"run_dir": run_dir}, inputs=(tables, figures)),
@@ -754,6 +781,7 @@ def reproduce(
     models: dict[tuple[str, str], str] | None = None,
     variants: Sequence[str] = (),
     word_level: bool = False,
+    spans: Mapping[str, Path] | None = None,
     prompts: Mapping[str, Any] | None = None,
     normalise: str = "basic",
 ) -> Path:
@@ -776,9 +804,10 @@ def reproduce(
     ``(language, "role#k")`` to a model the user brings instead of training one (see the module
     docstring). ``variants`` also trains, evaluates, extracts and compares those structured DO variants
     (``split-2``, ``shared-private``, ``sparse-shared``); ``word_level`` (implied by ``variants``) adds
-    the word-level analysis. ``prompts`` (task -> prompt, or scoped to a role: :func:`plan`) select the
-    output of each brought Whisper folder whose one decoder takes a task prompt, in its evaluation and
-    extraction; ``normalise`` the text normalisation of the brought models' CER.
+    the word-level analysis and probes, on the word spans of ``spans`` (language -> a TextGrid folder,
+    CTM or JSON Lines file) where given. ``prompts`` (task -> prompt, or scoped to a role:
+    :func:`plan`) select the output of each brought Whisper folder whose one decoder takes a task prompt,
+    in its evaluation and extraction; ``normalise`` the text normalisation of the brought models' CER.
     """
     if scale not in SCALES:
         raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -800,6 +829,7 @@ def reproduce(
         models=models,
         variants=variants,
         word_level=word_level,
+        spans=spans,
         prompts=prompts,
         normalise=normalise,
     )

@@ -110,3 +110,16 @@ DOSE_KEYS = ("quantity", "language", DOSE_WEIGHT, "index", "layer")
 
 DYNAMICS_EPOCH = "epoch"
 """The training epoch of a ``dynamics.csv`` row (0: the initial weights)."""
+
+PROBE_PANELS = {
+    "surface_preference": "surface preference\n(share of divergent words)",
+    "surface_selectivity": "surface-word selectivity\n(accuracy − control)",
+    "meaning_selectivity": "meaning-word selectivity\n(accuracy − control)",
+}
+"""The probes of ``word_probes.csv`` the probe figure draws (one panel each), with their axis labels."""
+
+PROBE_CHANCE = {"surface_preference": 0.5, "surface_selectivity": 0.0, "meaning_selectivity": 0.0}
+"""Each drawn probe's value without information: a coin's forced choice; a probe as good as its control."""
+
+PROBE_CEILING, PROBE_FLOOR = "SSO′", "RAND"
+"""The reference models of ``word_probes.csv``: the second SSO seed and the random-initialisation floor."""

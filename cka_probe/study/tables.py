@@ -8,9 +8,14 @@
 * ``cer.csv``, ``cer.md``, ``cer_gaps.csv``: SO vs DO CER, and the gap per edit-distance bin
 * ``mitigation_cer.csv``, ``mitigation_lean.csv``: structured variants: CER against SO and DO, task-path
   lean against DO's (:mod:`~cka_probe.study.mitigation`)
+* ``defences.csv``: the headline encoder cells' CKA without each side's top principal directions, the
+  share of CKA those directions carry, and the angular Procrustes check of the lean
+  (:mod:`~cka_probe.study.defences`)
 * ``word_cross_task.csv``, ``word_lean.csv``, ``word_cer.csv``: with ``word_level``, encoder CKA on
   divergent vs identical words, the lean per word set, the CER gap per word set
   (:mod:`~cka_probe.study.word_cross_task`)
+* ``word_probes.csv``, ``word_probe_differences.csv``: with ``word_level``, the said-versus-meant probes
+  of every model's encoder layers and their differences (:mod:`~cka_probe.study.word_probes`)
 * ``manifests.json``: with ``allow_different_manifests``, each store's manifest and its sha256, the record
   that stores of different manifests were compared by utterance id
 
@@ -21,7 +26,7 @@ Each file is written to a temporary name and renamed, so a table that exists is 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +39,7 @@ from cka_probe.store import ActivationStore
 from cka_probe.study.cer import cer_gaps, cer_markdown, cer_table
 from cka_probe.study.cross_lang import language_differences
 from cka_probe.study.cross_task import cross_task_by_language
+from cka_probe.study.defences import defence_table
 from cka_probe.study.load import store_paths
 from cka_probe.study.mitigation import mitigation_cer, mitigation_lean, split_variant_csvs
 from cka_probe.study.summary import decoder_departure, encoder_entanglement, reference_gaps
@@ -52,6 +58,9 @@ OUTPUTS = (
     "word_cross_task.csv",
     "word_lean.csv",
     "word_cer.csv",
+    "word_probes.csv",
+    "word_probe_differences.csv",
+    "defences.csv",
     "manifests.json",
 )
 """Every file :func:`write_tables` may write into its folder."""
@@ -95,6 +104,8 @@ def write_tables(
     cross_lang: bool | None = None,
     progress: bool = True,
     word_level: bool = False,
+    spans: Mapping[str, str | Path] | None = None,
+    probes: bool = True,
     measure: str = "cka",
     allow_different_manifests: bool = False,
 ) -> dict[str, Path]:
@@ -104,7 +115,9 @@ def write_tables(
     ``cross_lang``: None writes the differences between languages when the
     stores hold two or more; True requires them; False leaves them out.
     Stores and evaluate CSVs of structured variants add the mitigation tables;
-    ``word_level`` adds the word-level ones (the stores need a word-span sidecar).
+    ``word_level`` adds the word-level ones and the probes, on the word spans of ``spans`` (language ->
+    a TextGrid folder, a CTM or a JSON Lines file) or else of the SSO store's sidecar; ``probes=False``
+    leaves the probes out (they need the manifests the stores record, for the meaning words).
     ``allow_different_manifests`` compares stores whose provenance does not show that their shared ids
     name the same utterances (:mod:`cka_probe.compare.provenance`), and writes ``manifests.json``.
     Under ``torchrun`` the ranks split the cross-task resamples and rank 0 alone writes (the others return
@@ -128,6 +141,9 @@ def write_tables(
         "encoder_entanglement": encoder_entanglement(results, level=level),
         "decoder_departure": decoder_departure(results, level=level),
         "reference_gaps": reference_gaps(results, level=level),
+        "defences": defence_table(
+            stores, debiased=debiased, allow_different_manifests=allow_different_manifests
+        ),
     }
     if cross_lang or (cross_lang is None and len(results) > 1):
         tables["cross_lang"] = language_differences(results, level=level)
@@ -141,6 +157,7 @@ def write_tables(
         tables["mitigation_cer"] = mitigation_cer(cer_csvs, variant_csvs, level=level, seed=seed)
     if word_level:
         from cka_probe.study.word_cross_task import word_tables
+        from cka_probe.study.word_probes import word_probe_tables
 
         tables |= word_tables(
             stores,
@@ -149,8 +166,11 @@ def write_tables(
             level=level,
             debiased=debiased,
             seed=seed,
+            spans=spans,
             allow_different_manifests=allow_different_manifests,
         )
+        if probes:
+            tables |= word_probe_tables(stores, spans=spans, n_boot=n_boot, seed=seed, level=level)
     if world()[0] != 0:  # under torchrun, rank 0 alone writes
         return {}
     out.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
 """The encoder comparisons of the cross-task set on word-level means, divergent vs identical words.
 
-Each surface word of a language's word-span sidecar (the SSO store's, written
-by ``reproduce --word-level``; :mod:`cka_probe.extract.word_spans`) is one sample:
-the mean of its encoder frames (:mod:`cka_probe.compare.word_pooling`). The
-bundled models share one front end, so the spans index the encoder frames of
-every model of the language. Words are split into ``divergent`` (surface ≠
+Each surface word of a language's word spans is one sample: the mean of its
+encoder frames (:mod:`cka_probe.compare.word_pooling`). The spans are the SSO
+store's sidecar (its CTC aligner's, written by ``reproduce --word-level``;
+:mod:`cka_probe.extract.word_spans`) or any aligner's file (a TextGrid folder,
+a CTM), and their times are mapped to each store's frames by that model's own
+frame arithmetic (:func:`~cka_probe.compare.span_sources.frame_records`), so
+the words of one language are the same samples in a bundled, Whisper or
+wav2vec2 store. Words are split into ``divergent`` (surface ≠
 meaning: substituted or inserted) and ``identical``; on each set the encoder
 comparisons SSO-MSO, DO-SSO and DO-MSO get linear CKA layer by layer.
 
@@ -25,13 +28,14 @@ Seeds: replicate k of each role, pooled as everywhere (:mod:`cka_probe.inference
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cka_probe.compare.span_sources import Records, frame_records, read_spans
 from cka_probe.compare.words import check_frames, selected_spans, word_means
 from cka_probe.errors import CKAProbeError
 from cka_probe.inference import intervals
@@ -117,42 +121,54 @@ def _groups(spans: list[tuple[int, int, int]], n_utterances: int) -> list[np.nda
     return [np.flatnonzero(owner == u) for u in range(n_utterances)]
 
 
-def _sidecar(paths: list[Path]) -> dict:
-    """The word spans of the first store (SSO first) with a sidecar."""
-    from cka_probe.extract.word_spans import read_word_spans, sidecar_path
+def language_spans(paths: list[Path], source: str | Path | None, manifest: str | None) -> Records:
+    """The word spans of one language: read from ``source`` (any aligner's file,
+    :func:`~cka_probe.compare.span_sources.read_spans`, matched to ``manifest``), else the sidecar of the
+    first store (SSO first) that has one."""
+    from cka_probe.extract.word_spans import sidecar_path
 
+    if source is not None:
+        return read_spans(source, manifest)
     found = [sidecar_path(p) for p in paths if sidecar_path(p).is_file()]
     if not found:
         raise CKAProbeError(
             f"word level: none of {[str(p) for p in paths]} has a word-span sidecar "
-            "(extract with --word-spans)"
+            "(extract with --word-spans, or give the language's word spans)"
         )
-    return read_word_spans(found[0])
+    return read_spans(found[0])
 
 
 def _language(
-    stores: dict[str, ActivationStore], roles: dict[str, list[str]], *, allow_different_manifests: bool
+    stores: dict[str, ActivationStore],
+    roles: dict[str, list[str]],
+    source: str | Path | None,
+    *,
+    allow_different_manifests: bool,
 ) -> dict:
     """``{set: (grams {(role, k): GramSet}, groups, n_words)}`` of one language's encoders, on the ids
-    they share (:func:`~cka_probe.study.load.common_ids`)."""
+    they share (:func:`~cka_probe.study.load.common_ids`), each store's words in its own frames."""
     sources = [s for role in ROLES for s in roles[role]]
     ids = common_ids([stores[s] for s in sources], allow_different_manifests=allow_different_manifests)
-    records = _sidecar([Path(s) for s in sources])
+    records = language_spans([Path(s) for s in sources], source, stores[sources[0]].attrs.get("manifest"))
+    framed = {s: frame_records(stores[s], records, ids) for s in sources}
+    for s in sources:
+        check_frames(stores[s], "encoder", ids, framed[s])
     out = {}
     for words in SETS:
-        spans = selected_spans(records, ids, words)
-        if len(spans) < 4:
+        spans = {s: selected_spans(framed[s], ids, words) for s in sources}
+        n_words = len(spans[sources[0]])
+        if n_words < 4:
             raise CKAProbeError(
-                f"word level: {len(spans)} {words} word(s) in {sources[0]}'s language; CKA needs 4"
+                f"word level: {n_words} {words} word(s) in {sources[0]}'s language; CKA needs 4"
             )
-        grams = {}
-        for role in ROLES:
-            for k, source in enumerate(roles[role]):
-                check_frames(stores[source], "encoder", ids, records)
-                grams[role, k] = gram_resample.GramSet(
-                    word_means(stores[source], "encoder", ids, spans), source=f"{source} {words} words/"
-                )
-        out[words] = grams, _groups(spans, len(ids)), len(spans)
+        grams = {
+            (role, k): gram_resample.GramSet(
+                word_means(stores[s], "encoder", ids, spans[s]), source=f"{s} {words} words/"
+            )
+            for role in ROLES
+            for k, s in enumerate(roles[role])
+        }
+        out[words] = grams, _groups(spans[sources[0]], len(ids)), n_words
     return out
 
 
@@ -181,9 +197,13 @@ def word_cross_task(
     level: float = 0.95,
     debiased: bool = True,
     seed: int = 0,
+    spans: Mapping[str, str | Path] | None = None,
     allow_different_manifests: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The word-level CKA table (:data:`CKA_COLUMNS`) and the lean per word set (:data:`LEAN_COLUMNS`).
+
+    ``spans`` maps a language to its word spans from any aligner (:func:`language_spans`; default the
+    SSO store's sidecar), mapped to each store's frames by its own arithmetic.
 
     ``allow_different_manifests`` compares stores whose provenance does not show that their shared ids
     name the same utterances (:mod:`cka_probe.compare.provenance`), with a warning.
@@ -194,7 +214,8 @@ def word_cross_task(
         files = store_paths(stores)
         opened = {str(p): stack.enter_context(ActivationStore(p)) for p in files}
         for language, roles in assign_roles({s: st.attrs for s, st in opened.items()}).items():
-            sets = _language(opened, roles, allow_different_manifests=allow_different_manifests)
+            source = (spans or {}).get(language)
+            sets = _language(opened, roles, source, allow_different_manifests=allow_different_manifests)
             n_utt, seeds = len(sets["divergent"][1]), min(len(roles[r]) for r in ROLES)
             rng = keyed_rng(seed, language, 2)
             draws = utterance_draws([groups for _, groups, _ in sets.values()], n_boot, rng)

@@ -16,6 +16,7 @@ import pandas as pd
 from cka_probe.study.report.blocks import Block, Figure, Item, Items, Paragraph, Section, Table
 from cka_probe.study.report.brought import all_brought, brought_section, replicates_advice
 from cka_probe.study.report.findings import key_findings
+from cka_probe.study.report.knows import defence_section, probe_section
 from cka_probe.study.report.layers import cross_lang_section, decoder_section, encoder_section, seed_count
 from cka_probe.study.report.recognition import cer_section, gap_section, paper_section
 from cka_probe.study.report.studies import mitigation_section, word_section
@@ -30,6 +31,8 @@ FIGURES = {
     "diagonal_encoder": f"Encoder {DIAGONAL}",
     "heatmap_decoder": f"Decoder {EVERY_PAIR}",
     "diagonal_decoder": f"Decoder {DIAGONAL}",
+    "word_probes": "What each encoder layer keeps of the said and the meant word at divergent words: surface "
+    "preference and selectivities by layer, SSO′ (dashed) and RAND (dotted) for reference.",
 }
 """The figures of a run (``figures/<name>.png``) in reading order, with their captions."""
 
@@ -95,6 +98,8 @@ def appendix(run_dir: Path) -> Section:
         *encoder_section(tables),
         *decoder_section(tables),
         *word_section(tables),
+        *probe_section(tables),
+        *defence_section(tables),
         *cross_lang_section(tables),
         *stage_section(run_dir),
     ]

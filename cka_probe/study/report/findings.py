@@ -1,9 +1,11 @@
-"""Key findings: at most eight plain sentences that say what a run found, each with its numbers.
+"""Key findings: at most ten plain sentences that say what a run found, each with its numbers.
 
 One sentence per topic, every language in it: the seeds (and the seed-to-seed
 ceiling), the paper's two CER findings, where the DO encoder leans, how its
 comparisons sit against the ceiling and the random floor, and, where the run
-has them, the mitigation variants and the word-level pull. Each quotes a
+has them, the mitigation variants, the word-level pull, what the probes find
+the DO encoder keeps of the said form, and how much of the headline CKA one
+direction carries (:mod:`~cka_probe.study.report.knows`). Each quotes a
 value with its 95 % interval and states its verdict under the rules of the
 detail sections (BH-adjusted p < 0.05, every seed agreeing).
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cka_probe.study.report.brought import all_brought, ceiling_advice, languages
+from cka_probe.study.report.knows import defence_finding, probe_finding
 from cka_probe.study.report.layers import REFERENCE_LABELS, RELATIVE, seed_count
 from cka_probe.study.report.reading import agree, cleared, read
 from cka_probe.study.report.recognition import (
@@ -231,7 +234,7 @@ def word_finding(tables: Path) -> str | None:
 
 
 def key_findings(tables: Path) -> list[str]:
-    """The run's key findings: at most eight sentences, one per topic (topics the run lacks left out)."""
+    """The run's key findings: at most ten sentences, one per topic (topics the run lacks left out)."""
     found = [
         seeds_finding(tables),
         *cer_findings(tables),
@@ -239,5 +242,7 @@ def key_findings(tables: Path) -> list[str]:
         *reference_findings(tables),
         mitigation_finding(tables),
         word_finding(tables),
+        probe_finding(tables),
+        defence_finding(tables),
     ]
     return [sentence for sentence in found if sentence]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Item, Items, Paragraph, Section
+from cka_probe.study.report.knows import probe_mitigation
 from cka_probe.study.report.reading import ALPHA, cleared, read, resolved
 from cka_probe.study.report.wording import by_layer, interval, intervals_by_layer, layer_range
 
@@ -80,7 +81,8 @@ def mitigation_section(tables: Path) -> list[Block]:
         "change is above 0 and *closed the surface gap* when its surface CER is below plain DO's and not "
         "above SO's (each: the pooled interval excludes 0 and every seed agrees)."
     )
-    items = Items(tuple(_variant_item(*variant) for variant in variants(*found)))
+    kept = tuple(Item(line) for line in probe_mitigation(tables))
+    items = Items((*(_variant_item(*variant) for variant in variants(*found)), *kept))
     return [Section("Mitigation: structured multi-task variants", (intro, items))]
 
 
