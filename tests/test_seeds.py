@@ -204,3 +204,21 @@ def test_an_untrained_checkpoint_extracts_to_the_floor_role(tmp_path):
     extract_checkpoint(best, paths["test"], tmp_path / "rand.h5")
     with ActivationStore(tmp_path / "rand.h5") as store:
         assert (role_of(store.attrs, "rand.h5"), seed_of(store.attrs), len(store.ids)) == ("rand", 6, 3)
+
+
+def test_the_seeds_section_names_only_the_roles_brought_with_one_model(tmp_path):
+    import json
+
+    from cka_probe.study.report import markdown, seeds_section
+
+    pd.DataFrame({"comparison": ["DO-SSO"], "seeds": [1], "language": ["en"]}).to_csv(
+        tmp_path / "cross_task.csv", index=False
+    )
+    models = [("sso", 0), ("sso", 1), ("mso", 0), ("do", 0)]
+    records = [
+        {"language": "en", "role": r, "replicate": k, "model": f"m{r}{k}", "cer": False} for r, k in models
+    ]
+    (tmp_path / "brought.json").write_text(json.dumps(records))
+    text = markdown(seeds_section(tmp_path))
+    assert "**Training variance was not measured**: one MSO model and one DO model were brought," in text
+    assert "SSO model" not in text

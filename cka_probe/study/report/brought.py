@@ -74,6 +74,20 @@ def replicates_advice(tables: Path) -> str:
     return join(advice)
 
 
+def single_roles(tables: Path) -> str:
+    """``"one MSO model and one DO model were brought"``: the brought roles with a single model (a
+    language named where the run has several)."""
+    models = brought(tables)
+    counts = models.groupby(["language", "role"], sort=False)["replicate"].count()
+    several = models["language"].nunique() > 1
+    single = [
+        f"one {f'{language} ' * several}{role.upper()} model"
+        for (language, role), n in counts.items()
+        if n == 1
+    ]
+    return f"{join(single)} {'were' if len(single) > 1 else 'was'} brought" if single else ""
+
+
 def ceiling_advice(tables: Path, language: str) -> str:
     """What the seed-to-seed ceiling of ``language`` needs: a second SSO seed, or a second brought SSO."""
     if "sso" in brought_roles(tables, language):

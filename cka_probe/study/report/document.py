@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Figure, Item, Items, Paragraph, Section, Table
-from cka_probe.study.report.brought import all_brought, brought_section, replicates_advice
+from cka_probe.study.report.brought import all_brought, brought_section, replicates_advice, single_roles
 from cka_probe.study.report.findings import key_findings
 from cka_probe.study.report.knows import defence_section, probe_section
 from cka_probe.study.report.layers import cross_lang_section, decoder_section, encoder_section, seed_count
@@ -69,7 +69,7 @@ def seeds_section(tables: Path) -> list[Block]:
             "is in the tables' `seed` column."
         )
     else:
-        how = "one model per role was brought" if all_brought(tables) else "each role had one seed"
+        how = single_roles(tables) if all_brought(tables) else "each role had one seed"
         text = (
             f"**Training variance was not measured**: {how}, so the intervals cover the sampling of "
             "utterances only, and other seeds (or another machine) can move a finding across zero. For "
