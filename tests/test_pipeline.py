@@ -284,6 +284,7 @@ def test_compare_figures_and_report_from_small_stores(tmp_path):
         "encoder_entanglement.csv",
         "decoder_departure.csv",
         "reference_gaps.csv",
+        "defences.csv",
         "cer.csv",
         "cer_gaps.csv",
         "cer.md",

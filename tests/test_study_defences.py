@@ -100,3 +100,32 @@ def test_stores_are_read_as_per_utterance_means_aligned_by_id(run_dir):
     np.testing.assert_allclose(row.cka, linear_cka(x, y, debiased=True), rtol=1e-9)
     np.testing.assert_allclose(row.top3_share, top_direction_share(x, y, 3), rtol=1e-9)
     assert row.n == N_UTT and row.estimator == "debiased"
+
+
+def test_the_report_quotes_the_top_layer_and_counts_the_agreeing_layers(tmp_path):
+    import pandas as pd
+
+    from cka_probe.study.report import markdown
+    from cka_probe.study.report.knows import defence_finding, defence_section
+
+    rows = [
+        ("DO-SSO", 0, 0.9, 0.2, 0.95, True),
+        ("DO-MSO", 0, 0.5, 0.4, 0.30, True),
+        ("DO-SSO", 1, 0.8, 0.7, 0.40, False),
+        ("DO-MSO", 1, 0.6, 0.5, 0.20, False),
+    ]
+    table = pd.DataFrame(
+        [
+            {"language": "en", "comparison": c, "index": i, "layer_a": f"encoder.layers.{i}", "cka": v}
+            | {"cka_minus_top1": m, "cka_minus_top3": m / 2, "top1_share": s, "top3_share": 1.0}
+            | {"procrustes_angle": 0.5, "agrees": a}
+            for c, i, v, m, s, a in rows
+        ]
+    )
+    table.to_csv(tmp_path / "defences.csv", index=False)
+    sentence = defence_finding(tmp_path)
+    assert (
+        "in English, DO-SSO 0.80 → 0.70 (top-1 share 40 %), DO-MSO 0.60 → 0.50 (top-1 share 20 %)" in sentence
+    )
+    assert "same sign under angular Procrustes at 1 of 2 encoder layers" in sentence
+    assert "en DO-SSO layer 0:" in markdown(defence_section(tmp_path))

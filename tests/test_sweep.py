@@ -142,8 +142,8 @@ def test_the_dose_table_holds_each_cells_pooled_gap(small_sweep):
 # ---------------------------------------------------------------------------------------
 CALLS: list[str] = []
 ACTIONS = [
-    "synth_level_action",
-    "train_dialled_action",
+    "synth_action",
+    "train_action",
     "evaluate_action",
     "extract_action",
     "snapshots_action",

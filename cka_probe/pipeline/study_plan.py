@@ -194,14 +194,22 @@ def check_prompt_scopes(prompts: Mapping[str, Any] | None, brought: Sequence[Bro
 # -- the stage actions
 # --------------------------------------------------------------------------------------------
 def synth_action(
-    partial: Path, *, lang: str, n: int, seed: int, test_n: int | None = None, exclude: Path | None = None
+    partial: Path,
+    *,
+    lang: str,
+    n: int,
+    seed: int,
+    test_n: int | None = None,
+    exclude: Path | None = None,
+    divergence: float | None = None,
 ) -> None:
-    """The synthetic corpus; with ``exclude`` (another corpus's test manifest) its sentences leave train and
-    valid."""
+    """The synthetic corpus (at level ``divergence`` of the dial, default the synthesiser's); with
+    ``exclude`` (another corpus's test manifest) its sentences leave train and valid."""
     from cka_probe.data.manifest import read_manifest, write_manifest
     from cka_probe.data.synth import synthesize
 
-    paths = synthesize(lang=lang, n=n, out_dir=partial, seed=seed, test_n=test_n)
+    level = {} if divergence is None else {"divergence": divergence}
+    paths = synthesize(lang=lang, n=n, out_dir=partial, seed=seed, test_n=test_n, **level)
     if exclude is not None:
         held_out = {row["surface"] for row in read_manifest(exclude, check_audio=False)}
         for split in ("train", "valid"):
@@ -222,7 +230,11 @@ def train_action(
     device: str,
     seed: int,
     variant: str = "shared",
+    meaning_weight: float | None = None,
+    save_every: int | None = None,
 ) -> None:
+    """A training (resumed where ``last.pt`` exists), with a DO model's ``meaning_weight`` and snapshots
+    every ``save_every`` epochs where given."""
     from cka_probe.asr.train import train
 
     train(
@@ -238,6 +250,8 @@ def train_action(
         max_minutes=max_minutes,
         device=device,
         variant=variant,
+        meaning_weight=meaning_weight,
+        save_every=save_every,
     )
 
 
@@ -391,7 +405,7 @@ def report_action(partial: Path, *, run_dir: Path) -> None:
     write_report(run_dir, partial / "report.md")
 
 
-def _on_available_device(scale: Scale) -> Scale:
+def on_available_device(scale: Scale) -> Scale:
     """``scale`` on the CPU when it asks for CUDA and none is available."""
     import torch
 
@@ -565,7 +579,7 @@ def plan(
             "--resample-corpus draws new synthetic corpora; it cannot be combined with --data"
         )
     dirs = _data_dirs(run_dir, langs, data, brought)
-    scale = _on_available_device(scale)
+    scale = on_available_device(scale)
     size = {"n": n or scale.n, "test_n": scale.test_n if n is None else None}
     stages = [
         Stage(f"synth {lang}", dirs[lang], synth_action, {"lang": lang, "seed": seed, **size})

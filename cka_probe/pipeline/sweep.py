@@ -55,10 +55,12 @@ from cka_probe.pipeline.study_plan import (
     MODELS,
     SCALES,
     Scale,
-    _on_available_device,
     evaluate_action,
     extract_action,
+    on_available_device,
     replicate_name,
+    synth_action,
+    train_action,
     training_audio,
 )
 
@@ -129,50 +131,6 @@ def check_grid(grid: Grid, config: str, epochs: int, dynamics: int | None) -> No
 
 # -- the stage actions the sweep adds to reproduce's
 # --------------------------------------------------------------------------------
-def synth_level_action(
-    partial: Path, *, lang: str, n: int, seed: int, test_n: int | None, divergence: float
-) -> None:
-    """The synthetic corpus at level ``divergence`` of the dial."""
-    from cka_probe.data.synth import synthesize
-
-    synthesize(lang=lang, n=n, out_dir=partial, seed=seed, test_n=test_n, divergence=divergence)
-
-
-def train_dialled_action(
-    partial: Path,
-    *,
-    arch: str,
-    task: str | None,
-    data: Path,
-    config: str,
-    epochs: int | None,
-    max_minutes: float | None,
-    device: str,
-    seed: int,
-    meaning_weight: float | None = None,
-    save_every: int | None = None,
-) -> None:
-    """A training as ``reproduce``'s, with a DO model's ``meaning_weight`` and snapshots every
-    ``save_every`` epochs."""
-    from cka_probe.asr.train import train
-
-    train(
-        arch=arch,
-        task=task,
-        train_manifest=data / "train.jsonl",
-        valid_manifest=data / "valid.jsonl",
-        config=config,
-        out_dir=partial,
-        resume=(partial / "last.pt").exists(),
-        seed=seed,
-        epochs=epochs,
-        max_minutes=max_minutes,
-        device=device,
-        meaning_weight=meaning_weight,
-        save_every=save_every,
-    )
-
-
 def snapshots_action(partial: Path, *, training: Path, manifest: Path, device: str, role: str) -> None:
     """A store ``epoch-EEEE.h5`` of every snapshot ``epoch-EEEE.pt`` of ``training`` (finished ones kept), its
     ``role`` recorded: an epoch-0 SO store would otherwise be read as the untrained floor."""
@@ -304,7 +262,7 @@ def plan(
         Stage(
             f"synth {lang} {level_name(level)}",
             folder,
-            synth_level_action,
+            synth_action,
             {"lang": lang, "seed": seed, **size, "divergence": level},
         )
         for (lang, level), folder in data.items()
@@ -353,7 +311,7 @@ def _training(run_dir: Path, m: _Model, data: Path, scale: Scale, seed: int, dyn
     return Stage(
         f"train {m.label}",
         m.under(run_dir / "checkpoints") / m.name,
-        train_dialled_action,
+        train_action,
         kwargs,
         parallel="train",
         resumable=True,
@@ -470,7 +428,7 @@ def sweep(
             raise CKAProbeError(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
         scale = SCALES[scale]
     lengths = {"epochs": epochs, "train_minutes": train_minutes}
-    scale = _on_available_device(replace(scale, **{k: v for k, v in lengths.items() if v is not None}))
+    scale = on_available_device(replace(scale, **{k: v for k, v in lengths.items() if v is not None}))
     run_dir = Path(out)
     grid = Grid(tuple(langs), tuple(levels), tuple(weights), seeds)
     stages = plan(run_dir, grid, scale, n=n, seed=seed, dynamics=dynamics)

@@ -24,6 +24,7 @@ import pandas as pd
 from cka_probe.study.report.blocks import Block, Item, Items, Paragraph, Section
 from cka_probe.study.report.reading import cleared, read, resolved
 from cka_probe.study.report.wording import grouped, join, language, layer_range, short
+from cka_probe.study.schema import VALUE
 
 PREFERENCE = "surface_preference"
 SELECTIVITY = ["surface_selectivity", "meaning_selectivity"]
@@ -176,6 +177,13 @@ def probe_mitigation(tables: Path) -> list[str]:
     ]
 
 
+def _defences(tables: Path) -> pd.DataFrame | None:
+    """``defences.csv`` with its ``cka`` column as written (the study's reader names a ``cka`` column
+    :data:`~cka_probe.study.schema.VALUE`), None when absent or empty."""
+    defences = read(tables, "defences")
+    return None if defences is None or defences.empty else defences.rename(columns={VALUE: "cka"})
+
+
 def _top_cells(defences: pd.DataFrame) -> pd.DataFrame:
     """The top encoder layer's rows of each language and comparison."""
     top = defences.groupby("language")["index"].transform("max")
@@ -185,8 +193,8 @@ def _top_cells(defences: pd.DataFrame) -> pd.DataFrame:
 def defence_finding(tables: Path) -> str | None:
     """How much of the top encoder layer's CKA its top principal direction carries, and whether the lean
     agrees with angular Procrustes."""
-    defences = read(tables, "defences")
-    if defences is None or defences.empty:
+    defences = _defences(tables)
+    if defences is None:
         return None
     clauses = []
     for code, rows in _top_cells(defences).groupby("language", sort=True):
@@ -208,8 +216,8 @@ def defence_finding(tables: Path) -> str | None:
 
 def defence_section(tables: Path) -> list[Block]:
     """Every headline cell's CKA with and without the top directions, and the Procrustes check."""
-    defences = read(tables, "defences")
-    if defences is None or defences.empty:
+    defences = _defences(tables)
+    if defences is None:
         return []
     intro = Paragraph(
         "Linear CKA of the same-index encoder layers, after removing each side's top 1 and 3 principal "
