@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -192,6 +193,7 @@ def test_no_resolved_difference_is_said_as_such(study, tmp_path):
 
 def test_the_probe_figure_draws_every_model_and_the_references(study):
     fig = probe_figure(study[1]["word_probes"])
+    fig.savefig(io.BytesIO(), format="png")  # drawn, dashed references and bands included
     axes = fig.axes
     assert [ax.get_ylabel().split("\n")[0] for ax in axes] == [
         "surface preference",

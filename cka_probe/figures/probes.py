@@ -30,10 +30,10 @@ def drawn_lines(table: pd.DataFrame) -> pd.DataFrame:
     return table[(surface & has_path) | ((table["stream"] == "encoder") & ~has_path)]
 
 
-def _line(ax, rows: pd.DataFrame, probe: str, label: str, **kwargs) -> None:
+def _line(ax, rows: pd.DataFrame, probe: str, label: str, color: str, linestyle: str = "-") -> None:
     """``probe`` by layer index with its interval band."""
-    ax.plot(rows["index"], rows[probe], marker="o", ms=2.2, label=label, **kwargs)
-    ax.fill_between(rows["index"], rows[f"{probe}_lo"], rows[f"{probe}_hi"], alpha=0.2, lw=0, **kwargs)
+    ax.plot(rows["index"], rows[probe], marker="o", ms=2.2, label=label, color=color, linestyle=linestyle)
+    ax.fill_between(rows["index"], rows[f"{probe}_lo"], rows[f"{probe}_hi"], color=color, alpha=0.2, lw=0)
 
 
 @style.styled
