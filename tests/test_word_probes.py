@@ -175,6 +175,7 @@ def test_the_report_quotes_the_resolved_cost_and_the_variants_verdict(study, tmp
     assert f"DO {100 * do.surface_preference:.0f} % [{100 * do.surface_preference_lo:.0f}," in sentence
     assert f"against SSO's {100 * sso.surface_preference:.0f} %" in sentence
     assert "multi-task learning costs surface information" in sentence
+    assert "two SSO seeds differ there by" in sentence  # not resolved in this fixture
     (kept,) = probe_mitigation(tmp_path)
     assert kept.startswith("en split-2: its surface path's top layer kept the said form **better**")
     section = markdown(probe_section(tmp_path))
@@ -208,3 +209,16 @@ def test_the_probe_figure_draws_every_model_and_the_references(study):
     probes = study[1]["word_probes"]
     branch = probes[(probes.model == "split-2") & (probes.stream == "encoder/branch/surface")]
     assert list(split.get_ydata()) == list(branch.surface_preference)  # the surface path is drawn
+
+
+def test_a_cost_within_two_seeds_difference_is_not_read_as_a_cost(study, tmp_path):
+    probes, diffs = study[1]["word_probes"], study[1]["word_probe_differences"].copy()
+    seeds = (
+        (diffs.comparison == "SSO − SSO′") & (diffs.layer == PLANTED) & (diffs.probe == "surface_preference")
+    )
+    diffs.loc[seeds, ["estimate", "ci_low", "ci_high", "p_adj"]] = [0.3, 0.2, 0.4, 0.001]
+    probes.to_csv(tmp_path / "word_probes.csv", index=False)
+    diffs.to_csv(tmp_path / "word_probe_differences.csv", index=False)
+    sentence = probe_finding(tmp_path)
+    assert "two SSO seeds differ there by +30 [+20, +40] points" in sentence
+    assert "not yet a cost of multi-task learning" in sentence and "costs surface" not in sentence
