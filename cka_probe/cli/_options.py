@@ -76,3 +76,24 @@ def torch_device(text: str) -> str:
     except CKAProbeError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """``--jobs``, ``--epochs``, ``--train-minutes``: how many trainings run at once, how long each runs."""
+    parser.add_argument(
+        "--jobs", type=integer(1, 256), default=2, help="trainings side by side, one thread each (default 2)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        metavar="E",
+        help="epochs of every training, replacing the config's (tiny: 10, paper: 50)",
+    )
+    parser.add_argument(
+        "--train-minutes",
+        type=positive_float,
+        default=None,
+        metavar="M",
+        help="cap on each training's wall time (default: none; results then depend on the machine)",
+    )

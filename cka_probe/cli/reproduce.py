@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cka_probe.cli._options import integer, nonnegative_int, positive_float, positive_int
+from cka_probe.cli._options import (
+    add_training_options,
+    integer,
+    nonnegative_int,
+    positive_int,
+)
 from cka_probe.cli._prompts import add_prompt_arguments, prompts_of
 from cka_probe.errors import CKAProbeError
 
@@ -83,23 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --seeds 1, skip the second SSO training behind the seed-to-seed ceiling",
     )
-    parser.add_argument(
-        "--jobs", type=integer(1, 256), default=2, help="trainings side by side, one thread each (default 2)"
-    )
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=None,
-        metavar="E",
-        help="epochs of every training, replacing the config's (tiny: 10, paper: 50)",
-    )
-    parser.add_argument(
-        "--train-minutes",
-        type=positive_float,
-        default=None,
-        metavar="M",
-        help="cap on each training's wall time (default: none; results then depend on the machine)",
-    )
+    add_training_options(parser)
     parser.add_argument(
         "--variants",
         nargs="+",

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from cka_probe.cli._options import integer, nonnegative_int, number, positive_float, positive_int
+from cka_probe.cli._options import (
+    add_training_options,
+    integer,
+    nonnegative_int,
+    number,
+    positive_int,
+)
 
 HELP = (
     "Run the study over a grid of divergence levels x meaning weights into a run directory and write the "
@@ -64,23 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=nonnegative_int, default=0, help="seed of data, training and resampling"
     )
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=None,
-        metavar="E",
-        help="epochs of every training, replacing the config's (tiny: 10, paper: 50)",
-    )
-    parser.add_argument(
-        "--train-minutes",
-        type=positive_float,
-        default=None,
-        metavar="M",
-        help="cap on each training's wall time (default: none; results then depend on the machine)",
-    )
-    parser.add_argument(
-        "--jobs", type=integer(1, 256), default=2, help="trainings side by side, one thread each (default 2)"
-    )
+    add_training_options(parser)
     parser.add_argument(
         "--dynamics",
         type=positive_int,
