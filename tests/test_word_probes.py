@@ -174,8 +174,10 @@ def test_the_report_quotes_the_resolved_cost_and_the_variants_verdict(study, tmp
     assert "the DO encoder prefers the said form less often than SSO's at layer 1 in English" in sentence
     assert f"DO {100 * do.surface_preference:.0f} % [{100 * do.surface_preference_lo:.0f}," in sentence
     assert f"against SSO's {100 * sso.surface_preference:.0f} %" in sentence
-    assert "multi-task learning costs surface information" in sentence
     assert "two SSO seeds differ there by" in sentence  # not resolved in this fixture
+    assert "with one model per role that compares two trainings" in sentence  # one DO, one SSO
+    probes.assign(seeds=3).to_csv(tmp_path / "word_probes.csv", index=False)
+    assert "multi-task learning costs surface information where DO's is lower" in probe_finding(tmp_path)
     (kept,) = probe_mitigation(tmp_path)
     assert kept.startswith("en split-2: its surface path's top layer kept the said form **better**")
     section = markdown(probe_section(tmp_path))

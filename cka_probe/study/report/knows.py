@@ -118,6 +118,11 @@ def _cost_clause(probes: pd.DataFrame, diffs: pd.DataFrame, code: str) -> tuple[
 
 READINGS = {
     "cost": ": multi-task learning costs surface information where DO's is lower",
+    "one seed": (
+        ": where DO's is lower, the DO model keeps less of the said form than the SSO model; with one "
+        "model per role that compares two trainings, and whether multi-task learning is the cause needs "
+        "seeds (--seeds 3)"
+    ),
     "seeds": (
         "; but two trainings of SSO alone differ by a resolved amount at the quoted layer, so a lower "
         "preference of one DO model is not yet a cost of multi-task learning (pool seeds: --seeds 3)"
@@ -133,6 +138,8 @@ def probe_finding(tables: Path) -> str | None:
         return None
     found = [_cost_clause(probes, diffs, code) for code in sorted(diffs["language"].unique())]
     readings = {reading for _, reading in found if reading}
+    if readings == {"cost"} and int(probes["seeds"].min()) < 2:
+        readings = {"one seed"}
     reading = READINGS["seeds"] if "seeds" in readings else READINGS.get(next(iter(readings), ""), "")
     return (
         "Probed at the words where the speaker said something other than what was meant (the share of words "
