@@ -22,6 +22,7 @@ that their intervals do not hide each other.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,13 +122,11 @@ def dose_figure(dose: pd.DataFrame, slopes: pd.DataFrame | None = None) -> Figur
     return fig
 
 
-@style.styled
-def dose_layers_figure(dose: pd.DataFrame) -> Figure:
-    """The encoder lean against the level at every encoder layer (columns), per language (rows), one line
-    per meaning weight."""
-    lean = _checked(dose, (schema.DOSE_LEAN,), "the encoder lean")
-    languages, layers = sorted(lean["language"].unique()), sorted(lean["index"].unique())
-    names = lean.drop_duplicates("index").set_index("index")["layer"]
+def _layer_grid(table: pd.DataFrame) -> tuple[Figure, Any, list, list, pd.Series]:
+    """A panel per language (rows) and encoder layer (columns) of ``table``, sharing the y axis; returns the
+    figure, the axes, the languages, the layer indices and the layer names by index."""
+    languages, layers = sorted(table["language"].unique()), sorted(table["index"].unique())
+    names = table.drop_duplicates("index").set_index("index")["layer"]
     fig, axes = style.panels(
         len(languages),
         len(layers),
@@ -136,6 +135,15 @@ def dose_layers_figure(dose: pd.DataFrame) -> Figure:
         sharey=True,
         layout="constrained",
     )
+    return fig, axes, languages, layers, names
+
+
+@style.styled
+def dose_layers_figure(dose: pd.DataFrame) -> Figure:
+    """The encoder lean against the level at every encoder layer (columns), per language (rows), one line
+    per meaning weight."""
+    lean = _checked(dose, (schema.DOSE_LEAN,), "the encoder lean")
+    fig, axes, languages, layers, names = _layer_grid(lean)
     for row, language in zip(axes, languages):
         for ax, index in zip(row, layers):
             _draw_lines(ax, lean[(lean["language"] == language) & (lean["index"] == index)], None)
@@ -188,17 +196,8 @@ def surface_heatmap(dose: pd.DataFrame) -> Figure:
 def dynamics_figure(dynamics: pd.DataFrame) -> Figure:
     """The encoder lean against the training epoch at every encoder layer (columns), per language (rows),
     one line per cell (colour: level, line style: weight) with its interval as a band."""
-    languages, layers = sorted(dynamics["language"].unique()), sorted(dynamics["index"].unique())
-    names = dynamics.drop_duplicates("index").set_index("index")["layer"]
+    fig, axes, languages, layers, names = _layer_grid(dynamics)
     levels, weights = sorted(dynamics[schema.DOSE_DIVERGENCE].unique()), _weights(dynamics)
-    fig, axes = style.panels(
-        len(languages),
-        len(layers),
-        width=max(style.DOUBLE_COLUMN_IN, 1.6 * len(layers)),
-        panel_height=1.9,
-        sharey=True,
-        layout="constrained",
-    )
     cells = dynamics.groupby(["language", "index", schema.DOSE_DIVERGENCE, schema.DOSE_WEIGHT])
     for (language, index, level, weight), line in cells:
         ax = axes[languages.index(language), layers.index(index)]
