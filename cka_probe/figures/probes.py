@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from cka_probe.errors import CKAProbeError
 from cka_probe.figures import style
-from cka_probe.study.schema import PROBE_CEILING, PROBE_CHANCE, PROBE_FLOOR, PROBE_PANELS
+from cka_probe.study.schema import PROBE_CEILING, PROBE_CHANCE, PROBE_FLOOR, PROBE_PANELS, is_surface_path
 
 REFERENCE_LINES = {PROBE_CEILING: "--", PROBE_FLOOR: ":"}
 
@@ -25,8 +25,8 @@ REFERENCE_LINES = {PROBE_CEILING: "--", PROBE_FLOOR: ":"}
 def drawn_lines(table: pd.DataFrame) -> pd.DataFrame:
     """The rows drawn as model lines: every model's ``encoder`` stream, a variant's surface path instead
     where it has one."""
-    surface = table["stream"].str.startswith("encoder/") & table["stream"].str.endswith("/surface")
-    has_path = table.groupby("model")["stream"].transform(lambda s: s.str.endswith("/surface").any())
+    surface = table["stream"].map(is_surface_path)
+    has_path = surface.groupby(table["model"]).transform("any")
     return table[(surface & has_path) | ((table["stream"] == "encoder") & ~has_path)]
 
 

@@ -123,3 +123,9 @@ PROBE_CHANCE = {"surface_preference": 0.5, "surface_selectivity": 0.0, "meaning_
 
 PROBE_CEILING, PROBE_FLOOR = "SSO′", "RAND"
 """The reference models of ``word_probes.csv``: the second SSO seed and the random-initialisation floor."""
+
+
+def is_surface_path(stream: str) -> bool:
+    """Whether ``stream`` is a structured variant's encoder path that its surface decoder reads
+    (``encoder/<kind>/surface``)."""
+    return stream.startswith("encoder/") and stream.endswith("/surface")

@@ -45,6 +45,7 @@ from cka_probe.probe.run import N_SPLITS
 from cka_probe.store import ActivationStore
 from cka_probe.study.load import store_paths
 from cka_probe.study.roles import FLOOR, assign_roles, is_variant
+from cka_probe.study.schema import is_surface_path
 from cka_probe.study.word_cross_task import language_spans
 
 TOP = "top"
@@ -53,7 +54,7 @@ TOP = "top"
 
 def surface_stream(streams: Sequence[str]) -> str:
     """The encoder stream a variant's surface decoder reads: ``encoder/<kind>/surface``, else ``encoder``."""
-    return next((s for s in streams if s.startswith("encoder/") and s.endswith("/surface")), "encoder")
+    return next((s for s in streams if is_surface_path(s)), "encoder")
 
 
 def encoder_streams(streams: Sequence[str]) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from cka_probe.study.report.blocks import Block, Item, Items, Paragraph, Section
-from cka_probe.study.report.reading import cleared, read, resolved
+from cka_probe.study.report.reading import agree, cleared, read, resolved
 from cka_probe.study.report.wording import grouped, join, language, layer_range, short
 from cka_probe.study.schema import VALUE
 
@@ -238,7 +238,7 @@ def defence_finding(tables: Path) -> str | None:
             for r in rows.itertuples()
         )
         lean = defences[(defences["language"] == code) & defences["agrees"].notna()].drop_duplicates("index")
-        agreeing = int(lean["agrees"].astype(str).str.lower().isin(["true", "1", "1.0"]).sum())
+        agreeing = int(lean["agrees"].map(agree).sum())
         clauses.append(
             f"in {language(code)}, {carried}; the lean has the same sign under angular Procrustes at "
             f"{agreeing} of {len(lean)} encoder layers"
